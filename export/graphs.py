@@ -1,0 +1,166 @@
+"""How GPT-SoVITS is cut into graphs: one small `nn.Module` per graph with named, typed inputs and outputs.
+
+Everything around the graphs stays on the host in numpy: resampling, the spectrogram, tokenisation, the BERT
+per-phone expansion, sampling and every loop. Shapes use named dynamic axes; an axis written `"2*tokens"` is tied
+to the `tokens` axis, which lets the exporter keep the relation symbolic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from edgevoice.bundle import TensorSpec
+
+from .models.gpt import Text2SemanticDecoder
+from .models.ssl import BertPhoneFeatures, HubertContent
+
+
+@dataclass
+class GraphSpec:
+    name: str
+    module: nn.Module
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    examples: list[tuple[torch.Tensor, ...]]  # [0] is traced; every one is checked after export
+
+
+def _randint(high: int, *shape: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, high, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _randn(*shape: int, seed: int, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+class HubertCodesGraph(nn.Module):
+    """16 kHz reference (with upstream's appended silence) → prompt semantic tokens."""
+
+    def __init__(self, hubert: HubertContent, sovits):
+        super().__init__()
+        self.hubert, self.sovits = hubert, sovits
+
+    def forward(self, wav16k: torch.Tensor) -> torch.Tensor:
+        return self.sovits.extract_latent(self.hubert(wav16k))[0]  # [1, T]
+
+
+class ReferenceEncoderGraph(nn.Module):
+    def __init__(self, sovits):
+        super().__init__()
+        self.sovits = sovits
+
+    def forward(self, refer_spec: torch.Tensor) -> torch.Tensor:
+        return self.sovits.reference_embedding(refer_spec)
+
+
+class SovitsDecodeGraph(nn.Module):
+    def __init__(self, sovits):
+        super().__init__()
+        self.sovits = sovits
+
+    def forward(self, codes, phone_ids, ge, noise):
+        return self.sovits.decode(codes, phone_ids, ge, noise)
+
+
+class GptPrefillGraph(nn.Module):
+    def __init__(self, gpt: Text2SemanticDecoder):
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, phone_ids, bert_features, prompt_tokens):
+        logits, keys, values = self.gpt.prefill(phone_ids, bert_features, prompt_tokens)
+        return (logits, *keys, *values)
+
+
+class GptStepGraph(nn.Module):
+    def __init__(self, gpt: Text2SemanticDecoder):
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, token, position, *caches):
+        n = self.gpt.n_layer
+        logits, keys, values = self.gpt.step(token, position, caches[:n], caches[n:])
+        return (logits, *keys, *values)
+
+
+def _cache_names(prefix: str, n_layer: int) -> list[str]:
+    return [f"{prefix}_key.{i}" for i in range(n_layer)] + [f"{prefix}_value.{i}" for i in range(n_layer)]
+
+
+def gpt_graphs(gpt: Text2SemanticDecoder) -> list[GraphSpec]:
+    dim, vocab, n = gpt.dim, gpt.vocab_size, gpt.n_layer
+    phones = gpt.ar_text_embedding.word_embeddings.num_embeddings
+
+    def prefill_example(n_phones, n_prompt, seed):
+        return (_randint(phones, 1, n_phones, seed=seed), _randn(1, 1024, n_phones, seed=seed + 1),
+                _randint(vocab - 1, 1, n_prompt, seed=seed + 2))
+
+    def step_example(past, seed):
+        caches = tuple(_randn(1, past, dim, seed=seed + i) for i in range(2 * n))
+        return (_randint(vocab - 1, 1, 1, seed=seed), torch.tensor([past - 7]), *caches)
+
+    prefill = GraphSpec(
+        "gpt_prefill", GptPrefillGraph(gpt),
+        [TensorSpec("phone_ids", "int64", [1, "phones"]), TensorSpec("bert_features", "float32", [1, 1024, "phones"]),
+         TensorSpec("prompt_tokens", "int64", [1, "prompt"])],
+        [TensorSpec("logits", "float32", [1, vocab])]
+        + [TensorSpec(name, "float32", [1, "context", dim]) for name in _cache_names("present", n)],
+        [prefill_example(17, 23, 1), prefill_example(9, 31, 10), prefill_example(60, 12, 20)],
+    )
+    step = GraphSpec(
+        "gpt_step", GptStepGraph(gpt),
+        [TensorSpec("token", "int64", [1, 1]), TensorSpec("position", "int64", [1])]
+        + [TensorSpec(name, "float32", [1, "past", dim]) for name in _cache_names("past", n)],
+        [TensorSpec("logits", "float32", [1, vocab])]
+        + [TensorSpec(name, "float32", [1, 1, dim]) for name in _cache_names("new", n)],
+        [step_example(30, 100), step_example(57, 200), step_example(9, 300)],
+    )
+    return [prefill, step]
+
+
+def sovits_graphs(sovits, hubert: HubertContent, sample_rate_hz: int = 16000) -> list[GraphSpec]:
+    gin = sovits.gin_channels
+    inter = sovits.inter_channels
+    phones = sovits.phone_vocab_size
+    samples_per_token = sovits.samples_per_token
+
+    def wav(seconds, seed):
+        return _randn(1, int(seconds * sample_rate_hz), seed=seed, scale=0.1)
+
+    def decode_example(tokens, n_phones, seed):
+        return (_randint(1024, 1, 1, tokens, seed=seed), _randint(phones, 1, n_phones, seed=seed + 1),
+                _randn(1, gin, 1, seed=seed + 2), _randn(1, inter, 2 * tokens, seed=seed + 3, scale=0.5))
+
+    return [
+        GraphSpec(
+            "hubert_codes", HubertCodesGraph(hubert, sovits),
+            [TensorSpec("wav16k", "float32", [1, "samples"])],
+            [TensorSpec("prompt_tokens", "int64", [1, "tokens"])],
+            [(wav(3.6, 1),), (wav(4.3, 2),), (wav(6.1, 3),)],
+        ),
+        GraphSpec(
+            "ref_encoder", ReferenceEncoderGraph(sovits),
+            [TensorSpec("refer_spec", "float32", [1, sovits.spec_channels, "frames"])],
+            [TensorSpec("ge", "float32", [1, gin, 1])],
+            [(_randn(1, sovits.spec_channels, n, seed=n).abs(),) for n in (150, 97, 251)],
+        ),
+        GraphSpec(
+            "sovits_decode", SovitsDecodeGraph(sovits),
+            [TensorSpec("codes", "int64", [1, 1, "tokens"]), TensorSpec("phone_ids", "int64", [1, "phones"]),
+             TensorSpec("ge", "float32", [1, gin, 1]), TensorSpec("noise", "float32", [1, inter, "2*tokens"])],
+            [TensorSpec("audio", "float32", [1, 1, f"{samples_per_token}*tokens"])],
+            [decode_example(23, 19, 1), decode_example(40, 31, 10), decode_example(11, 7, 20)],
+        ),
+    ]
+
+
+def bert_graph(bert: BertPhoneFeatures, vocab_size: int) -> GraphSpec:
+    hidden = bert.model.config.hidden_size
+    return GraphSpec(
+        "bert", bert,
+        [TensorSpec("input_ids", "int64", [1, "tokens"])],
+        [TensorSpec("hidden", "float32", [1, "tokens", hidden])],
+        [(_randint(vocab_size, 1, n, seed=n),) for n in (19, 33, 7)],
+    )

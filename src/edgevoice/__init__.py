@@ -1,0 +1,1 @@
+"""edgevoice: voice-cloning text-to-speech on ordinary CPUs."""

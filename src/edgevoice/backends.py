@@ -1,0 +1,137 @@
+"""Inference backends behind one small interface: `backend.session(bundle, graph) -> Session`, `Session.run(feeds)`.
+
+* `OpenVINOBackend` (default): compiles the bundle's IR on the CPU with the options stored in the manifest,
+  always stating the inference precision (OpenVINO silently picks bf16 on AVX-512-BF16 CPUs otherwise).
+* `OnnxRuntimeBackend`: runs the bundle's ONNX files, on the CPU or, with onnxruntime-gpu, on CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from .bundle import Bundle, GraphEntry
+from .errors import BundleError, EdgevoiceError
+
+
+class Session(Protocol):
+    input_names: list[str]
+    output_names: list[str]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+def default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+@dataclass
+class OpenVINOBackend:
+    """OpenVINO on the CPU. `precision` overrides the bundle's inference precision ("f32", "bf16")."""
+
+    threads: int | None = None
+    precision: str | None = None
+    cache_dir: str | None = None
+    extra_config: dict = field(default_factory=dict)
+    name: str = "openvino"
+
+    def __post_init__(self):
+        import openvino as ov
+
+        self._core = ov.Core()
+
+    def config_for(self, graph: GraphEntry) -> dict:
+        config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                  "INFERENCE_NUM_THREADS": self.threads or default_threads(),
+                  "INFERENCE_PRECISION_HINT": "f32"}
+        config.update(graph.runtime_options.get("openvino", {}))
+        if self.precision:
+            config["INFERENCE_PRECISION_HINT"] = self.precision
+        if self.cache_dir:
+            config["CACHE_DIR"] = self.cache_dir
+        config.update(self.extra_config)
+        return config
+
+    def session(self, bundle: Bundle, graph_name: str) -> "OpenVINOSession":
+        graph = bundle.graph(graph_name)
+        if "openvino" not in graph.files:
+            raise BundleError(f"{bundle.path}: graph {graph_name!r} has no OpenVINO IR")
+        compiled = self._core.compile_model(str(bundle.file(graph.files["openvino"])), "CPU", self.config_for(graph))
+        return OpenVINOSession(compiled)
+
+
+class OpenVINOSession:
+    def __init__(self, compiled):
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        self.input_names = [port.get_any_name() for port in compiled.inputs]
+        self.output_names = [port.get_any_name() for port in compiled.outputs]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # share_inputs: numpy buffers (e.g. slices of the host KV cache) are read in place, not copied.
+        self._request.infer(feeds, share_inputs=True)
+        return {name: self._request.get_tensor(name).data.copy() for name in self.output_names}
+
+    def precision(self) -> str:
+        return str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+
+
+@dataclass
+class OnnxRuntimeBackend:
+    """onnxruntime over the bundle's ONNX graphs. `device="cuda"` needs onnxruntime-gpu and refuses CPU fallback."""
+
+    threads: int | None = None
+    device: str = "cpu"
+    name: str = "onnxruntime"
+
+    def session(self, bundle: Bundle, graph_name: str) -> "OnnxRuntimeSession":
+        import onnxruntime as ort
+
+        graph = bundle.graph(graph_name)
+        if "onnx" not in graph.files:
+            raise BundleError(f"{bundle.path}: graph {graph_name!r} has no ONNX file")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads or default_threads()
+        # A spinning thread pool starves the host loop on small machines.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if self.device == "cuda":
+            # Parity runs: deterministic kernels, no TF32, and an error instead of a silent CPU fallback.
+            options.use_deterministic_compute = True
+            options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+            providers = [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "DEFAULT", "use_tf32": "0"})]
+        elif self.device == "cpu":
+            providers = ["CPUExecutionProvider"]
+        else:
+            raise EdgevoiceError(f"unknown onnxruntime device {self.device!r} (use 'cpu' or 'cuda')")
+        session = ort.InferenceSession(str(bundle.file(graph.files["onnx"])), options, providers=providers)
+        if self.device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+            raise EdgevoiceError("onnxruntime could not start its CUDA provider (is onnxruntime-gpu installed?)")
+        return OnnxRuntimeSession(session)
+
+
+class OnnxRuntimeSession:
+    def __init__(self, session):
+        self._session = session
+        self.input_names = [i.name for i in session.get_inputs()]
+        self.output_names = [o.name for o in session.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self._session.run(self.output_names, feeds)))
+
+
+BACKENDS = {"openvino": OpenVINOBackend, "onnxruntime": OnnxRuntimeBackend}
+
+
+def make_backend(backend, threads: int | None = None):
+    """A backend instance from a name ("openvino", "onnxruntime", "onnxruntime-cuda") or an instance."""
+    if not isinstance(backend, str):
+        return backend
+    if backend == "onnxruntime-cuda":
+        return OnnxRuntimeBackend(threads=threads, device="cuda")
+    try:
+        return BACKENDS[backend](threads=threads)
+    except KeyError:
+        raise EdgevoiceError(f"unknown backend {backend!r} (choose from openvino, onnxruntime, onnxruntime-cuda)") from None

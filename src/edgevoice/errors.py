@@ -1,0 +1,21 @@
+"""Exceptions the runtime raises for bad input; the CLI prints them as one line."""
+
+
+class EdgevoiceError(ValueError):
+    """Base class: a problem with the user's input, files or options (not a bug)."""
+
+
+class BundleError(EdgevoiceError):
+    """A model bundle that is missing, corrupt, of an unknown format or mismatched with a voice."""
+
+
+class AudioError(EdgevoiceError):
+    """Reference audio that cannot be read or is unsuitable (length, rate, silence)."""
+
+
+class TextError(EdgevoiceError):
+    """Text that is empty, too long or yields no phones."""
+
+
+class VoiceError(EdgevoiceError):
+    """A voice profile that is missing, corrupt or made with another model."""

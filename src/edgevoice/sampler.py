@@ -1,0 +1,72 @@
+"""Upstream GPT-SoVITS token sampling in numpy, in upstream's order of operations (spec §3.4–3.5).
+
+Per step: drop the EOS column for the first `min_tokens` steps; repetition penalty on every id already in the
+history (prompt tokens included, each id once); top-p; temperature; top-k (ties kept); softmax; draw with the
+exponential race `argmax(p / q)`, `q ~ Exp(1)`. Generation stops when the draw **or** the argmax of the penalised
+logits is EOS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    top_k: int = 15
+    top_p: float = 1.0
+    temperature: float = 1.0
+    repetition_penalty: float = 1.35
+    min_tokens: int = 11  # EOS is banned before this many tokens were generated (upstream: idx < 11)
+    max_tokens: int = 1500  # upstream's hard cap (60 s at 25 tokens/s)
+
+    def __post_init__(self):
+        if self.top_k < 1:
+            raise ValueError("top_k must be at least 1")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be positive")
+        if self.repetition_penalty <= 0:
+            raise ValueError("repetition_penalty must be positive")
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def penalise(logits: np.ndarray, history: np.ndarray, penalty: float) -> np.ndarray:
+    """Repetition penalty in place: negative logits × penalty, others ÷ penalty, once per distinct id."""
+    if penalty != 1.0 and history.size:
+        ids = np.unique(history[history < logits.shape[0]])
+        scores = logits[ids]
+        logits[ids] = np.where(scores < 0, scores * penalty, scores / penalty)
+    return logits
+
+
+def sample_token(logits: np.ndarray, history: np.ndarray, step: int, eos: int, options: SamplingOptions,
+                 rng: np.random.Generator) -> tuple[int, bool]:
+    """One upstream sampling step on raw logits `[V]`; returns (token, stop)."""
+    logits = np.array(logits, dtype=np.float32)
+    if step < options.min_tokens:
+        logits = logits[:eos]
+    penalise(logits, history, options.repetition_penalty)
+    greedy = int(np.argmax(logits))
+    if options.top_p < 1.0:
+        order = np.argsort(-logits, kind="stable")
+        cumulative = np.cumsum(_softmax(logits[order]))
+        remove = cumulative > options.top_p
+        remove[0] = False
+        logits[order[remove]] = -np.inf
+    logits = logits / max(options.temperature, 1e-5)
+    k = min(options.top_k, logits.shape[0])
+    pivot = np.partition(logits, -k)[-k]
+    logits = np.where(logits < pivot, -np.inf, logits)
+    probs = _softmax(logits)
+    token = int(np.argmax(probs / rng.exponential(size=probs.shape)))
+    return token, token == eos or greedy == eos
