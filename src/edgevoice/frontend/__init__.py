@@ -1,0 +1,24 @@
+"""Offline text front-end matching GPT-SoVITS v2: text -> phone ids (+ word2ph for Chinese).
+
+    from edgevoice.frontend import phonemize
+    result = phonemize("Hello world.", "en")
+    result.phone_ids, result.norm_text, result.segments
+
+Never imports torch, nltk or g2p_en and downloads nothing; see docs/frontend.md.
+"""
+
+from .api import LANGUAGES, PhonemizeResult, Segment, clean_segment, phonemize, split_by_language
+from .errors import FrontendError
+from .symbols import symbol_table, symbol_to_id
+
+__all__ = [
+    "LANGUAGES",
+    "FrontendError",
+    "PhonemizeResult",
+    "Segment",
+    "clean_segment",
+    "phonemize",
+    "split_by_language",
+    "symbol_table",
+    "symbol_to_id",
+]
