@@ -159,11 +159,11 @@ def read_torch_archive(path: Path, data: bytes | None = None) -> Any:
         byteorder = prefix + "byteorder"
         if byteorder in archive.namelist() and archive.read(byteorder).strip() != b"little":
             raise CheckpointError(f"{path}: big-endian checkpoints are not supported")
-        with archive.open(prefix + "data.pkl") as handle:
-            try:
+        try:
+            with archive.open(prefix + "data.pkl") as handle:
                 return RestrictedUnpickler(handle, archive, prefix, path).load()
-            except (pickle.UnpicklingError, EOFError, KeyError, struct.error) as exc:
-                raise CheckpointError(f"{path}: corrupt checkpoint ({exc})") from None
+        except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError, struct.error) as exc:
+            raise CheckpointError(f"{path}: corrupt checkpoint ({exc})") from None
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -285,6 +285,9 @@ def load_sovits_checkpoint(path: str | Path) -> Checkpoint:
     data = _read_bytes(path)
     if len(data) < 4:
         raise CheckpointError(f"{path}: not a GPT-SoVITS SoVITS checkpoint (file too short)")
+    if data[:2] != b"PK" and data[:2] not in SOVITS_HEADER_VERSIONS:
+        raise CheckpointError(f"{path}: not a GPT-SoVITS SoVITS checkpoint (starts with {data[:2]!r}, expected a "
+                              "zip archive or a known version marker)")
     archive_bytes = b"PK" + data[2:] if data[:2] in SOVITS_HEADER_VERSIONS else data
     obj = _require_dict(read_torch_archive(path, archive_bytes), path, ("weight", "config"), "GPT-SoVITS SoVITS (s2)")
     weights = dict(obj["weight"])

@@ -1,0 +1,117 @@
+"""Restricted loading of upstream checkpoint files, version detection, and clear refusals."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+from edgevoice_export.checkpoints import (CheckpointError, UnsupportedVersionError, load_gpt_checkpoint,
+                                          load_hf_weights, load_sovits_checkpoint, read_torch_archive)
+
+
+def test_fixture_gpt_checkpoint(gpt_sovits_set):
+    ckpt = load_gpt_checkpoint(gpt_sovits_set / "models" / "s1_v2_tiny.ckpt")
+    assert ckpt.version == "v2"
+    assert ckpt.config["model"]["n_layer"] == 2 and ckpt.config["model"]["phoneme_vocab_size"] == 732
+    assert len(ckpt.weights) == 31 and not any(k.startswith("model.") for k in ckpt.weights)
+    assert ckpt.weights["ar_text_embedding.word_embeddings.weight"].dtype == np.float16
+    assert ckpt.weights["h.layers.1.self_attn.in_proj_weight"].shape == (1536, 512)
+
+
+def test_fixture_sovits_checkpoint_with_hparams_config(gpt_sovits_set):
+    ckpt = load_sovits_checkpoint(gpt_sovits_set / "models" / "s2_v2_tiny.pth")
+    assert ckpt.version == "v2"
+    assert isinstance(ckpt.config["model"], dict)  # utils.HParams became a plain dict
+    assert ckpt.config["model"]["upsample_initial_channel"] == 64
+    assert not any("enc_q" in k for k in ckpt.weights)
+    assert ckpt.weights["enc_p.text_embedding.weight"].shape == (732, 192)
+
+
+def test_fixture_hf_folders(gpt_sovits_set):
+    weights, config = load_hf_weights(gpt_sovits_set / "models" / "chinese-hubert-base")
+    assert config["model_type"] == "hubert"
+    assert weights["encoder.pos_conv_embed.conv.parametrizations.weight.original1"].shape == (768, 48, 128)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo owned",))
+
+
+def _torch_like_zip(payload: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", payload)
+        archive.writestr("archive/version", "3\n")
+    return buffer.getvalue()
+
+
+def test_refuses_pickles_that_call_arbitrary_globals(tmp_path):
+    path = tmp_path / "evil.ckpt"
+    path.write_bytes(_torch_like_zip(pickle.dumps({"weight": _Exploit()}, protocol=2)))
+    with pytest.raises(CheckpointError, match=r"refusing to load.*system"):
+        load_gpt_checkpoint(path)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"hello, I am a text file", "not a PyTorch checkpoint"),
+    (b"", "file too short"),
+])
+def test_non_checkpoint_files_get_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "model.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_sovits_checkpoint(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="file not found"):
+        load_gpt_checkpoint(tmp_path / "nope.ckpt")
+
+
+def test_dict_without_weights_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "x.ckpt"
+    path.write_bytes(_torch_like_zip(pickle.dumps({"something": 1}, protocol=2)))
+    with pytest.raises(CheckpointError, match="not a GPT-SoVITS GPT"):
+        load_gpt_checkpoint(path)
+
+
+@pytest.mark.parametrize("header, version", [(b"05", "v2Pro"), (b"06", "v2ProPlus"), (b"04", "v4"), (b"03", "v3")])
+def test_version_headers_are_detected_and_refused(gpt_sovits_set, tmp_path, header, version):
+    data = (gpt_sovits_set / "models" / "s2_v2_tiny.pth").read_bytes()
+    path = tmp_path / "marked.pth"
+    path.write_bytes(header + data[2:])
+    with pytest.raises(UnsupportedVersionError, match=rf"GPT-SoVITS {version} SoVITS checkpoints are not supported"):
+        load_sovits_checkpoint(path)
+
+
+def test_v2_header_is_read_as_v2(gpt_sovits_set, tmp_path):
+    data = (gpt_sovits_set / "models" / "s2_v2_tiny.pth").read_bytes()
+    path = tmp_path / "marked.pth"
+    path.write_bytes(b"01" + data[2:])
+    assert load_sovits_checkpoint(path).version == "v2"
+
+
+def test_unknown_header_is_rejected(gpt_sovits_set, tmp_path):
+    data = (gpt_sovits_set / "models" / "s2_v2_tiny.pth").read_bytes()
+    path = tmp_path / "marked.pth"
+    path.write_bytes(b"99" + data[2:])
+    with pytest.raises(CheckpointError):
+        load_sovits_checkpoint(path)
+
+
+def test_tensor_storage_offsets_and_strides(tmp_path):
+    torch = pytest.importorskip("torch")
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    view = base[1:, ::2]  # non-contiguous view sharing the storage
+    path = tmp_path / "t.pt"
+    torch.save({"a": base, "b": view, "h": base.half()}, path)
+    loaded = read_torch_archive(path)
+    np.testing.assert_array_equal(loaded["b"], view.numpy())
+    np.testing.assert_array_equal(loaded["a"], base.numpy())
+    assert loaded["h"].dtype == np.float16
