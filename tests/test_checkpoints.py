@@ -58,15 +58,18 @@ def test_refuses_pickles_that_call_arbitrary_globals(tmp_path):
         load_gpt_checkpoint(path)
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"hello, I am a text file", "not a PyTorch checkpoint"),
-    (b"", "file too short"),
+@pytest.mark.parametrize("loader, content, message", [
+    (load_sovits_checkpoint, b"hello, I am a text file", "not a GPT-SoVITS SoVITS checkpoint"),
+    (load_gpt_checkpoint, b"hello, I am a text file", "not a PyTorch checkpoint"),
+    (load_sovits_checkpoint, b"", "file too short"),
+    (load_gpt_checkpoint, b"PK\x03\x04 broken zip", "not a PyTorch checkpoint"),
 ])
-def test_non_checkpoint_files_get_one_line_errors(tmp_path, content, message):
-    path = tmp_path / "model.pth"
+def test_non_checkpoint_files_get_one_line_errors(tmp_path, loader, content, message):
+    path = tmp_path / "model.bin"
     path.write_bytes(content)
-    with pytest.raises(CheckpointError, match=message):
-        load_sovits_checkpoint(path)
+    with pytest.raises(CheckpointError, match=message) as error:
+        loader(path)
+    assert "\n" not in str(error.value)
 
 
 def test_missing_file(tmp_path):
