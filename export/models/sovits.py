@@ -1,0 +1,225 @@
+"""GPT-SoVITS v2 SoVITS ("s2", `SynthesizerTrn`) re-implemented from the spec (§4) for inference and export.
+
+`SoVITS(config)` builds the model from a checkpoint's `config` (sections `model` and `data`) alone; its
+`state_dict()` has exactly the keys upstream saves (weight-norm `weight_g`/`weight_v` pairs, quantizer
+buffers, no `enc_q`). Entry points, batch B (1 in practice), all sequences full length:
+
+* `extract_latent(ssl [B,768,T_h]) -> codes [1,B,T_h//2]` (HuBERT features → semantic tokens);
+* `reference_embedding(refer_spec [B,1025,F]) -> ge [B,gin,1]`;
+* `decode(codes [1,B,T], text [B,N], ge [B,gin,1], noise [B,192,2T]) -> audio [B,1,hop·2T]` with
+  `noise` already multiplied by the noise scale (zeros = noise scale 0). `forward` is `decode`;
+* `decode_intermediates(...)` returns every intermediate the fixtures record.
+
+Call `fold_weight_norm()` before exporting: it swaps the weight-normed convs for plain ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..checkpoints import Checkpoint
+from .sovits_layers import (Flow, Generator, MelStyleEncoder, MultiHeadAttention, RelPosEncoder,
+                            fold_weight_norm)
+
+# Sizes upstream hard-codes rather than reading from the config.
+SSL_DIM = 768                 # HuBERT feature width
+CODEBOOK_SIZE = 1024          # semantic vocabulary (one codebook)
+MRTE_CHANNELS, MRTE_HEADS = 512, 4
+REL_WINDOW = 4                # relative-position window of the text encoder's attention
+FLOW_KERNEL, FLOW_DILATION, FLOW_WN_LAYERS, FLOW_COUPLINGS = 5, 1, 4, 4
+V2_REF_BINS = 704             # v2 reference encoder sees spectrogram bins [0, 704)
+PHONE_SYMBOLS = {"v1": 322, "v2": 732}  # rows of `enc_p.text_embedding` per symbol set
+SUPPORTED = ("v1", "v2")
+
+
+class SoVITSConfigError(ValueError):
+    """A config (or weight set) this implementation cannot build or load."""
+
+
+class MRTE(nn.Module):
+    """Cross-attention from SSL frames (queries) to phones (keys/values), plus the frames and `ge`."""
+
+    def __init__(self, content_channels: int, hidden: int = MRTE_CHANNELS, n_heads: int = MRTE_HEADS):
+        super().__init__()
+        self.cross_attention = MultiHeadAttention(hidden, hidden, n_heads)
+        self.c_pre = nn.Conv1d(content_channels, hidden, 1)
+        self.text_pre = nn.Conv1d(content_channels, hidden, 1)
+        self.c_post = nn.Conv1d(hidden, content_channels, 1)
+
+    def forward(self, ssl: torch.Tensor, text: torch.Tensor, ge: torch.Tensor) -> torch.Tensor:
+        c = self.c_pre(ssl)
+        x = self.cross_attention(c, self.text_pre(text)) + c + ge
+        return self.c_post(x)
+
+
+class TextEncoder(nn.Module):
+    """`enc_p`: SSL branch + phone branch → MRTE → encoder2 → (m_p, logs_p)."""
+
+    def __init__(self, out_channels: int, hidden_channels: int, filter_channels: int, n_heads: int, n_layers: int,
+                 kernel_size: int, n_symbols: int):
+        super().__init__()
+        self.out_channels = out_channels
+        self.ssl_proj = nn.Conv1d(SSL_DIM, hidden_channels, 1)
+        encoder = (hidden_channels, filter_channels, n_heads)
+        self.encoder_ssl = RelPosEncoder(*encoder, n_layers // 2, kernel_size, REL_WINDOW)
+        self.encoder_text = RelPosEncoder(*encoder, n_layers, kernel_size, REL_WINDOW)
+        self.text_embedding = nn.Embedding(n_symbols, hidden_channels)
+        self.mrte = MRTE(hidden_channels)
+        self.encoder2 = RelPosEncoder(*encoder, n_layers // 2, kernel_size, REL_WINDOW)
+        self.proj = nn.Conv1d(hidden_channels, 2 * out_channels, 1)
+
+    def forward(self, features: torch.Tensor, text: torch.Tensor, ge: torch.Tensor):
+        y = self.encoder_ssl(self.ssl_proj(features))
+        t = self.encoder_text(self.text_embedding(text).transpose(1, 2))  # no √d scaling
+        y = self.encoder2(self.mrte(y, t, ge))
+        stats = self.proj(y)
+        return y, stats[:, : self.out_channels], stats[:, self.out_channels:]
+
+
+class Codebook(nn.Module):
+    """Upstream's EuclideanCodebook buffers; only `embed` is used at inference (the rest are EMA state)."""
+
+    def __init__(self, size: int, dim: int):
+        super().__init__()
+        embed = nn.init.kaiming_uniform_(torch.empty(size, dim))
+        self.register_buffer("inited", torch.ones(1))  # non-zero: upstream would otherwise run k-means
+        self.register_buffer("cluster_size", torch.zeros(size))
+        self.register_buffer("embed", embed)
+        self.register_buffer("embed_avg", embed.clone())
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Nearest row of `embed` by squared distance, `x` [..., dim] → ids [...] (upstream's formula)."""
+        flat = x.reshape(-1, x.shape[-1])
+        dist = -(flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.embed.t()
+                 + self.embed.pow(2).sum(1, keepdim=True).t())
+        return torch.argmax(dist, dim=-1).reshape(x.shape[:-1])
+
+
+class _QuantizerLayer(nn.Module):
+    def __init__(self, size: int, dim: int):
+        super().__init__()
+        self._codebook = Codebook(size, dim)
+
+
+class _ResidualVQ(nn.Module):
+    def __init__(self, size: int, dim: int):
+        super().__init__()
+        self.layers = nn.ModuleList([_QuantizerLayer(size, dim)])
+
+
+class Quantizer(nn.Module):
+    """One-codebook residual VQ (key path `quantizer.vq.layers.0._codebook.*`)."""
+
+    def __init__(self, size: int = CODEBOOK_SIZE, dim: int = SSL_DIM):
+        super().__init__()
+        self.vq = _ResidualVQ(size, dim)
+
+    @property
+    def codebook(self) -> Codebook:
+        return self.vq.layers[0]._codebook
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # [B, dim, T] -> [1, B, T]
+        return self.codebook.encode(x.transpose(1, 2)).unsqueeze(0)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:  # [1, B, T] -> [B, dim, T]
+        return F.embedding(codes[0], self.codebook.embed).transpose(1, 2)
+
+
+class SoVITS(nn.Module):
+    """The v1/v2 SoVITS generator path, built from `config["model"]` / `config["data"]` only."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        model, data = config["model"], config["data"]
+        self.version = str(model.get("version", "v2"))
+        if self.version not in SUPPORTED:
+            raise SoVITSConfigError(f"SoVITS version {self.version!r} is not supported (supported: {SUPPORTED})")
+        if model.get("semantic_frame_rate", "25hz") != "25hz":
+            raise SoVITSConfigError(f"semantic_frame_rate {model['semantic_frame_rate']!r}: only '25hz' exists")
+        spec_channels = data["filter_length"] // 2 + 1
+        self.hop_length = int(data["hop_length"])
+        self.inter_channels = int(model["inter_channels"])
+        gin = int(model["gin_channels"])
+        self.gin_channels = gin
+        self.ref_bins = spec_channels if self.version == "v1" else V2_REF_BINS
+        if int(np.prod(model["upsample_rates"])) != self.hop_length:
+            raise SoVITSConfigError(f"upsample_rates {model['upsample_rates']} do not multiply to hop_length "
+                                    f"{self.hop_length}")
+
+        self.enc_p = TextEncoder(self.inter_channels, model["hidden_channels"], model["filter_channels"],
+                                 model["n_heads"], model["n_layers"], model["kernel_size"],
+                                 PHONE_SYMBOLS[self.version])
+        self.dec = Generator(self.inter_channels, model["upsample_initial_channel"], model["resblock"],
+                             model["resblock_kernel_sizes"], model["resblock_dilation_sizes"],
+                             model["upsample_rates"], model["upsample_kernel_sizes"], gin)
+        self.flow = Flow(self.inter_channels, model["hidden_channels"], FLOW_KERNEL, FLOW_DILATION,
+                         FLOW_WN_LAYERS, FLOW_COUPLINGS, gin)
+        self.ref_enc = MelStyleEncoder(self.ref_bins, gin)
+        self.ssl_proj = nn.Conv1d(SSL_DIM, SSL_DIM, 2, stride=2)
+        self.quantizer = Quantizer()
+        self.eval()
+
+    # -- loading ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> "SoVITS":
+        """Build from the checkpoint's config and load its weights strictly (fp16 values computed in fp32)."""
+        model = cls(checkpoint.config)
+        model.load_weights(checkpoint.float32())
+        return model
+
+    def load_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Copy numpy weights in; every key must match (no missing, no unexpected, same shapes)."""
+        expected = self.state_dict()
+        missing = sorted(set(expected) - set(weights))
+        unexpected = sorted(set(weights) - set(expected))
+        if missing or unexpected:
+            raise SoVITSConfigError(
+                f"SoVITS weights do not match the config: {len(missing)} missing {missing[:5]}, "
+                f"{len(unexpected)} unexpected {unexpected[:5]}")
+        wrong = [f"{k}: {tuple(np.shape(weights[k]))} vs {tuple(v.shape)}" for k, v in expected.items()
+                 if tuple(np.shape(weights[k])) != tuple(v.shape)]
+        if wrong:
+            raise SoVITSConfigError(f"SoVITS weights have wrong shapes for this config: {wrong[:5]}")
+        state = {k: torch.from_numpy(np.ascontiguousarray(weights[k], dtype=np.float32)) for k in expected}
+        self.load_state_dict(state, strict=True)
+        if float(self.quantizer.codebook.inited[0]) == 0.0:
+            raise SoVITSConfigError("quantizer codebook is not initialised (inited = 0): not a trained checkpoint")
+
+    def fold_weight_norm(self) -> "SoVITS":
+        """Replace weight-normed convs by plain convs with `W = g·v/‖v‖` (in place; for export)."""
+        fold_weight_norm(self)
+        return self
+
+    # -- inference -------------------------------------------------------------------------------------------
+
+    def extract_latent(self, ssl: torch.Tensor) -> torch.Tensor:
+        """HuBERT features `[B,768,T_h]` → semantic codes `[1,B,T_h//2]` (int64)."""
+        return self.quantizer.encode(self.ssl_proj(ssl))
+
+    def reference_embedding(self, refer_spec: torch.Tensor) -> torch.Tensor:
+        """Linear spectrogram `[B,1025,F]` → `ge` `[B,gin,1]` (v2 uses bins [:704] only)."""
+        return self.ref_enc(refer_spec[:, : self.ref_bins])
+
+    def decode_intermediates(self, codes: torch.Tensor, text: torch.Tensor, ge: torch.Tensor,
+                             noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`decode` returning every stage: quantized_upsampled, enc_p_x, m_p, logs_p, z_p, z, dec_in, o."""
+        quantized = self.quantizer.decode(codes)
+        # 25 Hz → 50 Hz nearest-neighbour: repeat every frame twice
+        upsampled = quantized.unsqueeze(-1).expand(*quantized.shape, 2).flatten(2)
+        enc_x, m_p, logs_p = self.enc_p(upsampled, text, ge)
+        z_p = m_p + noise * torch.exp(logs_p)
+        z = self.flow.inverse(z_p, ge)
+        o = self.dec(z, ge)
+        return {"ge": ge, "quantized_upsampled": upsampled, "enc_p_x": enc_x, "m_p": m_p, "logs_p": logs_p,
+                "z_p": z_p, "z": z, "dec_in": z, "o": o}
+
+    def decode(self, codes: torch.Tensor, text: torch.Tensor, ge: torch.Tensor,
+               noise: torch.Tensor) -> torch.Tensor:
+        """codes `[1,B,T]`, phone ids `[B,N]`, ge `[B,gin,1]`, scaled noise `[B,192,2T]` → audio `[B,1,hop·2T]`."""
+        return self.decode_intermediates(codes, text, ge, noise)["o"]
+
+    forward = decode

@@ -1,0 +1,39 @@
+"""Shared test helpers: locating the read-only `shared/` folder that sits beside the repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+GPT_SOVITS_SET = SHARED_DIR / "fixtures" / "gpt_sovits"
+
+
+def shared_dir() -> Path:
+    """`../shared` beside the repository; the calling test is skipped when it is absent."""
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED_DIR} (upstream fixtures and tiny models live there)")
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def gpt_sovits_set() -> Path:
+    """Root of the tiny GPT-SoVITS v2 fixture set (models/, audio/, fixtures/); skips if it is not there."""
+    shared_dir()
+    if not (GPT_SOVITS_SET / "fixtures" / "manifest.json").is_file():
+        pytest.skip(f"GPT-SoVITS fixture set not found at {GPT_SOVITS_SET}")
+    return GPT_SOVITS_SET
+
+
+@pytest.fixture(scope="session")
+def fixture_bundle(gpt_sovits_set, tmp_path_factory):
+    """The upstream-made tiny model set exported once per session: (bundle path, export report)."""
+    pytest.importorskip("torch", reason="exporting needs the export extra (torch)")
+    from edgevoice_export.gpt_sovits import export_gpt_sovits
+
+    models = gpt_sovits_set / "models"
+    out = tmp_path_factory.mktemp("bundle") / "tiny-v2"
+    report = export_gpt_sovits(models / "s1_v2_tiny.ckpt", models / "s2_v2_tiny.pth", models / "chinese-hubert-base",
+                               out, bert=models / "chinese-roberta-wwm-ext-large", progress=False)
+    return out, report
