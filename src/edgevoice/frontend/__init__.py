@@ -8,10 +8,15 @@ Never imports torch, nltk or g2p_en and downloads nothing; see docs/frontend.md.
 """
 
 from .api import LANGUAGES, PhonemizeResult, Segment, clean_segment, phonemize, split_by_language
+from .cutting import CUT_METHODS, cut_text, prepare_prompt_text, split_target_text
 from .errors import FrontendError
 from .symbols import symbol_table, symbol_to_id
 
 __all__ = [
+    "CUT_METHODS",
+    "cut_text",
+    "prepare_prompt_text",
+    "split_target_text",
     "LANGUAGES",
     "FrontendError",
     "PhonemizeResult",

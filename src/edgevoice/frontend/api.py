@@ -53,7 +53,7 @@ class PhonemizeResult:
         return None
 
 
-def _clean_english(text: str) -> tuple[list[str], None, str]:
+def _clean_english(text: str, version: str) -> tuple[list[str], None, str]:
     from .en_g2p import g2p_english
     from .en_normalize import normalize_english
 
@@ -64,13 +64,14 @@ def _clean_english(text: str) -> tuple[list[str], None, str]:
     return phones, None, norm_text
 
 
-def _clean_chinese(text: str) -> tuple[list[str], list[int], str]:
+def _clean_chinese(text: str, version: str) -> tuple[list[str], list[int], str]:
     from .zh_g2p import clean_chinese
 
-    return clean_chinese(text)
+    # v1 models used upstream's older `chinese` module: the same rules without erhua merging.
+    return clean_chinese(text, merge_erhua=version != "v1")
 
 
-def _clean_japanese(text: str) -> tuple[list[str], None, str]:
+def _clean_japanese(text: str, version: str) -> tuple[list[str], None, str]:
     from .ja_g2p import clean_japanese
 
     return clean_japanese(text)
@@ -82,8 +83,9 @@ _CLEANERS = {"en": _clean_english, "zh": _clean_chinese, "ja": _clean_japanese}
 def clean_segment(text: str, lang: str, version: str = "v2") -> Segment:
     """Normalise and G2P one single-language segment (upstream `clean_text` + ids)."""
     if lang not in _CLEANERS:
-        raise FrontendError(f"unsupported segment language {lang!r}: expected en, zh or ja")
-    phones, word2ph, norm_text = _CLEANERS[lang](text)
+        name = {"ko": "Korean", "yue": "Cantonese"}.get(lang, repr(lang))
+        raise FrontendError(f"{name} text is not supported by this front-end (only en, zh, ja): {text!r}")
+    phones, word2ph, norm_text = _CLEANERS[lang](text, version)
     table = symbol_to_id(version)
     phones = [p if p in table else "UNK" for p in phones]
     return Segment(lang, text, norm_text, phones, [table[p] for p in phones], word2ph)

@@ -91,7 +91,7 @@ def _syllable_phones(initial: str, final: str, context: str) -> list[str]:
     return [new_initial, new_final + tone]
 
 
-def _sentence_syllables(sentence: str) -> tuple[list[str], list[str]]:
+def _sentence_syllables(sentence: str, merge_erhua: bool) -> tuple[list[str], list[str]]:
     words = [(w, p) for w, p in ((pair.word, pair.flag) for pair in _posseg().lcut(sentence))]
     initials: list[str] = []
     finals: list[str] = []
@@ -100,18 +100,19 @@ def _sentence_syllables(sentence: str) -> tuple[list[str], list[str]]:
             continue
         word_initials, word_finals = _initials_finals(word)
         word_finals = apply_sandhi(word, pos, word_finals)
-        word_initials, word_finals = _erhua(word_initials, word_finals, word, pos)
+        if merge_erhua:
+            word_initials, word_finals = _erhua(word_initials, word_finals, word, pos)
         initials += word_initials
         finals += word_finals
     return initials, finals
 
 
-def g2p_chinese(norm_text: str) -> tuple[list[str], list[int]]:
+def g2p_chinese(norm_text: str, merge_erhua: bool = True) -> tuple[list[str], list[int]]:
     phones: list[str] = []
     word2ph: list[int] = []
     sentences = [s for s in _SENTENCE_CUT_RE.split(norm_text) if s.strip()]
     for sentence in sentences:
-        initials, finals = _sentence_syllables(_LATIN_RE.sub("", sentence))
+        initials, finals = _sentence_syllables(_LATIN_RE.sub("", sentence), merge_erhua)
         for initial, final in zip(initials, finals):
             if initial == final:  # pypinyin passes marks through unchanged
                 if initial not in PUNCTUATION:
@@ -124,15 +125,15 @@ def g2p_chinese(norm_text: str) -> tuple[list[str], list[int]]:
     return phones, word2ph
 
 
-def clean_chinese(text: str) -> tuple[list[str], list[int], str]:
+def clean_chinese(text: str, merge_erhua: bool = True) -> tuple[list[str], list[int], str]:
     """(phones, word2ph, norm_text) of one Chinese segment (upstream `clean_text` for zh)."""
     for mark, silence in _SILENCE_MARKS:
         if mark in text:
             norm_text = normalize_chinese(text.replace(mark, ","))
-            phones, word2ph = g2p_chinese(norm_text)
+            phones, word2ph = g2p_chinese(norm_text, merge_erhua)
             return [silence if p == "," else p for p in phones], word2ph, norm_text
     norm_text = normalize_chinese(text)
-    phones, word2ph = g2p_chinese(norm_text)
+    phones, word2ph = g2p_chinese(norm_text, merge_erhua)
     if len(word2ph) != len(norm_text):
         raise FrontendError(f"could not align phones to the characters of {norm_text!r}")
     return phones, word2ph, norm_text
