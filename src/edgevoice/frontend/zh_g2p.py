@@ -17,7 +17,7 @@ from .errors import FrontendError
 from .symbols import PUNCTUATION
 from .zh_normalize import normalize_chinese
 from .zh_pinyin import syllable_table
-from .zh_sandhi import apply_sandhi, pre_merge
+from .zh_sandhi import apply_sandhi, finals_tone3, pre_merge
 
 _SENTENCE_CUT_RE = re.compile(r"(?<=[!?…,.\-])\s*")
 _LATIN_RE = re.compile("[a-zA-Z]+")
@@ -45,12 +45,15 @@ def _posseg():
     return jieba_fast.posseg
 
 
-def _initials_finals(word: str) -> tuple[list[str], list[str]]:
+@lru_cache(maxsize=16384)
+def _cached_initials(word: str) -> tuple[str, ...]:
     from pypinyin import Style, lazy_pinyin
 
-    initials = lazy_pinyin(word, neutral_tone_with_five=True, style=Style.INITIALS)
-    finals = lazy_pinyin(word, neutral_tone_with_five=True, style=Style.FINALS_TONE3)
-    return initials, finals
+    return tuple(lazy_pinyin(word, neutral_tone_with_five=True, style=Style.INITIALS))
+
+
+def _initials_finals(word: str) -> tuple[list[str], list[str]]:
+    return list(_cached_initials(word)), finals_tone3(word)
 
 
 def _erhua(initials: list[str], finals: list[str], word: str, pos: str):

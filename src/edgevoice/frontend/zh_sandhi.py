@@ -31,10 +31,16 @@ def _word_lists() -> tuple[frozenset, frozenset]:
     return frozenset(must), frozenset(exempt)
 
 
-def _finals_tone3(word: str) -> list[str]:
+@lru_cache(maxsize=16384)
+def _cached_finals(word: str) -> tuple[str, ...]:
     from pypinyin import Style, lazy_pinyin
 
-    return lazy_pinyin(word, neutral_tone_with_five=True, style=Style.FINALS_TONE3)
+    return tuple(lazy_pinyin(word, neutral_tone_with_five=True, style=Style.FINALS_TONE3))
+
+
+def finals_tone3(word: str) -> list[str]:
+    """pypinyin FINALS_TONE3 of each character (neutral tone = 5); a fresh list."""
+    return list(_cached_finals(word))
 
 
 def _with_tone(final: str, tone: str) -> str:
@@ -100,7 +106,7 @@ def _merge_reduplication(words):
 
 def _merge_third_tones(words, whole_words: bool):
     """Join neighbouring words of third tones (whole words, or the touching syllables)."""
-    finals = [_finals_tone3(word) for word, _ in words]
+    finals = [finals_tone3(word) for word, _ in words]
     merged, joined = [], [False] * len(words)
     for i, (word, pos) in enumerate(words):
         if i >= 1 and not joined[i - 1]:
