@@ -102,6 +102,8 @@ def _sentence_syllables(sentence: str, merge_erhua: bool) -> tuple[list[str], li
         if pos == "eng":
             continue
         word_initials, word_finals = _initials_finals(word)
+        if "" in word_finals:  # e.g. 噷 (hm): no final, upstream fails on it as well
+            raise FrontendError(f"no Chinese reading with a tone for {word!r}")
         word_finals = apply_sandhi(word, pos, word_finals)
         if merge_erhua:
             word_initials, word_finals = _erhua(word_initials, word_finals, word, pos)
