@@ -140,6 +140,10 @@ class SoVITS(nn.Module):
         if model.get("semantic_frame_rate", "25hz") != "25hz":
             raise SoVITSConfigError(f"semantic_frame_rate {model['semantic_frame_rate']!r}: only '25hz' exists")
         spec_channels = data["filter_length"] // 2 + 1
+        self.spec_channels = spec_channels
+        self.phone_vocab_size = PHONE_SYMBOLS.get(self.version, 0)
+        # 25 Hz tokens are upsampled ×2 to 50 Hz frames, each frame becomes `hop_length` samples.
+        self.samples_per_token = 2 * int(data["hop_length"])
         self.hop_length = int(data["hop_length"])
         self.inter_channels = int(model["inter_channels"])
         gin = int(model["gin_channels"])
@@ -188,6 +192,23 @@ class SoVITS(nn.Module):
         self.load_state_dict(state, strict=True)
         if float(self.quantizer.codebook.inited[0]) == 0.0:
             raise SoVITSConfigError("quantizer codebook is not initialised (inited = 0): not a trained checkpoint")
+
+    @torch.no_grad()
+    def randomize_for_testing(self) -> "SoVITS":
+        """Give the parts upstream initialises to constants random values, as training would.
+
+        Upstream zero-initialises each flow coupling's `post` conv (the flow starts as the identity) and fills the
+        codebook by k-means on the first batch; random-weight test models should exercise both for real.
+        """
+        for module in self.flow.modules():
+            post = getattr(module, "post", None)
+            if isinstance(post, nn.Conv1d):
+                post.reset_parameters()
+        codebook = self.quantizer.codebook
+        codebook.embed.copy_(nn.init.kaiming_uniform_(torch.empty_like(codebook.embed)))
+        codebook.embed_avg.copy_(codebook.embed)
+        codebook.inited.fill_(1)
+        return self
 
     def fold_weight_norm(self) -> "SoVITS":
         """Replace weight-normed convs by plain convs with `W = g·v/‖v‖` (in place; for export)."""

@@ -1,0 +1,250 @@
+"""The `edgevoice` command line. Every user-facing failure is one line on stderr and exit status 1."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from .errors import EdgevoiceError
+
+BACKEND_CHOICES = click.Choice(["openvino", "onnxruntime", "onnxruntime-cuda"])
+LANGUAGE_HELP = "language of the text: en, zh, ja, auto (mixed), all_zh, all_ja"
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+def _export_modules():
+    """The export extra (torch, onnx, transformers) is only needed by export commands."""
+    try:
+        import torch  # noqa: F401
+        import edgevoice_export.gpt_sovits as gpt_sovits
+        import edgevoice_export.test_model as test_model
+    except ImportError as exc:
+        _fail(f"this command needs the export extra ({exc.name} is missing): pip install 'edgevoice[export]'")
+    return gpt_sovits, test_model
+
+
+class _Errors:
+    """Error classes that mean "bad input", collected lazily so the runtime never imports the export package."""
+
+    @staticmethod
+    def classes() -> tuple[type, ...]:
+        classes: list[type] = [EdgevoiceError]
+        export = sys.modules.get("edgevoice_export.checkpoints")
+        if export is not None:
+            classes.append(export.CheckpointError)
+        return tuple(classes)
+
+
+def guarded(action):
+    try:
+        return action()
+    except _Errors.classes() as exc:
+        _fail(str(exc))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgevoice")
+def main():
+    """edgevoice: GPT-SoVITS voice-cloning TTS on ordinary CPUs (OpenVINO), checked against PyTorch."""
+
+
+# ------------------------------------------------------------------------------------------------ export
+
+
+@main.group()
+def export():
+    """Turn upstream checkpoints into an edgevoice bundle (needs the export extra)."""
+
+
+@export.command("gpt-sovits")
+@click.option("--gpt", "gpt_path", required=True, type=click.Path(), help="GPT (s1) .ckpt file")
+@click.option("--sovits", "sovits_path", required=True, type=click.Path(), help="SoVITS (s2) .pth file")
+@click.option("--hubert", "hubert_dir", required=True, type=click.Path(), help="chinese-hubert-base folder")
+@click.option("--bert", "bert_dir", type=click.Path(), default=None,
+              help="chinese-roberta-wwm-ext-large folder (needed for Chinese text)")
+@click.option("--out", required=True, type=click.Path(), help="bundle folder to create")
+@click.option("--overwrite", is_flag=True, help="replace an existing bundle")
+@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for export and checks")
+def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, out, overwrite, threads):
+    """Export GPT-SoVITS v2 checkpoints to an OpenVINO + ONNX bundle, checking every graph against PyTorch."""
+    gpt_sovits, _ = _export_modules()
+    report = guarded(lambda: gpt_sovits.export_gpt_sovits(gpt_path, sovits_path, hubert_dir, out, bert=bert_dir,
+                                                          overwrite=overwrite, threads=threads))
+    click.echo("parity of every graph against PyTorch (FP32):")
+    for line in report.lines():
+        click.echo("  " + line)
+    click.echo(f"bundle written to {report.bundle} in {report.seconds:.1f} s")
+
+
+@main.command("make-test-model")
+@click.option("--size", type=click.Choice(["tiny", "full"]), default="tiny", show_default=True)
+@click.option("--out", required=True, type=click.Path(), help="folder for the checkpoints")
+@click.option("--seed", type=int, default=0, show_default=True)
+def make_test_model(size, out, seed):
+    """Write random-weight GPT-SoVITS v2 checkpoints in upstream's exact file formats."""
+    _, test_model = _export_modules()
+    paths = test_model.make_test_model(out, size, seed)
+    for name, path in paths.items():
+        click.echo(f"{name:7s} {path}")
+
+
+# ------------------------------------------------------------------------------------------------ runtime
+
+
+def _synthesizer(bundle: str, backend: str, threads: int | None):
+    from .synthesizer import Synthesizer
+
+    return guarded(lambda: Synthesizer.load(bundle, backend=backend, threads=threads))
+
+
+@main.group()
+def voice():
+    """Voice profiles made from a reference clip."""
+
+
+@voice.command("create")
+@click.option("--bundle", required=True, type=click.Path(), help="bundle folder")
+@click.option("--audio", required=True, type=click.Path(), help="reference clip, 3–10 s of speech")
+@click.option("--text", required=True, help="transcript of the reference clip")
+@click.option("--language", default="en", show_default=True, help=LANGUAGE_HELP)
+@click.option("--out", required=True, type=click.Path(), help="voice file to write (.npz)")
+@click.option("--backend", type=BACKEND_CHOICES, default="openvino", show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads (default: all)")
+def voice_create(bundle, audio, text, language, out, backend, threads):
+    """Analyse a reference clip once and save it as a voice profile."""
+    synth = _synthesizer(bundle, backend, threads)
+    profile = guarded(lambda: synth.create_voice(audio, text, language))
+    path = profile.save(out)
+    click.echo(f"voice written to {path} ({profile.prompt_tokens.size} prompt tokens, "
+               f"{profile.prompt_phone_ids.size} phones)")
+
+
+@main.command()
+@click.option("--bundle", required=True, type=click.Path(), help="bundle folder")
+@click.option("--voice", "voice_path", required=True, type=click.Path(), help="voice file from 'voice create'")
+@click.option("--text", required=True, help="text to speak")
+@click.option("--language", default="en", show_default=True, help=LANGUAGE_HELP)
+@click.option("--out", required=True, type=click.Path(), help="wav file to write (32 kHz, 16-bit)")
+@click.option("--seed", type=int, default=None, help="random seed (same seed, same audio)")
+@click.option("--backend", type=BACKEND_CHOICES, default="openvino", show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads (default: all)")
+@click.option("--top-k", type=int, default=15, show_default=True)
+@click.option("--top-p", type=float, default=1.0, show_default=True)
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--repetition-penalty", type=float, default=1.35, show_default=True)
+@click.option("--split", "split_method", default="cut1", show_default=True,
+              type=click.Choice(["cut0", "cut1", "cut2", "cut3", "cut4", "cut5"]), help="sentence splitting")
+def say(bundle, voice_path, text, language, out, seed, backend, threads, top_k, top_p, temperature,
+        repetition_penalty, split_method):
+    """Synthesise TEXT with a voice and write a wav file."""
+    from .audio import write_wav
+    from .synthesizer import SynthesisOptions
+    from .voice import Voice
+
+    synth = _synthesizer(bundle, backend, threads)
+    profile = guarded(lambda: Voice.load(voice_path))
+    options = guarded(lambda: SynthesisOptions(top_k=top_k, top_p=top_p, temperature=temperature,
+                                               repetition_penalty=repetition_penalty, seed=seed,
+                                               split_method=split_method))
+    audio = guarded(lambda: synth.synthesize(text, profile, language, options))
+    path = write_wav(out, audio, synth.sample_rate)
+    click.echo(f"wrote {path} ({audio.size / synth.sample_rate:.2f} s)")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="print the whole manifest as JSON")
+@click.option("--no-verify", is_flag=True, help="skip the sha256 check of every file")
+def info(bundle, as_json, no_verify):
+    """Describe a bundle: model, graphs, precision, parity figures."""
+    from .bundle import Bundle
+
+    loaded = guarded(lambda: Bundle.load(bundle, verify=not no_verify))
+    manifest = loaded.manifest
+    if as_json:
+        click.echo(json.dumps(manifest.to_json(), indent=1, ensure_ascii=False))
+        return
+    size = sum(loaded.file(rel).stat().st_size for rel in manifest.files)
+    click.echo(f"{loaded.path}: {manifest.family} {manifest.upstream_version}, {manifest.sample_rate} Hz, "
+               f"{len(manifest.graphs)} graphs, {size / 1e6:.1f} MB{' (verified)' if not no_verify else ''}")
+    click.echo(f"model fingerprint {manifest.model_fingerprint[:16]}…")
+    for name, graph in manifest.graphs.items():
+        parity = graph.accuracy.get("fp32_vs_torch", {})
+        figures = ", ".join(f"{backend} rel {v['max_rel']:.1e}" for backend, v in parity.items())
+        click.echo(f"  {name:14s} {graph.precision:5s} {', '.join(sorted(graph.files)):14s} {figures}")
+
+
+@main.command()
+@click.argument("text")
+@click.option("--language", default="en", show_default=True, help=LANGUAGE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def phonemize(text, language, as_json):
+    """Print the phones and phone ids GPT-SoVITS v2 would be fed for TEXT."""
+    from . import frontend
+
+    result = guarded(lambda: frontend.phonemize(text, language))
+    if as_json:
+        click.echo(json.dumps({"norm_text": result.norm_text, "phones": list(result.phones),
+                               "phone_ids": list(result.phone_ids),
+                               "word2ph": None if result.word2ph is None else list(result.word2ph)},
+                              ensure_ascii=False))
+        return
+    click.echo(result.norm_text)
+    click.echo(" ".join(result.phones))
+    click.echo(" ".join(map(str, result.phone_ids)))
+
+
+@main.command()
+@click.option("--out", type=click.Path(), default=None, help="working folder (default: a new temporary folder)")
+@click.option("--text", default="Every evening after work, my sister walks her small brown dog along the river.",
+              show_default=True)
+def demo(out, text):
+    """Build a tiny random-weight GPT-SoVITS, export it, make a voice and speak (the audio is noise, not speech)."""
+    from .audio import write_wav
+    from .synthesizer import SynthesisOptions, Synthesizer
+
+    gpt_sovits, test_model = _export_modules()
+    work = Path(out) if out else Path(tempfile.mkdtemp(prefix="edgevoice-demo-"))
+    click.echo(f"1/4 writing random-weight GPT-SoVITS v2 checkpoints (upstream formats) to {work / 'checkpoints'}")
+    paths = test_model.make_test_model(work / "checkpoints", "tiny", seed=0)
+    click.echo("2/4 exporting to an OpenVINO bundle")
+    gpt_sovits.export_gpt_sovits(paths["gpt"], paths["sovits"], paths["hubert"], work / "bundle",
+                                 bert=paths["bert"], overwrite=True)
+    click.echo("3/4 making a voice from a generated reference clip")
+    reference = work / "reference.wav"
+    write_wav(reference, _demo_reference(), 32000)
+    synth = Synthesizer.load(work / "bundle")
+    profile = synth.create_voice(reference, "The morning light spread slowly across the quiet valley.", "en")
+    profile.save(work / "voice.npz")
+    click.echo("4/4 synthesising")
+    audio = synth.synthesize(text, profile, "en", SynthesisOptions(seed=0, max_tokens=200))
+    wav = write_wav(work / "demo.wav", audio, synth.sample_rate)
+    click.echo(f"\nwrote {wav} ({audio.size / synth.sample_rate:.2f} s at {synth.sample_rate} Hz)")
+    click.echo("The weights are random, so this is noise, not speech. With real checkpoints:")
+    click.echo("  edgevoice export gpt-sovits --gpt s1.ckpt --sovits s2.pth --hubert chinese-hubert-base "
+               "--bert chinese-roberta-wwm-ext-large --out my-bundle")
+    click.echo("  edgevoice voice create --bundle my-bundle --audio ref.wav --text '...' --language en --out me.npz")
+    click.echo("  edgevoice say --bundle my-bundle --voice me.npz --text 'Hello there.' --out hello.wav")
+
+
+def _demo_reference(seconds: float = 5.0, rate: int = 32000):
+    """A speech-like test signal: a gliding harmonic tone with syllable-rate amplitude changes."""
+    import numpy as np
+
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 8))
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * 3.5 * t)) ** 2
+    return (0.2 * voice * envelope / np.abs(voice).max()).astype(np.float32)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""GPT-SoVITS synthesis on a bundle: the host side of the graphs (loops, sampling, caches, text, audio).
+
+Stage entry points take exactly upstream's per-stage arrays so that tests and the parity tool can drive each
+stage with recorded inputs:
+
+* `reference_codes(wav16k)` → prompt tokens (HuBERT + VQ, after upstream's 0.6 s of appended silence)
+* `reference_embedding(refer_spec)` → `ge`
+* `bert_features(norm_text, word2ph)` → per-phone BERT features `[1024, N]`
+* `teacher_forced_logits(phone_ids, bert_features, prompt_tokens, forced_tokens)` → raw logits `[steps, V]`
+* `generate_tokens(...)` → sampled semantic tokens (upstream's sampler and stopping rules)
+* `decode_tokens(tokens, phone_ids, refer_spec, noise)` → waveform
+
+`synthesize()` / `stream()` chain them for text in, audio out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from . import frontend
+from .audio import load_reference
+from .backends import make_backend
+from .bundle import Bundle
+from .errors import BundleError, TextError, VoiceError
+from .fragments import prepare_prompt_text, split_target_text
+from .sampler import SamplingOptions, sample_token
+from .spectrogram import linear_spectrogram
+from .voice import Voice
+
+HUBERT_PAD_SAMPLES = 9600  # upstream appends int(32000 * 0.3) zeros to the *16 kHz* reference (0.6 s)
+MAX_TEXT_CHARS = 5000
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    top_k: int = 15
+    top_p: float = 1.0
+    temperature: float = 1.0
+    repetition_penalty: float = 1.35
+    noise_scale: float = 0.5
+    max_tokens: int = 1500
+    seed: int | None = None
+    split_method: str = "cut1"
+    fragment_interval: float = 0.3  # seconds of silence after each fragment
+
+    def sampling(self) -> SamplingOptions:
+        return SamplingOptions(top_k=self.top_k, top_p=self.top_p, temperature=self.temperature,
+                               repetition_penalty=self.repetition_penalty, max_tokens=self.max_tokens)
+
+
+@dataclass
+class AudioChunk:
+    """One synthesised fragment (a sentence or group of sentences) with its trailing pause."""
+
+    text: str
+    audio: np.ndarray  # float32 in [-1, 1]
+    sample_rate: int
+    tokens: np.ndarray
+
+
+def _row(array, dtype) -> np.ndarray:
+    """Accept `[N]` or `[1, N]` and return `[1, N]` of the given dtype."""
+    array = np.asarray(array, dtype=dtype)
+    return array.reshape(1, -1) if array.ndim <= 1 else array.reshape(1, array.shape[-1])
+
+
+class Synthesizer:
+    def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
+        manifest = bundle.manifest
+        if manifest.family != "gpt-sovits":
+            raise BundleError(f"{bundle.path}: model family {manifest.family!r} is not supported by this runtime")
+        self.bundle = bundle
+        self.backend = make_backend(backend, threads)
+        self.sample_rate = manifest.sample_rate
+        self._model = manifest.model
+        self._sessions: dict = {}
+        self._bert_vocab: dict[str, int] | None = None
+
+    @classmethod
+    def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
+        return cls(Bundle.load(path, verify=verify), backend, threads)
+
+    def _session(self, name: str):
+        if name not in self._sessions:
+            self._sessions[name] = self.backend.session(self.bundle, name)
+        return self._sessions[name]
+
+    def _run(self, name: str, **feeds) -> dict[str, np.ndarray]:
+        return self._session(name).run(feeds)
+
+    # ---------------------------------------------------------------- stage entry points
+
+    def reference_codes(self, wav16k: np.ndarray) -> np.ndarray:
+        padded = np.concatenate([np.asarray(wav16k, np.float32).reshape(-1), np.zeros(HUBERT_PAD_SAMPLES, np.float32)])
+        return self._run("hubert_codes", wav16k=padded[None])["prompt_tokens"][0]
+
+    def reference_embedding(self, refer_spec: np.ndarray) -> np.ndarray:
+        spec = np.asarray(refer_spec, np.float32)
+        return self._run("ref_encoder", refer_spec=spec.reshape(1, *spec.shape[-2:]))["ge"]
+
+    def bert_features(self, norm_text: str, word2ph) -> np.ndarray:
+        """Chinese BERT `hidden_states[-3]` per character, repeated `word2ph[i]` times → `[1024, N]`."""
+        if "bert" not in self.bundle.manifest.graphs:
+            raise BundleError(f"{self.bundle.path}: bundle has no BERT graph; export it with --bert for Chinese")
+        if len(word2ph) != len(norm_text):
+            raise TextError(f"internal: word2ph has {len(word2ph)} entries for {len(norm_text)} characters")
+        ids = [self._bert_token_id(ch) for ch in norm_text]
+        vocab = self._vocab()
+        input_ids = np.array([[vocab["[CLS]"], *ids, vocab["[SEP]"]]], dtype=np.int64)
+        hidden = self._run("bert", input_ids=input_ids)["hidden"][0, 1:-1]
+        return np.repeat(hidden, np.asarray(word2ph, dtype=np.int64), axis=0).T.astype(np.float32)
+
+    def teacher_forced_logits(self, phone_ids, bert_features, prompt_tokens, forced_tokens) -> np.ndarray:
+        """Raw logits (before EOS masking and penalty) of the prefill and of one step per forced token but the last."""
+        forced = np.asarray(forced_tokens, np.int64).reshape(-1)
+        cache = self._prefill(phone_ids, bert_features, prompt_tokens, len(forced))
+        rows = [cache.logits]
+        for token in forced[:-1]:
+            rows.append(cache.step(int(token)))
+        return np.stack(rows)
+
+    def generate_tokens(self, phone_ids, bert_features, prompt_tokens, options: SamplingOptions | None = None,
+                        rng: np.random.Generator | None = None) -> np.ndarray:
+        options = options or SamplingOptions()
+        rng = rng or np.random.default_rng()
+        prompt = _row(prompt_tokens, np.int64)[0]
+        cache = self._prefill(phone_ids, bert_features, prompt, options.max_tokens)
+        eos = self._model["gpt"]["eos"]
+        history = np.empty(prompt.size + options.max_tokens, dtype=np.int64)
+        history[: prompt.size] = prompt
+        logits, generated = cache.logits, 0
+        for step in range(options.max_tokens):
+            token, stop = sample_token(logits, history[: prompt.size + generated], step, eos, options, rng)
+            if stop:
+                break
+            history[prompt.size + generated] = token
+            generated += 1
+            if generated == options.max_tokens:
+                break
+            logits = cache.step(token)
+        return history[prompt.size : prompt.size + generated].copy()
+
+    def decode_tokens(self, tokens, phone_ids, refer_spec=None, noise=None, ge=None) -> np.ndarray:
+        """SoVITS: tokens `[T]`, target phones `[N]`, the reference (spectrogram or its `ge`) and the flow noise
+        `[1, C, 2T]` already multiplied by the noise scale (None = noise scale 0) → waveform `[1280·T]`."""
+        codes = np.asarray(tokens, np.int64).reshape(1, 1, -1)
+        if codes.shape[-1] == 0:
+            raise TextError("the GPT produced no tokens for this text")
+        if ge is None:
+            if refer_spec is None:
+                raise ValueError("decode_tokens needs refer_spec or ge")
+            ge = self.reference_embedding(refer_spec)
+        channels = self._model["sovits"]["inter_channels"]
+        if noise is None:
+            noise = np.zeros((1, channels, 2 * codes.shape[-1]), np.float32)
+        audio = self._run("sovits_decode", codes=codes, phone_ids=_row(phone_ids, np.int64),
+                          ge=np.asarray(ge, np.float32), noise=np.asarray(noise, np.float32).reshape(1, channels, -1))
+        return audio["audio"].reshape(-1)
+
+    # ---------------------------------------------------------------- text and voices
+
+    def phonemize(self, text: str, language: str):
+        """Phones and per-phone BERT features `[1024, N]` of one piece of text."""
+        result = frontend.phonemize(text, language, version=self.bundle.manifest.upstream_version)
+        features = []
+        for segment in result.segments:
+            n = len(segment.phone_ids)
+            if segment.lang == "zh" and "bert" in self.bundle.manifest.graphs:
+                features.append(self.bert_features(segment.norm_text, segment.word2ph))
+            else:
+                features.append(np.zeros((1024, n), np.float32))
+        bert = np.concatenate(features, axis=1) if features else np.zeros((1024, 0), np.float32)
+        return result, bert
+
+    def create_voice(self, audio_path: str | Path, text: str, language: str) -> Voice:
+        if not text or not text.strip():
+            raise TextError("the reference transcript is empty")
+        wav16k, wav_model_rate = load_reference(audio_path, self.sample_rate)
+        prompt_text = prepare_prompt_text(text, language)
+        phones, bert = self.phonemize(prompt_text, language)
+        manifest = self.bundle.manifest
+        return Voice(
+            prompt_tokens=self.reference_codes(wav16k), prompt_phone_ids=np.asarray(phones.phone_ids, np.int64),
+            prompt_bert=bert, ge=self.reference_embedding(linear_spectrogram(wav_model_rate)), text=text,
+            language=language, norm_text=phones.norm_text, model_fingerprint=manifest.model_fingerprint,
+            family=manifest.family, upstream_version=manifest.upstream_version,
+            source_audio_sha256=hashlib.sha256(Path(audio_path).read_bytes()).hexdigest(),
+        )
+
+    def check_voice(self, voice: Voice) -> None:
+        if voice.model_fingerprint != self.bundle.manifest.model_fingerprint:
+            raise VoiceError("this voice was made with a different model; create it again with this bundle")
+
+    def stream(self, text: str, voice: Voice, language: str = "en", options: SynthesisOptions | None = None
+               ) -> Iterator[AudioChunk]:
+        """Synthesise fragment by fragment (sentences grouped by the split method), yielding audio as it is ready."""
+        options = options or SynthesisOptions()
+        self.check_voice(voice)
+        if not text or not text.strip():
+            raise TextError("the text to synthesise is empty")
+        if len(text) > MAX_TEXT_CHARS:
+            raise TextError(f"the text is {len(text)} characters long; the limit is {MAX_TEXT_CHARS} per call")
+        rng = np.random.default_rng(options.seed)
+        sampling = options.sampling()
+        pause = np.zeros(int(round(options.fragment_interval * self.sample_rate)), np.float32)
+        fragments = split_target_text(text, language, options.split_method)
+        if not fragments:
+            raise TextError("the text contains nothing to speak")
+        for fragment in fragments:
+            phones, bert = self.phonemize(fragment, language)
+            all_phones = np.concatenate([voice.prompt_phone_ids, np.asarray(phones.phone_ids, np.int64)])
+            all_bert = np.concatenate([voice.prompt_bert, bert], axis=1)
+            tokens = self.generate_tokens(all_phones, all_bert, voice.prompt_tokens, sampling, rng)
+            if tokens.size == 0:
+                continue
+            channels = self._model["sovits"]["inter_channels"]
+            noise = rng.standard_normal((1, channels, 2 * tokens.size)).astype(np.float32) * options.noise_scale
+            audio = self.decode_tokens(tokens, phones.phone_ids, noise=noise, ge=voice.ge)
+            peak = float(np.abs(audio).max())
+            if peak > 1.0:
+                audio = audio / peak
+            yield AudioChunk(fragment, np.concatenate([audio, pause]), self.sample_rate, tokens)
+
+    def synthesize(self, text: str, voice: Voice, language: str = "en", options: SynthesisOptions | None = None
+                   ) -> np.ndarray:
+        chunks = [chunk.audio for chunk in self.stream(text, voice, language, options)]
+        if not chunks:
+            raise TextError("the model produced no audio for this text")
+        return np.concatenate(chunks)
+
+    # ---------------------------------------------------------------- internals
+
+    def _prefill(self, phone_ids, bert_features, prompt_tokens, max_new: int) -> "_KVCache":
+        phone_ids = _row(phone_ids, np.int64)
+        bert = np.asarray(bert_features, np.float32)
+        bert = bert.reshape(1, *bert.shape[-2:])
+        if bert.shape[1:] != (1024, phone_ids.shape[1]):
+            raise ValueError(f"bert_features {bert.shape} do not match {phone_ids.shape[1]} phones")
+        prompt = _row(prompt_tokens, np.int64)
+        out = self._run("gpt_prefill", phone_ids=phone_ids, bert_features=bert, prompt_tokens=prompt)
+        return _KVCache(self._session("gpt_step"), out, self._model["gpt"]["n_layer"], prompt.shape[1], max_new)
+
+    def _vocab(self) -> dict[str, int]:
+        if self._bert_vocab is None:
+            path = self.bundle.file(self._model["bert"]["vocab_file"])
+            lines = path.read_text(encoding="utf-8").splitlines()
+            self._bert_vocab = {token: i for i, token in enumerate(lines)}
+        return self._bert_vocab
+
+    def _bert_token_id(self, char: str) -> int:
+        vocab = self._vocab()
+        return vocab.get(char, vocab.get(char.lower(), vocab["[UNK]"]))
+
+
+class _KVCache:
+    """Host-side KV cache: one preallocated `[1, capacity, D]` buffer per layer and direction.
+
+    The step graph reads a contiguous prefix of each buffer in place and returns only the new row, which is
+    written into the buffer; nothing grows or is copied per step.
+    """
+
+    def __init__(self, step_session, prefill_out: dict, n_layer: int, prompt_len: int, max_new: int):
+        self._session = step_session
+        self._n_layer = n_layer
+        first = prefill_out["present_key.0"]
+        self.length = first.shape[1]
+        capacity = self.length + max_new
+        self._buffers = {}
+        for kind in ("key", "value"):
+            for i in range(n_layer):
+                buffer = np.empty((1, capacity, first.shape[2]), np.float32)
+                buffer[:, : self.length] = prefill_out[f"present_{kind}.{i}"]
+                self._buffers[(kind, i)] = buffer
+        self.logits = prefill_out["logits"][0]
+        self._position = prompt_len  # audio position of the next fed token
+
+    def step(self, token: int) -> np.ndarray:
+        if self.length >= next(iter(self._buffers.values())).shape[1]:
+            raise RuntimeError("KV cache capacity exceeded")
+        feeds = {"token": np.array([[token]], np.int64), "position": np.array([self._position], np.int64)}
+        for (kind, i), buffer in self._buffers.items():
+            feeds[f"past_{kind}.{i}"] = buffer[:, : self.length]
+        out = self._session.run(feeds)
+        for (kind, i), buffer in self._buffers.items():
+            buffer[:, self.length] = out[f"new_{kind}.{i}"][:, 0]
+        self.length += 1
+        self._position += 1
+        self.logits = out["logits"][0]
+        return self.logits

@@ -1,0 +1,83 @@
+"""Voice profiles: everything derived from a reference clip and its transcript, saved once, reused per synthesis.
+
+A profile is an `.npz` of plain arrays (no pickles) plus a JSON header naming the model it was made with, so it
+is refused by a bundle of other weights (precision variants of the same weights accept it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import VoiceError
+
+VOICE_FORMAT = "edgevoice-voice"
+VOICE_FORMAT_VERSION = 1
+
+
+@dataclass
+class Voice:
+    prompt_tokens: np.ndarray  # [T_p] int64, semantic tokens of the reference
+    prompt_phone_ids: np.ndarray  # [N_p] int64, phones of the transcript
+    prompt_bert: np.ndarray  # [1024, N_p] float32, BERT features of the transcript (zeros outside Chinese)
+    ge: np.ndarray  # [1, gin, 1] float32, reference embedding from the spectrogram
+    text: str
+    language: str
+    norm_text: str
+    model_fingerprint: str
+    family: str
+    upstream_version: str
+    source_audio_sha256: str = ""
+
+    def header(self) -> dict:
+        return {"format": VOICE_FORMAT, "format_version": VOICE_FORMAT_VERSION, "text": self.text,
+                "language": self.language, "norm_text": self.norm_text, "model_fingerprint": self.model_fingerprint,
+                "family": self.family, "upstream_version": self.upstream_version,
+                "source_audio_sha256": self.source_audio_sha256}
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (temporary file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        os.close(handle)
+        try:
+            with open(temp, "wb") as out:
+                np.savez(out, header=np.array(json.dumps(self.header(), ensure_ascii=False)),
+                         prompt_tokens=self.prompt_tokens.astype(np.int64),
+                         prompt_phone_ids=self.prompt_phone_ids.astype(np.int64),
+                         prompt_bert=self.prompt_bert.astype(np.float32), ge=self.ge.astype(np.float32))
+            os.replace(temp, path)
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Voice":
+        path = Path(path)
+        if not path.is_file():
+            raise VoiceError(f"{path}: voice file not found")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(str(data["header"]))
+                arrays = {k: data[k] for k in ("prompt_tokens", "prompt_phone_ids", "prompt_bert", "ge")}
+        except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
+            raise VoiceError(f"{path}: not an edgevoice voice file ({type(exc).__name__}: {exc})") from None
+        if header.get("format") != VOICE_FORMAT:
+            raise VoiceError(f"{path}: not an edgevoice voice file")
+        if header.get("format_version") != VOICE_FORMAT_VERSION:
+            raise VoiceError(f"{path}: voice format version {header.get('format_version')} is not supported; "
+                             "create the voice again")
+        if arrays["prompt_bert"].shape != (1024, arrays["prompt_phone_ids"].shape[0]):
+            raise VoiceError(f"{path}: corrupt voice file (BERT features do not match the phones)")
+        return cls(**arrays, text=header["text"], language=header["language"], norm_text=header["norm_text"],
+                   model_fingerprint=header["model_fingerprint"], family=header["family"],
+                   upstream_version=header["upstream_version"],
+                   source_audio_sha256=header.get("source_audio_sha256", ""))

@@ -1,0 +1,120 @@
+"""Export the upstream-made tiny model set, then check every graph and every runtime stage against upstream.
+
+One bundle is exported per session (about a minute on 2 cores) and shared by the tests below.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from edgevoice import BundleError, Synthesizer  # noqa: E402
+from edgevoice.bundle import Bundle  # noqa: E402
+from edgevoice.spectrogram import linear_spectrogram  # noqa: E402
+from edgevoice_export.gpt_sovits import export_gpt_sovits  # noqa: E402
+
+BACKENDS = ["openvino", "onnxruntime"]
+
+
+def _load(set_dir, name):
+    return np.load(set_dir / "fixtures" / name)
+
+
+def _snr_db(reference, test):
+    noise = np.sum((reference.astype(np.float64) - test) ** 2)
+    return 10 * np.log10(np.sum(reference.astype(np.float64) ** 2) / max(noise, 1e-30))
+
+
+def test_every_graph_matches_pytorch_on_at_least_two_lengths(fixture_bundle):
+    _, report = fixture_bundle
+    graphs = {r.graph for r in report.parity}
+    assert graphs == {"hubert_codes", "ref_encoder", "bert", "gpt_prefill", "gpt_step", "sovits_decode"}
+    for result in report.parity:
+        assert len(set(result.shapes)) >= 2, result.line()
+        if result.graph == "hubert_codes":
+            assert result.max_abs == 0, result.line()  # codes identical
+        else:
+            assert result.max_rel < 1e-4, result.line()
+
+
+def test_manifest_is_self_describing(fixture_bundle):
+    path, _ = fixture_bundle
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["format"] == "edgevoice-bundle" and manifest["upstream_version"] == "v2"
+    assert manifest["sample_rate"] == 32000 and len(manifest["symbols"]) == 732
+    assert manifest["model"]["gpt"]["n_layer"] == 2  # read from the checkpoint, not assumed
+    step = manifest["graphs"]["gpt_step"]
+    assert step["runtime_options"]["openvino"]["INFERENCE_PRECISION_HINT"] == "f32"
+    assert {t["name"] for t in step["inputs"]} >= {"token", "position", "past_key.0", "past_value.1"}
+    for rel, digest in manifest["files"].items():
+        assert (path / rel).is_file() and len(digest) == 64
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_runtime_stages_reproduce_upstream(fixture_bundle, gpt_sovits_set, backend):
+    synth = Synthesizer.load(fixture_bundle[0], backend=backend)
+    for lang in ("en", "zh"):
+        latent = _load(gpt_sovits_set, f"hubert_latent_{lang}_tiny.npz")
+        np.testing.assert_array_equal(synth.reference_codes(latent["wav16k"]), latent["prompt_semantic"])
+
+        gpt = _load(gpt_sovits_set, f"gpt_{lang}_tiny.npz")
+        logits = synth.teacher_forced_logits(gpt["phoneme_ids"], gpt["bert_feature"], gpt["prompt_semantic"],
+                                             gpt["tokens"])
+        assert np.abs(logits - gpt["logits"]).max() <= 1e-4 * max(1.0, np.abs(gpt["logits"]).max())
+
+        spec = _load(gpt_sovits_set, f"refspec_{lang}_tiny.npz")
+        ns0 = _load(gpt_sovits_set, f"sovits_ns0_{lang}_tiny.npz")
+        np.testing.assert_allclose(synth.reference_embedding(linear_spectrogram(spec["raw_audio_32k"])), ns0["ge"],
+                                   atol=1e-5)
+        audio = synth.decode_tokens(ns0["codes"], ns0["text"], ns0["refer_spec"])
+        assert _snr_db(ns0["o"].reshape(-1), audio) >= 60
+        assert np.abs(audio - ns0["o"].reshape(-1)).max() < 1e-6  # the tiny vocoder's signal is tiny (README §6.3)
+
+        ns05 = _load(gpt_sovits_set, f"sovits_ns05_{lang}_tiny.npz")
+        audio = synth.decode_tokens(ns0["codes"], ns0["text"], ns0["refer_spec"], noise=ns05["noise"] * 0.5)
+        assert _snr_db(ns05["o"].reshape(-1), audio) >= 60
+
+
+def test_bert_features_match_upstream(fixture_bundle, gpt_sovits_set):
+    synth = Synthesizer.load(fixture_bundle[0])
+    text = _load(gpt_sovits_set, "text_zh_tiny.npz")
+    features = synth.bert_features(str(text["target_norm_text"]), text["target_word2ph"])
+    assert features.shape == text["target_bert"].shape
+    assert np.abs(features - text["target_bert"]).max() < 1e-4
+
+
+def test_corrupt_and_incomplete_bundles_are_refused(fixture_bundle, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(fixture_bundle[0], copy)
+    Bundle.load(copy)  # intact
+    with open(copy / "gpt_step.bin", "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\x00\x01\x02\x03")
+    with pytest.raises(BundleError, match="gpt_step.bin does not match its sha256"):
+        Bundle.load(copy)
+    (copy / "gpt_step.bin").unlink()
+    with pytest.raises(BundleError, match="missing file gpt_step.bin"):
+        Bundle.load(copy)
+    (copy / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="corrupt manifest"):
+        Bundle.load(copy)
+    with pytest.raises(BundleError, match="bundle folder not found"):
+        Bundle.load(tmp_path / "nowhere")
+
+
+def test_export_refuses_to_overwrite_and_leaves_no_partial_output(fixture_bundle, gpt_sovits_set, tmp_path):
+    models = gpt_sovits_set / "models"
+    with pytest.raises(BundleError, match="already exists"):
+        export_gpt_sovits(models / "s1_v2_tiny.ckpt", models / "s2_v2_tiny.pth", models / "chinese-hubert-base",
+                          fixture_bundle[0], progress=False)
+    bad = tmp_path / "notes.pth"
+    bad.write_text("not a model")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="not a GPT-SoVITS SoVITS checkpoint"):
+        export_gpt_sovits(models / "s1_v2_tiny.ckpt", bad, models / "chinese-hubert-base", out, progress=False)
+    assert not out.exists() and not list(tmp_path.glob(".out*"))

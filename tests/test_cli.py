@@ -1,0 +1,84 @@
+"""The command line: happy path on the tiny bundle, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import soundfile
+import pytest
+from click.testing import CliRunner
+
+from edgevoice.cli import main
+
+
+def _run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def _assert_one_line_error(result, fragment):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and fragment in lines[0], result.output
+
+
+def test_info_voice_say(fixture_bundle, gpt_sovits_set, tmp_path):
+    bundle, _ = fixture_bundle
+    result = _run("info", bundle)
+    assert result.exit_code == 0 and "gpt-sovits v2" in result.output and "gpt_step" in result.output
+    voice = tmp_path / "me.npz"
+    result = _run("voice", "create", "--bundle", bundle, "--audio", gpt_sovits_set / "audio" / "ref_en.wav",
+                  "--text", (gpt_sovits_set / "audio" / "ref_en.txt").read_text().strip(), "--out", voice)
+    assert result.exit_code == 0, result.output
+    wav = tmp_path / "out.wav"
+    result = _run("say", "--bundle", bundle, "--voice", voice, "--text", "Hello there, how are you today?",
+                  "--out", wav, "--seed", 1, "--backend", "onnxruntime")
+    assert result.exit_code == 0, result.output
+    data, rate = soundfile.read(wav)
+    assert rate == 32000 and data.size > 0.3 * 32000
+
+
+def test_say_errors(fixture_bundle, tmp_path):
+    bundle, _ = fixture_bundle
+    _assert_one_line_error(_run("say", "--bundle", tmp_path / "nope", "--voice", tmp_path / "v.npz", "--text", "hi",
+                                "--out", tmp_path / "o.wav"), "bundle folder not found")
+    _assert_one_line_error(_run("say", "--bundle", bundle, "--voice", tmp_path / "v.npz", "--text", "hi",
+                                "--out", tmp_path / "o.wav"), "voice file not found")
+    junk = tmp_path / "junk.npz"
+    junk.write_text("junk")
+    _assert_one_line_error(_run("say", "--bundle", bundle, "--voice", junk, "--text", "hi",
+                                "--out", tmp_path / "o.wav"), "not an edgevoice voice file")
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_voice_create_rejects_bad_audio(fixture_bundle, tmp_path):
+    import numpy as np
+
+    bundle, _ = fixture_bundle
+    short = tmp_path / "short.wav"
+    soundfile.write(short, np.zeros(16000, np.float32) + 0.1, 16000)
+    _assert_one_line_error(_run("voice", "create", "--bundle", bundle, "--audio", short, "--text", "Hello.",
+                                "--out", tmp_path / "v.npz"), "needs 3–10 s")
+    _assert_one_line_error(_run("voice", "create", "--bundle", bundle, "--audio", tmp_path / "missing.wav",
+                                "--text", "Hello.", "--out", tmp_path / "v.npz"), "audio file not found")
+
+
+@pytest.mark.parametrize("case", ["missing", "not_checkpoint", "unsupported_version"])
+def test_export_errors(gpt_sovits_set, tmp_path, case):
+    pytest.importorskip("torch")
+    models = gpt_sovits_set / "models"
+    sovits = models / "s2_v2_tiny.pth"
+    expected = {"missing": "file not found", "not_checkpoint": "not a GPT-SoVITS SoVITS checkpoint",
+                "unsupported_version": "v2Pro SoVITS checkpoints are not supported"}[case]
+    if case == "missing":
+        sovits = tmp_path / "absent.pth"
+    elif case == "not_checkpoint":
+        sovits = tmp_path / "readme.pth"
+        sovits.write_text("this is not a model")
+    else:
+        data = (models / "s2_v2_tiny.pth").read_bytes()
+        sovits = tmp_path / "pro.pth"
+        sovits.write_bytes(b"05" + data[2:])
+    result = _run("export", "gpt-sovits", "--gpt", models / "s1_v2_tiny.ckpt", "--sovits", sovits,
+                  "--hubert", models / "chinese-hubert-base", "--out", tmp_path / "bundle")
+    _assert_one_line_error(result, expected)
+    assert not (tmp_path / "bundle").exists()

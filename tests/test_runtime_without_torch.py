@@ -1,0 +1,49 @@
+"""The runtime works with torch made unimportable: voice creation and synthesis in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    sys.modules["torch"] = None          # any `import torch` now raises ImportError
+    sys.modules["edgevoice_export"] = None
+    import numpy as np
+    import edgevoice
+    bundle, audio_path, text, out = sys.argv[1:5]
+    synth = edgevoice.load(bundle)
+    voice = synth.create_voice(audio_path, text, "en")
+    voice.save(out + "/voice.npz")
+    voice = edgevoice.Voice.load(out + "/voice.npz")
+    options = edgevoice.SynthesisOptions(seed=3, max_tokens=40)
+    chunks = list(synth.stream("Every evening after work, my sister walks her dog.", voice, "en", options))
+    again = synth.synthesize("Every evening after work, my sister walks her dog.", voice, "en", options)
+    print(json.dumps({"torch_loaded": "torch" in sys.modules and sys.modules["torch"] is not None,
+                      "chunks": len(chunks), "tokens": [int(c.tokens.size) for c in chunks],
+                      "samples": [int(c.audio.size) for c in chunks],
+                      "same_seed_same_audio": bool(np.array_equal(np.concatenate([c.audio for c in chunks]), again)),
+                      "prompt_tokens": int(voice.prompt_tokens.size)}))
+""")
+
+
+def test_runtime_end_to_end_without_torch(fixture_bundle, gpt_sovits_set, tmp_path):
+    bundle, _ = fixture_bundle
+    audio = gpt_sovits_set / "audio" / "ref_en.wav"
+    text = (gpt_sovits_set / "audio" / "ref_en.txt").read_text().strip()
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(bundle), str(audio), text, str(tmp_path)],
+                            capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(SRC), "PATH": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["torch_loaded"] is False
+    assert report["prompt_tokens"] == 139  # 5 s reference + 0.6 s padding → 279 HuBERT frames → 139 tokens
+    assert report["chunks"] >= 1
+    for tokens, samples in zip(report["tokens"], report["samples"]):
+        assert 1 <= tokens <= 40
+        assert samples == tokens * 1280 + int(0.3 * 32000)  # 1280 samples per token, 0.3 s pause
+    assert report["same_seed_same_audio"]
