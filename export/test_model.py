@@ -115,11 +115,19 @@ def write_sovits(path: Path, size: str, seed: int) -> None:
             sys.modules["utils"] = previous
 
 
+def _save_hf_folder(model, folder: Path) -> None:
+    """`config.json` + fp16 `pytorch_model.bin`, the layout of the released folders."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.torch_dtype = "float16"
+    model.config.to_json_file(folder / "config.json")
+    torch.save(_fp16(model.state_dict()), folder / "pytorch_model.bin")
+
+
 def write_hubert(folder: Path, size: str, seed: int) -> None:
     options = dict(HUBERT_FULL, **(TINY["hubert"] if size == "tiny" else {}))
     torch.manual_seed(seed)
     model = HubertModel(HubertConfig(**options)).eval()
-    model.half().save_pretrained(folder, safe_serialization=False)
+    _save_hf_folder(model, folder)
     (folder / "preprocessor_config.json").write_text(json.dumps({
         "do_normalize": True, "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1,
         "padding_side": "right", "padding_value": 0, "return_attention_mask": False, "sampling_rate": 16000}, indent=2))
@@ -141,7 +149,7 @@ def write_bert(folder: Path, size: str, seed: int) -> None:
     options = dict(BERT_FULL, **(TINY["bert"] if size == "tiny" else {}))
     torch.manual_seed(seed)
     model = BertForMaskedLM(BertConfig(**options)).eval()
-    model.half().save_pretrained(folder, safe_serialization=False)
+    _save_hf_folder(model, folder)
     (folder / "vocab.txt").write_text("\n".join(bert_vocabulary(options["vocab_size"])) + "\n", encoding="utf-8")
     (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "tokenize_chinese_chars": True,
                                                               "tokenizer_class": "BertTokenizer"}, indent=2))

@@ -27,7 +27,6 @@ from .audio import load_reference
 from .backends import make_backend
 from .bundle import Bundle
 from .errors import BundleError, TextError, VoiceError
-from .fragments import prepare_prompt_text, split_target_text
 from .sampler import SamplingOptions, sample_token
 from .spectrogram import linear_spectrogram
 from .voice import Voice
@@ -181,7 +180,7 @@ class Synthesizer:
         if not text or not text.strip():
             raise TextError("the reference transcript is empty")
         wav16k, wav_model_rate = load_reference(audio_path, self.sample_rate)
-        prompt_text = prepare_prompt_text(text, language)
+        prompt_text = frontend.prepare_prompt_text(text, language)
         phones, bert = self.phonemize(prompt_text, language)
         manifest = self.bundle.manifest
         return Voice(
@@ -208,7 +207,7 @@ class Synthesizer:
         rng = np.random.default_rng(options.seed)
         sampling = options.sampling()
         pause = np.zeros(int(round(options.fragment_interval * self.sample_rate)), np.float32)
-        fragments = split_target_text(text, language, options.split_method)
+        fragments = frontend.split_target_text(text, language, options.split_method)
         if not fragments:
             raise TextError("the text contains nothing to speak")
         for fragment in fragments:
