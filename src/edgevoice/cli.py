@@ -95,6 +95,94 @@ def make_test_model(size, out, seed):
         click.echo(f"{name:7s} {path}")
 
 
+# ------------------------------------------------------------------------------------------------ quantize
+
+
+def _calibration_texts(path: str, default_language: str) -> list[tuple[str, str]]:
+    """One sentence per line, `LANG<TAB>TEXT` or plain text in `default_language`; blank and # lines skipped."""
+    from .errors import TextError
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TextError(f"{path}: cannot read calibration texts ({exc})") from None
+    pairs = []
+    for line in (raw.strip() for raw in lines):
+        if line and not line.startswith("#"):
+            language, _, text = line.partition("\t") if "\t" in line else (default_language, "", line)
+            pairs.append((language.strip(), text.strip()))
+    if not pairs:
+        raise TextError(f"{path}: no calibration sentences")
+    return pairs
+
+
+@main.command()
+@click.option("--bundle", required=True, type=click.Path(), help="FP32 bundle to quantise")
+@click.option("--out", required=True, type=click.Path(), help="bundle folder to create")
+@click.option("--voice", "voice_paths", multiple=True, type=click.Path(), help="voice file (repeatable)")
+@click.option("--reference", "references", multiple=True, type=click.Path(),
+              help="reference clip (repeatable; also calibrates hubert_codes/ref_encoder)")
+@click.option("--reference-text", "reference_texts", multiple=True, help="transcript of each --reference")
+@click.option("--reference-language", "reference_languages", multiple=True,
+              help="language of each --reference (default en)")
+@click.option("--calibration-texts", type=click.Path(), default=None,
+              help="sentences, one a line (LANG<TAB>TEXT or plain text); default: the built-in corpus")
+@click.option("--text-language", default="en", show_default=True, help="language of plain calibration lines")
+@click.option("--sentences", type=int, default=60, show_default=True,
+              help="how many calibration sentences to synthesise (spread over the texts)")
+@click.option("--max-tokens", type=int, default=None, help="cap on tokens per calibration sentence")
+@click.option("--subset-size", type=int, default=300, show_default=True, help="NNCF calibration items per graph")
+@click.option("--precision", type=click.Choice(["int8", "bf16"]), default="int8", show_default=True)
+@click.option("--method", "methods", multiple=True, metavar="GRAPH=METHOD",
+              help="override the policy for one graph: weights, static or float (repeatable)")
+@click.option("--accuracy-drop", type=float, default=None,
+              help="NNCF accuracy control for sovits_decode: allowed absolute rise of the log-mel L1 vs FP32")
+@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for calibration and checks")
+@click.option("--overwrite", is_flag=True, help="replace an existing output bundle")
+def quantize(bundle, out, voice_paths, references, reference_texts, reference_languages, calibration_texts,
+             text_language, sentences, max_tokens, subset_size, precision, methods, accuracy_drop, threads,
+             overwrite):
+    """Make an INT8 (NNCF) or BF16 variant of an FP32 bundle, calibrated on real synthesis, with an accuracy report.
+
+    The ONNX files stay FP32 (onnxruntime runs them unchanged); only the OpenVINO IR is quantised."""
+    try:
+        import nncf  # noqa: F401
+        from edgevoice_export.quantize import calibrate_and_quantize, sample_sentences
+    except ImportError as exc:
+        _fail(f"this command needs the export extra ({exc.name} is missing): pip install 'edgevoice[export]'")
+    from edgevoice_calibration.collect import ReferenceClip
+
+    from .errors import VoiceError
+    from .voice import Voice
+
+    if not voice_paths and not references:
+        _fail("give at least one --voice or --reference clip to calibrate with")
+    if len(reference_texts) != len(references):
+        _fail(f"{len(references)} --reference clips but {len(reference_texts)} --reference-text values")
+    languages = list(reference_languages) + ["en"] * (len(references) - len(reference_languages))
+    clips = [ReferenceClip(Path(a), t, lang) for a, t, lang in zip(references, reference_texts, languages)]
+    overrides = {}
+    for item in methods:
+        graph, sep, method = item.partition("=")
+        if not sep:
+            _fail(f"--method {item!r}: expected GRAPH=METHOD, e.g. gpt_prefill=weights")
+        overrides[graph.strip()] = method.strip()
+
+    def run():
+        voices = [Voice.load(path) for path in voice_paths]
+        texts = _calibration_texts(calibration_texts, text_language) if calibration_texts else None
+        if not voices and not clips:
+            raise VoiceError("no voices to calibrate with")
+        return calibrate_and_quantize(bundle, out, clips, voices, sample_sentences(sentences, texts), precision,
+                                      subset_size, max_tokens, accuracy_drop, overrides, overwrite, threads)
+
+    report = guarded(run)
+    click.echo(f"{precision} vs FP32 (held-out calibration inputs):")
+    for line in report.lines():
+        click.echo("  " + line)
+    click.echo(f"bundle written to {report.bundle} in {report.seconds:.1f} s")
+
+
 # ------------------------------------------------------------------------------------------------ runtime
 
 

@@ -1,0 +1,395 @@
+"""INT8 (NNCF) and BF16 variants of an FP32 bundle, with a per-graph policy and an accuracy gate.
+
+NNCF works on the OpenVINO IR (measured, research/tooling.md §4: the ONNX route quantises the attention MatMuls
+and is 2× less accurate; onnxruntime runs weight-only INT8 ONNX 11× slower than FP32). So only the IR is
+quantised: a quantised graph's `files["openvino"]` points to its INT8 IR, while `files["onnx"]` keeps pointing
+to the unchanged FP32 ONNX, so the onnxruntime backend of an INT8 bundle runs FP32.
+
+Every graph is compiled with an explicit precision: INT8 graphs say `INFERENCE_PRECISION_HINT=f32` for their
+float parts (OpenVINO would otherwise pick bf16 by itself on CPUs with native bf16), the BF16 variant says bf16.
+`KV_CACHE_PRECISION` does not matter here: the step graph has explicit cache inputs, no fused stateful SDPA.
+
+Random-weight models have no activation outliers: every accuracy figure must be re-measured on trained
+checkpoints before a policy is trusted.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edgevoice.backends import OpenVINOBackend
+from edgevoice.bundle import Bundle, Manifest, atomic_folder, write_manifest
+from edgevoice.errors import BundleError
+from edgevoice.synthesizer import Synthesizer
+from edgevoice_calibration.collect import CalibrationSet
+
+from .quant_accuracy import end_to_end, graph_errors
+
+HOLD_OUT_EVERY = 5  # every 5th recorded item is held out of calibration and used only for the accuracy gate
+END_TO_END_UTTERANCES = 6
+
+
+@dataclass(frozen=True)
+class GraphPolicy:
+    method: str  # "weights" (data-free weight-only INT8_ASYM), "static" (weights + activations), "float"
+    reason: str  # the measurement behind the choice (research/tooling.md)
+    transformer: bool = False  # NNCF model_type=TRANSFORMER (SmoothQuant is then switched off explicitly)
+    mixed_preset: bool = False  # asymmetric activations
+    ignored_types: tuple[str, ...] = ()
+    float_modules: tuple[str, ...] = ()  # regexes over torch module paths, kept in float
+
+    def to_json(self) -> dict:
+        return {"method": self.method, "reason": self.reason, "transformer": self.transformer,
+                "mixed_preset": self.mixed_preset, "ignored_types": list(self.ignored_types),
+                "float_modules": list(self.float_modules)}
+
+
+_SDPA = ("ScaledDotProductAttention",)
+POLICY: dict[str, GraphPolicy] = {
+    # One token per call reads every weight for little compute: bandwidth-bound. W8 gave 1.5x per token at 2.7 %
+    # logit error; static INT8 gave no speed-up at 2-3x the error (§4).
+    "gpt_step": GraphPolicy("weights", "bandwidth-bound single-token decode: W8 1.5x/token at 2.7 % logit error, "
+                                       "static INT8 no faster at 2-3x the error (tooling.md §4)"),
+    # Prefill is compute-bound: static INT8 was 2.8x faster (119 vs 333 ms at 300 tokens). SmoothQuant off
+    # (6.2 % vs 8.3 % error) and SDPA left float (5.9 %, and the CPU plugin keeps its fused attention kernel).
+    "gpt_prefill": GraphPolicy("static", "compute-bound: static INT8 prefill 2.8x faster; SmoothQuant off and SDPA "
+                                         "float gave the lowest error (tooling.md §4)",
+                               transformer=True, ignored_types=_SDPA),
+    # Encoders are compute-bound like prefill; same recipe (not measured separately in the research).
+    "bert": GraphPolicy("static", "compute-bound encoder, prefill recipe (SmoothQuant off, SDPA float)",
+                        transformer=True, ignored_types=_SDPA),
+    # Its output is discrete (VQ argmin over the HuBERT features): on the tiny model static INT8 changed 57 % of
+    # the prompt tokens (also with the VQ and ssl_proj in float), W8 changed 5 %. It runs once per voice, so speed
+    # hardly matters.
+    "hubert_codes": GraphPolicy("weights", "discrete tokens: static INT8 flipped 57 % of them on the tiny model, "
+                                           "W8 5 %; runs once per voice"),
+    # HiFi-GAN: MIXED preset (asymmetric u8 after LeakyReLU) cut log-mel L1 by 20 % and avoided slow f32 GEMM
+    # fallbacks for ConvTranspose; keeping conv_pre/conv_post and the cheap last 32 kHz stage float was the best
+    # speed/quality point (27.1 dB SNR, 2.1x faster than FP32; §6).
+    "sovits_decode": GraphPolicy("static", "MIXED preset, last upsampling stage + conv_pre/conv_post float: best "
+                                           "speed/quality point on the HiFi-GAN (tooling.md §6)",
+                                 mixed_preset=True, ignored_types=_SDPA,
+                                 float_modules=(r"sovits\.dec\.conv_pre$", r"sovits\.dec\.conv_post$",
+                                                "<last-stage>")),
+    # Runs once per voice and is tiny: nothing to gain.
+    "ref_encoder": GraphPolicy("float", "runs once per voice creation and is tiny"),
+}
+
+
+@dataclass
+class QuantizationReport:
+    bundle: Path
+    precision: str
+    seconds: float
+    graphs: dict[str, dict] = field(default_factory=dict)  # name -> {"method", "accuracy", "seconds"}
+    end_to_end: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        lines = list(self.notes)
+        for name, info in self.graphs.items():
+            lines.append(f"{name:14s} {info['method']:8s} {_accuracy_line(info.get('accuracy', {}))}")
+        if self.end_to_end:
+            e2e = self.end_to_end
+            lines.append(f"end to end ({e2e['utterances']} utterances, forced tokens): logits top-1 "
+                         f"{e2e['logits']['top1_agreement']:.3f}, top-5 {e2e['logits']['top5_overlap']:.3f}, "
+                         f"rel-L2 worst {e2e['logits']['rel_l2']['worst']:.4f}; audio SNR worst "
+                         f"{e2e['audio']['snr_db']['worst']:.1f} dB, log-mel L1 worst "
+                         f"{e2e['audio']['log_mel_l1']['worst']:.4f}")
+        return lines
+
+
+def _accuracy_line(accuracy: dict) -> str:
+    if not accuracy:
+        return "unchanged (FP32)"
+    parts = []
+    for output, stats in accuracy.items():
+        if not isinstance(stats, dict):
+            continue
+        if "cosine" in stats:
+            parts.append(f"{output} cos {stats['cosine']['worst']:.5f} rel-L2 {stats['rel_l2']['worst']:.4f}")
+        if "top1_agreement" in stats:
+            parts.append(f"top-1 {stats['top1_agreement']:.3f} top-5 {stats['top5_overlap']:.3f}")
+        if "snr_db" in stats:
+            parts.append(f"SNR {stats['snr_db']['worst']:.1f} dB mel-L1 {stats['log_mel_l1']['worst']:.4f}")
+        if "agreement" in stats:
+            parts.append(f"{output} agree {stats['agreement']['worst']:.3f}")
+    return "; ".join(parts) + f" (worst of {accuracy.get('items', '?')} held-out items)"
+
+
+def split_items(items: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(calibration, held-out). With fewer than HOLD_OUT_EVERY items both are all items (in-sample check)."""
+    if len(items) < HOLD_OUT_EVERY:
+        return items, items
+    held = [item for i, item in enumerate(items) if i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1]
+    return [item for i, item in enumerate(items) if i % HOLD_OUT_EVERY != HOLD_OUT_EVERY - 1], held
+
+
+# ------------------------------------------------------------------------------------------------ node selection
+
+
+def _module_paths(onnx_path: Path) -> dict[str, str]:
+    """ONNX node name -> the innermost torch module path from the dynamo exporter's `namespace` metadata."""
+    import onnx
+
+    paths = {}
+    for node in onnx.load(str(onnx_path), load_external_data=False).graph.node:
+        namespace = {p.key: p.value for p in node.metadata_props}.get("namespace", "")
+        scopes = [part.split(":")[0].strip() for part in namespace.split("/")]
+        modules = [s for s in scopes[:-1] if s]  # the last scope is the aten op itself
+        if modules:
+            paths[node.name] = modules[-1]
+    return paths
+
+
+def _expand_last_stage(patterns: tuple[str, ...], module_paths: dict[str, str]) -> list[str]:
+    """Replace `<last-stage>` by the vocoder's last upsampling layer and the resblocks that follow it."""
+    ups = {int(m.group(1)) for p in module_paths.values() if (m := re.match(r"sovits\.dec\.ups\.(\d+)$", p))}
+    blocks = {int(m.group(1)) for p in module_paths.values()
+              if (m := re.match(r"sovits\.dec\.resblocks\.(\d+)", p))}
+    expanded = []
+    for pattern in patterns:
+        if pattern != "<last-stage>":
+            expanded.append(pattern)
+            continue
+        if not ups:
+            continue
+        last, per_stage = max(ups), (max(blocks) + 1) // (max(ups) + 1) if blocks else 0
+        expanded.append(rf"sovits\.dec\.ups\.{last}$")
+        expanded.extend(rf"sovits\.dec\.resblocks\.{b}(\.|$)" for b in range(last * per_stage, (last + 1) * per_stage))
+    return expanded
+
+
+def float_node_names(onnx_path: Path, model, patterns: tuple[str, ...]) -> list[str]:
+    """OpenVINO op names that come from torch modules matching `patterns`. OpenVINO keeps ONNX node names as
+    friendly names (sometimes with a `/suffix`); a weighted op renamed on import (ConvTranspose becomes
+    `ConvolutionBackpropData_N` + a bias Add named after the ONNX node) is found through that bias Add."""
+    module_paths = _module_paths(onnx_path)
+    regexes = [re.compile(p) for p in _expand_last_stage(patterns, module_paths)]
+    onnx_nodes = {node for node, path in module_paths.items() if any(r.search(path) for r in regexes)}
+    names = set()
+    for op in model.get_ops():
+        if op.get_friendly_name().split("/")[0] in onnx_nodes:
+            names.add(op.get_friendly_name())
+    for op in model.get_ops():
+        consumers = [t.get_node() for t in op.output(0).get_target_inputs()] if op.get_output_size() else []
+        if len(consumers) == 1 and consumers[0].get_friendly_name() in names:
+            if op.get_type_name() in ("Convolution", "ConvolutionBackpropData", "MatMul", "GroupConvolution"):
+                names.add(op.get_friendly_name())
+    return sorted(names)
+
+
+# ------------------------------------------------------------------------------------------------ NNCF
+
+
+def quantize_graph(model, policy: GraphPolicy, calibration: list[dict], onnx_path: Path, subset_size: int,
+                   max_drop: float | None = None, validation: list[dict] | None = None,
+                   reference_audio: list[np.ndarray] | None = None):
+    """Apply `policy` to one OpenVINO model with NNCF; returns the quantised model."""
+    import nncf
+
+    if policy.method == "weights":
+        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    if not calibration:
+        raise BundleError("static INT8 needs recorded calibration inputs for this graph")
+    names = float_node_names(onnx_path, model, policy.float_modules) if policy.float_modules else []
+    present = {op.get_type_name() for op in model.get_ops()}
+    types = [t for t in policy.ignored_types if t in present]
+    kwargs = dict(
+        subset_size=min(subset_size, len(calibration)),
+        preset=nncf.QuantizationPreset.MIXED if policy.mixed_preset else None,
+        model_type=nncf.ModelType.TRANSFORMER if policy.transformer else None,
+        ignored_scope=nncf.IgnoredScope(names=names, types=types, validate=False),
+    )
+    advanced = nncf.AdvancedQuantizationParameters(
+        smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=-1)) if policy.transformer else None
+    dataset = nncf.Dataset(calibration)
+    if max_drop is None:
+        return nncf.quantize(model, dataset, advanced_parameters=advanced, **kwargs)
+    # Accuracy control: the metric must be finite for FP32 itself (SNR vs FP32 is ~120 dB for FP32, which made a
+    # dB budget unreachable, §4), so use minus the log-mel L1 against the FP32 output: 0 for FP32, higher is better.
+    from .quant_accuracy import log_mel_l1
+
+    pairs = list(zip(validation, reference_audio))
+
+    def validate(compiled, items):
+        output = compiled.outputs[0]
+        values = [-log_mel_l1(ref, compiled(feeds)[output]) for feeds, ref in items]
+        return float(np.mean(values)), values
+
+    return nncf.quantize_with_accuracy_control(
+        model, dataset, nncf.Dataset(pairs), validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
+        advanced_quantization_parameters=advanced, **kwargs)
+
+
+def _run_all(session, items: list[dict]) -> list[dict]:
+    return [session.run(item) for item in items]
+
+
+def _graph_accuracy(backend_fp32, backend_test, source: Bundle, test: Bundle, name: str, held_out: list[dict]):
+    if not held_out:
+        return {}
+    reference = _run_all(backend_fp32.session(source, name), held_out)
+    return graph_errors(name, reference, _run_all(backend_test.session(test, name), held_out))
+
+
+def _check_source(bundle: Bundle) -> None:
+    if bundle.manifest.family != "gpt-sovits":
+        raise BundleError(f"{bundle.path}: only gpt-sovits bundles can be quantised")
+    not_fp32 = [n for n, g in bundle.manifest.graphs.items() if g.precision != "fp32"]
+    if not_fp32:
+        raise BundleError(f"{bundle.path}: graphs {', '.join(not_fp32)} are not FP32; quantise the FP32 bundle")
+
+
+def _policies(bundle: Bundle, methods: dict[str, str] | None) -> dict[str, GraphPolicy]:
+    policies = dict(POLICY)
+    for name, method in (methods or {}).items():
+        if name not in bundle.manifest.graphs:
+            raise BundleError(f"{bundle.path}: no graph {name!r} (graphs: {', '.join(bundle.manifest.graphs)})")
+        if method not in ("weights", "static", "float"):
+            raise BundleError(f"unknown method {method!r} for {name} (choose weights, static or float)")
+        base = policies.get(name, GraphPolicy("float", ""))
+        policies[name] = replace(base, method=method, reason=f"chosen by the caller (default: {base.method})")
+    return policies
+
+
+def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: CalibrationSet,
+                    precision: str = "int8", subset_size: int = 300, max_drop: float | None = None,
+                    overwrite: bool = False, threads: int = 1, progress: bool = True,
+                    methods: dict[str, str] | None = None) -> QuantizationReport:
+    """Write the `precision` ("int8" or "bf16") variant of the FP32 bundle `source` to `out`. `methods` overrides
+    the policy per graph ({"gpt_prefill": "weights"}); `max_drop` turns on accuracy control for `sovits_decode`
+    (absolute drop of minus the log-mel L1 against FP32)."""
+    import nncf
+    import openvino as ov
+
+    if precision not in ("int8", "bf16"):
+        raise BundleError(f"unknown precision {precision!r} (choose int8 or bf16)")
+    nncf.set_log_level(logging.WARNING)
+    start = time.perf_counter()
+    source = source if isinstance(source, Bundle) else Bundle.load(source)
+    _check_source(source)
+    policies = _policies(source, methods)
+    manifest: Manifest = copy.deepcopy(source.manifest)
+    report = QuantizationReport(Path(out), precision, 0.0)
+    fp32_backend = OpenVINOBackend(threads=threads, precision="f32")
+    test_backend = OpenVINOBackend(threads=threads)  # the manifest's hint decides, as in production
+    with atomic_folder(out, overwrite=overwrite) as folder:
+        for rel in source.manifest.files:
+            shutil.copyfile(source.file(rel), folder / rel)
+        names = [n for n in POLICY if n in manifest.graphs] + [n for n in manifest.graphs if n not in POLICY]
+        bar = tqdm(names, desc=f"{precision} graphs", unit="graph", disable=not progress)
+        for name in bar:
+            bar.set_postfix_str(name)
+            graph_start = time.perf_counter()
+            entry = manifest.graphs[name]
+            policy = policies.get(name, GraphPolicy("float", "no policy for this graph"))
+            if precision == "bf16":
+                entry.precision = "bf16"
+                entry.runtime_options.setdefault("openvino", {})["INFERENCE_PRECISION_HINT"] = "bf16"
+                report.graphs[name] = {"method": "bf16-hint"}
+                continue
+            report.graphs[name] = {"method": policy.method, "reason": policy.reason}
+            if policy.method == "float":
+                continue
+            calib, held = split_items(calibration.items.get(name, []))
+            validation = reference_audio = None
+            if max_drop is not None and name == "sovits_decode":
+                validation = held
+                fp32_session = fp32_backend.session(source, name)
+                reference_audio = [fp32_session.run(item)["audio"] for item in held]
+            model = ov.Core().read_model(str(source.file(entry.files["openvino"])))
+            quantised = quantize_graph(model, policy, calib, source.file(entry.files["onnx"]), subset_size,
+                                       max_drop if validation else None, validation, reference_audio)
+            xml = f"{name}.int8.xml"
+            options = dict(entry.runtime_options.get("openvino", {}), INFERENCE_PRECISION_HINT="f32")
+            for key, value in options.items():
+                quantised.set_rt_info(str(value), ["runtime_options", key])
+            ov.save_model(quantised, str(folder / xml), compress_to_fp16=False)
+            entry.files = {"openvino": xml, "onnx": entry.files["onnx"]}  # ONNX stays FP32 (see module doc)
+            entry.precision = "int8"
+            entry.runtime_options["openvino"] = options
+            parity = entry.accuracy.get("fp32_vs_torch", {})
+            entry.accuracy = {"fp32_vs_torch": {k: v for k, v in parity.items() if k == "onnxruntime"}}
+            report.graphs[name]["seconds"] = round(time.perf_counter() - graph_start, 1)
+            report.graphs[name]["calibration_items"] = len(calib) if policy.method == "static" else 0
+        for rel in [f for f in list(manifest.files) if f.endswith((".xml", ".bin"))]:
+            if not any(rel in (g.files["openvino"], g.files["openvino"][:-4] + ".bin") for g in manifest.graphs.values()):
+                (folder / rel).unlink()  # the FP32 IR of a quantised graph
+        write_manifest(folder, manifest)
+        # Accuracy gate on the written bundle, exactly as the runtime will load it.
+        test = Bundle.load(folder)
+        for name, info in report.graphs.items():
+            if info["method"] == "float":
+                continue
+            _, held = split_items(calibration.items.get(name, []))
+            accuracy = _graph_accuracy(fp32_backend, test_backend, source, test, name, held)
+            info["accuracy"] = accuracy
+            manifest.graphs[name].accuracy[f"{precision}_vs_fp32"] = accuracy
+        _, held_utterances = split_items(calibration.utterances)
+        report.end_to_end = end_to_end(Synthesizer(source, backend=fp32_backend),
+                                       Synthesizer(test, backend=test_backend), held_utterances[:END_TO_END_UTTERANCES])
+        if precision == "bf16":
+            compiled = test_backend.session(test, "gpt_step").precision()
+            if "bf16" not in compiled:
+                # OpenVINO silently runs f32 on CPUs without native bf16 (e.g. AVX2-only): say so.
+                report.notes.append(f"note: this CPU compiled the bf16 bundle as {compiled}; the hint only takes "
+                                    "effect on CPUs with native bf16 (AVX512_BF16 / AMX)")
+        manifest.extra["quantization"] = {
+            "precision": precision, "source_bundle_hash": source.bundle_hash,
+            "policy": {n: policies[n].to_json() for n in report.graphs if n in policies} if precision == "int8" else
+                      {"all": "same FP32 IR, INFERENCE_PRECISION_HINT=bf16"},
+            "calibration": {"utterances": len(calibration.utterances), "items": calibration.counts(),
+                            "subset_size": subset_size, "collect_seconds": round(calibration.seconds, 1)},
+            "accuracy_control_max_drop": max_drop,
+            "end_to_end_vs_fp32": report.end_to_end,
+            "tools": {"nncf": nncf.__version__, "openvino": ov.__version__},
+            "note": "random-weight accuracy is not a proxy for trained checkpoints: re-measure on real models",
+        }
+        report.seconds = time.perf_counter() - start
+        manifest.extra["quantization"]["seconds"] = round(report.seconds, 1)
+        write_manifest(folder, manifest)
+    return report
+
+
+def sample_sentences(count: int | None, sentences: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    """`count` sentences spread evenly over `sentences` (default: the calibration corpus, all languages)."""
+    from edgevoice_calibration import load_corpus
+
+    sentences = list(sentences) if sentences is not None else load_corpus()
+    if count is None or count >= len(sentences):
+        return sentences
+    picks = np.linspace(0, len(sentences) - 1, max(1, count)).round().astype(int)
+    return [sentences[i] for i in dict.fromkeys(picks)]
+
+
+def calibrate_and_quantize(bundle: str | Path, out: str | Path, references=(), voices=(),
+                           sentences: list[tuple[str, str]] | None = None, precision: str = "int8",
+                           subset_size: int = 300, max_tokens: int | None = None, max_drop: float | None = None,
+                           methods: dict[str, str] | None = None, overwrite: bool = False, threads: int = 1,
+                           progress: bool = True) -> QuantizationReport:
+    """Record calibration inputs on the FP32 bundle (see `edgevoice_calibration.collect`), then quantise."""
+    from edgevoice_calibration.collect import DEFAULT_MAX_TOKENS, collect_calibration
+
+    source = Bundle.load(bundle)
+    _check_source(source)
+    _policies(source, methods)
+    if Path(out).resolve() == source.path.resolve():
+        raise BundleError(f"{out}: the output must not be the source bundle")
+    if Path(out).exists() and not overwrite:
+        raise BundleError(f"{out}: already exists (pass --overwrite to replace it)")
+    calibration = collect_calibration(source, sentences, list(references), list(voices),
+                                      max_tokens=max_tokens or DEFAULT_MAX_TOKENS, threads=threads,
+                                      progress=progress)
+    return quantize_bundle(source, out, calibration, precision=precision, subset_size=subset_size,
+                           max_drop=max_drop, overwrite=overwrite, threads=threads, progress=progress,
+                           methods=methods)
