@@ -1,0 +1,132 @@
+"""INT8/BF16 variants of the tiny bundle: they load, carry their accuracy, and stay close to FP32.
+
+Thresholds are for the tiny random-weight fixture model (measured: step logits rel-L2 0.8 %, forced-token top-1
+0.96, audio SNR 52 dB); trained checkpoints need their own measurement.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgevoice.bundle import Bundle
+from edgevoice.cli import main
+from edgevoice.synthesizer import Synthesizer
+from edgevoice.voice import Voice
+
+pytest.importorskip("nncf", reason="quantisation needs the export extra (nncf)")
+
+FAST = ["--sentences", "6", "--max-tokens", "16", "--subset-size", "32", "--threads", "1"]
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _one_line_error(result, fragment):
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.strip().splitlines() if line]
+    assert "Traceback" not in result.output and lines[-1].startswith("Error:") and fragment in lines[-1], result.output
+
+
+@pytest.fixture(scope="module")
+def reference(gpt_sovits_set):
+    audio = gpt_sovits_set / "audio" / "ref_en.wav"
+    return audio, (gpt_sovits_set / "audio" / "ref_en.txt").read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(fixture_bundle, reference, tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8") / "tiny-int8"
+    result = _run("quantize", "--bundle", fixture_bundle[0], "--out", out, "--reference", reference[0],
+                  "--reference-text", reference[1], *FAST)
+    assert result.exit_code == 0, result.output
+    assert "end to end" in result.output and "gpt_step" in result.output
+    return out
+
+
+def test_int8_manifest(fixture_bundle, int8_bundle):
+    source, quantised = Bundle.load(fixture_bundle[0]), Bundle.load(int8_bundle)  # verifies every sha256
+    graphs = quantised.manifest.graphs
+    assert {n: g.precision for n, g in graphs.items()} == {
+        "gpt_step": "int8", "gpt_prefill": "int8", "bert": "int8", "hubert_codes": "int8",
+        "sovits_decode": "int8", "ref_encoder": "fp32"}
+    info = quantised.manifest.extra["quantization"]
+    assert info["source_bundle_hash"] == source.bundle_hash
+    assert info["policy"]["gpt_step"]["method"] == "weights" and info["policy"]["sovits_decode"]["mixed_preset"]
+    assert info["calibration"]["items"]["gpt_step"] > 0 and info["calibration"]["collect_seconds"] > 0
+    assert quantised.manifest.model_fingerprint == source.manifest.model_fingerprint
+    for name in ("gpt_step", "gpt_prefill", "sovits_decode"):
+        entry = graphs[name]
+        assert entry.runtime_options["openvino"]["INFERENCE_PRECISION_HINT"] == "f32"
+        assert entry.files["openvino"] == f"{name}.int8.xml"
+        # the ONNX file is the FP32 one, byte for byte
+        assert quantised.manifest.files[entry.files["onnx"]] == source.manifest.files[entry.files["onnx"]]
+        assert entry.accuracy["int8_vs_fp32"]["items"] > 0
+    step = graphs["gpt_step"].accuracy["int8_vs_fp32"]["logits"]
+    assert step["rel_l2"]["worst"] < 0.05 and step["top1_agreement"] >= 0.9
+    assert graphs["sovits_decode"].accuracy["int8_vs_fp32"]["audio"]["snr_db"]["worst"] > 30
+    json.dumps(quantised.manifest.to_json(), allow_nan=False)  # strict JSON: no inf/nan figures
+
+
+def test_int8_synthesis_close_to_fp32(fixture_bundle, int8_bundle, reference):
+    fp32 = Synthesizer.load(fixture_bundle[0], threads=1)
+    int8 = Synthesizer.load(int8_bundle, threads=1)
+    voice = fp32.create_voice(reference[0], reference[1], "en")
+    int8.check_voice(voice)  # same weights, other precision: the FP32 voice is accepted
+    phones, bert = fp32.phonemize("The little boat drifted past the old stone bridge.", "en")
+    all_phones = np.concatenate([voice.prompt_phone_ids, phones.phone_ids])
+    all_bert = np.concatenate([voice.prompt_bert, bert], axis=1)
+    from edgevoice.sampler import SamplingOptions
+
+    tokens = fp32.generate_tokens(all_phones, all_bert, voice.prompt_tokens, SamplingOptions(max_tokens=20),
+                                  np.random.default_rng(3))
+    ref_logits = fp32.teacher_forced_logits(all_phones, all_bert, voice.prompt_tokens, tokens)
+    test_logits = int8.teacher_forced_logits(all_phones, all_bert, voice.prompt_tokens, tokens)
+    assert np.mean(ref_logits.argmax(-1) == test_logits.argmax(-1)) >= 0.8
+    assert np.linalg.norm(test_logits - ref_logits) / np.linalg.norm(ref_logits) < 0.15
+    noise = np.random.default_rng(4).standard_normal((1, 192, 2 * tokens.size)).astype(np.float32) * 0.5
+    ref_audio = fp32.decode_tokens(tokens, phones.phone_ids, noise=noise, ge=voice.ge)
+    test_audio = int8.decode_tokens(tokens, phones.phone_ids, noise=noise, ge=voice.ge)
+    snr = 10 * np.log10(np.sum(ref_audio.astype(np.float64) ** 2) / np.sum((ref_audio - test_audio) ** 2))
+    assert snr > 30
+    # onnxruntime on an INT8 bundle runs the unchanged FP32 ONNX
+    ort = Synthesizer.load(int8_bundle, backend="onnxruntime", threads=1)
+    ort_audio = ort.decode_tokens(tokens, phones.phone_ids, noise=noise, ge=voice.ge)
+    assert np.abs(ort_audio - ref_audio).max() < 1e-3 * max(np.abs(ref_audio).max(), 1e-6)
+
+
+def test_bf16_writes_hint(fixture_bundle, reference, tmp_path):
+    out = tmp_path / "tiny-bf16"
+    result = _run("quantize", "--bundle", fixture_bundle[0], "--out", out, "--precision", "bf16",
+                  "--reference", reference[0], "--reference-text", reference[1], "--sentences", "2", *FAST[2:])
+    assert result.exit_code == 0, result.output
+    bundle = Bundle.load(out)
+    for entry in bundle.manifest.graphs.values():
+        assert entry.precision == "bf16"
+        assert entry.runtime_options["openvino"]["INFERENCE_PRECISION_HINT"] == "bf16"
+        assert "bf16_vs_fp32" in entry.accuracy
+    assert bundle.manifest.extra["quantization"]["precision"] == "bf16"
+
+
+def test_quantize_errors(fixture_bundle, int8_bundle, reference, tmp_path):
+    bundle = fixture_bundle[0]
+    _one_line_error(_run("quantize", "--bundle", tmp_path / "nothing", "--out", tmp_path / "o", "--reference",
+                         reference[0], "--reference-text", reference[1]), "bundle folder not found")
+    _one_line_error(_run("quantize", "--bundle", int8_bundle, "--out", tmp_path / "o", "--reference",
+                         reference[0], "--reference-text", reference[1]), "not FP32")
+    _one_line_error(_run("quantize", "--bundle", bundle, "--out", tmp_path / "o"), "--voice or --reference")
+    _one_line_error(_run("quantize", "--bundle", bundle, "--out", tmp_path / "o", "--reference", reference[0],
+                         "--reference-text", reference[1], "--method", "gpt_step=int3"), "unknown method")
+    # a voice made with other weights
+    synth = Synthesizer.load(bundle, threads=1)
+    voice = synth.create_voice(reference[0], reference[1], "en")
+    voice.model_fingerprint = "0" * 64
+    path = voice.save(tmp_path / "other.npz")
+    _one_line_error(_run("quantize", "--bundle", bundle, "--out", tmp_path / "o", "--voice", path, *FAST),
+                    "different model")
+    assert not (tmp_path / "o").exists()
+    assert isinstance(Voice.load(path), Voice)
