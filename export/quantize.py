@@ -64,6 +64,9 @@ POLICY: dict[str, GraphPolicy] = {
     "gpt_prefill": GraphPolicy("static", "compute-bound: static INT8 prefill 2.8x faster; SmoothQuant off and SDPA "
                                          "float gave the lowest error (tooling.md §4)",
                                transformer=True, ignored_types=_SDPA),
+    # Caveat measured on an AVX2-only CPU without VNNI (AMD EPYC dev box, tiny model, 1 thread): static INT8
+    # prefill and bert ran 2x *slower* than FP32 (216 vs 112 ms, 18 vs 8 ms); there use
+    # `--method gpt_prefill=weights --method bert=weights`. The speed-up above was measured with AVX-512/VNNI.
     # Encoders are compute-bound like prefill; same recipe (not measured separately in the research).
     "bert": GraphPolicy("static", "compute-bound encoder, prefill recipe (SmoothQuant off, SDPA float)",
                         transformer=True, ignored_types=_SDPA),
