@@ -79,9 +79,9 @@ class GptStepGraph(nn.Module):
         super().__init__()
         self.gpt = gpt
 
-    def forward(self, token, position, *caches):
+    def forward(self, token, position, past_mask, *caches):
         n = self.gpt.n_layer
-        logits, keys, values = self.gpt.step(token, position, caches[:n], caches[n:])
+        logits, keys, values = self.gpt.step(token, position, past_mask, caches[:n], caches[n:])
         return (logits, *keys, *values)
 
 
@@ -91,31 +91,35 @@ def _cache_names(prefix: str, n_layer: int) -> list[str]:
 
 def gpt_graphs(gpt: Text2SemanticDecoder) -> list[GraphSpec]:
     dim, vocab, n = gpt.dim, gpt.vocab_size, gpt.n_layer
+    heads, head_dim = gpt.heads, gpt.dim // gpt.heads
     phones = gpt.ar_text_embedding.word_embeddings.num_embeddings
 
     def prefill_example(n_phones, n_prompt, seed):
         return (_randint(phones, 1, n_phones, seed=seed), _randn(1, 1024, n_phones, seed=seed + 1),
                 _randint(vocab - 1, 1, n_prompt, seed=seed + 2))
 
-    def step_example(past, seed):
-        caches = tuple(_randn(1, past, dim, seed=seed + i) for i in range(2 * n))
-        return (_randint(vocab - 1, 1, 1, seed=seed), torch.tensor([past - 7]), *caches)
+    def step_example(capacity, filled, seed):
+        caches = tuple(_randn(1, heads, capacity, head_dim, seed=seed + i) for i in range(2 * n))
+        mask = torch.zeros(1, capacity)
+        mask[:, filled:] = float("-inf")
+        return (_randint(vocab - 1, 1, 1, seed=seed), torch.tensor([filled - 7]), mask, *caches)
 
     prefill = GraphSpec(
         "gpt_prefill", GptPrefillGraph(gpt),
         [TensorSpec("phone_ids", "int64", [1, "phones"]), TensorSpec("bert_features", "float32", [1, 1024, "phones"]),
          TensorSpec("prompt_tokens", "int64", [1, "prompt"])],
         [TensorSpec("logits", "float32", [1, vocab])]
-        + [TensorSpec(name, "float32", [1, "context", dim]) for name in _cache_names("present", n)],
+        + [TensorSpec(name, "float32", [1, heads, "context", head_dim]) for name in _cache_names("present", n)],
         [prefill_example(17, 23, 1), prefill_example(9, 31, 10), prefill_example(60, 12, 20)],
     )
     step = GraphSpec(
         "gpt_step", GptStepGraph(gpt),
-        [TensorSpec("token", "int64", [1, 1]), TensorSpec("position", "int64", [1])]
-        + [TensorSpec(name, "float32", [1, "past", dim]) for name in _cache_names("past", n)],
+        [TensorSpec("token", "int64", [1, 1]), TensorSpec("position", "int64", [1]),
+         TensorSpec("past_mask", "float32", [1, "capacity"])]
+        + [TensorSpec(name, "float32", [1, heads, "capacity", head_dim]) for name in _cache_names("past", n)],
         [TensorSpec("logits", "float32", [1, vocab])]
-        + [TensorSpec(name, "float32", [1, 1, dim]) for name in _cache_names("new", n)],
-        [step_example(30, 100), step_example(57, 200), step_example(9, 300)],
+        + [TensorSpec(name, "float32", [1, heads, 1, head_dim]) for name in _cache_names("new", n)],
+        [step_example(30, 30, 100), step_example(64, 57, 200), step_example(9, 9, 300), step_example(128, 75, 400)],
     )
     return [prefill, step]
 

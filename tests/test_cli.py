@@ -82,3 +82,12 @@ def test_export_errors(gpt_sovits_set, tmp_path, case):
                   "--hubert", models / "chinese-hubert-base", "--out", tmp_path / "bundle")
     _assert_one_line_error(result, expected)
     assert not (tmp_path / "bundle").exists()
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    pytest.importorskip("torch")
+    result = _run("demo", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "random" in result.output and "edgevoice export gpt-sovits" in result.output
+    data, rate = soundfile.read(tmp_path / "demo.wav")
+    assert rate == 32000 and data.size > 32000

@@ -6,8 +6,9 @@ phones and earlier tokens). Two entry points mirror the graphs we export:
 * `prefill(phone_ids, bert_features, prompt_tokens)` → logits of the last position and every layer's K/V;
 * `step(token, position, past_keys, past_values)` → logits and the new K/V row of every layer.
 
-Caches are kept per layer as `[B, L, hidden]` (heads not split) so a host can keep one preallocated buffer per
-layer and pass a contiguous prefix of it without copying.
+Caches are kept per layer as `[B, heads, L, head_dim]`. The step graph takes a cache buffer that may be larger
+than its filled part plus a mask over its slots, so a host keeps one buffer per layer, fills it row by row and
+hands it over without copying.
 """
 
 from __future__ import annotations
@@ -84,27 +85,27 @@ class DecoderLayer(nn.Module):
 
     def prefill(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         attn = self.self_attn
-        q, k, v = attn.project(x)
-        out = F.scaled_dot_product_attention(attn.split_heads(q), attn.split_heads(k), attn.split_heads(v), allowed)
+        q, k, v = (attn.split_heads(t) for t in attn.project(x))
+        out = F.scaled_dot_product_attention(q, k, v, allowed)
         return self._finish(x, attn.merge_heads(out)), k, v
 
-    def step(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor):
-        """One query row against `past_*` [B, P, D] plus its own new key/value.
+    def step(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, past_mask: torch.Tensor):
+        """One query row against a cache `past_*` [B, H, C, Dh] (+ its own new key/value).
 
-        Scores against the past and against the new row are computed separately and joined before the softmax,
-        so the (large) cache is read once and never concatenated.
+        `past_mask` [B, C] is 0 for filled cache slots and -inf for spare capacity, so the host can hand over a
+        buffer larger than what is filled and never copy it. Scores against the cache and against the new row are
+        joined before the softmax, so the cache is only read.
         """
         attn = self.self_attn
         q, k, v = attn.project(x)  # [B, 1, D]
-        qh = attn.split_heads(q)  # [B, H, 1, Dh]
-        kh, vh = attn.split_heads(k), attn.split_heads(v)
-        scale = 1.0 / math.sqrt(attn.head_dim)
-        past_scores = qh @ attn.split_heads(past_k).transpose(-1, -2)  # [B, H, 1, P]
+        kh, vh = attn.split_heads(k), attn.split_heads(v)  # [B, H, 1, Dh]
+        qh = attn.split_heads(q) * (1.0 / math.sqrt(attn.head_dim))  # scale the one query row, not the cache
+        past_scores = qh @ past_k.transpose(-1, -2) + past_mask[:, None, None, :]  # [B, H, 1, C]
         new_score = (qh * kh).sum(-1, keepdim=True)  # [B, H, 1, 1]
-        probs = torch.softmax(torch.cat([past_scores, new_score], dim=-1) * scale, dim=-1)
-        past_len = past_k.shape[1]
-        out = probs[..., :past_len] @ attn.split_heads(past_v) + probs[..., past_len:] * vh
-        return self._finish(x, attn.merge_heads(out)), k, v
+        probs = torch.softmax(torch.cat([past_scores, new_score], dim=-1), dim=-1)
+        capacity = past_k.shape[2]
+        out = probs[..., :capacity] @ past_v + probs[..., capacity:] * vh
+        return self._finish(x, attn.merge_heads(out)), kh, vh
 
 
 class TransformerStack(nn.Module):
@@ -164,12 +165,13 @@ class Text2SemanticDecoder(nn.Module):
             values.append(v)
         return self.ar_predict_layer(xy[:, -1]), keys, values
 
-    def step(self, token: torch.Tensor, position: torch.Tensor, past_keys, past_values):
-        """token [B,1] int64, position [1] int64 (audio position of this token) → logits [B,V], new K/V rows."""
+    def step(self, token: torch.Tensor, position: torch.Tensor, past_mask: torch.Tensor, past_keys, past_values):
+        """token [B,1] int64, position [1] int64 (audio position of this token), past_mask [B,C] (0 = filled,
+        -inf = spare), caches [B,H,C,Dh] → logits [B,V], new K/V rows [B,H,1,Dh]."""
         x = self.ar_audio_position(self.ar_audio_embedding(token), position)
         keys, values = [], []
         for layer, past_k, past_v in zip(self.h.layers, past_keys, past_values):
-            x, k, v = layer.step(x, past_k, past_v)
+            x, k, v = layer.step(x, past_k, past_v, past_mask)
             keys.append(k)
             values.append(v)
         return self.ar_predict_layer(x[:, -1]), keys, values
@@ -181,9 +183,10 @@ class Text2SemanticDecoder(nn.Module):
         rows = [logits]
         position = prompt_tokens.shape[1]
         for token in forced_tokens[:-1]:
-            logits, new_k, new_v = self.step(token.view(1, 1), torch.tensor([position]), keys, values)
-            keys = [torch.cat([k, nk], dim=1) for k, nk in zip(keys, new_k)]
-            values = [torch.cat([v, nv], dim=1) for v, nv in zip(values, new_v)]
+            mask = torch.zeros(1, keys[0].shape[2])
+            logits, new_k, new_v = self.step(token.view(1, 1), torch.tensor([position]), mask, keys, values)
+            keys = [torch.cat([k, nk], dim=2) for k, nk in zip(keys, new_k)]
+            values = [torch.cat([v, nv], dim=2) for v, nv in zip(values, new_v)]
             rows.append(logits)
             position += 1
         return torch.cat(rows, dim=0)

@@ -19,3 +19,7 @@ class TextError(EdgevoiceError):
 
 class VoiceError(EdgevoiceError):
     """A voice profile that is missing, corrupt or made with another model."""
+
+
+class OptionsError(EdgevoiceError):
+    """A synthesis option outside its valid range."""

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import OptionsError
+
 
 @dataclass(frozen=True)
 class SamplingOptions:
@@ -24,15 +26,15 @@ class SamplingOptions:
 
     def __post_init__(self):
         if self.top_k < 1:
-            raise ValueError("top_k must be at least 1")
+            raise OptionsError("top_k must be at least 1")
         if not 0.0 < self.top_p <= 1.0:
-            raise ValueError("top_p must be in (0, 1]")
+            raise OptionsError("top_p must be in (0, 1]")
         if self.temperature <= 0:
-            raise ValueError("temperature must be positive")
+            raise OptionsError("temperature must be positive")
         if self.repetition_penalty <= 0:
-            raise ValueError("repetition_penalty must be positive")
+            raise OptionsError("repetition_penalty must be positive")
         if self.max_tokens < 1:
-            raise ValueError("max_tokens must be at least 1")
+            raise OptionsError("max_tokens must be at least 1")
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

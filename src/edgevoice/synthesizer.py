@@ -26,7 +26,7 @@ from . import frontend
 from .audio import load_reference
 from .backends import make_backend
 from .bundle import Bundle
-from .errors import BundleError, TextError, VoiceError
+from .errors import BundleError, OptionsError, TextError, VoiceError
 from .sampler import SamplingOptions, sample_token
 from .spectrogram import linear_spectrogram
 from .voice import Voice
@@ -46,6 +46,16 @@ class SynthesisOptions:
     seed: int | None = None
     split_method: str = "cut1"
     fragment_interval: float = 0.3  # seconds of silence after each fragment
+
+    def __post_init__(self):
+        self.sampling()  # validates the sampling fields
+        if self.noise_scale < 0:
+            raise OptionsError("noise_scale must not be negative")
+        if self.fragment_interval < 0:
+            raise OptionsError("fragment_interval must not be negative")
+        if self.split_method not in frontend.CUT_METHODS:
+            raise OptionsError(f"unknown split method {self.split_method!r} "
+                               f"(choose from {', '.join(frontend.CUT_METHODS)})")
 
     def sampling(self) -> SamplingOptions:
         return SamplingOptions(top_k=self.top_k, top_p=self.top_p, temperature=self.temperature,
@@ -117,7 +127,7 @@ class Synthesizer:
     def teacher_forced_logits(self, phone_ids, bert_features, prompt_tokens, forced_tokens) -> np.ndarray:
         """Raw logits (before EOS masking and penalty) of the prefill and of one step per forced token but the last."""
         forced = np.asarray(forced_tokens, np.int64).reshape(-1)
-        cache = self._prefill(phone_ids, bert_features, prompt_tokens, len(forced))
+        cache = self._prefill(phone_ids, bert_features, prompt_tokens)
         rows = [cache.logits]
         for token in forced[:-1]:
             rows.append(cache.step(int(token)))
@@ -128,7 +138,7 @@ class Synthesizer:
         options = options or SamplingOptions()
         rng = rng or np.random.default_rng()
         prompt = _row(prompt_tokens, np.int64)[0]
-        cache = self._prefill(phone_ids, bert_features, prompt, options.max_tokens)
+        cache = self._prefill(phone_ids, bert_features, prompt)
         eos = self._model["gpt"]["eos"]
         history = np.empty(prompt.size + options.max_tokens, dtype=np.int64)
         history[: prompt.size] = prompt
@@ -234,7 +244,7 @@ class Synthesizer:
 
     # ---------------------------------------------------------------- internals
 
-    def _prefill(self, phone_ids, bert_features, prompt_tokens, max_new: int) -> "_KVCache":
+    def _prefill(self, phone_ids, bert_features, prompt_tokens) -> "_KVCache":
         phone_ids = _row(phone_ids, np.int64)
         bert = np.asarray(bert_features, np.float32)
         bert = bert.reshape(1, *bert.shape[-2:])
@@ -242,7 +252,7 @@ class Synthesizer:
             raise ValueError(f"bert_features {bert.shape} do not match {phone_ids.shape[1]} phones")
         prompt = _row(prompt_tokens, np.int64)
         out = self._run("gpt_prefill", phone_ids=phone_ids, bert_features=bert, prompt_tokens=prompt)
-        return _KVCache(self._session("gpt_step"), out, self._model["gpt"]["n_layer"], prompt.shape[1], max_new)
+        return _KVCache(self._session("gpt_step"), out, self._model["gpt"]["n_layer"], prompt.shape[1])
 
     def _vocab(self) -> dict[str, int]:
         if self._bert_vocab is None:
@@ -257,36 +267,42 @@ class Synthesizer:
 
 
 class _KVCache:
-    """Host-side KV cache: one preallocated `[1, capacity, D]` buffer per layer and direction.
+    """Host-side KV cache: one `[1, H, capacity, Dh]` buffer per layer and direction, plus a slot mask.
 
-    The step graph reads a contiguous prefix of each buffer in place and returns only the new row, which is
-    written into the buffer; nothing grows or is copied per step.
+    The step graph reads the whole buffers in place (spare slots are masked with -inf) and returns only the new
+    row, which is written into the buffer; buffers grow by `GROWTH` slots when full, so per step nothing is
+    copied and at most `GROWTH` spare slots are scanned.
     """
 
-    def __init__(self, step_session, prefill_out: dict, n_layer: int, prompt_len: int, max_new: int):
+    GROWTH = 128
+
+    def __init__(self, step_session, prefill_out: dict, n_layer: int, prompt_len: int):
         self._session = step_session
-        self._n_layer = n_layer
         first = prefill_out["present_key.0"]
-        self.length = first.shape[1]
-        capacity = self.length + max_new
-        self._buffers = {}
-        for kind in ("key", "value"):
-            for i in range(n_layer):
-                buffer = np.empty((1, capacity, first.shape[2]), np.float32)
-                buffer[:, : self.length] = prefill_out[f"present_{kind}.{i}"]
-                self._buffers[(kind, i)] = buffer
+        self.length = first.shape[2]
+        self._names = [(f"past_{kind}.{i}", f"new_{kind}.{i}", f"present_{kind}.{i}")
+                       for kind in ("key", "value") for i in range(n_layer)]
+        self._buffers = {past: np.ascontiguousarray(prefill_out[present]) for past, _, present in self._names}
+        self._mask = np.zeros((1, self.length), np.float32)
         self.logits = prefill_out["logits"][0]
         self._position = prompt_len  # audio position of the next fed token
 
+    def _grow(self) -> None:
+        for past, buffer in self._buffers.items():
+            grown = np.zeros(buffer.shape[:2] + (buffer.shape[2] + self.GROWTH,) + buffer.shape[3:], np.float32)
+            grown[:, :, : buffer.shape[2]] = buffer
+            self._buffers[past] = grown
+        self._mask = np.concatenate([self._mask, np.full((1, self.GROWTH), -np.inf, np.float32)], axis=1)
+
     def step(self, token: int) -> np.ndarray:
-        if self.length >= next(iter(self._buffers.values())).shape[1]:
-            raise RuntimeError("KV cache capacity exceeded")
-        feeds = {"token": np.array([[token]], np.int64), "position": np.array([self._position], np.int64)}
-        for (kind, i), buffer in self._buffers.items():
-            feeds[f"past_{kind}.{i}"] = buffer[:, : self.length]
+        if self.length == self._mask.shape[1]:
+            self._grow()
+        feeds = {"token": np.array([[token]], np.int64), "position": np.array([self._position], np.int64),
+                 "past_mask": self._mask, **self._buffers}
         out = self._session.run(feeds)
-        for (kind, i), buffer in self._buffers.items():
-            buffer[:, self.length] = out[f"new_{kind}.{i}"][:, 0]
+        for past, new, _ in self._names:
+            self._buffers[past][:, :, self.length] = out[new][:, :, 0]
+        self._mask[0, self.length] = 0.0
         self.length += 1
         self._position += 1
         self.logits = out["logits"][0]
