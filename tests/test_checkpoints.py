@@ -118,3 +118,26 @@ def test_tensor_storage_offsets_and_strides(tmp_path):
     np.testing.assert_array_equal(loaded["b"], view.numpy())
     np.testing.assert_array_equal(loaded["a"], base.numpy())
     assert loaded["h"].dtype == np.float16
+
+
+def test_safetensors_folder(tmp_path):
+    safetensors = pytest.importorskip("safetensors.numpy")
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "hubert"}')
+    weights = {"a.weight": np.arange(6, dtype=np.float16).reshape(2, 3), "b": np.ones(4, np.float32)}
+    safetensors.save_file(weights, str(folder / "model.safetensors"))
+    loaded, config = load_hf_weights(folder)
+    assert config["model_type"] == "hubert"
+    np.testing.assert_array_equal(loaded["a.weight"], weights["a.weight"])
+    assert loaded["a.weight"].dtype == np.float16
+
+
+def test_v1_gpt_is_detected_and_refused(tmp_path):
+    torch = pytest.importorskip("torch")
+    config = {"model": {"phoneme_vocab_size": 512, "vocab_size": 1025}, "data": {"max_sec": 54}}
+    weights = {"model.ar_text_embedding.word_embeddings.weight": torch.zeros(512, 8, dtype=torch.float16)}
+    path = tmp_path / "v1.ckpt"
+    torch.save({"weight": weights, "config": config, "info": "GPT-e1"}, path)
+    with pytest.raises(UnsupportedVersionError, match="v1 GPT checkpoints are not supported"):
+        load_gpt_checkpoint(path)

@@ -91,3 +91,20 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "random" in result.output and "edgevoice export gpt-sovits" in result.output
     data, rate = soundfile.read(tmp_path / "demo.wav")
     assert rate == 32000 and data.size > 32000
+
+
+def test_voice_from_another_model_is_refused(fixture_bundle, gpt_sovits_set, tmp_path):
+    from edgevoice import Voice
+
+    bundle, _ = fixture_bundle
+    voice = tmp_path / "me.npz"
+    result = _run("voice", "create", "--bundle", bundle, "--audio", gpt_sovits_set / "audio" / "ref_zh.wav",
+                  "--text", (gpt_sovits_set / "audio" / "ref_zh.txt").read_text().strip(), "--language", "zh",
+                  "--out", voice)
+    assert result.exit_code == 0, result.output
+    profile = Voice.load(voice)
+    assert profile.prompt_bert.any()  # Chinese transcript: real BERT features, not zeros
+    profile.model_fingerprint = "0" * 64
+    profile.save(voice)
+    _assert_one_line_error(_run("say", "--bundle", bundle, "--voice", voice, "--text", "你好，世界。", "--language", "zh",
+                                "--out", tmp_path / "o.wav"), "made with a different model")

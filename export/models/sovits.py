@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checkpoints import Checkpoint
+from ..checkpoints import Checkpoint, CheckpointError
 from .sovits_layers import (Flow, Generator, MelStyleEncoder, MultiHeadAttention, RelPosEncoder,
                             fold_weight_norm)
 
@@ -35,7 +35,7 @@ PHONE_SYMBOLS = {"v1": 322, "v2": 732}  # rows of `enc_p.text_embedding` per sym
 SUPPORTED = ("v1", "v2")
 
 
-class SoVITSConfigError(ValueError):
+class SoVITSConfigError(CheckpointError):
     """A config (or weight set) this implementation cannot build or load."""
 
 
