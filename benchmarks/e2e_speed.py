@@ -125,9 +125,11 @@ def run_pytorch(models: str, threads: int, tokens: int) -> dict:
                 history.append(token)
                 if step == tokens - 1:
                     break
-                logits, new_k, new_v = gpt.step(torch.tensor([[token]]), torch.tensor([position]), keys, values)
-                keys = [torch.cat([k, n], dim=1) for k, n in zip(keys, new_k)]
-                values = [torch.cat([v, n], dim=1) for v, n in zip(values, new_v)]
+                # Upstream's way: grow every layer's cache with torch.cat each step.
+                mask = torch.zeros(1, keys[0].shape[2])
+                logits, new_k, new_v = gpt.step(torch.tensor([[token]]), torch.tensor([position]), mask, keys, values)
+                keys = [torch.cat([k, n], dim=2) for k, n in zip(keys, new_k)]
+                values = [torch.cat([v, n], dim=2) for v, n in zip(values, new_v)]
                 position += 1
             return np.array(history[codes.shape[1]:])
 

@@ -64,9 +64,7 @@ POLICY: dict[str, GraphPolicy] = {
     "gpt_prefill": GraphPolicy("static", "compute-bound: static INT8 prefill 2.8x faster; SmoothQuant off and SDPA "
                                          "float gave the lowest error (tooling.md §4)",
                                transformer=True, ignored_types=_SDPA),
-    # Caveat measured on an AVX2-only CPU without VNNI (AMD EPYC dev box, tiny model, 1 thread): static INT8
-    # prefill and bert ran 2x *slower* than FP32 (216 vs 112 ms, 18 vs 8 ms); there use
-    # `--method gpt_prefill=weights --method bert=weights`. The speed-up above was measured with AVX-512/VNNI.
+    # The speed-up above was measured with AVX-512 VNNI; see `default_policies` for CPUs without it.
     # Encoders are compute-bound like prefill; same recipe (not measured separately in the research).
     "bert": GraphPolicy("static", "compute-bound encoder, prefill recipe (SmoothQuant off, SDPA float)",
                         transformer=True, ignored_types=_SDPA),
@@ -254,8 +252,33 @@ def _check_source(bundle: Bundle) -> None:
         raise BundleError(f"{bundle.path}: graphs {', '.join(not_fp32)} are not FP32; quantise the FP32 bundle")
 
 
-def _policies(bundle: Bundle, methods: dict[str, str] | None) -> dict[str, GraphPolicy]:
+# Static INT8 pays off only where the CPU has 8-bit dot-product instructions (VNNI, AMX). Measured on an
+# AVX2-only EPYC (tiny model, 1 thread): static INT8 prefill 216 vs 112 ms FP32, bert 18 vs 8 ms, i.e. 2× slower,
+# while weight-only kept FP32 speed at 16× lower logit error. Without VNNI these graphs therefore default to W8.
+STATIC_NEEDS_INT8_DOT = ("gpt_prefill", "bert")
+_INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_has_int8_dot(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    try:
+        flags = set(cpuinfo.read_text().split())
+    except OSError:
+        return True  # unknown platform: keep the research defaults
+    return any(flag in flags for flag in _INT8_DOT_FLAGS)
+
+
+def default_policies(has_int8_dot: bool | None = None) -> dict[str, GraphPolicy]:
     policies = dict(POLICY)
+    if not (cpu_has_int8_dot() if has_int8_dot is None else has_int8_dot):
+        for name in STATIC_NEEDS_INT8_DOT:
+            policies[name] = replace(policies[name], method="weights",
+                                     reason="no VNNI/AMX on this CPU: static INT8 measured 2x slower than FP32, "
+                                            "weight-only INT8 instead")
+    return policies
+
+
+def _policies(bundle: Bundle, methods: dict[str, str] | None) -> dict[str, GraphPolicy]:
+    policies = default_policies()
     for name, method in (methods or {}).items():
         if name not in bundle.manifest.graphs:
             raise BundleError(f"{bundle.path}: no graph {name!r} (graphs: {', '.join(bundle.manifest.graphs)})")

@@ -108,3 +108,11 @@ def test_voice_from_another_model_is_refused(fixture_bundle, gpt_sovits_set, tmp
     profile.save(voice)
     _assert_one_line_error(_run("say", "--bundle", bundle, "--voice", voice, "--text", "你好，世界。", "--language", "zh",
                                 "--out", tmp_path / "o.wav"), "made with a different model")
+
+
+def test_export_int8_needs_a_calibration_reference(gpt_sovits_set, tmp_path):
+    models = gpt_sovits_set / "models"
+    result = _run("export", "gpt-sovits", "--gpt", models / "s1_v2_tiny.ckpt", "--sovits", models / "s2_v2_tiny.pth",
+                  "--hubert", models / "chinese-hubert-base", "--out", tmp_path / "b", "--int8")
+    _assert_one_line_error(result, "give --reference WAV and --reference-text TEXT")
+    assert not (tmp_path / "b").exists()

@@ -130,3 +130,16 @@ def test_quantize_errors(fixture_bundle, int8_bundle, reference, tmp_path):
                     "different model")
     assert not (tmp_path / "o").exists()
     assert isinstance(Voice.load(path), Voice)
+
+
+def test_static_int8_needs_int8_dot_product_instructions(tmp_path):
+    from edgevoice_export.quantize import cpu_has_int8_dot, default_policies
+
+    assert default_policies(has_int8_dot=True)["gpt_prefill"].method == "static"
+    assert default_policies(has_int8_dot=False)["gpt_prefill"].method == "weights"
+    assert default_policies(has_int8_dot=False)["sovits_decode"].method == "static"
+    info = tmp_path / "cpuinfo"
+    info.write_text("flags : fpu avx2 avx512f avx512_vnni\n")
+    assert cpu_has_int8_dot(info)
+    info.write_text("flags : fpu avx2\n")
+    assert not cpu_has_int8_dot(info)

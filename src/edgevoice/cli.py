@@ -72,15 +72,36 @@ def export():
 @click.option("--out", required=True, type=click.Path(), help="bundle folder to create")
 @click.option("--overwrite", is_flag=True, help="replace an existing bundle")
 @click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for export and checks")
-def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, out, overwrite, threads):
+@click.option("--int8", "int8", is_flag=True, help="also write an INT8 variant to OUT-int8 (needs --reference)")
+@click.option("--reference", type=click.Path(), default=None, help="with --int8: a reference clip to calibrate on")
+@click.option("--reference-text", default=None, help="with --int8: the reference clip's transcript")
+@click.option("--reference-language", default="en", show_default=True, help="with --int8: its language")
+@click.option("--sentences", type=int, default=24, show_default=True,
+              help="with --int8: calibration corpus sentences to synthesise")
+def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, out, overwrite, threads, int8, reference,
+                      reference_text, reference_language, sentences):
     """Export GPT-SoVITS v2 checkpoints to an OpenVINO + ONNX bundle, checking every graph against PyTorch."""
     gpt_sovits, _ = _export_modules()
+    if int8 and not (reference and reference_text):
+        _fail("--int8 calibrates on real synthesis: give --reference WAV and --reference-text TEXT")
     report = guarded(lambda: gpt_sovits.export_gpt_sovits(gpt_path, sovits_path, hubert_dir, out, bert=bert_dir,
                                                           overwrite=overwrite, threads=threads))
     click.echo("parity of every graph against PyTorch (FP32):")
     for line in report.lines():
         click.echo("  " + line)
     click.echo(f"bundle written to {report.bundle} in {report.seconds:.1f} s")
+    if int8:
+        from edgevoice_calibration.collect import ReferenceClip
+        from edgevoice_export.quantize import calibrate_and_quantize, sample_sentences
+
+        int8_out = Path(f"{Path(out)}-int8")
+        clip = ReferenceClip(Path(reference), reference_text, reference_language)
+        quantised = guarded(lambda: calibrate_and_quantize(out, int8_out, [clip], sentences=sample_sentences(sentences),
+                                                           overwrite=overwrite, threads=threads))
+        click.echo("int8 vs FP32 (held-out calibration inputs):")
+        for line in quantised.lines():
+            click.echo("  " + line)
+        click.echo(f"INT8 bundle written to {quantised.bundle} in {quantised.seconds:.1f} s")
 
 
 @main.command("make-test-model")
