@@ -30,7 +30,7 @@ TOKENS_PER_SECOND = 25
 TEXT = ("Every evening after work, my sister walks her small brown dog along the river and watches the boats "
         "sail past the old bridge.")
 PROMPT_TEXT = "The morning light spread slowly across the quiet valley, and every bird began to sing."
-PIPELINES = ("pytorch", "openvino", "onnxruntime")
+PIPELINES = ("pytorch", "openvino", "onnxruntime")  # + "openvino-int8" when --int8-bundle is given
 
 
 def reference_clip(seconds: float = 5.0, rate: int = 32000) -> np.ndarray:
@@ -146,6 +146,8 @@ def run_pytorch(models: str, threads: int, tokens: int) -> dict:
 def child(args) -> None:
     if args.pipeline == "pytorch":
         result = run_pytorch(args.models, args.threads, args.tokens)
+    elif args.pipeline == "openvino-int8":
+        result = run_runtime(args.int8_bundle, "openvino", args.threads, args.tokens)
     else:
         result = run_runtime(args.bundle, args.pipeline, args.threads, args.tokens)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -168,9 +170,10 @@ def summarize(runs: list[dict]) -> dict:
 def markdown(summary: dict[str, dict], args, load: tuple[float, float, float]) -> str:
     base = summary["pytorch"]
     lines = [
-        "## End to end: OpenVINO FP32 / onnxruntime FP32 vs our PyTorch reference",
+        "## End to end: OpenVINO FP32 / INT8, onnxruntime FP32 vs our PyTorch reference",
         "",
-        f"`python benchmarks/e2e_speed.py --models {args.models} --bundle {args.bundle} --threads {args.threads} "
+        f"`python benchmarks/e2e_speed.py --models {args.models} --bundle {args.bundle} "
+        f"{'--int8-bundle ' + args.int8_bundle + ' ' if args.int8_bundle else ''}--threads {args.threads} "
         f"--seconds {args.seconds} --rounds {args.rounds}`: full-size random-weight v2 model set "
         f"(`edgevoice make-test-model --size full`), 5 s reference, {summary['pytorch']['tokens']} tokens "
         f"(= {summary['pytorch']['audio_s']:.1f} s of audio) forced, {args.threads} threads, median of "
@@ -208,7 +211,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--pipelines", default=",".join(PIPELINES))
+    parser.add_argument("--int8-bundle", default=None, help="also time this INT8 variant with OpenVINO")
+    parser.add_argument("--pipelines", default=None, help="comma-separated subset of the pipelines")
     parser.add_argument("--write-results", action="store_true")
     parser.add_argument("--pipeline", help=argparse.SUPPRESS)
     parser.add_argument("--tokens", type=int, help=argparse.SUPPRESS)
@@ -218,11 +222,15 @@ def main() -> None:
         return
     tokens = int(round(args.seconds * TOKENS_PER_SECOND))
     load = os.getloadavg()
-    runs: dict[str, list[dict]] = {p: [] for p in args.pipelines.split(",")}
+    pipelines = args.pipelines.split(",") if args.pipelines else list(PIPELINES) + (
+        ["openvino-int8"] if args.int8_bundle else [])
+    runs: dict[str, list[dict]] = {p: [] for p in pipelines}
     for round_index in range(args.rounds):
         for pipeline in runs:
             command = [sys.executable, __file__, "--models", args.models, "--bundle", args.bundle, "--threads",
                        str(args.threads), "--pipeline", pipeline, "--tokens", str(tokens)]
+            if args.int8_bundle:
+                command += ["--int8-bundle", args.int8_bundle]
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 sys.exit(f"{pipeline} failed:\n{result.stderr[-4000:]}")
@@ -232,7 +240,7 @@ def main() -> None:
     table = markdown(summary, args, load)
     print(table)
     if args.write_results:
-        write_results(table, "## End to end: OpenVINO FP32")
+        write_results(table, "## End to end: OpenVINO")
 
 
 if __name__ == "__main__":

@@ -147,22 +147,17 @@ def collect_calibration(bundle: Bundle, sentences: list[tuple[str, str]] | None 
         sentences = [(lang, text) for lang, text in sentences if lang != "zh"]
     rng = np.random.default_rng(seed)
     sampling = SamplingOptions(max_tokens=max_tokens)
-    channels = bundle.manifest.model["sovits"]["inter_channels"]
     result = CalibrationSet()
     for index, (language, text) in enumerate(tqdm(sentences, desc="calibrating", unit="sentence",
                                                   disable=not progress)):
         voice = all_voices[index % len(all_voices)]  # voices take turns, so each sees every language
         recorder.new_utterance()
-        phones, bert = synth.phonemize(text, language)
-        phone_ids = np.concatenate([voice.prompt_phone_ids, np.asarray(phones.phone_ids, np.int64)])
-        all_bert = np.concatenate([voice.prompt_bert, bert], axis=1)
-        tokens = synth.generate_tokens(phone_ids, all_bert, voice.prompt_tokens, sampling, rng)
-        if tokens.size == 0:
+        fragment = synth.synthesize_fragment(text, voice, language, sampling, noise_scale, rng)
+        if fragment is None:
             continue
-        noise = rng.standard_normal((1, channels, 2 * tokens.size)).astype(np.float32) * noise_scale
-        synth.decode_tokens(tokens, phones.phone_ids, noise=noise, ge=voice.ge)
-        result.utterances.append(Utterance(language, text, phone_ids, all_bert, voice.prompt_tokens,
-                                           np.asarray(phones.phone_ids, np.int64), tokens, noise, voice.ge))
+        result.utterances.append(Utterance(language, text, fragment.gpt_phone_ids, fragment.gpt_bert,
+                                           voice.prompt_tokens, fragment.phone_ids, fragment.tokens, fragment.noise,
+                                           voice.ge))
     result.items = recorder.items
     result.seconds = time.perf_counter() - start
     return result

@@ -90,7 +90,7 @@ def _cache_names(prefix: str, n_layer: int) -> list[str]:
 
 
 def gpt_graphs(gpt: Text2SemanticDecoder) -> list[GraphSpec]:
-    dim, vocab, n = gpt.dim, gpt.vocab_size, gpt.n_layer
+    vocab, n = gpt.vocab_size, gpt.n_layer
     heads, head_dim = gpt.heads, gpt.dim // gpt.heads
     phones = gpt.ar_text_embedding.word_embeddings.num_embeddings
 

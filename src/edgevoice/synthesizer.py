@@ -16,7 +16,7 @@ stage with recorded inputs:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -70,6 +70,19 @@ class AudioChunk:
     audio: np.ndarray  # float32 in [-1, 1]
     sample_rate: int
     tokens: np.ndarray
+
+
+@dataclass
+class Fragment:
+    """Everything one fragment went through: the inputs of each stage and the raw (unnormalised) waveform."""
+
+    text: str
+    phone_ids: np.ndarray  # target phones (what SoVITS sees)
+    gpt_phone_ids: np.ndarray  # prompt + target phones (what the GPT sees)
+    gpt_bert: np.ndarray  # [1024, len(gpt_phone_ids)]
+    tokens: np.ndarray
+    noise: np.ndarray  # flow noise, already multiplied by the noise scale
+    audio: np.ndarray
 
 
 def _row(array, dtype) -> np.ndarray:
@@ -220,20 +233,30 @@ class Synthesizer:
         fragments = frontend.split_target_text(text, language, options.split_method)
         if not fragments:
             raise TextError("the text contains nothing to speak")
-        for fragment in fragments:
-            phones, bert = self.phonemize(fragment, language)
-            all_phones = np.concatenate([voice.prompt_phone_ids, np.asarray(phones.phone_ids, np.int64)])
-            all_bert = np.concatenate([voice.prompt_bert, bert], axis=1)
-            tokens = self.generate_tokens(all_phones, all_bert, voice.prompt_tokens, sampling, rng)
-            if tokens.size == 0:
+        for text_piece in fragments:
+            fragment = self.synthesize_fragment(text_piece, voice, language, sampling, options.noise_scale, rng)
+            if fragment is None:
                 continue
-            channels = self._model["sovits"]["inter_channels"]
-            noise = rng.standard_normal((1, channels, 2 * tokens.size)).astype(np.float32) * options.noise_scale
-            audio = self.decode_tokens(tokens, phones.phone_ids, noise=noise, ge=voice.ge)
+            audio = fragment.audio
             peak = float(np.abs(audio).max())
             if peak > 1.0:
                 audio = audio / peak
-            yield AudioChunk(fragment, np.concatenate([audio, pause]), self.sample_rate, tokens)
+            yield AudioChunk(text_piece, np.concatenate([audio, pause]), self.sample_rate, fragment.tokens)
+
+    def synthesize_fragment(self, text: str, voice: Voice, language: str, sampling: SamplingOptions,
+                            noise_scale: float, rng: np.random.Generator) -> "Fragment | None":
+        """One fragment through phones → GPT → SoVITS; None when the GPT ends at once (no tokens)."""
+        phones, bert = self.phonemize(text, language)
+        target = np.asarray(phones.phone_ids, np.int64)
+        gpt_phones = np.concatenate([voice.prompt_phone_ids, target])
+        gpt_bert = np.concatenate([voice.prompt_bert, bert], axis=1)
+        tokens = self.generate_tokens(gpt_phones, gpt_bert, voice.prompt_tokens, sampling, rng)
+        if tokens.size == 0:
+            return None
+        channels = self._model["sovits"]["inter_channels"]
+        noise = rng.standard_normal((1, channels, 2 * tokens.size)).astype(np.float32) * noise_scale
+        audio = self.decode_tokens(tokens, target, noise=noise, ge=voice.ge)
+        return Fragment(text, target, gpt_phones, gpt_bert, tokens, noise, audio)
 
     def synthesize(self, text: str, voice: Voice, language: str = "en", options: SynthesisOptions | None = None
                    ) -> np.ndarray:
