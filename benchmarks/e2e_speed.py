@@ -51,16 +51,15 @@ def run_runtime(bundle: str, backend: str, threads: int, tokens: int) -> dict:
     from edgevoice import Synthesizer, frontend
     from edgevoice.audio import HUBERT_RATE, resample_soxr
     from edgevoice.sampler import SamplingOptions
-    from edgevoice.spectrogram import linear_spectrogram
 
     synth, load_s = _timed(Synthesizer.load, bundle, backend, threads)
     ref = reference_clip()
     wav16k = resample_soxr(ref, 32000, HUBERT_RATE)
     # Compile every graph before timing (first calls include OpenVINO's compile).
     warm = synth.reference_codes(wav16k)
-    synth.reference_embedding(linear_spectrogram(ref))
+    synth.reference_embedding(synth.reference_spectrogram(ref))
     codes, hubert_s = _timed(synth.reference_codes, wav16k)
-    ge, ref_s = _timed(lambda: synth.reference_embedding(linear_spectrogram(ref)))
+    ge, ref_s = _timed(lambda: synth.reference_embedding(synth.reference_spectrogram(ref)))
     start = time.perf_counter()
     prompt, prompt_bert = synth.phonemize(frontend.prepare_prompt_text(PROMPT_TEXT, "en"), "en")
     target, target_bert = synth.phonemize(TEXT, "en")

@@ -83,20 +83,22 @@ def _to_hparams(cls: type, value):
     return value
 
 
-def write_gpt(path: Path, size: str, seed: int) -> None:
+def write_gpt(path: Path, size: str, seed: int, overrides: dict | None = None) -> None:
     config = copy.deepcopy(GPT_CONFIG)
     if size == "tiny":
         config["model"].update(TINY["gpt"])
+    config["model"].update(overrides or {})
     torch.manual_seed(seed)
     model = Text2SemanticDecoder(config)
     weights = OrderedDict((f"model.{k}", v) for k, v in _fp16(model.state_dict()).items())
     torch.save({"weight": weights, "config": config, "info": "GPT-e1"}, path)
 
 
-def write_sovits(path: Path, size: str, seed: int) -> None:
+def write_sovits(path: Path, size: str, seed: int, overrides: dict | None = None) -> None:
     config = copy.deepcopy(SOVITS_CONFIG)
     if size == "tiny":
         config["model"].update(TINY["sovits"])
+    config["model"].update(overrides or {})
     torch.manual_seed(seed)
     model = SoVITS(config)
     model.randomize_for_testing()
@@ -118,13 +120,13 @@ def write_sovits(path: Path, size: str, seed: int) -> None:
 def _save_hf_folder(model, folder: Path) -> None:
     """`config.json` + fp16 `pytorch_model.bin`, the layout of the released folders."""
     folder.mkdir(parents=True, exist_ok=True)
-    model.config.torch_dtype = "float16"
+    model.config.dtype = "float16"
     model.config.to_json_file(folder / "config.json")
     torch.save(_fp16(model.state_dict()), folder / "pytorch_model.bin")
 
 
-def write_hubert(folder: Path, size: str, seed: int) -> None:
-    options = dict(HUBERT_FULL, **(TINY["hubert"] if size == "tiny" else {}))
+def write_hubert(folder: Path, size: str, seed: int, overrides: dict | None = None) -> None:
+    options = {**HUBERT_FULL, **(TINY["hubert"] if size == "tiny" else {}), **(overrides or {})}
     torch.manual_seed(seed)
     model = HubertModel(HubertConfig(**options)).eval()
     _save_hf_folder(model, folder)
@@ -145,8 +147,8 @@ def bert_vocabulary(size: int) -> list[str]:
     return tokens[:size]
 
 
-def write_bert(folder: Path, size: str, seed: int) -> None:
-    options = dict(BERT_FULL, **(TINY["bert"] if size == "tiny" else {}))
+def write_bert(folder: Path, size: str, seed: int, overrides: dict | None = None) -> None:
+    options = {**BERT_FULL, **(TINY["bert"] if size == "tiny" else {}), **(overrides or {})}
     torch.manual_seed(seed)
     model = BertForMaskedLM(BertConfig(**options)).eval()
     _save_hf_folder(model, folder)
@@ -155,16 +157,21 @@ def write_bert(folder: Path, size: str, seed: int) -> None:
                                                               "tokenizer_class": "BertTokenizer"}, indent=2))
 
 
-def make_test_model(out: str | Path, size: str = "tiny", seed: int = 0) -> dict[str, Path]:
-    """Write a random-weight v2 model set into `out`; returns the path of each part."""
+def make_test_model(out: str | Path, size: str = "tiny", seed: int = 0,
+                    overrides: dict[str, dict] | None = None) -> dict[str, Path]:
+    """Write a random-weight v2 model set into `out`; returns the path of each part.
+
+    `overrides` changes config fields per part ({"gpt": {"n_layer": 3}, "sovits": {...}, "hubert": {...},
+    "bert": {...}}), for checking that nothing depends on one set of sizes."""
+    overrides = overrides or {}
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r} (choose from {', '.join(SIZES)})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"gpt": out / "gpt.ckpt", "sovits": out / "sovits.pth",
              "hubert": out / "chinese-hubert-base", "bert": out / "chinese-roberta-wwm-ext-large"}
-    write_gpt(paths["gpt"], size, seed + 1)
-    write_sovits(paths["sovits"], size, seed + 2)
-    write_hubert(paths["hubert"], size, seed + 3)
-    write_bert(paths["bert"], size, seed + 4)
+    write_gpt(paths["gpt"], size, seed + 1, overrides.get("gpt"))
+    write_sovits(paths["sovits"], size, seed + 2, overrides.get("sovits"))
+    write_hubert(paths["hubert"], size, seed + 3, overrides.get("hubert"))
+    write_bert(paths["bert"], size, seed + 4, overrides.get("bert"))
     return paths

@@ -147,6 +147,9 @@ class SoVITS(nn.Module):
         self.hop_length = int(data["hop_length"])
         self.inter_channels = int(model["inter_channels"])
         gin = int(model["gin_channels"])
+        if gin != MRTE_CHANNELS:
+            # v1/v2 add `ge` straight onto MRTE's 512-wide features (upstream would fail the same way).
+            raise SoVITSConfigError(f"gin_channels {gin}: GPT-SoVITS {self.version} needs {MRTE_CHANNELS}")
         self.gin_channels = gin
         self.ref_bins = spec_channels if self.version == "v1" else V2_REF_BINS
         if int(np.prod(model["upsample_rates"])) != self.hop_length:

@@ -121,6 +121,12 @@ class Synthesizer:
         padded = np.concatenate([np.asarray(wav16k, np.float32).reshape(-1), np.zeros(HUBERT_PAD_SAMPLES, np.float32)])
         return self._run("hubert_codes", wav16k=padded[None])["prompt_tokens"][0]
 
+    def reference_spectrogram(self, audio: np.ndarray) -> np.ndarray:
+        """The reference's linear spectrogram with the model's own STFT sizes → `[1, n_fft/2+1, frames]`."""
+        sovits = self._model["sovits"]
+        return linear_spectrogram(audio, n_fft=sovits["filter_length"], hop_length=sovits["hop_length"],
+                                  win_length=sovits["win_length"])
+
     def reference_embedding(self, refer_spec: np.ndarray) -> np.ndarray:
         spec = np.asarray(refer_spec, np.float32)
         return self._run("ref_encoder", refer_spec=spec.reshape(1, *spec.shape[-2:]))["ge"]
@@ -208,7 +214,7 @@ class Synthesizer:
         manifest = self.bundle.manifest
         return Voice(
             prompt_tokens=self.reference_codes(wav16k), prompt_phone_ids=np.asarray(phones.phone_ids, np.int64),
-            prompt_bert=bert, ge=self.reference_embedding(linear_spectrogram(wav_model_rate)), text=text,
+            prompt_bert=bert, ge=self.reference_embedding(self.reference_spectrogram(wav_model_rate)), text=text,
             language=language, norm_text=phones.norm_text, model_fingerprint=manifest.model_fingerprint,
             family=manifest.family, upstream_version=manifest.upstream_version,
             source_audio_sha256=hashlib.sha256(Path(audio_path).read_bytes()).hexdigest(),
