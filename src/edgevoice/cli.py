@@ -284,10 +284,28 @@ def info(bundle, as_json, no_verify):
     click.echo(f"{loaded.path}: {manifest.family} {manifest.upstream_version}, {manifest.sample_rate} Hz, "
                f"{len(manifest.graphs)} graphs, {size / 1e6:.1f} MB{' (verified)' if not no_verify else ''}")
     click.echo(f"model fingerprint {manifest.model_fingerprint[:16]}…")
+    click.echo(f"  {'graph':14s} {'prec.':5s} {'files':14s} accuracy (worst case)")
     for name, graph in manifest.graphs.items():
         parity = graph.accuracy.get("fp32_vs_torch", {})
-        figures = ", ".join(f"{backend} rel {v['max_rel']:.1e}" for backend, v in parity.items())
-        click.echo(f"  {name:14s} {graph.precision:5s} {', '.join(sorted(graph.files)):14s} {figures}")
+        figures = [f"FP32 vs torch ({backend}) rel {v['max_rel']:.1e}" for backend, v in parity.items()]
+        figures += [f"{key.split('_')[0].upper()} vs FP32 {_quantised_summary(value)}"
+                    for key, value in graph.accuracy.items() if key.endswith("_vs_fp32")]
+        click.echo(f"  {name:14s} {graph.precision:5s} {', '.join(sorted(graph.files)):14s} {'; '.join(figures)}")
+
+
+def _quantised_summary(accuracy: dict) -> str:
+    """The headline figure of each output of a quantised graph: SNR for audio, agreement for ids, else rel-L2."""
+    parts = []
+    for output, stats in accuracy.items():
+        if not isinstance(stats, dict):
+            continue
+        if "snr_db" in stats:
+            parts.append(f"{output} SNR {stats['snr_db']['worst']:.1f} dB")
+        elif "agreement" in stats:
+            parts.append(f"{output} agree {stats['agreement']['worst']:.3f}")
+        elif "rel_l2" in stats:
+            parts.append(f"{output} rel-L2 {stats['rel_l2']['worst']:.4f}")
+    return ", ".join(parts)
 
 
 @main.command()
