@@ -91,16 +91,20 @@ def test_load_is_strict(checkpoint):
 
 def test_sizes_come_from_config(checkpoint):
     config = copy.deepcopy(checkpoint.config)
-    config["model"].update(n_layers=4, filter_channels=96, upsample_initial_channel=128, gin_channels=256,
+    config["model"].update(n_layers=4, filter_channels=96, upsample_initial_channel=128, inter_channels=160,
                            upsample_kernel_sizes=[20, 16, 8, 2, 2])
     state = SoVITS(config).state_dict()
     assert "enc_p.encoder_text.attn_layers.3.conv_q.weight" in state
     assert "enc_p.encoder_ssl.attn_layers.1.conv_q.weight" in state
     assert tuple(state["enc_p.encoder2.ffn_layers.0.conv_1.weight"].shape) == (96, 192, 3)
     assert tuple(state["dec.ups.0.weight_v"].shape) == (128, 64, 20)
-    assert tuple(state["dec.cond.weight"].shape) == (128, 256, 1)
-    assert tuple(state["ref_enc.fc.fc.weight"].shape) == (256, 128)
-    assert tuple(state["flow.flows.0.enc.cond_layer.weight_v"].shape) == (1536, 256, 1)
+    assert tuple(state["dec.conv_pre.weight"].shape) == (128, 160, 7)
+    assert tuple(state["flow.flows.0.pre.weight"].shape) == (192, 80, 1)
+    assert tuple(state["enc_p.proj.weight"].shape) == (320, 192, 1)
+    # v2 adds `ge` onto MRTE's 512-wide features, so any other width cannot run (upstream fails at decode).
+    config["model"]["gin_channels"] = 256
+    with pytest.raises(SoVITSConfigError, match="gin_channels 256"):
+        SoVITS(config)
 
 
 def test_fold_weight_norm_keeps_outputs(model):
