@@ -118,3 +118,14 @@ def test_export_refuses_to_overwrite_and_leaves_no_partial_output(fixture_bundle
     with pytest.raises(ValueError, match="not a GPT-SoVITS SoVITS checkpoint"):
         export_gpt_sovits(models / "s1_v2_tiny.ckpt", bad, models / "chinese-hubert-base", out, progress=False)
     assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_bundle_from_another_graph_interface_is_refused(fixture_bundle, tmp_path):
+    copy = tmp_path / "old"
+    shutil.copytree(fixture_bundle[0], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    step = manifest["graphs"]["gpt_step"]
+    step["inputs"] = [t for t in step["inputs"] if t["name"] != "past_mask"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="re-export the bundle"):
+        Synthesizer.load(copy, verify=False)

@@ -31,6 +31,12 @@ from .sampler import SamplingOptions, sample_token
 from .spectrogram import linear_spectrogram
 from .voice import Voice
 
+# The inputs this host code feeds each graph; a bundle whose graphs differ was made by another edgevoice version.
+GRAPH_INPUTS = {
+    "hubert_codes": {"wav16k"}, "ref_encoder": {"refer_spec"}, "bert": {"input_ids"},
+    "gpt_prefill": {"phone_ids", "bert_features", "prompt_tokens"}, "gpt_step": {"token", "position", "past_mask"},
+    "sovits_decode": {"codes", "phone_ids", "ge", "noise"},
+}
 HUBERT_PAD_SAMPLES = 9600  # upstream appends int(32000 * 0.3) zeros to the *16 kHz* reference (0.6 s)
 MAX_TEXT_CHARS = 5000
 
@@ -96,6 +102,10 @@ class Synthesizer:
         manifest = bundle.manifest
         if manifest.family != "gpt-sovits":
             raise BundleError(f"{bundle.path}: model family {manifest.family!r} is not supported by this runtime")
+        for name, expected in GRAPH_INPUTS.items():
+            if name in manifest.graphs and not expected <= {t.name for t in manifest.graphs[name].inputs}:
+                raise BundleError(f"{bundle.path}: graph {name!r} does not have the inputs this edgevoice feeds "
+                                  f"({', '.join(sorted(expected))}); re-export the bundle with this version")
         self.bundle = bundle
         self.backend = make_backend(backend, threads)
         self.sample_rate = manifest.sample_rate
