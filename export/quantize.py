@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edgevoice.backends import OpenVINOBackend
-from edgevoice.bundle import Bundle, Manifest, atomic_folder, write_manifest
+from edgevoice.bundle import Bundle, Manifest, accuracy_summary, atomic_folder, write_manifest
 from edgevoice.errors import BundleError
 from edgevoice.synthesizer import Synthesizer
 from edgevoice_calibration.collect import CalibrationSet
@@ -98,7 +98,7 @@ class QuantizationReport:
     def lines(self) -> list[str]:
         lines = list(self.notes)
         for name, info in self.graphs.items():
-            lines.append(f"{name:14s} {info['method']:8s} {_accuracy_line(info.get('accuracy', {}))}")
+            lines.append(f"{name:14s} {info['method']:8s} {accuracy_summary(info.get('accuracy', {}))}")
         if self.end_to_end:
             e2e = self.end_to_end
             lines.append(f"end to end ({e2e['utterances']} utterances, forced tokens): logits top-1 "
@@ -107,24 +107,6 @@ class QuantizationReport:
                          f"{e2e['audio']['snr_db']['worst']:.1f} dB, log-mel L1 worst "
                          f"{e2e['audio']['log_mel_l1']['worst']:.4f}")
         return lines
-
-
-def _accuracy_line(accuracy: dict) -> str:
-    if not accuracy:
-        return "unchanged (FP32)"
-    parts = []
-    for output, stats in accuracy.items():
-        if not isinstance(stats, dict):
-            continue
-        if "cosine" in stats:
-            parts.append(f"{output} cos {stats['cosine']['worst']:.5f} rel-L2 {stats['rel_l2']['worst']:.4f}")
-        if "top1_agreement" in stats:
-            parts.append(f"top-1 {stats['top1_agreement']:.3f} top-5 {stats['top5_overlap']:.3f}")
-        if "snr_db" in stats:
-            parts.append(f"SNR {stats['snr_db']['worst']:.1f} dB mel-L1 {stats['log_mel_l1']['worst']:.4f}")
-        if "agreement" in stats:
-            parts.append(f"{output} agree {stats['agreement']['worst']:.3f}")
-    return "; ".join(parts) + f" (worst of {accuracy.get('items', '?')} held-out items)"
 
 
 def split_items(items: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -170,6 +170,25 @@ class Bundle:
         return sha256_file(self.path / MANIFEST)
 
 
+def accuracy_summary(accuracy: dict) -> str:
+    """One line of a quantised graph's measured error against FP32 (worst held-out figures)."""
+    if not accuracy:
+        return "unchanged (FP32)"
+    parts = []
+    for output, stats in accuracy.items():
+        if not isinstance(stats, dict):
+            continue
+        if "cosine" in stats:
+            parts.append(f"{output} cos {stats['cosine']['worst']:.5f} rel-L2 {stats['rel_l2']['worst']:.4f}")
+        if "top1_agreement" in stats:
+            parts.append(f"top-1 {stats['top1_agreement']:.3f} top-5 {stats['top5_overlap']:.3f}")
+        if "snr_db" in stats:
+            parts.append(f"SNR {stats['snr_db']['worst']:.1f} dB mel-L1 {stats['log_mel_l1']['worst']:.4f}")
+        if "agreement" in stats:
+            parts.append(f"{output} agree {stats['agreement']['worst']:.3f}")
+    return "; ".join(parts) + f" (worst of {accuracy.get('items', '?')} held-out items)"
+
+
 def write_manifest(folder: Path, manifest: Manifest) -> None:
     """Hash every file in `folder` (recursively) into the manifest and write it."""
     manifest.files = {

@@ -273,7 +273,7 @@ def say(bundle, voice_path, text, language, out, seed, backend, threads, top_k, 
 @click.option("--no-verify", is_flag=True, help="skip the sha256 check of every file")
 def info(bundle, as_json, no_verify):
     """Describe a bundle: model, graphs, precision, parity figures."""
-    from .bundle import Bundle
+    from .bundle import Bundle, accuracy_summary
 
     loaded = guarded(lambda: Bundle.load(bundle, verify=not no_verify))
     manifest = loaded.manifest
@@ -288,24 +288,10 @@ def info(bundle, as_json, no_verify):
     for name, graph in manifest.graphs.items():
         parity = graph.accuracy.get("fp32_vs_torch", {})
         figures = [f"FP32 vs torch ({backend}) rel {v['max_rel']:.1e}" for backend, v in parity.items()]
-        figures += [f"{key.split('_')[0].upper()} vs FP32 {_quantised_summary(value)}"
+        figures += [f"{key.split('_')[0].upper()} vs FP32 {accuracy_summary(value)}"
                     for key, value in graph.accuracy.items() if key.endswith("_vs_fp32")]
         click.echo(f"  {name:14s} {graph.precision:5s} {', '.join(sorted(graph.files)):14s} {'; '.join(figures)}")
 
-
-def _quantised_summary(accuracy: dict) -> str:
-    """The headline figure of each output of a quantised graph: SNR for audio, agreement for ids, else rel-L2."""
-    parts = []
-    for output, stats in accuracy.items():
-        if not isinstance(stats, dict):
-            continue
-        if "snr_db" in stats:
-            parts.append(f"{output} SNR {stats['snr_db']['worst']:.1f} dB")
-        elif "agreement" in stats:
-            parts.append(f"{output} agree {stats['agreement']['worst']:.3f}")
-        elif "rel_l2" in stats:
-            parts.append(f"{output} rel-L2 {stats['rel_l2']['worst']:.4f}")
-    return ", ".join(parts)
 
 
 @main.command()
