@@ -167,19 +167,20 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def markdown(summary: dict[str, dict], args, load: tuple[float, float, float]) -> str:
-    base = summary["pytorch"]
+    base_name = "pytorch" if "pytorch" in summary else next(iter(summary))
+    base = summary[base_name]
     lines = [
         "## End to end: OpenVINO FP32 / INT8, onnxruntime FP32 vs our PyTorch reference",
         "",
         f"`python benchmarks/e2e_speed.py --models {args.models} --bundle {args.bundle} "
         f"{'--int8-bundle ' + args.int8_bundle + ' ' if args.int8_bundle else ''}--threads {args.threads} "
         f"--seconds {args.seconds} --rounds {args.rounds}`: full-size random-weight v2 model set "
-        f"(`edgevoice make-test-model --size full`), 5 s reference, {summary['pytorch']['tokens']} tokens "
-        f"(= {summary['pytorch']['audio_s']:.1f} s of audio) forced, {args.threads} threads, median of "
+        f"(`edgevoice make-test-model --size full`), 5 s reference, {base['tokens']} tokens "
+        f"(= {base['audio_s']:.1f} s of audio) forced, {args.threads} threads, median of "
         f"{args.rounds} interleaved rounds, load average {load[0]:.1f} at the start.",
         "",
         "| pipeline | GPT ms/token | SoVITS s per audio s | HuBERT s | synthesis RTF | RTF incl. reference | "
-        "peak RSS MiB | speed-up vs PyTorch |",
+        f"peak RSS MiB | speed-up vs {base_name} |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, s in summary.items():
@@ -188,7 +189,13 @@ def markdown(summary: dict[str, dict], args, load: tuple[float, float, float]) -
                      f"{base['synthesis_s'] / s['synthesis_s']:.2f}× |")
     lines += ["", "RTF = seconds of compute per second of audio (lower is faster); synthesis = text front-end + "
               "GPT + SoVITS for a voice whose reference was analysed once; 'incl. reference' adds HuBERT and the "
-              "reference encoder.", ""]
+              "reference encoder."]
+    if "openvino" in summary and "openvino-int8" in summary:
+        fp32, int8 = summary["openvino"], summary["openvino-int8"]
+        lines.append(f"OpenVINO INT8 vs FP32, same run: synthesis {fp32['synthesis_s'] / int8['synthesis_s']:.2f}×, "
+                     f"GPT {fp32['ms_per_token'] / int8['ms_per_token']:.2f}×, SoVITS "
+                     f"{fp32['vocoder_s_per_audio_s'] / int8['vocoder_s_per_audio_s']:.2f}×.")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -1,8 +1,10 @@
-"""Time one GPT decode step in isolation for each given bundle (same inputs, interleaved rounds, OpenVINO).
+"""Time one GPT decode step in isolation for each given bundle (same cache contents, interleaved rounds, OpenVINO).
 
     python benchmarks/gpt_step_speed.py BUNDLE [BUNDLE ...] [--threads 2] [--filled 400] [--rounds 5]
 
-The cache holds `--filled` positions in a buffer rounded up to the runtime's growth step, as during synthesis.
+Bundles with the stateful `gpt_decode` are timed through it (the cache is seeded with `--filled` positions and
+grows by one per call, as in synthesis); older bundles through `gpt_step` with a host buffer rounded up to the
+runtime's growth step.
 """
 
 from __future__ import annotations
@@ -17,18 +19,54 @@ from edgevoice.backends import OpenVINOBackend
 from edgevoice.bundle import Bundle
 
 
-def step_feeds(bundle: Bundle, filled: int, growth: int = 128) -> dict[str, np.ndarray]:
+def random_caches(bundle: Bundle, filled: int, capacity: int | None = None) -> dict[str, np.ndarray]:
     gpt = bundle.manifest.model["gpt"]
     heads, head_dim = gpt["heads"], gpt["hidden"] // gpt["heads"]
-    capacity = -(-filled // growth) * growth
     rng = np.random.default_rng(0)
+    shape = (1, heads, capacity or filled, head_dim)
+    return {f"{kind}.{i}": rng.standard_normal(shape).astype(np.float32)
+            for kind in ("key", "value") for i in range(gpt["n_layer"])}
+
+
+def step_feeds(bundle: Bundle, filled: int, growth: int = 128) -> dict[str, np.ndarray]:
+    """Feeds of the explicit `gpt_step` graph with `filled` of `capacity` cache slots in use."""
+    capacity = -(-filled // growth) * growth
     mask = np.full((1, capacity), -np.inf, np.float32)
     mask[:, :filled] = 0
-    feeds = {"token": np.array([[5]], np.int64), "position": np.array([filled - 100], np.int64), "past_mask": mask}
-    for kind in ("key", "value"):
-        for i in range(gpt["n_layer"]):
-            feeds[f"past_{kind}.{i}"] = rng.standard_normal((1, heads, capacity, head_dim)).astype(np.float32)
-    return feeds
+    caches = {f"past_{name}": value for name, value in random_caches(bundle, filled, capacity).items()}
+    return {"token": np.array([[5]], np.int64), "position": np.array([filled - 100], np.int64), "past_mask": mask,
+            **caches}
+
+
+def step_timer(bundle: Bundle, backend: OpenVINOBackend, filled: int, calls: int):
+    """A function that runs `calls` decode steps and returns the mean milliseconds per step."""
+    if "gpt_decode" in bundle.manifest.graphs:
+        session = backend.session(bundle, "gpt_decode")
+        caches = random_caches(bundle, filled)
+        seeds = {variable: caches[name.removeprefix("present_")]
+                 for variable, name in bundle.graph("gpt_decode").states.items()}
+        beam = np.zeros(1, np.int32)
+
+        def run() -> float:
+            session.set_states(seeds)
+            start = time.perf_counter()
+            for i in range(calls):
+                session.run({"token": np.array([[5]], np.int64), "position": np.array([filled - 100 + i]),
+                             "beam_idx": beam})
+            return 1000 * (time.perf_counter() - start) / calls
+
+        return run, "gpt_decode", session.precision()
+    session = backend.session(bundle, "gpt_step")
+    feeds = step_feeds(bundle, filled)
+
+    def run() -> float:
+        session.run(feeds)
+        start = time.perf_counter()
+        for _ in range(calls):
+            session.run(feeds)
+        return 1000 * (time.perf_counter() - start) / calls
+
+    return run, "gpt_step", session.precision()
 
 
 def main() -> None:
@@ -39,24 +77,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=10)
     args = parser.parse_args()
-    bundles = [Bundle.load(path, verify=False) for path in args.bundles]
-    feeds = step_feeds(bundles[0], args.filled)
     backend = OpenVINOBackend(threads=args.threads)
-    sessions = [backend.session(b, "gpt_step") for b in bundles]
+    bundles = [Bundle.load(path, verify=False) for path in args.bundles]
+    timers = [step_timer(bundle, backend, args.filled, args.calls) for bundle in bundles]
     times: list[list[float]] = [[] for _ in bundles]
     for _ in range(args.rounds):
-        for session, samples in zip(sessions, times):
-            session.run(feeds)
-            start = time.perf_counter()
-            for _ in range(args.calls):
-                session.run(feeds)
-            samples.append(1000 * (time.perf_counter() - start) / args.calls)
+        for (run, _, _), samples in zip(timers, times):
+            samples.append(run())
     base = statistics.median(times[0])
-    print(f"gpt_step, {args.filled} cached positions, {args.threads} threads, median of {args.rounds} rounds")
-    for bundle, samples in zip(bundles, times):
+    print(f"GPT decode step, {args.filled} cached positions, {args.threads} threads, median of {args.rounds} rounds")
+    for bundle, (_, graph, compiled), samples in zip(bundles, timers, times):
         median = statistics.median(samples)
-        precision = bundle.graph("gpt_step").precision
-        print(f"  {precision:5s} {median:6.1f} ms  ({base / median:.2f}× vs the first)  {bundle.path}")
+        precision = bundle.graph(graph).precision
+        print(f"  {graph:10s} {precision:5s} (compiled {compiled}) {median:6.1f} ms  "
+              f"({base / median:.2f}× vs the first)  {bundle.path}")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ def main() -> None:
                                       [clip], max_tokens=16, step_stride=3, threads=args.threads, progress=False)
     backend = OpenVINOBackend(threads=args.threads)  # each manifest's own precision hint, as in production
     sessions = {(v, g): backend.session(b, g) for v, b in bundles.items() for g in calibration.items}
-    precisions = {v: str(backend.session(b, "gpt_step").precision()).replace("<Type: ", "").strip(">'")
+    precision_graph = "gpt_decode" if "gpt_decode" in fp32.manifest.graphs else "gpt_step"
+    precisions = {v: str(backend.session(b, precision_graph).precision()).replace("<Type: ", "").strip(">'")
                   for v, b in bundles.items()}
 
     graph_ms: dict = {}
@@ -88,6 +89,8 @@ def main() -> None:
                 chosen = items[:ITEMS_PER_GRAPH]
                 _time_ms(lambda: [session.run(item) for item in chosen], graph_ms, (variant, graph))
                 graph_ms[(variant, graph)][-1] /= len(chosen)
+        if "gpt_decode" in fp32.manifest.graphs:  # stateful: seeded from one real prefill, then forced steps
+            _time_decode_steps(bundles, backend, sessions, calibration.items["gpt_prefill"][0], graph_ms)
 
     synths = {v: Synthesizer(b, backend=backend) for v, b in bundles.items()}
     voice = synths["fp32"].create_voice(wav, PROMPT_TEXT, "en")
@@ -105,7 +108,8 @@ def main() -> None:
                        e2e_ms, (variant, "end to end"))
 
     rows = []
-    for graph in [*calibration.items, "end to end"]:
+    timed_graphs = [*calibration.items] + (["gpt_decode"] if "gpt_decode" in fp32.manifest.graphs else [])
+    for graph in [*timed_graphs, "end to end"]:
         times = e2e_ms if graph == "end to end" else graph_ms
         med = {v: statistics.median(times[(v, graph)]) for v in variants}
         accuracy = []
@@ -141,6 +145,28 @@ def main() -> None:
         heading = "## Quantisation: FP32 vs BF16 vs INT8 (quantize_bench.py)"
         write_results(f"{heading}\n\n{time.strftime('%Y-%m-%d %H:%M')}, {header}\n\n" + "\n".join(table)
                       + "\n\nRandom weights: accuracy must be re-measured on trained checkpoints.\n", heading)
+
+def _time_decode_steps(bundles, backend, sessions, prefill_feeds, graph_ms, steps: int = 16) -> None:
+    states = bundles["fp32"].graph("gpt_decode").states
+    prefill = sessions.get(("fp32", "gpt_prefill")) or backend.session(bundles["fp32"], "gpt_prefill")
+    out = prefill.run(prefill_feeds)
+    seeds = {variable: out[name] for variable, name in states.items()}
+    position = prefill_feeds["prompt_tokens"].shape[1]
+    for variant, bundle in bundles.items():
+        key = (variant, "gpt_decode")
+        if key not in sessions:
+            sessions[key] = backend.session(bundle, "gpt_decode")
+        session = sessions[key]
+        session.set_states(seeds)
+
+        def run_steps():
+            for i in range(steps):
+                session.run({"token": np.array([[i + 1]], np.int64), "position": np.array([position + i]),
+                             "beam_idx": np.zeros(1, np.int32)})
+
+        _time_ms(run_steps, graph_ms, key)
+        graph_ms[key][-1] /= steps
+
 
 if __name__ == "__main__":
     main()

@@ -6,8 +6,9 @@ to the synthesiser is needed, and what is recorded is exactly what the runtime f
 
 * `hubert_codes`, `ref_encoder`: once per reference clip (voice creation);
 * `bert`: once per Chinese segment of a sentence;
-* `gpt_prefill`: once per sentence; `gpt_step`: every `step_stride`-th decode step (with its KV-cache state, so
-  memory stays bounded: at full size one step item with 300 cached positions is ~29 MB);
+* `gpt_prefill`: once per sentence; `gpt_step` (bundles without the stateful `gpt_decode`): every
+  `step_stride`-th decode step with its KV-cache buffers (~29 MB per item at full size, 300 cached positions).
+  The stateful `gpt_decode` is not recorded: its inputs live in the request state, and its policy is data-free;
 * `sovits_decode`: once per sentence.
 
 Besides the graph inputs, every sentence is kept as an `Utterance` (phones, BERT features, prompt, generated
@@ -100,6 +101,9 @@ class RecordingSession:
         self._recorder.offer(self._graph, feeds)
         return self._inner.run(feeds)
 
+    def set_states(self, values: dict[str, np.ndarray]) -> None:
+        self._inner.set_states(values)
+
 
 @dataclass
 class RecordingBackend:
@@ -112,8 +116,15 @@ class RecordingBackend:
     def name(self) -> str:
         return self.inner.name
 
-    def session(self, bundle: Bundle, graph_name: str) -> RecordingSession:
-        return RecordingSession(self.inner.session(bundle, graph_name), graph_name, self.recorder)
+    @property
+    def file_format(self) -> str:
+        return self.inner.file_format
+
+    def session(self, bundle: Bundle, graph_name: str):
+        session = self.inner.session(bundle, graph_name)
+        if bundle.graph(graph_name).states:
+            return session  # stateful: its real inputs are the request state, which is not recordable
+        return RecordingSession(session, graph_name, self.recorder)
 
 
 @dataclass(frozen=True)

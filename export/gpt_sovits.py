@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from edgevoice.bundle import GraphEntry, Manifest, atomic_folder, sha256_file, write_manifest
+from edgevoice.bundle import GraphEntry, Manifest, TensorSpec, atomic_folder, sha256_file, write_manifest
 from edgevoice.frontend.symbols import symbol_table
 
 from .checkpoints import CheckpointError, load_gpt_checkpoint, load_sovits_checkpoint
@@ -110,17 +111,48 @@ def _folder_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _openvino_session_runner(xml: Path, threads: int):
+def _compile(model_or_path, threads: int):
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+    return ov.Core().compile_model(model_or_path, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
                                                           "KV_CACHE_PRECISION": "f32",
                                                           "INFERENCE_NUM_THREADS": threads})
+
+
+def _openvino_session_runner(xml: Path, threads: int):
+    compiled = _compile(str(xml), threads)
     request = compiled.create_infer_request()
 
     def run(feeds):
         request.infer(feeds)
         return [request.get_tensor(port).data.copy() for port in compiled.outputs]
+
+    return run
+
+
+def _openvino_stateful_runner(xml: Path, spec: GraphSpec, variables: dict[str, str], threads: int):
+    """Runs a stateful IR like its explicit original: the cache inputs seed the state, the state after the call
+    is returned in place of the cache outputs (so `compare` checks the in-place append too)."""
+    import openvino as ov
+
+    from .stateful import BEAM_INPUT, fused_attention_count
+
+    compiled = _compile(str(xml), threads)
+    if fused_attention_count(compiled) == 0:
+        raise RuntimeError(f"{spec.name}: OpenVINO did not fuse the stateful attention (check the IR pattern)")
+    request = compiled.create_infer_request()
+    seed_input = {variable: past for past, present in spec.stateful.items()
+                  for variable, out in variables.items() if out == present}
+
+    def run(feeds):
+        request.reset_state()
+        for state in request.query_state():
+            state.state = ov.Tensor(np.ascontiguousarray(feeds[seed_input[state.name]]))
+        plain = {k: v for k, v in feeds.items() if k not in spec.stateful}
+        request.infer({**plain, BEAM_INPUT: np.zeros(1, np.int32)})
+        states = {variables[s.name]: s.state.data.copy() for s in request.query_state()}
+        return [request.get_tensor(t.name).data.copy() if t.name not in states else states[t.name]
+                for t in spec.outputs]
 
     return run
 
@@ -134,22 +166,49 @@ def _onnxruntime_runner(path: Path, threads: int):
     return lambda feeds: session.run(None, feeds)
 
 
+def _stateful_entry_specs(spec: GraphSpec) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    from .stateful import BEAM_INPUT
+
+    inputs = [t for t in spec.inputs if t.name not in spec.stateful] + [TensorSpec(BEAM_INPUT, "int32", [1])]
+    outputs = [t for t in spec.outputs if t.name not in spec.stateful.values()]
+    return inputs, outputs
+
+
 def export_graph(spec: GraphSpec, folder: Path, threads: int = 2) -> tuple[GraphEntry, list[ParityResult]]:
-    """Export one graph to ONNX and IR inside `folder`, check both against PyTorch, return its manifest entry."""
+    """Export one graph to ONNX and/or IR inside `folder`, check each against PyTorch, return its manifest entry.
+    A graph with `stateful` caches ships only as a stateful IR (its ONNX is an intermediate)."""
+    import openvino as ov
+
     onnx_path, xml_path = folder / f"{spec.name}.onnx", folder / f"{spec.name}.xml"
     export_onnx(spec, onnx_path)
     options = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
-    convert_to_openvino(onnx_path, xml_path, options)
-    results = [compare(spec, "onnxruntime", _onnxruntime_runner(onnx_path, threads)),
-               compare(spec, "openvino", _openvino_session_runner(xml_path, threads))]
+    results, files = [], {}
+    inputs, outputs, variables = spec.inputs, spec.outputs, {}
+    if "onnx" in spec.formats:
+        results.append(compare(spec, "onnxruntime", _onnxruntime_runner(onnx_path, threads)))
+        files["onnx"] = onnx_path.name
+    if "openvino" in spec.formats:
+        model = convert_to_openvino(onnx_path, options)
+        if spec.stateful:
+            from .stateful import make_stateful
+
+            variables = make_stateful(model, spec.stateful)
+            inputs, outputs = _stateful_entry_specs(spec)
+        ov.save_model(model, str(xml_path), compress_to_fp16=False)
+        runner = (_openvino_stateful_runner(xml_path, spec, variables, threads) if spec.stateful
+                  else _openvino_session_runner(xml_path, threads))
+        results.append(compare(spec, "openvino", runner))
+        files["openvino"] = xml_path.name
+    if "onnx" not in spec.formats:
+        onnx_path.unlink()
     for result in results:
         float_outputs = any(t.dtype.startswith("float") for t in spec.outputs)
         if float_outputs and result.max_rel > FP32_PARITY_LIMIT:
             raise RuntimeError(f"parity check failed: {result.line()}")
-    entry = GraphEntry(spec.name, {"openvino": xml_path.name, "onnx": onnx_path.name}, "fp32",
-                       spec.inputs, spec.outputs, {"openvino": options},
+    entry = GraphEntry(spec.name, files, "fp32", inputs, outputs, {"openvino": options},
                        {"fp32_vs_torch": {r.backend: {"max_abs": r.max_abs, "max_rel": r.max_rel,
-                                                       "shapes": r.shapes} for r in results}})
+                                                       "shapes": r.shapes} for r in results}},
+                       states=variables)
     return entry, results
 
 

@@ -7,7 +7,7 @@ to the `tokens` axis, which lets the exporter keep the relation symbolic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -25,6 +25,8 @@ class GraphSpec:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     examples: list[tuple[torch.Tensor, ...]]  # [0] is traced; every one is checked after export
+    formats: tuple[str, ...] = ("onnx", "openvino")  # the files the bundle ships for this graph
+    stateful: dict[str, str] = field(default_factory=dict)  # cache input -> cache output, kept as OpenVINO state
 
 
 def _randint(high: int, *shape: int, seed: int) -> torch.Tensor:
@@ -85,6 +87,17 @@ class GptStepGraph(nn.Module):
         return (logits, *keys, *values)
 
 
+class GptDecodeGraph(nn.Module):
+    def __init__(self, gpt: Text2SemanticDecoder):
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, token, position, *caches):
+        n = self.gpt.n_layer
+        logits, keys, values = self.gpt.decode(token, position, caches[:n], caches[n:])
+        return (logits, *keys, *values)
+
+
 def _cache_names(prefix: str, n_layer: int) -> list[str]:
     return [f"{prefix}_key.{i}" for i in range(n_layer)] + [f"{prefix}_value.{i}" for i in range(n_layer)]
 
@@ -120,8 +133,24 @@ def gpt_graphs(gpt: Text2SemanticDecoder) -> list[GraphSpec]:
         [TensorSpec("logits", "float32", [1, vocab])]
         + [TensorSpec(name, "float32", [1, heads, 1, head_dim]) for name in _cache_names("new", n)],
         [step_example(30, 30, 100), step_example(64, 57, 200), step_example(9, 9, 300), step_example(128, 75, 400)],
+        formats=("onnx",),  # onnxruntime's decode step; OpenVINO runs gpt_decode
     )
-    return [prefill, step]
+
+    def decode_example(past, seed):
+        caches = tuple(_randn(1, heads, past, head_dim, seed=seed + i) for i in range(2 * n))
+        return (_randint(vocab - 1, 1, 1, seed=seed), torch.tensor([past - 7]), *caches)
+
+    decode = GraphSpec(
+        "gpt_decode", GptDecodeGraph(gpt),
+        [TensorSpec("token", "int64", [1, 1]), TensorSpec("position", "int64", [1])]
+        + [TensorSpec(name, "float32", [1, heads, "past", head_dim]) for name in _cache_names("past", n)],
+        [TensorSpec("logits", "float32", [1, vocab])]
+        + [TensorSpec(name, "float32", [1, heads, "present", head_dim]) for name in _cache_names("present", n)],
+        [decode_example(30, 500), decode_example(200, 600), decode_example(9, 700)],
+        formats=("openvino",),
+        stateful=dict(zip(_cache_names("past", n), _cache_names("present", n))),
+    )
+    return [prefill, step, decode]
 
 
 def sovits_graphs(sovits, hubert: HubertContent, sample_rate_hz: int = 16000) -> list[GraphSpec]:

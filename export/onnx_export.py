@@ -53,14 +53,14 @@ def export_onnx(spec: GraphSpec, path: Path) -> None:
     program.save(str(path), external_data=False)
 
 
-def convert_to_openvino(onnx_path: Path, xml_path: Path, runtime_options: dict) -> None:
-    """ONNX → IR (kept in FP32: `save_model` would otherwise compress weights to FP16)."""
+def convert_to_openvino(onnx_path: Path, runtime_options: dict):
+    """ONNX → OpenVINO model carrying its compile options. Save it with `compress_to_fp16=False` to keep FP32."""
     import openvino as ov
 
     model = ov.convert_model(str(onnx_path))
     for key, value in runtime_options.items():
         model.set_rt_info(str(value), ["runtime_options", key])
-    ov.save_model(model, str(xml_path), compress_to_fp16=False)
+    return model
 
 
 @dataclass

@@ -107,6 +107,24 @@ def graph_errors(graph: str, reference_outputs: list[dict], test_outputs: list[d
     return result
 
 
+def decode_errors(prefill, reference_decode, test_decode, states: dict[str, str], utterances) -> dict:
+    """Errors of a stateful decode graph: both decode sessions are seeded by the same FP32 prefill and fed the
+    FP32 tokens, so only the decode graph differs (its inputs live in the request state and can't be recorded)."""
+    reference_rows, test_rows = [], []
+    for utt in utterances:
+        prompt = utt.prompt_tokens.reshape(1, -1).astype(np.int64)
+        out = prefill.run({"phone_ids": utt.phone_ids.reshape(1, -1).astype(np.int64),
+                           "bert_features": utt.bert[None].astype(np.float32), "prompt_tokens": prompt})
+        seeds = {variable: out[name] for variable, name in states.items()}
+        for session, rows in ((reference_decode, reference_rows), (test_decode, test_rows)):
+            session.set_states(seeds)
+            for offset, token in enumerate(utt.tokens[:-1]):
+                feeds = {"token": np.array([[token]], np.int64), "position": np.array([prompt.shape[1] + offset]),
+                         "beam_idx": np.zeros(1, np.int32)}
+                rows.append({"logits": session.run(feeds)["logits"]})
+    return graph_errors("gpt_decode", reference_rows, test_rows)
+
+
 def end_to_end(reference_synth, test_synth, utterances) -> dict:
     """Forced-token protocol over `utterances` (collected on the FP32 bundle): GPT logits with the FP32 tokens
     forced (BERT features recomputed by each bundle for Chinese), and SoVITS audio from the same tokens and noise."""

@@ -7,7 +7,9 @@ to the unchanged FP32 ONNX, so the onnxruntime backend of an INT8 bundle runs FP
 
 Every graph is compiled with an explicit precision: INT8 graphs say `INFERENCE_PRECISION_HINT=f32` for their
 float parts (OpenVINO would otherwise pick bf16 by itself on CPUs with native bf16), the BF16 variant says bf16.
-`KV_CACHE_PRECISION` does not matter here: the step graph has explicit cache inputs, no fused stateful SDPA.
+The stateful `gpt_decode` keeps its KV cache in f32 (`KV_CACHE_PRECISION`, OpenVINO's default there is u8):
+u8 measured 19.1 vs 19.5 ms per step (2 %, within noise) at 1.3 % logit error (tooling.md §3) — not worth it.
+Graphs without an IR (`gpt_step`, onnxruntime's decode step) are left as they are.
 
 Random-weight models have no activation outliers: every accuracy figure must be re-measured on trained
 checkpoints before a policy is trusted.
@@ -32,7 +34,7 @@ from edgevoice.errors import BundleError
 from edgevoice.synthesizer import Synthesizer
 from edgevoice_calibration.collect import CalibrationSet
 
-from .quant_accuracy import end_to_end, graph_errors
+from .quant_accuracy import decode_errors, end_to_end, graph_errors
 
 HOLD_OUT_EVERY = 5  # every 5th recorded item is held out of calibration and used only for the accuracy gate
 END_TO_END_UTTERANCES = 6
@@ -57,8 +59,11 @@ _SDPA = ("ScaledDotProductAttention",)
 POLICY: dict[str, GraphPolicy] = {
     # One token per call reads every weight for little compute: bandwidth-bound. W8 gave 1.5x per token at 2.7 %
     # logit error; static INT8 gave no speed-up at 2-3x the error (§4).
-    "gpt_step": GraphPolicy("weights", "bandwidth-bound single-token decode: W8 1.5x/token at 2.7 % logit error, "
-                                       "static INT8 no faster at 2-3x the error (tooling.md §4)"),
+    # Stateful, so there is nothing to calibrate static INT8 on (the cache is inside the request) - and it would
+    # not pay: on the AVX2 EPYC static INT8 steps ran as jit_gemm_I8 at 49 ms vs 29 ms FP32.
+    "gpt_decode": GraphPolicy("weights", "bandwidth-bound single-token decode: W8 1.5x/token at 2.7 % logit error, "
+                                         "static INT8 no faster at 2-3x the error (tooling.md §4); stateful "
+                                         "W8 19.5 vs 27.0 ms FP32 on an AVX2 EPYC"),
     # Prefill is compute-bound: static INT8 was 2.8x faster (119 vs 333 ms at 300 tokens). SmoothQuant off
     # (6.2 % vs 8.3 % error) and SDPA left float (5.9 %, and the CPU plugin keeps its fused attention kernel).
     "gpt_prefill": GraphPolicy("static", "compute-bound: static INT8 prefill 2.8x faster; SmoothQuant off and SDPA "
@@ -174,7 +179,7 @@ def float_node_names(onnx_path: Path, model, patterns: tuple[str, ...]) -> list[
 # ------------------------------------------------------------------------------------------------ NNCF
 
 
-def quantize_graph(model, policy: GraphPolicy, calibration: list[dict], onnx_path: Path, subset_size: int,
+def quantize_graph(model, policy: GraphPolicy, calibration: list[dict], onnx_path: Path | None, subset_size: int,
                    max_drop: float | None = None, validation: list[dict] | None = None,
                    reference_audio: list[np.ndarray] | None = None):
     """Apply `policy` to one OpenVINO model with NNCF; returns the quantised model."""
@@ -184,6 +189,8 @@ def quantize_graph(model, policy: GraphPolicy, calibration: list[dict], onnx_pat
         return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     if not calibration:
         raise BundleError("static INT8 needs recorded calibration inputs for this graph")
+    if policy.float_modules and onnx_path is None:
+        raise BundleError("keeping modules in float needs the graph's ONNX file (torch module names)")
     names = float_node_names(onnx_path, model, policy.float_modules) if policy.float_modules else []
     present = {op.get_type_name() for op in model.get_ops()}
     types = [t for t in policy.ignored_types if t in present]
@@ -266,6 +273,10 @@ def _policies(bundle: Bundle, methods: dict[str, str] | None) -> dict[str, Graph
             raise BundleError(f"{bundle.path}: no graph {name!r} (graphs: {', '.join(bundle.manifest.graphs)})")
         if method not in ("weights", "static", "float"):
             raise BundleError(f"unknown method {method!r} for {name} (choose weights, static or float)")
+        if "openvino" not in bundle.manifest.graphs[name].files:
+            raise BundleError(f"{name} has no OpenVINO IR in this bundle (onnxruntime runs it in FP32)")
+        if method == "static" and bundle.manifest.graphs[name].states:
+            raise BundleError(f"{name} is stateful: its cache inputs cannot be recorded, use weights or float")
         base = policies.get(name, GraphPolicy("float", ""))
         policies[name] = replace(base, method=method, reason=f"chosen by the caller (default: {base.method})")
     return policies
@@ -302,6 +313,8 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             graph_start = time.perf_counter()
             entry = manifest.graphs[name]
             policy = policies.get(name, GraphPolicy("float", "no policy for this graph"))
+            if "openvino" not in entry.files:
+                continue  # ONNX-only graph: onnxruntime runs it unchanged
             if precision == "bf16":
                 entry.precision = "bf16"
                 entry.runtime_options.setdefault("openvino", {})["INFERENCE_PRECISION_HINT"] = "bf16"
@@ -317,14 +330,15 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
                 fp32_session = fp32_backend.session(source, name)
                 reference_audio = [fp32_session.run(item)["audio"] for item in held]
             model = ov.Core().read_model(str(source.file(entry.files["openvino"])))
-            quantised = quantize_graph(model, policy, calib, source.file(entry.files["onnx"]), subset_size,
+            onnx_path = source.file(entry.files["onnx"]) if "onnx" in entry.files else None
+            quantised = quantize_graph(model, policy, calib, onnx_path, subset_size,
                                        max_drop if validation else None, validation, reference_audio)
             xml = f"{name}.int8.xml"
             options = dict(entry.runtime_options.get("openvino", {}), INFERENCE_PRECISION_HINT="f32")
             for key, value in options.items():
                 quantised.set_rt_info(str(value), ["runtime_options", key])
             ov.save_model(quantised, str(folder / xml), compress_to_fp16=False)
-            entry.files = {"openvino": xml, "onnx": entry.files["onnx"]}  # ONNX stays FP32 (see module doc)
+            entry.files = dict(entry.files, openvino=xml)  # any ONNX stays FP32 (see module doc)
             entry.precision = "int8"
             entry.runtime_options["openvino"] = options
             parity = entry.accuracy.get("fp32_vs_torch", {})
@@ -332,7 +346,8 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             report.graphs[name]["seconds"] = round(time.perf_counter() - graph_start, 1)
             report.graphs[name]["calibration_items"] = len(calib) if policy.method == "static" else 0
         for rel in [f for f in list(manifest.files) if f.endswith((".xml", ".bin"))]:
-            if not any(rel in (g.files["openvino"], g.files["openvino"][:-4] + ".bin") for g in manifest.graphs.values()):
+            irs = [g.files["openvino"] for g in manifest.graphs.values() if "openvino" in g.files]
+            if not any(rel in (xml, xml[:-4] + ".bin") for xml in irs):
                 (folder / rel).unlink()  # the FP32 IR of a quantised graph
         write_manifest(folder, manifest)
         # Accuracy gate on the written bundle, exactly as the runtime will load it.
@@ -341,14 +356,22 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             if info["method"] == "float":
                 continue
             _, held = split_items(calibration.items.get(name, []))
-            accuracy = _graph_accuracy(fp32_backend, test_backend, source, test, name, held)
+            if manifest.graphs[name].states:  # stateful: replay held-out utterances instead of recorded feeds
+                _, held_utterances = split_items(calibration.utterances)
+                accuracy = decode_errors(fp32_backend.session(source, "gpt_prefill"),
+                                         fp32_backend.session(source, name), test_backend.session(test, name),
+                                         manifest.graphs[name].states, held_utterances[:END_TO_END_UTTERANCES])
+            else:
+                accuracy = _graph_accuracy(fp32_backend, test_backend, source, test, name, held)
             info["accuracy"] = accuracy
             manifest.graphs[name].accuracy[f"{precision}_vs_fp32"] = accuracy
         _, held_utterances = split_items(calibration.utterances)
         report.end_to_end = end_to_end(Synthesizer(source, backend=fp32_backend),
                                        Synthesizer(test, backend=test_backend), held_utterances[:END_TO_END_UTTERANCES])
+
         if precision == "bf16":
-            compiled = test_backend.session(test, "gpt_step").precision()
+            compiled = test_backend.session(test, "gpt_decode" if "gpt_decode" in test.manifest.graphs
+                                            else "gpt_prefill").precision()
             if "bf16" not in compiled:
                 # OpenVINO silently runs f32 on CPUs without native bf16 (e.g. AVX2-only): say so.
                 report.notes.append(f"note: this CPU compiled the bf16 bundle as {compiled}; the hint only takes "

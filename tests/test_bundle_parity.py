@@ -33,7 +33,11 @@ def _snr_db(reference, test):
 def test_every_graph_matches_pytorch_on_at_least_two_lengths(fixture_bundle):
     _, report = fixture_bundle
     graphs = {r.graph for r in report.parity}
-    assert graphs == {"hubert_codes", "ref_encoder", "bert", "gpt_prefill", "gpt_step", "sovits_decode"}
+    assert graphs == {"hubert_codes", "ref_encoder", "bert", "gpt_prefill", "gpt_step", "gpt_decode", "sovits_decode"}
+    backends = {(r.graph, r.backend) for r in report.parity}
+    # gpt_step ships as ONNX only (onnxruntime), gpt_decode as a stateful IR only (OpenVINO).
+    assert ("gpt_step", "onnxruntime") in backends and ("gpt_step", "openvino") not in backends
+    assert ("gpt_decode", "openvino") in backends and ("gpt_decode", "onnxruntime") not in backends
     for result in report.parity:
         assert len(set(result.shapes)) >= 2, result.line()
         if result.graph == "hubert_codes":
@@ -49,8 +53,15 @@ def test_manifest_is_self_describing(fixture_bundle):
     assert manifest["sample_rate"] == 32000 and len(manifest["symbols"]) == 732
     assert manifest["model"]["gpt"]["n_layer"] == 2  # read from the checkpoint, not assumed
     step = manifest["graphs"]["gpt_step"]
-    assert step["runtime_options"]["openvino"]["INFERENCE_PRECISION_HINT"] == "f32"
+    assert step["files"] == {"onnx": "gpt_step.onnx"}
     assert {t["name"] for t in step["inputs"]} >= {"token", "position", "past_key.0", "past_value.1"}
+    decode = manifest["graphs"]["gpt_decode"]
+    assert decode["files"] == {"openvino": "gpt_decode.xml"}
+    assert decode["runtime_options"]["openvino"]["KV_CACHE_PRECISION"] == "f32"
+    assert {t["name"] for t in decode["inputs"]} == {"token", "position", "beam_idx"}
+    # every layer's key and value cache is a state seeded from the prefill output of the same name
+    assert sorted(decode["states"].values()) == sorted(f"present_{kind}.{i}" for kind in ("key", "value")
+                                                       for i in range(2))
     for rel, digest in manifest["files"].items():
         assert (path / rel).is_file() and len(digest) == 64
 
@@ -80,6 +91,24 @@ def test_runtime_stages_reproduce_upstream(fixture_bundle, gpt_sovits_set, backe
         assert _snr_db(ns05["o"].reshape(-1), audio) >= 60
 
 
+def test_openvino_decodes_with_the_stateful_cache(fixture_bundle, gpt_sovits_set):
+    """OpenVINO runs gpt_decode (cache in the request), onnxruntime gpt_step (host cache): same logits, and a
+    second utterance on the same request starts from its own prefill, not the previous state."""
+    gpt = _load(gpt_sovits_set, "gpt_en_tiny.npz")
+    args = (gpt["phoneme_ids"], gpt["bert_feature"], gpt["prompt_semantic"], gpt["tokens"])
+    openvino = Synthesizer.load(fixture_bundle[0], backend="openvino")
+    onnxruntime = Synthesizer.load(fixture_bundle[0], backend="onnxruntime")
+    assert openvino._stateful_decode and not onnxruntime._stateful_decode
+    first = openvino.teacher_forced_logits(*args)
+    other = _load(gpt_sovits_set, "gpt_zh_tiny.npz")
+    openvino.teacher_forced_logits(other["phoneme_ids"], other["bert_feature"], other["prompt_semantic"],
+                                   other["tokens"])
+    again = openvino.teacher_forced_logits(*args)
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - onnxruntime.teacher_forced_logits(*args)).max() < 1e-4
+    assert "gpt_decode" in openvino._sessions and "gpt_step" not in openvino._sessions
+
+
 def test_bert_features_match_upstream(fixture_bundle, gpt_sovits_set):
     synth = Synthesizer.load(fixture_bundle[0])
     text = _load(gpt_sovits_set, "text_zh_tiny.npz")
@@ -92,13 +121,13 @@ def test_corrupt_and_incomplete_bundles_are_refused(fixture_bundle, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(fixture_bundle[0], copy)
     Bundle.load(copy)  # intact
-    with open(copy / "gpt_step.bin", "r+b") as handle:
+    with open(copy / "gpt_decode.bin", "r+b") as handle:
         handle.seek(100)
         handle.write(b"\x00\x01\x02\x03")
-    with pytest.raises(BundleError, match="gpt_step.bin does not match its sha256"):
+    with pytest.raises(BundleError, match="gpt_decode.bin does not match its sha256"):
         Bundle.load(copy)
-    (copy / "gpt_step.bin").unlink()
-    with pytest.raises(BundleError, match="missing file gpt_step.bin"):
+    (copy / "gpt_decode.bin").unlink()
+    with pytest.raises(BundleError, match="missing file gpt_decode.bin"):
         Bundle.load(copy)
     (copy / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match="corrupt manifest"):

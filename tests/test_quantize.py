@@ -44,7 +44,7 @@ def int8_bundle(fixture_bundle, reference, tmp_path_factory):
     result = _run("quantize", "--bundle", fixture_bundle[0], "--out", out, "--reference", reference[0],
                   "--reference-text", reference[1], *FAST)
     assert result.exit_code == 0, result.output
-    assert "end to end" in result.output and "gpt_step" in result.output
+    assert "end to end" in result.output and "gpt_decode" in result.output
     return out
 
 
@@ -52,21 +52,25 @@ def test_int8_manifest(fixture_bundle, int8_bundle):
     source, quantised = Bundle.load(fixture_bundle[0]), Bundle.load(int8_bundle)  # verifies every sha256
     graphs = quantised.manifest.graphs
     assert {n: g.precision for n, g in graphs.items()} == {
-        "gpt_step": "int8", "gpt_prefill": "int8", "bert": "int8", "hubert_codes": "int8",
-        "sovits_decode": "int8", "ref_encoder": "fp32"}
+        "gpt_decode": "int8", "gpt_prefill": "int8", "bert": "int8", "hubert_codes": "int8",
+        "sovits_decode": "int8", "ref_encoder": "fp32", "gpt_step": "fp32"}  # gpt_step: onnxruntime's, unchanged
     info = quantised.manifest.extra["quantization"]
     assert info["source_bundle_hash"] == source.bundle_hash
-    assert info["policy"]["gpt_step"]["method"] == "weights" and info["policy"]["sovits_decode"]["mixed_preset"]
-    assert info["calibration"]["items"]["gpt_step"] > 0 and info["calibration"]["collect_seconds"] > 0
+    assert info["policy"]["gpt_decode"]["method"] == "weights" and info["policy"]["sovits_decode"]["mixed_preset"]
+    assert info["calibration"]["items"]["gpt_prefill"] > 0 and info["calibration"]["collect_seconds"] > 0
+    assert "gpt_decode" not in info["calibration"]["items"]  # stateful: nothing recorded, W8 is data-free
+    assert graphs["gpt_step"].files == source.manifest.graphs["gpt_step"].files
     assert quantised.manifest.model_fingerprint == source.manifest.model_fingerprint
-    for name in ("gpt_step", "gpt_prefill", "sovits_decode"):
+    for name in ("gpt_decode", "gpt_prefill", "sovits_decode"):
         entry = graphs[name]
         assert entry.runtime_options["openvino"]["INFERENCE_PRECISION_HINT"] == "f32"
         assert entry.files["openvino"] == f"{name}.int8.xml"
-        # the ONNX file is the FP32 one, byte for byte
-        assert quantised.manifest.files[entry.files["onnx"]] == source.manifest.files[entry.files["onnx"]]
+        if "onnx" in entry.files:  # the ONNX file is the FP32 one, byte for byte
+            assert quantised.manifest.files[entry.files["onnx"]] == source.manifest.files[entry.files["onnx"]]
         assert entry.accuracy["int8_vs_fp32"]["items"] > 0
-    step = graphs["gpt_step"].accuracy["int8_vs_fp32"]["logits"]
+    assert graphs["gpt_decode"].runtime_options["openvino"]["KV_CACHE_PRECISION"] == "f32"
+    assert graphs["gpt_decode"].states == source.manifest.graphs["gpt_decode"].states
+    step = graphs["gpt_decode"].accuracy["int8_vs_fp32"]["logits"]
     assert step["rel_l2"]["worst"] < 0.05 and step["top1_agreement"] >= 0.9
     assert graphs["sovits_decode"].accuracy["int8_vs_fp32"]["audio"]["snr_db"]["worst"] > 30
     json.dumps(quantised.manifest.to_json(), allow_nan=False)  # strict JSON: no inf/nan figures
@@ -106,6 +110,9 @@ def test_bf16_writes_hint(fixture_bundle, reference, tmp_path):
     assert result.exit_code == 0, result.output
     bundle = Bundle.load(out)
     for entry in bundle.manifest.graphs.values():
+        if "openvino" not in entry.files:
+            assert entry.precision == "fp32"  # onnxruntime's gpt_step is left as it is
+            continue
         assert entry.precision == "bf16"
         assert entry.runtime_options["openvino"]["INFERENCE_PRECISION_HINT"] == "bf16"
         assert "bf16_vs_fp32" in entry.accuracy
@@ -120,7 +127,11 @@ def test_quantize_errors(fixture_bundle, int8_bundle, reference, tmp_path):
                          reference[0], "--reference-text", reference[1]), "not FP32")
     _one_line_error(_run("quantize", "--bundle", bundle, "--out", tmp_path / "o"), "--voice or --reference")
     _one_line_error(_run("quantize", "--bundle", bundle, "--out", tmp_path / "o", "--reference", reference[0],
-                         "--reference-text", reference[1], "--method", "gpt_step=int3"), "unknown method")
+                         "--reference-text", reference[1], "--method", "gpt_decode=int3"), "unknown method")
+    _one_line_error(_run("quantize", "--bundle", bundle, "--out", tmp_path / "o", "--reference", reference[0],
+                         "--reference-text", reference[1], "--method", "gpt_step=weights"), "no OpenVINO IR")
+    _one_line_error(_run("quantize", "--bundle", bundle, "--out", tmp_path / "o", "--reference", reference[0],
+                         "--reference-text", reference[1], "--method", "gpt_decode=static"), "is stateful")
     # a voice made with other weights
     synth = Synthesizer.load(bundle, threads=1)
     voice = synth.create_voice(reference[0], reference[1], "en")

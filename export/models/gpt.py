@@ -4,11 +4,13 @@ Post-LN transformer over `[phones ‖ semantic tokens]` with a prefix mask (phon
 phones and earlier tokens). Two entry points mirror the graphs we export:
 
 * `prefill(phone_ids, bert_features, prompt_tokens)` → logits of the last position and every layer's K/V;
-* `step(token, position, past_keys, past_values)` → logits and the new K/V row of every layer.
+* `step(token, position, past_mask, past_keys, past_values)` → logits and the new K/V row of every layer;
+* `decode(token, position, past_keys, past_values)` → logits and every layer's whole K/V (past + new row).
 
-Caches are kept per layer as `[B, heads, L, head_dim]`. The step graph takes a cache buffer that may be larger
-than its filled part plus a mask over its slots, so a host keeps one buffer per layer, fills it row by row and
-hands it over without copying.
+Caches are kept per layer as `[B, heads, L, head_dim]`. `step` takes a cache buffer that may be larger than its
+filled part plus a mask over its slots, so a host keeps one buffer per layer, fills it row by row and hands it
+over without copying (onnxruntime). `decode` is the concat + scaled-dot-product-attention form that OpenVINO turns
+into an in-place stateful KV cache (export/stateful.py).
 """
 
 from __future__ import annotations
@@ -107,6 +109,14 @@ class DecoderLayer(nn.Module):
         out = probs[..., :capacity] @ past_v + probs[..., capacity:] * vh
         return self._finish(x, attn.merge_heads(out)), kh, vh
 
+    def decode(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor):
+        """One query row against `past_*` [B, H, L, Dh] joined with its own key/value; returns the joined caches."""
+        attn = self.self_attn
+        q, k, v = (attn.split_heads(t) for t in attn.project(x))
+        keys, values = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+        out = F.scaled_dot_product_attention(q, keys, values)
+        return self._finish(x, attn.merge_heads(out)), keys, values
+
 
 class TransformerStack(nn.Module):
     def __init__(self, layers: int, dim: int, heads: int, ffn_dim: int):
@@ -172,6 +182,16 @@ class Text2SemanticDecoder(nn.Module):
         keys, values = [], []
         for layer, past_k, past_v in zip(self.h.layers, past_keys, past_values):
             x, k, v = layer.step(x, past_k, past_v, past_mask)
+            keys.append(k)
+            values.append(v)
+        return self.ar_predict_layer(x[:, -1]), keys, values
+
+    def decode(self, token: torch.Tensor, position: torch.Tensor, past_keys, past_values):
+        """token [B,1] int64, position [1] int64, caches [B,H,L,Dh] → logits [B,V], caches [B,H,L+1,Dh]."""
+        x = self.ar_audio_position(self.ar_audio_embedding(token), position)
+        keys, values = [], []
+        for layer, past_k, past_v in zip(self.h.layers, past_keys, past_values):
+            x, k, v = layer.decode(x, past_k, past_v)
             keys.append(k)
             values.append(v)
         return self.ar_predict_layer(x[:, -1]), keys, values

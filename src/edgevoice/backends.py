@@ -37,6 +37,7 @@ class OpenVINOBackend:
     cache_dir: str | None = None
     extra_config: dict = field(default_factory=dict)
     name: str = "openvino"
+    file_format = "openvino"  # which of a graph's files this backend runs
 
     def __post_init__(self):
         import openvino as ov
@@ -75,8 +76,22 @@ class OpenVINOSession:
         self._request.infer(feeds, share_inputs=True)
         return {name: self._request.get_tensor(name).data.copy() for name in self.output_names}
 
+    def set_states(self, values: dict[str, np.ndarray]) -> None:
+        """Start a new sequence on a stateful graph: every state variable gets its initial value."""
+        self._request.reset_state()
+        for state in self._request.query_state():
+            if state.name not in values:
+                raise BundleError(f"stateful graph has a state {state.name!r} that the bundle does not describe")
+            state.state = ov_tensor(values[state.name])
+
     def precision(self) -> str:
         return str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+
+
+def ov_tensor(array: np.ndarray):
+    import openvino as ov
+
+    return ov.Tensor(np.ascontiguousarray(array))
 
 
 @dataclass
@@ -86,6 +101,7 @@ class OnnxRuntimeBackend:
     threads: int | None = None
     device: str = "cpu"
     name: str = "onnxruntime"
+    file_format = "onnx"
 
     def session(self, bundle: Bundle, graph_name: str) -> "OnnxRuntimeSession":
         import onnxruntime as ort

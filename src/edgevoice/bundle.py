@@ -62,20 +62,26 @@ class GraphEntry:
     outputs: list[TensorSpec]
     runtime_options: dict = field(default_factory=dict)  # OpenVINO compile properties for this graph
     accuracy: dict = field(default_factory=dict)  # measured error vs the FP32 reference, when quantised
+    # OpenVINO state variable -> the `gpt_prefill` output that seeds it (stateful KV-cache graphs only)
+    states: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {
+        data = {
             "files": self.files, "precision": self.precision,
             "inputs": [t.to_json() for t in self.inputs], "outputs": [t.to_json() for t in self.outputs],
             "runtime_options": self.runtime_options, "accuracy": self.accuracy,
         }
+        if self.states:
+            data["states"] = self.states
+        return data
 
     @classmethod
     def from_json(cls, name: str, data: dict) -> "GraphEntry":
         return cls(name, dict(data["files"]), data["precision"],
                    [TensorSpec.from_json(t) for t in data["inputs"]],
                    [TensorSpec.from_json(t) for t in data["outputs"]],
-                   dict(data.get("runtime_options", {})), dict(data.get("accuracy", {})))
+                   dict(data.get("runtime_options", {})), dict(data.get("accuracy", {})),
+                   dict(data.get("states", {})))
 
 
 @dataclass

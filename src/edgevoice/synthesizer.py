@@ -35,6 +35,7 @@ from .voice import Voice
 GRAPH_INPUTS = {
     "hubert_codes": {"wav16k"}, "ref_encoder": {"refer_spec"}, "bert": {"input_ids"},
     "gpt_prefill": {"phone_ids", "bert_features", "prompt_tokens"}, "gpt_step": {"token", "position", "past_mask"},
+    "gpt_decode": {"token", "position", "beam_idx"},
     "sovits_decode": {"codes", "phone_ids", "ge", "noise"},
 }
 HUBERT_PAD_SAMPLES = 9600  # upstream appends int(32000 * 0.3) zeros to the *16 kHz* reference (0.6 s)
@@ -111,6 +112,10 @@ class Synthesizer:
         self.sample_rate = manifest.sample_rate
         self._model = manifest.model
         self._sessions: dict = {}
+        # OpenVINO keeps the KV cache inside a stateful `gpt_decode` graph; other backends (and older bundles)
+        # run `gpt_step` with host-side caches.
+        decode = manifest.graphs.get("gpt_decode")
+        self._stateful_decode = decode is not None and getattr(self.backend, "file_format", None) in decode.files
         self._bert_vocab: dict[str, int] | None = None
 
     @classmethod
@@ -283,7 +288,7 @@ class Synthesizer:
 
     # ---------------------------------------------------------------- internals
 
-    def _prefill(self, phone_ids, bert_features, prompt_tokens) -> "_KVCache":
+    def _prefill(self, phone_ids, bert_features, prompt_tokens) -> "_KVCache | _StatefulCache":
         phone_ids = _row(phone_ids, np.int64)
         bert = np.asarray(bert_features, np.float32)
         bert = bert.reshape(1, *bert.shape[-2:])
@@ -291,6 +296,9 @@ class Synthesizer:
             raise ValueError(f"bert_features {bert.shape} do not match {phone_ids.shape[1]} phones")
         prompt = _row(prompt_tokens, np.int64)
         out = self._run("gpt_prefill", phone_ids=phone_ids, bert_features=bert, prompt_tokens=prompt)
+        if self._stateful_decode:
+            states = self.bundle.graph("gpt_decode").states
+            return _StatefulCache(self._session("gpt_decode"), out, states, prompt.shape[1])
         return _KVCache(self._session("gpt_step"), out, self._model["gpt"]["n_layer"], prompt.shape[1])
 
     def _vocab(self) -> dict[str, int]:
@@ -342,6 +350,30 @@ class _KVCache:
         for past, new, _ in self._names:
             self._buffers[past][:, :, self.length] = out[new][:, :, 0]
         self._mask[0, self.length] = 0.0
+        self.length += 1
+        self._position += 1
+        self.logits = out["logits"][0]
+        return self.logits
+
+
+class _StatefulCache:
+    """The KV cache lives in the OpenVINO request of the stateful `gpt_decode` graph, seeded from the prefill's
+    caches and appended in place by every step; the host only feeds the token. One sequence at a time per
+    Synthesizer: a new prefill restarts the request's state."""
+
+    def __init__(self, decode_session, prefill_out: dict, states: dict[str, str], prompt_len: int):
+        if not states:
+            raise BundleError("gpt_decode has no state description in the manifest; re-export the bundle")
+        self._session = decode_session
+        decode_session.set_states({variable: prefill_out[name] for variable, name in states.items()})
+        self.length = prefill_out[next(iter(states.values()))].shape[2]
+        self.logits = prefill_out["logits"][0]
+        self._position = prompt_len
+        self._beam = np.zeros(1, np.int32)
+
+    def step(self, token: int) -> np.ndarray:
+        out = self._session.run({"token": np.array([[token]], np.int64),
+                                 "position": np.array([self._position], np.int64), "beam_idx": self._beam})
         self.length += 1
         self._position += 1
         self.logits = out["logits"][0]
