@@ -295,6 +295,77 @@ def info(bundle, as_json, no_verify):
 
 
 @main.command()
+@click.option("--bundle", "bundles", multiple=True, required=True, type=click.Path(),
+              help="bundle folder (repeatable: e.g. the FP32 bundle and its INT8 variant)")
+@click.option("--backend", "backends", multiple=True, type=BACKEND_CHOICES,
+              help="backend (repeatable)  [default: openvino and onnxruntime]")
+@click.option("--voice", "voice_path", type=click.Path(), default=None, help="voice file from 'voice create'")
+@click.option("--reference", type=click.Path(), default=None, help="or: a reference clip to make the voice from")
+@click.option("--reference-text", default=None, help="transcript of --reference")
+@click.option("--reference-language", default="en", show_default=True, help="language of --reference")
+@click.option("--text", default="The little boat drifted past the old stone bridge.", show_default=True)
+@click.option("--language", default="en", show_default=True, help=LANGUAGE_HELP)
+@click.option("--tokens", "max_tokens", type=int, default=60, show_default=True, help="tokens to sample and force")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--save", "save_path", type=click.Path(), default=None,
+              help="write the case and the reference run (.npz) to replay with --against elsewhere")
+@click.option("--against", "against_path", type=click.Path(), default=None,
+              help="compare every run with a case saved by --save (e.g. on another machine)")
+@click.option("--pytorch-models", type=click.Path(), default=None,
+              help="folder with the checkpoints the first bundle was exported from: our PyTorch reference runs "
+                   "first and is the reference (needs the export extra)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--threads", type=int, default=None, help="CPU threads (default: all)")
+def parity(bundles, backends, voice_path, reference, reference_text, reference_language, text, language, max_tokens,
+           seed, save_path, against_path, pytorch_models, as_json, threads):
+    """Show that backends, precisions and machines give the same result: the same voice, tokens and noise through
+    every BUNDLE x BACKEND, compared with the first run (or with a case saved by --save, with --against)."""
+    from . import parity as checks
+    from .synthesizer import Synthesizer
+    from .voice import Voice
+
+    backends = backends or ("openvino", "onnxruntime")
+    synths = [(b, _synthesizer(bundle, b, threads)) for bundle in bundles for b in backends]
+    if pytorch_models:
+        _export_modules()
+        from edgevoice_export.torch_backend import TorchBackend
+
+        first = synths[0][1].bundle
+        torch_backend = guarded(lambda: TorchBackend.from_folder(first, pytorch_models, threads))
+        synths.insert(0, ("pytorch", Synthesizer(first, backend=torch_backend)))
+
+    def label(backend, synth):
+        return f"{backend} {synth.bundle.path.name}"
+
+    def prepare():
+        if against_path:
+            return checks.load_case(against_path)
+        if voice_path:
+            profile = Voice.load(voice_path)
+        elif reference and reference_text:
+            profile = synths[0][1].create_voice(reference, reference_text, reference_language)
+        else:
+            raise EdgevoiceError("give --voice, or --reference with --reference-text, or --against")
+        case = checks.make_case(synths[0][1], profile, text, language, max_tokens, seed=seed)
+        return case, checks.run_case(synths[0][1], case, label(*synths[0]))
+
+    case, reference_run = guarded(prepare)
+    runs = [guarded(lambda: checks.run_case(synth, case, label(backend, synth))) for backend, synth in synths]
+    if not against_path:
+        runs = runs[1:]  # the first run is the reference itself
+    results = [guarded(lambda run=run: checks.compare_runs(reference_run, run)) for run in runs]
+    if save_path:
+        checks.save_case(save_path, case, reference_run)
+    if as_json:
+        click.echo(json.dumps({"reference": {"label": reference_run.label, **reference_run.meta},
+                               "tokens": int(case.tokens.size), "runs": results}, indent=1))
+    else:
+        click.echo("\n".join(checks.report_lines(reference_run, results)))
+        if save_path:
+            click.echo(f"case written to {save_path}")
+
+
+@main.command()
 @click.argument("text")
 @click.option("--language", default="en", show_default=True, help=LANGUAGE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")

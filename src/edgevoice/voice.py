@@ -21,6 +21,22 @@ VOICE_FORMAT = "edgevoice-voice"
 VOICE_FORMAT_VERSION = 1
 
 
+def atomic_savez(path: str | Path, header: dict, **arrays: np.ndarray) -> Path:
+    """An `.npz` of plain arrays plus a JSON `header`, written to a temporary file and renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(handle)
+    try:
+        with open(temp, "wb") as out:
+            np.savez(out, header=np.array(json.dumps(header, ensure_ascii=False)), **arrays)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return path
+
+
 @dataclass
 class Voice:
     prompt_tokens: np.ndarray  # [T_p] int64, semantic tokens of the reference
@@ -41,23 +57,14 @@ class Voice:
                 "family": self.family, "upstream_version": self.upstream_version,
                 "source_audio_sha256": self.source_audio_sha256}
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"prompt_tokens": self.prompt_tokens.astype(np.int64),
+                "prompt_phone_ids": self.prompt_phone_ids.astype(np.int64),
+                "prompt_bert": self.prompt_bert.astype(np.float32), "ge": self.ge.astype(np.float32)}
+
     def save(self, path: str | Path) -> Path:
         """Write atomically (temporary file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        os.close(handle)
-        try:
-            with open(temp, "wb") as out:
-                np.savez(out, header=np.array(json.dumps(self.header(), ensure_ascii=False)),
-                         prompt_tokens=self.prompt_tokens.astype(np.int64),
-                         prompt_phone_ids=self.prompt_phone_ids.astype(np.int64),
-                         prompt_bert=self.prompt_bert.astype(np.float32), ge=self.ge.astype(np.float32))
-            os.replace(temp, path)
-        finally:
-            if os.path.exists(temp):
-                os.unlink(temp)
-        return path
+        return atomic_savez(path, header=self.header(), **self.arrays())
 
     @classmethod
     def load(cls, path: str | Path) -> "Voice":
@@ -70,13 +77,18 @@ class Voice:
                 arrays = {k: data[k] for k in ("prompt_tokens", "prompt_phone_ids", "prompt_bert", "ge")}
         except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
             raise VoiceError(f"{path}: not an edgevoice voice file ({type(exc).__name__}: {exc})") from None
+        return cls.from_parts(header, arrays, path)
+
+    @classmethod
+    def from_parts(cls, header: dict, arrays: dict[str, np.ndarray], source) -> "Voice":
+        """A voice from its JSON header and arrays (as `save` writes them); `source` names them in errors."""
         if header.get("format") != VOICE_FORMAT:
-            raise VoiceError(f"{path}: not an edgevoice voice file")
+            raise VoiceError(f"{source}: not an edgevoice voice file")
         if header.get("format_version") != VOICE_FORMAT_VERSION:
-            raise VoiceError(f"{path}: voice format version {header.get('format_version')} is not supported; "
+            raise VoiceError(f"{source}: voice format version {header.get('format_version')} is not supported; "
                              "create the voice again")
         if arrays["prompt_bert"].shape != (1024, arrays["prompt_phone_ids"].shape[0]):
-            raise VoiceError(f"{path}: corrupt voice file (BERT features do not match the phones)")
+            raise VoiceError(f"{source}: corrupt voice file (BERT features do not match the phones)")
         return cls(**arrays, text=header["text"], language=header["language"], norm_text=header["norm_text"],
                    model_fingerprint=header["model_fingerprint"], family=header["family"],
                    upstream_version=header["upstream_version"],

@@ -1,0 +1,144 @@
+"""Parity across backends, precisions and machines: one case (voice, text, tokens, noise) through several
+(bundle, backend) pairs, each compared with a reference run.
+
+The forced-token protocol makes runs comparable although sampling is random: the reference run samples the
+tokens once, then every run computes the GPT's teacher-forced logits over those tokens and decodes them with the
+same flow noise and voice. A case and its reference outputs can be saved to an `.npz` (plain arrays, no pickles)
+and replayed on another machine, which is how CPU and GPU results are compared across two boxes.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EdgevoiceError
+from .sampler import SamplingOptions
+from .synthesizer import Synthesizer
+from .voice import Voice, atomic_savez
+
+CASE_FORMAT = "edgevoice-parity-case"
+CASE_FORMAT_VERSION = 1
+
+
+@dataclass
+class ParityCase:
+    text: str
+    language: str
+    voice: Voice
+    tokens: np.ndarray  # [T] int64, sampled once by the reference run
+    noise: np.ndarray  # [1, C, 2T] float32, already scaled
+
+
+@dataclass
+class ParityRun:
+    label: str  # e.g. "openvino fp32 @ host"
+    logits: np.ndarray  # [T, V] teacher-forced raw logits
+    audio: np.ndarray  # [1280·T] raw waveform
+    meta: dict = field(default_factory=dict)
+
+
+def describe(synth: Synthesizer) -> dict:
+    precisions = sorted({g.precision for g in synth.bundle.manifest.graphs.values()})
+    return {"backend": synth.backend.name, "bundle": str(synth.bundle.path), "bundle_hash": synth.bundle.bundle_hash,
+            "precisions": precisions, "machine": platform.node(), "processor": platform.processor() or
+            platform.machine()}
+
+
+def make_case(synth: Synthesizer, voice: Voice, text: str, language: str = "en", max_tokens: int = 60,
+              noise_scale: float = 0.5, seed: int = 0) -> ParityCase:
+    """Sample the case's tokens with `synth` (seeded) and draw its noise."""
+    synth.check_voice(voice)
+    rng = np.random.default_rng(seed)
+    phones, bert = synth.phonemize(text, language)
+    tokens = synth.generate_tokens(np.concatenate([voice.prompt_phone_ids, phones.phone_ids]),
+                                   np.concatenate([voice.prompt_bert, bert], axis=1), voice.prompt_tokens,
+                                   SamplingOptions(max_tokens=max_tokens), rng)
+    if tokens.size == 0:
+        raise EdgevoiceError("the reference run produced no tokens for this text")
+    channels = synth.bundle.manifest.model["sovits"]["inter_channels"]
+    noise = rng.standard_normal((1, channels, 2 * tokens.size)).astype(np.float32) * noise_scale
+    return ParityCase(text, language, voice, tokens, noise)
+
+
+def run_case(synth: Synthesizer, case: ParityCase, label: str | None = None) -> ParityRun:
+    """The case through one synthesiser: its own front-end and BERT, the case's voice, tokens and noise."""
+    synth.check_voice(case.voice)
+    phones, bert = synth.phonemize(case.text, case.language)
+    voice = case.voice
+    logits = synth.teacher_forced_logits(np.concatenate([voice.prompt_phone_ids, phones.phone_ids]),
+                                         np.concatenate([voice.prompt_bert, bert], axis=1), voice.prompt_tokens,
+                                         case.tokens)
+    audio = synth.decode_tokens(case.tokens, phones.phone_ids, noise=case.noise, ge=voice.ge)
+    meta = describe(synth)
+    return ParityRun(label or f"{meta['backend']} {'/'.join(meta['precisions'])}", logits, audio, meta)
+
+
+def compare_runs(reference: ParityRun, test: ParityRun) -> dict:
+    """Logit and audio differences of `test` against `reference` (JSON-safe: identical audio has SNR None)."""
+    if reference.logits.shape != test.logits.shape or reference.audio.shape != test.audio.shape:
+        raise EdgevoiceError(f"{test.label}: output shapes differ from the reference run "
+                             f"({test.logits.shape}/{test.audio.shape} vs {reference.logits.shape}/"
+                             f"{reference.audio.shape}); was it run on the same case?")
+    logit_diff = float(np.abs(reference.logits.astype(np.float64) - test.logits).max())
+    ref_audio = reference.audio.astype(np.float64)
+    noise = float(np.sum((ref_audio - test.audio) ** 2))
+    snr = None if noise == 0 else float(10 * np.log10(max(np.sum(ref_audio ** 2), 1e-30) / noise))
+    return {
+        "label": test.label,
+        "logits_max_abs": logit_diff,
+        "logits_max_rel": logit_diff / max(float(np.abs(reference.logits).max()), 1e-30),
+        "top1_agreement": float(np.mean(reference.logits.argmax(-1) == test.logits.argmax(-1))),
+        "audio_snr_db": snr,
+        "audio_max_abs": float(np.abs(ref_audio - test.audio).max()),
+        "meta": test.meta,
+    }
+
+
+def report_lines(reference: ParityRun, results: list[dict]) -> list[str]:
+    lines = [f"reference: {reference.label} ({reference.meta.get('machine', '?')}), {reference.logits.shape[0]} "
+             f"forced tokens, {reference.audio.size} samples",
+             f"  {'run':34s} {'logits max|Δ|':>14s} {'rel':>9s} {'top-1':>6s} {'audio SNR':>10s} {'max|Δ|':>9s}"]
+    for r in results:
+        snr = "identical" if r["audio_snr_db"] is None else f"{r['audio_snr_db']:.1f} dB"
+        lines.append(f"  {r['label'][:34]:34s} {r['logits_max_abs']:14.2e} {r['logits_max_rel']:9.1e} "
+                     f"{r['top1_agreement']:6.3f} {snr:>10s} {r['audio_max_abs']:9.1e}")
+    return lines
+
+
+def save_case(path: str | Path, case: ParityCase, reference: ParityRun) -> Path:
+    header = {"format": CASE_FORMAT, "format_version": CASE_FORMAT_VERSION, "text": case.text,
+              "language": case.language, "voice": case.voice.header(), "reference": {"label": reference.label,
+                                                                                      **reference.meta}}
+    arrays = {f"voice_{k}": v for k, v in case.voice.arrays().items()}
+    return atomic_savez(path, header, tokens=case.tokens.astype(np.int64), noise=case.noise.astype(np.float32),
+                        logits=reference.logits.astype(np.float32), audio=reference.audio.astype(np.float32),
+                        **arrays)
+
+
+def load_case(path: str | Path) -> tuple[ParityCase, ParityRun]:
+    path = Path(path)
+    if not path.is_file():
+        raise EdgevoiceError(f"{path}: parity case file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            arrays = {name: data[name] for name in data.files if name != "header"}
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
+        raise EdgevoiceError(f"{path}: not an edgevoice parity case ({type(exc).__name__}: {exc})") from None
+    if header.get("format") != CASE_FORMAT or header.get("format_version") != CASE_FORMAT_VERSION:
+        raise EdgevoiceError(f"{path}: not an edgevoice parity case of format version {CASE_FORMAT_VERSION}")
+    try:
+        voice = Voice.from_parts(header["voice"], {k[len("voice_"):]: v for k, v in arrays.items()
+                                                   if k.startswith("voice_")}, path)
+        case = ParityCase(header["text"], header["language"], voice, arrays["tokens"], arrays["noise"])
+        meta = dict(header["reference"])
+        reference = ParityRun(meta.pop("label"), arrays["logits"], arrays["audio"], meta)
+    except KeyError as exc:
+        raise EdgevoiceError(f"{path}: incomplete parity case (missing {exc})") from None
+    return case, reference
