@@ -36,6 +36,7 @@ from edgevoice_calibration.collect import CalibrationSet
 
 from .quant_accuracy import decode_errors, end_to_end, graph_errors
 
+MAX_REVERTED = 12  # accuracy control: most layers it may put back into float
 HOLD_OUT_EVERY = 5  # every 5th recorded item is held out of calibration and used only for the accuracy gate
 END_TO_END_UTTERANCES = 6
 
@@ -217,9 +218,13 @@ def quantize_graph(model, policy: GraphPolicy, calibration: list[dict], onnx_pat
         values = [1.0 - log_mel_l1(ref, compiled(feeds)[output]) for feeds, ref in items]
         return float(np.mean(values)), values
 
+    # Bounded search: at most MAX_REVERTED layers go back to float, ranked on the validation items by one worker
+    # (parallel ranking workers each compile with every thread, which thrashed a 2-core box).
+    restorer = nncf.AdvancedAccuracyRestorerParameters(max_num_iterations=MAX_REVERTED, num_ranking_workers=1,
+                                                       ranking_subset_size=len(pairs))
     return nncf.quantize_with_accuracy_control(
         model, dataset, nncf.Dataset(pairs), validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
-        advanced_quantization_parameters=advanced, **kwargs)
+        advanced_quantization_parameters=advanced, advanced_accuracy_restorer_parameters=restorer, **kwargs)
 
 
 def _run_all(session, items: list[dict]) -> list[dict]:
@@ -294,7 +299,8 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
 
     if precision not in ("int8", "bf16"):
         raise BundleError(f"unknown precision {precision!r} (choose int8 or bf16)")
-    nncf.set_log_level(logging.WARNING)
+    # Accuracy control is long (one validation per ranked or reverted layer): let NNCF report its steps.
+    nncf.set_log_level(logging.INFO if max_drop is not None else logging.WARNING)
     start = time.perf_counter()
     source = source if isinstance(source, Bundle) else Bundle.load(source)
     _check_source(source)
