@@ -154,3 +154,19 @@ def test_static_int8_needs_int8_dot_product_instructions(tmp_path):
     assert cpu_has_int8_dot(info)
     info.write_text("flags : fpu avx2\n")
     assert not cpu_has_int8_dot(info)
+
+
+def test_accuracy_control_puts_parts_back_into_float(fixture_bundle, reference, tmp_path):
+    out = tmp_path / "tiny-ac"
+    budget = 0.08  # the policy alone measured ~0.14 log-mel L1 on the tiny model, the vocoder glue in float ~0.05
+    only_vocoder = [f"--method={g}=float" for g in ("gpt_decode", "gpt_prefill", "bert", "hubert_codes")]
+    result = _run("quantize", "--bundle", fixture_bundle[0], "--out", out, "--reference", reference[0],
+                  "--reference-text", reference[1], "--accuracy-drop", budget, *only_vocoder, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "accuracy control" in result.output
+    control = Bundle.load(out).manifest.extra["quantization"]["accuracy_control"]
+    attempts = control["attempts"]
+    assert control["max_log_mel_l1"] == budget and attempts[0]["also_float"] == "policy"
+    assert control["met"] == (attempts[-1]["log_mel_l1"] <= budget)
+    # it stops at the first attempt within budget, and only goes on while over it
+    assert all(a["log_mel_l1"] > budget for a in attempts[:-1])

@@ -157,7 +157,8 @@ def _calibration_texts(path: str, default_language: str) -> list[tuple[str, str]
 @click.option("--method", "methods", multiple=True, metavar="GRAPH=METHOD",
               help="override the policy for one graph: weights, static or float (repeatable)")
 @click.option("--accuracy-drop", type=float, default=None,
-              help="NNCF accuracy control for sovits_decode: allowed absolute rise of the log-mel L1 vs FP32")
+              help="accuracy control for sovits_decode: the largest held-out log-mel L1 vs FP32 allowed; "
+                   "parts go back to float, output side first, until it holds")
 @click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for calibration and checks")
 @click.option("--overwrite", is_flag=True, help="replace an existing output bundle")
 def quantize(bundle, out, voice_paths, references, reference_texts, reference_languages, calibration_texts,
