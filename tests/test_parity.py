@@ -35,10 +35,15 @@ def test_backends_agree_and_a_saved_case_replays(fixture_bundle, reference, tmp_
 
     # Replaying the saved case on the same machine and backend reproduces the reference bit for bit.
     result = _run("parity", "--bundle", fixture_bundle[0], "--backend", "openvino", "--against", case_path,
-                  "--json", "--threads", "1")
+                  "--json", "--threads", "1", "--min-snr-db", "1000")
     assert result.exit_code == 0, result.output
     [again] = json.loads(result.output)["runs"]
     assert again["logits_max_abs"] == 0 and again["audio_snr_db"] is None  # identical
+
+    # A threshold the onnxruntime run cannot meet fails with one line naming it.
+    result = _run("parity", "--bundle", fixture_bundle[0], "--backend", "onnxruntime", "--against", case_path,
+                  "--threads", "1", "--min-snr-db", "1000")
+    assert result.exit_code == 1 and "audio SNR below 1000.0 dB: onnxruntime" in result.output
 
 
 def test_pytorch_reference_run(fixture_bundle, gpt_sovits_set, reference):

@@ -315,10 +315,12 @@ def info(bundle, as_json, no_verify):
 @click.option("--pytorch-models", type=click.Path(), default=None,
               help="folder with the checkpoints the first bundle was exported from: our PyTorch reference runs "
                    "first and is the reference (needs the export extra)")
+@click.option("--min-snr-db", type=float, default=None,
+              help="exit with an error when any run's audio SNR vs the reference is below this")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: all)")
 def parity(bundles, backends, voice_path, reference, reference_text, reference_language, text, language, max_tokens,
-           seed, save_path, against_path, pytorch_models, as_json, threads):
+           seed, save_path, against_path, pytorch_models, min_snr_db, as_json, threads):
     """Show that backends, precisions and machines give the same result: the same voice, tokens and noise through
     every BUNDLE x BACKEND, compared with the first run (or with a case saved by --save, with --against)."""
     from . import parity as checks
@@ -364,6 +366,11 @@ def parity(bundles, backends, voice_path, reference, reference_text, reference_l
         click.echo("\n".join(checks.report_lines(reference_run, results)))
         if save_path:
             click.echo(f"case written to {save_path}")
+    if min_snr_db is not None:
+        below = [f"{r['label']} ({r['audio_snr_db']:.1f} dB)" for r in results
+                 if r["audio_snr_db"] is not None and r["audio_snr_db"] < min_snr_db]
+        if below:
+            _fail(f"audio SNR below {min_snr_db} dB: {', '.join(below)}")
 
 
 @main.command()
