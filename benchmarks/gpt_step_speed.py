@@ -17,6 +17,7 @@ import numpy as np
 
 from edgevoice.backends import OpenVINOBackend
 from edgevoice.bundle import Bundle
+from edgevoice.synthesizer import StatefulCache
 
 
 def random_caches(bundle: Bundle, filled: int, capacity: int | None = None) -> dict[str, np.ndarray]:
@@ -42,17 +43,16 @@ def step_timer(bundle: Bundle, backend: OpenVINOBackend, filled: int, calls: int
     """A function that runs `calls` decode steps and returns the mean milliseconds per step."""
     if "gpt_decode" in bundle.manifest.graphs:
         session = backend.session(bundle, "gpt_decode")
-        caches = random_caches(bundle, filled)
-        seeds = {variable: caches[name.removeprefix("present_")]
-                 for variable, name in bundle.graph("gpt_decode").states.items()}
-        beam = np.zeros(1, np.int32)
+        # what a prefill of `filled` positions would hand over
+        prefill_out = {f"present_{name}": value for name, value in random_caches(bundle, filled).items()}
+        prefill_out["logits"] = np.zeros((1, bundle.manifest.model["gpt"]["vocab_size"]), np.float32)
+        states = bundle.graph("gpt_decode").states
 
         def run() -> float:
-            session.set_states(seeds)
+            cache = StatefulCache(session, prefill_out, states, filled - 100)
             start = time.perf_counter()
-            for i in range(calls):
-                session.run({"token": np.array([[5]], np.int64), "position": np.array([filled - 100 + i]),
-                             "beam_idx": beam})
+            for _ in range(calls):
+                cache.step(5)
             return 1000 * (time.perf_counter() - start) / calls
 
         return run, "gpt_decode", session.precision()

@@ -147,22 +147,21 @@ def main() -> None:
                       + "\n\nRandom weights: accuracy must be re-measured on trained checkpoints.\n", heading)
 
 def _time_decode_steps(bundles, backend, sessions, prefill_feeds, graph_ms, steps: int = 16) -> None:
+    from edgevoice.synthesizer import StatefulCache
+
     states = bundles["fp32"].graph("gpt_decode").states
     prefill = sessions.get(("fp32", "gpt_prefill")) or backend.session(bundles["fp32"], "gpt_prefill")
     out = prefill.run(prefill_feeds)
-    seeds = {variable: out[name] for variable, name in states.items()}
     position = prefill_feeds["prompt_tokens"].shape[1]
     for variant, bundle in bundles.items():
         key = (variant, "gpt_decode")
         if key not in sessions:
             sessions[key] = backend.session(bundle, "gpt_decode")
-        session = sessions[key]
-        session.set_states(seeds)
+        cache = StatefulCache(sessions[key], out, states, position)
 
         def run_steps():
             for i in range(steps):
-                session.run({"token": np.array([[i + 1]], np.int64), "position": np.array([position + i]),
-                             "beam_idx": np.zeros(1, np.int32)})
+                cache.step(i + 1)
 
         _time_ms(run_steps, graph_ms, key)
         graph_ms[key][-1] /= steps

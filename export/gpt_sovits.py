@@ -133,26 +133,23 @@ def _openvino_session_runner(xml: Path, threads: int):
 def _openvino_stateful_runner(xml: Path, spec: GraphSpec, variables: dict[str, str], threads: int):
     """Runs a stateful IR like its explicit original: the cache inputs seed the state, the state after the call
     is returned in place of the cache outputs (so `compare` checks the in-place append too)."""
-    import openvino as ov
+    from edgevoice.backends import OpenVINOSession
 
     from .stateful import BEAM_INPUT, fused_attention_count
 
     compiled = _compile(str(xml), threads)
     if fused_attention_count(compiled) == 0:
         raise RuntimeError(f"{spec.name}: OpenVINO did not fuse the stateful attention (check the IR pattern)")
-    request = compiled.create_infer_request()
+    session = OpenVINOSession(compiled)
     seed_input = {variable: past for past, present in spec.stateful.items()
                   for variable, out in variables.items() if out == present}
 
     def run(feeds):
-        request.reset_state()
-        for state in request.query_state():
-            state.state = ov.Tensor(np.ascontiguousarray(feeds[seed_input[state.name]]))
+        session.set_states({variable: feeds[past] for variable, past in seed_input.items()})
         plain = {k: v for k, v in feeds.items() if k not in spec.stateful}
-        request.infer({**plain, BEAM_INPUT: np.zeros(1, np.int32)})
-        states = {variables[s.name]: s.state.data.copy() for s in request.query_state()}
-        return [request.get_tensor(t.name).data.copy() if t.name not in states else states[t.name]
-                for t in spec.outputs]
+        outputs = session.run({**plain, BEAM_INPUT: np.zeros(1, np.int32)})
+        outputs.update({variables[name]: value for name, value in session.states().items()})
+        return [outputs[t.name] for t in spec.outputs]
 
     return run
 

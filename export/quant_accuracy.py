@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgevoice.spectrogram import linear_spectrogram
+from edgevoice.synthesizer import StatefulCache
 
 MEL_BINS = 128
 SAMPLE_RATE = 32000
@@ -115,13 +116,9 @@ def decode_errors(prefill, reference_decode, test_decode, states: dict[str, str]
         prompt = utt.prompt_tokens.reshape(1, -1).astype(np.int64)
         out = prefill.run({"phone_ids": utt.phone_ids.reshape(1, -1).astype(np.int64),
                            "bert_features": utt.bert[None].astype(np.float32), "prompt_tokens": prompt})
-        seeds = {variable: out[name] for variable, name in states.items()}
         for session, rows in ((reference_decode, reference_rows), (test_decode, test_rows)):
-            session.set_states(seeds)
-            for offset, token in enumerate(utt.tokens[:-1]):
-                feeds = {"token": np.array([[token]], np.int64), "position": np.array([prompt.shape[1] + offset]),
-                         "beam_idx": np.zeros(1, np.int32)}
-                rows.append({"logits": session.run(feeds)["logits"]})
+            cache = StatefulCache(session, out, states, prompt.shape[1])
+            rows.extend({"logits": cache.step(int(token))[None]} for token in utt.tokens[:-1])
     return graph_errors("gpt_decode", reference_rows, test_rows)
 
 

@@ -78,20 +78,20 @@ class OpenVINOSession:
 
     def set_states(self, values: dict[str, np.ndarray]) -> None:
         """Start a new sequence on a stateful graph: every state variable gets its initial value."""
+        import openvino as ov
+
         self._request.reset_state()
         for state in self._request.query_state():
             if state.name not in values:
                 raise BundleError(f"stateful graph has a state {state.name!r} that the bundle does not describe")
-            state.state = ov_tensor(values[state.name])
+            state.state = ov.Tensor(np.ascontiguousarray(values[state.name]))
+
+    def states(self) -> dict[str, np.ndarray]:
+        """Copies of a stateful graph's current state variables."""
+        return {state.name: state.state.data.copy() for state in self._request.query_state()}
 
     def precision(self) -> str:
         return str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
-
-
-def ov_tensor(array: np.ndarray):
-    import openvino as ov
-
-    return ov.Tensor(np.ascontiguousarray(array))
 
 
 @dataclass

@@ -288,7 +288,7 @@ class Synthesizer:
 
     # ---------------------------------------------------------------- internals
 
-    def _prefill(self, phone_ids, bert_features, prompt_tokens) -> "_KVCache | _StatefulCache":
+    def _prefill(self, phone_ids, bert_features, prompt_tokens) -> "_KVCache | StatefulCache":
         phone_ids = _row(phone_ids, np.int64)
         bert = np.asarray(bert_features, np.float32)
         bert = bert.reshape(1, *bert.shape[-2:])
@@ -298,7 +298,7 @@ class Synthesizer:
         out = self._run("gpt_prefill", phone_ids=phone_ids, bert_features=bert, prompt_tokens=prompt)
         if self._stateful_decode:
             states = self.bundle.graph("gpt_decode").states
-            return _StatefulCache(self._session("gpt_decode"), out, states, prompt.shape[1])
+            return StatefulCache(self._session("gpt_decode"), out, states, prompt.shape[1])
         return _KVCache(self._session("gpt_step"), out, self._model["gpt"]["n_layer"], prompt.shape[1])
 
     def _vocab(self) -> dict[str, int]:
@@ -356,10 +356,10 @@ class _KVCache:
         return self.logits
 
 
-class _StatefulCache:
+class StatefulCache:
     """The KV cache lives in the OpenVINO request of the stateful `gpt_decode` graph, seeded from the prefill's
     caches and appended in place by every step; the host only feeds the token. One sequence at a time per
-    Synthesizer: a new prefill restarts the request's state."""
+    session: a new cache restarts the request's state. Also what the quantiser and benchmarks drive it with."""
 
     def __init__(self, decode_session, prefill_out: dict, states: dict[str, str], prompt_len: int):
         if not states:
