@@ -210,7 +210,7 @@ SOVITS_PRETRAINED_MD5 = {
     "43797be674a37c1c83ee81081941ed0f": "v3", "4f26b9476d0c5033e04162c486074374": "v4",
     "c7e9fce2223f3db685cdfa1e6368728a": "v2Pro", "66b313e39455b57ab1b0bc0b239c9d0a": "v2ProPlus",
 }
-SUPPORTED_VERSIONS = ("v2",)
+SUPPORTED_VERSIONS = ("v1", "v2")
 
 
 class UnsupportedVersionError(CheckpointError):

@@ -1,4 +1,4 @@
-"""Random-weight GPT-SoVITS v2 model sets written in upstream's exact file formats.
+"""Random-weight GPT-SoVITS v1/v2 model sets written in upstream's exact file formats.
 
 For trying the pipeline without real weights, for tests and for benchmarks. `full` has the released models'
 geometry (24-layer GPT, 6-layer text encoder, 512-channel vocoder, HuBERT-base, 24-layer BERT-large); `tiny` is
@@ -62,6 +62,10 @@ TINY = {
     "bert": {"num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 1024, "vocab_size": 4000},
 }
 SIZES = ("tiny", "full")
+VERSIONS = ("v1", "v2")
+# v1 (upstream's s1longer.yaml / s2.json of that release): 512 GPT phone rows, top_k 5, no version key in the
+# SoVITS config (upstream tells v1 by its 322-row phone embedding).
+V1_GPT = {"model": {"phoneme_vocab_size": 512}, "inference": {"top_k": 5}}
 
 
 def _fp16(state: dict) -> OrderedDict:
@@ -83,8 +87,11 @@ def _to_hparams(cls: type, value):
     return value
 
 
-def write_gpt(path: Path, size: str, seed: int, overrides: dict | None = None) -> None:
+def write_gpt(path: Path, size: str, seed: int, overrides: dict | None = None, version: str = "v2") -> None:
     config = copy.deepcopy(GPT_CONFIG)
+    if version == "v1":
+        for section, values in V1_GPT.items():
+            config[section].update(values)
     if size == "tiny":
         config["model"].update(TINY["gpt"])
     config["model"].update(overrides or {})
@@ -94,13 +101,16 @@ def write_gpt(path: Path, size: str, seed: int, overrides: dict | None = None) -
     torch.save({"weight": weights, "config": config, "info": "GPT-e1"}, path)
 
 
-def write_sovits(path: Path, size: str, seed: int, overrides: dict | None = None) -> None:
+def write_sovits(path: Path, size: str, seed: int, overrides: dict | None = None, version: str = "v2") -> None:
     config = copy.deepcopy(SOVITS_CONFIG)
+    if version == "v1":
+        del config["model"]["version"], config["version"]
+        config["save_weight_dir"] = "SoVITS_weights"
     if size == "tiny":
         config["model"].update(TINY["sovits"])
     config["model"].update(overrides or {})
     torch.manual_seed(seed)
-    model = SoVITS(config)
+    model = SoVITS({**config, "model": {**config["model"], "version": version}})
     model.randomize_for_testing()
     weights = _fp16({k: v for k, v in model.state_dict().items() if "enc_q" not in k})
     hparams = _hparams_class()
@@ -158,20 +168,22 @@ def write_bert(folder: Path, size: str, seed: int, overrides: dict | None = None
 
 
 def make_test_model(out: str | Path, size: str = "tiny", seed: int = 0,
-                    overrides: dict[str, dict] | None = None) -> dict[str, Path]:
-    """Write a random-weight v2 model set into `out`; returns the path of each part.
+                    overrides: dict[str, dict] | None = None, version: str = "v2") -> dict[str, Path]:
+    """Write a random-weight v1 or v2 model set into `out`; returns the path of each part.
 
     `overrides` changes config fields per part ({"gpt": {"n_layer": 3}, "sovits": {...}, "hubert": {...},
     "bert": {...}}), for checking that nothing depends on one set of sizes."""
     overrides = overrides or {}
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r} (choose from {', '.join(SIZES)})")
+    if version not in VERSIONS:
+        raise ValueError(f"unknown version {version!r} (choose from {', '.join(VERSIONS)})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"gpt": out / "gpt.ckpt", "sovits": out / "sovits.pth",
              "hubert": out / "chinese-hubert-base", "bert": out / "chinese-roberta-wwm-ext-large"}
-    write_gpt(paths["gpt"], size, seed + 1, overrides.get("gpt"))
-    write_sovits(paths["sovits"], size, seed + 2, overrides.get("sovits"))
+    write_gpt(paths["gpt"], size, seed + 1, overrides.get("gpt"), version)
+    write_sovits(paths["sovits"], size, seed + 2, overrides.get("sovits"), version)
     write_hubert(paths["hubert"], size, seed + 3, overrides.get("hubert"))
     write_bert(paths["bert"], size, seed + 4, overrides.get("bert"))
     return paths

@@ -133,11 +133,22 @@ def test_safetensors_folder(tmp_path):
     assert loaded["a.weight"].dtype == np.float16
 
 
-def test_v1_gpt_is_detected_and_refused(tmp_path):
+def test_v1_gpt_is_detected_by_its_phone_rows(tmp_path):
     torch = pytest.importorskip("torch")
     config = {"model": {"phoneme_vocab_size": 512, "vocab_size": 1025}, "data": {"max_sec": 54}}
     weights = {"model.ar_text_embedding.word_embeddings.weight": torch.zeros(512, 8, dtype=torch.float16)}
     path = tmp_path / "v1.ckpt"
     torch.save({"weight": weights, "config": config, "info": "GPT-e1"}, path)
-    with pytest.raises(UnsupportedVersionError, match="v1 GPT checkpoints are not supported"):
-        load_gpt_checkpoint(path)
+    assert load_gpt_checkpoint(path).version == "v1"
+
+
+def test_v1_header_is_read_as_v1_and_checked_against_the_weights(gpt_sovits_set, tmp_path):
+    pytest.importorskip("torch")
+    from edgevoice_export.test_model import write_sovits
+
+    write_sovits(tmp_path / "v1.pth", "tiny", 0, version="v1")
+    data = (tmp_path / "v1.pth").read_bytes()
+    (tmp_path / "marked.pth").write_bytes(b"00" + data[2:])
+    loaded = load_sovits_checkpoint(tmp_path / "marked.pth")
+    assert loaded.version == "v1" and loaded.weights["enc_p.text_embedding.weight"].shape[0] == 322
+    assert load_sovits_checkpoint(tmp_path / "v1.pth").version == "v1"  # no marker: told by the weights

@@ -11,7 +11,7 @@ from edgevoice import SynthesisOptions, Synthesizer  # noqa: E402
 from edgevoice.audio import write_wav  # noqa: E402
 from edgevoice_export.checkpoints import CheckpointError  # noqa: E402
 from edgevoice_export.gpt_sovits import export_gpt_sovits  # noqa: E402
-from edgevoice_export.test_model import make_test_model, write_sovits  # noqa: E402
+from edgevoice_export.test_model import make_test_model, write_gpt, write_sovits  # noqa: E402
 
 ODD_SIZES = {
     "gpt": {"n_layer": 3, "head": 8, "embedding_dim": 256, "hidden_dim": 256},
@@ -31,9 +31,7 @@ def test_odd_sizes_export_and_synthesise(tmp_path):
     synth = Synthesizer.load(tmp_path / "bundle")
     assert synth.bundle.manifest.model["gpt"]["n_layer"] == 3
     assert synth.bundle.manifest.model["sovits"]["inter_channels"] == 128
-    t = np.arange(5 * 32000) / 32000
-    write_wav(tmp_path / "ref.wav", (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(
-        np.float32), 32000)
+    _reference_wav(tmp_path / "ref.wav")
     options = SynthesisOptions(seed=0, max_tokens=20)
     for language, transcript, text in [("en", "A quiet morning by the lake.", "See you tomorrow at noon."),
                                        ("zh", "我们一起去公园散步。", "今天天气很好。")]:
@@ -41,6 +39,40 @@ def test_odd_sizes_export_and_synthesise(tmp_path):
         chunks = list(synth.stream(text, voice, language, options))
         assert chunks and all(c.audio.size == c.tokens.size * 1280 + 9600 for c in chunks)
         assert np.isfinite(np.concatenate([c.audio for c in chunks])).all()
+
+
+def _reference_wav(path):
+    t = np.arange(5 * 32000) / 32000
+    write_wav(path, (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32), 32000)
+
+
+def test_v1_model_exports_and_speaks_with_the_v1_front_end(tmp_path):
+    parts = make_test_model(tmp_path / "models", "tiny", seed=4, version="v1")
+    report = export_gpt_sovits(parts["gpt"], parts["sovits"], parts["hubert"], tmp_path / "bundle",
+                               bert=parts["bert"], progress=False)
+    for result in report.parity:
+        assert result.max_rel < 1e-4, result.line()
+    synth = Synthesizer.load(tmp_path / "bundle")
+    manifest = synth.bundle.manifest
+    assert manifest.upstream_version == "v1" and len(manifest.symbols) == 322
+    # v1's reference encoder reads all 1025 spectrogram bins (v2: the first 704)
+    assert manifest.graphs["ref_encoder"].inputs[0].shape[1] == 1025
+    phones, _ = synth.phonemize("一会儿见。", "all_zh")
+    assert "er5" in phones.phones  # v1 has no erhua merging
+    _reference_wav(tmp_path / "ref.wav")
+    voice = synth.create_voice(tmp_path / "ref.wav", "我们一起去公园散步。", "zh")
+    assert voice.upstream_version == "v1" and voice.prompt_phone_ids.max() < 322
+    chunks = list(synth.stream("今天天气很好。", voice, "zh", SynthesisOptions(seed=0, max_tokens=20)))
+    assert chunks and np.isfinite(np.concatenate([c.audio for c in chunks])).all()
+
+
+def test_mixed_versions_are_refused(gpt_sovits_set, tmp_path):
+    write_gpt(tmp_path / "v1.ckpt", "tiny", 1, version="v1")
+    models = gpt_sovits_set / "models"
+    with pytest.raises(CheckpointError, match="GPT is v1 but SoVITS is v2"):
+        export_gpt_sovits(tmp_path / "v1.ckpt", models / "s2_v2_tiny.pth", models / "chinese-hubert-base",
+                          tmp_path / "bundle", progress=False)
+    assert not (tmp_path / "bundle").exists()
 
 
 def test_invalid_global_embedding_width_is_a_clear_error(tmp_path):

@@ -108,10 +108,12 @@ def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, out, overwrit
 @click.option("--size", type=click.Choice(["tiny", "full"]), default="tiny", show_default=True)
 @click.option("--out", required=True, type=click.Path(), help="folder for the checkpoints")
 @click.option("--seed", type=int, default=0, show_default=True)
-def make_test_model(size, out, seed):
-    """Write random-weight GPT-SoVITS v2 checkpoints in upstream's exact file formats."""
+@click.option("--version", "version", type=click.Choice(["v1", "v2"]), default="v2", show_default=True,
+              help="upstream model version (v1: 322 phone symbols, reference encoder on all spectrogram bins)")
+def make_test_model(size, out, seed, version):
+    """Write random-weight GPT-SoVITS v1/v2 checkpoints in upstream's exact file formats."""
     _, test_model = _export_modules()
-    paths = test_model.make_test_model(out, size, seed)
+    paths = test_model.make_test_model(out, size, seed, version=version)
     for name, path in paths.items():
         click.echo(f"{name:7s} {path}")
 
