@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from edgevoice.bundle import TensorSpec
+from edgevoice.synthesizer import stretched_frames
 
 from .models.gpt import Text2SemanticDecoder
 from .models.ssl import BertPhoneFeatures, HubertContent
@@ -157,14 +158,15 @@ def sovits_graphs(sovits, hubert: HubertContent, sample_rate_hz: int = 16000) ->
     gin = sovits.gin_channels
     inter = sovits.inter_channels
     phones = sovits.phone_vocab_size
-    samples_per_token = sovits.samples_per_token
+    hop = sovits.hop_length
 
     def wav(seconds, seed):
         return _randn(1, int(seconds * sample_rate_hz), seed=seed, scale=0.1)
 
-    def decode_example(tokens, n_phones, seed):
+    def decode_example(tokens, n_phones, seed, speed=1.0):
+        frames = stretched_frames(tokens, speed)
         return (_randint(1024, 1, 1, tokens, seed=seed), _randint(phones, 1, n_phones, seed=seed + 1),
-                _randn(1, gin, 1, seed=seed + 2), _randn(1, inter, 2 * tokens, seed=seed + 3, scale=0.5))
+                _randn(1, gin, 1, seed=seed + 2), _randn(1, inter, frames, seed=seed + 3, scale=0.5))
 
     return [
         GraphSpec(
@@ -182,9 +184,11 @@ def sovits_graphs(sovits, hubert: HubertContent, sample_rate_hz: int = 16000) ->
         GraphSpec(
             "sovits_decode", SovitsDecodeGraph(sovits),
             [TensorSpec("codes", "int64", [1, 1, "tokens"]), TensorSpec("phone_ids", "int64", [1, "phones"]),
-             TensorSpec("ge", "float32", [1, gin, 1]), TensorSpec("noise", "float32", [1, inter, "2*tokens"])],
-            [TensorSpec("audio", "float32", [1, 1, f"{samples_per_token}*tokens"])],
-            [decode_example(23, 19, 1), decode_example(40, 31, 10), decode_example(11, 7, 20)],
+             TensorSpec("ge", "float32", [1, gin, 1]), TensorSpec("noise", "float32", [1, inter, "frames"])],
+            [TensorSpec("audio", "float32", [1, 1, f"{hop}*frames"])],
+            # speed 1 at two lengths, then slower and faster speech (the noise's length sets the rate)
+            [decode_example(23, 19, 1), decode_example(40, 31, 10), decode_example(11, 7, 20, speed=0.8),
+             decode_example(30, 17, 30, speed=1.5)],
         ),
     ]
 

@@ -158,3 +158,46 @@ def test_bundle_from_another_graph_interface_is_refused(fixture_bundle, tmp_path
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="re-export the bundle"):
         Synthesizer.load(copy, verify=False)
+
+
+def test_speed_changes_the_frame_count_not_the_tokens(fixture_bundle, gpt_sovits_set, tmp_path):
+    """Upstream's speed_factor: the same tokens decoded into int(2T/speed)+1 frames; speed 1 is the plain path;
+    OpenVINO and onnxruntime agree at every speed; a bundle from before speed control refuses speed != 1."""
+    from edgevoice import SynthesisOptions
+    from edgevoice.errors import OptionsError
+    from edgevoice.synthesizer import stretched_frames
+
+    data = _load(gpt_sovits_set, "sovits_ns0_en_tiny.npz")
+    tokens, phones, spec = data["codes"][0, 0], data["text"], data["refer_spec"]
+    openvino = Synthesizer.load(fixture_bundle[0], backend="openvino")
+    onnxruntime = Synthesizer.load(fixture_bundle[0], backend="onnxruntime")
+    hop = openvino.bundle.manifest.model["sovits"]["hop_length"]
+    np.testing.assert_array_equal(openvino.decode_tokens(tokens, phones, spec),
+                                  openvino.decode_tokens(tokens, phones, spec, speed=1.0))
+    for speed in (0.75, 1.5):
+        audio = openvino.decode_tokens(tokens, phones, spec, speed=speed)
+        assert audio.size == hop * stretched_frames(tokens.size, speed) == hop * (int(2 * tokens.size / speed) + 1)
+        assert _snr_db(audio, onnxruntime.decode_tokens(tokens, phones, spec, speed=speed)) > 100
+
+    audio_dir = gpt_sovits_set / "audio"
+    voice = openvino.create_voice(audio_dir / "ref_en.wav", (audio_dir / "ref_en.txt").read_text().strip(), "en")
+    text = "The weather is lovely today."
+    normal = list(openvino.stream(text, voice, "en", SynthesisOptions(seed=3, max_tokens=40)))
+    fast = list(openvino.stream(text, voice, "en", SynthesisOptions(seed=3, max_tokens=40, speed=2.0)))
+    pause = int(0.3 * openvino.sample_rate)
+    for a, b in zip(normal, fast, strict=True):
+        np.testing.assert_array_equal(a.tokens, b.tokens)
+        assert b.audio.size == hop * stretched_frames(b.tokens.size, 2.0) + pause < a.audio.size
+
+    with pytest.raises(OptionsError, match="speed 9.0 is outside"):
+        SynthesisOptions(speed=9.0)
+    old = tmp_path / "old"
+    shutil.copytree(fixture_bundle[0], old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    noise = next(t for t in manifest["graphs"]["sovits_decode"]["inputs"] if t["name"] == "noise")
+    noise["shape"][-1] = "2*tokens"
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    before = Synthesizer.load(old, verify=False)
+    with pytest.raises(OptionsError, match="exported before speed control; re-export"):
+        list(before.stream(text, voice, "en", SynthesisOptions(seed=3, max_tokens=10, speed=1.5)))
+    assert list(before.stream(text, voice, "en", SynthesisOptions(seed=3, max_tokens=10)))

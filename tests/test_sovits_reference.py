@@ -195,6 +195,39 @@ def test_decode_noise_scale_05(gpt_sovits_set, model, lang):
     assert _max_diff(result["z_p"], data["z_p"]) > 0.1
 
 
+def _linear_resize(x: np.ndarray, size: int) -> np.ndarray:
+    """PyTorch's 1-D linear resize with align_corners=False, written out: source = (i + ½)·in/out − ½ (the
+    scale and source index in float32, as PyTorch computes them), clamped at 0, neighbours clamped at the end."""
+    n = x.shape[-1]
+    scale = np.float32(n) / np.float32(size)
+    src = np.maximum((np.arange(size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5), 0)
+    src = src.astype(np.float64)
+    left = np.minimum(np.floor(src).astype(int), n - 1)
+    right = np.minimum(left + 1, n - 1)
+    weight = src - left
+    return x[..., left] * (1 - weight) + x[..., right] * weight
+
+
+@pytest.mark.parametrize("speed", [0.7, 1.6])
+def test_speed_stretches_the_text_encoder_output(gpt_sovits_set, model, speed):
+    """Upstream's speed_factor: encoder2's output is resized to int(2T/speed)+1 frames before `proj`; the
+    noise's length carries the frame count, and speed 1 (2T frames) stays the fixture's exact path."""
+    from edgevoice.synthesizer import stretched_frames
+
+    data = _fixture(gpt_sovits_set, "sovits_ns0_en_tiny")
+    tokens = data["codes"].shape[-1]
+    frames = stretched_frames(tokens, speed)
+    assert frames == int(2 * tokens / speed) + 1
+    plain = _run_decode(model, data, torch.zeros(1, 192, 2 * tokens))
+    stretched = _run_decode(model, data, torch.zeros(1, 192, frames))
+    expected = _linear_resize(plain["enc_p_x"].numpy().astype(np.float64), frames)
+    assert stretched["enc_p_x"].shape[-1] == frames
+    # float32 rounding only: at ~500 frames one ulp of the float32 source index is 3e-5 frames, times the
+    # features' slope (|x| ≤ 4); align_corners=True or nearest would be off by > 0.1
+    assert _max_diff(stretched["enc_p_x"], expected) <= 5e-5
+    assert stretched["o"].shape[-1] == frames * model.hop_length
+
+
 # -- export --------------------------------------------------------------------------------------------------
 
 

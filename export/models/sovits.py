@@ -6,8 +6,9 @@ buffers, no `enc_q`). Entry points, batch B (1 in practice), all sequences full 
 
 * `extract_latent(ssl [B,768,T_h]) -> codes [1,B,T_h//2]` (HuBERT features → semantic tokens);
 * `reference_embedding(refer_spec [B,1025,F]) -> ge [B,gin,1]`;
-* `decode(codes [1,B,T], text [B,N], ge [B,gin,1], noise [B,192,2T]) -> audio [B,1,hop·2T]` with
-  `noise` already multiplied by the noise scale (zeros = noise scale 0). `forward` is `decode`;
+* `decode(codes [1,B,T], text [B,N], ge [B,gin,1], noise [B,192,F]) -> audio [B,1,hop·F]` with
+  `noise` already multiplied by the noise scale (zeros = noise scale 0); its length sets the speech rate:
+  F = 2T at speed 1, upstream's `int(2T / speed) + 1` otherwise (`edgevoice.synthesizer.stretched_frames`). `forward` is `decode`;
 * `decode_intermediates(...)` returns every intermediate the fixtures record.
 
 Call `fold_weight_norm()` before exporting: it swaps the weight-normed convs for plain ones.
@@ -71,10 +72,14 @@ class TextEncoder(nn.Module):
         self.encoder2 = RelPosEncoder(*encoder, n_layers // 2, kernel_size, REL_WINDOW)
         self.proj = nn.Conv1d(hidden_channels, 2 * out_channels, 1)
 
-    def forward(self, features: torch.Tensor, text: torch.Tensor, ge: torch.Tensor):
+    def forward(self, features: torch.Tensor, text: torch.Tensor, ge: torch.Tensor, frames):
         y = self.encoder_ssl(self.ssl_proj(features))
         t = self.encoder_text(self.text_embedding(text).transpose(1, 2))  # no √d scaling
         y = self.encoder2(self.mrte(y, t, ge))
+        # Speech rate: upstream stretches the 50 Hz features to int(2T / speed) + 1 frames (linear, half-pixel)
+        # when speed != 1. Resizing to the frame count the noise carries is exactly the identity at speed 1
+        # (weights 1 and 0), so one graph serves every speed and speed 1 stays bit-identical to upstream.
+        y = F.interpolate(y, size=frames, mode="linear")
         stats = self.proj(y)
         return y, stats[:, : self.out_channels], stats[:, self.out_channels:]
 
@@ -234,7 +239,7 @@ class SoVITS(nn.Module):
         quantized = self.quantizer.decode(codes)
         # 25 Hz → 50 Hz nearest-neighbour: repeat every frame twice
         upsampled = quantized.unsqueeze(-1).expand(*quantized.shape, 2).flatten(2)
-        enc_x, m_p, logs_p = self.enc_p(upsampled, text, ge)
+        enc_x, m_p, logs_p = self.enc_p(upsampled, text, ge, noise.shape[-1])
         z_p = m_p + noise * torch.exp(logs_p)
         z = self.flow.inverse(z_p, ge)
         o = self.dec(z, ge)
@@ -243,7 +248,7 @@ class SoVITS(nn.Module):
 
     def decode(self, codes: torch.Tensor, text: torch.Tensor, ge: torch.Tensor,
                noise: torch.Tensor) -> torch.Tensor:
-        """codes `[1,B,T]`, phone ids `[B,N]`, ge `[B,gin,1]`, scaled noise `[B,192,2T]` → audio `[B,1,hop·2T]`."""
+        """codes `[1,B,T]`, phone ids `[B,N]`, ge `[B,gin,1]`, scaled noise `[B,192,F]` → audio `[B,1,hop·F]`."""
         return self.decode_intermediates(codes, text, ge, noise)["o"]
 
     forward = decode

@@ -253,8 +253,10 @@ def voice_create(bundle, audio, text, language, out, backend, threads):
 @click.option("--repetition-penalty", type=float, default=1.35, show_default=True)
 @click.option("--split", "split_method", default="cut1", show_default=True,
               type=click.Choice(["cut0", "cut1", "cut2", "cut3", "cut4", "cut5"]), help="sentence splitting")
+@click.option("--speed", type=float, default=1.0, show_default=True,
+              help="speech rate, 0.25–4 (2 = twice as fast); the words are the same, SoVITS stretches them")
 def say(bundle, voice_path, text, language, out, seed, backend, threads, top_k, top_p, temperature,
-        repetition_penalty, split_method):
+        repetition_penalty, split_method, speed):
     """Synthesise TEXT with a voice and write a wav file."""
     from .audio import write_wav
     from .synthesizer import SynthesisOptions
@@ -264,7 +266,7 @@ def say(bundle, voice_path, text, language, out, seed, backend, threads, top_k, 
     profile = guarded(lambda: Voice.load(voice_path))
     options = guarded(lambda: SynthesisOptions(top_k=top_k, top_p=top_p, temperature=temperature,
                                                repetition_penalty=repetition_penalty, seed=seed,
-                                               split_method=split_method))
+                                               split_method=split_method, speed=speed))
     audio = guarded(lambda: synth.synthesize(text, profile, language, options))
     path = write_wav(out, audio, synth.sample_rate)
     click.echo(f"wrote {path} ({audio.size / synth.sample_rate:.2f} s)")

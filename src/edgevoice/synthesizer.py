@@ -40,6 +40,13 @@ GRAPH_INPUTS = {
 }
 HUBERT_PAD_SAMPLES = 9600  # upstream appends int(32000 * 0.3) zeros to the *16 kHz* reference (0.6 s)
 MAX_TEXT_CHARS = 5000
+SPEED_RANGE = (0.25, 4.0)
+
+
+def stretched_frames(tokens: int, speed: float = 1.0) -> int:
+    """50 Hz frames that SoVITS turns `tokens` 25 Hz tokens into at `speed` (upstream's TextEncoder rule: the
+    features are resized to int(2T / speed) + 1 frames unless speed is exactly 1)."""
+    return 2 * tokens if speed == 1 else int(2 * tokens / speed) + 1
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class SynthesisOptions:
     seed: int | None = None
     split_method: str = "cut1"
     fragment_interval: float = 0.3  # seconds of silence after each fragment
+    speed: float = 1.0  # speech rate: 2 = twice as fast, 0.5 = half as fast (upstream's speed_factor)
 
     def __post_init__(self):
         self.sampling()  # validates the sampling fields
@@ -60,6 +68,8 @@ class SynthesisOptions:
             raise OptionsError("noise_scale must not be negative")
         if self.fragment_interval < 0:
             raise OptionsError("fragment_interval must not be negative")
+        if not SPEED_RANGE[0] <= self.speed <= SPEED_RANGE[1]:
+            raise OptionsError(f"speed {self.speed} is outside {SPEED_RANGE[0]}–{SPEED_RANGE[1]}")
         if self.split_method not in frontend.CUT_METHODS:
             raise OptionsError(f"unknown split method {self.split_method!r} "
                                f"(choose from {', '.join(frontend.CUT_METHODS)})")
@@ -117,6 +127,10 @@ class Synthesizer:
         decode = manifest.graphs.get("gpt_decode")
         self._stateful_decode = decode is not None and getattr(self.backend, "file_format", None) in decode.files
         self._bert_vocab: dict[str, int] | None = None
+        # bundles from before speed control tie the noise's length to 2 × tokens
+        sovits = manifest.graphs.get("sovits_decode")
+        noise = next((t for t in sovits.inputs if t.name == "noise"), None) if sovits else None
+        self.speed_control = noise is not None and noise.shape[-1] == "frames"
 
     @classmethod
     def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
@@ -188,9 +202,11 @@ class Synthesizer:
             logits = cache.step(token)
         return history[prompt.size : prompt.size + generated].copy()
 
-    def decode_tokens(self, tokens, phone_ids, refer_spec=None, noise=None, ge=None) -> np.ndarray:
+    def decode_tokens(self, tokens, phone_ids, refer_spec=None, noise=None, ge=None, speed: float = 1.0
+                      ) -> np.ndarray:
         """SoVITS: tokens `[T]`, target phones `[N]`, the reference (spectrogram or its `ge`) and the flow noise
-        `[1, C, 2T]` already multiplied by the noise scale (None = noise scale 0) → waveform `[1280·T]`."""
+        `[1, C, F]` already multiplied by the noise scale (None = noise scale 0; F = `stretched_frames(T, speed)`,
+        2T at speed 1) → waveform `[hop·F]` (1280·T at speed 1)."""
         codes = np.asarray(tokens, np.int64).reshape(1, 1, -1)
         if codes.shape[-1] == 0:
             raise TextError("the GPT produced no tokens for this text")
@@ -200,9 +216,13 @@ class Synthesizer:
             ge = self.reference_embedding(refer_spec)
         channels = self._model["sovits"]["inter_channels"]
         if noise is None:
-            noise = np.zeros((1, channels, 2 * codes.shape[-1]), np.float32)
+            noise = np.zeros((1, channels, stretched_frames(codes.shape[-1], speed)), np.float32)
+        noise = np.asarray(noise, np.float32).reshape(1, channels, -1)
+        if noise.shape[-1] != 2 * codes.shape[-1] and not self.speed_control:
+            raise OptionsError(f"{self.bundle.path}: this bundle was exported before speed control; "
+                               "re-export it to use a speed other than 1")
         audio = self._run("sovits_decode", codes=codes, phone_ids=_row(phone_ids, np.int64),
-                          ge=np.asarray(ge, np.float32), noise=np.asarray(noise, np.float32).reshape(1, channels, -1))
+                          ge=np.asarray(ge, np.float32), noise=noise)
         return audio["audio"].reshape(-1)
 
     # ---------------------------------------------------------------- text and voices
@@ -248,6 +268,9 @@ class Synthesizer:
             raise TextError("the text to synthesise is empty")
         if len(text) > MAX_TEXT_CHARS:
             raise TextError(f"the text is {len(text)} characters long; the limit is {MAX_TEXT_CHARS} per call")
+        if options.speed != 1 and not self.speed_control:
+            raise OptionsError(f"{self.bundle.path}: this bundle was exported before speed control; "
+                               "re-export it to use a speed other than 1")
         rng = np.random.default_rng(options.seed)
         sampling = options.sampling()
         pause = np.zeros(int(round(options.fragment_interval * self.sample_rate)), np.float32)
@@ -255,7 +278,8 @@ class Synthesizer:
         if not fragments:
             raise TextError("the text contains nothing to speak")
         for text_piece in fragments:
-            fragment = self.synthesize_fragment(text_piece, voice, language, sampling, options.noise_scale, rng)
+            fragment = self.synthesize_fragment(text_piece, voice, language, sampling, options.noise_scale, rng,
+                                                options.speed)
             if fragment is None:
                 continue
             audio = fragment.audio
@@ -265,7 +289,8 @@ class Synthesizer:
             yield AudioChunk(text_piece, np.concatenate([audio, pause]), self.sample_rate, fragment.tokens)
 
     def synthesize_fragment(self, text: str, voice: Voice, language: str, sampling: SamplingOptions,
-                            noise_scale: float, rng: np.random.Generator) -> "Fragment | None":
+                            noise_scale: float, rng: np.random.Generator, speed: float = 1.0
+                            ) -> "Fragment | None":
         """One fragment through phones → GPT → SoVITS; None when the GPT ends at once (no tokens)."""
         phones, bert = self.phonemize(text, language)
         target = np.asarray(phones.phone_ids, np.int64)
@@ -275,8 +300,9 @@ class Synthesizer:
         if tokens.size == 0:
             return None
         channels = self._model["sovits"]["inter_channels"]
-        noise = rng.standard_normal((1, channels, 2 * tokens.size)).astype(np.float32) * noise_scale
-        audio = self.decode_tokens(tokens, target, noise=noise, ge=voice.ge)
+        frames = stretched_frames(tokens.size, speed)
+        noise = rng.standard_normal((1, channels, frames)).astype(np.float32) * noise_scale
+        audio = self.decode_tokens(tokens, target, noise=noise, ge=voice.ge, speed=speed)
         return Fragment(text, target, gpt_phones, gpt_bert, tokens, noise, audio)
 
     def synthesize(self, text: str, voice: Voice, language: str = "en", options: SynthesisOptions | None = None
