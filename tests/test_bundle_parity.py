@@ -201,3 +201,18 @@ def test_speed_changes_the_frame_count_not_the_tokens(fixture_bundle, gpt_sovits
     with pytest.raises(OptionsError, match="exported before speed control; re-export"):
         list(before.stream(text, voice, "en", SynthesisOptions(seed=3, max_tokens=10, speed=1.5)))
     assert list(before.stream(text, voice, "en", SynthesisOptions(seed=3, max_tokens=10)))
+
+
+def test_default_token_limit_comes_from_the_gpt_config(fixture_bundle, gpt_sovits_set, tmp_path):
+    copy = tmp_path / "short"
+    shutil.copytree(fixture_bundle[0], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    assert manifest["model"]["gpt"]["max_sec"] == 54
+    assert Synthesizer.load(fixture_bundle[0], verify=False).token_limit == 1499
+    manifest["model"]["gpt"]["max_sec"] = 0.4  # upstream: early_stop_num = 50 · 0.4 = 20 tokens
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    synth = Synthesizer.load(copy, verify=False)
+    gpt = _load(gpt_sovits_set, "gpt_en_tiny.npz")
+    tokens = synth.generate_tokens(gpt["phoneme_ids"], gpt["bert_feature"], gpt["prompt_semantic"],
+                                   rng=np.random.default_rng(0))
+    assert synth.token_limit == 20 and 11 <= tokens.size <= 20

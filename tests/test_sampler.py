@@ -74,3 +74,14 @@ def test_top_k_sampling_is_seeded_and_stays_in_the_top_k():
 def test_invalid_options_are_rejected(kwargs):
     with pytest.raises(ValueError):
         SamplingOptions(**kwargs)
+
+
+def test_token_limit_follows_upstream_early_stop_and_step_cap():
+    from edgevoice.sampler import upstream_token_limit
+
+    # released configs: max_sec 54 → early_stop_num 2700 never fires; the 1500-step loop keeps 1499 tokens
+    assert upstream_token_limit(54) == 1499
+    assert upstream_token_limit(None) == 1499
+    # the fixture harness's max_sec 250/50: 250 tokens (upstream stops after drawing 251, drops the last)
+    assert upstream_token_limit(5) == 250
+    assert upstream_token_limit(0.4) == 20

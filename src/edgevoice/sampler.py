@@ -22,7 +22,7 @@ class SamplingOptions:
     temperature: float = 1.0
     repetition_penalty: float = 1.35
     min_tokens: int = 11  # EOS is banned before this many tokens were generated (upstream: idx < 11)
-    max_tokens: int = 1500  # upstream's hard cap (60 s at 25 tokens/s)
+    max_tokens: int | None = None  # None: the model's own limit, `upstream_token_limit(max_sec)`
 
     def __post_init__(self):
         if self.top_k < 1:
@@ -33,8 +33,22 @@ class SamplingOptions:
             raise OptionsError("temperature must be positive")
         if self.repetition_penalty <= 0:
             raise OptionsError("repetition_penalty must be positive")
-        if self.max_tokens < 1:
+        if self.max_tokens is not None and self.max_tokens < 1:
             raise OptionsError("max_tokens must be at least 1")
+
+
+UPSTREAM_STEPS = 1500  # upstream's decode loop runs at most 1500 steps (idx 0..1499)
+UPSTREAM_TOKEN_HZ = 50  # upstream's early_stop_num = hz · max_sec with hz hard-coded to 50 (tokens are 25 Hz)
+
+
+def upstream_token_limit(max_sec: float | None) -> int:
+    """How many tokens upstream's `TTS.run` keeps when the GPT never stops: it stops sampling once more than
+    `early_stop_num = 50 · max_sec` tokens were drawn, or at step 1499, and drops the token drawn at that step;
+    so at most min(50 · max_sec, 1499) tokens (1499 for the released configs, max_sec 54)."""
+    cap = UPSTREAM_STEPS - 1
+    if max_sec is None:
+        return cap
+    return max(1, min(int(UPSTREAM_TOKEN_HZ * max_sec), cap))
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from .audio import load_reference
 from .backends import make_backend
 from .bundle import Bundle
 from .errors import BundleError, OptionsError, TextError, VoiceError
-from .sampler import SamplingOptions, sample_token
+from .sampler import SamplingOptions, sample_token, upstream_token_limit
 from .spectrogram import linear_spectrogram
 from .voice import Voice
 
@@ -56,7 +56,7 @@ class SynthesisOptions:
     temperature: float = 1.0
     repetition_penalty: float = 1.35
     noise_scale: float = 0.5
-    max_tokens: int = 1500
+    max_tokens: int | None = None  # None: the model's limit (upstream's: 1499 tokens for max_sec 54)
     seed: int | None = None
     split_method: str = "cut1"
     fragment_interval: float = 0.3  # seconds of silence after each fragment
@@ -127,6 +127,8 @@ class Synthesizer:
         decode = manifest.graphs.get("gpt_decode")
         self._stateful_decode = decode is not None and getattr(self.backend, "file_format", None) in decode.files
         self._bert_vocab: dict[str, int] | None = None
+        # tokens kept when the GPT never ends a fragment, as upstream (from the GPT config's max_sec)
+        self.token_limit = upstream_token_limit(self._model["gpt"].get("max_sec"))
         # bundles from before speed control tie the noise's length to 2 × tokens
         sovits = manifest.graphs.get("sovits_decode")
         noise = next((t for t in sovits.inputs if t.name == "noise"), None) if sovits else None
@@ -185,19 +187,20 @@ class Synthesizer:
                         rng: np.random.Generator | None = None) -> np.ndarray:
         options = options or SamplingOptions()
         rng = rng or np.random.default_rng()
+        limit = options.max_tokens or self.token_limit
         prompt = _row(prompt_tokens, np.int64)[0]
         cache = self._prefill(phone_ids, bert_features, prompt)
         eos = self._model["gpt"]["eos"]
-        history = np.empty(prompt.size + options.max_tokens, dtype=np.int64)
+        history = np.empty(prompt.size + limit, dtype=np.int64)
         history[: prompt.size] = prompt
         logits, generated = cache.logits, 0
-        for step in range(options.max_tokens):
+        for step in range(limit):
             token, stop = sample_token(logits, history[: prompt.size + generated], step, eos, options, rng)
             if stop:
                 break
             history[prompt.size + generated] = token
             generated += 1
-            if generated == options.max_tokens:
+            if generated == limit:
                 break
             logits = cache.step(token)
         return history[prompt.size : prompt.size + generated].copy()
