@@ -216,3 +216,34 @@ def test_default_token_limit_comes_from_the_gpt_config(fixture_bundle, gpt_sovit
     tokens = synth.generate_tokens(gpt["phoneme_ids"], gpt["bert_feature"], gpt["prompt_semantic"],
                                    rng=np.random.default_rng(0))
     assert synth.token_limit == 20 and 11 <= tokens.size <= 20
+
+
+def test_reference_free_voices_match_the_pytorch_reference(fixture_bundle, gpt_sovits_set, tmp_path):
+    """Upstream's ref_free: no prompt tokens or phones, the GPT starts from the target phones alone (audio
+    positions from 0). Every backend equals our PyTorch reference there too, and such a voice saves and speaks."""
+    import torch
+
+    from edgevoice import SynthesisOptions, Voice
+    from edgevoice_export.checkpoints import load_gpt_checkpoint
+    from edgevoice_export.models.gpt import Text2SemanticDecoder
+
+    gpt = _load(gpt_sovits_set, "gpt_en_tiny.npz")
+    phones, bert, forced = gpt["phoneme_ids"].reshape(1, -1), gpt["bert_feature"].reshape(1, 1024, -1), gpt["tokens"]
+    model = Text2SemanticDecoder.from_checkpoint(load_gpt_checkpoint(gpt_sovits_set / "models" / "s1_v2_tiny.ckpt"))
+    empty = np.zeros((1, 0), np.int64)
+    expected = model.teacher_forced_logits(torch.from_numpy(phones), torch.from_numpy(bert), torch.from_numpy(empty),
+                                           torch.from_numpy(forced.astype(np.int64))).numpy()
+    for backend in BACKENDS:
+        synth = Synthesizer.load(fixture_bundle[0], backend=backend)
+        logits = synth.teacher_forced_logits(phones, bert, empty, forced)
+        assert np.abs(logits - expected).max() <= 1e-4 * np.abs(expected).max(), backend
+
+    audio_dir = gpt_sovits_set / "audio"
+    voice = synth.create_voice(audio_dir / "ref_en.wav", None, "en")
+    assert voice.reference_free and voice.prompt_phone_ids.size == 0 and voice.prompt_bert.shape == (1024, 0)
+    with_text = synth.create_voice(audio_dir / "ref_en.wav", (audio_dir / "ref_en.txt").read_text().strip(), "en")
+    np.testing.assert_array_equal(voice.ge, with_text.ge)  # the timbre comes from the same clip
+    again = Voice.load(voice.save(tmp_path / "free.npz"))
+    assert again.reference_free
+    chunks = list(synth.stream("See you tomorrow.", again, "en", SynthesisOptions(seed=0, max_tokens=30)))
+    assert chunks and all(np.isfinite(c.audio).all() and 11 <= c.tokens.size <= 30 for c in chunks)

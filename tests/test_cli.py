@@ -116,3 +116,18 @@ def test_export_int8_needs_a_calibration_reference(gpt_sovits_set, tmp_path):
                   "--hubert", models / "chinese-hubert-base", "--out", tmp_path / "b", "--int8")
     _assert_one_line_error(result, "give --reference WAV and --reference-text TEXT")
     assert not (tmp_path / "b").exists()
+
+
+def test_reference_free_voice_and_speed(fixture_bundle, gpt_sovits_set, tmp_path):
+    bundle, _ = fixture_bundle
+    voice = tmp_path / "free.npz"
+    result = _run("voice", "create", "--bundle", bundle, "--audio", gpt_sovits_set / "audio" / "ref_en.wav",
+                  "--out", voice)
+    assert result.exit_code == 0 and "reference-free voice written" in result.output, result.output
+    wav = tmp_path / "out.wav"
+    result = _run("say", "--bundle", bundle, "--voice", voice, "--text", "Hello there.", "--out", wav,
+                  "--seed", 1, "--speed", 1.5)
+    assert result.exit_code == 0, result.output
+    assert soundfile.read(wav)[0].size > 0
+    _assert_one_line_error(_run("say", "--bundle", bundle, "--voice", voice, "--text", "Hello.", "--out", wav,
+                                "--speed", 0), "speed 0.0 is outside")

@@ -85,3 +85,6 @@ def test_token_limit_follows_upstream_early_stop_and_step_cap():
     # the fixture harness's max_sec 250/50: 250 tokens (upstream stops after drawing 251, drops the last)
     assert upstream_token_limit(5) == 250
     assert upstream_token_limit(0.4) == 20
+    # reference-free runs upstream's naive decoder, which keeps the token drawn at the stopping step
+    assert upstream_token_limit(54, reference_free=True) == 1500
+    assert upstream_token_limit(5, reference_free=True) == 251

@@ -6,12 +6,12 @@
     audio = synth.synthesize("Hello there.", voice, "en")     # float32, synth.sample_rate Hz
 """
 
-from .errors import AudioError, BundleError, EdgevoiceError, TextError, VoiceError
+from .errors import AudioError, BundleError, EdgevoiceError, OptionsError, TextError, VoiceError
 from .synthesizer import AudioChunk, SynthesisOptions, Synthesizer
 from .voice import Voice
 
 __all__ = ["load", "Synthesizer", "SynthesisOptions", "AudioChunk", "Voice", "EdgevoiceError", "BundleError",
-           "AudioError", "TextError", "VoiceError"]
+           "AudioError", "OptionsError", "TextError", "VoiceError"]
 
 
 def load(bundle_dir, backend="openvino", threads=None, verify=True) -> Synthesizer:

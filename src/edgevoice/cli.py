@@ -224,7 +224,9 @@ def voice():
 @voice.command("create")
 @click.option("--bundle", required=True, type=click.Path(), help="bundle folder")
 @click.option("--audio", required=True, type=click.Path(), help="reference clip, 3–10 s of speech")
-@click.option("--text", required=True, help="transcript of the reference clip")
+@click.option("--text", default=None,
+              help="transcript of the reference clip; leave out for a reference-free voice (timbre only, the GPT "
+                   "gets no prompt: usually less like the speaker)")
 @click.option("--language", default="en", show_default=True, help=LANGUAGE_HELP)
 @click.option("--out", required=True, type=click.Path(), help="voice file to write (.npz)")
 @click.option("--backend", type=BACKEND_CHOICES, default="openvino", show_default=True)
@@ -234,8 +236,11 @@ def voice_create(bundle, audio, text, language, out, backend, threads):
     synth = _synthesizer(bundle, backend, threads)
     profile = guarded(lambda: synth.create_voice(audio, text, language))
     path = profile.save(out)
-    click.echo(f"voice written to {path} ({profile.prompt_tokens.size} prompt tokens, "
-               f"{profile.prompt_phone_ids.size} phones)")
+    if profile.reference_free:
+        click.echo(f"reference-free voice written to {path} (no transcript: timbre only)")
+    else:
+        click.echo(f"voice written to {path} ({profile.prompt_tokens.size} prompt tokens, "
+                   f"{profile.prompt_phone_ids.size} phones)")
 
 
 @main.command()

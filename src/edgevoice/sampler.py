@@ -41,14 +41,16 @@ UPSTREAM_STEPS = 1500  # upstream's decode loop runs at most 1500 steps (idx 0..
 UPSTREAM_TOKEN_HZ = 50  # upstream's early_stop_num = hz · max_sec with hz hard-coded to 50 (tokens are 25 Hz)
 
 
-def upstream_token_limit(max_sec: float | None) -> int:
-    """How many tokens upstream's `TTS.run` keeps when the GPT never stops: it stops sampling once more than
-    `early_stop_num = 50 · max_sec` tokens were drawn, or at step 1499, and drops the token drawn at that step;
-    so at most min(50 · max_sec, 1499) tokens (1499 for the released configs, max_sec 54)."""
-    cap = UPSTREAM_STEPS - 1
+def upstream_token_limit(max_sec: float | None, reference_free: bool = False) -> int:
+    """How many tokens upstream's `TTS.run` keeps when the GPT never stops. It stops sampling once more than
+    `early_stop_num = 50 · max_sec` tokens were drawn, or at step 1499. With a prompt (the batched decoder) it
+    drops the token drawn at that step: min(50 · max_sec, 1499) tokens, 1499 for the released configs (max_sec
+    54). Reference-free (the naive decoder) keeps it: min(50 · max_sec + 1, 1500)."""
+    keep_last = 1 if reference_free else 0
+    cap = UPSTREAM_STEPS - 1 + keep_last
     if max_sec is None:
         return cap
-    return max(1, min(int(UPSTREAM_TOKEN_HZ * max_sec), cap))
+    return max(1, min(int(UPSTREAM_TOKEN_HZ * max_sec) + keep_last, cap))
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

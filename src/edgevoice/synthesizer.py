@@ -187,8 +187,9 @@ class Synthesizer:
                         rng: np.random.Generator | None = None) -> np.ndarray:
         options = options or SamplingOptions()
         rng = rng or np.random.default_rng()
-        limit = options.max_tokens or self.token_limit
         prompt = _row(prompt_tokens, np.int64)[0]
+        limit = options.max_tokens or upstream_token_limit(self._model["gpt"].get("max_sec"),
+                                                           reference_free=prompt.size == 0)
         cache = self._prefill(phone_ids, bert_features, prompt)
         eos = self._model["gpt"]["eos"]
         history = np.empty(prompt.size + limit, dtype=np.int64)
@@ -243,17 +244,23 @@ class Synthesizer:
         bert = np.concatenate(features, axis=1) if features else np.zeros((1024, 0), np.float32)
         return result, bert
 
-    def create_voice(self, audio_path: str | Path, text: str, language: str) -> Voice:
-        if not text or not text.strip():
-            raise TextError("the reference transcript is empty")
+    def create_voice(self, audio_path: str | Path, text: str | None, language: str) -> Voice:
+        """A voice from a reference clip and its transcript; without a transcript (None or "") a reference-free
+        voice, as upstream's `ref_free`: the clip gives only the timbre, the GPT gets no prompt."""
         wav16k, wav_model_rate = load_reference(audio_path, self.sample_rate)
-        prompt_text = frontend.prepare_prompt_text(text, language)
-        phones, bert = self.phonemize(prompt_text, language)
         manifest = self.bundle.manifest
+        if text is not None and text != "" and not text.strip():
+            raise TextError("the reference transcript is only spaces; give the words, or none for reference-free")
+        if text:
+            phones, bert = self.phonemize(frontend.prepare_prompt_text(text, language), language)
+            prompt_tokens, prompt_phones, norm_text = self.reference_codes(wav16k), phones.phone_ids, phones.norm_text
+        else:
+            prompt_tokens, prompt_phones, norm_text = np.zeros(0, np.int64), [], ""
+            bert = np.zeros((1024, 0), np.float32)
         return Voice(
-            prompt_tokens=self.reference_codes(wav16k), prompt_phone_ids=np.asarray(phones.phone_ids, np.int64),
-            prompt_bert=bert, ge=self.reference_embedding(self.reference_spectrogram(wav_model_rate)), text=text,
-            language=language, norm_text=phones.norm_text, model_fingerprint=manifest.model_fingerprint,
+            prompt_tokens=np.asarray(prompt_tokens, np.int64), prompt_phone_ids=np.asarray(prompt_phones, np.int64),
+            prompt_bert=bert, ge=self.reference_embedding(self.reference_spectrogram(wav_model_rate)),
+            text=text or "", language=language, norm_text=norm_text, model_fingerprint=manifest.model_fingerprint,
             family=manifest.family, upstream_version=manifest.upstream_version,
             source_audio_sha256=hashlib.sha256(Path(audio_path).read_bytes()).hexdigest(),
         )

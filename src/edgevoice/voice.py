@@ -1,5 +1,8 @@
 """Voice profiles: everything derived from a reference clip and its transcript, saved once, reused per synthesis.
 
+A voice made without a transcript is reference-free (upstream's `ref_free`): no prompt tokens or phones, the
+GPT starts from the target text alone and only the timbre (`ge`) comes from the clip.
+
 A profile is an `.npz` of plain arrays (no pickles) plus a JSON header naming the model it was made with, so it
 is refused by a bundle of other weights (precision variants of the same weights accept it).
 """
@@ -50,6 +53,10 @@ class Voice:
     family: str
     upstream_version: str
     source_audio_sha256: str = ""
+
+    @property
+    def reference_free(self) -> bool:
+        return self.prompt_tokens.size == 0
 
     def header(self) -> dict:
         return {"format": VOICE_FORMAT, "format_version": VOICE_FORMAT_VERSION, "text": self.text,
