@@ -9,14 +9,16 @@ pytest.importorskip("torch")
 
 from edgevoice import SynthesisOptions, Synthesizer  # noqa: E402
 from edgevoice.audio import write_wav  # noqa: E402
-from edgevoice_export.checkpoints import CheckpointError  # noqa: E402
+from edgevoice_export.checkpoints import CheckpointError, load_sovits_checkpoint  # noqa: E402
 from edgevoice_export.gpt_sovits import export_gpt_sovits  # noqa: E402
 from edgevoice_export.test_model import make_test_model, write_gpt, write_sovits  # noqa: E402
 
 ODD_SIZES = {
     "gpt": {"n_layer": 3, "head": 8, "embedding_dim": 256, "hidden_dim": 256},
     "sovits": {"n_layers": 3, "filter_channels": 192, "upsample_initial_channel": 48, "hidden_channels": 160,
-               "inter_channels": 128, "upsample_kernel_sizes": [20, 16, 8, 2, 2]},
+               "inter_channels": 128, "upsample_kernel_sizes": [20, 16, 8, 2, 2],
+               # HiFi-GAN's other residual block (two convs per block, first two dilations of each entry)
+               "resblock": "2", "resblock_kernel_sizes": [3, 5, 7], "resblock_dilation_sizes": [[1, 2], [2, 6], [3, 12]]},
     "hubert": {"num_hidden_layers": 2, "intermediate_size": 512, "num_attention_heads": 6},
     "bert": {"num_hidden_layers": 4, "num_attention_heads": 8, "intermediate_size": 512, "vocab_size": 3000},
 }
@@ -31,6 +33,8 @@ def test_odd_sizes_export_and_synthesise(tmp_path):
     synth = Synthesizer.load(tmp_path / "bundle")
     assert synth.bundle.manifest.model["gpt"]["n_layer"] == 3
     assert synth.bundle.manifest.model["sovits"]["inter_channels"] == 128
+    weights = load_sovits_checkpoint(parts["sovits"]).weights
+    assert "dec.resblocks.0.convs.1.weight_v" in weights and not any(".convs1." in k for k in weights)
     _reference_wav(tmp_path / "ref.wav")
     options = SynthesisOptions(seed=0, max_tokens=20)
     for language, transcript, text in [("en", "A quiet morning by the lake.", "See you tomorrow at noon."),
@@ -78,3 +82,5 @@ def test_mixed_versions_are_refused(gpt_sovits_set, tmp_path):
 def test_invalid_global_embedding_width_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="gin_channels 256"):
         write_sovits(tmp_path / "s.pth", "tiny", 0, {"gin_channels": 256})
+    with pytest.raises(CheckpointError, match="resblock type '3' does not exist"):
+        write_sovits(tmp_path / "s.pth", "tiny", 0, {"resblock": "3"})

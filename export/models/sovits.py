@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..checkpoints import Checkpoint, CheckpointError
-from .sovits_layers import (Flow, Generator, MelStyleEncoder, MultiHeadAttention, RelPosEncoder,
+from .sovits_layers import (RESBLOCKS, Flow, Generator, MelStyleEncoder, MultiHeadAttention, RelPosEncoder,
                             fold_weight_norm)
 
 # Sizes upstream hard-codes rather than reading from the config.
@@ -157,6 +157,8 @@ class SoVITS(nn.Module):
             raise SoVITSConfigError(f"gin_channels {gin}: GPT-SoVITS {self.version} needs {MRTE_CHANNELS}")
         self.gin_channels = gin
         self.ref_bins = spec_channels if self.version == "v1" else V2_REF_BINS
+        if str(model["resblock"]) not in RESBLOCKS:
+            raise SoVITSConfigError(f"resblock type {model['resblock']!r} does not exist (upstream has '1' and '2')")
         if int(np.prod(model["upsample_rates"])) != self.hop_length:
             raise SoVITSConfigError(f"upsample_rates {model['upsample_rates']} do not multiply to hop_length "
                                     f"{self.hop_length}")

@@ -292,13 +292,32 @@ class ResBlock1(nn.Module):
         return x
 
 
+class ResBlock2(nn.Module):
+    """Config `resblock: "2"`: one conv per step, upstream uses only the first two dilations of each entry."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: list[int]):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            WeightNormConv1d(channels, channels, kernel_size, padding=(kernel_size * d - d) // 2, dilation=d,
+                             init_std=0.01) for d in dilations[:2])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = conv(F.leaky_relu(x, LRELU_SLOPE)) + x
+        return x
+
+
+RESBLOCKS = {"1": ResBlock1, "2": ResBlock2}
+
+
 class Generator(nn.Module):
     def __init__(self, in_channels: int, initial_channels: int, resblock: str, resblock_kernel_sizes: list[int],
                  resblock_dilation_sizes: list[list[int]], upsample_rates: list[int],
                  upsample_kernel_sizes: list[int], gin_channels: int):
         super().__init__()
-        if str(resblock) != "1":
-            raise ValueError(f"resblock type {resblock!r} is not supported (GPT-SoVITS v2 uses '1')")
+        if str(resblock) not in RESBLOCKS:
+            raise ValueError(f"resblock type {resblock!r} does not exist (upstream has '1' and '2')")
+        block_class = RESBLOCKS[str(resblock)]
         self.num_kernels = len(resblock_kernel_sizes)
         self.conv_pre = nn.Conv1d(in_channels, initial_channels, 7, 1, padding=3)
         self.ups = nn.ModuleList(
@@ -309,7 +328,7 @@ class Generator(nn.Module):
         for i in range(len(self.ups)):
             channels = initial_channels // 2 ** (i + 1)
             for k, dilations in zip(resblock_kernel_sizes, resblock_dilation_sizes):
-                self.resblocks.append(ResBlock1(channels, k, dilations))
+                self.resblocks.append(block_class(channels, k, dilations))
         self.conv_post = nn.Conv1d(initial_channels // 2 ** len(self.ups), 1, 7, 1, padding=3, bias=False)
         self.cond = nn.Conv1d(gin_channels, initial_channels, 1)
 
