@@ -93,6 +93,10 @@ class OpenVINOSession:
     def precision(self) -> str:
         return str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
 
+    def profiling_info(self) -> list:
+        """Per-node timings of the last inference (compile with PERF_COUNT=True)."""
+        return list(self._request.profiling_info)
+
 
 @dataclass
 class OnnxRuntimeBackend:

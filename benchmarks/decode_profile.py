@@ -1,0 +1,66 @@
+"""Where one stateful GPT decode step spends its time, per OpenVINO op type (PERF_COUNT), for each bundle.
+
+    python benchmarks/decode_profile.py BUNDLE [BUNDLE ...] [--filled 400] [--threads 2] [--kv-cache f32|f16|u8]
+
+The cache is seeded with `--filled` random positions (what a prefill of that length hands over); a few warm-up
+steps run, then the mean step time of `--steps` steps and the per-op-type times of the last one are printed.
+Splits the step into weight-bound matrix products (FullyConnected) and cache-bound attention
+(ScaledDotProductAttentionWithKVCache): only the first shrinks with weight-only INT8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+
+import numpy as np
+import openvino as ov
+
+from edgevoice.backends import OpenVINOSession
+from edgevoice.bundle import Bundle
+from edgevoice.synthesizer import StatefulCache
+from gpt_step_speed import random_caches
+
+
+def profile(path: str, filled: int, threads: int, kv_cache: str, steps: int) -> None:
+    bundle = Bundle.load(path, verify=False)
+    graph = bundle.graph("gpt_decode")
+    config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": threads,
+              "INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": kv_cache, "PERF_COUNT": True}
+    session = OpenVINOSession(ov.Core().compile_model(str(bundle.file(graph.files["openvino"])), "CPU", config))
+    prefill_out = {f"present_{name}": value for name, value in random_caches(bundle, filled).items()}
+    prefill_out["logits"] = np.zeros((1, bundle.manifest.model["gpt"]["vocab_size"]), np.float32)
+    cache = StatefulCache(session, prefill_out, graph.states, max(filled - 100, 0))
+    for _ in range(3):
+        cache.step(5)
+    start = time.perf_counter()
+    for _ in range(steps):
+        cache.step(5)
+    step_ms = 1000 * (time.perf_counter() - start) / steps
+    per_type: collections.Counter = collections.Counter()
+    count: collections.Counter = collections.Counter()
+    for item in session.profiling_info():
+        key = (item.node_type, item.exec_type)
+        per_type[key] += item.real_time.total_seconds() * 1000
+        count[key] += 1
+    print(f"{path}: {graph.precision}, {filled} cached positions, KV cache {kv_cache}, {threads} threads: "
+          f"{step_ms:.1f} ms per step (profiled {sum(per_type.values()):.1f} ms)")
+    for (node, kernel), ms in per_type.most_common(6):
+        print(f"  {node:38s} {kernel:18s} ×{count[(node, kernel)]:<4d} {ms:6.2f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bundles", nargs="+")
+    parser.add_argument("--filled", type=int, default=400)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--kv-cache", default="f32", choices=["f32", "f16", "u8"])
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    for path in args.bundles:
+        profile(path, args.filled, args.threads, args.kv_cache, args.steps)
+
+
+if __name__ == "__main__":
+    main()
