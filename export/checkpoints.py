@@ -210,7 +210,7 @@ SOVITS_PRETRAINED_MD5 = {
     "43797be674a37c1c83ee81081941ed0f": "v3", "4f26b9476d0c5033e04162c486074374": "v4",
     "c7e9fce2223f3db685cdfa1e6368728a": "v2Pro", "66b313e39455b57ab1b0bc0b239c9d0a": "v2ProPlus",
 }
-SUPPORTED_VERSIONS = ("v1", "v2")
+SUPPORTED_VERSIONS = ("v1", "v2", "v2Pro", "v2ProPlus")
 
 
 class UnsupportedVersionError(CheckpointError):
@@ -298,6 +298,17 @@ def load_sovits_checkpoint(path: str | Path) -> Checkpoint:
     _check_supported(path, version, "SoVITS")
     config.setdefault("model", {})["version"] = version
     return Checkpoint(path, weights, config, version, hashlib.sha256(data).hexdigest())
+
+
+def load_sv_checkpoint(path: str | Path) -> Checkpoint:
+    """The v2Pro speaker-verification model (`pretrained_eres2netv2w24s4ep4.ckpt`): a bare state dict."""
+    path = Path(path)
+    data = _read_bytes(path)
+    weights = read_torch_archive(path, data)
+    if not isinstance(weights, dict) or "conv1.weight" not in weights:
+        raise CheckpointError(f"{path}: not a speaker-verification (ERes2NetV2) checkpoint: expected a state dict "
+                              "with conv1.weight")
+    return Checkpoint(path, dict(weights), {}, "sv", hashlib.sha256(data).hexdigest())
 
 
 def load_hf_weights(directory: str | Path) -> tuple[dict[str, np.ndarray], dict]:

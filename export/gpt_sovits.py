@@ -20,10 +20,11 @@ from tqdm import tqdm
 from edgevoice.bundle import GraphEntry, Manifest, TensorSpec, atomic_folder, sha256_file, write_manifest
 from edgevoice.frontend.symbols import symbol_table
 
-from .checkpoints import CheckpointError, load_gpt_checkpoint, load_sovits_checkpoint
+from .checkpoints import CheckpointError, load_gpt_checkpoint, load_sovits_checkpoint, load_sv_checkpoint
 from .graphs import GraphSpec, bert_graph, gpt_graphs, sovits_graphs
 from .models.gpt import Text2SemanticDecoder
-from .models.sovits import SoVITS
+from .models.sovits import PRO_VERSIONS, SoVITS
+from .models.sv import ERes2NetV2Trunk
 from .models.ssl import BertPhoneFeatures, HubertContent
 from .onnx_export import ParityResult, compare, convert_to_openvino, export_onnx
 
@@ -55,13 +56,28 @@ class ModelSet:
     gpt_config: dict
     sovits_config: dict
     bert_dir: Path | None
+    sv: ERes2NetV2Trunk | None = None
 
     @classmethod
-    def load(cls, gpt_path, sovits_path, hubert_dir, bert_dir=None) -> "ModelSet":
+    def load(cls, gpt_path, sovits_path, hubert_dir, bert_dir=None, sv_path=None) -> "ModelSet":
         gpt_ckpt = load_gpt_checkpoint(gpt_path)
         sovits_ckpt = load_sovits_checkpoint(sovits_path)
-        if gpt_ckpt.version != sovits_ckpt.version:
+        # the GPT only knows its phone table: v1 (512 rows) pairs with v1, v2 with v2, v2Pro and v2ProPlus
+        if gpt_ckpt.version != ("v1" if sovits_ckpt.version == "v1" else "v2"):
             raise CheckpointError(f"GPT is {gpt_ckpt.version} but SoVITS is {sovits_ckpt.version}: use a matching pair")
+        sv = None
+        if sovits_ckpt.version in PRO_VERSIONS:
+            if sv_path is None:
+                raise CheckpointError(f"SoVITS {sovits_ckpt.version} needs the speaker-verification model: pass --sv "
+                                      "pretrained_eres2netv2w24s4ep4.ckpt (upstream's pretrained_models/sv/)")
+            sv_ckpt = load_sv_checkpoint(sv_path)
+            sv = ERes2NetV2Trunk.from_weights(sv_ckpt.weights, sv_path)
+            expected = int(sovits_ckpt.weights["sv_emb.weight"].shape[1])
+            if sv.embedding_dim != expected:
+                raise CheckpointError(f"{sv_path}: speaker embedding is {sv.embedding_dim} wide but the SoVITS "
+                                      f"sv_emb takes {expected}")
+        elif sv_path is not None:
+            raise CheckpointError(f"--sv is only for v2Pro/v2ProPlus; {sovits_path} is SoVITS {sovits_ckpt.version}")
         hubert = HubertContent.from_dir(hubert_dir)
         bert = BertPhoneFeatures.from_dir(bert_dir) if bert_dir else None
         sources = {
@@ -71,8 +87,10 @@ class ModelSet:
         }
         if bert_dir:
             sources["bert"] = {"file": Path(bert_dir).name, "sha256": _folder_hash(Path(bert_dir))}
+        if sv is not None:
+            sources["sv"] = {"file": Path(sv_path).name, "sha256": sv_ckpt.sha256}
         return cls(Text2SemanticDecoder.from_checkpoint(gpt_ckpt), SoVITS.from_checkpoint(sovits_ckpt), hubert, bert,
-                   sources, gpt_ckpt.config, sovits_ckpt.config, Path(bert_dir) if bert_dir else None)
+                   sources, gpt_ckpt.config, sovits_ckpt.config, Path(bert_dir) if bert_dir else None, sv)
 
     @property
     def version(self) -> str:
@@ -81,7 +99,7 @@ class ModelSet:
     def graph_specs(self) -> list[GraphSpec]:
         self.sovits.fold_weight_norm()
         self.hubert.fold_weight_norm()
-        specs = gpt_graphs(self.gpt) + sovits_graphs(self.sovits, self.hubert)
+        specs = gpt_graphs(self.gpt) + sovits_graphs(self.sovits, self.hubert, self.sv)
         if self.bert is not None:
             specs.append(bert_graph(self.bert, self.bert.model.config.vocab_size))
         return specs
@@ -101,6 +119,8 @@ class ModelSet:
         }
         if self.bert is not None:
             facts["bert"] = {"vocab_file": "bert_vocab.txt"}
+        if self.sv is not None:
+            facts["sv"] = {"sample_rate": 16000, "fbank_bins": 80, "embedding_dim": self.sv.embedding_dim}
         return facts
 
 
@@ -211,10 +231,11 @@ def export_graph(spec: GraphSpec, folder: Path, threads: int = 2) -> tuple[Graph
 
 def export_gpt_sovits(gpt: str | Path, sovits: str | Path, hubert: str | Path, out: str | Path,
                       bert: str | Path | None = None, overwrite: bool = False, threads: int = 2,
-                      progress: bool = True) -> ExportReport:
+                      progress: bool = True, sv: str | Path | None = None) -> ExportReport:
+    """Export a model set (`sv`: the speaker-verification checkpoint, v2Pro/v2ProPlus only) into a bundle."""
     start = time.perf_counter()
     torch.set_num_threads(threads)
-    models = ModelSet.load(gpt, sovits, hubert, bert)
+    models = ModelSet.load(gpt, sovits, hubert, bert, sv)
     specs = models.graph_specs()
     report = ExportReport(Path(out), 0.0)
     graphs = {}

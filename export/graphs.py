@@ -58,6 +58,13 @@ class ReferenceEncoderGraph(nn.Module):
         return self.sovits.reference_embedding(refer_spec)
 
 
+class ProReferenceEncoderGraph(ReferenceEncoderGraph):
+    """v2Pro/Plus: the speaker-verification embedding joins the spectrogram's."""
+
+    def forward(self, refer_spec: torch.Tensor, sv: torch.Tensor) -> torch.Tensor:
+        return self.sovits.reference_embedding(refer_spec, sv)
+
+
 class SovitsDecodeGraph(nn.Module):
     def __init__(self, sovits):
         super().__init__()
@@ -154,7 +161,7 @@ def gpt_graphs(gpt: Text2SemanticDecoder) -> list[GraphSpec]:
     return [prefill, step, decode]
 
 
-def sovits_graphs(sovits, hubert: HubertContent, sample_rate_hz: int = 16000) -> list[GraphSpec]:
+def sovits_graphs(sovits, hubert: HubertContent, sv_trunk=None, sample_rate_hz: int = 16000) -> list[GraphSpec]:
     gin = sovits.gin_channels
     inter = sovits.inter_channels
     phones = sovits.phone_vocab_size
@@ -168,19 +175,15 @@ def sovits_graphs(sovits, hubert: HubertContent, sample_rate_hz: int = 16000) ->
         return (_randint(1024, 1, 1, tokens, seed=seed), _randint(phones, 1, n_phones, seed=seed + 1),
                 _randn(1, gin, 1, seed=seed + 2), _randn(1, inter, frames, seed=seed + 3, scale=0.5))
 
-    return [
+    sv = [sv_graph(sv_trunk)] if sv_trunk is not None else []
+    return sv + [
         GraphSpec(
             "hubert_codes", HubertCodesGraph(hubert, sovits),
             [TensorSpec("wav16k", "float32", [1, "samples"])],
             [TensorSpec("prompt_tokens", "int64", [1, "tokens"])],
             [(wav(3.6, 1),), (wav(4.3, 2),), (wav(6.1, 3),)],
         ),
-        GraphSpec(
-            "ref_encoder", ReferenceEncoderGraph(sovits),
-            [TensorSpec("refer_spec", "float32", [1, sovits.spec_channels, "frames"])],
-            [TensorSpec("ge", "float32", [1, gin, 1])],
-            [(_randn(1, sovits.spec_channels, n, seed=n).abs(),) for n in (150, 97, 251)],
-        ),
+        reference_graph(sovits),
         GraphSpec(
             "sovits_decode", SovitsDecodeGraph(sovits),
             [TensorSpec("codes", "int64", [1, 1, "tokens"]), TensorSpec("phone_ids", "int64", [1, "phones"]),
@@ -191,6 +194,31 @@ def sovits_graphs(sovits, hubert: HubertContent, sample_rate_hz: int = 16000) ->
              decode_example(30, 17, 30, speed=1.5)],
         ),
     ]
+
+
+def reference_graph(sovits) -> GraphSpec:
+    """`ref_encoder`: spectrogram (+ speaker embedding for v2Pro/Plus) → `ge`."""
+    inputs = [TensorSpec("refer_spec", "float32", [1, sovits.spec_channels, "frames"])]
+    if sovits.pro:
+        inputs.append(TensorSpec("sv", "float32", [1, sovits.sv_dim]))
+
+    def example(frames):
+        spec = _randn(1, sovits.spec_channels, frames, seed=frames).abs()
+        return (spec, _randn(1, sovits.sv_dim, seed=frames + 1)) if sovits.pro else (spec,)
+
+    module = ProReferenceEncoderGraph(sovits) if sovits.pro else ReferenceEncoderGraph(sovits)
+    return GraphSpec("ref_encoder", module, inputs,
+                     [TensorSpec("ge", "float32", [1, sovits.gin_channels, 1])], [example(n) for n in (150, 97, 251)])
+
+
+def sv_graph(sv_trunk) -> GraphSpec:
+    """`sv_embedding` (v2Pro/Plus): Kaldi fbank `[1, frames, 80]` of the 16 kHz reference → speaker embedding."""
+    return GraphSpec(
+        "sv_embedding", sv_trunk,
+        [TensorSpec("fbank", "float32", [1, "frames", 80])],
+        [TensorSpec("sv", "float32", [1, sv_trunk.embedding_dim])],
+        [(_randn(1, n, 80, seed=n, scale=3.0),) for n in (298, 151, 480)],
+    )
 
 
 def bert_graph(bert: BertPhoneFeatures, vocab_size: int) -> GraphSpec:

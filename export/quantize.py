@@ -88,6 +88,8 @@ POLICY: dict[str, GraphPolicy] = {
                                                 "<last-stage>")),
     # Runs once per voice and is tiny: nothing to gain.
     "ref_encoder": GraphPolicy("float", "runs once per voice creation and is tiny"),
+    # v2Pro/Plus speaker embedding: once per voice, and it shifts `ge` (hence every frame) directly.
+    "sv_embedding": GraphPolicy("float", "runs once per voice creation; its output moves ge directly"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Random-weight GPT-SoVITS v1/v2 model sets written in upstream's exact file formats.
+"""Random-weight GPT-SoVITS v1/v2/v2Pro/v2ProPlus model sets written in upstream's exact file formats.
 
 For trying the pipeline without real weights, for tests and for benchmarks. `full` has the released models'
 geometry (24-layer GPT, 6-layer text encoder, 512-channel vocoder, HuBERT-base, 24-layer BERT-large); `tiny` is
@@ -12,6 +12,7 @@ small enough for unit tests. Files written:
 from __future__ import annotations
 
 import copy
+import io
 import json
 import sys
 import types
@@ -23,6 +24,7 @@ from transformers import BertConfig, BertForMaskedLM, HubertConfig, HubertModel
 
 from .models.gpt import Text2SemanticDecoder
 from .models.sovits import SoVITS
+from .models.sv import ERes2NetV2Trunk
 
 GPT_CONFIG = {
     "train": {"seed": 1234, "epochs": 20, "batch_size": 8, "save_every_n_epoch": 1, "precision": "16-mixed"},
@@ -62,7 +64,15 @@ TINY = {
     "bert": {"num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 1024, "vocab_size": 4000},
 }
 SIZES = ("tiny", "full")
-VERSIONS = ("v1", "v2")
+VERSIONS = ("v1", "v2", "v2Pro", "v2ProPlus")
+# v2Pro / v2ProPlus (upstream's s2v2Pro.json / s2v2ProPlus.json): 1024-wide ge, no dropout; Plus has a wider
+# vocoder. Their files carry the version marker "05" / "06" over the zip magic (process_ckpt.my_save2).
+PRO_SOVITS = {"v2Pro": {"gin_channels": 1024, "p_dropout": 0.0},
+              "v2ProPlus": {"gin_channels": 1024, "p_dropout": 0.0, "upsample_initial_channel": 768,
+                            "upsample_kernel_sizes": [20, 16, 8, 2, 2]}}
+PRO_HEADERS = {"v2Pro": b"05", "v2ProPlus": b"06"}
+# ERes2NetV2 speaker model: upstream's geometry (stem 64, blocks 3-4-6-3) at full size, a small one for tests.
+SV_SIZES = {"full": (64, [3, 4, 6, 3]), "tiny": (8, [1, 1, 1, 1])}
 # v1 (upstream's s1longer.yaml / s2.json of that release): 512 GPT phone rows, top_k 5, no version key in the
 # SoVITS config (upstream tells v1 by its 322-row phone embedding).
 V1_GPT = {"model": {"phoneme_vocab_size": 512}, "inference": {"top_k": 5}}
@@ -106,11 +116,15 @@ def write_sovits(path: Path, size: str, seed: int, overrides: dict | None = None
     if version == "v1":
         del config["model"]["version"], config["version"]
         config["save_weight_dir"] = "SoVITS_weights"
+    elif version in PRO_SOVITS:
+        config["model"].update(PRO_SOVITS[version], version=version)
+        config.update(version=version, save_weight_dir=f"SoVITS_weights_{version}")
     if size == "tiny":
         config["model"].update(TINY["sovits"])
     config["model"].update(overrides or {})
     torch.manual_seed(seed)
-    model = SoVITS({**config, "model": {**config["model"], "version": version}})
+    sv_dim = ERes2NetV2Trunk(*SV_SIZES[size]).embedding_dim if version in PRO_SOVITS else 0
+    model = SoVITS({**config, "model": {**config["model"], "version": version}}, sv_dim or 20480)
     model.randomize_for_testing()
     weights = _fp16({k: v for k, v in model.state_dict().items() if "enc_q" not in k})
     hparams = _hparams_class()
@@ -119,12 +133,33 @@ def write_sovits(path: Path, size: str, seed: int, overrides: dict | None = None
     previous = sys.modules.get("utils")
     sys.modules["utils"] = module  # pickle looks the class up by module name while saving
     try:
-        torch.save({"weight": weights, "config": _to_hparams(hparams, config), "info": "1epoch_1iteration"}, path)
+        buffer = io.BytesIO()
+        torch.save({"weight": weights, "config": _to_hparams(hparams, config), "info": "1epoch_1iteration"}, buffer)
+        data = buffer.getvalue()
+        path.write_bytes(PRO_HEADERS[version] + data[2:] if version in PRO_HEADERS else data)
     finally:
         if previous is None:
             del sys.modules["utils"]
         else:
             sys.modules["utils"] = previous
+
+
+def write_sv(path: Path, size: str, seed: int) -> None:
+    """The speaker-verification checkpoint as upstream ships it: a bare fp32 state dict of the whole ERes2NetV2,
+    including its unused pooling head `seg_1` (Linear over mean+std statistics → 192)."""
+    torch.manual_seed(seed)
+    stem, blocks = SV_SIZES[size]
+    model = ERes2NetV2Trunk(stem, blocks)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):  # trained statistics, not the identity
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.1, 0.1)
+    state = OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items())
+    head = torch.nn.Linear(2 * model.embedding_dim, 192)
+    state["seg_1.weight"], state["seg_1.bias"] = head.weight.detach(), head.bias.detach()
+    torch.save(state, path)
 
 
 def _save_hf_folder(model, folder: Path) -> None:
@@ -169,7 +204,8 @@ def write_bert(folder: Path, size: str, seed: int, overrides: dict | None = None
 
 def make_test_model(out: str | Path, size: str = "tiny", seed: int = 0,
                     overrides: dict[str, dict] | None = None, version: str = "v2") -> dict[str, Path]:
-    """Write a random-weight v1 or v2 model set into `out`; returns the path of each part.
+    """Write a random-weight v1/v2/v2Pro/v2ProPlus model set into `out`; returns the path of each part (v2Pro and
+    v2ProPlus also get the speaker-verification checkpoint, "sv").
 
     `overrides` changes config fields per part ({"gpt": {"n_layer": 3}, "sovits": {...}, "hubert": {...},
     "bert": {...}}), for checking that nothing depends on one set of sizes."""
@@ -182,8 +218,11 @@ def make_test_model(out: str | Path, size: str = "tiny", seed: int = 0,
     out.mkdir(parents=True, exist_ok=True)
     paths = {"gpt": out / "gpt.ckpt", "sovits": out / "sovits.pth",
              "hubert": out / "chinese-hubert-base", "bert": out / "chinese-roberta-wwm-ext-large"}
-    write_gpt(paths["gpt"], size, seed + 1, overrides.get("gpt"), version)
+    write_gpt(paths["gpt"], size, seed + 1, overrides.get("gpt"), "v1" if version == "v1" else "v2")
     write_sovits(paths["sovits"], size, seed + 2, overrides.get("sovits"), version)
+    if version in PRO_SOVITS:
+        paths["sv"] = out / "pretrained_eres2netv2w24s4ep4.ckpt"
+        write_sv(paths["sv"], size, seed + 5)
     write_hubert(paths["hubert"], size, seed + 3, overrides.get("hubert"))
     write_bert(paths["bert"], size, seed + 4, overrides.get("bert"))
     return paths

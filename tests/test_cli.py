@@ -68,7 +68,7 @@ def test_export_errors(gpt_sovits_set, tmp_path, case):
     models = gpt_sovits_set / "models"
     sovits = models / "s2_v2_tiny.pth"
     expected = {"missing": "file not found", "not_checkpoint": "not a GPT-SoVITS SoVITS checkpoint",
-                "unsupported_version": "v2Pro SoVITS checkpoints are not supported"}[case]
+                "unsupported_version": "v4 SoVITS checkpoints are not supported"}[case]
     if case == "missing":
         sovits = tmp_path / "absent.pth"
     elif case == "not_checkpoint":
@@ -76,8 +76,8 @@ def test_export_errors(gpt_sovits_set, tmp_path, case):
         sovits.write_text("this is not a model")
     else:
         data = (models / "s2_v2_tiny.pth").read_bytes()
-        sovits = tmp_path / "pro.pth"
-        sovits.write_bytes(b"05" + data[2:])
+        sovits = tmp_path / "v4.pth"
+        sovits.write_bytes(b"04" + data[2:])
     result = _run("export", "gpt-sovits", "--gpt", models / "s1_v2_tiny.ckpt", "--sovits", sovits,
                   "--hubert", models / "chinese-hubert-base", "--out", tmp_path / "bundle")
     _assert_one_line_error(result, expected)

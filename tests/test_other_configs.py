@@ -1,4 +1,6 @@
-"""Nothing depends on one set of model sizes: an unusual but valid config exports, passes parity and speaks."""
+"""Nothing depends on one model version or one set of sizes: unusual but valid configs export, pass parity and
+speak. Two exports: a v1 model with odd sizes everywhere, and a v2ProPlus model with its speaker-verification
+branch."""
 
 from __future__ import annotations
 
@@ -22,64 +24,87 @@ ODD_SIZES = {
     "hubert": {"num_hidden_layers": 2, "intermediate_size": 512, "num_attention_heads": 6},
     "bert": {"num_hidden_layers": 4, "num_attention_heads": 8, "intermediate_size": 512, "vocab_size": 3000},
 }
-
-
-def test_odd_sizes_export_and_synthesise(tmp_path):
-    parts = make_test_model(tmp_path / "models", "tiny", seed=9, overrides=ODD_SIZES)
-    report = export_gpt_sovits(parts["gpt"], parts["sovits"], parts["hubert"], tmp_path / "bundle",
-                               bert=parts["bert"], progress=False)
-    for result in report.parity:
-        assert result.max_rel < 1e-4, result.line()
-    synth = Synthesizer.load(tmp_path / "bundle")
-    assert synth.bundle.manifest.model["gpt"]["n_layer"] == 3
-    assert synth.bundle.manifest.model["sovits"]["inter_channels"] == 128
-    weights = load_sovits_checkpoint(parts["sovits"]).weights
-    assert "dec.resblocks.0.convs.1.weight_v" in weights and not any(".convs1." in k for k in weights)
-    _reference_wav(tmp_path / "ref.wav")
-    options = SynthesisOptions(seed=0, max_tokens=20)
-    for language, transcript, text in [("en", "A quiet morning by the lake.", "See you tomorrow at noon."),
-                                       ("zh", "我们一起去公园散步。", "今天天气很好。")]:
-        voice = synth.create_voice(tmp_path / "ref.wav", transcript, language)
-        chunks = list(synth.stream(text, voice, language, options))
-        assert chunks and all(c.audio.size == c.tokens.size * 1280 + 9600 for c in chunks)
-        assert np.isfinite(np.concatenate([c.audio for c in chunks])).all()
+TEXTS = [("en", "A quiet morning by the lake.", "See you tomorrow at noon."),
+         ("zh", "我们一起去公园散步。", "今天天气很好。")]
 
 
 def _reference_wav(path):
     t = np.arange(5 * 32000) / 32000
     write_wav(path, (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32), 32000)
+    return path
 
 
-def test_v1_model_exports_and_speaks_with_the_v1_front_end(tmp_path):
-    parts = make_test_model(tmp_path / "models", "tiny", seed=4, version="v1")
-    report = export_gpt_sovits(parts["gpt"], parts["sovits"], parts["hubert"], tmp_path / "bundle",
-                               bert=parts["bert"], progress=False)
+def _export(parts, out, **extra):
+    report = export_gpt_sovits(parts["gpt"], parts["sovits"], parts["hubert"], out, bert=parts["bert"],
+                               progress=False, **extra)
     for result in report.parity:
         assert result.max_rel < 1e-4, result.line()
-    synth = Synthesizer.load(tmp_path / "bundle")
+    return report, Synthesizer.load(out)
+
+
+def _speaks(synth, reference):
+    for language, transcript, text in TEXTS:
+        voice = synth.create_voice(reference, transcript, language)
+        chunks = list(synth.stream(text, voice, language, SynthesisOptions(seed=0, max_tokens=20)))
+        assert chunks and all(c.audio.size == c.tokens.size * 2 * synth.bundle.manifest.model["sovits"]["hop_length"]
+                              + 9600 for c in chunks)
+        assert np.isfinite(np.concatenate([c.audio for c in chunks])).all()
+    return voice
+
+
+def test_v1_model_with_odd_sizes_exports_and_speaks_with_the_v1_front_end(tmp_path):
+    parts = make_test_model(tmp_path / "models", "tiny", seed=9, overrides=ODD_SIZES, version="v1")
+    _, synth = _export(parts, tmp_path / "bundle")
     manifest = synth.bundle.manifest
+    assert manifest.model["gpt"]["n_layer"] == 3 and manifest.model["sovits"]["inter_channels"] == 128
+    weights = load_sovits_checkpoint(parts["sovits"]).weights
+    assert "dec.resblocks.0.convs.1.weight_v" in weights and not any(".convs1." in k for k in weights)
     assert manifest.upstream_version == "v1" and len(manifest.symbols) == 322
     # v1's reference encoder reads all 1025 spectrogram bins (v2: the first 704)
     assert manifest.graphs["ref_encoder"].inputs[0].shape[1] == 1025
     phones, _ = synth.phonemize("一会儿见。", "all_zh")
     assert "er5" in phones.phones  # v1 has no erhua merging
-    _reference_wav(tmp_path / "ref.wav")
-    voice = synth.create_voice(tmp_path / "ref.wav", "我们一起去公园散步。", "zh")
+    voice = _speaks(synth, _reference_wav(tmp_path / "ref.wav"))
     assert voice.upstream_version == "v1" and voice.prompt_phone_ids.max() < 322
-    chunks = list(synth.stream("今天天气很好。", voice, "zh", SynthesisOptions(seed=0, max_tokens=20)))
-    assert chunks and np.isfinite(np.concatenate([c.audio for c in chunks])).all()
 
 
-def test_mixed_versions_are_refused(gpt_sovits_set, tmp_path):
+def test_v2proplus_model_exports_its_speaker_branch_and_speaks(tmp_path):
+    parts = make_test_model(tmp_path / "models", "tiny", seed=5, version="v2ProPlus")
+    assert (tmp_path / "models" / "sovits.pth").read_bytes()[:2] == b"06"  # upstream's v2ProPlus marker
+    report, synth = _export(parts, tmp_path / "bundle", sv=parts["sv"])
+    assert {r.graph for r in report.parity} >= {"sv_embedding", "ref_encoder"}
+    manifest = synth.bundle.manifest
+    assert manifest.upstream_version == "v2ProPlus" and len(manifest.symbols) == 732
+    assert manifest.sources["sv"]["file"] == "pretrained_eres2netv2w24s4ep4.ckpt"
+    assert [t.name for t in manifest.graphs["ref_encoder"].inputs] == ["refer_spec", "sv"]
+    reference = _reference_wav(tmp_path / "ref.wav")
+    voice = _speaks(synth, reference)
+    assert voice.ge.shape == (1, 1024, 1)
+    # the speaker embedding really reaches ge: the same spectrogram with another embedding gives another ge
+    audio = synth.reference_spectrogram(np.zeros(32000 * 4, np.float32) + 0.01)
+    sv = synth.speaker_embedding(np.random.default_rng(0).standard_normal(32000 * 4).astype(np.float32) * 0.1)
+    assert np.abs(synth.reference_embedding(audio, sv) - synth.reference_embedding(audio, 2 * sv)).max() > 1e-3
+    with pytest.raises(ValueError, match="needs the speaker embedding"):
+        synth.reference_embedding(audio)
+
+    with pytest.raises(CheckpointError, match="needs the speaker-verification model: pass --sv"):
+        export_gpt_sovits(parts["gpt"], parts["sovits"], parts["hubert"], tmp_path / "no-sv", progress=False)
+    assert not (tmp_path / "no-sv").exists()
+
+
+def test_mixed_versions_and_misplaced_sv_are_refused(gpt_sovits_set, tmp_path):
     write_gpt(tmp_path / "v1.ckpt", "tiny", 1, version="v1")
     models = gpt_sovits_set / "models"
     with pytest.raises(CheckpointError, match="GPT is v1 but SoVITS is v2"):
         export_gpt_sovits(tmp_path / "v1.ckpt", models / "s2_v2_tiny.pth", models / "chinese-hubert-base",
                           tmp_path / "bundle", progress=False)
+    with pytest.raises(CheckpointError, match="--sv is only for v2Pro/v2ProPlus"):
+        export_gpt_sovits(models / "s1_v2_tiny.ckpt", models / "s2_v2_tiny.pth", models / "chinese-hubert-base",
+                          tmp_path / "bundle", progress=False, sv=tmp_path / "v1.ckpt")
     assert not (tmp_path / "bundle").exists()
 
 
-def test_invalid_global_embedding_width_is_a_clear_error(tmp_path):
+def test_invalid_configs_are_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="gin_channels 256"):
         write_sovits(tmp_path / "s.pth", "tiny", 0, {"gin_channels": 256})
     with pytest.raises(CheckpointError, match="resblock type '3' does not exist"):

@@ -32,8 +32,10 @@ MRTE_CHANNELS, MRTE_HEADS = 512, 4
 REL_WINDOW = 4                # relative-position window of the text encoder's attention
 FLOW_KERNEL, FLOW_DILATION, FLOW_WN_LAYERS, FLOW_COUPLINGS = 5, 1, 4, 4
 V2_REF_BINS = 704             # v2 reference encoder sees spectrogram bins [0, 704)
-PHONE_SYMBOLS = {"v1": 322, "v2": 732}  # rows of `enc_p.text_embedding` per symbol set
-SUPPORTED = ("v1", "v2")
+PHONE_SYMBOLS = {"v1": 322, "v2": 732, "v2Pro": 732, "v2ProPlus": 732}  # rows of `enc_p.text_embedding`
+SUPPORTED = ("v1", "v2", "v2Pro", "v2ProPlus")
+PRO_VERSIONS = ("v2Pro", "v2ProPlus")  # add a speaker-verification embedding to `ge`
+SV_DIM = 20480                # upstream's `sv_emb` input: ERes2NetV2's 2048 channels × 10 frequency rows
 
 
 class SoVITSConfigError(CheckpointError):
@@ -136,7 +138,7 @@ class Quantizer(nn.Module):
 class SoVITS(nn.Module):
     """The v1/v2 SoVITS generator path, built from `config["model"]` / `config["data"]` only."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, sv_dim: int = SV_DIM):
         super().__init__()
         model, data = config["model"], config["data"]
         self.version = str(model.get("version", "v2"))
@@ -152,7 +154,8 @@ class SoVITS(nn.Module):
         self.hop_length = int(data["hop_length"])
         self.inter_channels = int(model["inter_channels"])
         gin = int(model["gin_channels"])
-        if gin != MRTE_CHANNELS:
+        self.pro = self.version in PRO_VERSIONS
+        if gin != MRTE_CHANNELS and not self.pro:
             # v1/v2 add `ge` straight onto MRTE's 512-wide features (upstream would fail the same way).
             raise SoVITSConfigError(f"gin_channels {gin}: GPT-SoVITS {self.version} needs {MRTE_CHANNELS}")
         self.gin_channels = gin
@@ -173,6 +176,12 @@ class SoVITS(nn.Module):
                          FLOW_WN_LAYERS, FLOW_COUPLINGS, gin)
         self.ref_enc = MelStyleEncoder(self.ref_bins, gin)
         self.ssl_proj = nn.Conv1d(SSL_DIM, SSL_DIM, 2, stride=2)
+        if self.pro:
+            # ge = PReLU(ref_enc(spec) + sv_emb(sv)); MRTE gets ge_to512(ge), flow and vocoder the full ge
+            self.sv_dim = sv_dim
+            self.sv_emb = nn.Linear(sv_dim, gin)
+            self.ge_to512 = nn.Linear(gin, MRTE_CHANNELS)
+            self.prelu = nn.PReLU(num_parameters=gin)
         self.quantizer = Quantizer()
         self.eval()
 
@@ -181,7 +190,8 @@ class SoVITS(nn.Module):
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint) -> "SoVITS":
         """Build from the checkpoint's config and load its weights strictly (fp16 values computed in fp32)."""
-        model = cls(checkpoint.config)
+        sv = checkpoint.weights.get("sv_emb.weight")
+        model = cls(checkpoint.config, SV_DIM if sv is None else int(sv.shape[1]))
         model.load_weights(checkpoint.float32())
         return model
 
@@ -231,9 +241,15 @@ class SoVITS(nn.Module):
         """HuBERT features `[B,768,T_h]` → semantic codes `[1,B,T_h//2]` (int64)."""
         return self.quantizer.encode(self.ssl_proj(ssl))
 
-    def reference_embedding(self, refer_spec: torch.Tensor) -> torch.Tensor:
-        """Linear spectrogram `[B,1025,F]` → `ge` `[B,gin,1]` (v2 uses bins [:704] only)."""
-        return self.ref_enc(refer_spec[:, : self.ref_bins])
+    def reference_embedding(self, refer_spec: torch.Tensor, sv: torch.Tensor | None = None) -> torch.Tensor:
+        """Linear spectrogram `[B,1025,F]` (+ for v2Pro/Plus the speaker embedding `[B, 20480]`) → `ge` `[B,gin,1]`
+        (v1 reads every bin, later versions bins [:704])."""
+        ge = self.ref_enc(refer_spec[:, : self.ref_bins])
+        if self.pro:
+            if sv is None:
+                raise ValueError(f"SoVITS {self.version} needs the speaker-verification embedding")
+            ge = self.prelu(ge + self.sv_emb(sv).unsqueeze(-1))
+        return ge
 
     def decode_intermediates(self, codes: torch.Tensor, text: torch.Tensor, ge: torch.Tensor,
                              noise: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -241,7 +257,8 @@ class SoVITS(nn.Module):
         quantized = self.quantizer.decode(codes)
         # 25 Hz → 50 Hz nearest-neighbour: repeat every frame twice
         upsampled = quantized.unsqueeze(-1).expand(*quantized.shape, 2).flatten(2)
-        enc_x, m_p, logs_p = self.enc_p(upsampled, text, ge, noise.shape[-1])
+        ge_mrte = self.ge_to512(ge.transpose(1, 2)).transpose(1, 2) if self.pro else ge
+        enc_x, m_p, logs_p = self.enc_p(upsampled, text, ge_mrte, noise.shape[-1])
         z_p = m_p + noise * torch.exp(logs_p)
         z = self.flow.inverse(z_p, ge)
         o = self.dec(z, ge)

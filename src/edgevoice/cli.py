@@ -69,6 +69,8 @@ def export():
 @click.option("--hubert", "hubert_dir", required=True, type=click.Path(), help="chinese-hubert-base folder")
 @click.option("--bert", "bert_dir", type=click.Path(), default=None,
               help="chinese-roberta-wwm-ext-large folder (needed for Chinese text)")
+@click.option("--sv", "sv_path", type=click.Path(), default=None,
+              help="v2Pro/v2ProPlus only: the speaker-verification model (pretrained_eres2netv2w24s4ep4.ckpt)")
 @click.option("--out", required=True, type=click.Path(), help="bundle folder to create")
 @click.option("--overwrite", is_flag=True, help="replace an existing bundle")
 @click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for export and checks")
@@ -78,14 +80,15 @@ def export():
 @click.option("--reference-language", default="en", show_default=True, help="with --int8: its language")
 @click.option("--sentences", type=int, default=24, show_default=True,
               help="with --int8: calibration corpus sentences to synthesise")
-def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, out, overwrite, threads, int8, reference,
-                      reference_text, reference_language, sentences):
-    """Export GPT-SoVITS v2 checkpoints to an OpenVINO + ONNX bundle, checking every graph against PyTorch."""
+def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, sv_path, out, overwrite, threads, int8,
+                      reference, reference_text, reference_language, sentences):
+    """Export GPT-SoVITS v1/v2/v2Pro/v2ProPlus checkpoints to an OpenVINO + ONNX bundle, checking every graph
+    against PyTorch."""
     gpt_sovits, _ = _export_modules()
     if int8 and not (reference and reference_text):
         _fail("--int8 calibrates on real synthesis: give --reference WAV and --reference-text TEXT")
     report = guarded(lambda: gpt_sovits.export_gpt_sovits(gpt_path, sovits_path, hubert_dir, out, bert=bert_dir,
-                                                          overwrite=overwrite, threads=threads))
+                                                          overwrite=overwrite, threads=threads, sv=sv_path))
     click.echo("parity of every graph against PyTorch (FP32):")
     for line in report.lines():
         click.echo("  " + line)
@@ -108,10 +111,10 @@ def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, out, overwrit
 @click.option("--size", type=click.Choice(["tiny", "full"]), default="tiny", show_default=True)
 @click.option("--out", required=True, type=click.Path(), help="folder for the checkpoints")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--version", "version", type=click.Choice(["v1", "v2"]), default="v2", show_default=True,
-              help="upstream model version (v1: 322 phone symbols, reference encoder on all spectrogram bins)")
+@click.option("--version", "version", type=click.Choice(["v1", "v2", "v2Pro", "v2ProPlus"]), default="v2",
+              show_default=True, help="upstream model version (v2Pro/v2ProPlus also write the speaker model)")
 def make_test_model(size, out, seed, version):
-    """Write random-weight GPT-SoVITS v1/v2 checkpoints in upstream's exact file formats."""
+    """Write random-weight GPT-SoVITS checkpoints in upstream's exact file formats."""
     _, test_model = _export_modules()
     paths = test_model.make_test_model(out, size, seed, version=version)
     for name, path in paths.items():

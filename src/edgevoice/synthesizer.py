@@ -23,12 +23,12 @@ from typing import Iterator
 import numpy as np
 
 from . import frontend
-from .audio import load_reference
+from .audio import HUBERT_RATE, load_reference, resample_sinc
 from .backends import make_backend
 from .bundle import Bundle
 from .errors import BundleError, OptionsError, TextError, VoiceError
 from .sampler import SamplingOptions, sample_token, upstream_token_limit
-from .spectrogram import linear_spectrogram
+from .spectrogram import kaldi_fbank, linear_spectrogram
 from .voice import Voice
 
 # The inputs this host code feeds each graph; a bundle whose graphs differ was made by another edgevoice version.
@@ -158,9 +158,24 @@ class Synthesizer:
         return linear_spectrogram(audio, n_fft=sovits["filter_length"], hop_length=sovits["hop_length"],
                                   win_length=sovits["win_length"])
 
-    def reference_embedding(self, refer_spec: np.ndarray) -> np.ndarray:
+    def speaker_embedding(self, audio: np.ndarray) -> np.ndarray | None:
+        """v2Pro/v2ProPlus: the ERes2NetV2 embedding `[1, 20480]` of the reference at the model's rate (resampled
+        to 16 kHz, Kaldi fbank); None for models without a speaker-verification branch."""
+        if "sv_embedding" not in self.bundle.manifest.graphs:
+            return None
+        wav16k = resample_sinc(np.asarray(audio, np.float32).reshape(-1), self.sample_rate, HUBERT_RATE)
+        return self._run("sv_embedding", fbank=kaldi_fbank(wav16k)[None])["sv"]
+
+    def reference_embedding(self, refer_spec: np.ndarray, sv: np.ndarray | None = None) -> np.ndarray:
+        """`ge` from the reference spectrogram (+ the speaker embedding for v2Pro/v2ProPlus)."""
         spec = np.asarray(refer_spec, np.float32)
-        return self._run("ref_encoder", refer_spec=spec.reshape(1, *spec.shape[-2:]))["ge"]
+        feeds = {"refer_spec": spec.reshape(1, *spec.shape[-2:])}
+        if "sv" in {t.name for t in self.bundle.graph("ref_encoder").inputs}:
+            if sv is None:
+                raise ValueError(f"GPT-SoVITS {self.bundle.manifest.upstream_version} needs the speaker embedding "
+                                 "(speaker_embedding(audio)) with the spectrogram")
+            feeds["sv"] = np.asarray(sv, np.float32).reshape(1, -1)
+        return self._run("ref_encoder", **feeds)["ge"]
 
     def bert_features(self, norm_text: str, word2ph) -> np.ndarray:
         """Chinese BERT `hidden_states[-3]` per character, repeated `word2ph[i]` times → `[1024, N]`."""
@@ -259,7 +274,8 @@ class Synthesizer:
             bert = np.zeros((1024, 0), np.float32)
         return Voice(
             prompt_tokens=np.asarray(prompt_tokens, np.int64), prompt_phone_ids=np.asarray(prompt_phones, np.int64),
-            prompt_bert=bert, ge=self.reference_embedding(self.reference_spectrogram(wav_model_rate)),
+            prompt_bert=bert, ge=self.reference_embedding(self.reference_spectrogram(wav_model_rate),
+                                                          self.speaker_embedding(wav_model_rate)),
             text=text or "", language=language, norm_text=norm_text, model_fingerprint=manifest.model_fingerprint,
             family=manifest.family, upstream_version=manifest.upstream_version,
             source_audio_sha256=hashlib.sha256(Path(audio_path).read_bytes()).hexdigest(),
