@@ -33,7 +33,7 @@ class TorchBackend:
         missing = [str(p) for p in paths.values() if not p.exists()]
         if missing:
             raise BundleError(f"checkpoints of this bundle not found: {', '.join(missing)}")
-        models = ModelSet.load(paths["gpt"], paths["sovits"], paths["hubert"], paths.get("bert"))
+        models = ModelSet.load(paths["gpt"], paths["sovits"], paths["hubert"], paths.get("bert"), paths.get("sv"))
         changed = [n for n, info in models.sources.items() if info["sha256"] != sources[n]["sha256"]]
         if changed:
             raise BundleError(f"{folder}: {', '.join(changed)} differ from the checkpoints this bundle was made from")
