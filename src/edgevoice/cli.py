@@ -266,7 +266,11 @@ def voice_create(bundle, audio, text, language, out, backend, threads):
 def say(bundle, voice_path, text, language, out, seed, backend, threads, top_k, top_p, temperature,
         repetition_penalty, split_method, speed):
     """Synthesise TEXT with a voice and write a wav file."""
+    import numpy as np
+    from tqdm import tqdm
+
     from .audio import write_wav
+    from .frontend import split_target_text
     from .synthesizer import SynthesisOptions
     from .voice import Voice
 
@@ -275,7 +279,21 @@ def say(bundle, voice_path, text, language, out, seed, backend, threads, top_k, 
     options = guarded(lambda: SynthesisOptions(top_k=top_k, top_p=top_p, temperature=temperature,
                                                repetition_penalty=repetition_penalty, seed=seed,
                                                split_method=split_method, speed=speed))
-    audio = guarded(lambda: synth.synthesize(text, profile, language, options))
+    fragments = guarded(lambda: split_target_text(text, language, split_method)) if text.strip() else []
+    chunks: list = []
+
+    def speak() -> None:
+        # one step per fragment (sentence group), on stderr and only on a terminal
+        with tqdm(total=len(fragments), desc="speaking", unit="fragment", file=sys.stderr, disable=None) as bar:
+            for chunk in synth.stream(text, profile, language, options):
+                chunks.append(chunk.audio)
+                bar.update(1)
+                bar.set_postfix_str(f"{sum(c.size for c in chunks) / synth.sample_rate:.1f} s of audio")
+
+    guarded(speak)
+    if not chunks:
+        _fail("the model produced no audio for this text")
+    audio = np.concatenate(chunks)
     path = write_wav(out, audio, synth.sample_rate)
     click.echo(f"wrote {path} ({audio.size / synth.sample_rate:.2f} s)")
 
