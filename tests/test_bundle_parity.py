@@ -247,3 +247,24 @@ def test_reference_free_voices_match_the_pytorch_reference(fixture_bundle, gpt_s
     assert again.reference_free
     chunks = list(synth.stream("See you tomorrow.", again, "en", SynthesisOptions(seed=0, max_tokens=30)))
     assert chunks and all(np.isfinite(c.audio).all() and 11 <= c.tokens.size <= 30 for c in chunks)
+
+
+def test_extra_reference_clips_average_the_timbre(fixture_bundle, gpt_sovits_set, tmp_path):
+    """Upstream's aux_ref_audio_paths: ge is the mean of every clip's ge; the prompt comes from the main clip."""
+    from edgevoice import AudioError, Voice
+    from edgevoice.audio import load_reference, load_timbre_clip, write_wav
+
+    synth = Synthesizer.load(fixture_bundle[0])
+    audio_dir = gpt_sovits_set / "audio"
+    text = (audio_dir / "ref_en.txt").read_text().strip()
+    plain = synth.create_voice(audio_dir / "ref_en.wav", text, "en")
+    mixed = synth.create_voice(audio_dir / "ref_en.wav", text, "en", aux_audio=[audio_dir / "ref_zh.wav"])
+    main_ge = synth.timbre(load_reference(audio_dir / "ref_en.wav", 32000)[1])
+    aux_ge = synth.timbre(load_timbre_clip(audio_dir / "ref_zh.wav", 32000))
+    np.testing.assert_allclose(mixed.ge, (main_ge + aux_ge) / 2, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(mixed.prompt_tokens, plain.prompt_tokens)
+    assert np.abs(mixed.ge - plain.ge).max() > 1e-4
+    assert len(Voice.load(mixed.save(tmp_path / "mixed.npz")).aux_audio_sha256) == 1
+    write_wav(tmp_path / "blip.wav", np.full(3200, 0.1, np.float32), 32000)
+    with pytest.raises(AudioError, match="a timbre clip needs at least 0.5 s"):
+        synth.create_voice(audio_dir / "ref_en.wav", text, "en", aux_audio=[tmp_path / "blip.wav"])

@@ -15,6 +15,7 @@ from .errors import AudioError
 
 HUBERT_RATE = 16000
 REFERENCE_MIN_S, REFERENCE_MAX_S = 3.0, 10.0
+AUX_MIN_S = 0.5  # shortest extra timbre clip (not an upstream limit: a few spectrogram frames)
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
@@ -60,6 +61,23 @@ def resample_sinc(audio: np.ndarray, rate: int, target: int, width: int = 6, rol
     return out[: math.ceil(new * audio.shape[0] / orig)].astype(np.float32)
 
 
+def load_timbre_clip(path: str | Path, sample_rate: int, audio_rate: tuple | None = None) -> np.ndarray:
+    """A clip at the model's rate for the spectrogram (and speaker embedding) as upstream prepares it: mono,
+    sinc-resampled, divided by min(2, peak) when it clips. Any length from half a second (upstream's extra
+    references have no length limit)."""
+    audio, rate = audio_rate or read_audio(path)
+    if audio.shape[0] < AUX_MIN_S * rate:
+        raise AudioError(f"{path}: clip is {audio.shape[0] / rate:.2f} s long; a timbre clip needs at least "
+                         f"{AUX_MIN_S:g} s")
+    if not np.any(np.abs(audio) > 1e-4):
+        raise AudioError(f"{path}: reference is silent")
+    model_rate = resample_sinc(audio, rate, sample_rate)
+    peak = float(np.abs(model_rate).max())
+    if peak > 1.0:
+        model_rate = model_rate / min(2.0, peak)
+    return model_rate
+
+
 def load_reference(path: str | Path, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     """A reference clip as (16 kHz audio for HuBERT, `sample_rate` audio for the spectrogram), with upstream's checks."""
     audio, rate = read_audio(path)
@@ -68,13 +86,7 @@ def load_reference(path: str | Path, sample_rate: int) -> tuple[np.ndarray, np.n
     if not REFERENCE_MIN_S <= seconds <= REFERENCE_MAX_S:
         raise AudioError(f"{path}: reference is {seconds:.2f} s long; GPT-SoVITS needs {REFERENCE_MIN_S:g}–"
                          f"{REFERENCE_MAX_S:g} s of speech")
-    if not np.any(np.abs(audio) > 1e-4):
-        raise AudioError(f"{path}: reference is silent")
-    model_rate = resample_sinc(audio, rate, sample_rate)
-    peak = float(np.abs(model_rate).max())
-    if peak > 1.0:
-        model_rate = model_rate / min(2.0, peak)
-    return wav16k, model_rate
+    return wav16k, load_timbre_clip(path, sample_rate, (audio, rate))
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:

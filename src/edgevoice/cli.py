@@ -231,13 +231,16 @@ def voice():
               help="transcript of the reference clip; leave out for a reference-free voice (timbre only, the GPT "
                    "gets no prompt: usually less like the speaker)")
 @click.option("--language", default="en", show_default=True, help=LANGUAGE_HELP)
+@click.option("--aux-audio", multiple=True, type=click.Path(),
+              help="another clip of the speaker (repeatable): its timbre is averaged in, as upstream's extra "
+                   "references; the prompt still comes from --audio")
 @click.option("--out", required=True, type=click.Path(), help="voice file to write (.npz)")
 @click.option("--backend", type=BACKEND_CHOICES, default="openvino", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads (default: all)")
-def voice_create(bundle, audio, text, language, out, backend, threads):
+def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads):
     """Analyse a reference clip once and save it as a voice profile."""
     synth = _synthesizer(bundle, backend, threads)
-    profile = guarded(lambda: synth.create_voice(audio, text, language))
+    profile = guarded(lambda: synth.create_voice(audio, text, language, aux_audio))
     path = profile.save(out)
     if profile.reference_free:
         click.echo(f"reference-free voice written to {path} (no transcript: timbre only)")

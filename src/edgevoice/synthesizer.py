@@ -18,12 +18,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from . import frontend
-from .audio import HUBERT_RATE, load_reference, resample_sinc
+from .audio import HUBERT_RATE, load_reference, load_timbre_clip, resample_sinc
 from .backends import make_backend
 from .bundle import Bundle
 from .errors import BundleError, OptionsError, TextError, VoiceError
@@ -259,9 +259,15 @@ class Synthesizer:
         bert = np.concatenate(features, axis=1) if features else np.zeros((1024, 0), np.float32)
         return result, bert
 
-    def create_voice(self, audio_path: str | Path, text: str | None, language: str) -> Voice:
+    def timbre(self, audio: np.ndarray) -> np.ndarray:
+        """`ge` of one clip at the model's rate: spectrogram (+ speaker embedding for v2Pro/Plus) → ref_encoder."""
+        return self.reference_embedding(self.reference_spectrogram(audio), self.speaker_embedding(audio))
+
+    def create_voice(self, audio_path: str | Path, text: str | None, language: str,
+                     aux_audio: Sequence[str | Path] = ()) -> Voice:
         """A voice from a reference clip and its transcript; without a transcript (None or "") a reference-free
-        voice, as upstream's `ref_free`: the clip gives only the timbre, the GPT gets no prompt."""
+        voice, as upstream's `ref_free`: the clip gives only the timbre, the GPT gets no prompt. `aux_audio`:
+        more clips whose timbre is averaged in (upstream's aux_ref_audio_paths: `ge` is the mean over all)."""
         wav16k, wav_model_rate = load_reference(audio_path, self.sample_rate)
         manifest = self.bundle.manifest
         if text is not None and text != "" and not text.strip():
@@ -272,13 +278,14 @@ class Synthesizer:
         else:
             prompt_tokens, prompt_phones, norm_text = np.zeros(0, np.int64), [], ""
             bert = np.zeros((1024, 0), np.float32)
+        timbres = [wav_model_rate] + [load_timbre_clip(path, self.sample_rate) for path in aux_audio]
         return Voice(
             prompt_tokens=np.asarray(prompt_tokens, np.int64), prompt_phone_ids=np.asarray(prompt_phones, np.int64),
-            prompt_bert=bert, ge=self.reference_embedding(self.reference_spectrogram(wav_model_rate),
-                                                          self.speaker_embedding(wav_model_rate)),
+            prompt_bert=bert, ge=np.mean([self.timbre(clip) for clip in timbres], axis=0).astype(np.float32),
             text=text or "", language=language, norm_text=norm_text, model_fingerprint=manifest.model_fingerprint,
             family=manifest.family, upstream_version=manifest.upstream_version,
             source_audio_sha256=hashlib.sha256(Path(audio_path).read_bytes()).hexdigest(),
+            aux_audio_sha256=[hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in aux_audio],
         )
 
     def check_voice(self, voice: Voice) -> None:

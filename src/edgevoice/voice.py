@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,7 @@ class Voice:
     family: str
     upstream_version: str
     source_audio_sha256: str = ""
+    aux_audio_sha256: list[str] = field(default_factory=list)  # extra timbre clips averaged into `ge`
 
     @property
     def reference_free(self) -> bool:
@@ -62,7 +63,7 @@ class Voice:
         return {"format": VOICE_FORMAT, "format_version": VOICE_FORMAT_VERSION, "text": self.text,
                 "language": self.language, "norm_text": self.norm_text, "model_fingerprint": self.model_fingerprint,
                 "family": self.family, "upstream_version": self.upstream_version,
-                "source_audio_sha256": self.source_audio_sha256}
+                "source_audio_sha256": self.source_audio_sha256, "aux_audio_sha256": list(self.aux_audio_sha256)}
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"prompt_tokens": self.prompt_tokens.astype(np.int64),
@@ -99,4 +100,5 @@ class Voice:
         return cls(**arrays, text=header["text"], language=header["language"], norm_text=header["norm_text"],
                    model_fingerprint=header["model_fingerprint"], family=header["family"],
                    upstream_version=header["upstream_version"],
-                   source_audio_sha256=header.get("source_audio_sha256", ""))
+                   source_audio_sha256=header.get("source_audio_sha256", ""),
+                   aux_audio_sha256=list(header.get("aux_audio_sha256", [])))
