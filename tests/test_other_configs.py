@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edgevoice import SynthesisOptions, Synthesizer  # noqa: E402
+from edgevoice import BundleError, SynthesisOptions, Synthesizer  # noqa: E402
 from edgevoice.audio import write_wav  # noqa: E402
 from edgevoice_export.checkpoints import CheckpointError, load_sovits_checkpoint  # noqa: E402
 from edgevoice_export.gpt_sovits import export_gpt_sovits  # noqa: E402
@@ -53,9 +53,13 @@ def _speaks(synth, reference):
 
 
 def test_v1_model_with_odd_sizes_exports_and_speaks_with_the_v1_front_end(tmp_path):
+    """Also an OpenVINO-only bundle (`--format openvino`): no ONNX files, no onnxruntime decode graph."""
     parts = make_test_model(tmp_path / "models", "tiny", seed=9, overrides=ODD_SIZES, version="v1")
-    _, synth = _export(parts, tmp_path / "bundle")
+    _, synth = _export(parts, tmp_path / "bundle", formats=("openvino",))
     manifest = synth.bundle.manifest
+    assert not list((tmp_path / "bundle").glob("*.onnx")) and "gpt_step" not in manifest.graphs
+    with pytest.raises(BundleError, match="exported with --format openvino only"):
+        Synthesizer.load(tmp_path / "bundle", backend="onnxruntime").reference_embedding(np.ones((1025, 20)))
     assert manifest.model["gpt"]["n_layer"] == 3 and manifest.model["sovits"]["inter_channels"] == 128
     weights = load_sovits_checkpoint(parts["sovits"]).weights
     assert "dec.resblocks.0.convs.1.weight_v" in weights and not any(".convs1." in k for k in weights)
@@ -102,6 +106,13 @@ def test_mixed_versions_and_misplaced_sv_are_refused(gpt_sovits_set, tmp_path):
         export_gpt_sovits(models / "s1_v2_tiny.ckpt", models / "s2_v2_tiny.pth", models / "chinese-hubert-base",
                           tmp_path / "bundle", progress=False, sv=tmp_path / "v1.ckpt")
     assert not (tmp_path / "bundle").exists()
+
+
+def test_unknown_bundle_format_is_refused(gpt_sovits_set, tmp_path):
+    models = gpt_sovits_set / "models"
+    with pytest.raises(CheckpointError, match="unknown bundle formats"):
+        export_gpt_sovits(models / "s1_v2_tiny.ckpt", models / "s2_v2_tiny.pth", models / "chinese-hubert-base",
+                          tmp_path / "bundle", progress=False, formats=("tensorrt",))
 
 
 def test_invalid_configs_are_clear_errors(tmp_path):

@@ -59,7 +59,8 @@ class OpenVINOBackend:
     def session(self, bundle: Bundle, graph_name: str) -> "OpenVINOSession":
         graph = bundle.graph(graph_name)
         if "openvino" not in graph.files:
-            raise BundleError(f"{bundle.path}: graph {graph_name!r} has no OpenVINO IR")
+            raise BundleError(f"{bundle.path}: graph {graph_name!r} has no OpenVINO IR (the bundle was exported "
+                              "with --format onnx only); use the onnxruntime backend")
         compiled = self._core.compile_model(str(bundle.file(graph.files["openvino"])), "CPU", self.config_for(graph))
         return OpenVINOSession(compiled)
 
@@ -112,7 +113,8 @@ class OnnxRuntimeBackend:
 
         graph = bundle.graph(graph_name)
         if "onnx" not in graph.files:
-            raise BundleError(f"{bundle.path}: graph {graph_name!r} has no ONNX file")
+            raise BundleError(f"{bundle.path}: graph {graph_name!r} has no ONNX file (the bundle was exported "
+                              "with --format openvino only); use the openvino backend")
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads or default_threads()
         # A spinning thread pool starves the host loop on small machines.

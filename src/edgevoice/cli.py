@@ -72,6 +72,10 @@ def export():
 @click.option("--sv", "sv_path", type=click.Path(), default=None,
               help="v2Pro/v2ProPlus only: the speaker-verification model (pretrained_eres2netv2w24s4ep4.ckpt)")
 @click.option("--out", required=True, type=click.Path(), help="bundle folder to create")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["openvino", "onnx"]),
+              default=("openvino", "onnx"), show_default=True,
+              help="files to ship (repeatable): openvino for the OpenVINO runtime, onnx for onnxruntime CPU/CUDA; "
+                   "one alone makes the bundle about half the size")
 @click.option("--overwrite", is_flag=True, help="replace an existing bundle")
 @click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for export and checks")
 @click.option("--int8", "int8", is_flag=True, help="also write an INT8 variant to OUT-int8 (needs --reference)")
@@ -80,15 +84,18 @@ def export():
 @click.option("--reference-language", default="en", show_default=True, help="with --int8: its language")
 @click.option("--sentences", type=int, default=24, show_default=True,
               help="with --int8: calibration corpus sentences to synthesise")
-def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, sv_path, out, overwrite, threads, int8,
+def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, sv_path, out, formats, overwrite, threads, int8,
                       reference, reference_text, reference_language, sentences):
     """Export GPT-SoVITS v1/v2/v2Pro/v2ProPlus checkpoints to an OpenVINO + ONNX bundle, checking every graph
     against PyTorch."""
     gpt_sovits, _ = _export_modules()
     if int8 and not (reference and reference_text):
         _fail("--int8 calibrates on real synthesis: give --reference WAV and --reference-text TEXT")
+    if int8 and "openvino" not in formats:
+        _fail("--int8 quantises the OpenVINO IR: keep --format openvino")
     report = guarded(lambda: gpt_sovits.export_gpt_sovits(gpt_path, sovits_path, hubert_dir, out, bert=bert_dir,
-                                                          overwrite=overwrite, threads=threads, sv=sv_path))
+                                                          overwrite=overwrite, threads=threads, sv=sv_path,
+                                                          formats=tuple(formats)))
     click.echo("parity of every graph against PyTorch (FP32):")
     for line in report.lines():
         click.echo("  " + line)
