@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from edgevoice.bundle import GraphEntry, Manifest, TensorSpec, atomic_folder, sha256_file, write_manifest
+from edgevoice.errors import EdgevoiceError
 from edgevoice.frontend.symbols import symbol_table
 
 from .checkpoints import CheckpointError, load_gpt_checkpoint, load_sovits_checkpoint, load_sv_checkpoint
@@ -194,6 +195,10 @@ def _stateful_entry_specs(spec: GraphSpec) -> tuple[list[TensorSpec], list[Tenso
 FORMATS = ("openvino", "onnx")
 
 
+class ParityCheckError(EdgevoiceError):
+    """An exported graph disagrees with the PyTorch reference: the bundle is not written."""
+
+
 def export_graph(spec: GraphSpec, folder: Path, threads: int = 2) -> tuple[GraphEntry, list[ParityResult]]:
     """Export one graph to ONNX and/or IR inside `folder`, check each against PyTorch, return its manifest entry.
     A graph with `stateful` caches ships only as a stateful IR (its ONNX is an intermediate)."""
@@ -224,7 +229,8 @@ def export_graph(spec: GraphSpec, folder: Path, threads: int = 2) -> tuple[Graph
     for result in results:
         float_outputs = any(t.dtype.startswith("float") for t in spec.outputs)
         if float_outputs and result.max_rel > FP32_PARITY_LIMIT:
-            raise RuntimeError(f"parity check failed: {result.line()}")
+            raise ParityCheckError(f"parity check failed, nothing written: {result.line()} (limit "
+                                   f"{FP32_PARITY_LIMIT:g} relative to the output's peak)")
     entry = GraphEntry(spec.name, files, "fp32", inputs, outputs, {"openvino": options},
                        {"fp32_vs_torch": {r.backend: {"max_abs": r.max_abs, "max_rel": r.max_rel,
                                                        "shapes": r.shapes} for r in results}},

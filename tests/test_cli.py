@@ -131,3 +131,15 @@ def test_reference_free_voice_and_speed(fixture_bundle, gpt_sovits_set, tmp_path
     assert soundfile.read(wav)[0].size > 0
     _assert_one_line_error(_run("say", "--bundle", bundle, "--voice", voice, "--text", "Hello.", "--out", wav,
                                 "--speed", 0), "speed 0.0 is outside")
+
+
+def test_failed_parity_check_is_one_line_and_writes_nothing(gpt_sovits_set, tmp_path, monkeypatch):
+    gpt_sovits = pytest.importorskip("edgevoice_export.gpt_sovits")
+    monkeypatch.setattr(gpt_sovits, "FP32_PARITY_LIMIT", 0.0)  # no float graph can pass
+    models = gpt_sovits_set / "models"
+    result = _run("export", "gpt-sovits", "--gpt", models / "s1_v2_tiny.ckpt", "--sovits", models / "s2_v2_tiny.pth",
+                  "--hubert", models / "chinese-hubert-base", "--out", tmp_path / "bundle", "--format", "onnx")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = [line for line in result.output.replace("\r", "\n").splitlines() if line and "exporting" not in line]
+    assert len(lines) == 1 and lines[0].startswith("Error: parity check failed, nothing written: gpt_prefill")
+    assert not (tmp_path / "bundle").exists() and not list(tmp_path.iterdir())
