@@ -317,6 +317,13 @@ def _policies(bundle: Bundle, methods: dict[str, str] | None) -> dict[str, Graph
             raise BundleError(f"{name} is stateful: its cache inputs cannot be recorded, use weights or float")
         base = policies.get(name, GraphPolicy("float", ""))
         policies[name] = replace(base, method=method, reason=f"chosen by the caller (default: {base.method})")
+    for name, policy in policies.items():
+        entry = bundle.manifest.graphs.get(name)
+        if entry and policy.method == "static" and policy.float_modules and "onnx" not in entry.files:
+            # the float parts are found by torch module names, which only the ONNX file records
+            raise BundleError(f"{bundle.path}: {name} keeps some layers in float, found through its ONNX file, "
+                              "which this bundle does not ship (--format openvino): export with both formats to "
+                              f"quantise, or pass --method {name}=weights")
     return policies
 
 

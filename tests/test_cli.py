@@ -143,3 +143,12 @@ def test_failed_parity_check_is_one_line_and_writes_nothing(gpt_sovits_set, tmp_
     lines = [line for line in result.output.replace("\r", "\n").splitlines() if line and "exporting" not in line]
     assert len(lines) == 1 and lines[0].startswith("Error: parity check failed, nothing written: gpt_prefill")
     assert not (tmp_path / "bundle").exists() and not list(tmp_path.iterdir())
+
+
+def test_int8_export_needs_both_formats(gpt_sovits_set, tmp_path):
+    models = gpt_sovits_set / "models"
+    result = _run("export", "gpt-sovits", "--gpt", models / "s1_v2_tiny.ckpt", "--sovits", models / "s2_v2_tiny.pth",
+                  "--hubert", models / "chinese-hubert-base", "--out", tmp_path / "bundle", "--format", "openvino",
+                  "--int8", "--reference", gpt_sovits_set / "audio" / "ref_en.wav", "--reference-text", "Hello.")
+    _assert_one_line_error(result, "--int8 quantises the OpenVINO IR")
+    assert not (tmp_path / "bundle").exists()

@@ -60,6 +60,10 @@ def test_v1_model_with_odd_sizes_exports_and_speaks_with_the_v1_front_end(tmp_pa
     assert not list((tmp_path / "bundle").glob("*.onnx")) and "gpt_step" not in manifest.graphs
     with pytest.raises(BundleError, match="exported with --format openvino only"):
         Synthesizer.load(tmp_path / "bundle", backend="onnxruntime").reference_embedding(np.ones((1025, 20)))
+    from edgevoice_export.quantize import calibrate_and_quantize
+
+    with pytest.raises(BundleError, match="which this bundle does not ship"):  # refused before calibrating
+        calibrate_and_quantize(tmp_path / "bundle", tmp_path / "int8", progress=False)
     assert manifest.model["gpt"]["n_layer"] == 3 and manifest.model["sovits"]["inter_channels"] == 128
     weights = load_sovits_checkpoint(parts["sovits"]).weights
     assert "dec.resblocks.0.convs.1.weight_v" in weights and not any(".convs1." in k for k in weights)

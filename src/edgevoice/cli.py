@@ -91,8 +91,9 @@ def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, sv_path, out,
     gpt_sovits, _ = _export_modules()
     if int8 and not (reference and reference_text):
         _fail("--int8 calibrates on real synthesis: give --reference WAV and --reference-text TEXT")
-    if int8 and "openvino" not in formats:
-        _fail("--int8 quantises the OpenVINO IR: keep --format openvino")
+    if int8 and set(formats) != {"openvino", "onnx"}:
+        _fail("--int8 quantises the OpenVINO IR and finds the vocoder's float layers through the ONNX file: "
+              "keep both formats")
     report = guarded(lambda: gpt_sovits.export_gpt_sovits(gpt_path, sovits_path, hubert_dir, out, bert=bert_dir,
                                                           overwrite=overwrite, threads=threads, sv=sv_path,
                                                           formats=tuple(formats)))
