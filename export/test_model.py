@@ -24,7 +24,7 @@ from transformers import BertConfig, BertForMaskedLM, HubertConfig, HubertModel
 
 from .models.gpt import Text2SemanticDecoder
 from .models.sovits import SoVITS
-from .models.sv import ERes2NetV2Trunk
+from .models.sv import ERes2NetV2Trunk, sv_embedding_dim
 
 GPT_CONFIG = {
     "train": {"seed": 1234, "epochs": 20, "batch_size": 8, "save_every_n_epoch": 1, "precision": "16-mixed"},
@@ -123,8 +123,7 @@ def write_sovits(path: Path, size: str, seed: int, overrides: dict | None = None
         config["model"].update(TINY["sovits"])
     config["model"].update(overrides or {})
     torch.manual_seed(seed)
-    sv_dim = ERes2NetV2Trunk(*SV_SIZES[size]).embedding_dim if version in PRO_SOVITS else 0
-    model = SoVITS({**config, "model": {**config["model"], "version": version}}, sv_dim or 20480)
+    model = SoVITS({**config, "model": {**config["model"], "version": version}}, sv_embedding_dim(SV_SIZES[size][0]))
     model.randomize_for_testing()
     weights = _fp16({k: v for k, v in model.state_dict().items() if "enc_q" not in k})
     hparams = _hparams_class()

@@ -5,10 +5,11 @@
 buffers, no `enc_q`). Entry points, batch B (1 in practice), all sequences full length:
 
 * `extract_latent(ssl [B,768,T_h]) -> codes [1,B,T_h//2]` (HuBERT features → semantic tokens);
-* `reference_embedding(refer_spec [B,1025,F]) -> ge [B,gin,1]`;
+* `reference_embedding(refer_spec [B,1025,F], sv [B,20480] for v2Pro/Plus) -> ge [B,gin,1]`;
 * `decode(codes [1,B,T], text [B,N], ge [B,gin,1], noise [B,192,F]) -> audio [B,1,hop·F]` with
   `noise` already multiplied by the noise scale (zeros = noise scale 0); its length sets the speech rate:
-  F = 2T at speed 1, upstream's `int(2T / speed) + 1` otherwise (`edgevoice.synthesizer.stretched_frames`). `forward` is `decode`;
+  F = 2T at speed 1, upstream's `int(2T / speed) + 1` otherwise (`edgevoice.synthesizer.stretched_frames`).
+  `forward` is `decode`;
 * `decode_intermediates(...)` returns every intermediate the fixtures record.
 
 Call `fold_weight_norm()` before exporting: it swaps the weight-normed convs for plain ones.
@@ -136,7 +137,8 @@ class Quantizer(nn.Module):
 
 
 class SoVITS(nn.Module):
-    """The v1/v2 SoVITS generator path, built from `config["model"]` / `config["data"]` only."""
+    """The v1/v2/v2Pro/v2ProPlus SoVITS generator path, built from `config["model"]` / `config["data"]` (and, for
+    Pro, the width of the speaker embedding, which the file's `sv_emb` weight gives)."""
 
     def __init__(self, config: dict, sv_dim: int = SV_DIM):
         super().__init__()

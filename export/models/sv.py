@@ -22,6 +22,11 @@ BASE_WIDTH, SCALE, EXPANSION = 24, 4, 4  # upstream builds ERes2NetV2(baseWidth=
 FBANK_BINS = 80
 
 
+def sv_embedding_dim(stem: int) -> int:
+    """Width of the embedding: the last stage's channels × the 80 fbank bins after three stride-2 stages."""
+    return stem * 8 * EXPANSION * math.ceil(math.ceil(math.ceil(FBANK_BINS / 2) / 2) / 2)
+
+
 def _clipped_relu(x: torch.Tensor) -> torch.Tensor:
     return torch.clamp(x, 0.0, 20.0)  # upstream's "ReLU" is Hardtanh(0, 20)
 
@@ -94,7 +99,7 @@ class ERes2NetV2Trunk(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.layer3_ds = nn.Conv2d(stem * 4 * EXPANSION, stem * 8 * EXPANSION, 3, stride=2, padding=1, bias=False)
         self.fuse34 = AFF(stem * 8 * EXPANSION)
-        self.embedding_dim = stem * 8 * EXPANSION * math.ceil(math.ceil(math.ceil(FBANK_BINS / 2) / 2) / 2)
+        self.embedding_dim = sv_embedding_dim(stem)
         self.eval()
 
     @classmethod

@@ -12,6 +12,7 @@ import soundfile
 import soxr
 
 from .errors import AudioError
+from .spectrogram import normalize_reference_peak
 
 HUBERT_RATE = 16000
 REFERENCE_MIN_S, REFERENCE_MAX_S = 3.0, 10.0
@@ -71,11 +72,7 @@ def load_timbre_clip(path: str | Path, sample_rate: int, audio_rate: tuple | Non
                          f"{AUX_MIN_S:g} s")
     if not np.any(np.abs(audio) > 1e-4):
         raise AudioError(f"{path}: reference is silent")
-    model_rate = resample_sinc(audio, rate, sample_rate)
-    peak = float(np.abs(model_rate).max())
-    if peak > 1.0:
-        model_rate = model_rate / min(2.0, peak)
-    return model_rate
+    return normalize_reference_peak(resample_sinc(audio, rate, sample_rate))
 
 
 def load_reference(path: str | Path, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:

@@ -237,9 +237,8 @@ class Synthesizer:
         if noise is None:
             noise = np.zeros((1, channels, stretched_frames(codes.shape[-1], speed)), np.float32)
         noise = np.asarray(noise, np.float32).reshape(1, channels, -1)
-        if noise.shape[-1] != 2 * codes.shape[-1] and not self.speed_control:
-            raise OptionsError(f"{self.bundle.path}: this bundle was exported before speed control; "
-                               "re-export it to use a speed other than 1")
+        if noise.shape[-1] != 2 * codes.shape[-1]:
+            self._require_speed_control()
         audio = self._run("sovits_decode", codes=codes, phone_ids=_row(phone_ids, np.int64),
                           ge=np.asarray(ge, np.float32), noise=noise)
         return audio["audio"].reshape(-1)
@@ -270,7 +269,7 @@ class Synthesizer:
         more clips whose timbre is averaged in (upstream's aux_ref_audio_paths: `ge` is the mean over all)."""
         wav16k, wav_model_rate = load_reference(audio_path, self.sample_rate)
         manifest = self.bundle.manifest
-        if text is not None and text != "" and not text.strip():
+        if text and not text.strip():
             raise TextError("the reference transcript is only spaces; give the words, or none for reference-free")
         if text:
             phones, bert = self.phonemize(frontend.prepare_prompt_text(text, language), language)
@@ -301,9 +300,8 @@ class Synthesizer:
             raise TextError("the text to synthesise is empty")
         if len(text) > MAX_TEXT_CHARS:
             raise TextError(f"the text is {len(text)} characters long; the limit is {MAX_TEXT_CHARS} per call")
-        if options.speed != 1 and not self.speed_control:
-            raise OptionsError(f"{self.bundle.path}: this bundle was exported before speed control; "
-                               "re-export it to use a speed other than 1")
+        if options.speed != 1:
+            self._require_speed_control()  # before any GPT work
         rng = np.random.default_rng(options.seed)
         sampling = options.sampling()
         pause = np.zeros(int(round(options.fragment_interval * self.sample_rate)), np.float32)
@@ -335,7 +333,7 @@ class Synthesizer:
         channels = self._model["sovits"]["inter_channels"]
         frames = stretched_frames(tokens.size, speed)
         noise = rng.standard_normal((1, channels, frames)).astype(np.float32) * noise_scale
-        audio = self.decode_tokens(tokens, target, noise=noise, ge=voice.ge, speed=speed)
+        audio = self.decode_tokens(tokens, target, noise=noise, ge=voice.ge)  # the noise's length sets the rate
         return Fragment(text, target, gpt_phones, gpt_bert, tokens, noise, audio)
 
     def synthesize(self, text: str, voice: Voice, language: str = "en", options: SynthesisOptions | None = None
@@ -359,6 +357,11 @@ class Synthesizer:
             states = self.bundle.graph("gpt_decode").states
             return StatefulCache(self._session("gpt_decode"), out, states, prompt.shape[1])
         return _KVCache(self._session("gpt_step"), out, self._model["gpt"]["n_layer"], prompt.shape[1])
+
+    def _require_speed_control(self) -> None:
+        if not self.speed_control:
+            raise OptionsError(f"{self.bundle.path}: this bundle was exported before speed control; "
+                               "re-export it to use a speed other than 1")
 
     def _vocab(self) -> dict[str, int]:
         if self._bert_vocab is None:
