@@ -19,7 +19,7 @@ import openvino as ov
 
 from edgevoice.backends import OpenVINOSession
 from edgevoice.bundle import Bundle
-from edgevoice.synthesizer import StatefulCache
+from edgevoice.gpt_sovits.synthesizer import StatefulCache
 from gpt_step_speed import random_caches
 
 

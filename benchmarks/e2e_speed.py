@@ -49,8 +49,9 @@ def _timed(fn, *args):
 
 def run_runtime(bundle: str, backend: str, threads: int, tokens: int) -> dict:
     from edgevoice import Synthesizer, frontend
-    from edgevoice.audio import HUBERT_RATE, resample_soxr
-    from edgevoice.sampler import SamplingOptions
+    from edgevoice.audio import resample_soxr
+    from edgevoice.gpt_sovits.reference import HUBERT_RATE
+    from edgevoice.gpt_sovits.sampler import SamplingOptions
 
     synth, load_s = _timed(Synthesizer.load, bundle, backend, threads)
     ref = reference_clip()
@@ -82,13 +83,14 @@ def run_pytorch(models: str, threads: int, tokens: int) -> dict:
     import torch
 
     from edgevoice import frontend
-    from edgevoice.audio import HUBERT_RATE, resample_soxr
-    from edgevoice.sampler import SamplingOptions, sample_token
-    from edgevoice.spectrogram import linear_spectrogram
+    from edgevoice.audio import resample_soxr
+    from edgevoice.gpt_sovits.reference import HUBERT_RATE
+    from edgevoice.gpt_sovits.sampler import SamplingOptions, sample_token
+    from edgevoice.gpt_sovits.spectrogram import linear_spectrogram
     from edgevoice_export.checkpoints import load_gpt_checkpoint, load_sovits_checkpoint
-    from edgevoice_export.models.gpt import Text2SemanticDecoder
-    from edgevoice_export.models.sovits import SoVITS
-    from edgevoice_export.models.ssl import HubertContent
+    from edgevoice_export.gpt_sovits.models.gpt import Text2SemanticDecoder
+    from edgevoice_export.gpt_sovits.models.sovits import SoVITS
+    from edgevoice_export.gpt_sovits.models.ssl import HubertContent
 
     torch.set_num_threads(threads)
     root = Path(models)

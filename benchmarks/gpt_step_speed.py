@@ -17,7 +17,7 @@ import numpy as np
 
 from edgevoice.backends import OpenVINOBackend
 from edgevoice.bundle import Bundle
-from edgevoice.synthesizer import StatefulCache
+from edgevoice.gpt_sovits.synthesizer import StatefulCache
 
 
 def random_caches(bundle: Bundle, filled: int, capacity: int | None = None) -> dict[str, np.ndarray]:

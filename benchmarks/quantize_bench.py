@@ -30,11 +30,12 @@ ITEMS_PER_GRAPH = 6
 
 
 def _make_variant(bundle: Path, precision: str, work: Path, clip, sentences: int, threads: int) -> Path:
-    from edgevoice_export.quantize import calibrate_and_quantize, sample_sentences
+    from edgevoice_calibration.collect import CalibrationInputs
+    from edgevoice_export.quantize import QuantizeOptions, calibrate_and_quantize, sample_sentences
 
     out = work / f"bundle-{precision}"
-    report = calibrate_and_quantize(bundle, out, [clip], sentences=sample_sentences(sentences),
-                                    precision=precision, threads=threads, overwrite=True)
+    inputs = CalibrationInputs(references=(clip,), sentences=tuple(sample_sentences(sentences)))
+    report = calibrate_and_quantize(bundle, out, inputs, QuantizeOptions(precision, threads=threads, overwrite=True))
     print("\n".join(report.lines()), file=sys.stderr)
     return out
 
@@ -60,9 +61,9 @@ def main() -> None:
     from edgevoice.audio import write_wav
     from edgevoice.backends import OpenVINOBackend
     from edgevoice.bundle import Bundle
-    from edgevoice.sampler import SamplingOptions
-    from edgevoice.synthesizer import Synthesizer
-    from edgevoice_calibration.collect import ReferenceClip, collect_calibration
+    from edgevoice.gpt_sovits.sampler import SamplingOptions
+    from edgevoice.gpt_sovits.synthesizer import Synthesizer
+    from edgevoice_calibration.collect import CalibrationInputs, CollectOptions, ReferenceClip, collect_calibration
 
     work = Path(tempfile.mkdtemp(prefix="quantize-bench-"))
     wav = write_wav(work / "reference.wav", reference_clip(), 32000)
@@ -72,9 +73,9 @@ def main() -> None:
                 "int8": args.int8 or _make_variant(args.bundle, "int8", work, clip, args.sentences, args.threads)}
     bundles = {name: Bundle.load(path) for name, path in variants.items()}
     fp32 = bundles["fp32"]
-    calibration = collect_calibration(fp32, [("en", "The little boat drifted past the old stone bridge."),
-                                             ("zh", "我们一起去公园散步，天气很好。")],
-                                      [clip], max_tokens=16, step_stride=3, threads=args.threads, progress=False)
+    sentences = (("en", "The little boat drifted past the old stone bridge."), ("zh", "我们一起去公园散步，天气很好。"))
+    calibration = collect_calibration(fp32, CalibrationInputs(references=(clip,), sentences=sentences),
+                                      CollectOptions(max_tokens=16, step_stride=3, threads=args.threads, progress=False))
     backend = OpenVINOBackend(threads=args.threads)  # each manifest's own precision hint, as in production
     sessions = {(v, g): backend.session(b, g) for v, b in bundles.items() for g in calibration.items}
     precision_graph = "gpt_decode" if "gpt_decode" in fp32.manifest.graphs else "gpt_step"
@@ -147,7 +148,7 @@ def main() -> None:
                       + "\n\nRandom weights: accuracy must be re-measured on trained checkpoints.\n", heading)
 
 def _time_decode_steps(bundles, backend, sessions, prefill_feeds, graph_ms, steps: int = 16) -> None:
-    from edgevoice.synthesizer import StatefulCache
+    from edgevoice.gpt_sovits.synthesizer import StatefulCache
 
     states = bundles["fp32"].graph("gpt_decode").states
     prefill = sessions.get(("fp32", "gpt_prefill")) or backend.session(bundles["fp32"], "gpt_prefill")

@@ -30,9 +30,9 @@ from tqdm import tqdm
 from edgevoice.backends import OpenVINOBackend
 from edgevoice.bundle import Bundle
 from edgevoice.errors import VoiceError
-from edgevoice.sampler import SamplingOptions
-from edgevoice.synthesizer import Synthesizer
-from edgevoice.voice import Voice
+from edgevoice.gpt_sovits.sampler import SamplingOptions
+from edgevoice.gpt_sovits.synthesizer import Synthesizer
+from edgevoice.gpt_sovits.voice import Voice
 
 from . import load_corpus
 
@@ -134,14 +134,34 @@ class ReferenceClip:
     language: str = "en"
 
 
-def collect_calibration(bundle: Bundle, sentences: list[tuple[str, str]] | None = None,
-                        references: list[ReferenceClip] = (), voices: list[Voice] = (),
-                        max_tokens: int = DEFAULT_MAX_TOKENS, step_stride: int = 4, max_items: int = 256,
-                        noise_scale: float = 0.5, seed: int = 0, threads: int = 1,
-                        progress: bool = True) -> CalibrationSet:
-    """Synthesise `sentences` (default: the whole calibration corpus) with every voice in turn on the FP32
-    bundle and record what each graph is fed. Voices come from `voices` and from `references` (clips that are
-    analysed here, which is also what records `hubert_codes` and `ref_encoder`)."""
+@dataclass(frozen=True)
+class CalibrationInputs:
+    """What to synthesise: `sentences` as (language, text) (None: the whole calibration corpus), with every voice
+    in turn; voices come from `voices` and from `references` (clips analysed here, which is also what records
+    `hubert_codes` and `ref_encoder`)."""
+
+    references: tuple[ReferenceClip, ...] = ()
+    voices: tuple[Voice, ...] = ()
+    sentences: tuple[tuple[str, str], ...] | None = None
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    step_stride: int = 4  # every n-th decode step is recorded
+    max_items: int = 256  # per graph
+    noise_scale: float = 0.5
+    seed: int = 0
+    threads: int = 1
+    progress: bool = True
+
+
+def collect_calibration(bundle: Bundle, inputs: CalibrationInputs,
+                        options: CollectOptions = CollectOptions()) -> CalibrationSet:
+    """Synthesise the sentences with every voice in turn on the FP32 bundle and record what each graph is fed."""
+    sentences, references, voices = inputs.sentences, inputs.references, inputs.voices
+    max_tokens, step_stride, max_items = options.max_tokens, options.step_stride, options.max_items
+    noise_scale, seed, threads, progress = options.noise_scale, options.seed, options.threads, options.progress
     start = time.perf_counter()
     recorder = _Recorder(step_stride, max_items)
     backend = RecordingBackend(OpenVINOBackend(threads=threads, precision="f32"), recorder)

@@ -1,8 +1,8 @@
-"""How GPT-SoVITS is cut into graphs: one small `nn.Module` per graph with named, typed inputs and outputs.
+"""A graph as the exporter sees it: one small `nn.Module` with named, typed inputs and outputs and example inputs.
 
-Everything around the graphs stays on the host in numpy: resampling, the spectrogram, tokenisation, the BERT
-per-phone expansion, sampling and every loop. Shapes use named dynamic axes; an axis written `"2*tokens"` is tied
-to the `tokens` axis, which lets the exporter keep the relation symbolic.
+Each family cuts its model into such graphs (`<family>/graphs.py`); everything around them stays on the host in
+numpy. Shapes use named dynamic axes; an axis written `"2*tokens"` is tied to the `tokens` axis, which lets the
+exporter keep the relation symbolic.
 """
 
 from __future__ import annotations
@@ -13,10 +13,6 @@ import torch
 from torch import nn
 
 from edgevoice.bundle import TensorSpec
-from edgevoice.synthesizer import stretched_frames
-
-from .models.gpt import Text2SemanticDecoder
-from .models.ssl import BertPhoneFeatures, HubertContent
 
 
 @dataclass
@@ -30,202 +26,9 @@ class GraphSpec:
     stateful: dict[str, str] = field(default_factory=dict)  # cache input -> cache output, kept as OpenVINO state
 
 
-def _randint(high: int, *shape: int, seed: int) -> torch.Tensor:
+def seeded_randint(high: int, *shape: int, seed: int) -> torch.Tensor:
     return torch.randint(0, high, shape, generator=torch.Generator().manual_seed(seed))
 
 
-def _randn(*shape: int, seed: int, scale: float = 1.0) -> torch.Tensor:
+def seeded_randn(*shape: int, seed: int, scale: float = 1.0) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
-
-
-class HubertCodesGraph(nn.Module):
-    """16 kHz reference (with upstream's appended silence) → prompt semantic tokens."""
-
-    def __init__(self, hubert: HubertContent, sovits):
-        super().__init__()
-        self.hubert, self.sovits = hubert, sovits
-
-    def forward(self, wav16k: torch.Tensor) -> torch.Tensor:
-        return self.sovits.extract_latent(self.hubert(wav16k))[0]  # [1, T]
-
-
-class ReferenceEncoderGraph(nn.Module):
-    def __init__(self, sovits):
-        super().__init__()
-        self.sovits = sovits
-
-    def forward(self, refer_spec: torch.Tensor) -> torch.Tensor:
-        return self.sovits.reference_embedding(refer_spec)
-
-
-class ProReferenceEncoderGraph(ReferenceEncoderGraph):
-    """v2Pro/Plus: the speaker-verification embedding joins the spectrogram's."""
-
-    def forward(self, refer_spec: torch.Tensor, sv: torch.Tensor) -> torch.Tensor:
-        return self.sovits.reference_embedding(refer_spec, sv)
-
-
-class SovitsDecodeGraph(nn.Module):
-    def __init__(self, sovits):
-        super().__init__()
-        self.sovits = sovits
-
-    def forward(self, codes, phone_ids, ge, noise):
-        return self.sovits.decode(codes, phone_ids, ge, noise)
-
-
-class GptPrefillGraph(nn.Module):
-    def __init__(self, gpt: Text2SemanticDecoder):
-        super().__init__()
-        self.gpt = gpt
-
-    def forward(self, phone_ids, bert_features, prompt_tokens):
-        logits, keys, values = self.gpt.prefill(phone_ids, bert_features, prompt_tokens)
-        return (logits, *keys, *values)
-
-
-class GptStepGraph(nn.Module):
-    def __init__(self, gpt: Text2SemanticDecoder):
-        super().__init__()
-        self.gpt = gpt
-
-    def forward(self, token, position, past_mask, *caches):
-        n = self.gpt.n_layer
-        logits, keys, values = self.gpt.step(token, position, past_mask, caches[:n], caches[n:])
-        return (logits, *keys, *values)
-
-
-class GptDecodeGraph(nn.Module):
-    def __init__(self, gpt: Text2SemanticDecoder):
-        super().__init__()
-        self.gpt = gpt
-
-    def forward(self, token, position, *caches):
-        n = self.gpt.n_layer
-        logits, keys, values = self.gpt.decode(token, position, caches[:n], caches[n:])
-        return (logits, *keys, *values)
-
-
-def _cache_names(prefix: str, n_layer: int) -> list[str]:
-    return [f"{prefix}_key.{i}" for i in range(n_layer)] + [f"{prefix}_value.{i}" for i in range(n_layer)]
-
-
-def gpt_graphs(gpt: Text2SemanticDecoder) -> list[GraphSpec]:
-    vocab, n = gpt.vocab_size, gpt.n_layer
-    heads, head_dim = gpt.heads, gpt.dim // gpt.heads
-    phones = gpt.ar_text_embedding.word_embeddings.num_embeddings
-
-    def prefill_example(n_phones, n_prompt, seed):
-        return (_randint(phones, 1, n_phones, seed=seed), _randn(1, 1024, n_phones, seed=seed + 1),
-                _randint(vocab - 1, 1, n_prompt, seed=seed + 2))
-
-    def step_example(capacity, filled, seed):
-        caches = tuple(_randn(1, heads, capacity, head_dim, seed=seed + i) for i in range(2 * n))
-        mask = torch.zeros(1, capacity)
-        mask[:, filled:] = float("-inf")
-        return (_randint(vocab - 1, 1, 1, seed=seed), torch.tensor([filled - 7]), mask, *caches)
-
-    prefill = GraphSpec(
-        "gpt_prefill", GptPrefillGraph(gpt),
-        [TensorSpec("phone_ids", "int64", [1, "phones"]), TensorSpec("bert_features", "float32", [1, 1024, "phones"]),
-         TensorSpec("prompt_tokens", "int64", [1, "prompt"])],
-        [TensorSpec("logits", "float32", [1, vocab])]
-        + [TensorSpec(name, "float32", [1, heads, "context", head_dim]) for name in _cache_names("present", n)],
-        [prefill_example(17, 23, 1), prefill_example(9, 31, 10), prefill_example(60, 12, 20)],
-    )
-    step = GraphSpec(
-        "gpt_step", GptStepGraph(gpt),
-        [TensorSpec("token", "int64", [1, 1]), TensorSpec("position", "int64", [1]),
-         TensorSpec("past_mask", "float32", [1, "capacity"])]
-        + [TensorSpec(name, "float32", [1, heads, "capacity", head_dim]) for name in _cache_names("past", n)],
-        [TensorSpec("logits", "float32", [1, vocab])]
-        + [TensorSpec(name, "float32", [1, heads, 1, head_dim]) for name in _cache_names("new", n)],
-        [step_example(30, 30, 100), step_example(64, 57, 200), step_example(9, 9, 300), step_example(128, 75, 400)],
-        formats=("onnx",),  # onnxruntime's decode step; OpenVINO runs gpt_decode
-    )
-
-    def decode_example(past, seed):
-        caches = tuple(_randn(1, heads, past, head_dim, seed=seed + i) for i in range(2 * n))
-        return (_randint(vocab - 1, 1, 1, seed=seed), torch.tensor([past - 7]), *caches)
-
-    decode = GraphSpec(
-        "gpt_decode", GptDecodeGraph(gpt),
-        [TensorSpec("token", "int64", [1, 1]), TensorSpec("position", "int64", [1])]
-        + [TensorSpec(name, "float32", [1, heads, "past", head_dim]) for name in _cache_names("past", n)],
-        [TensorSpec("logits", "float32", [1, vocab])]
-        + [TensorSpec(name, "float32", [1, heads, "present", head_dim]) for name in _cache_names("present", n)],
-        [decode_example(30, 500), decode_example(200, 600), decode_example(9, 700)],
-        formats=("openvino",),
-        stateful=dict(zip(_cache_names("past", n), _cache_names("present", n))),
-    )
-    return [prefill, step, decode]
-
-
-def sovits_graphs(sovits, hubert: HubertContent, sv_trunk=None, sample_rate_hz: int = 16000) -> list[GraphSpec]:
-    gin = sovits.gin_channels
-    inter = sovits.inter_channels
-    phones = sovits.phone_vocab_size
-    hop = sovits.hop_length
-
-    def wav(seconds, seed):
-        return _randn(1, int(seconds * sample_rate_hz), seed=seed, scale=0.1)
-
-    def decode_example(tokens, n_phones, seed, speed=1.0):
-        frames = stretched_frames(tokens, speed)
-        return (_randint(1024, 1, 1, tokens, seed=seed), _randint(phones, 1, n_phones, seed=seed + 1),
-                _randn(1, gin, 1, seed=seed + 2), _randn(1, inter, frames, seed=seed + 3, scale=0.5))
-
-    sv = [sv_graph(sv_trunk)] if sv_trunk is not None else []
-    return sv + [
-        GraphSpec(
-            "hubert_codes", HubertCodesGraph(hubert, sovits),
-            [TensorSpec("wav16k", "float32", [1, "samples"])],
-            [TensorSpec("prompt_tokens", "int64", [1, "tokens"])],
-            [(wav(3.6, 1),), (wav(4.3, 2),), (wav(6.1, 3),)],
-        ),
-        reference_graph(sovits),
-        GraphSpec(
-            "sovits_decode", SovitsDecodeGraph(sovits),
-            [TensorSpec("codes", "int64", [1, 1, "tokens"]), TensorSpec("phone_ids", "int64", [1, "phones"]),
-             TensorSpec("ge", "float32", [1, gin, 1]), TensorSpec("noise", "float32", [1, inter, "frames"])],
-            [TensorSpec("audio", "float32", [1, 1, f"{hop}*frames"])],
-            # speed 1 at two lengths, then slower and faster speech (the noise's length sets the rate)
-            [decode_example(23, 19, 1), decode_example(40, 31, 10), decode_example(11, 7, 20, speed=0.8),
-             decode_example(30, 17, 30, speed=1.5)],
-        ),
-    ]
-
-
-def reference_graph(sovits) -> GraphSpec:
-    """`ref_encoder`: spectrogram (+ speaker embedding for v2Pro/Plus) → `ge`."""
-    inputs = [TensorSpec("refer_spec", "float32", [1, sovits.spec_channels, "frames"])]
-    if sovits.pro:
-        inputs.append(TensorSpec("sv", "float32", [1, sovits.sv_dim]))
-
-    def example(frames):
-        spec = _randn(1, sovits.spec_channels, frames, seed=frames).abs()
-        return (spec, _randn(1, sovits.sv_dim, seed=frames + 1)) if sovits.pro else (spec,)
-
-    module = ProReferenceEncoderGraph(sovits) if sovits.pro else ReferenceEncoderGraph(sovits)
-    return GraphSpec("ref_encoder", module, inputs,
-                     [TensorSpec("ge", "float32", [1, sovits.gin_channels, 1])], [example(n) for n in (150, 97, 251)])
-
-
-def sv_graph(sv_trunk) -> GraphSpec:
-    """`sv_embedding` (v2Pro/Plus): Kaldi fbank `[1, frames, 80]` of the 16 kHz reference → speaker embedding."""
-    return GraphSpec(
-        "sv_embedding", sv_trunk,
-        [TensorSpec("fbank", "float32", [1, "frames", 80])],
-        [TensorSpec("sv", "float32", [1, sv_trunk.embedding_dim])],
-        [(_randn(1, n, 80, seed=n, scale=3.0),) for n in (298, 151, 480)],
-    )
-
-
-def bert_graph(bert: BertPhoneFeatures, vocab_size: int) -> GraphSpec:
-    hidden = bert.model.config.hidden_size
-    return GraphSpec(
-        "bert", bert,
-        [TensorSpec("input_ids", "int64", [1, "tokens"])],
-        [TensorSpec("hidden", "float32", [1, "tokens", hidden])],
-        [(_randint(vocab_size, 1, n, seed=n),) for n in (19, 33, 7)],
-    )

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgevoice.spectrogram import linear_spectrogram
-from edgevoice.synthesizer import StatefulCache
+from edgevoice.gpt_sovits.spectrogram import linear_spectrogram
+from edgevoice.gpt_sovits.synthesizer import StatefulCache
 
 MEL_BINS = 128
 SAMPLE_RATE = 32000

@@ -31,8 +31,8 @@ from tqdm import tqdm
 from edgevoice.backends import OpenVINOBackend
 from edgevoice.bundle import Bundle, Manifest, accuracy_summary, atomic_folder, write_manifest
 from edgevoice.errors import BundleError
-from edgevoice.synthesizer import Synthesizer
-from edgevoice_calibration.collect import CalibrationSet
+from edgevoice.gpt_sovits.synthesizer import Synthesizer
+from edgevoice_calibration.collect import CalibrationInputs, CalibrationSet
 
 from .quant_accuracy import decode_errors, end_to_end, graph_errors
 
@@ -327,15 +327,30 @@ def _policies(bundle: Bundle, methods: dict[str, str] | None) -> dict[str, Graph
     return policies
 
 
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """How a variant is made. `methods` overrides the policy per graph ({"gpt_prefill": "weights"}); `max_drop`
+    turns on accuracy control for `sovits_decode`: the largest held-out log-mel L1 against FP32 allowed (see
+    `quantize_within_budget`); `max_tokens` caps each calibration sentence."""
+
+    precision: str = "int8"  # or "bf16"
+    subset_size: int = 300  # NNCF calibration items per graph
+    max_tokens: int | None = None
+    max_drop: float | None = None
+    methods: dict[str, str] | None = None
+    overwrite: bool = False
+    threads: int = 1
+    progress: bool = True
+
+
 def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: CalibrationSet,
-                    precision: str = "int8", subset_size: int = 300, max_drop: float | None = None,
-                    overwrite: bool = False, threads: int = 1, progress: bool = True,
-                    methods: dict[str, str] | None = None) -> QuantizationReport:
-    """Write the `precision` ("int8" or "bf16") variant of the FP32 bundle `source` to `out`. `methods` overrides
-    the policy per graph ({"gpt_prefill": "weights"}); `max_drop` turns on accuracy control for `sovits_decode`:
-    the largest held-out log-mel L1 against FP32 allowed (see `quantize_within_budget`)."""
+                    options: QuantizeOptions = QuantizeOptions()) -> QuantizationReport:
+    """Write the `options.precision` ("int8" or "bf16") variant of the FP32 bundle `source` to `out`."""
     import nncf
     import openvino as ov
+
+    precision, subset_size, max_drop, methods = options.precision, options.subset_size, options.max_drop, options.methods
+    overwrite, threads, progress = options.overwrite, options.threads, options.progress
 
     if precision not in ("int8", "bf16"):
         raise BundleError(f"unknown precision {precision!r} (choose int8 or bf16)")
@@ -455,24 +470,18 @@ def sample_sentences(count: int | None, sentences: list[tuple[str, str]] | None 
     return [sentences[i] for i in dict.fromkeys(picks)]
 
 
-def calibrate_and_quantize(bundle: str | Path, out: str | Path, references=(), voices=(),
-                           sentences: list[tuple[str, str]] | None = None, precision: str = "int8",
-                           subset_size: int = 300, max_tokens: int | None = None, max_drop: float | None = None,
-                           methods: dict[str, str] | None = None, overwrite: bool = False, threads: int = 1,
-                           progress: bool = True) -> QuantizationReport:
+def calibrate_and_quantize(bundle: str | Path, out: str | Path, inputs: CalibrationInputs,
+                           options: QuantizeOptions = QuantizeOptions()) -> QuantizationReport:
     """Record calibration inputs on the FP32 bundle (see `edgevoice_calibration.collect`), then quantise."""
-    from edgevoice_calibration.collect import DEFAULT_MAX_TOKENS, collect_calibration
+    from edgevoice_calibration.collect import DEFAULT_MAX_TOKENS, CollectOptions, collect_calibration
 
     source = Bundle.load(bundle)
     _check_source(source)
-    _policies(source, methods)
+    _policies(source, options.methods)
     if Path(out).resolve() == source.path.resolve():
         raise BundleError(f"{out}: the output must not be the source bundle")
-    if Path(out).exists() and not overwrite:
+    if Path(out).exists() and not options.overwrite:
         raise BundleError(f"{out}: already exists (pass --overwrite to replace it)")
-    calibration = collect_calibration(source, sentences, list(references), list(voices),
-                                      max_tokens=max_tokens or DEFAULT_MAX_TOKENS, threads=threads,
-                                      progress=progress)
-    return quantize_bundle(source, out, calibration, precision=precision, subset_size=subset_size,
-                           max_drop=max_drop, overwrite=overwrite, threads=threads, progress=progress,
-                           methods=methods)
+    calibration = collect_calibration(source, inputs, CollectOptions(
+        max_tokens=options.max_tokens or DEFAULT_MAX_TOKENS, threads=options.threads, progress=options.progress))
+    return quantize_bundle(source, out, calibration, options)

@@ -30,10 +30,12 @@ def gpt_sovits_set() -> Path:
 def fixture_bundle(gpt_sovits_set, tmp_path_factory):
     """The upstream-made tiny model set exported once per session: (bundle path, export report)."""
     pytest.importorskip("torch", reason="exporting needs the export extra (torch)")
-    from edgevoice_export.gpt_sovits import export_gpt_sovits
+    from edgevoice_export.gpt_sovits.exporter import GptSovitsFiles, export_gpt_sovits
+    from edgevoice_export.graph_export import ExportOptions
 
     models = gpt_sovits_set / "models"
     out = tmp_path_factory.mktemp("bundle") / "tiny-v2"
-    report = export_gpt_sovits(models / "s1_v2_tiny.ckpt", models / "s2_v2_tiny.pth", models / "chinese-hubert-base",
-                               out, bert=models / "chinese-roberta-wwm-ext-large", progress=False)
+    files = GptSovitsFiles(models / "s1_v2_tiny.ckpt", models / "s2_v2_tiny.pth", models / "chinese-hubert-base",
+                           bert=models / "chinese-roberta-wwm-ext-large")
+    report = export_gpt_sovits(files, ExportOptions(out, progress=False))
     return out, report

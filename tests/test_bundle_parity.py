@@ -15,8 +15,9 @@ pytest.importorskip("torch")
 
 from edgevoice import BundleError, Synthesizer  # noqa: E402
 from edgevoice.bundle import Bundle  # noqa: E402
-from edgevoice.spectrogram import linear_spectrogram  # noqa: E402
-from edgevoice_export.gpt_sovits import export_gpt_sovits  # noqa: E402
+from edgevoice.gpt_sovits.spectrogram import linear_spectrogram  # noqa: E402
+from edgevoice_export.gpt_sovits.exporter import GptSovitsFiles, export_gpt_sovits  # noqa: E402
+from edgevoice_export.graph_export import ExportOptions  # noqa: E402
 
 BACKENDS = ["openvino", "onnxruntime"]
 
@@ -139,13 +140,14 @@ def test_corrupt_and_incomplete_bundles_are_refused(fixture_bundle, tmp_path):
 def test_export_refuses_to_overwrite_and_leaves_no_partial_output(fixture_bundle, gpt_sovits_set, tmp_path):
     models = gpt_sovits_set / "models"
     with pytest.raises(BundleError, match="already exists"):
-        export_gpt_sovits(models / "s1_v2_tiny.ckpt", models / "s2_v2_tiny.pth", models / "chinese-hubert-base",
-                          fixture_bundle[0], progress=False)
+        export_gpt_sovits(GptSovitsFiles(models / "s1_v2_tiny.ckpt", models / "s2_v2_tiny.pth",
+                                         models / "chinese-hubert-base"), ExportOptions(fixture_bundle[0], progress=False))
     bad = tmp_path / "notes.pth"
     bad.write_text("not a model")
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="not a GPT-SoVITS SoVITS checkpoint"):
-        export_gpt_sovits(models / "s1_v2_tiny.ckpt", bad, models / "chinese-hubert-base", out, progress=False)
+        export_gpt_sovits(GptSovitsFiles(models / "s1_v2_tiny.ckpt", bad, models / "chinese-hubert-base"),
+                          ExportOptions(out, progress=False))
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
@@ -165,7 +167,7 @@ def test_speed_changes_the_frame_count_not_the_tokens(fixture_bundle, gpt_sovits
     OpenVINO and onnxruntime agree at every speed; a bundle from before speed control refuses speed != 1."""
     from edgevoice import SynthesisOptions
     from edgevoice.errors import OptionsError
-    from edgevoice.synthesizer import stretched_frames
+    from edgevoice.gpt_sovits.options import stretched_frames
 
     data = _load(gpt_sovits_set, "sovits_ns0_en_tiny.npz")
     tokens, phones, spec = data["codes"][0, 0], data["text"], data["refer_spec"]
@@ -225,7 +227,7 @@ def test_reference_free_voices_match_the_pytorch_reference(fixture_bundle, gpt_s
 
     from edgevoice import SynthesisOptions, Voice
     from edgevoice_export.checkpoints import load_gpt_checkpoint
-    from edgevoice_export.models.gpt import Text2SemanticDecoder
+    from edgevoice_export.gpt_sovits.models.gpt import Text2SemanticDecoder
 
     gpt = _load(gpt_sovits_set, "gpt_en_tiny.npz")
     phones, bert, forced = gpt["phoneme_ids"].reshape(1, -1), gpt["bert_feature"].reshape(1, 1024, -1), gpt["tokens"]
@@ -252,7 +254,8 @@ def test_reference_free_voices_match_the_pytorch_reference(fixture_bundle, gpt_s
 def test_extra_reference_clips_average_the_timbre(fixture_bundle, gpt_sovits_set, tmp_path):
     """Upstream's aux_ref_audio_paths: ge is the mean of every clip's ge; the prompt comes from the main clip."""
     from edgevoice import AudioError, Voice
-    from edgevoice.audio import load_reference, load_timbre_clip, write_wav
+    from edgevoice.audio import write_wav
+    from edgevoice.gpt_sovits.reference import load_reference, load_timbre_clip
 
     synth = Synthesizer.load(fixture_bundle[0])
     audio_dir = gpt_sovits_set / "audio"

@@ -96,7 +96,7 @@ def test_version_headers_are_detected_and_refused(gpt_sovits_set, tmp_path, head
 @pytest.mark.parametrize("header, version", [(b"05", "v2Pro"), (b"06", "v2ProPlus")])
 def test_pro_headers_are_read_and_their_weights_checked(gpt_sovits_set, tmp_path, header, version):
     pytest.importorskip("torch")
-    from edgevoice_export.models.sovits import SoVITS, SoVITSConfigError
+    from edgevoice_export.gpt_sovits.models.sovits import SoVITS, SoVITSConfigError
 
     data = (gpt_sovits_set / "models" / "s2_v2_tiny.pth").read_bytes()
     path = tmp_path / "marked.pth"
@@ -159,7 +159,7 @@ def test_v1_gpt_is_detected_by_its_phone_rows(tmp_path):
 
 def test_v1_header_is_read_as_v1_and_checked_against_the_weights(gpt_sovits_set, tmp_path):
     pytest.importorskip("torch")
-    from edgevoice_export.test_model import write_sovits
+    from edgevoice_export.gpt_sovits.test_model import write_sovits
 
     write_sovits(tmp_path / "v1.pth", "tiny", 0, version="v1")
     data = (tmp_path / "v1.pth").read_bytes()

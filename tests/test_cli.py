@@ -134,8 +134,8 @@ def test_reference_free_voice_and_speed(fixture_bundle, gpt_sovits_set, tmp_path
 
 
 def test_failed_parity_check_is_one_line_and_writes_nothing(gpt_sovits_set, tmp_path, monkeypatch):
-    gpt_sovits = pytest.importorskip("edgevoice_export.gpt_sovits")
-    monkeypatch.setattr(gpt_sovits, "FP32_PARITY_LIMIT", 0.0)  # no float graph can pass
+    graph_export = pytest.importorskip("edgevoice_export.graph_export")
+    monkeypatch.setattr(graph_export, "FP32_PARITY_LIMIT", 0.0)  # no float graph can pass
     models = gpt_sovits_set / "models"
     result = _run("export", "gpt-sovits", "--gpt", models / "s1_v2_tiny.ckpt", "--sovits", models / "s2_v2_tiny.pth",
                   "--hubert", models / "chinese-hubert-base", "--out", tmp_path / "bundle", "--format", "onnx")

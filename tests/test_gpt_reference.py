@@ -7,9 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgevoice.sampler import SamplingOptions, sample_token  # noqa: E402
+from edgevoice.gpt_sovits.sampler import SamplingOptions, sample_token  # noqa: E402
 from edgevoice_export.checkpoints import load_gpt_checkpoint  # noqa: E402
-from edgevoice_export.models.gpt import Text2SemanticDecoder  # noqa: E402
+from edgevoice_export.gpt_sovits.models.gpt import Text2SemanticDecoder  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,12 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edgevoice import BundleError, SynthesisOptions, Synthesizer  # noqa: E402
+from edgevoice import BundleError, EdgevoiceError, SynthesisOptions, Synthesizer  # noqa: E402
 from edgevoice.audio import write_wav  # noqa: E402
 from edgevoice_export.checkpoints import CheckpointError, load_sovits_checkpoint  # noqa: E402
-from edgevoice_export.gpt_sovits import export_gpt_sovits  # noqa: E402
-from edgevoice_export.test_model import make_test_model, write_gpt, write_sovits  # noqa: E402
+from edgevoice_export.gpt_sovits.exporter import GptSovitsFiles, export_gpt_sovits  # noqa: E402
+from edgevoice_export.graph_export import ExportOptions  # noqa: E402
+from edgevoice_export.gpt_sovits.test_model import make_test_model, write_gpt, write_sovits  # noqa: E402
 
 ODD_SIZES = {
     "gpt": {"n_layer": 3, "head": 8, "embedding_dim": 256, "hidden_dim": 256},
@@ -35,8 +36,8 @@ def _reference_wav(path):
 
 
 def _export(parts, out, **extra):
-    report = export_gpt_sovits(parts["gpt"], parts["sovits"], parts["hubert"], out, bert=parts["bert"],
-                               progress=False, **extra)
+    files = GptSovitsFiles(parts["gpt"], parts["sovits"], parts["hubert"], bert=parts["bert"], sv=extra.pop("sv", None))
+    report = export_gpt_sovits(files, ExportOptions(out, progress=False, **extra))
     for result in report.parity:
         assert result.max_rel < 1e-4, result.line()
     return report, Synthesizer.load(out)
@@ -60,10 +61,12 @@ def test_v1_model_with_odd_sizes_exports_and_speaks_with_the_v1_front_end(tmp_pa
     assert not list((tmp_path / "bundle").glob("*.onnx")) and "gpt_step" not in manifest.graphs
     with pytest.raises(BundleError, match="exported with --format openvino only"):
         Synthesizer.load(tmp_path / "bundle", backend="onnxruntime").reference_embedding(np.ones((1025, 20)))
-    from edgevoice_export.quantize import calibrate_and_quantize
+    from edgevoice_calibration.collect import CalibrationInputs
+    from edgevoice_export.quantize import QuantizeOptions, calibrate_and_quantize
 
     with pytest.raises(BundleError, match="which this bundle does not ship"):  # refused before calibrating
-        calibrate_and_quantize(tmp_path / "bundle", tmp_path / "int8", progress=False)
+        calibrate_and_quantize(tmp_path / "bundle", tmp_path / "int8", CalibrationInputs(),
+                               QuantizeOptions(progress=False))
     assert manifest.model["gpt"]["n_layer"] == 3 and manifest.model["sovits"]["inter_channels"] == 128
     weights = load_sovits_checkpoint(parts["sovits"]).weights
     assert "dec.resblocks.0.convs.1.weight_v" in weights and not any(".convs1." in k for k in weights)
@@ -96,7 +99,8 @@ def test_v2proplus_model_exports_its_speaker_branch_and_speaks(tmp_path):
         synth.reference_embedding(audio)
 
     with pytest.raises(CheckpointError, match="needs the speaker-verification model: pass --sv"):
-        export_gpt_sovits(parts["gpt"], parts["sovits"], parts["hubert"], tmp_path / "no-sv", progress=False)
+        export_gpt_sovits(GptSovitsFiles(parts["gpt"], parts["sovits"], parts["hubert"]),
+                          ExportOptions(tmp_path / "no-sv", progress=False))
     assert not (tmp_path / "no-sv").exists()
 
 
@@ -104,19 +108,21 @@ def test_mixed_versions_and_misplaced_sv_are_refused(gpt_sovits_set, tmp_path):
     write_gpt(tmp_path / "v1.ckpt", "tiny", 1, version="v1")
     models = gpt_sovits_set / "models"
     with pytest.raises(CheckpointError, match="GPT is v1 but SoVITS is v2"):
-        export_gpt_sovits(tmp_path / "v1.ckpt", models / "s2_v2_tiny.pth", models / "chinese-hubert-base",
-                          tmp_path / "bundle", progress=False)
+        export_gpt_sovits(GptSovitsFiles(tmp_path / "v1.ckpt", models / "s2_v2_tiny.pth", models / "chinese-hubert-base"),
+                          ExportOptions(tmp_path / "bundle", progress=False))
     with pytest.raises(CheckpointError, match="--sv is only for v2Pro/v2ProPlus"):
-        export_gpt_sovits(models / "s1_v2_tiny.ckpt", models / "s2_v2_tiny.pth", models / "chinese-hubert-base",
-                          tmp_path / "bundle", progress=False, sv=tmp_path / "v1.ckpt")
+        export_gpt_sovits(GptSovitsFiles(models / "s1_v2_tiny.ckpt", models / "s2_v2_tiny.pth",
+                                         models / "chinese-hubert-base", sv=tmp_path / "v1.ckpt"),
+                          ExportOptions(tmp_path / "bundle", progress=False))
     assert not (tmp_path / "bundle").exists()
 
 
 def test_unknown_bundle_format_is_refused(gpt_sovits_set, tmp_path):
     models = gpt_sovits_set / "models"
-    with pytest.raises(CheckpointError, match="unknown bundle formats"):
-        export_gpt_sovits(models / "s1_v2_tiny.ckpt", models / "s2_v2_tiny.pth", models / "chinese-hubert-base",
-                          tmp_path / "bundle", progress=False, formats=("tensorrt",))
+    with pytest.raises(EdgevoiceError, match="unknown bundle formats"):
+        export_gpt_sovits(GptSovitsFiles(models / "s1_v2_tiny.ckpt", models / "s2_v2_tiny.pth",
+                                         models / "chinese-hubert-base"),
+                          ExportOptions(tmp_path / "bundle", progress=False, formats=("tensorrt",)))
 
 
 def test_invalid_configs_are_clear_errors(tmp_path):

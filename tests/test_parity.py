@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from edgevoice import parity
 from edgevoice.cli import main
-from edgevoice.synthesizer import Synthesizer
+from edgevoice.gpt_sovits.synthesizer import Synthesizer
 
 
 def _run(*args):
@@ -48,7 +48,7 @@ def test_backends_agree_and_a_saved_case_replays(fixture_bundle, reference, tmp_
 
 def test_pytorch_reference_run(fixture_bundle, gpt_sovits_set, reference):
     pytest.importorskip("torch", reason="the PyTorch reference needs the export extra")
-    from edgevoice_export.torch_backend import TorchBackend
+    from edgevoice_export.gpt_sovits.torch_backend import TorchBackend
 
     synth = Synthesizer.load(fixture_bundle[0], backend="openvino", threads=1)
     voice = synth.create_voice(reference[0], reference[1], "en")

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from edgevoice.bundle import Bundle
 from edgevoice.cli import main
-from edgevoice.synthesizer import Synthesizer
-from edgevoice.voice import Voice
+from edgevoice.gpt_sovits.synthesizer import Synthesizer
+from edgevoice.gpt_sovits.voice import Voice
 
 pytest.importorskip("nncf", reason="quantisation needs the export extra (nncf)")
 
@@ -84,7 +84,7 @@ def test_int8_synthesis_close_to_fp32(fixture_bundle, int8_bundle, reference):
     phones, bert = fp32.phonemize("The little boat drifted past the old stone bridge.", "en")
     all_phones = np.concatenate([voice.prompt_phone_ids, phones.phone_ids])
     all_bert = np.concatenate([voice.prompt_bert, bert], axis=1)
-    from edgevoice.sampler import SamplingOptions
+    from edgevoice.gpt_sovits.sampler import SamplingOptions
 
     tokens = fp32.generate_tokens(all_phones, all_bert, voice.prompt_tokens, SamplingOptions(max_tokens=20),
                                   np.random.default_rng(3))

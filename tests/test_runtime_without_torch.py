@@ -47,3 +47,42 @@ def test_runtime_end_to_end_without_torch(fixture_bundle, gpt_sovits_set, tmp_pa
         assert 1 <= tokens <= 40
         assert samples == tokens * 1280 + int(0.3 * 32000)  # 1280 samples per token, 0.3 s pause
     assert report["same_seed_same_audio"]
+
+
+CLI = textwrap.dedent("""
+    import sys
+    for name in ("torch", "edgevoice_export", "edgevoice_calibration", "transformers"):
+        sys.modules[name] = None          # importing any of them now raises ImportError
+    from edgevoice.cli import main
+    try:
+        main(sys.argv[1:], prog_name="edgevoice")
+    finally:
+        leaked = [m for m in ("torch", "edgevoice_export", "edgevoice_calibration") if sys.modules.get(m) is not None]
+        print("LEAKED:" + ",".join(leaked), file=sys.stderr)
+""")
+
+
+def _cli(*args, cwd=None):
+    result = subprocess.run([sys.executable, "-c", CLI, *map(str, args)], capture_output=True, text=True, timeout=300,
+                            env={"PYTHONPATH": str(SRC), "PATH": ""}, cwd=cwd)
+    assert "LEAKED:\n" in result.stderr or result.stderr.rstrip().endswith("LEAKED:"), result.stderr[-2000:]
+    return result
+
+
+def test_runtime_cli_without_torch(fixture_bundle, gpt_sovits_set, tmp_path):
+    bundle, _ = fixture_bundle
+    result = _cli("--help")
+    assert result.returncode == 0 and "say" in result.stdout and "export" in result.stdout, result.stderr[-2000:]
+    result = _cli("export", "gpt-sovits", "--help")
+    assert result.returncode == 1 and "needs the export extra" in result.stderr  # one line, no traceback
+    assert "Traceback" not in result.stderr
+    result = _cli("info", bundle)
+    assert result.returncode == 0 and "gpt-sovits v2" in result.stdout, result.stderr[-2000:]
+    text = (gpt_sovits_set / "audio" / "ref_en.txt").read_text().strip()
+    voice = tmp_path / "me.npz"
+    result = _cli("voice", "create", "--bundle", bundle, "--audio", gpt_sovits_set / "audio" / "ref_en.wav",
+                  "--text", text, "--out", voice)
+    assert result.returncode == 0 and voice.is_file(), result.stderr[-2000:]
+    wav = tmp_path / "out.wav"
+    result = _cli("say", "--bundle", bundle, "--voice", voice, "--text", "Hello there.", "--out", wav, "--seed", 1)
+    assert result.returncode == 0 and wav.stat().st_size > 44, result.stderr[-2000:]

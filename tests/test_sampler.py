@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgevoice.sampler import SamplingOptions, penalise, sample_token
+from edgevoice.gpt_sovits.sampler import SamplingOptions, penalise, sample_token
 
 EOS = 8
 
@@ -77,7 +77,7 @@ def test_invalid_options_are_rejected(kwargs):
 
 
 def test_token_limit_follows_upstream_early_stop_and_step_cap():
-    from edgevoice.sampler import upstream_token_limit
+    from edgevoice.gpt_sovits.sampler import upstream_token_limit
 
     # released configs: max_sec 54 → early_stop_num 2700 never fires; the 1500-step loop keeps 1499 tokens
     assert upstream_token_limit(54) == 1499

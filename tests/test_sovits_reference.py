@@ -1,4 +1,4 @@
-"""PyTorch SoVITS re-implementation (`edgevoice_export.models.sovits`) against upstream's fixtures.
+"""PyTorch SoVITS re-implementation (`edgevoice_export.gpt_sovits.models.sovits`) against upstream's fixtures.
 
 Tolerances follow the fixture README §6.2: about 10× the distance of a float64 replay of upstream. The
 tiny vocoder's output `o` is nearly constant (§6.3), so it is compared with an absolute tolerance far below
@@ -16,8 +16,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edgevoice_export.checkpoints import load_sovits_checkpoint  # noqa: E402
-from edgevoice_export.models.sovits import SoVITS, SoVITSConfigError  # noqa: E402
-from edgevoice_export.models.sovits_layers import MultiHeadAttention  # noqa: E402
+from edgevoice_export.gpt_sovits.models.sovits import SoVITS, SoVITSConfigError  # noqa: E402
+from edgevoice_export.gpt_sovits.models.sovits_layers import MultiHeadAttention  # noqa: E402
 
 # fp64 distances (README §6.2): ge 9e-8, m_p 1.8e-6, z 1.8e-6, o 1.1e-9
 NS0_ATOL = {"ge": 1e-6, "quantized_upsampled": 0.0, "enc_p_x": 3e-5, "m_p": 2e-5, "logs_p": 2e-5,
@@ -212,7 +212,7 @@ def _linear_resize(x: np.ndarray, size: int) -> np.ndarray:
 def test_speed_stretches_the_text_encoder_output(gpt_sovits_set, model, speed):
     """Upstream's speed_factor: encoder2's output is resized to int(2T/speed)+1 frames before `proj`; the
     noise's length carries the frame count, and speed 1 (2T frames) stays the fixture's exact path."""
-    from edgevoice.synthesizer import stretched_frames
+    from edgevoice.gpt_sovits.options import stretched_frames
 
     data = _fixture(gpt_sovits_set, "sovits_ns0_en_tiny")
     tokens = data["codes"].shape[-1]

@@ -1,4 +1,4 @@
-"""numpy reference spectrogram (`edgevoice.spectrogram`) against upstream's `spectrogram_torch` fixtures."""
+"""numpy reference spectrogram (`edgevoice.gpt_sovits.spectrogram`) against upstream's `spectrogram_torch` fixtures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from edgevoice.spectrogram import HOP_LENGTH, linear_spectrogram, normalize_reference_peak, periodic_hann
+from edgevoice.gpt_sovits.reference import normalize_reference_peak
+from edgevoice.gpt_sovits.spectrogram import HOP_LENGTH, linear_spectrogram, periodic_hann
 
 # The fixture was computed with torch's float32 FFT; our float64 DFT differs from it by its rounding noise
 # (measured 7.6e-6 absolute, at spectrogram peaks of ~120, i.e. ~6e-8 relative to the peak).
@@ -66,7 +67,7 @@ def test_normalize_reference_peak():
 
 
 def test_runtime_module_does_not_import_torch():
-    code = "import sys, edgevoice.spectrogram; sys.exit('torch' in sys.modules)"
+    code = "import sys, edgevoice.gpt_sovits.spectrogram; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -93,7 +94,7 @@ def _fbank_by_the_book(frame: np.ndarray) -> np.ndarray:
 
 
 def test_kaldi_fbank_follows_the_definition():
-    from edgevoice.spectrogram import kaldi_fbank
+    from edgevoice.gpt_sovits.spectrogram import kaldi_fbank
 
     rng = np.random.default_rng(1)
     n = 16000 + 123

@@ -1,230 +1,85 @@
-"""The `edgevoice` command line. Every user-facing failure is one line on stderr and exit status 1."""
+"""The runtime's `edgevoice` command line (never imports torch). Every user-facing failure is one line on stderr
+and exit status 1.
+
+Torch-side commands (`export`, `quantize`, `make-test-model`, `demo`) live with the export package and join this
+group through the `edgevoice.commands` entry points when the export extra is installed; they are imported only
+when invoked or asked for help, and a missing extra is a one-line error.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
-import tempfile
-from pathlib import Path
+from importlib.metadata import entry_points
 
 import click
 
 from .errors import EdgevoiceError
 
 BACKEND_CHOICES = click.Choice(["openvino", "onnxruntime", "onnxruntime-cuda"])
-LANGUAGE_HELP = "language of the text: en, zh, ja, auto (mixed), all_zh, all_ja"
+LANGUAGE_HELP = "language of the text: en, zh, ja, auto (mixed), all_zh, all_ja (GPT-SoVITS; EmotiVoice reads mixed zh/en)"
+COMMAND_GROUP = "edgevoice.commands"
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> None:
     raise click.ClickException(message)
 
 
-def _export_modules():
-    """The export extra (torch, onnx, transformers) is only needed by export commands."""
-    try:
-        import torch  # noqa: F401
-        import edgevoice_export.gpt_sovits as gpt_sovits
-        import edgevoice_export.test_model as test_model
-    except ImportError as exc:
-        _fail(f"this command needs the export extra ({exc.name} is missing): pip install 'edgevoice[export]'")
-    return gpt_sovits, test_model
-
-
-class _Errors:
-    """Error classes that mean "bad input", collected lazily so the runtime never imports the export package."""
-
-    @staticmethod
-    def classes() -> tuple[type, ...]:
-        classes: list[type] = [EdgevoiceError]
-        export = sys.modules.get("edgevoice_export.checkpoints")
-        if export is not None:
-            classes.append(export.CheckpointError)
-        return tuple(classes)
-
-
 def guarded(action):
+    """Run `action`, turning anticipated failures (bad input, files, options) into one-line errors."""
     try:
         return action()
-    except _Errors.classes() as exc:
-        _fail(str(exc))
+    except EdgevoiceError as exc:
+        fail(str(exc))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _missing_extra(name: str, error: ImportError) -> click.Command:
+    def explain():
+        fail(f"'{name}' needs the export extra ({error.name or error} is missing): pip install 'edgevoice[export]'")
+
+    return click.Command(name, callback=explain, help="(needs the export extra)", add_help_option=False,
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+
+
+class _Commands(click.Group):
+    """The runtime's own commands plus the plug-in ones, loaded only when used."""
+
+    def _plugins(self) -> dict:
+        return {ep.name: ep for ep in entry_points(group=COMMAND_GROUP)}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        plugin = self._plugins().get(name)
+        if plugin is None:
+            return None
+        try:
+            return plugin.load()
+        except ImportError as exc:
+            return _missing_extra(name, exc)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgevoice")
 def main():
-    """edgevoice: GPT-SoVITS voice-cloning TTS on ordinary CPUs (OpenVINO), checked against PyTorch."""
-
-
-# ------------------------------------------------------------------------------------------------ export
-
-
-@main.group()
-def export():
-    """Turn upstream checkpoints into an edgevoice bundle (needs the export extra)."""
-
-
-@export.command("gpt-sovits")
-@click.option("--gpt", "gpt_path", required=True, type=click.Path(), help="GPT (s1) .ckpt file")
-@click.option("--sovits", "sovits_path", required=True, type=click.Path(), help="SoVITS (s2) .pth file")
-@click.option("--hubert", "hubert_dir", required=True, type=click.Path(), help="chinese-hubert-base folder")
-@click.option("--bert", "bert_dir", type=click.Path(), default=None,
-              help="chinese-roberta-wwm-ext-large folder (needed for Chinese text)")
-@click.option("--sv", "sv_path", type=click.Path(), default=None,
-              help="v2Pro/v2ProPlus only: the speaker-verification model (pretrained_eres2netv2w24s4ep4.ckpt)")
-@click.option("--out", required=True, type=click.Path(), help="bundle folder to create")
-@click.option("--format", "formats", multiple=True, type=click.Choice(["openvino", "onnx"]),
-              default=("openvino", "onnx"), show_default=True,
-              help="files to ship (repeatable): openvino for the OpenVINO runtime, onnx for onnxruntime CPU/CUDA; "
-                   "one alone makes the bundle about half the size")
-@click.option("--overwrite", is_flag=True, help="replace an existing bundle")
-@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for export and checks")
-@click.option("--int8", "int8", is_flag=True, help="also write an INT8 variant to OUT-int8 (needs --reference)")
-@click.option("--reference", type=click.Path(), default=None, help="with --int8: a reference clip to calibrate on")
-@click.option("--reference-text", default=None, help="with --int8: the reference clip's transcript")
-@click.option("--reference-language", default="en", show_default=True, help="with --int8: its language")
-@click.option("--sentences", type=int, default=24, show_default=True,
-              help="with --int8: calibration corpus sentences to synthesise")
-def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, sv_path, out, formats, overwrite, threads, int8,
-                      reference, reference_text, reference_language, sentences):
-    """Export GPT-SoVITS v1/v2/v2Pro/v2ProPlus checkpoints to an OpenVINO + ONNX bundle, checking every graph
-    against PyTorch."""
-    gpt_sovits, _ = _export_modules()
-    if int8 and not (reference and reference_text):
-        _fail("--int8 calibrates on real synthesis: give --reference WAV and --reference-text TEXT")
-    if int8 and set(formats) != {"openvino", "onnx"}:
-        _fail("--int8 quantises the OpenVINO IR and finds the vocoder's float layers through the ONNX file: "
-              "keep both formats")
-    report = guarded(lambda: gpt_sovits.export_gpt_sovits(gpt_path, sovits_path, hubert_dir, out, bert=bert_dir,
-                                                          overwrite=overwrite, threads=threads, sv=sv_path,
-                                                          formats=tuple(formats)))
-    click.echo("parity of every graph against PyTorch (FP32):")
-    for line in report.lines():
-        click.echo("  " + line)
-    click.echo(f"bundle written to {report.bundle} in {report.seconds:.1f} s")
-    if int8:
-        from edgevoice_calibration.collect import ReferenceClip
-        from edgevoice_export.quantize import calibrate_and_quantize, sample_sentences
-
-        int8_out = Path(f"{Path(out)}-int8")
-        clip = ReferenceClip(Path(reference), reference_text, reference_language)
-        quantised = guarded(lambda: calibrate_and_quantize(out, int8_out, [clip], sentences=sample_sentences(sentences),
-                                                           overwrite=overwrite, threads=threads))
-        click.echo("int8 vs FP32 (held-out calibration inputs):")
-        for line in quantised.lines():
-            click.echo("  " + line)
-        click.echo(f"INT8 bundle written to {quantised.bundle} in {quantised.seconds:.1f} s")
-
-
-@main.command("make-test-model")
-@click.option("--size", type=click.Choice(["tiny", "full"]), default="tiny", show_default=True)
-@click.option("--out", required=True, type=click.Path(), help="folder for the checkpoints")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--version", "version", type=click.Choice(["v1", "v2", "v2Pro", "v2ProPlus"]), default="v2",
-              show_default=True, help="upstream model version (v2Pro/v2ProPlus also write the speaker model)")
-def make_test_model(size, out, seed, version):
-    """Write random-weight GPT-SoVITS checkpoints in upstream's exact file formats."""
-    _, test_model = _export_modules()
-    paths = test_model.make_test_model(out, size, seed, version=version)
-    for name, path in paths.items():
-        click.echo(f"{name:7s} {path}")
-
-
-# ------------------------------------------------------------------------------------------------ quantize
-
-
-def _calibration_texts(path: str, default_language: str) -> list[tuple[str, str]]:
-    """One sentence per line, `LANG<TAB>TEXT` or plain text in `default_language`; blank and # lines skipped."""
-    from .errors import TextError
-
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TextError(f"{path}: cannot read calibration texts ({exc})") from None
-    pairs = []
-    for line in (raw.strip() for raw in lines):
-        if line and not line.startswith("#"):
-            language, _, text = line.partition("\t") if "\t" in line else (default_language, "", line)
-            pairs.append((language.strip(), text.strip()))
-    if not pairs:
-        raise TextError(f"{path}: no calibration sentences")
-    return pairs
-
-
-@main.command()
-@click.option("--bundle", required=True, type=click.Path(), help="FP32 bundle to quantise")
-@click.option("--out", required=True, type=click.Path(), help="bundle folder to create")
-@click.option("--voice", "voice_paths", multiple=True, type=click.Path(), help="voice file (repeatable)")
-@click.option("--reference", "references", multiple=True, type=click.Path(),
-              help="reference clip (repeatable; also calibrates hubert_codes/ref_encoder)")
-@click.option("--reference-text", "reference_texts", multiple=True, help="transcript of each --reference")
-@click.option("--reference-language", "reference_languages", multiple=True,
-              help="language of each --reference (default en)")
-@click.option("--calibration-texts", type=click.Path(), default=None,
-              help="sentences, one a line (LANG<TAB>TEXT or plain text); default: the built-in corpus")
-@click.option("--text-language", default="en", show_default=True, help="language of plain calibration lines")
-@click.option("--sentences", type=int, default=60, show_default=True,
-              help="how many calibration sentences to synthesise (spread over the texts)")
-@click.option("--max-tokens", type=int, default=None, help="cap on tokens per calibration sentence")
-@click.option("--subset-size", type=int, default=300, show_default=True, help="NNCF calibration items per graph")
-@click.option("--precision", type=click.Choice(["int8", "bf16"]), default="int8", show_default=True)
-@click.option("--method", "methods", multiple=True, metavar="GRAPH=METHOD",
-              help="override the policy for one graph: weights, static or float (repeatable)")
-@click.option("--accuracy-drop", type=float, default=None,
-              help="accuracy control for sovits_decode: the largest held-out log-mel L1 vs FP32 allowed; "
-                   "parts go back to float, output side first, until it holds")
-@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for calibration and checks")
-@click.option("--overwrite", is_flag=True, help="replace an existing output bundle")
-def quantize(bundle, out, voice_paths, references, reference_texts, reference_languages, calibration_texts,
-             text_language, sentences, max_tokens, subset_size, precision, methods, accuracy_drop, threads,
-             overwrite):
-    """Make an INT8 (NNCF) or BF16 variant of an FP32 bundle, calibrated on real synthesis, with an accuracy report.
-
-    The ONNX files stay FP32 (onnxruntime runs them unchanged); only the OpenVINO IR is quantised."""
-    try:
-        import nncf  # noqa: F401
-        from edgevoice_export.quantize import calibrate_and_quantize, sample_sentences
-    except ImportError as exc:
-        _fail(f"this command needs the export extra ({exc.name} is missing): pip install 'edgevoice[export]'")
-    from edgevoice_calibration.collect import ReferenceClip
-
-    from .errors import VoiceError
-    from .voice import Voice
-
-    if not voice_paths and not references:
-        _fail("give at least one --voice or --reference clip to calibrate with")
-    if len(reference_texts) != len(references):
-        _fail(f"{len(references)} --reference clips but {len(reference_texts)} --reference-text values")
-    languages = list(reference_languages) + ["en"] * (len(references) - len(reference_languages))
-    clips = [ReferenceClip(Path(a), t, lang) for a, t, lang in zip(references, reference_texts, languages)]
-    overrides = {}
-    for item in methods:
-        graph, sep, method = item.partition("=")
-        if not sep:
-            _fail(f"--method {item!r}: expected GRAPH=METHOD, e.g. gpt_prefill=weights")
-        overrides[graph.strip()] = method.strip()
-
-    def run():
-        voices = [Voice.load(path) for path in voice_paths]
-        texts = _calibration_texts(calibration_texts, text_language) if calibration_texts else None
-        if not voices and not clips:
-            raise VoiceError("no voices to calibrate with")
-        return calibrate_and_quantize(bundle, out, clips, voices, sample_sentences(sentences, texts), precision,
-                                      subset_size, max_tokens, accuracy_drop, overrides, overwrite, threads)
-
-    report = guarded(run)
-    click.echo(f"{precision} vs FP32 (held-out calibration inputs):")
-    for line in report.lines():
-        click.echo("  " + line)
-    click.echo(f"bundle written to {report.bundle} in {report.seconds:.1f} s")
+    """edgevoice: voice-cloning and expressive TTS (GPT-SoVITS, EmotiVoice) on ordinary CPUs, checked against
+    PyTorch."""
 
 
 # ------------------------------------------------------------------------------------------------ runtime
 
 
 def _synthesizer(bundle: str, backend: str, threads: int | None):
-    from .synthesizer import Synthesizer
+    from .families import load
 
-    return guarded(lambda: Synthesizer.load(bundle, backend=backend, threads=threads))
+    if threads is not None and threads < 1:
+        fail(f"--threads must be at least 1, not {threads}")
+    return guarded(lambda: load(bundle, backend=backend, threads=threads))
 
 
 @main.group()
@@ -248,6 +103,9 @@ def voice():
 def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads):
     """Analyse a reference clip once and save it as a voice profile."""
     synth = _synthesizer(bundle, backend, threads)
+    if not hasattr(synth, "create_voice"):
+        fail(f"{synth.bundle.manifest.family} bundles have built-in speakers, not cloned voices: "
+             "use 'say --speaker NAME'")
     profile = guarded(lambda: synth.create_voice(audio, text, language, aux_audio))
     path = profile.save(out)
     if profile.reference_free:
@@ -259,38 +117,38 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
 
 @main.command()
 @click.option("--bundle", required=True, type=click.Path(), help="bundle folder")
-@click.option("--voice", "voice_path", required=True, type=click.Path(), help="voice file from 'voice create'")
+@click.option("--voice", "voice_path", type=click.Path(), default=None,
+              help="GPT-SoVITS: voice file from 'voice create'")
+@click.option("--speaker", default=None,
+              help="EmotiVoice: a built-in speaker, by name (a line of upstream's speaker2 list) or row number")
+@click.option("--prompt", default=None, help="EmotiVoice: the style/emotion prompt, any text (e.g. 'Happy')")
 @click.option("--text", required=True, help="text to speak")
 @click.option("--language", default="en", show_default=True, help=LANGUAGE_HELP)
-@click.option("--out", required=True, type=click.Path(), help="wav file to write (32 kHz, 16-bit)")
+@click.option("--out", required=True, type=click.Path(), help="wav file to write (16-bit, the model's rate)")
 @click.option("--seed", type=int, default=None, help="random seed (same seed, same audio)")
 @click.option("--backend", type=BACKEND_CHOICES, default="openvino", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads (default: all)")
-@click.option("--top-k", type=int, default=15, show_default=True)
-@click.option("--top-p", type=float, default=1.0, show_default=True)
-@click.option("--temperature", type=float, default=1.0, show_default=True)
-@click.option("--repetition-penalty", type=float, default=1.35, show_default=True)
-@click.option("--split", "split_method", default="cut1", show_default=True,
-              type=click.Choice(["cut0", "cut1", "cut2", "cut3", "cut4", "cut5"]), help="sentence splitting")
-@click.option("--speed", type=float, default=1.0, show_default=True,
-              help="speech rate, 0.25–4 (2 = twice as fast); the words are the same, SoVITS stretches them")
-def say(bundle, voice_path, text, language, out, seed, backend, threads, top_k, top_p, temperature,
-        repetition_penalty, split_method, speed):
-    """Synthesise TEXT with a voice and write a wav file."""
+@click.option("--top-k", type=int, default=None, help="GPT-SoVITS sampling  [default: the model's]")
+@click.option("--top-p", type=float, default=None, help="GPT-SoVITS sampling  [default: the model's]")
+@click.option("--temperature", type=float, default=None, help="GPT-SoVITS sampling  [default: the model's]")
+@click.option("--repetition-penalty", type=float, default=None, help="GPT-SoVITS sampling  [default: the model's]")
+@click.option("--split", "split_method", default=None,
+              type=click.Choice(["cut0", "cut1", "cut2", "cut3", "cut4", "cut5"]),
+              help="GPT-SoVITS sentence splitting  [default: the model's]")
+@click.option("--speed", type=float, default=None,
+              help="speech rate, 0.25–4 (2 = twice as fast)  [default: the model's, 1]")
+def say(bundle, voice_path, speaker, prompt, text, language, out, seed, backend, threads, **given):
+    """Synthesise TEXT and write a wav file: with a cloned voice (GPT-SoVITS) or a built-in speaker and a style
+    prompt (EmotiVoice). Options left out take the bundle's defaults."""
     import numpy as np
     from tqdm import tqdm
 
     from .audio import write_wav
-    from .frontend import split_target_text
-    from .synthesizer import SynthesisOptions
-    from .voice import Voice
 
     synth = _synthesizer(bundle, backend, threads)
-    profile = guarded(lambda: Voice.load(voice_path))
-    options = guarded(lambda: SynthesisOptions(top_k=top_k, top_p=top_p, temperature=temperature,
-                                               repetition_penalty=repetition_penalty, seed=seed,
-                                               split_method=split_method, speed=speed))
-    fragments = guarded(lambda: split_target_text(text, language, split_method)) if text.strip() else []
+    profile = guarded(lambda: synth.voice_for(voice=voice_path, speaker=speaker, prompt=prompt))
+    options = guarded(lambda: synth.default_options.with_overrides(seed=seed, **given))
+    fragments = guarded(lambda: synth.split_text(text, language, options)) if text.strip() else []
     chunks: list = []
 
     def speak() -> None:
@@ -303,9 +161,9 @@ def say(bundle, voice_path, text, language, out, seed, backend, threads, top_k, 
 
     guarded(speak)
     if not chunks:
-        _fail("the model produced no audio for this text")
+        fail("the model produced no audio for this text")
     audio = np.concatenate(chunks)
-    path = write_wav(out, audio, synth.sample_rate)
+    path = guarded(lambda: write_wav(out, audio, synth.sample_rate))
     click.echo(f"wrote {path} ({audio.size / synth.sample_rate:.2f} s)")
 
 
@@ -336,6 +194,22 @@ def info(bundle, as_json, no_verify):
 
 
 
+def _reference_backend(bundle, folder: str, threads: int | None):
+    """Our PyTorch reference behind the backend interface, from the export extra (`edgevoice.reference_backends`
+    entry point named after the bundle's family)."""
+    family = bundle.manifest.family
+    found = [ep for ep in entry_points(group="edgevoice.reference_backends") if ep.name == family]
+    if not found:
+        raise EdgevoiceError(f"--pytorch-models needs the export extra with a {family} reference: "
+                             "pip install 'edgevoice[export]'")
+    try:
+        backend_class = found[0].load()
+    except ImportError as exc:
+        raise EdgevoiceError(f"--pytorch-models needs the export extra ({exc.name} is missing): "
+                             "pip install 'edgevoice[export]'") from None
+    return backend_class.from_folder(bundle, folder, threads)
+
+
 @main.command()
 @click.option("--bundle", "bundles", multiple=True, required=True, type=click.Path(),
               help="bundle folder (repeatable: e.g. the FP32 bundle and its INT8 variant)")
@@ -364,19 +238,16 @@ def parity(bundles, backends, voice_path, reference, reference_text, reference_l
            seed, save_path, against_path, pytorch_models, min_snr_db, as_json, threads):
     """Show that backends, precisions and machines give the same result: the same voice, tokens and noise through
     every BUNDLE x BACKEND, compared with the first run (or with a case saved by --save, with --against)."""
-    from . import parity as checks
-    from .synthesizer import Synthesizer
-    from .voice import Voice
+    from .families import family_module
 
     backends = backends or ("openvino", "onnxruntime")
     synths = [(b, _synthesizer(bundle, b, threads)) for bundle in bundles for b in backends]
+    first = synths[0][1].bundle
+    family = family_module(first.manifest.family)
+    checks = importlib.import_module(f"{family.__name__}.parity")
     if pytorch_models:
-        _export_modules()
-        from edgevoice_export.torch_backend import TorchBackend
-
-        first = synths[0][1].bundle
-        torch_backend = guarded(lambda: TorchBackend.from_folder(first, pytorch_models, threads))
-        synths.insert(0, ("pytorch", Synthesizer(first, backend=torch_backend)))
+        torch_backend = guarded(lambda: _reference_backend(first, pytorch_models, threads))
+        synths.insert(0, ("pytorch", family.Synthesizer(first, backend=torch_backend)))
 
     def label(backend, synth):
         return f"{backend} {synth.bundle.path.name}"
@@ -385,7 +256,7 @@ def parity(bundles, backends, voice_path, reference, reference_text, reference_l
         if against_path:
             return checks.load_case(against_path)
         if voice_path:
-            profile = Voice.load(voice_path)
+            profile = synths[0][1].voice_for(voice=voice_path)
         elif reference and reference_text:
             profile = synths[0][1].create_voice(reference, reference_text, reference_language)
         else:
@@ -411,72 +282,30 @@ def parity(bundles, backends, voice_path, reference, reference_text, reference_l
         below = [f"{r['label']} ({r['audio_snr_db']:.1f} dB)" for r in results
                  if r["audio_snr_db"] is not None and r["audio_snr_db"] < min_snr_db]
         if below:
-            _fail(f"audio SNR below {min_snr_db} dB: {', '.join(below)}")
+            fail(f"audio SNR below {min_snr_db} dB: {', '.join(below)}")
 
 
 @main.command()
 @click.argument("text")
+@click.option("--bundle", type=click.Path(), default=None,
+              help="the bundle whose front end to use (needed for EmotiVoice; default: GPT-SoVITS v2's)")
 @click.option("--language", default="en", show_default=True, help=LANGUAGE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def phonemize(text, language, as_json):
-    """Print the phones and phone ids GPT-SoVITS v2 would be fed for TEXT."""
-    from . import frontend
+def phonemize(text, bundle, language, as_json):
+    """Print the phones and ids the model would be fed for TEXT."""
+    if bundle:
+        synth = _synthesizer(bundle, "openvino", None)
+        report = guarded(lambda: synth.phoneme_report(text, language))
+    else:
+        from .gpt_sovits.synthesizer import phoneme_report
 
-    result = guarded(lambda: frontend.phonemize(text, language))
+        report = guarded(lambda: phoneme_report(text, language))
     if as_json:
-        click.echo(json.dumps({"norm_text": result.norm_text, "phones": list(result.phones),
-                               "phone_ids": list(result.phone_ids),
-                               "word2ph": None if result.word2ph is None else list(result.word2ph)},
-                              ensure_ascii=False))
+        click.echo(json.dumps(report, ensure_ascii=False))
         return
-    click.echo(result.norm_text)
-    click.echo(" ".join(result.phones))
-    click.echo(" ".join(map(str, result.phone_ids)))
-
-
-@main.command()
-@click.option("--out", type=click.Path(), default=None, help="working folder (default: a new temporary folder)")
-@click.option("--text", default="Every evening after work, my sister walks her small brown dog along the river.",
-              show_default=True)
-def demo(out, text):
-    """Build a tiny random-weight GPT-SoVITS, export it, make a voice and speak (the audio is noise, not speech)."""
-    from .audio import write_wav
-    from .synthesizer import SynthesisOptions, Synthesizer
-
-    gpt_sovits, test_model = _export_modules()
-    work = Path(out) if out else Path(tempfile.mkdtemp(prefix="edgevoice-demo-"))
-    click.echo(f"1/4 writing random-weight GPT-SoVITS v2 checkpoints (upstream formats) to {work / 'checkpoints'}")
-    paths = test_model.make_test_model(work / "checkpoints", "tiny", seed=0)
-    click.echo("2/4 exporting to an OpenVINO bundle")
-    gpt_sovits.export_gpt_sovits(paths["gpt"], paths["sovits"], paths["hubert"], work / "bundle",
-                                 bert=paths["bert"], overwrite=True)
-    click.echo("3/4 making a voice from a generated reference clip")
-    reference = work / "reference.wav"
-    write_wav(reference, _demo_reference(), 32000)
-    synth = Synthesizer.load(work / "bundle")
-    profile = synth.create_voice(reference, "The morning light spread slowly across the quiet valley.", "en")
-    profile.save(work / "voice.npz")
-    click.echo("4/4 synthesising")
-    audio = synth.synthesize(text, profile, "en", SynthesisOptions(seed=0, max_tokens=200))
-    wav = write_wav(work / "demo.wav", audio, synth.sample_rate)
-    click.echo(f"\nwrote {wav} ({audio.size / synth.sample_rate:.2f} s at {synth.sample_rate} Hz)")
-    click.echo("The weights are random, so this is noise, not speech. With real checkpoints:")
-    click.echo("  edgevoice export gpt-sovits --gpt s1.ckpt --sovits s2.pth --hubert chinese-hubert-base "
-               "--bert chinese-roberta-wwm-ext-large --out my-bundle")
-    click.echo("  edgevoice voice create --bundle my-bundle --audio ref.wav --text '...' --language en --out me.npz")
-    click.echo("  edgevoice say --bundle my-bundle --voice me.npz --text 'Hello there.' --out hello.wav")
-
-
-def _demo_reference(seconds: float = 5.0, rate: int = 32000):
-    """A speech-like test signal: a gliding harmonic tone with syllable-rate amplitude changes."""
-    import numpy as np
-
-    t = np.arange(int(seconds * rate)) / rate
-    pitch = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(pitch) / rate
-    voice = sum(np.sin(k * phase) / k for k in range(1, 8))
-    envelope = 0.5 * (1 + np.sin(2 * np.pi * 3.5 * t)) ** 2
-    return (0.2 * voice * envelope / np.abs(voice).max()).astype(np.float32)
+    for value in report.values():
+        if value is not None:
+            click.echo(value if isinstance(value, str) else " ".join(map(str, value)))
 
 
 if __name__ == "__main__":

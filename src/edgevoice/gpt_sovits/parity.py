@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EdgevoiceError
+from ..errors import EdgevoiceError
 from .sampler import SamplingOptions
 from .synthesizer import Synthesizer
 from .voice import Voice, atomic_savez

@@ -11,7 +11,7 @@ import torch
 from edgevoice.bundle import Bundle
 from edgevoice.errors import BundleError
 
-from .gpt_sovits import ModelSet
+from .exporter import ModelSet
 
 
 class TorchBackend:

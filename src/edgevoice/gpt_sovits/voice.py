@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VoiceError
+from ..errors import VoiceError
 
 VOICE_FORMAT = "edgevoice-voice"
 VOICE_FORMAT_VERSION = 1

@@ -8,7 +8,7 @@ buffers, no `enc_q`). Entry points, batch B (1 in practice), all sequences full 
 * `reference_embedding(refer_spec [B,1025,F], sv [B,20480] for v2Pro/Plus) -> ge [B,gin,1]`;
 * `decode(codes [1,B,T], text [B,N], ge [B,gin,1], noise [B,192,F]) -> audio [B,1,hop·F]` with
   `noise` already multiplied by the noise scale (zeros = noise scale 0); its length sets the speech rate:
-  F = 2T at speed 1, upstream's `int(2T / speed) + 1` otherwise (`edgevoice.synthesizer.stretched_frames`).
+  F = 2T at speed 1, upstream's `int(2T / speed) + 1` otherwise (`edgevoice.gpt_sovits.options.stretched_frames`).
   `forward` is `decode`;
 * `decode_intermediates(...)` returns every intermediate the fixtures record.
 
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checkpoints import Checkpoint, CheckpointError
+from ...checkpoints import Checkpoint, CheckpointError
 from .sovits_layers import (RESBLOCKS, Flow, Generator, MelStyleEncoder, MultiHeadAttention, RelPosEncoder,
                             fold_weight_norm)
 

@@ -22,11 +22,14 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from . import frontend
-from .audio import HUBERT_RATE, load_reference, load_timbre_clip, resample_sinc
-from .backends import make_backend
-from .bundle import Bundle
-from .errors import BundleError, OptionsError, TextError, VoiceError
+from .. import frontend
+from ..audio import resample_sinc
+from .reference import HUBERT_RATE, load_reference, load_timbre_clip
+from ..backends import make_backend
+from ..bundle import Bundle
+from ..errors import BundleError, OptionsError, TextError, VoiceError
+from ..options import AudioChunk
+from .options import FAMILY, SynthesisOptions, stretched_frames
 from .sampler import SamplingOptions, sample_token, upstream_token_limit
 from .spectrogram import kaldi_fbank, linear_spectrogram
 from .voice import Voice
@@ -40,53 +43,6 @@ GRAPH_INPUTS = {
 }
 HUBERT_PAD_SAMPLES = 9600  # upstream appends int(32000 * 0.3) zeros to the *16 kHz* reference (0.6 s)
 MAX_TEXT_CHARS = 5000
-SPEED_RANGE = (0.25, 4.0)
-
-
-def stretched_frames(tokens: int, speed: float = 1.0) -> int:
-    """50 Hz frames that SoVITS turns `tokens` 25 Hz tokens into at `speed` (upstream's TextEncoder rule: the
-    features are resized to int(2T / speed) + 1 frames unless speed is exactly 1)."""
-    return 2 * tokens if speed == 1 else int(2 * tokens / speed) + 1
-
-
-@dataclass(frozen=True)
-class SynthesisOptions:
-    top_k: int = 15
-    top_p: float = 1.0
-    temperature: float = 1.0
-    repetition_penalty: float = 1.35
-    noise_scale: float = 0.5
-    max_tokens: int | None = None  # None: the model's limit (upstream's: 1499 tokens for max_sec 54)
-    seed: int | None = None
-    split_method: str = "cut1"
-    fragment_interval: float = 0.3  # seconds of silence after each fragment
-    speed: float = 1.0  # speech rate: 2 = twice as fast, 0.5 = half as fast (upstream's speed_factor)
-
-    def __post_init__(self):
-        self.sampling()  # validates the sampling fields
-        if self.noise_scale < 0:
-            raise OptionsError("noise_scale must not be negative")
-        if self.fragment_interval < 0:
-            raise OptionsError("fragment_interval must not be negative")
-        if not SPEED_RANGE[0] <= self.speed <= SPEED_RANGE[1]:
-            raise OptionsError(f"speed {self.speed} is outside {SPEED_RANGE[0]}–{SPEED_RANGE[1]}")
-        if self.split_method not in frontend.CUT_METHODS:
-            raise OptionsError(f"unknown split method {self.split_method!r} "
-                               f"(choose from {', '.join(frontend.CUT_METHODS)})")
-
-    def sampling(self) -> SamplingOptions:
-        return SamplingOptions(top_k=self.top_k, top_p=self.top_p, temperature=self.temperature,
-                               repetition_penalty=self.repetition_penalty, max_tokens=self.max_tokens)
-
-
-@dataclass
-class AudioChunk:
-    """One synthesised fragment (a sentence or group of sentences) with its trailing pause."""
-
-    text: str
-    audio: np.ndarray  # float32 in [-1, 1]
-    sample_rate: int
-    tokens: np.ndarray
 
 
 @dataclass
@@ -102,6 +58,13 @@ class Fragment:
     audio: np.ndarray
 
 
+def phoneme_report(text: str, language: str, version: str = "v2") -> dict:
+    """What the front end feeds the model for `text`: normalised text, phones, their ids, phones per character."""
+    result = frontend.phonemize(text, language, version=version)
+    return {"norm_text": result.norm_text, "phones": list(result.phones), "phone_ids": list(result.phone_ids),
+            "word2ph": None if result.word2ph is None else list(result.word2ph)}
+
+
 def _row(array, dtype) -> np.ndarray:
     """Accept `[N]` or `[1, N]` and return `[1, N]` of the given dtype."""
     array = np.asarray(array, dtype=dtype)
@@ -111,7 +74,7 @@ def _row(array, dtype) -> np.ndarray:
 class Synthesizer:
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
         manifest = bundle.manifest
-        if manifest.family != "gpt-sovits":
+        if manifest.family != FAMILY:
             raise BundleError(f"{bundle.path}: model family {manifest.family!r} is not supported by this runtime")
         for name, expected in GRAPH_INPUTS.items():
             if name in manifest.graphs and not expected <= {t.name for t in manifest.graphs[name].inputs}:
@@ -121,6 +84,7 @@ class Synthesizer:
         self.backend = make_backend(backend, threads)
         self.sample_rate = manifest.sample_rate
         self._model = manifest.model
+        self.default_options = SynthesisOptions.from_manifest(manifest.defaults)  # the model's own defaults
         self._sessions: dict = {}
         # OpenVINO keeps the KV cache inside a stateful `gpt_decode` graph; other backends (and older bundles)
         # run `gpt_step` with host-side caches.
@@ -258,6 +222,9 @@ class Synthesizer:
         bert = np.concatenate(features, axis=1) if features else np.zeros((1024, 0), np.float32)
         return result, bert
 
+    def phoneme_report(self, text: str, language: str) -> dict:
+        return phoneme_report(text, language, self.bundle.manifest.upstream_version)
+
     def timbre(self, audio: np.ndarray) -> np.ndarray:
         """`ge` of one clip at the model's rate: spectrogram (+ speaker embedding for v2Pro/Plus) → ref_encoder."""
         return self.reference_embedding(self.reference_spectrogram(audio), self.speaker_embedding(audio))
@@ -287,6 +254,21 @@ class Synthesizer:
             aux_audio_sha256=[hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in aux_audio],
         )
 
+    def voice_for(self, voice: str | Path | Voice | None = None, speaker=None, prompt=None) -> Voice:
+        """The voice a command line names: a voice file made by `create_voice` (GPT-SoVITS has no built-in
+        speakers and no style prompt)."""
+        if speaker is not None or prompt is not None:
+            raise OptionsError("GPT-SoVITS clones a voice: give --voice (from 'voice create'), not --speaker/--prompt")
+        if voice is None:
+            raise VoiceError("GPT-SoVITS needs a voice: make one with 'edgevoice voice create' and pass --voice")
+        voice = voice if isinstance(voice, Voice) else Voice.load(voice)
+        self.check_voice(voice)
+        return voice
+
+    def split_text(self, text: str, language: str, options: SynthesisOptions | None = None) -> list[str]:
+        """The fragments `stream` will yield, one chunk each."""
+        return frontend.split_target_text(text, language, (options or self.default_options).split_method)
+
     def check_voice(self, voice: Voice) -> None:
         if voice.model_fingerprint != self.bundle.manifest.model_fingerprint:
             raise VoiceError("this voice was made with a different model; create it again with this bundle")
@@ -294,7 +276,7 @@ class Synthesizer:
     def stream(self, text: str, voice: Voice, language: str = "en", options: SynthesisOptions | None = None
                ) -> Iterator[AudioChunk]:
         """Synthesise fragment by fragment (sentences grouped by the split method), yielding audio as it is ready."""
-        options = options or SynthesisOptions()
+        options = options or self.default_options
         self.check_voice(voice)
         if not text or not text.strip():
             raise TextError("the text to synthesise is empty")

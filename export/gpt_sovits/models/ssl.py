@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel, HubertConfig, HubertModel
 
-from ..checkpoints import CheckpointError, load_hf_weights
+from ...checkpoints import CheckpointError, load_hf_weights
 
 _RENAMES = (
     (".weight_g", ".parametrizations.weight.original0"),

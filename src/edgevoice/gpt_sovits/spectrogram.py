@@ -52,15 +52,6 @@ def linear_spectrogram(audio: np.ndarray, n_fft: int = N_FFT, hop_length: int = 
     return magnitude.T[None].astype(np.float32)
 
 
-def normalize_reference_peak(audio: np.ndarray) -> np.ndarray:
-    """Upstream's reference preparation at 32 kHz: if the peak exceeds 1, divide by min(2, peak)."""
-    audio = np.asarray(audio, dtype=np.float32)
-    peak = float(np.abs(audio).max()) if audio.size else 0.0
-    if peak > 1.0:
-        audio = audio / np.float32(min(2.0, peak))
-    return audio
-
-
 # Kaldi-compatible log-mel filterbank (the `fbank` GPT-SoVITS v2Pro feeds its speaker-verification model):
 # 16 kHz, 25 ms frames every 10 ms with only whole frames kept, no dither, per-frame DC removal, pre-emphasis 0.97,
 # Povey window, FFT size 512, power spectrum, 80 triangular bins on Kaldi's mel scale from 20 Hz to Nyquist,

@@ -1,6 +1,6 @@
 """The speaker-verification trunk of GPT-SoVITS v2Pro / v2ProPlus: ERes2NetV2 (3D-Speaker), spec §4.7.
 
-Input Kaldi fbank features `[B, T, 80]` (computed on the host, `edgevoice.spectrogram.kaldi_fbank`); output the
+Input Kaldi fbank features `[B, T, 80]` (computed on the host, `edgevoice.gpt_sovits.spectrogram.kaldi_fbank`); output the
 20480-wide embedding upstream feeds to SoVITS's `sv_emb`: the last fusion block's map `[B, C, F/8, T/8]` with
 channels and frequency flattened, averaged over time (upstream's `forward3`; the pooling and `seg_1` head of
 the file are unused). Sizes (stem width, blocks per stage) are read from the weights, so a smaller test model
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoints import CheckpointError
+from ...checkpoints import CheckpointError
 
 BASE_WIDTH, SCALE, EXPANSION = 24, 4, 4  # upstream builds ERes2NetV2(baseWidth=24, scale=4, expansion=4)
 FBANK_BINS = 80

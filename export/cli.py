@@ -1,0 +1,280 @@
+"""The torch-side `edgevoice` commands: `export`, `make-test-model`, `quantize`, `demo`.
+
+They join the runtime's command line through the `edgevoice.commands` entry points (pyproject.toml), so
+`edgevoice export ...` works wherever the export extra is installed while the runtime never imports this package.
+Only click is imported here at module level: `edgevoice --help` stays fast and torch loads when a command runs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from edgevoice.cli import BACKEND_CHOICES, fail, guarded  # noqa: F401  (shared CLI plumbing)
+
+FORMAT_OPTION = click.option(
+    "--format", "formats", multiple=True, type=click.Choice(["openvino", "onnx"]), default=("openvino", "onnx"),
+    show_default=True, help="files to ship (repeatable): openvino for the OpenVINO runtime, onnx for onnxruntime "
+                            "CPU/CUDA; one alone makes the bundle about half the size")
+
+
+def _print_export(report) -> None:
+    click.echo("parity of every graph against PyTorch (FP32):")
+    for line in report.lines():
+        click.echo("  " + line)
+    click.echo(f"bundle written to {report.bundle} in {report.seconds:.1f} s")
+
+
+def _print_quantised(report) -> None:
+    click.echo(f"{report.precision} vs FP32 (held-out calibration inputs):")
+    for line in report.lines():
+        click.echo("  " + line)
+    click.echo(f"bundle written to {report.bundle} in {report.seconds:.1f} s")
+
+
+# ------------------------------------------------------------------------------------------------ export
+
+
+@click.group()
+def export():
+    """Turn upstream checkpoints into an edgevoice bundle, checking every graph against PyTorch."""
+
+
+@export.command("gpt-sovits")
+@click.option("--gpt", "gpt_path", required=True, type=click.Path(), help="GPT (s1) .ckpt file")
+@click.option("--sovits", "sovits_path", required=True, type=click.Path(), help="SoVITS (s2) .pth file")
+@click.option("--hubert", "hubert_dir", required=True, type=click.Path(), help="chinese-hubert-base folder")
+@click.option("--bert", "bert_dir", type=click.Path(), default=None,
+              help="chinese-roberta-wwm-ext-large folder (needed for Chinese text)")
+@click.option("--sv", "sv_path", type=click.Path(), default=None,
+              help="v2Pro/v2ProPlus only: the speaker-verification model (pretrained_eres2netv2w24s4ep4.ckpt)")
+@click.option("--out", required=True, type=click.Path(), help="bundle folder to create")
+@FORMAT_OPTION
+@click.option("--overwrite", is_flag=True, help="replace an existing bundle")
+@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for export and checks")
+@click.option("--int8", "int8", is_flag=True, help="also write an INT8 variant to OUT-int8 (needs --reference)")
+@click.option("--reference", type=click.Path(), default=None, help="with --int8: a reference clip to calibrate on")
+@click.option("--reference-text", default=None, help="with --int8: the reference clip's transcript")
+@click.option("--reference-language", default="en", show_default=True, help="with --int8: its language")
+@click.option("--sentences", type=int, default=24, show_default=True,
+              help="with --int8: calibration corpus sentences to synthesise")
+def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, sv_path, out, formats, overwrite, threads, int8,
+                      reference, reference_text, reference_language, sentences):
+    """Export GPT-SoVITS v1/v2/v2Pro/v2ProPlus checkpoints to an OpenVINO + ONNX bundle."""
+    from .gpt_sovits.exporter import GptSovitsFiles, export_gpt_sovits as run_export
+    from .graph_export import ExportOptions
+
+    if int8 and not (reference and reference_text):
+        fail("--int8 calibrates on real synthesis: give --reference WAV and --reference-text TEXT")
+    if int8 and set(formats) != {"openvino", "onnx"}:
+        fail("--int8 quantises the OpenVINO IR and finds the vocoder's float layers through the ONNX file: "
+             "keep both formats")
+    files = GptSovitsFiles(Path(gpt_path), Path(sovits_path), Path(hubert_dir),
+                           Path(bert_dir) if bert_dir else None, Path(sv_path) if sv_path else None)
+    options = ExportOptions(Path(out), tuple(formats), overwrite, threads)
+    _print_export(guarded(lambda: run_export(files, options)))
+    if int8:
+        from edgevoice_calibration.collect import CalibrationInputs, ReferenceClip
+
+        from .quantize import QuantizeOptions, calibrate_and_quantize, sample_sentences
+
+        clip = ReferenceClip(Path(reference), reference_text, reference_language)
+        inputs = CalibrationInputs(references=(clip,), sentences=tuple(sample_sentences(sentences)))
+        _print_quantised(guarded(lambda: calibrate_and_quantize(
+            out, Path(f"{Path(out)}-int8"), inputs, QuantizeOptions(overwrite=overwrite, threads=threads))))
+
+
+@export.command("emotivoice")
+@click.option("--root", type=click.Path(), default=None,
+              help="upstream's EmotiVoice folder with its downloaded checkpoints (outputs/, WangZeJun/, data/, "
+                   "lexicon/, config/)")
+@click.option("--am", "am_path", type=click.Path(), default=None,
+              help="acoustic model + vocoder checkpoint (default: ROOT/outputs/prompt_tts_open_source_joint/ckpt/g_*)")
+@click.option("--style", "style_path", type=click.Path(), default=None,
+              help="style encoder checkpoint (default: ROOT/outputs/style_encoder/ckpt/checkpoint_*)")
+@click.option("--bert", "bert_dir", type=click.Path(), default=None,
+              help="SimBERT folder (default: ROOT/WangZeJun/simbert-base-chinese)")
+@click.option("--text-assets", "text_dir", type=click.Path(), default=None,
+              help="folder with tokenlist, speaker2, emotion, pitch, speed, energy (default: ROOT/data/youdao/text)")
+@click.option("--lexicon", "lexicon_path", type=click.Path(), default=None,
+              help="English lexicon (default: ROOT/lexicon/librispeech-lexicon.txt)")
+@click.option("--config", "config_path", type=click.Path(), default=None,
+              help="model configuration (default: ROOT/config/joint/config.yaml)")
+@click.option("--out", required=True, type=click.Path(), help="bundle folder to create")
+@FORMAT_OPTION
+@click.option("--overwrite", is_flag=True, help="replace an existing bundle")
+@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for export and checks")
+def export_emotivoice(root, am_path, style_path, bert_dir, text_dir, lexicon_path, config_path, out, formats,
+                      overwrite, threads):
+    """Export EmotiVoice (acoustic model, HiFi-GAN, style BERT, text assets) to a bundle that speaks on its own."""
+    from .emotivoice.exporter import export_emotivoice as run_export, resolve_files
+    from .graph_export import ExportOptions
+
+    named = {"am": am_path, "style": style_path, "bert": bert_dir, "text": text_dir, "lexicon": lexicon_path,
+             "config": config_path}
+    files = guarded(lambda: resolve_files(root, {k: Path(v) for k, v in named.items() if v}))
+    options = ExportOptions(Path(out), tuple(formats), overwrite, threads)
+    _print_export(guarded(lambda: run_export(files, options)))
+
+
+# ------------------------------------------------------------------------------------------------ test models
+
+
+@click.command("make-test-model")
+@click.option("--family", type=click.Choice(["gpt-sovits", "emotivoice"]), default="gpt-sovits", show_default=True)
+@click.option("--size", type=click.Choice(["tiny", "full"]), default="tiny", show_default=True)
+@click.option("--out", required=True, type=click.Path(), help="folder for the checkpoints")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--version", "version", type=click.Choice(["v1", "v2", "v2Pro", "v2ProPlus"]), default="v2",
+              show_default=True, help="GPT-SoVITS version (v2Pro/v2ProPlus also write the speaker model)")
+def make_test_model(family, size, out, seed, version):
+    """Write random-weight checkpoints in upstream's exact file formats and layout."""
+    if family == "emotivoice":
+        from .emotivoice.test_model import make_test_model as write
+
+        paths = write(out, size=size, seed=seed)
+    else:
+        from .gpt_sovits.test_model import make_test_model as write
+
+        paths = write(out, size, seed, version=version)
+    for name, path in paths.items():
+        click.echo(f"{name:7s} {path}")
+
+
+# ------------------------------------------------------------------------------------------------ quantize
+
+
+def _calibration_texts(path: str, default_language: str) -> list[tuple[str, str]]:
+    """One sentence per line, `LANG<TAB>TEXT` or plain text in `default_language`; blank and # lines skipped."""
+    from edgevoice.errors import TextError
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TextError(f"{path}: cannot read calibration texts ({exc})") from None
+    pairs = []
+    for line in (raw.strip() for raw in lines):
+        if line and not line.startswith("#"):
+            language, _, text = line.partition("\t") if "\t" in line else (default_language, "", line)
+            pairs.append((language.strip(), text.strip()))
+    if not pairs:
+        raise TextError(f"{path}: no calibration sentences")
+    return pairs
+
+
+def _methods(items) -> dict[str, str]:
+    overrides = {}
+    for item in items:
+        graph, sep, method = item.partition("=")
+        if not sep:
+            fail(f"--method {item!r}: expected GRAPH=METHOD, e.g. gpt_prefill=weights")
+        overrides[graph.strip()] = method.strip()
+    return overrides
+
+
+@click.command()
+@click.option("--bundle", required=True, type=click.Path(), help="FP32 bundle to quantise")
+@click.option("--out", required=True, type=click.Path(), help="bundle folder to create")
+@click.option("--voice", "voice_paths", multiple=True, type=click.Path(), help="voice file (repeatable)")
+@click.option("--reference", "references", multiple=True, type=click.Path(),
+              help="reference clip (repeatable; also calibrates hubert_codes/ref_encoder)")
+@click.option("--reference-text", "reference_texts", multiple=True, help="transcript of each --reference")
+@click.option("--reference-language", "reference_languages", multiple=True,
+              help="language of each --reference (default en)")
+@click.option("--calibration-texts", type=click.Path(), default=None,
+              help="sentences, one a line (LANG<TAB>TEXT or plain text); default: the built-in corpus")
+@click.option("--text-language", default="en", show_default=True, help="language of plain calibration lines")
+@click.option("--sentences", type=int, default=60, show_default=True,
+              help="how many calibration sentences to synthesise (spread over the texts)")
+@click.option("--max-tokens", type=int, default=None, help="cap on tokens per calibration sentence")
+@click.option("--subset-size", type=int, default=300, show_default=True, help="NNCF calibration items per graph")
+@click.option("--precision", type=click.Choice(["int8", "bf16"]), default="int8", show_default=True)
+@click.option("--method", "methods", multiple=True, metavar="GRAPH=METHOD",
+              help="override the policy for one graph: weights, static or float (repeatable)")
+@click.option("--accuracy-drop", type=float, default=None,
+              help="accuracy control for sovits_decode: the largest held-out log-mel L1 vs FP32 allowed; "
+                   "parts go back to float, output side first, until it holds")
+@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for calibration and checks")
+@click.option("--overwrite", is_flag=True, help="replace an existing output bundle")
+def quantize(bundle, out, voice_paths, references, reference_texts, reference_languages, calibration_texts,
+             text_language, sentences, max_tokens, subset_size, precision, methods, accuracy_drop, threads,
+             overwrite):
+    """Make an INT8 (NNCF) or BF16 variant of an FP32 GPT-SoVITS bundle, calibrated on real synthesis, with an
+    accuracy report. The ONNX files stay FP32 (onnxruntime runs them unchanged); only the OpenVINO IR is quantised."""
+    from edgevoice.errors import VoiceError
+    from edgevoice.gpt_sovits.voice import Voice
+    from edgevoice_calibration.collect import CalibrationInputs, ReferenceClip
+
+    from .quantize import QuantizeOptions, calibrate_and_quantize, sample_sentences
+
+    if not voice_paths and not references:
+        fail("give at least one --voice or --reference clip to calibrate with")
+    if len(reference_texts) != len(references):
+        fail(f"{len(references)} --reference clips but {len(reference_texts)} --reference-text values")
+    languages = list(reference_languages) + ["en"] * (len(references) - len(reference_languages))
+    clips = tuple(ReferenceClip(Path(a), t, lang) for a, t, lang in zip(references, reference_texts, languages))
+    options = QuantizeOptions(precision, subset_size, max_tokens, accuracy_drop, _methods(methods), overwrite,
+                              threads)
+
+    def run():
+        voices = tuple(Voice.load(path) for path in voice_paths)
+        texts = _calibration_texts(calibration_texts, text_language) if calibration_texts else None
+        if not voices and not clips:
+            raise VoiceError("no voices to calibrate with")
+        inputs = CalibrationInputs(clips, voices, tuple(sample_sentences(sentences, texts)))
+        return calibrate_and_quantize(bundle, out, inputs, options)
+
+    _print_quantised(guarded(run))
+
+
+# ------------------------------------------------------------------------------------------------ demo
+
+
+@click.command()
+@click.option("--out", type=click.Path(), default=None, help="working folder (default: a new temporary folder)")
+@click.option("--text", default="Every evening after work, my sister walks her small brown dog along the river.",
+              show_default=True)
+def demo(out, text):
+    """Build a tiny random-weight GPT-SoVITS, export it, make a voice and speak (the audio is noise, not speech)."""
+    from edgevoice.audio import write_wav
+    from edgevoice.gpt_sovits import SynthesisOptions, Synthesizer
+
+    from .gpt_sovits.exporter import GptSovitsFiles, export_gpt_sovits
+    from .gpt_sovits.test_model import make_test_model as write_test_model
+    from .graph_export import ExportOptions
+
+    work = Path(out) if out else Path(tempfile.mkdtemp(prefix="edgevoice-demo-"))
+    click.echo(f"1/4 writing random-weight GPT-SoVITS v2 checkpoints (upstream formats) to {work / 'checkpoints'}")
+    paths = write_test_model(work / "checkpoints", "tiny", seed=0)
+    click.echo("2/4 exporting to an OpenVINO bundle")
+    files = GptSovitsFiles(paths["gpt"], paths["sovits"], paths["hubert"], paths["bert"])
+    export_gpt_sovits(files, ExportOptions(work / "bundle", overwrite=True))
+    click.echo("3/4 making a voice from a generated reference clip")
+    reference = work / "reference.wav"
+    write_wav(reference, _demo_reference(), 32000)
+    synth = Synthesizer.load(work / "bundle")
+    profile = synth.create_voice(reference, "The morning light spread slowly across the quiet valley.", "en")
+    profile.save(work / "voice.npz")
+    click.echo("4/4 synthesising")
+    audio = synth.synthesize(text, profile, "en", SynthesisOptions(seed=0, max_tokens=200))
+    wav = write_wav(work / "demo.wav", audio, synth.sample_rate)
+    click.echo(f"\nwrote {wav} ({audio.size / synth.sample_rate:.2f} s at {synth.sample_rate} Hz)")
+    click.echo("The weights are random, so this is noise, not speech. With real checkpoints:")
+    click.echo("  edgevoice export gpt-sovits --gpt s1.ckpt --sovits s2.pth --hubert chinese-hubert-base "
+               "--bert chinese-roberta-wwm-ext-large --out my-bundle")
+    click.echo("  edgevoice voice create --bundle my-bundle --audio ref.wav --text '...' --language en --out me.npz")
+    click.echo("  edgevoice say --bundle my-bundle --voice me.npz --text 'Hello there.' --out hello.wav")
+
+
+def _demo_reference(seconds: float = 5.0, rate: int = 32000):
+    """A speech-like test signal: a gliding harmonic tone with syllable-rate amplitude changes."""
+    import numpy as np
+
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 8))
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * 3.5 * t)) ** 2
+    return (0.2 * voice * envelope / np.abs(voice).max()).astype(np.float32)

@@ -1,0 +1,1 @@
+"""EmotiVoice on the torch side: upstream's files → our PyTorch reference → graphs → bundle."""

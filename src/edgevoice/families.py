@@ -1,0 +1,29 @@
+"""Which runtime speaks which bundle: a manifest's `family` names a package under `edgevoice/`.
+
+A family package exposes `Synthesizer` (with `load`, `sample_rate`, `default_options`, `stream`, `synthesize`)
+and its `SynthesisOptions`. Families are imported only when a bundle of theirs is opened.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from .bundle import Bundle
+from .errors import BundleError
+
+FAMILIES = {"gpt-sovits": "edgevoice.gpt_sovits", "emotivoice": "edgevoice.emotivoice"}
+
+
+def family_module(name: str):
+    try:
+        return importlib.import_module(FAMILIES[name])
+    except KeyError:
+        raise BundleError(f"model family {name!r} is not supported by this edgevoice "
+                          f"(it runs {', '.join(sorted(FAMILIES))}); is edgevoice older than the bundle?") from None
+
+
+def load(path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
+    """Open a bundle with its family's synthesizer."""
+    bundle = Bundle.load(path, verify=verify)
+    return family_module(bundle.manifest.family).Synthesizer(bundle, backend=backend, threads=threads)

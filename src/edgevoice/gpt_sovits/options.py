@@ -1,0 +1,53 @@
+"""GPT-SoVITS synthesis options; the defaults are upstream's (api_v2 / TTS_infer_pack) and travel in the bundle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import frontend
+from ..errors import OptionsError
+from ..options import ModelOptions
+from .sampler import SamplingOptions
+
+FAMILY = "gpt-sovits"
+SPEED_RANGE = (0.25, 4.0)
+
+
+def stretched_frames(tokens: int, speed: float = 1.0) -> int:
+    """50 Hz frames that SoVITS turns `tokens` 25 Hz tokens into at `speed` (upstream's TextEncoder rule: the
+    features are resized to int(2T / speed) + 1 frames unless speed is exactly 1)."""
+    return 2 * tokens if speed == 1 else int(2 * tokens / speed) + 1
+
+
+@dataclass(frozen=True)
+class SynthesisOptions(ModelOptions):
+    MODEL_DEFAULTS = ("top_k", "top_p", "temperature", "repetition_penalty", "noise_scale", "split_method",
+                      "fragment_interval", "speed")
+
+    top_k: int = 15
+    top_p: float = 1.0
+    temperature: float = 1.0
+    repetition_penalty: float = 1.35
+    noise_scale: float = 0.5
+    max_tokens: int | None = None  # None: the model's limit (upstream's: 1499 tokens for max_sec 54)
+    seed: int | None = None
+    split_method: str = "cut1"
+    fragment_interval: float = 0.3  # seconds of silence after each fragment
+    speed: float = 1.0  # speech rate: 2 = twice as fast, 0.5 = half as fast (upstream's speed_factor)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.sampling()  # validates the sampling fields
+        if self.noise_scale < 0:
+            raise OptionsError("noise_scale must not be negative")
+        if self.fragment_interval < 0:
+            raise OptionsError("fragment_interval must not be negative")
+        if not SPEED_RANGE[0] <= self.speed <= SPEED_RANGE[1]:
+            raise OptionsError(f"speed {self.speed} is outside {SPEED_RANGE[0]}–{SPEED_RANGE[1]}")
+        if self.split_method not in frontend.CUT_METHODS:
+            raise OptionsError(f"unknown split method {self.split_method!r} "
+                               f"(choose from {', '.join(frontend.CUT_METHODS)})")
+
+    def sampling(self) -> SamplingOptions:
+        return SamplingOptions(top_k=self.top_k, top_p=self.top_p, temperature=self.temperature,
+                               repetition_penalty=self.repetition_penalty, max_tokens=self.max_tokens)

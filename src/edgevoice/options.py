@@ -1,0 +1,57 @@
+"""What every family's synthesis options share: defaults owned by the model, overrides checked by name.
+
+A family declares its options as a frozen dataclass deriving from `ModelOptions`. The fields listed in
+`MODEL_DEFAULTS` are written into the bundle's manifest at export (`to_manifest`) and read back at load
+(`from_manifest`), so the bundle is the one source of a model's defaults; the CLI passes only what the user gave
+(`with_overrides`). Per-call fields (seed, token caps) stay out of the manifest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+
+from .errors import OptionsError
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    MODEL_DEFAULTS = ()  # names of the fields the manifest carries
+
+    def __post_init__(self):
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise OptionsError(f"{item.name} must be a finite number, not {value}")
+            if item.name == "seed" and value is not None and not 0 <= value < 2 ** 63:
+                raise OptionsError(f"seed must be a non-negative integer, not {value}")
+
+    def to_manifest(self) -> dict:
+        return {name: getattr(self, name) for name in self.MODEL_DEFAULTS}
+
+    @classmethod
+    def from_manifest(cls, defaults: dict):
+        """The options a bundle declares; keys this version does not know are ignored (newer exporters)."""
+        known = {item.name for item in fields(cls)} & set(cls.MODEL_DEFAULTS)
+        return cls(**{k: v for k, v in defaults.items() if k in known})
+
+    def with_overrides(self, **given):
+        """A copy with the given options changed; None means "not given". Unknown names are an OptionsError."""
+        known = {item.name for item in fields(self)}
+        unknown = sorted(k for k, v in given.items() if v is not None and k not in known)
+        if unknown:
+            raise OptionsError(f"option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                               f"do{'' if len(unknown) > 1 else 'es'} not apply to this model")
+        return replace(self, **{k: v for k, v in given.items() if v is not None})
+
+
+@dataclass
+class AudioChunk:
+    """One synthesised piece (a sentence or group of sentences) with its trailing pause."""
+
+    text: str
+    audio: np.ndarray  # float32 in [-1, 1]
+    sample_rate: int
+    tokens: np.ndarray | None = None  # the semantic tokens behind it, for token-based families
