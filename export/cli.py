@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from edgevoice.cli import BACKEND_CHOICES, fail, guarded  # noqa: F401  (shared CLI plumbing)
+from edgevoice.cli import fail, guarded
 
 FORMAT_OPTION = click.option(
     "--format", "formats", multiple=True, type=click.Choice(["openvino", "onnx"]), default=("openvino", "onnx"),
@@ -201,22 +201,34 @@ def _methods(items) -> dict[str, str]:
 def quantize(bundle, out, voice_paths, references, reference_texts, reference_languages, calibration_texts,
              text_language, sentences, max_tokens, subset_size, precision, methods, accuracy_drop, threads,
              overwrite):
-    """Make an INT8 (NNCF) or BF16 variant of an FP32 GPT-SoVITS bundle, calibrated on real synthesis, with an
-    accuracy report. The ONNX files stay FP32 (onnxruntime runs them unchanged); only the OpenVINO IR is quantised."""
+    """Make an INT8 (NNCF) or BF16 variant of an FP32 bundle, calibrated on real synthesis, with an accuracy
+    report; the precision of each graph is chosen for this CPU. GPT-SoVITS calibrates with --voice/--reference
+    clips, EmotiVoice with its built-in speakers. The ONNX files stay FP32 (onnxruntime runs them unchanged); only
+    the OpenVINO IR is quantised."""
+    from edgevoice.bundle import Bundle
     from edgevoice.errors import VoiceError
     from edgevoice.gpt_sovits.voice import Voice
     from edgevoice_calibration.collect import CalibrationInputs, ReferenceClip
 
     from .quantize import QuantizeOptions, calibrate_and_quantize, sample_sentences
 
+    options = QuantizeOptions(precision, subset_size, max_tokens, accuracy_drop, _methods(methods), overwrite,
+                              threads)
+    family = guarded(lambda: Bundle.load(bundle, verify=False)).manifest.family
+    if family == "emotivoice":
+        if voice_paths or references or calibration_texts:
+            fail("EmotiVoice calibrates on its built-in speakers and corpus: leave out --voice, --reference and "
+                 "--calibration-texts")
+        from .emotivoice.quantize import quantize_emotivoice
+
+        _print_quantised(guarded(lambda: quantize_emotivoice(bundle, out, options)))
+        return
     if not voice_paths and not references:
         fail("give at least one --voice or --reference clip to calibrate with")
     if len(reference_texts) != len(references):
         fail(f"{len(references)} --reference clips but {len(reference_texts)} --reference-text values")
     languages = list(reference_languages) + ["en"] * (len(references) - len(reference_languages))
     clips = tuple(ReferenceClip(Path(a), t, lang) for a, t, lang in zip(references, reference_texts, languages))
-    options = QuantizeOptions(precision, subset_size, max_tokens, accuracy_drop, _methods(methods), overwrite,
-                              threads)
 
     def run():
         voices = tuple(Voice.load(path) for path in voice_paths)

@@ -39,3 +39,27 @@ def fixture_bundle(gpt_sovits_set, tmp_path_factory):
                            bert=models / "chinese-roberta-wwm-ext-large")
     report = export_gpt_sovits(files, ExportOptions(out, progress=False))
     return out, report
+
+
+EMOTIVOICE_SET = SHARED_DIR / "fixtures" / "emotivoice"
+
+
+@pytest.fixture(scope="session")
+def emotivoice_set() -> Path:
+    """Root of the tiny EmotiVoice fixture set (models/ is an upstream-style root, fixtures/ the recorded stages)."""
+    shared_dir()
+    if not (EMOTIVOICE_SET / "fixtures" / "manifest.json").is_file():
+        pytest.skip(f"EmotiVoice fixture set not found at {EMOTIVOICE_SET}")
+    return EMOTIVOICE_SET
+
+
+@pytest.fixture(scope="session")
+def emotivoice_bundle(emotivoice_set, tmp_path_factory):
+    """The upstream-made tiny EmotiVoice set exported once per session: (bundle path, export report)."""
+    pytest.importorskip("torch", reason="exporting needs the export extra (torch)")
+    from edgevoice_export.emotivoice.exporter import export_emotivoice, resolve_files
+    from edgevoice_export.graph_export import ExportOptions
+
+    out = tmp_path_factory.mktemp("bundle") / "emotivoice-tiny"
+    report = export_emotivoice(resolve_files(emotivoice_set / "models", {}), ExportOptions(out, progress=False))
+    return out, report

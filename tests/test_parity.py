@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgevoice import parity
+from edgevoice.gpt_sovits import parity
 from edgevoice.cli import main
 from edgevoice.gpt_sovits.synthesizer import Synthesizer
 

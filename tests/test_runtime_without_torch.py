@@ -86,3 +86,16 @@ def test_runtime_cli_without_torch(fixture_bundle, gpt_sovits_set, tmp_path):
     wav = tmp_path / "out.wav"
     result = _cli("say", "--bundle", bundle, "--voice", voice, "--text", "Hello there.", "--out", wav, "--seed", 1)
     assert result.returncode == 0 and wav.stat().st_size > 44, result.stderr[-2000:]
+
+
+def test_emotivoice_cli_without_torch(emotivoice_bundle, tmp_path):
+    bundle, _ = emotivoice_bundle
+    result = _cli("phonemize", "--bundle", bundle, "--json", "你好，world!")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["phonemes"].startswith("<sos/eos>")
+    wav = tmp_path / "out.wav"
+    result = _cli("say", "--bundle", bundle, "--speaker", "0", "--prompt", "Happy", "--text", "今天天气很好。Nice day.",
+                  "--out", wav)
+    assert result.returncode == 0 and wav.stat().st_size > 44, result.stderr[-2000:]
+    result = _cli("info", bundle)
+    assert result.returncode == 0 and "emotivoice" in result.stdout

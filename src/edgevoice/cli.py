@@ -215,8 +215,12 @@ def _reference_backend(bundle, folder: str, threads: int | None):
               help="bundle folder (repeatable: e.g. the FP32 bundle and its INT8 variant)")
 @click.option("--backend", "backends", multiple=True, type=BACKEND_CHOICES,
               help="backend (repeatable)  [default: openvino and onnxruntime]")
-@click.option("--voice", "voice_path", type=click.Path(), default=None, help="voice file from 'voice create'")
-@click.option("--reference", type=click.Path(), default=None, help="or: a reference clip to make the voice from")
+@click.option("--voice", "voice_path", type=click.Path(), default=None,
+              help="GPT-SoVITS: voice file from 'voice create'")
+@click.option("--reference", type=click.Path(), default=None,
+              help="GPT-SoVITS, or: a reference clip to make the voice from")
+@click.option("--speaker", default=None, help="EmotiVoice: built-in speaker (name or row)  [default: the first]")
+@click.option("--prompt", default=None, help="EmotiVoice: style prompt")
 @click.option("--reference-text", default=None, help="transcript of --reference")
 @click.option("--reference-language", default="en", show_default=True, help="language of --reference")
 @click.option("--text", default="The little boat drifted past the old stone bridge.", show_default=True)
@@ -234,8 +238,8 @@ def _reference_backend(bundle, folder: str, threads: int | None):
               help="exit with an error when any run's audio SNR vs the reference is below this")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: all)")
-def parity(bundles, backends, voice_path, reference, reference_text, reference_language, text, language, max_tokens,
-           seed, save_path, against_path, pytorch_models, min_snr_db, as_json, threads):
+def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_text, reference_language, text,
+           language, max_tokens, seed, save_path, against_path, pytorch_models, min_snr_db, as_json, threads):
     """Show that backends, precisions and machines give the same result: the same voice, tokens and noise through
     every BUNDLE x BACKEND, compared with the first run (or with a case saved by --save, with --against)."""
     from .families import family_module
@@ -255,10 +259,11 @@ def parity(bundles, backends, voice_path, reference, reference_text, reference_l
     def prepare():
         if against_path:
             return checks.load_case(against_path)
-        if voice_path:
-            profile = synths[0][1].voice_for(voice=voice_path)
-        elif reference and reference_text:
-            profile = synths[0][1].create_voice(reference, reference_text, reference_language)
+        synth = synths[0][1]
+        if reference and reference_text:
+            profile = synth.create_voice(reference, reference_text, reference_language)
+        elif voice_path or not hasattr(synth, "create_voice"):  # EmotiVoice: a built-in speaker and a prompt
+            profile = synth.voice_for(voice=voice_path, speaker=speaker, prompt=prompt)
         else:
             raise EdgevoiceError("give --voice, or --reference with --reference-text, or --against")
         case = checks.make_case(synths[0][1], profile, text, language, max_tokens, seed=seed)

@@ -1,1 +1,7 @@
-"""EmotiVoice at run time: its text front-end, the WordPiece tokenizer of its style BERT, and the synthesizer."""
+"""EmotiVoice at run time: its text front end (`frontend`, `zh`, `en`, `numerals`), the WordPiece tokenizer of
+its style BERT (`wordpiece`), and the synthesizer (built-in speakers, free-text style prompts)."""
+
+from .options import SynthesisOptions
+from .synthesizer import SpeakerStyle, Synthesizer
+
+__all__ = ["Synthesizer", "SynthesisOptions", "SpeakerStyle"]

@@ -20,7 +20,8 @@ import numpy as np
 from ..errors import EdgevoiceError
 from .sampler import SamplingOptions
 from .synthesizer import Synthesizer
-from .voice import Voice, atomic_savez
+from ..npzfile import atomic_savez
+from .voice import Voice
 
 CASE_FORMAT = "edgevoice-parity-case"
 CASE_FORMAT_VERSION = 1

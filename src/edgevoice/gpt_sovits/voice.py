@@ -10,8 +10,6 @@ is refused by a bundle of other weights (precision variants of the same weights 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,25 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VoiceError
+from ..npzfile import atomic_savez
 
 VOICE_FORMAT = "edgevoice-voice"
 VOICE_FORMAT_VERSION = 1
-
-
-def atomic_savez(path: str | Path, header: dict, **arrays: np.ndarray) -> Path:
-    """An `.npz` of plain arrays plus a JSON `header`, written to a temporary file and renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    try:
-        with open(temp, "wb") as out:
-            np.savez(out, header=np.array(json.dumps(header, ensure_ascii=False)), **arrays)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-    return path
 
 
 @dataclass

@@ -1,0 +1,124 @@
+"""How EmotiVoice is cut into graphs: style BERT, acoustic model front (to durations) and back (from durations to
+mel), and the HiFi-GAN vocoder. The host tokenises, runs BERT twice (prompt → style, text → content), sums the
+durations (all zero → all one) to make `frame_index = 0 … F−1`, and converts the waveform to int16."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edgevoice.bundle import TensorSpec
+from edgevoice_export.graphs import GraphSpec, seeded_randint, seeded_randn
+
+from .models import AcousticModel, HiFiGAN, StyleBert, frame_count
+
+
+class AmFrontGraph(nn.Module):
+    """ids, speaker, style, content → upsampler input, log durations, durations (int64, rounded in the graph)."""
+
+    def __init__(self, am: AcousticModel):
+        super().__init__()
+        self.am = am
+
+    def forward(self, token_ids, speaker, style, content):
+        return self.am.front(token_ids, speaker, style, content)
+
+
+class AmBackGraph(nn.Module):
+    """upsampler input, durations, frame index → mel (the all-zero rule is applied in the graph too)."""
+
+    def __init__(self, am: AcousticModel):
+        super().__init__()
+        self.am = am
+
+    def forward(self, hidden, durations, frame_index):
+        return self.am.back(hidden, durations, frame_index)
+
+
+class HifiganGraph(nn.Module):
+    """mel `[1, n_mels, frames]` → wav `[1, samples]` (tanh output)."""
+
+    def __init__(self, vocoder: HiFiGAN):
+        super().__init__()
+        self.vocoder = vocoder
+
+    def forward(self, mel):
+        return self.vocoder(mel)[:, 0, :]
+
+
+def _durations(n: int, seed: int, zeros: int = 1) -> torch.Tensor:
+    """Realistic durations: mostly 1–7 frames per phone, `zeros` of them 0."""
+    ds = seeded_randint(7, 1, n, seed=seed) + 1
+    positions = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))[:zeros]
+    ds[0, positions] = 0
+    return ds
+
+
+def style_bert_graph(bert: StyleBert) -> GraphSpec:
+    config = bert.bert.config
+    vocab = config.vocab_size
+
+    def example(n, seed):
+        ids = seeded_randint(vocab, 1, n, seed=seed)
+        ids[0, 0], ids[0, -1] = min(2, vocab - 1), min(3, vocab - 1)  # [CLS] … [SEP] in SimBERT-style vocabularies
+        return (ids,)
+
+    return GraphSpec(
+        "style_bert", bert,
+        [TensorSpec("input_ids", "int64", [1, "tokens"])],
+        [TensorSpec("pooled", "float32", [1, config.hidden_size])],
+        [example(9, 11), example(23, 12), example(4, 13)],
+    )
+
+
+def am_front_graph(am: AcousticModel, bert_hidden: int) -> GraphSpec:
+    vocab = am.src_word_emb.num_embeddings
+    speakers = am.spk_tokenizer.num_embeddings
+
+    def example(n, seed):
+        return (seeded_randint(vocab, 1, n, seed=seed), seeded_randint(speakers, 1, seed=seed + 1),
+                torch.tanh(seeded_randn(1, bert_hidden, seed=seed + 2, scale=2.0)),
+                torch.tanh(seeded_randn(1, bert_hidden, seed=seed + 3, scale=2.0)))
+
+    return GraphSpec(
+        "am_front", AmFrontGraph(am),
+        [TensorSpec("token_ids", "int64", [1, "phones"]), TensorSpec("speaker", "int64", [1]),
+         TensorSpec("style", "float32", [1, bert_hidden]), TensorSpec("content", "float32", [1, bert_hidden])],
+        [TensorSpec("hidden", "float32", [1, "phones", am.hidden]),
+         TensorSpec("log_durations", "float32", [1, "phones"]),
+         TensorSpec("durations", "int64", [1, "phones"])],
+        [example(23, 21), example(41, 22), example(7, 23)],
+    )
+
+
+def am_back_graph(am: AcousticModel) -> GraphSpec:
+    def example(n, seed, zeros=1, all_zero=False):
+        ds = torch.zeros(1, n, dtype=torch.int64) if all_zero else _durations(n, seed, zeros)
+        frames = frame_count(ds.numpy())
+        return (seeded_randn(1, n, am.hidden, seed=seed + 2), ds, torch.arange(frames, dtype=torch.float32))
+
+    return GraphSpec(
+        "am_back", AmBackGraph(am),
+        [TensorSpec("hidden", "float32", [1, "phones", am.hidden]), TensorSpec("durations", "int64", [1, "phones"]),
+         TensorSpec("frame_index", "float32", ["frames"])],
+        [TensorSpec("mel", "float32", [1, "frames", am.n_mels])],
+        [example(19, 31, zeros=2), example(33, 32, zeros=4), example(6, 33, all_zero=True), example(11, 34, zeros=0)],
+    )
+
+
+def hifigan_graph(vocoder: HiFiGAN) -> GraphSpec:
+    samples = f"{vocoder.hop}*frames" if vocoder.exact_hop else "samples"
+
+    def example(frames, seed):  # mel-like values: log-magnitudes around -2 ± 1.5
+        return (seeded_randn(1, vocoder.initial_channel, frames, seed=seed, scale=1.5) - 2.0,)
+
+    return GraphSpec(
+        "hifigan", HifiganGraph(vocoder),
+        [TensorSpec("mel", "float32", [1, vocoder.initial_channel, "frames"])],
+        [TensorSpec("wav", "float32", [1, samples])],
+        [example(24, 41), example(37, 42), example(5, 43)],
+    )
+
+
+def emotivoice_graphs(bert: StyleBert, am: AcousticModel, vocoder: HiFiGAN) -> list[GraphSpec]:
+    return [style_bert_graph(bert), am_front_graph(am, bert.hidden_size), am_back_graph(am), hifigan_graph(vocoder)]

@@ -1,0 +1,134 @@
+"""EmotiVoice parity across backends, precisions and machines: one case (text, speaker, style prompt) through
+several (bundle, backend) pairs, each compared with a reference run.
+
+EmotiVoice is deterministic, but a duration rounded the other way on another backend would shift every later
+frame; so the reference run fixes the durations and every run decodes its own acoustic features with them. The
+comparison covers the style embedding, the duration predictor (agreement with the reference's rounding), the mel
+and the waveform. Cases save to an `.npz` (plain arrays) and replay on another machine.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgevoiceError
+from ..npzfile import atomic_savez
+from .synthesizer import SpeakerStyle, Synthesizer
+
+CASE_FORMAT = "edgevoice-emotivoice-parity-case"
+CASE_FORMAT_VERSION = 1
+
+
+@dataclass
+class ParityCase:
+    text: str
+    speaker_row: int
+    prompt: str
+    tokens: np.ndarray  # [phones] int64 phoneme ids (the front end's, from the reference run)
+    durations: np.ndarray  # [phones] int64, the reference run's
+
+
+@dataclass
+class ParityRun:
+    label: str
+    style: np.ndarray  # [hidden] pooled prompt embedding
+    durations: np.ndarray  # [phones] this run's own predicted durations
+    mel: np.ndarray  # [frames, n_mels] decoded with the case's durations
+    audio: np.ndarray  # waveform of that mel
+    meta: dict = field(default_factory=dict)
+
+
+def describe(synth: Synthesizer) -> dict:
+    precisions = sorted({g.precision for g in synth.bundle.manifest.graphs.values()})
+    return {"backend": synth.backend.name, "bundle": str(synth.bundle.path), "bundle_hash": synth.bundle.bundle_hash,
+            "precisions": precisions, "machine": platform.node(),
+            "processor": platform.processor() or platform.machine()}
+
+
+def make_case(synth: Synthesizer, voice: SpeakerStyle, text: str, language: str = "", max_tokens: int = 0,
+              seed: int = 0) -> ParityCase:
+    """The reference run's phonemes and durations for `text` (`max_tokens` and `seed` do not apply)."""
+    _, ids = synth.phonemes(text)
+    durations, _ = synth.acoustic(ids, voice.speaker_row, voice.style, synth.style_embedding(text))
+    return ParityCase(text, voice.speaker_row, voice.prompt, np.asarray(ids, np.int64), durations.astype(np.int64))
+
+
+def run_case(synth: Synthesizer, case: ParityCase, label: str | None = None) -> ParityRun:
+    style, content = synth.style_embedding(case.prompt), synth.style_embedding(case.text)
+    own_durations, _ = synth.acoustic(case.tokens, case.speaker_row, style, content)
+    mel = synth.acoustic_with_durations(case.tokens, case.speaker_row, style, content, case.durations)
+    meta = describe(synth)
+    return ParityRun(label or f"{meta['backend']} {'/'.join(meta['precisions'])}", style, own_durations, mel,
+                     synth.vocode(mel), meta)
+
+
+def _snr(reference: np.ndarray, test: np.ndarray) -> float | None:
+    noise = float(np.sum((reference.astype(np.float64) - test) ** 2))
+    return None if noise == 0 else float(10 * np.log10(max(float(np.sum(reference.astype(np.float64) ** 2)), 1e-30)
+                                                       / noise))
+
+
+def compare_runs(reference: ParityRun, test: ParityRun) -> dict:
+    if reference.mel.shape != test.mel.shape or reference.audio.shape != test.audio.shape:
+        raise EdgevoiceError(f"{test.label}: output shapes differ from the reference run; was it the same case?")
+
+    def rel(a, b):
+        return float(np.abs(a.astype(np.float64) - b).max() / max(float(np.abs(a).max()), 1e-30))
+
+    return {
+        "label": test.label,
+        "style_max_rel": rel(reference.style, test.style),
+        "durations_agreement": float(np.mean(reference.durations == test.durations)),
+        "mel_max_rel": rel(reference.mel, test.mel),
+        "audio_snr_db": _snr(reference.audio, test.audio),
+        "audio_max_abs": float(np.abs(reference.audio.astype(np.float64) - test.audio).max()),
+        "meta": test.meta,
+    }
+
+
+def report_lines(reference: ParityRun, results: list[dict]) -> list[str]:
+    lines = [f"reference: {reference.label} ({reference.meta.get('machine', '?')}), {reference.durations.size} "
+             f"phonemes, {reference.mel.shape[0]} frames, {reference.audio.size} samples",
+             f"  {'run':34s} {'style rel':>10s} {'durations':>9s} {'mel rel':>9s} {'audio SNR':>10s} {'max|Δ|':>9s}"]
+    for r in results:
+        snr = "identical" if r["audio_snr_db"] is None else f"{r['audio_snr_db']:.1f} dB"
+        lines.append(f"  {r['label'][:34]:34s} {r['style_max_rel']:10.1e} {r['durations_agreement']:9.3f} "
+                     f"{r['mel_max_rel']:9.1e} {snr:>10s} {r['audio_max_abs']:9.1e}")
+    return lines
+
+
+def save_case(path: str | Path, case: ParityCase, reference: ParityRun) -> Path:
+    header = {"format": CASE_FORMAT, "format_version": CASE_FORMAT_VERSION, "text": case.text,
+              "speaker_row": case.speaker_row, "prompt": case.prompt,
+              "reference": {"label": reference.label, **reference.meta}}
+    return atomic_savez(path, header, tokens=case.tokens, durations=case.durations, style=reference.style,
+                        own_durations=reference.durations, mel=reference.mel, audio=reference.audio)
+
+
+def load_case(path: str | Path) -> tuple[ParityCase, ParityRun]:
+    path = Path(path)
+    if not path.is_file():
+        raise EdgevoiceError(f"{path}: parity case file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            arrays = {name: data[name] for name in data.files if name != "header"}
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
+        raise EdgevoiceError(f"{path}: not an edgevoice parity case ({type(exc).__name__}: {exc})") from None
+    if header.get("format") != CASE_FORMAT or header.get("format_version") != CASE_FORMAT_VERSION:
+        raise EdgevoiceError(f"{path}: not an EmotiVoice parity case of format version {CASE_FORMAT_VERSION}")
+    try:
+        case = ParityCase(header["text"], int(header["speaker_row"]), header["prompt"], arrays["tokens"],
+                          arrays["durations"])
+        meta = dict(header["reference"])
+        reference = ParityRun(meta.pop("label"), arrays["style"], arrays["own_durations"], arrays["mel"],
+                              arrays["audio"], meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EdgevoiceError(f"{path}: incomplete parity case ({exc})") from None
+    return case, reference

@@ -1,0 +1,190 @@
+"""EmotiVoice through the bundle: every stage and the end-to-end audio against upstream's recorded fixtures, on
+OpenVINO and onnxruntime; speakers, styles, speed, chunked streaming, and the command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+from click.testing import CliRunner
+
+import edgevoice
+from edgevoice.audio import to_int16
+from edgevoice.cli import main
+from edgevoice.errors import OptionsError, TextError, VoiceError
+
+BACKENDS = ["openvino", "onnxruntime"]
+UTTERANCES = ["en1", "en2", "zh1", "zh2", "mix1", "mix2"]
+
+
+def _fixture(emotivoice_set, name):
+    return np.load(emotivoice_set / "fixtures" / name)
+
+
+def _snr_db(reference, test) -> float:
+    reference, test = np.asarray(reference, np.float64), np.asarray(test, np.float64)
+    return float(10 * np.log10(np.sum(reference ** 2) / max(np.sum((reference - test) ** 2), 1e-30)))
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def synth(request, emotivoice_bundle):
+    return edgevoice.load(emotivoice_bundle[0], backend=request.param, threads=1)
+
+
+def test_export_parity_and_manifest(emotivoice_bundle):
+    bundle, report = emotivoice_bundle
+    assert {r.graph for r in report.parity} == {"style_bert", "am_front", "am_back", "hifigan"}
+    assert all(len(r.shapes) >= 2 for r in report.parity)  # every graph checked at two lengths or more
+    assert max(r.max_rel for r in report.parity) < 1e-4
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["family"] == "emotivoice" and manifest["sample_rate"] == 16000
+    assert manifest["defaults"]["speed"] == 1.0 and len(manifest["symbols"]) == manifest["model"]["n_vocab"]
+
+
+def test_style_embeddings_match_upstream(synth, emotivoice_set):
+    style = _fixture(emotivoice_set, "style_tiny.npz")
+    texts = [str(t) for t in style["prompttexts"]] + [str(t) for t in style["contenttexts"]]
+    keys = [f"prompt{i:02d}" for i in range(len(style["prompttexts"]))]
+    keys += [f"content{i:02d}" for i in range(len(style["contenttexts"]))]
+    for text, key in zip(texts, keys):
+        np.testing.assert_array_equal(synth.tokenizer.encode(text), style[f"{key}_input_ids"][0])
+        expected = style[f"{key}_pooled"]
+        got = synth.style_embedding(text)
+        assert got.shape == expected.shape
+        assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max(), key
+
+
+@pytest.mark.parametrize("uid", UTTERANCES)
+def test_acoustic_and_vocoder_match_upstream(synth, emotivoice_set, uid):
+    am = _fixture(emotivoice_set, f"am_{uid}_tiny.npz")
+    durations, mel = synth.acoustic(am["inputs_ling"][0], int(am["inputs_speaker"][0]),
+                                    am["inputs_style_embedding"][0], am["inputs_content_embedding"][0])
+    np.testing.assert_array_equal(durations, am["durations"][0])
+    assert mel.shape == am["mel"][0].shape
+    assert np.abs(mel - am["mel"][0]).max() <= 1e-4 * np.abs(am["mel"]).max()
+    vocoder = _fixture(emotivoice_set, f"hifigan_{uid}_tiny.npz")
+    wav = synth.vocode(vocoder["mel_in"])  # upstream's [1, n_mels, frames] layout
+    assert _snr_db(vocoder["wav"].reshape(-1), wav) >= 60
+    np.testing.assert_allclose(synth.vocode(vocoder["mel_in"][0].T), wav, atol=1e-6)  # [frames, n_mels] too
+
+
+@pytest.mark.parametrize("uid", UTTERANCES)
+def test_end_to_end_matches_upstream_wav(synth, emotivoice_set, uid):
+    e2e = _fixture(emotivoice_set, f"e2e_{uid}_tiny.npz")
+    text = str(e2e["text"])
+    phonemes, ids = synth.phonemes(text)
+    assert phonemes == str(e2e["phonemes"])
+    voice = synth.voice_for(speaker=str(e2e["speaker_name"]), prompt=str(e2e["prompt"]))
+    audio = to_int16(synth.synthesize(text, voice))
+    assert audio.shape == e2e["audio_int16"].shape
+    assert _snr_db(e2e["audio_int16"], audio) >= 60
+
+
+def test_speakers_by_name_or_row(emotivoice_bundle):
+    synth = edgevoice.load(emotivoice_bundle[0])
+    names = synth.speakers
+    assert synth.speaker_row(names[5]) == 5
+    numeric = next(i for i, n in enumerate(names) if n.isdigit() and int(n) != i and int(n) < len(names))
+    assert synth.speaker_row(names[numeric]) == numeric  # a listed name wins over the row with that number
+    unlisted = next(i for i in range(len(names)) if str(i) not in names)
+    assert synth.speaker_row(unlisted) == unlisted
+    with pytest.raises(VoiceError, match="outside"):
+        synth.speaker_row(len(names) + 10_000)
+    with pytest.raises(VoiceError, match="no speaker named"):
+        synth.speaker_row("nobody")
+
+
+def test_speed_streaming_and_bad_input(emotivoice_bundle):
+    synth = edgevoice.load(emotivoice_bundle[0])
+    voice = synth.voice_for(prompt="开心")
+    text = "The weather is lovely today, and we are going to the park together."
+    base = synth.default_options
+    whole = synth.synthesize(text, voice)
+    fast = synth.synthesize(text, voice, options=base.with_overrides(speed=2.0))
+    assert 0.35 * whole.size < fast.size < 0.65 * whole.size
+    pieces = [c.audio for c in synth.stream(text, voice, options=base.with_overrides(vocoder_chunk_frames=16),
+                                            chunked=True)]
+    assert len(pieces) > 3
+    joined = np.concatenate(pieces)
+    assert joined.size == whole.size and _snr_db(whole, joined) >= 60
+    two = synth.synthesize("第一句话。Second sentence here.", voice)
+    assert two.size > int(0.2 * 16000)  # two sentences with a pause between them
+    with pytest.raises(TextError):
+        synth.synthesize("   ", voice)
+    with pytest.raises(OptionsError, match="does not apply"):
+        base.with_overrides(top_k=5)
+    with pytest.raises(OptionsError, match="finite"):
+        base.with_overrides(speed=float("nan"))
+    with pytest.raises(OptionsError):
+        synth.vocode(np.zeros((3, 7), np.float32))
+    with pytest.raises(TextError):
+        synth.acoustic([0, 10_000], 0, voice.style, voice.style)
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _one_line_error(result, fragment):
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    lines = [line for line in result.output.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and fragment in lines[0], result.output
+
+
+def test_cli_say_and_phonemize(emotivoice_bundle, emotivoice_set, tmp_path):
+    bundle, _ = emotivoice_bundle
+    e2e = _fixture(emotivoice_set, "e2e_mix1_tiny.npz")
+    wav = tmp_path / "out.wav"
+    result = _run("say", "--bundle", bundle, "--speaker", str(e2e["speaker_name"]), "--prompt", str(e2e["prompt"]),
+                  "--text", str(e2e["text"]), "--out", wav)
+    assert result.exit_code == 0, result.output
+    data, rate = soundfile.read(wav, dtype="int16")
+    assert rate == 16000 and soundfile.info(wav).subtype == "PCM_16"
+    assert data.shape == e2e["audio_int16"].shape and _snr_db(e2e["audio_int16"], data) >= 60
+    result = _run("phonemize", "--bundle", bundle, "--json", str(e2e["text"]))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["phonemes"] == str(e2e["phonemes"]) and report["ids"][0] == report["ids"][-1]
+    result = _run("info", bundle)
+    assert result.exit_code == 0 and "emotivoice" in result.output and "hifigan" in result.output
+    _one_line_error(_run("say", "--bundle", bundle, "--speaker", "nobody", "--text", "hi", "--out", wav),
+                    "no speaker named")
+    _one_line_error(_run("say", "--bundle", bundle, "--text", "hi", "--out", wav, "--top-k", 3), "does not apply")
+    _one_line_error(_run("voice", "create", "--bundle", bundle, "--audio", wav, "--out", tmp_path / "v.npz"),
+                    "built-in speakers")
+    _one_line_error(_run("say", "--bundle", bundle, "--voice", tmp_path / "v.npz", "--text", "hi", "--out", wav),
+                    "built-in speakers")
+
+
+def test_parity_command_with_pytorch_reference_and_replay(emotivoice_bundle, emotivoice_set, tmp_path):
+    bundle, _ = emotivoice_bundle
+    case = tmp_path / "case.npz"
+    result = _run("parity", "--bundle", bundle, "--prompt", "Happy", "--text", "今天天气很好, let us go.",
+                  "--pytorch-models", emotivoice_set / "models", "--save", case, "--min-snr-db", 60, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[: result.output.rindex("}") + 1])
+    assert report["reference"]["backend"] == "pytorch" and len(report["runs"]) == 2
+    for run in report["runs"]:
+        assert run["durations_agreement"] == 1.0 and run["mel_max_rel"] < 1e-4 and run["style_max_rel"] < 1e-4
+    result = _run("parity", "--bundle", bundle, "--backend", "onnxruntime", "--against", case, "--min-snr-db", 60)
+    assert result.exit_code == 0 and "onnxruntime" in result.output, result.output
+
+
+def _cuda_available() -> bool:
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_available(), reason="onnxruntime-gpu with a CUDA device is not available here")
+def test_cuda_matches_cpu(emotivoice_bundle):
+    from edgevoice.emotivoice import parity
+
+    cpu = edgevoice.load(emotivoice_bundle[0], backend="onnxruntime")
+    cuda = edgevoice.load(emotivoice_bundle[0], backend="onnxruntime-cuda")
+    case = parity.make_case(cpu, cpu.voice_for(prompt="Happy"), "The weather is lovely today.")
+    result = parity.compare_runs(parity.run_case(cpu, case), parity.run_case(cuda, case))
+    assert result["mel_max_rel"] < 1e-3 and result["audio_snr_db"] > 50
