@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edgevoice.frontend import FrontendError, cut_text, phonemize, prepare_prompt_text, split_target_text
-from edgevoice.frontend.symbols import V2_FINGERPRINT, symbol_table
+from edgevoice.gpt_sovits.frontend import FrontendError, cut_text, phonemize, prepare_prompt_text, split_target_text
+from edgevoice.gpt_sovits.frontend.symbols import V2_FINGERPRINT, symbol_table
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CORPUS_DIR = SHARED / "fixtures" / "frontend"
@@ -91,7 +91,7 @@ def test_no_torch_no_nltk_no_download():
         "def no_network(*args, **kwargs):\n"
         "    raise OSError('network use attempted')\n"
         "socket.socket.connect = socket.socket.connect_ex = no_network\n"
-        "from edgevoice.frontend import phonemize\n"
+        "from edgevoice.gpt_sovits.frontend import phonemize\n"
         "r = phonemize('Dr. Smith paid $3.50 for 2 zorblaxes.', 'en')\n"
         "assert r.phone_ids, r\n"
         "assert phonemize('我们用Zoom开会，花了30%的时间。', 'all_zh').word2ph is None\n"

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from edgevoice.bundle import Manifest, atomic_folder, write_manifest
-from edgevoice.frontend.symbols import symbol_table
+from edgevoice.gpt_sovits.frontend.symbols import symbol_table
 from edgevoice.gpt_sovits.options import FAMILY, SynthesisOptions
 
 from ..checkpoints import CheckpointError, load_gpt_checkpoint, load_sovits_checkpoint, load_sv_checkpoint

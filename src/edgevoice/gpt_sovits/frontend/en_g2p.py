@@ -16,30 +16,16 @@ import re
 from functools import lru_cache
 
 from .errors import FrontendError
-from .en_lexicon import homographs, lexicon, names, neural_g2p
+from ...g2p_en import neural_g2p, tokenize
+from .en_lexicon import homographs, lexicon, names
 from .symbols import symbol_to_id
 
 CONSTANT_POS_TAG = "NN"
 
-_TOKEN_RE = re.compile(
-    r"""
-    (?<!@)[a-z0-9]+(?:[.\-][a-z0-9]+){0,126}[.](?:[a-z]{2,13})\b/?(?!@)  # naked domain
-    | [^\W\d_](?:[^\W\d_]|['\-_])+[^\W\d_]   # word with inner apostrophes or hyphens
-    | [\w_]+                                 # plain word
-    | \.(?:[^\S\r\n]*\.)+                    # spaced ellipsis
-    | \S                                     # any other single mark
-    """,
-    re.VERBOSE | re.IGNORECASE,
-)
-_LONG_REPEAT_RE = re.compile(r"([^A-Za-z0-9])\1{3,}")
 _POSSESSIVE_RE = re.compile(r"^([a-z]+)('s)$")
 _VOICELESS_ENDINGS = {"P", "T", "K", "F", "TH", "HH"}
 _SIBILANT_ENDINGS = {"S", "Z", "SH", "ZH", "CH", "JH"}
 _DROPPED_OUTPUT = {" ", "<pad>", "UW", "</s>", "<s>"}  # bare "UW" is dropped: upstream quirk
-
-
-def tokenize(text: str) -> list[str]:
-    return _TOKEN_RE.findall(_LONG_REPEAT_RE.sub(r"\1\1\1", text))
 
 
 @lru_cache(maxsize=1)
