@@ -14,6 +14,7 @@ mel frames and keeps only each chunk's centre, so the joined audio equals one wh
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from ..backends import make_backend
+from ..threadsafe import serialized
 from ..bundle import Bundle
 from ..errors import BundleError, OptionsError, TextError, VoiceError
 from ..options import AudioChunk
@@ -70,6 +72,7 @@ class Synthesizer:
         self.speakers = self._read_lines(self.model["speakers_file"])
         self._speaker_rows = {name: row for row, name in enumerate(self.speakers)}
         self._sessions: dict = {}
+        self._lock = threading.RLock()  # see edgevoice.threadsafe
         self._frontend: Frontend | None = None
         self._tokenizer: WordPiece | None = None
         self._styles: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -100,6 +103,7 @@ class Synthesizer:
 
     # ---------------------------------------------------------------- stage entry points
 
+    @serialized
     def phonemes(self, text: str) -> tuple[str, list[int]]:
         """Upstream's `g2p_cn_en` phoneme string of `text` and its token ids."""
         return self.frontend.phonemes(text)
@@ -108,6 +112,7 @@ class Synthesizer:
         phonemes, ids = self.phonemes(text)
         return {"phonemes": phonemes, "ids": ids}
 
+    @serialized
     def style_embedding(self, text: str) -> np.ndarray:
         """Pooled SimBERT output `[hidden]` of any text (a style prompt, or the words spoken: the content)."""
         if text in self._styles:
@@ -124,6 +129,7 @@ class Synthesizer:
             self._styles.popitem(last=False)
         return pooled
 
+    @serialized
     def acoustic(self, token_ids, speaker_row: int, style, content, speed: float = 1.0
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Token ids `[phones]`, a speaker row and two `[hidden]` embeddings → (durations `[phones]`,
@@ -136,6 +142,7 @@ class Synthesizer:
             durations = np.maximum(np.round(scaled), 0).astype(np.int64)
         return durations, self._back(front["hidden"], durations)
 
+    @serialized
     def acoustic_with_durations(self, token_ids, speaker_row: int, style, content, durations) -> np.ndarray:
         """The mel `[frames, n_mels]` with given durations instead of predicted ones (parity runs)."""
         front = self._front(token_ids, speaker_row, style, content)
@@ -156,6 +163,7 @@ class Synthesizer:
                         frame_index=np.arange(frames, dtype=np.float32))["mel"]
         return mel[0]
 
+    @serialized
     def vocode(self, mel) -> np.ndarray:
         """HiFi-GAN: mel `[frames, n_mels]` (what `acoustic` returns) or `[1, n_mels, frames]` → waveform."""
         mel = np.asarray(mel, np.float32)

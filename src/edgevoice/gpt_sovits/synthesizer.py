@@ -16,6 +16,7 @@ stage with recorded inputs:
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -26,6 +27,7 @@ from . import frontend
 from ..audio import resample_sinc
 from .reference import HUBERT_RATE, load_reference, load_timbre_clip
 from ..backends import make_backend
+from ..threadsafe import serialized
 from ..bundle import Bundle
 from ..errors import BundleError, OptionsError, TextError, VoiceError
 from ..options import AudioChunk
@@ -86,6 +88,7 @@ class Synthesizer:
         self._model = manifest.model
         self.default_options = SynthesisOptions.from_manifest(manifest.defaults)  # the model's own defaults
         self._sessions: dict = {}
+        self._lock = threading.RLock()  # see edgevoice.threadsafe
         # OpenVINO keeps the KV cache inside a stateful `gpt_decode` graph; other backends (and older bundles)
         # run `gpt_step` with host-side caches.
         decode = manifest.graphs.get("gpt_decode")
@@ -112,6 +115,7 @@ class Synthesizer:
 
     # ---------------------------------------------------------------- stage entry points
 
+    @serialized
     def reference_codes(self, wav16k: np.ndarray) -> np.ndarray:
         padded = np.concatenate([np.asarray(wav16k, np.float32).reshape(-1), np.zeros(HUBERT_PAD_SAMPLES, np.float32)])
         return self._run("hubert_codes", wav16k=padded[None])["prompt_tokens"][0]
@@ -122,6 +126,7 @@ class Synthesizer:
         return linear_spectrogram(audio, n_fft=sovits["filter_length"], hop_length=sovits["hop_length"],
                                   win_length=sovits["win_length"])
 
+    @serialized
     def speaker_embedding(self, audio: np.ndarray) -> np.ndarray | None:
         """v2Pro/v2ProPlus: the ERes2NetV2 embedding `[1, 20480]` of the reference at the model's rate (resampled
         to 16 kHz, Kaldi fbank); None for models without a speaker-verification branch."""
@@ -130,6 +135,7 @@ class Synthesizer:
         wav16k = resample_sinc(np.asarray(audio, np.float32).reshape(-1), self.sample_rate, HUBERT_RATE)
         return self._run("sv_embedding", fbank=kaldi_fbank(wav16k)[None])["sv"]
 
+    @serialized
     def reference_embedding(self, refer_spec: np.ndarray, sv: np.ndarray | None = None) -> np.ndarray:
         """`ge` from the reference spectrogram (+ the speaker embedding for v2Pro/v2ProPlus)."""
         spec = np.asarray(refer_spec, np.float32)
@@ -141,6 +147,7 @@ class Synthesizer:
             feeds["sv"] = np.asarray(sv, np.float32).reshape(1, -1)
         return self._run("ref_encoder", **feeds)["ge"]
 
+    @serialized
     def bert_features(self, norm_text: str, word2ph) -> np.ndarray:
         """Chinese BERT `hidden_states[-3]` per character, repeated `word2ph[i]` times → `[1024, N]`."""
         if "bert" not in self.bundle.manifest.graphs:
@@ -153,6 +160,7 @@ class Synthesizer:
         hidden = self._run("bert", input_ids=input_ids)["hidden"][0, 1:-1]
         return np.repeat(hidden, np.asarray(word2ph, dtype=np.int64), axis=0).T.astype(np.float32)
 
+    @serialized
     def teacher_forced_logits(self, phone_ids, bert_features, prompt_tokens, forced_tokens) -> np.ndarray:
         """Raw logits (before EOS masking and penalty) of the prefill and of one step per forced token but the last."""
         forced = np.asarray(forced_tokens, np.int64).reshape(-1)
@@ -162,6 +170,7 @@ class Synthesizer:
             rows.append(cache.step(int(token)))
         return np.stack(rows)
 
+    @serialized
     def generate_tokens(self, phone_ids, bert_features, prompt_tokens, options: SamplingOptions | None = None,
                         rng: np.random.Generator | None = None) -> np.ndarray:
         options = options or SamplingOptions()
@@ -185,6 +194,7 @@ class Synthesizer:
             logits = cache.step(token)
         return history[prompt.size : prompt.size + generated].copy()
 
+    @serialized
     def decode_tokens(self, tokens, phone_ids, refer_spec=None, noise=None, ge=None, speed: float = 1.0
                       ) -> np.ndarray:
         """SoVITS: tokens `[T]`, target phones `[N]`, the reference (spectrogram or its `ge`) and the flow noise
