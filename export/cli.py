@@ -134,11 +134,12 @@ def make_test_model(family, size, out, seed, version):
     if family == "emotivoice":
         from .emotivoice.test_model import make_test_model as write
 
-        paths = write(out, size=size, seed=seed)
-    else:
-        from .gpt_sovits.test_model import make_test_model as write
+        root = write(out, size=size, seed=seed)
+        click.echo(f"upstream-style EmotiVoice folder written to {root}: edgevoice export emotivoice --root {root} ...")
+        return
+    from .gpt_sovits.test_model import make_test_model as write
 
-        paths = write(out, size, seed, version=version)
+    paths = write(out, size, seed, version=version)
     for name, path in paths.items():
         click.echo(f"{name:7s} {path}")
 

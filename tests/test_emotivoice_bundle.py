@@ -188,3 +188,21 @@ def test_cuda_matches_cpu(emotivoice_bundle):
     case = parity.make_case(cpu, cpu.voice_for(prompt="Happy"), "The weather is lovely today.")
     result = parity.compare_runs(parity.run_case(cpu, case), parity.run_case(cuda, case))
     assert result["mel_max_rel"] < 1e-3 and result["audio_snr_db"] > 50
+
+
+def test_cli_make_test_model_export_and_say(tmp_path):
+    pytest.importorskip("torch", reason="exporting needs the export extra (torch)")
+    root, bundle, wav = tmp_path / "EmotiVoice", tmp_path / "bundle", tmp_path / "hi.wav"
+    result = _run("make-test-model", "--family", "emotivoice", "--size", "tiny", "--seed", 3, "--out", root)
+    assert result.exit_code == 0, result.output
+    _one_line_error(_run("export", "emotivoice", "--root", tmp_path / "missing", "--out", bundle), "not a directory")
+    _one_line_error(_run("export", "emotivoice", "--root", root, "--lexicon", tmp_path / "none.txt", "--out", bundle),
+                    "not found")
+    assert not bundle.exists()
+    result = _run("export", "emotivoice", "--root", root, "--out", bundle, "--format", "openvino")
+    assert result.exit_code == 0 and "hifigan" in result.output, result.output
+    result = _run("say", "--bundle", bundle, "--speaker", 12, "--prompt", "Sad", "--speed", 1.5,
+                  "--text", "Random weights, but a whole pipeline. 随机的权重。", "--out", wav)
+    assert result.exit_code == 0, result.output
+    data, rate = soundfile.read(wav, dtype="int16")
+    assert rate == 16000 and data.size > 0

@@ -85,7 +85,7 @@ class ScaledPositionalEncoding(nn.Module):
     def __init__(self, d_model: int):
         super().__init__()
         if d_model % 2:
-            raise ValueError(f"the positional encoding needs an even width, got {d_model}")
+            raise CheckpointError(f"the positional encoding needs an even width, got {d_model}")
         self.alpha = nn.Parameter(torch.tensor(1.0))
         div_term = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * -(math.log(10000.0) / d_model))
         self.register_buffer("div_term", div_term, persistent=False)
@@ -103,7 +103,7 @@ class MultiHeadedAttention(nn.Module):
     def __init__(self, n_head: int, n_feat: int):
         super().__init__()
         if n_feat % n_head:
-            raise ValueError(f"attention width {n_feat} is not a multiple of {n_head} heads")
+            raise CheckpointError(f"attention width {n_feat} is not a multiple of {n_head} heads")
         self.h, self.d_k = n_head, n_feat // n_head
         self.linear_q = nn.Linear(n_feat, n_feat)
         self.linear_k = nn.Linear(n_feat, n_feat)
@@ -220,7 +220,7 @@ class AcousticModel(nn.Module):
         m = config["model"]
         hidden = m["encoder_n_hidden"]
         if m["decoder_n_hidden"] != hidden:
-            raise ValueError(f"decoder_n_hidden {m['decoder_n_hidden']} must equal encoder_n_hidden {hidden}")
+            raise CheckpointError(f"decoder_n_hidden {m['decoder_n_hidden']} must equal encoder_n_hidden {hidden}")
         self.hidden = hidden
         self.n_mels = config["n_mels"]
         self.encoder = Encoder(hidden, m["encoder_n_heads"], m["encoder_n_layers"], m["encoder_kernel_size_conv_mod"])
@@ -327,7 +327,7 @@ class HiFiGAN(nn.Module):
         super().__init__()
         m = model_config
         if len(m["resblock_kernel_sizes"]) != len(m["resblock_dilation_sizes"]):
-            raise ValueError("resblock_kernel_sizes and resblock_dilation_sizes differ in length")
+            raise CheckpointError("resblock_kernel_sizes and resblock_dilation_sizes differ in length")
         self.num_kernels = len(m["resblock_kernel_sizes"])
         self.upsample_rates = [int(u) for u in m["upsample_rates"]]
         self.kernel_sizes = [int(k) for k in m["upsample_kernel_sizes"]]
