@@ -2,6 +2,8 @@
 
 * `OpenVINOBackend` (default): compiles the bundle's IR on the CPU with the options stored in the manifest,
   always stating the inference precision (OpenVINO silently picks bf16 on AVX-512-BF16 CPUs otherwise).
+  A manifest may only set the allow-listed hints in `bundle.OPENVINO_RUNTIME_OPTIONS`; the compile cache
+  folder (`cache_dir`) and `extra_config` come from the caller, never from a bundle.
 * `OnnxRuntimeBackend`: runs the bundle's ONNX files, on the CPU or, with onnxruntime-gpu, on CUDA.
 """
 
@@ -13,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .bundle import Bundle, GraphEntry
+from .bundle import Bundle, GraphEntry, openvino_options
 from .errors import BundleError, EdgevoiceError
 
 
@@ -48,7 +50,7 @@ class OpenVINOBackend:
         config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
                   "INFERENCE_NUM_THREADS": self.threads or default_threads(),
                   "INFERENCE_PRECISION_HINT": "f32"}
-        config.update(graph.runtime_options.get("openvino", {}))
+        config.update(openvino_options(graph))  # re-checked: only allow-listed hints, never a path
         if self.precision:
             config["INFERENCE_PRECISION_HINT"] = self.precision
         if self.cache_dir:
@@ -61,7 +63,12 @@ class OpenVINOBackend:
         if "openvino" not in graph.files:
             raise BundleError(f"{bundle.path}: graph {graph_name!r} has no OpenVINO IR (the bundle was exported "
                               "with --format onnx only); use the onnxruntime backend")
-        compiled = self._core.compile_model(str(bundle.file(graph.files["openvino"])), "CPU", self.config_for(graph))
+        xml = graph.files["openvino"]
+        path = bundle.file(xml)
+        weights = xml[: -len(".xml")] + ".bin" if xml.endswith(".xml") else None
+        if weights and (weights in bundle.manifest.files or os.path.lexists(bundle.path / weights)):
+            bundle.file(weights)  # OpenVINO opens the weights beside the IR itself: they too must be listed, no link
+        compiled = self._core.compile_model(str(path), "CPU", self.config_for(graph))
         return OpenVINOSession(compiled)
 
 

@@ -3,6 +3,7 @@
 ```
 bundle/
   manifest.json          format version, model family/version, sample rate, symbols, graphs, hashes, options
+  manifest.sha256        sha256 of manifest.json (`sha256sum` format), written with it
   <graph>.xml/.bin       OpenVINO IR of each graph
   <graph>.onnx           the ONNX each IR was converted from (onnxruntime CPU/GPU backends)
   bert_vocab.txt         tokenizer vocabulary when the bundle has a `bert` graph
@@ -10,25 +11,56 @@ bundle/
 
 Bundles are written into a temporary sibling folder and renamed into place, so a reader never sees half a
 bundle; `Bundle.load` checks the format version and (optionally) every file's sha256.
+
+A bundle is a closed box: it may come from anyone, so nothing it says reaches outside its folder.
+
+* Every file the manifest names (the keys of `files`, each graph's `files`, any `*_file` in `model`) must be a
+  plain relative POSIX path (no `..`, `.`, empty parts, backslashes, drive letters or absolute paths), listed in
+  `files`, and a regular file inside the folder reached without a symlink at any step; `Bundle.load` checks all
+  of them before it opens or hashes any file, and `Bundle.file` returns only such listed files.
+* `manifest.sha256` covers the manifest itself; `Bundle.load(verify=True)` checks it when it is present (bundles
+  written before it existed have none and still load).
+* `runtime_options` may only set the OpenVINO properties in `OPENVINO_RUNTIME_OPTIONS` (precision and
+  threading hints, none of which names a path) to plain scalars; the compile cache folder comes only from the
+  user (`OpenVINOBackend(cache_dir=...)`).
+* A manifest of the wrong shape (not an object, a wrong type anywhere) is refused with a one-line `BundleError`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator
 
 from .errors import BundleError
 
 FORMAT = "edgevoice-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+MANIFEST_HASH = "manifest.sha256"
+
+# OpenVINO compile properties a bundle may set for its graphs: precision and threading hints only. Anything that
+# can name a path (CACHE_DIR, ...) or change what is loaded is refused when the manifest is read.
+OPENVINO_RUNTIME_OPTIONS = frozenset({
+    "INFERENCE_PRECISION_HINT", "KV_CACHE_PRECISION", "KEY_CACHE_PRECISION", "VALUE_CACHE_PRECISION",
+    "KEY_CACHE_GROUP_SIZE", "VALUE_CACHE_GROUP_SIZE", "DYNAMIC_QUANTIZATION_GROUP_SIZE", "EXECUTION_MODE_HINT",
+    "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "ENABLE_HYPER_THREADING", "ENABLE_CPU_PINNING",
+})
+RUNTIME_OPTION_GROUPS = ("openvino",)
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MAX_PATH = 1024
+_MAX_OPTION_TEXT = 64
+_MAX_NESTING = 64
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -37,6 +69,91 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """repr of an untrusted manifest value, on one line and short enough for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def _expect(value: Any, types: type | tuple, what: str, wanted: str) -> Any:
+    """`value` if it is of `types` (a bool is never taken for an int), else a one-line BundleError."""
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in (types if isinstance(types, tuple)
+                                                                                 else (types,))):
+        raise BundleError(f"{what} must be {wanted}, found {_kind(value)}")
+    return value
+
+
+def _expect_str_dict(value: Any, what: str) -> dict[str, str]:
+    _expect(value, dict, what, "an object")
+    for key, item in value.items():
+        _expect(item, str, f"{what}[{_short(key)}]", "a string")
+    return dict(value)
+
+
+def path_problem(rel: Any) -> str | None:
+    """Why `rel` is not a plain relative POSIX path inside a bundle, or None when it is."""
+    if not isinstance(rel, str):
+        return f"is {_kind(rel)}, not a path string"
+    if not rel:
+        return "is empty"
+    if len(rel) > _MAX_PATH:
+        return f"is longer than {_MAX_PATH} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in rel):
+        return "contains control characters"
+    if "\\" in rel:
+        return "contains a backslash"
+    if rel.startswith("/"):
+        return "is an absolute path"
+    if re.match(r"[A-Za-z]:", rel):
+        return "is a drive path"
+    parts = rel.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "has an empty, '.' or '..' part"
+    return None
+
+
+def _check_rel(rel: Any, what: str) -> str:
+    problem = path_problem(rel)
+    if problem:
+        raise BundleError(f"{what} {_short(rel)} {problem}; a bundle may only name plain relative paths inside "
+                          "its folder")
+    return rel
+
+
+def check_runtime_options(options: Any, what: str = "runtime_options") -> dict:
+    """Validate a graph's `runtime_options` ({"openvino": {PROPERTY: scalar}}); returns a copy."""
+    _expect(options, dict, what, "an object")
+    checked = {}
+    for group, values in options.items():
+        if group not in RUNTIME_OPTION_GROUPS:
+            raise BundleError(f"{what}: unknown option group {_short(group)} (a bundle may only set "
+                              f"{', '.join(RUNTIME_OPTION_GROUPS)} options)")
+        _expect(values, dict, f"{what}[{group!r}]", "an object")
+        for key, value in values.items():
+            if key not in OPENVINO_RUNTIME_OPTIONS:
+                raise BundleError(f"{what}: OpenVINO option {_short(key)} may not be set by a bundle (only "
+                                  "precision and threading hints; a cache folder is the user's choice)")
+            _expect(value, (str, int, float, bool), f"{what}[{group!r}][{key!r}]", "a string, number or boolean")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise BundleError(f"{what}[{group!r}][{key!r}] must be a finite number")
+            if isinstance(value, str) and (len(value) > _MAX_OPTION_TEXT or re.search(r"[/\\:\x00-\x1f\x7f]", value)):
+                raise BundleError(f"{what}[{group!r}][{key!r}] = {_short(value)} is not a plain option value "
+                                  "(no paths)")
+        checked[group] = dict(values)
+    return checked
+
+
+def openvino_options(graph: "GraphEntry") -> dict:
+    """The OpenVINO compile properties a graph's manifest entry sets, re-checked against the allow-list."""
+    return check_runtime_options(graph.runtime_options, f"graph {graph.name!r} runtime_options").get("openvino", {})
 
 
 @dataclass(frozen=True)
@@ -49,8 +166,20 @@ class TensorSpec:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
 
     @classmethod
-    def from_json(cls, data: dict) -> "TensorSpec":
-        return cls(data["name"], data["dtype"], list(data["shape"]))
+    def from_json(cls, data: dict, what: str = "tensor") -> "TensorSpec":
+        _expect(data, dict, what, "an object")
+        for key in ("name", "dtype", "shape"):
+            if key not in data:
+                raise BundleError(f"{what} has no {key!r}")
+        name = _expect(data["name"], str, f"{what} name", "a string")
+        what = f"{what} {_short(name)}"
+        dtype = _expect(data["dtype"], str, f"{what} dtype", "a string")
+        shape = _expect(data["shape"], list, f"{what} shape", "a list")
+        for axis in shape:
+            _expect(axis, (int, str), f"{what} shape axis", "an integer or a name")
+            if isinstance(axis, int) and axis < 0:
+                raise BundleError(f"{what} shape has a negative axis {axis}")
+        return cls(name, dtype, list(shape))
 
 
 @dataclass
@@ -77,11 +206,45 @@ class GraphEntry:
 
     @classmethod
     def from_json(cls, name: str, data: dict) -> "GraphEntry":
-        return cls(name, dict(data["files"]), data["precision"],
-                   [TensorSpec.from_json(t) for t in data["inputs"]],
-                   [TensorSpec.from_json(t) for t in data["outputs"]],
-                   dict(data.get("runtime_options", {})), dict(data.get("accuracy", {})),
-                   dict(data.get("states", {})))
+        """Read and validate one graph entry; any problem is a one-line BundleError naming the graph."""
+        what = f"graph {_short(name)}"
+        _expect(name, str, "graph name", "a string")
+        _expect(data, dict, what, "an object")
+        for key in ("files", "precision", "inputs", "outputs"):
+            if key not in data:
+                raise BundleError(f"{what} has no {key!r}")
+        files = _expect_str_dict(data["files"], f"{what} files")
+        for fmt, rel in files.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", fmt):
+                raise BundleError(f"{what} files: {_short(fmt)} is not a file format name")
+            _check_rel(rel, f"{what} {fmt} file")
+        precision = _expect(data["precision"], str, f"{what} precision", "a string")
+        specs = {}
+        for key in ("inputs", "outputs"):
+            items = _expect(data[key], list, f"{what} {key}", "a list")
+            specs[key] = [TensorSpec.from_json(t, f"{what} {key[:-1]}") for t in items]
+        options = check_runtime_options(data.get("runtime_options", {}), f"{what} runtime_options")
+        accuracy = _expect(data.get("accuracy", {}), dict, f"{what} accuracy", "an object")
+        states = _expect_str_dict(data.get("states", {}), f"{what} states")
+        return cls(name, files, precision, specs["inputs"], specs["outputs"], options, dict(accuracy), states)
+
+
+def _model_files(model: dict) -> list[tuple[str, Any]]:
+    """(where, value) of every `*_file` entry in the manifest's `model` facts (e.g. bert.vocab_file)."""
+    found, stack = [], [("model", model, 0)]
+    while stack:
+        where, node, depth = stack.pop()
+        if depth > _MAX_NESTING:
+            raise BundleError(f"{where} is nested more than {_MAX_NESTING} levels deep")
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            label = key if isinstance(key, str) and re.fullmatch(r"[\w-]{1,64}", key) else _short(key, 40)
+            here = f"{where}.{label}" if isinstance(node, dict) else f"{where}[{key}]"
+            if isinstance(key, str) and key.endswith("_file"):
+                found.append((here, value))
+            elif isinstance(value, (dict, list)):
+                stack.append((here, value, depth + 1))
+    return found
 
 
 @dataclass
@@ -103,6 +266,13 @@ class Manifest:
         text = json.dumps({k: v["sha256"] for k, v in sorted(self.sources.items())}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
+    def named_files(self) -> list[tuple[str, Any]]:
+        """(what, path) of every file the manifest names: `files`, each graph's files, `model.*_file`."""
+        named = [("file", rel) for rel in self.files]
+        for name, graph in self.graphs.items():
+            named += [(f"graph {name!r} {fmt} file", rel) for fmt, rel in graph.files.items()]
+        return named + _model_files(self.model)
+
     def to_json(self) -> dict:
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "family": self.family,
@@ -114,18 +284,56 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: dict, source: Path) -> "Manifest":
+        if not isinstance(data, dict):
+            raise BundleError(f"{source}: corrupt manifest (expected a JSON object, found {_kind(data)})")
         if data.get("format") != FORMAT:
             raise BundleError(f"{source}: not an edgevoice bundle manifest")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise BundleError(f"{source}: bundle format version {data.get('format_version')} is not supported "
-                              f"(this edgevoice reads version {FORMAT_VERSION}); re-export the model")
+        if data.get("format_version") != FORMAT_VERSION or isinstance(data.get("format_version"), bool):
+            raise BundleError(f"{source}: bundle format version {_short(data.get('format_version'))} is not "
+                              f"supported (this edgevoice reads version {FORMAT_VERSION}); re-export the model")
         try:
-            return cls(data["family"], data["upstream_version"], int(data["sample_rate"]), list(data["symbols"]),
-                       dict(data["model"]), {n: GraphEntry.from_json(n, g) for n, g in data["graphs"].items()},
-                       dict(data["defaults"]), dict(data["sources"]), dict(data.get("files", {})),
-                       dict(data.get("extra", {})))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"{source}: corrupt manifest ({type(exc).__name__}: {exc})") from None
+            return cls._from_json(data)
+        except BundleError as exc:
+            raise BundleError(f"{source}: corrupt manifest ({exc})") from None
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:  # belt and braces
+            raise BundleError(f"{source}: corrupt manifest ({type(exc).__name__}: {_short(str(exc), 200)})") from None
+
+    @classmethod
+    def _from_json(cls, data: dict) -> "Manifest":
+        for key in ("family", "upstream_version", "sample_rate", "symbols", "model", "graphs", "defaults",
+                    "sources"):
+            if key not in data:
+                raise BundleError(f"no {key!r}")
+        family = _expect(data["family"], str, "family", "a string")
+        upstream_version = _expect(data["upstream_version"], str, "upstream_version", "a string")
+        sample_rate = _expect(data["sample_rate"], int, "sample_rate", "an integer")
+        if sample_rate <= 0:
+            raise BundleError(f"sample_rate must be positive, found {sample_rate}")
+        symbols = _expect(data["symbols"], list, "symbols", "a list")
+        for symbol in symbols:
+            _expect(symbol, str, "each symbol", "a string")
+        model = _expect(data["model"], dict, "model", "an object")
+        defaults = _expect(data["defaults"], dict, "defaults", "an object")
+        extra = _expect(data.get("extra", {}), dict, "extra", "an object")
+        sources = _expect(data["sources"], dict, "sources", "an object")
+        for name, info in sources.items():
+            _expect(info, dict, f"source {_short(name)}", "an object")
+            _expect(info.get("sha256"), str, f"source {_short(name)} sha256", "a string")
+            if "file" in info and (path_problem(info["file"]) or "/" in info["file"]):
+                # a checkpoint's name, looked up beside the user's checkpoints (torch reference backend)
+                raise BundleError(f"source {_short(name)} file {_short(info['file'])} is not a plain file name")
+        files = _expect_str_dict(data.get("files", {}), "files")
+        for rel, digest in files.items():
+            _check_rel(rel, "file")
+            if not _SHA256.fullmatch(digest):
+                raise BundleError(f"file {rel} has sha256 {_short(digest)}, not 64 lowercase hex digits")
+        graphs = _expect(data["graphs"], dict, "graphs", "an object")
+        manifest = cls(family, upstream_version, sample_rate, list(symbols), dict(model),
+                       {n: GraphEntry.from_json(n, g) for n, g in graphs.items()}, dict(defaults), dict(sources),
+                       files, dict(extra))
+        for what, rel in _model_files(manifest.model):
+            _check_rel(rel, what)
+        return manifest
 
 
 @dataclass
@@ -135,45 +343,121 @@ class Bundle:
 
     @classmethod
     def load(cls, path: str | Path, verify: bool = True) -> "Bundle":
+        """Read and validate the manifest, check every file it names (paths, then sha256 when `verify`)."""
         path = Path(path)
         manifest_path = path / MANIFEST
         if not path.is_dir():
             raise BundleError(f"{path}: bundle folder not found")
-        if not manifest_path.is_file():
+        if not _is_regular(manifest_path):
             raise BundleError(f"{path}: no {MANIFEST}; not an edgevoice bundle")
         try:
-            data = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BundleError(f"{manifest_path}: corrupt manifest ({exc})") from None
+            raw = manifest_path.read_bytes()
+        except OSError as exc:
+            raise BundleError(f"{manifest_path}: cannot read ({exc.strerror or exc})") from None
+        if verify:
+            _verify_manifest_hash(path, raw)
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise BundleError(f"{manifest_path}: corrupt manifest ({_short(str(exc), 200)})") from None
         bundle = cls(path, Manifest.from_json(data, manifest_path))
         bundle.check_files(verify_hashes=verify)
         return bundle
 
     def check_files(self, verify_hashes: bool = True) -> None:
-        for name, graph in self.manifest.graphs.items():
-            for file in graph.files.values():
-                if file not in self.manifest.files:
-                    raise BundleError(f"{self.path}: graph {name!r} file {file} is not listed in the manifest")
-        for rel, expected in self.manifest.files.items():
-            file = self.path / rel
-            if not file.is_file():
+        """Every named file: a plain path, listed in `files`, a regular file reached without symlinks; all of that
+        is checked before any file is opened, then (with `verify_hashes`) each listed file's sha256."""
+        files = self.manifest.files
+        named = self.manifest.named_files()
+        for what, rel in named:
+            try:
+                _check_rel(rel, what)
+            except BundleError as exc:
+                raise BundleError(f"{self.path}: {exc}") from None
+        for what, rel in named:
+            if rel not in files:
+                raise BundleError(f"{self.path}: {what} {rel} is not listed in the manifest")
+        paths = {rel: self._checked_path(rel) for rel in files}
+        if verify_hashes:
+            for rel, expected in files.items():
+                if sha256_file(paths[rel]) != expected:
+                    raise BundleError(f"{self.path}: {rel} does not match its sha256 in the manifest (corrupt bundle)")
+
+    def _checked_path(self, rel: str) -> Path:
+        """The path of listed file `rel`, after checking that no step of it is a symlink and it is a regular
+        file inside the bundle folder."""
+        _check_rel(rel, "file")
+        current = self.path
+        parts = rel.split("/")
+        for index, part in enumerate(parts):
+            current = current / part
+            try:
+                mode = os.lstat(current).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                raise BundleError(f"{self.path}: missing file {rel} (bundle incomplete or corrupt)") from None
+            except OSError as exc:
+                raise BundleError(f"{self.path}: cannot read {rel} ({exc.strerror or exc})") from None
+            if stat.S_ISLNK(mode):
+                raise BundleError(f"{self.path}: file {rel} goes through the symlink {'/'.join(parts[:index + 1])}; "
+                                  "a bundle may not contain links")
+            if index < len(parts) - 1 and not stat.S_ISDIR(mode):
                 raise BundleError(f"{self.path}: missing file {rel} (bundle incomplete or corrupt)")
-            if verify_hashes and sha256_file(file) != expected:
-                raise BundleError(f"{self.path}: {rel} does not match its sha256 in the manifest (corrupt bundle)")
+        if not stat.S_ISREG(mode):
+            raise BundleError(f"{self.path}: file {rel} is not a regular file")
+        try:
+            current.resolve(strict=True).relative_to(self.path.resolve(strict=True))
+        except (OSError, ValueError):
+            raise BundleError(f"{self.path}: file {rel} lies outside the bundle folder") from None
+        return current
 
     def graph(self, name: str) -> GraphEntry:
         try:
             return self.manifest.graphs[name]
-        except KeyError:
+        except (KeyError, TypeError):
             raise BundleError(f"{self.path}: bundle has no {name!r} graph") from None
 
     def file(self, rel: str) -> Path:
-        return self.path / rel
+        """The path of a file the manifest lists in `files` (re-checked: no symlinks, inside the folder)."""
+        if isinstance(rel, os.PathLike):
+            rel = os.fspath(rel)
+        if not isinstance(rel, str) or rel not in self.manifest.files:
+            raise BundleError(f"{self.path}: {_short(rel)} is not a file listed in the bundle manifest")
+        return self._checked_path(rel)
 
     @property
     def bundle_hash(self) -> str:
         """sha256 of the manifest: identifies this exact bundle (precision variant included)."""
         return sha256_file(self.path / MANIFEST)
+
+
+def _is_regular(path: Path) -> bool:
+    """A regular file that is not a symlink."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _verify_manifest_hash(folder: Path, raw: bytes) -> None:
+    hash_path = folder / MANIFEST_HASH
+    try:
+        mode = os.lstat(hash_path).st_mode
+    except FileNotFoundError:
+        return  # written before manifest.sha256 existed
+    except OSError as exc:
+        raise BundleError(f"{hash_path}: cannot read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise BundleError(f"{hash_path}: not a regular file (a bundle may not contain links)")
+    try:
+        text = hash_path.read_bytes()[:4096].decode("ascii")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    fields = text.split()
+    if not fields or not _SHA256.fullmatch(fields[0]):
+        raise BundleError(f"{hash_path}: malformed (expected the sha256 of {MANIFEST} in sha256sum format)")
+    if hashlib.sha256(raw).hexdigest() != fields[0]:
+        raise BundleError(f"{folder / MANIFEST}: corrupt manifest (it does not match {MANIFEST_HASH}: edited or "
+                          "damaged after export)")
 
 
 def accuracy_summary(accuracy: dict) -> str:
@@ -196,12 +480,23 @@ def accuracy_summary(accuracy: dict) -> str:
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
-    """Hash every file in `folder` (recursively) into the manifest and write it."""
-    manifest.files = {
-        str(p.relative_to(folder)): sha256_file(p)
-        for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST
-    }
-    (folder / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=1, ensure_ascii=False), encoding="utf-8")
+    """Hash every file in `folder` (recursively) into the manifest and write it, with `manifest.sha256`.
+    A symlink or a file name a bundle may not carry is refused here rather than by every later load."""
+    folder = Path(folder)
+    files = {}
+    for root, dirs, names in os.walk(folder):
+        for name in dirs + names:
+            entry = Path(root) / name
+            rel = entry.relative_to(folder).as_posix()
+            if entry.is_symlink():
+                raise BundleError(f"{folder}: {rel} is a symlink; a bundle may not contain links")
+            if name in names and rel not in (MANIFEST, MANIFEST_HASH):
+                _check_rel(rel, f"{folder}: file")
+                files[rel] = entry
+    manifest.files = {rel: sha256_file(files[rel]) for rel in sorted(files, key=lambda r: PurePosixPath(r).parts)}
+    raw = json.dumps(manifest.to_json(), indent=1, ensure_ascii=False).encode("utf-8")
+    (folder / MANIFEST).write_bytes(raw)
+    (folder / MANIFEST_HASH).write_text(f"{hashlib.sha256(raw).hexdigest()}  {MANIFEST}\n", encoding="ascii")
 
 
 @contextmanager

@@ -1,0 +1,437 @@
+"""Checkpoint files are untrusted: crafted tensors, storages and headers get one-line CheckpointErrors.
+
+The torch archives here are hand-assembled pickles that use only the globals `RestrictedUnpickler` admits, laid
+out in a zip like torch.save's (`archive/data.pkl`, `archive/data/<key>`), so each one reaches the tensor
+rebuilding code with exactly the offset/size/stride/storage under test. A bounded hypothesis fuzz then mutates
+real small checkpoints and checks the loaders either return arrays or raise CheckpointError.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgevoice.errors import EdgevoiceError
+from edgevoice_export.checkpoints import (CheckpointError, load_gpt_checkpoint, load_hf_weights,
+                                          load_sovits_checkpoint, load_sv_checkpoint, read_safetensors,
+                                          read_torch_archive)
+
+# ---------------------------------------------------------------------------------------------------------------
+# a tiny pickle assembler (protocol 2), enough to write what torch.save writes
+
+
+def _obj(value) -> bytes:
+    """A plain value (int, str, tuple, bool, None) as pickle opcodes, without PROTO/STOP."""
+    return pickle.dumps(value, protocol=2)[2:-1]
+
+
+def _global(module: str, name: str) -> bytes:
+    return b"c" + f"{module}\n{name}\n".encode()
+
+
+def _pid(key="0", storage="HalfStorage", numel=4) -> bytes:
+    """A persistent id ('storage', <torch.XStorage>, key, 'cpu', numel), as torch writes it."""
+    return b"(" + _obj("storage") + _global("torch", storage) + _obj(key) + _obj("cpu") + _obj(numel) + b"tQ"
+
+
+def _call(function: bytes, *args: bytes) -> bytes:
+    return function + b"(" + b"".join(args) + b"tR"
+
+
+def _tensor(offset=0, size=(4,), stride=(1,), key="0", storage="HalfStorage", raw_storage: bytes | None = None,
+            raw_args: bytes | None = None) -> bytes:
+    """torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, backward_hooks)."""
+    hooks = _global("collections", "OrderedDict") + b")R"
+    args = raw_args if raw_args is not None else _obj(offset) + _obj(size) + _obj(stride)
+    return _call(_global("torch._utils", "_rebuild_tensor_v2"),
+                 raw_storage if raw_storage is not None else _pid(key, storage), args, _obj(False), hooks)
+
+
+def _dict(entries: dict[str, bytes]) -> bytes:
+    """A dict pickle from already-assembled values."""
+    body = b"".join(_obj(key) + value for key, value in entries.items())
+    return b"}(" + body + b"u"
+
+
+def _pickle(value: bytes) -> bytes:
+    return b"\x80\x02" + value + b"."
+
+
+def _archive(pkl: bytes, storages: dict[str, bytes] | None = None, compression=zipfile.ZIP_STORED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", pkl)
+        archive.writestr("archive/byteorder", "little")
+        for key, raw in (storages or {}).items():
+            archive.writestr(f"archive/data/{key}", raw, compress_type=compression)
+        archive.writestr("archive/version", "3\n")
+    return buffer.getvalue()
+
+
+FOUR_HALVES = np.arange(4, dtype=np.float16).tobytes()
+
+
+def _write(tmp_path: Path, data: bytes, name: str = "crafted.ckpt") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def _refused(path: Path, loader=read_torch_archive, match: str | None = None) -> CheckpointError:
+    with pytest.raises(CheckpointError, match=match) as error:
+        loader(path)
+    message = str(error.value)
+    assert "\n" not in message and "\r" not in message
+    assert str(path) in message
+    return error.value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the assembler is right: well-formed crafted tensors load
+
+
+def test_crafted_tensors_load(tmp_path):
+    storage = np.arange(12, dtype=np.float32)
+    pkl = _pickle(_dict({
+        "full": _tensor(0, (3, 4), (4, 1), storage="FloatStorage"),
+        "view": _tensor(1, (2, 2), (4, 2), storage="FloatStorage"),
+        "scalar": _tensor(11, (), (), storage="FloatStorage"),
+        "empty": _tensor(999, (0, 3), (3, 1), storage="FloatStorage"),  # empty tensors touch no memory
+        "param": _call(_global("torch._utils", "_rebuild_parameter"),
+                       _tensor(0, (12,), (1,), storage="FloatStorage"), _obj(False),
+                       _global("collections", "OrderedDict") + b")R"),
+    }))
+    loaded = read_torch_archive(_write(tmp_path, _archive(pkl, {"0": storage.tobytes()})))
+    np.testing.assert_array_equal(loaded["full"], storage.reshape(3, 4))
+    np.testing.assert_array_equal(loaded["view"], storage[1:].reshape(-1)[np.array([[0, 2], [4, 6]])])
+    assert loaded["scalar"].shape == () and loaded["scalar"] == 11
+    assert loaded["empty"].shape == (0, 3)
+    np.testing.assert_array_equal(loaded["param"], storage)
+
+
+def test_checkpoint_error_is_an_edgevoice_error():
+    assert issubclass(CheckpointError, EdgevoiceError) and issubclass(CheckpointError, ValueError)
+    assert "\n" not in str(CheckpointError("a\nb"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tensors that reach past their storage, or are otherwise malformed
+
+
+@pytest.mark.parametrize("offset, size, stride, message", [
+    (10, (1,), (1,), "reaches element 10"),  # offset past the storage
+    (4, (), (), "reaches element 4"),  # a scalar just past the end
+    (0, (5,), (1,), "more than its storage"),  # size past the storage
+    (2, (3,), (1,), "reaches element 4"),  # offset + size past the storage
+    (0, (2, 2), (3, 1), "reaches element 4"),  # stride past the storage
+    (0, (2,), (2**62,), "reaches element"),  # a stride that would overflow a C index
+    (0, (2**40, 2**40), (0, 0), "more than its storage"),  # a huge broadcast: 2**80 elements
+    (0, (2**62,), (0,), "more than its storage"),
+    (0, (1,) * 65, (1,) * 65, "at most 64"),
+    (0, (2,), (-1,), "non-negative"),  # negative stride
+    (0, (-1,), (1,), "non-negative"),  # negative size
+    (-1, (1,), (1,), "offset"),  # negative offset
+    (0, (2, 2), (1,), "2 sizes but 1 strides"),  # wrong stride count
+    ("0", (1,), (1,), "offset"),
+    (1.0, (1,), (1,), "offset"),
+    (True, (1,), (1,), "offset"),
+    (0, (True,), (1,), "non-negative integers"),
+    (0, (2.0,), (1,), "non-negative integers"),
+    (0, 4, 1, "not a list"),
+    (0, None, None, "not a list"),
+])
+def test_views_outside_the_storage_are_refused(tmp_path, offset, size, stride, message):
+    pkl = _pickle(_dict({"w": _tensor(offset, size, stride)}))
+    _refused(_write(tmp_path, _archive(pkl, {"0": FOUR_HALVES})), match=message)
+
+
+def test_storage_of_odd_byte_length(tmp_path):
+    pkl = _pickle(_dict({"w": _tensor(0, (3,), (1,))}))
+    _refused(_write(tmp_path, _archive(pkl, {"0": b"\x00" * 7})), match="not a whole number of HalfStorage")
+
+
+@pytest.mark.parametrize("storage_pickle, storages, message", [
+    (_pid("9"), {"0": FOUR_HALVES}, "storage 9 is missing"),
+    (_pid("../data.pkl"), {"0": FOUR_HALVES}, "bad storage key"),
+    (_pid(None), {"0": FOUR_HALVES}, "bad storage key"),
+    (b"(" + _obj("storage") + _obj("HalfStorage") + _obj("0") + _obj("cpu") + _obj(4) + b"tQ", {"0": FOUR_HALVES},
+     "unexpected storage type"),
+    (b"(" + _obj("weird") + b"tQ", {}, "unexpected persistent id"),
+    (_obj(7), {}, "not a storage"),  # an int where the storage goes
+    (_obj((1, 2, 3)), {}, "not a storage"),
+])
+def test_bad_storages_are_refused(tmp_path, storage_pickle, storages, message):
+    pkl = _pickle(_dict({"w": _tensor(raw_storage=storage_pickle)}))
+    _refused(_write(tmp_path, _archive(pkl, storages)), match=message)
+
+
+def test_a_tensor_is_not_a_storage(tmp_path):
+    """A rebuilt tensor passed back in as a storage: refused even though it is an ndarray."""
+    inner = _tensor(0, (4,), (1,))
+    pkl = _pickle(_dict({"w": _tensor(0, (2,), (1,), raw_storage=inner)}))
+    _refused(_write(tmp_path, _archive(pkl, {"0": FOUR_HALVES})), match="not a storage")
+
+
+def test_one_storage_read_as_two_dtypes(tmp_path):
+    pkl = _pickle(_dict({"a": _tensor(0, (4,), (1,)), "b": _tensor(0, (2,), (1,), storage="FloatStorage")}))
+    _refused(_write(tmp_path, _archive(pkl, {"0": FOUR_HALVES})), match="both as HalfStorage and as FloatStorage")
+
+
+def test_parameter_of_a_non_tensor(tmp_path):
+    hooks = _global("collections", "OrderedDict") + b")R"
+    pkl = _pickle(_dict({"w": _call(_global("torch._utils", "_rebuild_parameter"), _obj(5), _obj(False), hooks)}))
+    _refused(_write(tmp_path, _archive(pkl)), match="parameter data is a int")
+
+
+@pytest.mark.parametrize("body, message", [
+    (_call(_global("torch._utils", "_rebuild_tensor_v2"), _pid()), "expected at least 4"),  # too few arguments
+    (_call(_global("builtins", "object"), _obj(1)), "TypeError"),  # object(1)
+    (_call(_global("collections", "OrderedDict"), _obj(5)), "TypeError"),
+    (b"}(" + _obj([1]) + _obj(1) + b"u", "TypeError"),  # an unhashable key
+    (_call(_global("copyreg", "_reconstructor"), _global("collections", "OrderedDict"),
+           _global("builtins", "object"), b"N"), "refusing to reconstruct"),
+    (b"\x8a\x04\x00\x00\x00", "corrupt"),  # truncated LONG1
+    (b"h\x05", "corrupt"),  # memo entry that does not exist
+])
+def test_malformed_pickles_are_checkpoint_errors(tmp_path, body, message):
+    _refused(_write(tmp_path, _archive(_pickle(body), {"0": FOUR_HALVES})), match=message)
+
+
+def test_config_that_contains_itself(tmp_path):
+    """A config list that contains itself (via the memo) would recurse forever when made plain."""
+    weights = _dict({"model.ar_text_embedding.word_embeddings.weight": _tensor(0, (2, 2), (2, 1))})
+    cyclic = b"]q\x01h\x01a"  # l = []; memo[1] = l; l.append(l)
+    pkl = _pickle(_dict({"weight": weights, "config": _dict({"model": cyclic})}))
+    _refused(_write(tmp_path, _archive(pkl, {"0": FOUR_HALVES})), load_gpt_checkpoint, match="config")
+
+
+def test_config_with_exponential_sharing(tmp_path):
+    """[x, x] of [y, y] of ... 60 levels: 2**60 nodes when flattened; refused, not ground through."""
+    body = b"N"
+    for _ in range(60):
+        body = body + b"q\x01h\x01\x86"  # t = (prev, prev)
+    weights = _dict({"model.ar_text_embedding.word_embeddings.weight": _tensor(0, (2, 2), (2, 1))})
+    pkl = _pickle(_dict({"weight": weights, "config": _dict({"model": body})}))
+    _refused(_write(tmp_path, _archive(pkl, {"0": FOUR_HALVES})), load_gpt_checkpoint, match="config")
+
+
+def test_many_overlapping_copies_are_capped(tmp_path):
+    """Thousands of transposed views of one storage would copy it thousands of times."""
+    side = 512
+    views = {f"t{i}": _tensor(0, (side, side), (1, side), storage="FloatStorage") for i in range(80)}
+    storage = np.zeros(side * side, np.float32).tobytes()  # 1 MiB
+    _refused(_write(tmp_path, _archive(_pickle(_dict(views)), {"0": storage})), match="implausibly many")
+
+
+def test_zip_bomb_storage_is_refused(tmp_path):
+    pkl = _pickle(_dict({"w": _tensor(0, (4,), (1,), storage="ByteStorage")}))
+    data = _archive(pkl, {"0": bytes(80 << 20)}, compression=zipfile.ZIP_DEFLATED)
+    assert len(data) < 1 << 20
+    _refused(_write(tmp_path, data), match="zip bomb")
+
+
+def test_weights_that_are_not_tensors(tmp_path):
+    pkl = _pickle(_dict({"conv1.weight": _obj("not a tensor")}))
+    _refused(_write(tmp_path, _archive(pkl)), load_sv_checkpoint, match="not a tensor")
+    pkl = _pickle(_dict({"weight": _obj([1, 2]), "config": b"}"}))
+    _refused(_write(tmp_path, _archive(pkl)), load_gpt_checkpoint, match="not a dict")
+
+
+def test_scalar_where_a_matrix_is_expected(tmp_path):
+    weights = _dict({"model.ar_text_embedding.word_embeddings.weight": _tensor(0, (), ())})
+    pkl = _pickle(_dict({"weight": weights, "config": _dict({"model": b"}"})}))
+    _refused(_write(tmp_path, _archive(pkl, {"0": FOUR_HALVES})), load_gpt_checkpoint, match="scalar")
+
+
+@pytest.mark.parametrize("marker", [b"01", b"05"])
+def test_version_marker_over_a_crafted_archive(tmp_path, marker):
+    weights = _dict({"enc_p.text_embedding.weight": _tensor(0, (4, 4), (4, 1))})
+    pkl = _pickle(_dict({"weight": weights, "config": _dict({"model": b"}"})}))
+    data = _archive(pkl, {"0": FOUR_HALVES})
+    _refused(_write(tmp_path, marker + data[2:], "marked.pth"), load_sovits_checkpoint, match="more than its storage")
+    _refused(_write(tmp_path, marker + data[2:40], "short.pth"), load_sovits_checkpoint)
+    _refused(_write(tmp_path, marker + b"\x00\x00", "tiny.pth"), load_sovits_checkpoint)
+
+
+def test_sovits_config_model_not_a_dict(tmp_path):
+    weights = _dict({"enc_p.text_embedding.weight": _tensor(0, (2, 2), (2, 1))})
+    pkl = _pickle(_dict({"weight": weights, "config": _dict({"model": _obj([1])})}))
+    _refused(_write(tmp_path, b"01" + _archive(pkl, {"0": FOUR_HALVES})[2:], "m.pth"), load_sovits_checkpoint,
+             match="not a dict")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# safetensors headers
+
+
+def _safetensors(header, body: bytes = b"", header_len: int | None = None) -> bytes:
+    text = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(text) if header_len is None else header_len) + text + body
+
+
+EIGHT = np.arange(2, dtype=np.float32).tobytes()
+
+
+def test_crafted_safetensors_loads(tmp_path):
+    data = _safetensors({"__metadata__": {"format": "pt"}, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                         "b": {"dtype": "BOOL", "shape": [0, 3], "data_offsets": [8, 8]}}, EIGHT)
+    loaded = read_safetensors(_write(tmp_path, data, "m.safetensors"))
+    np.testing.assert_array_equal(loaded["a"], [0, 1])
+    assert loaded["b"].shape == (0, 3)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"\x05\x00", "shorter than the 8-byte"),
+    (_safetensors({}, b"", header_len=1000), "header length 1000 exceeds"),
+    (_safetensors({}, b"", header_len=2**64 - 1), "exceeds the file"),
+    (_safetensors(b"{not json"), "not JSON"),
+    (_safetensors(b"\xff\xfe{}"), "not JSON"),
+    (_safetensors([]), "not an object"),
+    (_safetensors("text"), "not an object"),
+    (_safetensors({"a": 5}, EIGHT), "entry is not an object"),
+    (_safetensors({"a": {"dtype": "Q4", "shape": [2], "data_offsets": [0, 8]}}, EIGHT), "unknown dtype"),
+    (_safetensors({"a": {"dtype": ["F32"], "shape": [2], "data_offsets": [0, 8]}}, EIGHT), "unknown dtype"),
+    (_safetensors({"a": {"shape": [2], "data_offsets": [0, 8]}}, EIGHT), "unknown dtype"),
+    (_safetensors({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, EIGHT), "non-negative"),
+    (_safetensors({"a": {"dtype": "F32", "shape": [2.0], "data_offsets": [0, 8]}}, EIGHT), "non-negative"),
+    (_safetensors({"a": {"dtype": "F32", "shape": [True, 2], "data_offsets": [0, 8]}}, EIGHT), "non-negative"),
+    (_safetensors({"a": {"dtype": "F32", "shape": 2, "data_offsets": [0, 8]}}, EIGHT), "non-negative"),
+    (_safetensors({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 1000]}}, EIGHT), "outside the data"),
+    (_safetensors({"a": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}}, EIGHT), "outside the data"),
+    (_safetensors({"a": {"dtype": "F32", "shape": [0], "data_offsets": [8, 4]}}, EIGHT), "end before"),
+    (_safetensors({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0]}}, EIGHT), "pair of integers"),
+    (_safetensors({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0.0, 8.0]}}, EIGHT), "pair of integers"),
+    (_safetensors({"a": {"dtype": "F32", "shape": [2], "data_offsets": "0-8"}}, EIGHT), "pair of integers"),
+    (_safetensors({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, EIGHT), "needs 12"),
+    (_safetensors({"a": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 8]}}, EIGHT), "needs"),
+    (_safetensors({"a": {"dtype": "F32", "shape": [1] * 100, "data_offsets": [0, 4]}}, EIGHT), "non-negative"),
+    (_safetensors(b"[" * 100000 + b"]" * 100000), "not JSON|RecursionError"),
+])
+def test_bad_safetensors_are_refused(tmp_path, data, message):
+    _refused(_write(tmp_path, data, "model.safetensors"), read_safetensors, match=message)
+
+
+def test_bad_safetensors_in_a_hf_folder(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "hubert"}')
+    path = _write(tmp_path, _safetensors({"a": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, EIGHT),
+                  "model.safetensors")
+    _refused(path, lambda _: load_hf_weights(tmp_path), match="outside the data")
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="expected a JSON object"):
+        load_hf_weights(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fuzzing real small checkpoints (bounded; benchmarks/fuzz_loaders.py runs longer)
+
+
+def _seed_files(folder: Path) -> dict[str, bytes]:
+    torch = pytest.importorskip("torch")
+    safetensors = pytest.importorskip("safetensors.numpy")
+    generator = torch.Generator().manual_seed(0)
+    base = torch.randn(6, 8, generator=generator)
+    sv = {"conv1.weight": base.half(), "conv1.t": base.t(), "bn.num_batches_tracked": torch.tensor(3),
+          "bn.mask": torch.rand(5, generator=generator) > 0.5, "emb": torch.arange(10, dtype=torch.int64)[2:8:2],
+          "bf": torch.ones(3, dtype=torch.bfloat16)}
+    torch.save(sv, folder / "sv.ckpt")
+    sovits = {"weight": {"enc_p.text_embedding.weight": torch.zeros(322, 2, dtype=torch.float16),
+                         "dec.conv.weight": base[:3].half()},
+              "config": {"model": {"inter_channels": 4}, "data": {"sampling_rate": 32000}}, "info": "tiny"}
+    torch.save(sovits, folder / "sovits.pth")
+    safetensors.save_file({"a": base.numpy(), "b": np.arange(5, dtype=np.int64), "c": np.zeros((0, 2), np.float16)},
+                          str(folder / "model.safetensors"))
+    return {"sv": (folder / "sv.ckpt").read_bytes(), "sovits": b"01" + (folder / "sovits.pth").read_bytes()[2:],
+            "safetensors": (folder / "model.safetensors").read_bytes()}
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fuzz_seeds")
+    return folder, _seed_files(folder)
+
+
+def _rezip(data: bytes, mutate_member) -> bytes:
+    """Rewrite a torch zip with one member changed by `mutate_member(name, raw) -> raw` (CRCs recomputed)."""
+    source = zipfile.ZipFile(io.BytesIO(b"PK" + data[2:]))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as out:
+        for info in source.infolist():
+            out.writestr(info.filename, mutate_member(info.filename, source.read(info)))
+    return data[:2] + buffer.getvalue()[2:]
+
+
+def _flip(raw: bytes, edits: list[tuple[float, int]]) -> bytes:
+    raw = bytearray(raw)
+    for where, value in edits:
+        if raw:
+            raw[int(where * len(raw)) % len(raw)] = value
+    return bytes(raw)
+
+
+def mutate(data: bytes, kind: str, mutator: str, edits: list[tuple[float, int]], cut: float) -> bytes:
+    """The byte mutators shared with benchmarks/fuzz_loaders.py."""
+    if mutator == "bytes":
+        return _flip(data, edits)
+    if mutator == "truncate":
+        return data[: int(cut * len(data))]
+    if kind == "safetensors":
+        (length,) = struct.unpack("<Q", data[:8])
+        header, body = data[8 : 8 + length], data[8 + length :]
+        if mutator == "member":  # the JSON header, length prefix kept consistent
+            header = _flip(header, edits)
+        else:  # the data area
+            body = _flip(body, edits)[: max(0, int(cut * len(body) * 2))]
+        return struct.pack("<Q", len(header)) + header + body
+    if mutator == "member":  # the pickle, with valid CRCs so the unpickler sees it
+        return _rezip(data, lambda name, raw: _flip(raw, edits) if name.endswith("data.pkl") else raw)
+    # the storages resized: shorter, longer, odd lengths
+    return _rezip(data, lambda name, raw: (raw * 2)[: int(cut * len(raw) * 2)] if "/data/" in name else raw)
+
+
+LOADERS = {
+    "sv": lambda path: load_sv_checkpoint(path).weights,
+    "sovits": lambda path: load_sovits_checkpoint(path).weights,
+    "safetensors": read_safetensors,
+}
+
+
+def check_result(result) -> None:
+    assert isinstance(result, dict)
+    for key, value in result.items():
+        assert isinstance(key, str) and isinstance(value, np.ndarray)
+        assert all(isinstance(n, int) and n >= 0 for n in value.shape)
+        value.tobytes()  # every element is readable
+
+
+@pytest.mark.parametrize("kind", sorted(LOADERS))
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutator=st.sampled_from(["bytes", "truncate", "member", "storage"]),
+       edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8),
+       cut=st.floats(0, 1))
+def test_fuzzed_checkpoints_load_or_raise_checkpoint_errors(seeds, kind, mutator, edits, cut):
+    folder, data = seeds
+    path = folder / f"fuzzed-{kind}"
+    path.write_bytes(mutate(data[kind], kind, mutator, edits, cut))
+    try:
+        result = LOADERS[kind](path)
+    except CheckpointError as exc:
+        assert "\n" not in str(exc)
+        return
+    check_result(result)
+
+
+def test_fuzz_seeds_load(seeds):
+    folder, data = seeds
+    for kind, loader in LOADERS.items():
+        path = folder / f"seed-{kind}"
+        path.write_bytes(data[kind])
+        check_result(loader(path))
