@@ -206,3 +206,28 @@ def test_cli_make_test_model_export_and_say(tmp_path):
     assert result.exit_code == 0, result.output
     data, rate = soundfile.read(wav, dtype="int16")
     assert rate == 16000 and data.size > 0
+
+
+def test_files_are_verified_when_first_read(emotivoice_bundle, tmp_path):
+    import shutil
+
+    from edgevoice.errors import BundleError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(emotivoice_bundle[0], copy)
+    for name in ("hifigan.onnx", "hifigan.bin"):
+        with open(copy / name, "r+b") as handle:
+            handle.seek(200)
+            handle.write(b"\x00\x01\x02\x03")
+    synth = edgevoice.load(copy)  # OpenVINO: the ONNX files are never read, so never hashed
+    voice = synth.voice_for(prompt="Happy")
+    _, ids = synth.phonemes("Hello there.")
+    _, mel = synth.acoustic(ids, voice.speaker_row, voice.style, synth.style_embedding("Hello there."))
+    with pytest.raises(BundleError, match="hifigan.bin does not match its sha256"):
+        synth.vocode(mel)
+    with pytest.raises(BundleError, match="hifigan.onnx does not match its sha256"):
+        edgevoice.load(copy, backend="onnxruntime").vocode(mel)
+    with pytest.raises(BundleError, match="does not match its sha256"):
+        from edgevoice.bundle import Bundle
+
+        Bundle.load(copy)  # eager by default ('edgevoice info' verifies everything)

@@ -340,10 +340,14 @@ class Manifest:
 class Bundle:
     path: Path
     manifest: Manifest
+    # files whose sha256 is checked when `file()` first hands them out (lazy verification); already checked ones
+    unverified: set = field(default_factory=set)
 
     @classmethod
-    def load(cls, path: str | Path, verify: bool = True) -> "Bundle":
-        """Read and validate the manifest, check every file it names (paths, then sha256 when `verify`)."""
+    def load(cls, path: str | Path, verify: bool = True, lazy: bool = False) -> "Bundle":
+        """Read and validate the manifest, check every file it names (paths, then sha256 when `verify`). With
+        `lazy`, each file's sha256 is checked when it is first read through `file()` instead: a runtime then
+        hashes only what its backend opens (an OpenVINO run never reads the ONNX files)."""
         path = Path(path)
         manifest_path = path / MANIFEST
         if not path.is_dir():
@@ -361,7 +365,9 @@ class Bundle:
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise BundleError(f"{manifest_path}: corrupt manifest ({_short(str(exc), 200)})") from None
         bundle = cls(path, Manifest.from_json(data, manifest_path))
-        bundle.check_files(verify_hashes=verify)
+        bundle.check_files(verify_hashes=verify and not lazy)
+        if verify and lazy:
+            bundle.unverified = set(bundle.manifest.files)
         return bundle
 
     def check_files(self, verify_hashes: bool = True) -> None:
@@ -379,9 +385,13 @@ class Bundle:
                 raise BundleError(f"{self.path}: {what} {rel} is not listed in the manifest")
         paths = {rel: self._checked_path(rel) for rel in files}
         if verify_hashes:
-            for rel, expected in files.items():
-                if sha256_file(paths[rel]) != expected:
-                    raise BundleError(f"{self.path}: {rel} does not match its sha256 in the manifest (corrupt bundle)")
+            for rel in files:
+                self._verify(rel, paths[rel])
+
+    def _verify(self, rel: str, path: Path) -> None:
+        if sha256_file(path) != self.manifest.files[rel]:
+            raise BundleError(f"{self.path}: {rel} does not match its sha256 in the manifest (corrupt bundle)")
+        self.unverified.discard(rel)
 
     def _checked_path(self, rel: str) -> Path:
         """The path of listed file `rel`, after checking that no step of it is a symlink and it is a regular
@@ -422,7 +432,10 @@ class Bundle:
             rel = os.fspath(rel)
         if not isinstance(rel, str) or rel not in self.manifest.files:
             raise BundleError(f"{self.path}: {_short(rel)} is not a file listed in the bundle manifest")
-        return self._checked_path(rel)
+        path = self._checked_path(rel)
+        if rel in self.unverified:
+            self._verify(rel, path)
+        return path
 
     @property
     def bundle_hash(self) -> str:

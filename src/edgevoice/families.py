@@ -25,5 +25,5 @@ def family_module(name: str):
 
 def load(path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
     """Open a bundle with its family's synthesizer."""
-    bundle = Bundle.load(path, verify=verify)
+    bundle = Bundle.load(path, verify=verify, lazy=True)
     return family_module(bundle.manifest.family).Synthesizer(bundle, backend=backend, threads=threads)

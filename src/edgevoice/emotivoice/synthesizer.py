@@ -79,7 +79,7 @@ class Synthesizer:
 
     @classmethod
     def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
-        return cls(Bundle.load(path, verify=verify), backend, threads)
+        return cls(Bundle.load(path, verify=verify, lazy=True), backend, threads)
 
     def _read_lines(self, rel: str) -> list[str]:
         return self.bundle.file(rel).read_text(encoding="utf-8").splitlines()

@@ -103,7 +103,7 @@ class Synthesizer:
 
     @classmethod
     def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
-        return cls(Bundle.load(path, verify=verify), backend, threads)
+        return cls(Bundle.load(path, verify=verify, lazy=True), backend, threads)
 
     def _session(self, name: str):
         if name not in self._sessions:
