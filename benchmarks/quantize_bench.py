@@ -31,7 +31,8 @@ ITEMS_PER_GRAPH = 6
 
 def _make_variant(bundle: Path, precision: str, work: Path, clip, sentences: int, threads: int) -> Path:
     from edgevoice_calibration.collect import CalibrationInputs
-    from edgevoice_export.quantize import QuantizeOptions, calibrate_and_quantize, sample_sentences
+    from edgevoice_export.gpt_sovits.quantize import calibrate_and_quantize
+    from edgevoice_export.quantize import QuantizeOptions, sample_sentences
 
     out = work / f"bundle-{precision}"
     inputs = CalibrationInputs(references=(clip,), sentences=tuple(sample_sentences(sentences)))

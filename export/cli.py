@@ -78,7 +78,8 @@ def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, sv_path, out,
     if int8:
         from edgevoice_calibration.collect import CalibrationInputs, ReferenceClip
 
-        from .quantize import QuantizeOptions, calibrate_and_quantize, sample_sentences
+        from .gpt_sovits.quantize import calibrate_and_quantize
+        from .quantize import QuantizeOptions, sample_sentences
 
         clip = ReferenceClip(Path(reference), reference_text, reference_language)
         inputs = CalibrationInputs(references=(clip,), sentences=tuple(sample_sentences(sentences)))
@@ -211,7 +212,8 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
     from edgevoice.gpt_sovits.voice import Voice
     from edgevoice_calibration.collect import CalibrationInputs, ReferenceClip
 
-    from .quantize import QuantizeOptions, calibrate_and_quantize, sample_sentences
+    from .gpt_sovits.quantize import calibrate_and_quantize
+    from .quantize import QuantizeOptions, sample_sentences
 
     options = QuantizeOptions(precision, subset_size, max_tokens, accuracy_drop, _methods(methods), overwrite,
                               threads)

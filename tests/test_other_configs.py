@@ -62,7 +62,8 @@ def test_v1_model_with_odd_sizes_exports_and_speaks_with_the_v1_front_end(tmp_pa
     with pytest.raises(BundleError, match="exported with --format openvino only"):
         Synthesizer.load(tmp_path / "bundle", backend="onnxruntime").reference_embedding(np.ones((1025, 20)))
     from edgevoice_calibration.collect import CalibrationInputs
-    from edgevoice_export.quantize import QuantizeOptions, calibrate_and_quantize
+    from edgevoice_export.gpt_sovits.quantize import calibrate_and_quantize
+    from edgevoice_export.quantize import QuantizeOptions
 
     with pytest.raises(BundleError, match="which this bundle does not ship"):  # refused before calibrating
         calibrate_and_quantize(tmp_path / "bundle", tmp_path / "int8", CalibrationInputs(),

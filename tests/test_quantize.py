@@ -144,7 +144,8 @@ def test_quantize_errors(fixture_bundle, int8_bundle, reference, tmp_path):
 
 
 def test_static_int8_needs_int8_dot_product_instructions(tmp_path):
-    from edgevoice_export.quantize import cpu_has_int8_dot, default_policies
+    from edgevoice_export.gpt_sovits.quantize import default_policies
+    from edgevoice_export.quantize import cpu_has_int8_dot
 
     assert default_policies(has_int8_dot=True)["gpt_prefill"].method == "static"
     assert default_policies(has_int8_dot=False)["gpt_prefill"].method == "weights"

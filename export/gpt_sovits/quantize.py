@@ -1,0 +1,298 @@
+"""GPT-SoVITS INT8/BF16 variants: the per-graph policy (decisions as data, with the measurements behind them),
+calibration on real synthesis (`edgevoice_calibration.collect`), and the variant bundle with its accuracy gate.
+The machinery (NNCF calls, node selection, hold-out split, options) is shared: `edgevoice_export.quantize`.
+
+The stateful `gpt_decode` keeps its KV cache in f32 (`KV_CACHE_PRECISION`, OpenVINO's default there is u8):
+u8 measured 19.1 vs 19.5 ms per step (2 %, within noise) at 1.3 % logit error (tooling.md §3) — not worth it.
+Graphs without an IR (`gpt_step`, onnxruntime's decode step) are left as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edgevoice.backends import OpenVINOBackend
+from edgevoice.bundle import Bundle, Manifest, atomic_folder, write_manifest
+from edgevoice.errors import BundleError
+from edgevoice.gpt_sovits.synthesizer import Synthesizer
+from edgevoice_calibration.collect import CalibrationInputs, CalibrationSet
+
+from ..quant_accuracy import decode_errors, end_to_end, graph_errors
+from ..quantize import (GraphPolicy, QuantizationReport, QuantizeOptions, onnx_module_paths, run_all, vocoder_stages,
+                        cpu_has_int8_dot, quantize_graph, split_items)
+
+END_TO_END_UTTERANCES = 6
+
+_SDPA = ("ScaledDotProductAttention",)
+POLICY: dict[str, GraphPolicy] = {
+    # One token per call reads every weight for little compute: bandwidth-bound. W8 gave 1.5x per token at 2.7 %
+    # logit error; static INT8 gave no speed-up at 2-3x the error (§4).
+    # Stateful, so there is nothing to calibrate static INT8 on (the cache is inside the request) - and it would
+    # not pay: on the AVX2 EPYC static INT8 steps ran as jit_gemm_I8 at 49 ms vs 29 ms FP32.
+    "gpt_decode": GraphPolicy("weights", "bandwidth-bound single-token decode: W8 1.5x/token at 2.7 % logit error, "
+                                         "static INT8 no faster at 2-3x the error (tooling.md §4); stateful "
+                                         "W8 19.5 vs 27.0 ms FP32 on an AVX2 EPYC"),
+    # Prefill is compute-bound: static INT8 was 2.8x faster (119 vs 333 ms at 300 tokens). SmoothQuant off
+    # (6.2 % vs 8.3 % error) and SDPA left float (5.9 %, and the CPU plugin keeps its fused attention kernel).
+    "gpt_prefill": GraphPolicy("static", "compute-bound: static INT8 prefill 2.8x faster; SmoothQuant off and SDPA "
+                                         "float gave the lowest error (tooling.md §4)",
+                               transformer=True, ignored_types=_SDPA),
+    # The speed-up above was measured with AVX-512 VNNI; see `default_policies` for CPUs without it.
+    # Encoders are compute-bound like prefill; same recipe (not measured separately in the research).
+    "bert": GraphPolicy("static", "compute-bound encoder, prefill recipe (SmoothQuant off, SDPA float)",
+                        transformer=True, ignored_types=_SDPA),
+    # Its output is discrete (VQ argmin over the HuBERT features): on the tiny model static INT8 changed 57 % of
+    # the prompt tokens (also with the VQ and ssl_proj in float), W8 changed 5 %. It runs once per voice, so speed
+    # hardly matters.
+    "hubert_codes": GraphPolicy("weights", "discrete tokens: static INT8 flipped 57 % of them on the tiny model, "
+                                           "W8 5 %; runs once per voice"),
+    # HiFi-GAN: MIXED preset (asymmetric u8 after LeakyReLU) cut log-mel L1 by 20 % and avoided slow f32 GEMM
+    # fallbacks for ConvTranspose; keeping conv_pre/conv_post and the cheap last 32 kHz stage float was the best
+    # speed/quality point (27.1 dB SNR, 2.1x faster than FP32; §6).
+    "sovits_decode": GraphPolicy("static", "MIXED preset, last upsampling stage + conv_pre/conv_post float: best "
+                                           "speed/quality point on the HiFi-GAN (tooling.md §6)",
+                                 mixed_preset=True, ignored_types=_SDPA,
+                                 float_modules=(r"sovits\.dec\.conv_pre$", r"sovits\.dec\.conv_post$",
+                                                "<last-stage>")),
+    # Runs once per voice and is tiny: nothing to gain.
+    "ref_encoder": GraphPolicy("float", "runs once per voice creation and is tiny"),
+    # v2Pro/Plus speaker embedding: once per voice, and it shifts `ge` (hence every frame) directly.
+    "sv_embedding": GraphPolicy("float", "runs once per voice creation; its output moves ge directly"),
+}
+
+
+def quantize_within_budget(model, policy: GraphPolicy, calibration: list[dict], onnx_path: Path, subset_size: int,
+                           validation: list[dict], reference_audio: list[np.ndarray], max_log_mel_l1: float,
+                           threads: int = 1):
+    """Accuracy-controlled static INT8 for SoVITS: quantise with `policy`; while the worst held-out log-mel L1
+    against FP32 exceeds the budget, put one more part back into float, from the output side (the most sensitive,
+    research/tooling.md §6): the vocoder's glue ops, its upsampling stages, then the flow, then the text encoder;
+    quantise again.
+    Returns (model, record of every attempt).
+
+    NNCF's own `quantize_with_accuracy_control` ranks every quantised op with one validation each (312 on the
+    tiny vocoder) and had not finished ranking after 24 min on one core, so it is not used."""
+    import openvino as ov
+
+    from ..quant_accuracy import log_mel_l1
+
+    stages = vocoder_stages(onnx_module_paths(onnx_path))
+    kept_float = 1 if "<last-stage>" in policy.float_modules else 0
+    # Output side first. The ops the vocoder runs between its stages (LeakyReLU, the resblock sum and its average)
+    # belong to no stage module; they go first: on the tiny model the stages alone moved log-mel L1 only from 0.139
+    # to 0.132, while with them the whole SoVITS in float except 20 quantisers reached 0.006.
+    groups = [("dec glue", [r"sovits\.dec$"])]
+    groups += [(f"dec stage {i}", stages[i]) for i in reversed(range(len(stages) - kept_float))]
+    groups += [("flow", [r"sovits\.flow(\.|$)"]), ("enc_p", [r"sovits\.enc_p(\.|$)"])]
+    extra: list[str] = []
+    attempts = []
+    for more in range(len(groups) + 1):
+        if more:
+            extra.extend(groups[more - 1][1])
+        candidate = quantize_graph(model.clone(), replace(policy, float_modules=policy.float_modules + tuple(extra)),
+                                   calibration, onnx_path, subset_size)
+        compiled = ov.Core().compile_model(candidate, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                              "INFERENCE_NUM_THREADS": threads})
+        worst = max(log_mel_l1(ref, compiled(feeds)[compiled.outputs[0]])
+                    for feeds, ref in zip(validation, reference_audio))
+        attempts.append({"also_float": groups[more - 1][0] if more else "policy", "log_mel_l1": worst})
+        if worst <= max_log_mel_l1:
+            return candidate, {"max_log_mel_l1": max_log_mel_l1, "met": True, "attempts": attempts}
+    return candidate, {"max_log_mel_l1": max_log_mel_l1, "met": False, "attempts": attempts}
+
+
+def _graph_accuracy(backend_fp32, backend_test, source: Bundle, test: Bundle, name: str, held_out: list[dict]):
+    if not held_out:
+        return {}
+    reference = run_all(backend_fp32.session(source, name), held_out)
+    return graph_errors(name, reference, run_all(backend_test.session(test, name), held_out))
+
+
+def _check_source(bundle: Bundle) -> None:
+    if bundle.manifest.family != "gpt-sovits":
+        raise BundleError(f"{bundle.path}: only gpt-sovits bundles can be quantised")
+    not_fp32 = [n for n, g in bundle.manifest.graphs.items() if g.precision != "fp32"]
+    if not_fp32:
+        raise BundleError(f"{bundle.path}: graphs {', '.join(not_fp32)} are not FP32; quantise the FP32 bundle")
+
+
+# Static INT8 pays off only where the CPU has 8-bit dot-product instructions (VNNI, AMX). Measured on an
+# AVX2-only EPYC (tiny model, 1 thread): static INT8 prefill 216 vs 112 ms FP32, bert 18 vs 8 ms, i.e. 2× slower,
+# while weight-only kept FP32 speed at 16× lower logit error (full size, one core: prefill at 275 positions 1494 vs
+# 1473 ms, bert 727 vs 741 ms). Without VNNI these graphs therefore default to W8, for its 4× smaller weights.
+STATIC_NEEDS_INT8_DOT = ("gpt_prefill", "bert")
+
+
+def default_policies(has_int8_dot: bool | None = None) -> dict[str, GraphPolicy]:
+    policies = dict(POLICY)
+    if not (cpu_has_int8_dot() if has_int8_dot is None else has_int8_dot):
+        for name in STATIC_NEEDS_INT8_DOT:
+            policies[name] = replace(policies[name], method="weights",
+                                     reason="no VNNI/AMX on this CPU: static INT8 measured 2x slower than FP32; "
+                                            "weight-only INT8 runs at FP32 speed (prefill 0.99x, bert 1.02x, one "
+                                            "AVX2 core) with 4x smaller weights")
+    return policies
+
+
+def _policies(bundle: Bundle, methods: dict[str, str] | None) -> dict[str, GraphPolicy]:
+    policies = default_policies()
+    for name, method in (methods or {}).items():
+        if name not in bundle.manifest.graphs:
+            raise BundleError(f"{bundle.path}: no graph {name!r} (graphs: {', '.join(bundle.manifest.graphs)})")
+        if method not in ("weights", "static", "float"):
+            raise BundleError(f"unknown method {method!r} for {name} (choose weights, static or float)")
+        if "openvino" not in bundle.manifest.graphs[name].files:
+            raise BundleError(f"{name} has no OpenVINO IR in this bundle (onnxruntime runs it in FP32)")
+        if method == "static" and bundle.manifest.graphs[name].states:
+            raise BundleError(f"{name} is stateful: its cache inputs cannot be recorded, use weights or float")
+        base = policies.get(name, GraphPolicy("float", ""))
+        policies[name] = replace(base, method=method, reason=f"chosen by the caller (default: {base.method})")
+    for name, policy in policies.items():
+        entry = bundle.manifest.graphs.get(name)
+        if entry and policy.method == "static" and policy.float_modules and "onnx" not in entry.files:
+            # the float parts are found by torch module names, which only the ONNX file records
+            raise BundleError(f"{bundle.path}: {name} keeps some layers in float, found through its ONNX file, "
+                              "which this bundle does not ship (--format openvino): export with both formats to "
+                              f"quantise, or pass --method {name}=weights")
+    return policies
+
+
+def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: CalibrationSet,
+                    options: QuantizeOptions = QuantizeOptions()) -> QuantizationReport:
+    """Write the `options.precision` ("int8" or "bf16") variant of the FP32 bundle `source` to `out`."""
+    import nncf
+    import openvino as ov
+
+    precision, subset_size, max_drop, methods = options.precision, options.subset_size, options.max_drop, options.methods
+    overwrite, threads, progress = options.overwrite, options.threads, options.progress
+
+    if precision not in ("int8", "bf16"):
+        raise BundleError(f"unknown precision {precision!r} (choose int8 or bf16)")
+    nncf.set_log_level(logging.WARNING)
+    start = time.perf_counter()
+    source = source if isinstance(source, Bundle) else Bundle.load(source)
+    _check_source(source)
+    policies = _policies(source, methods)
+    manifest: Manifest = copy.deepcopy(source.manifest)
+    report = QuantizationReport(Path(out), precision, 0.0)
+    fp32_backend = OpenVINOBackend(threads=threads, precision="f32")
+    test_backend = OpenVINOBackend(threads=threads)  # the manifest's hint decides, as in production
+    with atomic_folder(out, overwrite=overwrite) as folder:
+        for rel in source.manifest.files:
+            shutil.copyfile(source.file(rel), folder / rel)
+        names = [n for n in POLICY if n in manifest.graphs] + [n for n in manifest.graphs if n not in POLICY]
+        bar = tqdm(names, desc=f"{precision} graphs", unit="graph", disable=not progress)
+        for name in bar:
+            bar.set_postfix_str(name)
+            graph_start = time.perf_counter()
+            entry = manifest.graphs[name]
+            policy = policies.get(name, GraphPolicy("float", "no policy for this graph"))
+            if "openvino" not in entry.files:
+                continue  # ONNX-only graph: onnxruntime runs it unchanged
+            if precision == "bf16":
+                entry.precision = "bf16"
+                entry.runtime_options.setdefault("openvino", {})["INFERENCE_PRECISION_HINT"] = "bf16"
+                report.graphs[name] = {"method": "bf16-hint"}
+                continue
+            report.graphs[name] = {"method": policy.method, "reason": policy.reason}
+            if policy.method == "float":
+                continue
+            calib, held = split_items(calibration.items.get(name, []))
+            model = ov.Core().read_model(str(source.file(entry.files["openvino"])))
+            onnx_path = source.file(entry.files["onnx"]) if "onnx" in entry.files else None
+            if max_drop is not None and name == "sovits_decode" and policy.method == "static" and held:
+                bar.set_postfix_str(f"{name}, accuracy control")
+                fp32_session = fp32_backend.session(source, name)
+                reference_audio = [fp32_session.run(item)["audio"] for item in held]
+                quantised, control = quantize_within_budget(model, policy, calib, onnx_path, subset_size, held,
+                                                            reference_audio, max_drop, threads)
+                report.graphs[name]["accuracy_control"] = control
+                if not control["met"]:
+                    report.notes.append(f"note: sovits_decode stays above the log-mel L1 budget {max_drop} even "
+                                        f"with every part in float but the posterior-free glue "
+                                        f"({control['attempts'][-1]['log_mel_l1']:.4f}); kept the last attempt")
+            else:
+                quantised = quantize_graph(model, policy, calib, onnx_path, subset_size)
+            xml = f"{name}.int8.xml"
+            options = dict(entry.runtime_options.get("openvino", {}), INFERENCE_PRECISION_HINT="f32")
+            for key, value in options.items():
+                quantised.set_rt_info(str(value), ["runtime_options", key])
+            ov.save_model(quantised, str(folder / xml), compress_to_fp16=False)
+            entry.files = dict(entry.files, openvino=xml)  # any ONNX stays FP32 (see module doc)
+            entry.precision = "int8"
+            entry.runtime_options["openvino"] = options
+            parity = entry.accuracy.get("fp32_vs_torch", {})
+            entry.accuracy = {"fp32_vs_torch": {k: v for k, v in parity.items() if k == "onnxruntime"}}
+            report.graphs[name]["seconds"] = round(time.perf_counter() - graph_start, 1)
+            report.graphs[name]["calibration_items"] = len(calib) if policy.method == "static" else 0
+        for rel in [f for f in list(manifest.files) if f.endswith((".xml", ".bin"))]:
+            irs = [g.files["openvino"] for g in manifest.graphs.values() if "openvino" in g.files]
+            if not any(rel in (xml, xml[:-4] + ".bin") for xml in irs):
+                (folder / rel).unlink()  # the FP32 IR of a quantised graph
+        write_manifest(folder, manifest)
+        # Accuracy gate on the written bundle, exactly as the runtime will load it.
+        test = Bundle.load(folder)
+        for name, info in report.graphs.items():
+            if info["method"] == "float":
+                continue
+            _, held = split_items(calibration.items.get(name, []))
+            if manifest.graphs[name].states:  # stateful: replay held-out utterances instead of recorded feeds
+                _, held_utterances = split_items(calibration.utterances)
+                accuracy = decode_errors(fp32_backend.session(source, "gpt_prefill"),
+                                         fp32_backend.session(source, name), test_backend.session(test, name),
+                                         manifest.graphs[name].states, held_utterances[:END_TO_END_UTTERANCES])
+            else:
+                accuracy = _graph_accuracy(fp32_backend, test_backend, source, test, name, held)
+            info["accuracy"] = accuracy
+            manifest.graphs[name].accuracy[f"{precision}_vs_fp32"] = accuracy
+        _, held_utterances = split_items(calibration.utterances)
+        report.end_to_end = end_to_end(Synthesizer(source, backend=fp32_backend),
+                                       Synthesizer(test, backend=test_backend), held_utterances[:END_TO_END_UTTERANCES])
+
+        if precision == "bf16":
+            compiled = test_backend.session(test, "gpt_decode" if "gpt_decode" in test.manifest.graphs
+                                            else "gpt_prefill").precision()
+            if "bf16" not in compiled:
+                # OpenVINO silently runs f32 on CPUs without native bf16 (e.g. AVX2-only): say so.
+                report.notes.append(f"note: this CPU compiled the bf16 bundle as {compiled}; the hint only takes "
+                                    "effect on CPUs with native bf16 (AVX512_BF16 / AMX)")
+        manifest.extra["quantization"] = {
+            "precision": precision, "source_bundle_hash": source.bundle_hash,
+            "policy": {n: policies[n].to_json() for n in report.graphs if n in policies} if precision == "int8" else
+                      {"all": "same FP32 IR, INFERENCE_PRECISION_HINT=bf16"},
+            "calibration": {"utterances": len(calibration.utterances), "items": calibration.counts(),
+                            "subset_size": subset_size, "collect_seconds": round(calibration.seconds, 1)},
+            "accuracy_control": report.graphs.get("sovits_decode", {}).get("accuracy_control"),
+            "end_to_end_vs_fp32": report.end_to_end,
+            "tools": {"nncf": nncf.__version__, "openvino": ov.__version__},
+            "note": "random-weight accuracy is not a proxy for trained checkpoints: re-measure on real models",
+        }
+        report.seconds = time.perf_counter() - start
+        manifest.extra["quantization"]["seconds"] = round(report.seconds, 1)
+        write_manifest(folder, manifest)
+    return report
+
+
+def calibrate_and_quantize(bundle: str | Path, out: str | Path, inputs: CalibrationInputs,
+                           options: QuantizeOptions = QuantizeOptions()) -> QuantizationReport:
+    """Record calibration inputs on the FP32 bundle (see `edgevoice_calibration.collect`), then quantise."""
+    from edgevoice_calibration.collect import DEFAULT_MAX_TOKENS, CollectOptions, collect_calibration
+
+    source = Bundle.load(bundle)
+    _check_source(source)
+    _policies(source, options.methods)
+    if Path(out).resolve() == source.path.resolve():
+        raise BundleError(f"{out}: the output must not be the source bundle")
+    if Path(out).exists() and not options.overwrite:
+        raise BundleError(f"{out}: already exists (pass --overwrite to replace it)")
+    calibration = collect_calibration(source, inputs, CollectOptions(
+        max_tokens=options.max_tokens or DEFAULT_MAX_TOKENS, threads=options.threads, progress=options.progress))
+    return quantize_bundle(source, out, calibration, options)
