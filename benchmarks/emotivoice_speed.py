@@ -197,7 +197,7 @@ def child_export(work: Path, size: str, threads: int) -> dict:
     import torch
 
     from edgevoice_export.emotivoice.exporter import export_emotivoice, resolve_files
-    from edgevoice_export.emotivoice.test_model import (AM_CKPT_NAME, STYLE_CKPT_NAME, make_test_model,
+    from edgevoice_export.emotivoice.random_model import (AM_CKPT_NAME, STYLE_CKPT_NAME, make_test_model,
                                                        parameter_counts)
     from edgevoice_export.emotivoice.checkpoints import AM_CKPT_DIR, STYLE_CKPT_DIR
     from edgevoice_export.graph_export import ExportOptions

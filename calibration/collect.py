@@ -65,7 +65,7 @@ class CalibrationSet:
         return {name: len(feeds) for name, feeds in sorted(self.items.items())}
 
 
-class _Recorder:
+class Recorder:
     """Decides which calls are kept: every call of most graphs, every `step_stride`-th `gpt_step` call."""
 
     def __init__(self, step_stride: int, max_items: int):
@@ -93,7 +93,7 @@ class _Recorder:
 
 
 class RecordingSession:
-    def __init__(self, inner, graph: str, recorder: _Recorder):
+    def __init__(self, inner, graph: str, recorder: Recorder):
         self._inner, self._graph, self._recorder = inner, graph, recorder
         self.input_names, self.output_names = inner.input_names, inner.output_names
 
@@ -110,7 +110,7 @@ class RecordingBackend:
     """A backend whose sessions record their feeds; pass it as `Synthesizer(bundle, backend=...)`."""
 
     inner: object
-    recorder: _Recorder
+    recorder: Recorder
 
     @property
     def name(self) -> str:
@@ -163,7 +163,7 @@ def collect_calibration(bundle: Bundle, inputs: CalibrationInputs,
     max_tokens, step_stride, max_items = options.max_tokens, options.step_stride, options.max_items
     noise_scale, seed, threads, progress = options.noise_scale, options.seed, options.threads, options.progress
     start = time.perf_counter()
-    recorder = _Recorder(step_stride, max_items)
+    recorder = Recorder(step_stride, max_items)
     backend = RecordingBackend(OpenVINOBackend(threads=threads, precision="f32"), recorder)
     synth = Synthesizer(bundle, backend=backend)
     all_voices = list(voices)

@@ -133,12 +133,12 @@ def export_emotivoice(root, am_path, style_path, bert_dir, text_dir, lexicon_pat
 def make_test_model(family, size, out, seed, version):
     """Write random-weight checkpoints in upstream's exact file formats and layout."""
     if family == "emotivoice":
-        from .emotivoice.test_model import make_test_model as write
+        from .emotivoice.random_model import make_test_model as write
 
         root = write(out, size=size, seed=seed)
         click.echo(f"upstream-style EmotiVoice folder written to {root}: edgevoice export emotivoice --root {root} ...")
         return
-    from .gpt_sovits.test_model import make_test_model as write
+    from .gpt_sovits.random_model import make_test_model as write
 
     paths = write(out, size, seed, version=version)
     for name, path in paths.items():
@@ -194,7 +194,7 @@ def _methods(items) -> dict[str, str]:
 @click.option("--subset-size", type=int, default=300, show_default=True, help="NNCF calibration items per graph")
 @click.option("--precision", type=click.Choice(["int8", "bf16"]), default="int8", show_default=True)
 @click.option("--method", "methods", multiple=True, metavar="GRAPH=METHOD",
-              help="override the policy for one graph: weights, static or float (repeatable)")
+              help="override the policy for one graph: weights, static, float, or bf16 (EmotiVoice) (repeatable)")
 @click.option("--accuracy-drop", type=float, default=None,
               help="accuracy control for sovits_decode: the largest held-out log-mel L1 vs FP32 allowed; "
                    "parts go back to float, output side first, until it holds")
@@ -224,7 +224,7 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
                  "--calibration-texts")
         from .emotivoice.quantize import quantize_emotivoice
 
-        _print_quantised(guarded(lambda: quantize_emotivoice(bundle, out, options)))
+        _print_quantised(guarded(lambda: quantize_emotivoice(bundle, out, options, sentences=sentences)))
         return
     if not voice_paths and not references:
         fail("give at least one --voice or --reference clip to calibrate with")
@@ -257,7 +257,7 @@ def demo(out, text):
     from edgevoice.gpt_sovits import SynthesisOptions, Synthesizer
 
     from .gpt_sovits.exporter import GptSovitsFiles, export_gpt_sovits
-    from .gpt_sovits.test_model import make_test_model as write_test_model
+    from .gpt_sovits.random_model import make_test_model as write_test_model
     from .graph_export import ExportOptions
 
     work = Path(out) if out else Path(tempfile.mkdtemp(prefix="edgevoice-demo-"))

@@ -40,7 +40,7 @@ def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
     return min(SNR_CAP_DB, float(10 * np.log10(np.sum(reference ** 2) / noise))) if noise else SNR_CAP_DB
 
 
-def _mel_filterbank(n_mels: int = MEL_BINS, n_fft: int = N_FFT, rate: int = SAMPLE_RATE) -> np.ndarray:
+def mel_filterbank(n_mels: int = MEL_BINS, n_fft: int = N_FFT, rate: int = SAMPLE_RATE) -> np.ndarray:
     """Triangular HTK-mel filters `[n_mels, n_fft//2+1]` (unnormalised; only relative comparisons use them)."""
     def to_mel(hz):
         return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
@@ -55,7 +55,7 @@ def _mel_filterbank(n_mels: int = MEL_BINS, n_fft: int = N_FFT, rate: int = SAMP
     return np.maximum(0.0, np.minimum(lower, upper))
 
 
-_MEL = _mel_filterbank()
+_MEL = mel_filterbank()
 
 
 def log_mel(audio: np.ndarray) -> np.ndarray:
@@ -63,6 +63,21 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
 
 
 def log_mel_l1(reference: np.ndarray, test: np.ndarray) -> float:
+    return float(np.mean(np.abs(log_mel(reference) - log_mel(test))))
+
+
+def log_mel_l1_at(reference: np.ndarray, test: np.ndarray, rate: int, n_fft: int = 1024, hop: int = 256,
+                  n_mels: int = 80) -> float:
+    """Mean |Δ log-mel| of two waveforms at `rate` (`log_mel_l1` is GPT-SoVITS' 32 kHz one)."""
+    reference, test = np.asarray(reference).reshape(-1), np.asarray(test).reshape(-1)
+    if reference.size <= n_fft:
+        return 0.0 if np.array_equal(reference, test) else float(np.mean(np.abs(reference - test)))
+    bank = mel_filterbank(n_mels, n_fft, rate)
+
+    def log_mel(audio):
+        spectrum = linear_spectrogram(audio, n_fft=n_fft, hop_length=hop, win_length=n_fft)[0].astype(np.float64)
+        return np.log(np.maximum(bank @ spectrum, 1e-5))
+
     return float(np.mean(np.abs(log_mel(reference) - log_mel(test))))
 
 

@@ -159,7 +159,7 @@ def test_v1_gpt_is_detected_by_its_phone_rows(tmp_path):
 
 def test_v1_header_is_read_as_v1_and_checked_against_the_weights(gpt_sovits_set, tmp_path):
     pytest.importorskip("torch")
-    from edgevoice_export.gpt_sovits.test_model import write_sovits
+    from edgevoice_export.gpt_sovits.random_model import write_sovits
 
     write_sovits(tmp_path / "v1.pth", "tiny", 0, version="v1")
     data = (tmp_path / "v1.pth").read_bytes()

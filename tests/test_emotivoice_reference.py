@@ -19,7 +19,7 @@ from edgevoice_export.emotivoice.checkpoints import (EmotiVoiceFiles, fold_weigh
 from edgevoice_export.emotivoice.models import (frame_count, gaussian_upsample, load_am_and_vocoder,  # noqa: E402
                                                 load_style_bert)
 from edgevoice_export.emotivoice.reference import EmotiVoiceModel  # noqa: E402
-from edgevoice_export.emotivoice.test_model import make_test_model, parameter_counts  # noqa: E402
+from edgevoice_export.emotivoice.random_model import make_test_model, parameter_counts  # noqa: E402
 
 UIDS = ("en1", "en2", "zh1", "zh2", "mix1", "mix2")
 AM_STAGES = ("token_embed", "enc_posenc_out", "enc_block0_out", "enc_block1_out", "enc_out", "spk_embed", "proj_out",

@@ -14,7 +14,7 @@ from edgevoice.audio import write_wav  # noqa: E402
 from edgevoice_export.checkpoints import CheckpointError, load_sovits_checkpoint  # noqa: E402
 from edgevoice_export.gpt_sovits.exporter import GptSovitsFiles, export_gpt_sovits  # noqa: E402
 from edgevoice_export.graph_export import ExportOptions  # noqa: E402
-from edgevoice_export.gpt_sovits.test_model import make_test_model, write_gpt, write_sovits  # noqa: E402
+from edgevoice_export.gpt_sovits.random_model import make_test_model, write_gpt, write_sovits  # noqa: E402
 
 ODD_SIZES = {
     "gpt": {"n_layer": 3, "head": 8, "embedding_dim": 256, "hidden_dim": 256},

@@ -406,7 +406,7 @@ def _save(state: dict[str, np.ndarray], path: Path, container: str | None = None
 def _yaml_text(config: dict, applied: dict) -> str:
     import yaml
 
-    header = "# EmotiVoice random-weight test model (edgevoice_export.emotivoice.test_model): upstream\n"
+    header = "# EmotiVoice random-weight test model (edgevoice_export.emotivoice.random_model): upstream\n"
     header += "# config/joint/config.yaml" + (" with these overrides:\n" if applied else ", release values\n")
     header += "".join(f"#   {key}: {value}\n" for key, value in applied.items())
     return header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True)

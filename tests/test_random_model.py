@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from edgevoice_export.checkpoints import load_gpt_checkpoint, load_hf_weights, load_sovits_checkpoint  # noqa: E402
 from edgevoice_export.gpt_sovits.models.gpt import Text2SemanticDecoder  # noqa: E402
 from edgevoice_export.gpt_sovits.models.sovits import SoVITS  # noqa: E402
-from edgevoice_export.gpt_sovits.test_model import make_test_model, write_gpt, write_sovits  # noqa: E402
+from edgevoice_export.gpt_sovits.random_model import make_test_model, write_gpt, write_sovits  # noqa: E402
 
 
 def _pickle_globals(path):

@@ -1,0 +1,621 @@
+"""INT8 (NNCF) and BF16 variants of an FP32 EmotiVoice bundle, through the machinery GPT-SoVITS uses
+(`edgevoice_export.quantize`: `GraphPolicy`, `quantize_graph`, `split_items`; `edgevoice_calibration.collect`:
+`RecordingBackend`; `edgevoice_export.quant_accuracy`: `graph_errors` and friends).
+
+1. Calibration: the FP32 bundle speaks a spread of the English and Chinese calibration corpus, each sentence with
+   another built-in speaker (rows spread over the speaker table) and another style prompt, behind a
+   `RecordingBackend`, so that `style_bert` (prompts and spoken text), `am_front`, `am_back` and `hifigan` are all
+   recorded with the inputs the runtime really feeds them. The sentences are split with `split_items` (every 5th
+   held out): graph inputs recorded on held-out sentences are used only by the accuracy gate.
+2. A per-graph policy (`POLICY`, adjusted to the CPU by `default_policies`), each entry with the measurement it
+   rests on. A BF16 graph is the FP32 IR compiled with `INFERENCE_PRECISION_HINT=bf16` (the manifest's
+   `runtime_options`; a user-given backend precision still overrides it, see `OpenVINOBackend.config_for`).
+3. Accuracy gate: every changed graph runs the held-out inputs next to FP32, compiled exactly as the runtime
+   compiles it; a graph outside its `GATE` falls back (`FALLBACK`: static → weights → bf16 (only where the CPU
+   has native bf16) → float for the transformer graphs, anything → float for the vocoder) and the report says so. End to end, a few held-out sentences go
+   through both bundles with FP32's durations forced (a flipped duration would otherwise shift every later frame,
+   and waveforms could not be compared sample by sample); the durations each bundle predicts are compared too.
+4. The variant is written atomically; ONNX files stay FP32 (onnxruntime runs them unchanged, as for GPT-SoVITS).
+
+Random weights are not trained ones (no activation outliers; here the random 12-layer BERT amplifies every rounding
+error tenfold): re-measure every figure on the released checkpoints before trusting a policy (the figures below
+are from random-weight models, `make_test_model(size="full")`).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from edgevoice.backends import OpenVINOBackend
+from edgevoice.bundle import Bundle, Manifest, accuracy_summary, atomic_folder, write_manifest
+from edgevoice.emotivoice.synthesizer import Synthesizer
+from edgevoice.errors import BundleError, EdgevoiceError
+from edgevoice_calibration import load_corpus
+from edgevoice_calibration.collect import Recorder, RecordingBackend
+
+from ..quant_accuracy import graph_errors, log_mel_l1_at, relative_l2, snr_db
+from ..quantize import (GraphPolicy, QuantizeOptions, cpu_has_int8_dot, quantize_graph, sample_sentences,
+                        split_items)
+
+GRAPHS = ("style_bert", "am_front", "am_back", "hifigan")
+METHODS = ("weights", "static", "float", "bf16")
+LANGUAGES = ("en", "zh")  # what EmotiVoice's front end reads
+PROMPTS = ("Happy", "Sad", "Angry", "开心", "生气", "平静", "")  # 7: coprime with SPEAKER_ROWS, 56 pairings
+SPEAKER_ROWS = 8  # speakers used for calibration, spread evenly over the speaker table
+DEFAULT_SENTENCES = 40  # 32 calibration + 8 held out; ~1 min of synthesis at full size on 2 threads
+MAX_ITEMS = 256  # recorded inputs kept per graph
+END_TO_END_SENTENCES = 6  # held-out sentences spoken end to end by both bundles
+
+_SDPA = ("ScaledDotProductAttention",)
+
+# ------------------------------------------------------------------------------------------------ policy
+# Measured with `benchmarks/emotivoice_quantize.py --sweep` (results in benchmarks/results/emotivoice_quantize.md):
+# full-size random weights (make_test_model size="full"), AMD EPYC with AVX-512 VNNI and AVX512_BF16, 2 threads,
+# OpenVINO 2026.4, NNCF 3.4, 40 calibration sentences (8 held out). Speed-ups are medians of per-item FP32/variant
+# time ratios on the held-out graph inputs (items timed in turn); accuracy is the worst held-out item against FP32;
+# "end to end" is that graph alone quantised, the others FP32, over 6 held-out sentences (FP32 durations forced).
+# FP32 compute per second of audio (end to end, 6 sentences): hifigan 0.199 s of 0.221 (90 %), am_back 0.012,
+# style_bert 0.007, am_front 0.003. The variant this policy makes: 0.119 s (1.86x), 27.3 dB worst wav SNR end to end.
+POLICY: dict[str, GraphPolicy] = {
+    # 12-layer BERT-base over the prompt (once per voice) and every sentence (content embedding).
+    "style_bert": GraphPolicy(
+        "static", "compute-bound BERT-base, GPT-SoVITS bert recipe (SmoothQuant off, SDPA float): static INT8 2.43x "
+                  "FP32 (W8 2.21x, BF16 1.60x; SDPA quantised too: more error, 0.226). The random-weight BERT "
+                  "amplifies any rounding (BF16 alone moves pooled by 4.7 %): static gave pooled rel-L2 0.199, W8 "
+                  "0.135, so the gate sends it on to BF16 there (0.047); trained SimBERT is expected to pass",
+        transformer=True, ignored_types=_SDPA),
+    "am_front": GraphPolicy(
+        "static", "encoder + variance predictors: static INT8 2.21x FP32 (W8 1.02x, BF16 1.53x); 95.9 % of held-out "
+                  "durations unchanged, the rest by 1 frame (BF16 97.9 %, W8 97.7 %), hidden rel-L2 0.026; end to "
+                  "end 35.6 dB wav SNR. Keeping the duration predictor float hardly helped (93 vs 91 % worst item, "
+                  "one ad-hoc run)",
+        transformer=True, ignored_types=_SDPA),
+    "am_back": GraphPolicy(
+        "static", "Gaussian upsampling + decoder: static INT8 2.18x FP32 at mel max-rel 0.067 / rel-L2 0.025 (end to "
+                  "end 31.3 dB); not BF16: 1.73x but max-rel 0.186 (frame positions and the upsampling energies lose "
+                  "their resolution in bf16), W8 1.06x",
+        transformer=True, ignored_types=_SDPA),
+    "hifigan": GraphPolicy(
+        "bf16", "native bf16: 1.79x FP32 at 39.2 dB wav SNR (log-mel L1 0.009); static INT8 (MIXED, conv_pre/post "
+                "float) is 2.31x but 25.4 dB (log-mel L1 0.044), W8 0.99x: BF16 is the quality point on the graph "
+                "that is 90 % of the compute"),
+}
+# The vocoder's policy where the CPU has no native bf16: the GPT-SoVITS HiFi-GAN recipe (MIXED preset, i.e.
+# asymmetric u8 activations after the LeakyReLUs, first and last convolution float), kept only when it passes GATE.
+HIFIGAN_INT8 = GraphPolicy(
+    "static", "no native bf16 on this CPU: static INT8, MIXED preset, conv_pre/conv_post float (GPT-SoVITS HiFi-GAN "
+              "recipe), kept only if it passes the gate; measured with VNNI: 2.31x FP32 at 25.4 dB wav SNR, log-mel "
+              "L1 0.044 (last stage float too: 26.4 dB); emulated without VNNI or bf16 "
+              "(ONEDNN_MAX_CPU_ISA=AVX512_CORE): 1.52x at the same 25.4 dB",
+    mixed_preset=True, float_modules=(r"vocoder\.conv_pre$", r"vocoder\.conv_post$"))
+# Static INT8 pays only with 8-bit dot-product instructions (edgevoice_export.quantize.STATIC_NEEDS_INT8_DOT):
+# without them these fall back to weight-only INT8, as gpt_prefill and bert do for GPT-SoVITS.
+STATIC_NEEDS_INT8_DOT = ("style_bert", "am_front", "am_back")
+NO_INT8_DOT_REASON = ("no VNNI/AMX on this CPU: weight-only INT8, as for GPT-SoVITS (static INT8 ran 2x slower than "
+                      "FP32 on an AVX2 EPYC). AVX-512 without VNNI emulated here (ONEDNN_MAX_CPU_ISA=AVX512_CORE): "
+                      "static 1.46-1.81x FP32 but inaccurate (u8*s8 pair sums saturate without VNNI: am_back mel "
+                      "rel-L2 0.270 vs 0.025, am_front hidden 0.124 vs 0.026), W8 1.05-1.71x at W8's usual error; "
+                      "AVX2 could not be emulated (OpenVINO's kernels fail under ONEDNN_MAX_CPU_ISA=AVX2)")
+
+# What a graph falls back to, in order, when it misses GATE ("bf16" only where the CPU has native bf16).
+FALLBACK = {"static": ("weights", "bf16", "float"), "weights": ("bf16", "float"), "bf16": ("float",), "float": ()}
+VOCODER_FALLBACK = {"static": ("float",), "weights": ("float",), "bf16": ("float",), "float": ()}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    output: str
+    metric: str  # a key of the graph's accuracy entry for `output` (its "worst" figure is compared)
+    limit: float
+    higher_is_better: bool
+    reason: str
+
+    def check(self, accuracy: dict) -> tuple[bool, float]:
+        value = accuracy[self.output][self.metric]["worst"]
+        return (value >= self.limit if self.higher_is_better else value <= self.limit), value
+
+    def to_json(self) -> dict:
+        return {"output": self.output, "metric": self.metric, "worst must be": (">= " if self.higher_is_better
+                                                                                 else "<= ") + str(self.limit),
+                "reason": self.reason}
+
+
+# Worst held-out item (pooled over phones for the durations) of each graph against FP32. The limits keep each graph's
+# own end-to-end effect near what the accepted graphs cost (mel rel-L2 <= ~3 %, wav SNR >= ~30 dB; figures above).
+GATE: dict[str, tuple[Threshold, ...]] = {
+    "style_bert": (Threshold("pooled", "rel_l2", 0.08, False,
+                             "pooled rel-L2 0.047 (BF16) moved the end-to-end mel by 2.8 % (30.0 dB wav SNR, 95 % of "
+                             "durations kept); 0.135 (W8) by 8.2 % (21.1 dB, 79 %), 0.199 (static) by 11 % (18.7 dB, "
+                             "84 %)"),),
+    "am_front": (Threshold("durations", "pooled_agreement", 0.90, True,
+                           "static INT8 kept 95.9 % of the held-out durations (94 % end to end, 35.6 dB); a random "
+                           "model's durations sit anywhere between two roundings, so a few 1-frame flips are normal"),
+                 Threshold("durations", "max_abs_frames", 2.0, False,
+                           "a rounding flip moves a duration by 1 frame (16 ms); more means the log-durations moved, "
+                           "every method measured stayed at 1"),
+                 Threshold("hidden", "rel_l2", 0.05, False, "static INT8 0.026 gave 1.4 % mel rel-L2 end to end")),
+    "am_back": (Threshold("mel", "max_rel", 0.10, False,
+                          "static INT8 0.067 (31.3 dB end to end) passes; BF16's 0.186 (position rounding) does not"),
+                Threshold("mel", "rel_l2", 0.05, False, "static INT8 0.025, BF16 0.085")),
+    "hifigan": (Threshold("wav", "snr_db", 20.0, True,
+                          "static INT8 measured 25.4 dB (GPT-SoVITS accepted 27.1 dB for its HiFi-GAN): 5 dB margin "
+                          "for other models, no more"),
+                Threshold("wav", "log_mel_l1", 0.1, False, "static INT8 0.044, BF16 0.009")),
+}
+
+# ------------------------------------------------------------------------------------------------ CPU
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16", "amx_bf16", "amx_tile")
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def _flags(cpuinfo: Path) -> set[str] | None:
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.split(":")[0].strip() in ("flags", "Features"):
+                return set(line.partition(":")[2].split())
+        return set()
+    except OSError:
+        return None
+
+
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU computes bf16 natively (AVX512_BF16 or AMX-BF16); without it OpenVINO runs a bf16 hint in
+    f32 (or emulates it). Where /proc/cpuinfo cannot be read, OpenVINO's own capability list decides."""
+    flags = _flags(cpuinfo)
+    if flags is not None:
+        return any(flag in flags for flag in _BF16_FLAGS)
+    try:
+        import openvino as ov
+
+        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # noqa: BLE001 - no OpenVINO CPU plugin: no bf16
+        return False
+
+
+def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
+    model = platform.processor() or "unknown"
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.split(":")[0].strip() == "model name":
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    flags = _flags(cpuinfo) or set()
+    return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags]}
+
+
+def default_policies(has_int8_dot: bool | None = None, has_native_bf16: bool | None = None
+                     ) -> dict[str, GraphPolicy]:
+    """`POLICY` adjusted to the CPU: weight-only INT8 instead of static where there is no VNNI/AMX, and the
+    vocoder in static INT8 (gated) instead of BF16 where there is no native bf16."""
+    policies = dict(POLICY)
+    if not (cpu_has_int8_dot() if has_int8_dot is None else has_int8_dot):
+        for name in STATIC_NEEDS_INT8_DOT:
+            policies[name] = replace(policies[name], method="weights", reason=NO_INT8_DOT_REASON)
+    if not (cpu_has_native_bf16() if has_native_bf16 is None else has_native_bf16):
+        policies["hifigan"] = HIFIGAN_INT8
+    return policies
+
+
+def static_policy(name: str, policy: GraphPolicy) -> GraphPolicy:
+    """`policy` if it is static INT8, else the static INT8 recipe for graph `name` (for overrides and fallbacks)."""
+    if policy.method == "static":
+        return policy
+    return HIFIGAN_INT8 if name == "hifigan" else replace(POLICY[name], method="static")
+
+
+def _policies(bundle: Bundle, precision: str, methods: dict[str, str] | None) -> dict[str, GraphPolicy]:
+    if precision == "bf16":
+        policies = {name: GraphPolicy("bf16", "--precision bf16: every graph is the FP32 IR with a bf16 hint")
+                    for name in GRAPHS}
+    else:
+        policies = default_policies()
+    for name, method in (methods or {}).items():
+        if name not in GRAPHS:
+            raise EdgevoiceError(f"--method {name}={method}: EmotiVoice has no graph {name!r} "
+                                 f"(graphs: {', '.join(GRAPHS)})")
+        if method not in METHODS:
+            raise EdgevoiceError(f"--method {name}={method}: unknown method {method!r} (choose "
+                                 f"{', '.join(METHODS)})")
+        base = static_policy(name, policies[name]) if method == "static" else policies[name]
+        policies[name] = replace(base, method=method,
+                                 reason=f"chosen by the caller (default: {policies[name].method})")
+    for name, policy in policies.items():
+        entry = bundle.manifest.graphs[name]
+        if policy.method in ("static", "weights") and "openvino" not in entry.files:
+            raise BundleError(f"{bundle.path}: {name} has no OpenVINO IR (exported with --format onnx only); NNCF "
+                              "quantises the IR: export with --format openvino")
+        if policy.method == "static" and policy.float_modules and "onnx" not in entry.files:
+            raise BundleError(f"{bundle.path}: {name} keeps some layers in float, found through its ONNX file, "
+                              "which this bundle does not ship (--format openvino): export with both formats to "
+                              f"quantise, or pass --method {name}=float")
+    return policies
+
+
+def _check_source(bundle: Bundle) -> None:
+    if bundle.manifest.family != "emotivoice":
+        raise BundleError(f"{bundle.path}: a {bundle.manifest.family!r} bundle; quantize_emotivoice reads EmotiVoice "
+                          "bundles")
+    missing = [n for n in GRAPHS if n not in bundle.manifest.graphs]
+    if missing:
+        raise BundleError(f"{bundle.path}: no {', '.join(missing)} graph; re-export the bundle")
+    not_fp32 = [n for n in GRAPHS if bundle.manifest.graphs[n].precision != "fp32"]
+    if not_fp32:
+        raise BundleError(f"{bundle.path}: graphs {', '.join(not_fp32)} are not FP32; quantise the FP32 bundle")
+    without_ir = [n for n in GRAPHS if "openvino" not in bundle.manifest.graphs[n].files]
+    if without_ir:
+        raise BundleError(f"{bundle.path}: {', '.join(without_ir)} has no OpenVINO IR (exported with --format onnx "
+                          "only): quantisation works on the IR, export with --format openvino")
+
+
+# ------------------------------------------------------------------------------------------------ calibration
+
+
+@dataclass(frozen=True)
+class Sentence:
+    language: str
+    text: str
+    speaker: str  # a name from the speaker table
+    prompt: str
+
+
+@dataclass
+class EmotiVoiceCalibration:
+    """Recorded graph inputs: `calibration` from the calibration sentences, `held_out` from the others."""
+
+    calibration: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
+    held_out: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
+    sentences: list[Sentence] = field(default_factory=list)
+    held_out_sentences: list[Sentence] = field(default_factory=list)
+    seconds: float = 0.0
+    audio_seconds: float = 0.0
+
+    def counts(self) -> dict:
+        return {"calibration": {n: len(v) for n, v in self.calibration.items()},
+                "held_out": {n: len(v) for n, v in self.held_out.items()}}
+
+
+def calibration_sentences(bundle: Bundle, sentences: int | Sequence[tuple[str, str]] | None = None
+                          ) -> list[Sentence]:
+    """`sentences` (a count spread over the English and Chinese calibration corpus, or (language, text) pairs),
+    each with the next speaker of `SPEAKER_ROWS` rows spread over the table and the next style prompt."""
+    if sentences is None or isinstance(sentences, int):
+        count = DEFAULT_SENTENCES if sentences is None else sentences
+        if count < 1:
+            raise EdgevoiceError(f"calibration needs at least one sentence, not {count}")
+        pairs = sample_sentences(count, load_corpus(LANGUAGES))
+    else:
+        pairs = [(str(lang), str(text)) for lang, text in sentences]
+        if not pairs:
+            raise EdgevoiceError("calibration needs at least one sentence")
+    speakers = bundle.file(bundle.manifest.model["speakers_file"]).read_text(encoding="utf-8").splitlines()
+    rows = np.unique(np.linspace(0, len(speakers) - 1, min(SPEAKER_ROWS, len(speakers))).round().astype(int))
+    return [Sentence(lang, text, speakers[rows[i % len(rows)]], PROMPTS[i % len(PROMPTS)])
+            for i, (lang, text) in enumerate(pairs)]
+
+
+def collect_emotivoice_calibration(bundle: str | Path | Bundle,
+                                   sentences: int | Sequence[tuple[str, str]] | None = None, threads: int = 1,
+                                   progress: bool = True) -> EmotiVoiceCalibration:
+    """Synthesise the calibration sentences on the FP32 bundle and record every graph's inputs; the sentences
+    `split_items` holds out are recorded separately (their prompts embedded afresh), for the accuracy gate."""
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    _check_source(bundle)
+    start = time.perf_counter()
+    plan = calibration_sentences(bundle, sentences)
+    calib, held = split_items(plan)
+    recorder = Recorder(step_stride=1, max_items=MAX_ITEMS)
+    synth = Synthesizer(bundle, backend=RecordingBackend(OpenVINOBackend(threads=threads, precision="f32"), recorder))
+    result = EmotiVoiceCalibration(sentences=calib, held_out_sentences=held)
+    bar = tqdm(total=len(calib) + (len(held) if held is not calib else 0), desc="calibrating", unit="sentence",
+               disable=not progress)
+    passes = [(calib, result.calibration)] + ([(held, result.held_out)] if held is not calib else [])
+    for group, target in passes:
+        recorder.items = {}
+        synth._styles.clear()  # a fresh pass embeds its prompts itself, so they are recorded in that pass
+        for sentence in group:
+            voice = synth.voice_for(speaker=sentence.speaker, prompt=sentence.prompt)
+            audio = synth.synthesize(sentence.text, voice)
+            result.audio_seconds += audio.size / synth.sample_rate
+            bar.update()
+        target.update(recorder.items)
+    bar.close()
+    if held is calib:  # fewer sentences than one hold-out period: the check is in-sample
+        result.held_out = result.calibration
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ accuracy
+
+
+def max_rel(reference: np.ndarray, test: np.ndarray) -> float:
+    """max |Δ| / max |reference|."""
+    scale = float(np.max(np.abs(reference))) if reference.size else 0.0
+    return float(np.max(np.abs(reference.astype(np.float64) - test))) / scale if scale else 0.0
+
+
+def _stats(values: list[float], worst) -> dict:
+    return {"mean": float(np.mean(values)), "worst": float(worst(values))}
+
+
+def graph_accuracy(name: str, reference: list[dict], test: list[dict], rate: int) -> dict:
+    """`graph_errors` plus max relative error of the mel, SNR and log-mel L1 of the waveform."""
+    result = graph_errors(name, reference, test)
+    if name == "am_front":
+        # one phone per rounding flip: pooled over every held-out phone, and how far any duration moved
+        diffs = [np.abs(r["durations"].astype(np.int64) - t["durations"]) for r, t in zip(reference, test)]
+        pooled = float(np.mean(np.concatenate([d.ravel() for d in diffs]) == 0)) if diffs else 1.0
+        result["durations"]["pooled_agreement"] = {"mean": pooled, "worst": pooled}
+        result["durations"]["max_abs_frames"] = _stats([float(d.max(initial=0)) for d in diffs], max)
+    if name == "am_back":
+        result["mel"]["max_rel"] = _stats([max_rel(r["mel"], t["mel"]) for r, t in zip(reference, test)], max)
+    if name == "hifigan":
+        result["wav"]["snr_db"] = _stats([snr_db(r["wav"], t["wav"]) for r, t in zip(reference, test)], min)
+        result["wav"]["log_mel_l1"] = _stats([log_mel_l1_at(r["wav"], t["wav"], rate)
+                                              for r, t in zip(reference, test)], max)
+    return result
+
+
+def gate(name: str, accuracy: dict) -> list[str]:
+    """The thresholds `accuracy` misses, as text (empty: passed)."""
+    failures = []
+    for threshold in GATE.get(name, ()):
+        ok, value = threshold.check(accuracy)
+        if not ok:
+            failures.append(f"{threshold.output} {threshold.metric} {value:.4g} "
+                            f"{'<' if threshold.higher_is_better else '>'} {threshold.limit}")
+    return failures
+
+
+def end_to_end(reference: Synthesizer, test: Synthesizer, sentences: list[Sentence]) -> dict:
+    """Held-out sentences through both bundles: each embeds prompt and text and predicts durations itself; the
+    mel is then made with FP32's durations on both sides (so frames line up) and vocoded by each bundle."""
+    agree, mel_rel, mel_max, mel_l1, snrs, wav_mel = [], [], [], [], [], []
+    phones = equal = 0
+    for sentence in sentences:
+        voices = [synth.voice_for(speaker=sentence.speaker, prompt=sentence.prompt) for synth in (reference, test)]
+        for piece in reference.split_text(sentence.text):
+            _, ids = reference.phonemes(piece)
+            (ref_voice, test_voice) = voices
+            ref_dur, ref_mel = reference.acoustic(ids, ref_voice.speaker_row, ref_voice.style,
+                                                  reference.style_embedding(piece))
+            test_content = test.style_embedding(piece)
+            test_dur, _ = test.acoustic(ids, test_voice.speaker_row, test_voice.style, test_content)
+            test_mel = test.acoustic_with_durations(ids, test_voice.speaker_row, test_voice.style, test_content,
+                                                    ref_dur)
+            ref_wav, test_wav = reference.vocode(ref_mel), test.vocode(test_mel)
+            phones += len(ids)
+            agree.append(float(np.mean(ref_dur == test_dur)))
+            equal += int(np.sum(ref_dur == test_dur))
+            mel_rel.append(relative_l2(ref_mel, test_mel))
+            mel_max.append(max_rel(ref_mel, test_mel))
+            mel_l1.append(float(np.mean(np.abs(ref_mel.astype(np.float64) - test_mel))))
+            snrs.append(snr_db(ref_wav, test_wav))
+            wav_mel.append(log_mel_l1_at(ref_wav, test_wav, reference.sample_rate))
+    if not agree:
+        return {}
+    return {"sentences": len(sentences), "pieces": len(agree), "phones": phones,
+            "durations_agreement": {**_stats(agree, min), "pooled": equal / phones}, "mel_rel_l2": _stats(mel_rel, max),
+            "mel_max_rel": _stats(mel_max, max), "mel_l1": _stats(mel_l1, max), "wav_snr_db": _stats(snrs, min),
+            "wav_log_mel_l1": _stats(wav_mel, max)}
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+@dataclass
+class EmotiVoiceQuantizationReport:
+    bundle: Path
+    precision: str
+    seconds: float
+    graphs: dict[str, dict] = field(default_factory=dict)  # name -> method, planned, reason, accuracy, attempts
+    end_to_end: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        lines = list(self.notes)
+        for name, info in self.graphs.items():
+            extra = []
+            for output, stats in info.get("accuracy", {}).items():
+                if isinstance(stats, dict) and "max_rel" in stats:
+                    extra.append(f"{output} max-rel {stats['max_rel']['worst']:.4f}")
+            summary = accuracy_summary(info.get("accuracy", {}))
+            lines.append(f"{name:11s} {info['method']:8s} {summary}" + (f"; {', '.join(extra)}" if extra else ""))
+            for attempt in [a for a in info.get("attempts", []) if a["failed"]]:
+                lines.append(f"{'':11s} {attempt['method']} failed the gate ({'; '.join(attempt['failed'])}): fell "
+                             "back")
+        if self.end_to_end:
+            e = self.end_to_end
+            lines.append(f"end to end ({e['sentences']} held-out sentences, {e['phones']} phones, FP32 durations "
+                         f"forced): durations agree {e['durations_agreement']['pooled']:.3f} (worst piece "
+                         f"{e['durations_agreement']['worst']:.3f}); mel rel-L2 worst {e['mel_rel_l2']['worst']:.4f},"
+                         f" max-rel {e['mel_max_rel']['worst']:.4f}, L1 {e['mel_l1']['worst']:.4f}; wav SNR worst "
+                         f"{e['wav_snr_db']['worst']:.1f} dB, log-mel L1 {e['wav_log_mel_l1']['worst']:.4f}")
+        return lines
+
+
+# ------------------------------------------------------------------------------------------------ quantise
+
+
+def _runtime_entry(entry, method: str):
+    """A copy of a manifest graph entry as it will be written for `method` (precision and hints)."""
+    entry = copy.deepcopy(entry)
+    options = dict(entry.runtime_options.get("openvino", {}))
+    if method in ("static", "weights"):
+        entry.precision, options["INFERENCE_PRECISION_HINT"] = "int8", "f32"
+    elif method == "bf16":
+        entry.precision, options["INFERENCE_PRECISION_HINT"] = "bf16", "bf16"
+    entry.runtime_options = {**entry.runtime_options, "openvino": options} if options else entry.runtime_options
+    return entry
+
+
+def quantize_emotivoice(source_bundle: str | Path | Bundle, out: str | Path,
+                        options: QuantizeOptions = QuantizeOptions(), *,
+                        sentences: int | Sequence[tuple[str, str]] | None = None,
+                        calibration: EmotiVoiceCalibration | None = None) -> EmotiVoiceQuantizationReport:
+    """Write the `options.precision` ("int8": per-graph policy for this CPU; "bf16": every graph bf16) variant
+    of the FP32 EmotiVoice bundle `source_bundle` to `out`.
+
+    `options.methods` overrides graphs ({"am_front": "weights"}; methods: weights, static, float, bf16);
+    `subset_size`, `threads`, `overwrite`, `progress` as for GPT-SoVITS; `max_tokens` does not apply (no
+    autoregressive model) and `max_drop` (GPT-SoVITS vocoder accuracy control) is refused. `sentences`: how many
+    calibration sentences (default `DEFAULT_SENTENCES`) or (language, text) pairs; `calibration`: inputs already
+    recorded with `collect_emotivoice_calibration` on this bundle (then `sentences` is not used)."""
+    import nncf
+    import openvino as ov
+
+    start = time.perf_counter()
+    precision, threads = options.precision, options.threads
+    if precision not in ("int8", "bf16"):
+        raise EdgevoiceError(f"unknown precision {precision!r} (choose int8 or bf16)")
+    if options.max_drop is not None:
+        raise EdgevoiceError("--accuracy-drop is the GPT-SoVITS vocoder's accuracy control; EmotiVoice graphs fall "
+                             "back by themselves when they miss the accuracy gate (leave it out)")
+    if options.subset_size < 1:
+        raise EdgevoiceError(f"subset size must be at least 1, not {options.subset_size}")
+    source = source_bundle if isinstance(source_bundle, Bundle) else Bundle.load(source_bundle)
+    _check_source(source)
+    policies = _policies(source, precision, options.methods)
+    if Path(out).resolve() == source.path.resolve():
+        raise BundleError(f"{out}: the output must not be the source bundle")
+    if Path(out).exists() and not options.overwrite:
+        raise BundleError(f"{out}: already exists (pass --overwrite to replace it)")
+    nncf.set_log_level(logging.WARNING)
+    native_bf16 = cpu_has_native_bf16()
+    report = EmotiVoiceQuantizationReport(Path(out), precision, 0.0)
+    if calibration is None:
+        calibration = collect_emotivoice_calibration(source, sentences, threads, options.progress)
+    report.calibration = {"sentences": len(calibration.sentences),
+                          "held_out_sentences": len(calibration.held_out_sentences),
+                          "audio_seconds": round(calibration.audio_seconds, 1), "items": calibration.counts(),
+                          "subset_size": options.subset_size, "collect_seconds": round(calibration.seconds, 1),
+                          "speakers": sorted({s.speaker for s in calibration.sentences}),
+                          "prompts": list(dict.fromkeys(s.prompt for s in calibration.sentences))}
+    if calibration.held_out is calibration.calibration:
+        report.notes.append("note: fewer than 5 calibration sentences: the accuracy gate is in-sample")
+    if precision == "bf16" or any(p.method == "bf16" for p in policies.values()):
+        if not native_bf16:
+            report.notes.append("note: this CPU has no native bf16 (avx512_bf16 / amx_bf16): OpenVINO runs the bf16 "
+                                "graphs in f32 (or emulates bf16) here; the figures say nothing about bf16 accuracy")
+
+    fp32_backend = OpenVINOBackend(threads=threads, precision="f32")
+    test_backend = OpenVINOBackend(threads=threads)  # the manifest's hint decides, as in production
+    core = ov.Core()
+    manifest: Manifest = copy.deepcopy(source.manifest)
+    written: dict[str, object] = {}  # graph -> quantised ov.Model (NNCF methods only)
+    bar = tqdm(GRAPHS, desc=f"{precision} graphs", unit="graph", disable=not options.progress)
+    for name in bar:
+        bar.set_postfix_str(name)
+        graph_start = time.perf_counter()
+        policy, entry = policies[name], manifest.graphs[name]
+        held = calibration.held_out.get(name, [])
+        calib = calibration.calibration.get(name, [])
+        fallbacks = tuple(m for m in (VOCODER_FALLBACK if name == "hifigan" else FALLBACK)[policy.method]
+                          if m != "bf16" or native_bf16)  # a bf16 hint without native bf16 is just f32
+        info = {"planned": policy.method, "reason": policy.reason, "attempts": []}
+        reference = ([fp32_backend.session(source, name).run(item) for item in held]
+                     if held and policy.method != "float" else [])
+        for method in (policy.method, *fallbacks):
+            if method == "float":
+                info.update(method="float", accuracy={})
+                break
+            if method == "static" and not calib:
+                info["attempts"].append({"method": method, "failed": ["no calibration inputs recorded"]})
+                continue
+            model = None
+            if method in ("static", "weights"):
+                attempt_policy = static_policy(name, policy) if method == "static" else replace(policy, method=method)
+                onnx = source.file(entry.files["onnx"]) if "onnx" in entry.files else None
+                model = quantize_graph(core.read_model(str(source.file(entry.files["openvino"]))), attempt_policy,
+                                       calib, onnx, options.subset_size)
+                runtime = _runtime_entry(entry, method)
+                compiled = core.compile_model(model, "CPU", test_backend.config_for(runtime))
+            else:  # bf16: the FP32 IR with the hint, compiled as the runtime will
+                runtime = _runtime_entry(entry, method)
+                compiled = core.compile_model(str(source.file(entry.files["openvino"])), "CPU",
+                                              test_backend.config_for(runtime))
+            request = compiled.create_infer_request()
+            outputs = [port.get_any_name() for port in compiled.outputs]
+            tested = []
+            for item in held:
+                request.infer(item)
+                tested.append({o: request.get_tensor(o).data.copy() for o in outputs})
+            accuracy = graph_accuracy(name, reference, tested, source.manifest.sample_rate) if held else {}
+            failed = gate(name, accuracy) if held else []
+            info["attempts"].append({"method": method, "failed": failed,
+                                     "accuracy": accuracy})
+            if not failed:
+                info.update(method=method, accuracy=accuracy)
+                if model is not None:
+                    written[name] = model
+                break
+        if not held and info["method"] != "float":
+            report.notes.append(f"note: no held-out inputs for {name}: its accuracy was not checked")
+        if info["method"] != policy.method:
+            report.notes.append(f"note: {name} {policy.method} missed the accuracy gate; it is {info['method']} in this "
+                                "bundle")
+        info["seconds"] = round(time.perf_counter() - graph_start, 1)
+        info["calibration_items"] = len(calib) if info["method"] == "static" else 0
+        report.graphs[name] = info
+
+    with atomic_folder(out, overwrite=options.overwrite) as folder:
+        dropped = set()
+        for name, info in report.graphs.items():
+            entry, method = manifest.graphs[name], info["method"]
+            if method == "float":
+                continue
+            runtime = _runtime_entry(entry, method)
+            entry.precision, entry.runtime_options = runtime.precision, runtime.runtime_options
+            parity = entry.accuracy.get("fp32_vs_torch", {})
+            if method in ("static", "weights"):
+                xml = f"{name}.int8.xml"
+                for key, value in runtime.runtime_options.get("openvino", {}).items():
+                    written[name].set_rt_info(str(value), ["runtime_options", key])
+                ov.save_model(written[name], str(folder / xml), compress_to_fp16=False)
+                old = entry.files["openvino"]
+                dropped.update({old, old[: -len(".xml")] + ".bin"})
+                entry.files = dict(entry.files, openvino=xml)  # any ONNX stays FP32
+                # the OpenVINO-vs-torch figure was about the FP32 IR; onnxruntime still runs the FP32 ONNX
+                parity = {k: v for k, v in parity.items() if k == "onnxruntime"}
+            entry.accuracy = {"fp32_vs_torch": parity, f"{entry.precision}_vs_fp32": info["accuracy"]}
+        for rel in source.manifest.files:
+            if rel not in dropped:
+                shutil.copyfile(source.file(rel), folder / rel)
+        write_manifest(folder, manifest)
+
+        test = Bundle.load(folder)
+        report.end_to_end = end_to_end(Synthesizer(source, backend=fp32_backend),
+                                       Synthesizer(test, backend=test_backend),
+                                       calibration.held_out_sentences[:END_TO_END_SENTENCES])
+        report.seconds = time.perf_counter() - start
+        manifest.extra["quantization"] = {
+            "precision": precision, "source_bundle_hash": source.bundle_hash,
+            "policy": {n: {**policies[n].to_json(), "applied": report.graphs[n]["method"],
+                           "gate": [t.to_json() for t in GATE.get(n, ())],
+                           "attempts": [{"method": a["method"], "failed": a["failed"]}
+                                        for a in report.graphs[n]["attempts"]],
+                           "seconds": report.graphs[n]["seconds"]} for n in GRAPHS},
+            "calibration": report.calibration,
+            "end_to_end_vs_fp32": report.end_to_end,
+            "cpu": {**cpu_description(), "int8_dot": cpu_has_int8_dot(), "native_bf16": native_bf16},
+            "tools": {"nncf": nncf.__version__, "openvino": ov.__version__},
+            "notes": report.notes,
+            "note": "random-weight accuracy is not a proxy for trained checkpoints: re-measure on real models",
+            "seconds": round(report.seconds, 1),
+        }
+        write_manifest(folder, manifest)
+    return report
