@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,3 +25,19 @@ def atomic_savez(path: str | Path, header: dict, **arrays: np.ndarray) -> Path:
         if os.path.exists(temp):
             os.unlink(temp)
     return path
+
+
+def read_npz(path: str | Path, what: str, error: type = ValueError) -> tuple[dict, dict[str, np.ndarray]]:
+    """(JSON header, arrays) of a file `atomic_savez` wrote; anything else is one `error` naming `what`."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            arrays = {name: data[name] for name in data.files if name != "header"}
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError) as exc:
+        raise error(f"{path}: not an edgevoice {what} ({type(exc).__name__}: {exc})") from None
+    if not isinstance(header, dict):
+        raise error(f"{path}: not an edgevoice {what} (its header is not an object)")
+    return header, arrays

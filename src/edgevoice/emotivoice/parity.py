@@ -9,16 +9,14 @@ and the waveform. Cases save to an `.npz` (plain arrays) and replay on another m
 
 from __future__ import annotations
 
-import json
 import platform
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import EdgevoiceError
-from ..npzfile import atomic_savez
+from ..npzfile import atomic_savez, read_npz
 from .synthesizer import SpeakerStyle, Synthesizer
 
 CASE_FORMAT = "edgevoice-emotivoice-parity-case"
@@ -112,15 +110,7 @@ def save_case(path: str | Path, case: ParityCase, reference: ParityRun) -> Path:
 
 
 def load_case(path: str | Path) -> tuple[ParityCase, ParityRun]:
-    path = Path(path)
-    if not path.is_file():
-        raise EdgevoiceError(f"{path}: parity case file not found")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            header = json.loads(str(data["header"]))
-            arrays = {name: data[name] for name in data.files if name != "header"}
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
-        raise EdgevoiceError(f"{path}: not an edgevoice parity case ({type(exc).__name__}: {exc})") from None
+    header, arrays = read_npz(path, "parity case file", EdgevoiceError)
     if header.get("format") != CASE_FORMAT or header.get("format_version") != CASE_FORMAT_VERSION:
         raise EdgevoiceError(f"{path}: not an EmotiVoice parity case of format version {CASE_FORMAT_VERSION}")
     try:

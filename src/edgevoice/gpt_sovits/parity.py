@@ -9,9 +9,7 @@ and replayed on another machine, which is how CPU and GPU results are compared a
 
 from __future__ import annotations
 
-import json
 import platform
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import numpy as np
 from ..errors import EdgevoiceError
 from .sampler import SamplingOptions
 from .synthesizer import Synthesizer
-from ..npzfile import atomic_savez
+from ..npzfile import atomic_savez, read_npz
 from .voice import Voice
 
 CASE_FORMAT = "edgevoice-parity-case"
@@ -123,15 +121,7 @@ def save_case(path: str | Path, case: ParityCase, reference: ParityRun) -> Path:
 
 
 def load_case(path: str | Path) -> tuple[ParityCase, ParityRun]:
-    path = Path(path)
-    if not path.is_file():
-        raise EdgevoiceError(f"{path}: parity case file not found")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            header = json.loads(str(data["header"]))
-            arrays = {name: data[name] for name in data.files if name != "header"}
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
-        raise EdgevoiceError(f"{path}: not an edgevoice parity case ({type(exc).__name__}: {exc})") from None
+    header, arrays = read_npz(path, "parity case file", EdgevoiceError)
     if header.get("format") != CASE_FORMAT or header.get("format_version") != CASE_FORMAT_VERSION:
         raise EdgevoiceError(f"{path}: not an edgevoice parity case of format version {CASE_FORMAT_VERSION}")
     try:

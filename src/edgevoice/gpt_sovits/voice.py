@@ -9,15 +9,13 @@ is refused by a bundle of other weights (precision variants of the same weights 
 
 from __future__ import annotations
 
-import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import VoiceError
-from ..npzfile import atomic_savez
+from ..npzfile import atomic_savez, read_npz
 
 VOICE_FORMAT = "edgevoice-voice"
 VOICE_FORMAT_VERSION = 1
@@ -59,15 +57,10 @@ class Voice:
 
     @classmethod
     def load(cls, path: str | Path) -> "Voice":
-        path = Path(path)
-        if not path.is_file():
-            raise VoiceError(f"{path}: voice file not found")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                header = json.loads(str(data["header"]))
-                arrays = {k: data[k] for k in ("prompt_tokens", "prompt_phone_ids", "prompt_bert", "ge")}
-        except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
-            raise VoiceError(f"{path}: not an edgevoice voice file ({type(exc).__name__}: {exc})") from None
+        header, arrays = read_npz(path, "voice file", VoiceError)
+        missing = [k for k in ("prompt_tokens", "prompt_phone_ids", "prompt_bert", "ge") if k not in arrays]
+        if missing:
+            raise VoiceError(f"{path}: not an edgevoice voice file (no {', '.join(missing)})")
         return cls.from_parts(header, arrays, path)
 
     @classmethod
