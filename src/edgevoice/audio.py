@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,6 +28,9 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
         raise AudioError(f"{path}: cannot read audio ({exc})") from None
     if data.shape[0] == 0:
         raise AudioError(f"{path}: audio file is empty")
+    bad = np.count_nonzero(~np.isfinite(data))
+    if bad:  # float wavs can hold NaN/inf; they would poison the voice silently
+        raise AudioError(f"{path}: {bad} samples are NaN or infinite")
     return data.mean(axis=1).astype(np.float32), int(rate)
 
 
@@ -63,17 +68,79 @@ def to_int16(audio: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(audio, dtype=np.float64) * 32768.0, -32768, 32767).astype(np.int16)
 
 
-def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:
-    """Write 16-bit PCM atomically: a temporary file in the same folder, renamed into place when complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
+def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    """A whole 16-bit PCM wav file in memory."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio if audio.dtype == np.int16 else to_int16(audio), sample_rate, subtype="PCM_16",
+                    format="WAV")
+    return buffer.getvalue()
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (os.umask would, for a moment, in every thread)."""
     try:
-        pcm = audio if audio.dtype == np.int16 else to_int16(audio)
-        soundfile.write(temp, pcm, sample_rate, subtype="PCM_16", format="WAV")
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:
+    """Write a 16-bit PCM wav file.
+
+    * `-` writes to standard output (pipes work);
+    * an existing device or FIFO (`/dev/null`, a named pipe) is written directly, never replaced;
+    * otherwise (absent or a regular file; a symlink is followed to its target) the file is written to a temporary
+      file in the same folder and renamed into place when complete, with permissions that follow the umask, so a
+      reader never sees half a file and a failed write leaves nothing behind.
+    Write errors are one-line `AudioError`s."""
+    data = wav_bytes(audio, sample_rate)
+    if str(path) == "-":
+        _write_stream(sys.stdout.buffer, data, "standard output")
+        return Path("-")
+    path = Path(path)
+    target = path.resolve() if path.is_symlink() else path
+    if target.exists() and not target.is_file():
+        if target.is_dir():
+            raise AudioError(f"{path}: is a folder; give a file name for the wav")
+        # a device or FIFO: written in place, never replaced; unbuffered, so a write error surfaces in the write
+        with _opened(target) as handle:
+            _write_stream(handle, data, str(path))
+        return path
+    _write_atomically(target, data)
+    return path
+
+
+def _opened(path: Path):
+    try:
+        return open(path, "ab", buffering=0)
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _write_stream(handle, data: bytes, name: str) -> None:
+    try:
+        handle.write(data)
+        handle.flush()
+    except OSError as exc:
+        raise AudioError(f"{name}: write failed ({exc.strerror or exc})") from None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(temp, 0o666 & ~_current_umask())  # mkstemp makes 0600; a new file should look like any other
         os.replace(temp, path)
+    except OSError as exc:
+        raise AudioError(f"{path}: write failed ({exc.strerror or exc})") from None
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
-    return path

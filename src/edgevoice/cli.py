@@ -124,7 +124,8 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
 @click.option("--prompt", default=None, help="EmotiVoice: the style/emotion prompt, any text (e.g. 'Happy')")
 @click.option("--text", required=True, help="text to speak")
 @click.option("--language", default="en", show_default=True, help=LANGUAGE_HELP)
-@click.option("--out", required=True, type=click.Path(), help="wav file to write (16-bit, the model's rate)")
+@click.option("--out", required=True, type=click.Path(allow_dash=True),
+              help="wav file to write (16-bit, the model's rate); - for standard output")
 @click.option("--seed", type=int, default=None, help="random seed (same seed, same audio)")
 @click.option("--backend", type=BACKEND_CHOICES, default="openvino", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads (default: all)")
@@ -164,7 +165,8 @@ def say(bundle, voice_path, speaker, prompt, text, language, out, seed, backend,
         fail("the model produced no audio for this text")
     audio = np.concatenate(chunks)
     path = guarded(lambda: write_wav(out, audio, synth.sample_rate))
-    click.echo(f"wrote {path} ({audio.size / synth.sample_rate:.2f} s)")
+    # with --out - the wav itself is on standard output, so the summary goes to stderr
+    click.echo(f"wrote {path} ({audio.size / synth.sample_rate:.2f} s)", err=str(out) == "-")
 
 
 @main.command()

@@ -1,0 +1,80 @@
+"""Where `say --out` writes: regular files atomically with umask permissions, devices and FIFOs in place, `-` to
+standard output, folders refused with one line."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import threading
+
+import numpy as np
+import pytest
+import soundfile
+
+from edgevoice.audio import write_wav
+from edgevoice.errors import AudioError
+
+AUDIO = (0.1 * np.sin(np.linspace(0, 200, 1600))).astype(np.float32)
+
+
+def test_regular_file_follows_umask_and_replaces_atomically(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = write_wav(tmp_path / "a.wav", AUDIO, 16000)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    data, rate = soundfile.read(path, dtype="int16")
+    assert rate == 16000 and data.size == AUDIO.size
+    write_wav(path, AUDIO[:800], 16000)  # replaced whole
+    assert soundfile.read(path)[0].size == 800 and not list(tmp_path.glob(".*partial"))
+
+
+def test_device_fifo_and_symlink_are_written_in_place(tmp_path):
+    write_wav("/dev/null", AUDIO, 16000)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)  # still the device, not a regular file
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(open(fifo, "rb").read()))
+    reader.start()
+    write_wav(fifo, AUDIO, 16000)
+    reader.join(10)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert soundfile.read(io.BytesIO(received[0]))[0].size == AUDIO.size
+    target = tmp_path / "real.wav"
+    target.write_bytes(b"old")
+    (tmp_path / "link.wav").symlink_to(target)
+    write_wav(tmp_path / "link.wav", AUDIO, 16000)
+    assert (tmp_path / "link.wav").is_symlink() and soundfile.read(target)[0].size == AUDIO.size
+
+
+def test_folder_and_full_device_are_one_line_errors(tmp_path):
+    with pytest.raises(AudioError, match="is a folder"):
+        write_wav(tmp_path, AUDIO, 16000)
+    if os.path.exists("/dev/full"):
+        with pytest.raises(AudioError, match="write failed"):
+            write_wav("/dev/full", AUDIO, 16000)
+
+
+def test_say_to_standard_output(emotivoice_bundle):
+    from click.testing import CliRunner
+
+    from edgevoice.cli import main
+
+    result = CliRunner().invoke(main, ["say", "--bundle", str(emotivoice_bundle[0]), "--text", "Hello there.",
+                                       "--out", "-"])
+    assert result.exit_code == 0, result.output
+    data, rate = soundfile.read(io.BytesIO(result.stdout_bytes))
+    assert rate == 16000 and data.size > 0 and b"wrote -" in result.stderr_bytes
+
+
+def test_reference_with_nan_samples_is_refused(tmp_path):
+    from edgevoice.audio import read_audio
+
+    audio = np.full(16000, 0.1, np.float32)
+    audio[[5, 900]] = [np.nan, np.inf]
+    soundfile.write(tmp_path / "nan.wav", audio, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="2 samples are NaN or infinite"):
+        read_audio(tmp_path / "nan.wav")
