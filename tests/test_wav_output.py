@@ -78,3 +78,33 @@ def test_reference_with_nan_samples_is_refused(tmp_path):
     soundfile.write(tmp_path / "nan.wav", audio, 16000, subtype="FLOAT")
     with pytest.raises(AudioError, match="2 samples are NaN or infinite"):
         read_audio(tmp_path / "nan.wav")
+
+
+def test_bundle_writers_lock_their_target_and_clear_dead_partials(tmp_path):
+    from edgevoice.bundle import atomic_folder
+    from edgevoice.errors import BundleError
+
+    target = tmp_path / "bundle"
+    stale = tmp_path / ".bundle.abc123.partial"  # what a killed export leaves
+    stale.mkdir()
+    (stale / "big.bin").write_bytes(b"x" * 1000)
+    with atomic_folder(target) as folder:
+        assert not stale.exists()
+        (folder / "manifest.json").write_text("{}")
+        with pytest.raises(BundleError, match="another edgevoice process is writing it"):
+            with atomic_folder(target, overwrite=True):
+                pass
+    assert (target / "manifest.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no lock, partial or old folder left
+    with pytest.raises(BundleError, match="already exists"):
+        with atomic_folder(target):
+            pass
+
+
+def test_failed_bundle_write_leaves_nothing(tmp_path):
+    from edgevoice.bundle import atomic_folder
+
+    with pytest.raises(RuntimeError):
+        with atomic_folder(tmp_path / "bundle"):
+            raise RuntimeError("export failed")
+    assert not list(tmp_path.iterdir())

@@ -513,23 +513,55 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
 
 
 @contextmanager
-def atomic_folder(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces `target`, on error it is removed."""
-    target = Path(target)
-    if target.exists() and not overwrite:
-        raise BundleError(f"{target}: already exists (pass --overwrite to replace it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+def _writer_lock(target: Path) -> Iterator[None]:
+    """Hold `.<name>.lock` beside `target` for the whole write: a second writer of the same folder fails at once."""
+    import fcntl
+
+    lock_path = target.with_name(f".{target.name}.lock")
+    handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        yield temp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(temp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(temp, target)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BundleError(f"{target}: another edgevoice process is writing it; wait for it to finish") from None
+        if os.fstat(handle).st_ino != os.stat(lock_path).st_ino:  # the lock file was replaced under us
+            raise BundleError(f"{target}: another edgevoice process is writing it; wait for it to finish")
+        try:
+            yield
+        finally:
+            os.unlink(lock_path)  # still holding the lock: nobody else can be using this file
     finally:
-        if temp.exists():
-            shutil.rmtree(temp, ignore_errors=True)
+        os.close(handle)
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Leftovers of writers that died (killed exports); only the lock holder may write, so none is live."""
+    for stale in target.parent.glob(f".{target.name}.*.partial"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextmanager
+def atomic_folder(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces `target`, on error it is removed. A lock beside
+    `target` makes concurrent writers of one folder fail cleanly, and partial folders of dead writers are removed."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _writer_lock(target):
+        if target.exists() and not overwrite:
+            raise BundleError(f"{target}: already exists (pass --overwrite to replace it)")
+        _remove_stale_partials(target)
+        temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+        try:
+            yield temp
+            if target.exists():
+                old = target.with_name(f".{target.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(target, old)
+                os.replace(temp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(temp, target)
+        finally:
+            if temp.exists():
+                shutil.rmtree(temp, ignore_errors=True)
