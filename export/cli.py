@@ -14,10 +14,19 @@ import click
 
 from edgevoice.cli import fail, guarded
 
-FORMAT_OPTION = click.option(
-    "--format", "formats", multiple=True, type=click.Choice(["openvino", "onnx"]), default=("openvino", "onnx"),
-    show_default=True, help="files to ship (repeatable): openvino for the OpenVINO runtime, onnx for onnxruntime "
-                            "CPU/CUDA; one alone makes the bundle about half the size")
+def bundle_output_options(command):
+    """--out, --format, --overwrite, --threads: what every exporter's `ExportOptions` is made of."""
+    for option in reversed((
+        click.option("--out", required=True, type=click.Path(), help="bundle folder to create"),
+        click.option("--format", "formats", multiple=True, type=click.Choice(["openvino", "onnx"]),
+                     default=("openvino", "onnx"), show_default=True,
+                     help="files to ship (repeatable): openvino for the OpenVINO runtime, onnx for onnxruntime "
+                          "CPU/CUDA; one alone makes the bundle about half the size"),
+        click.option("--overwrite", is_flag=True, help="replace an existing bundle"),
+        click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for export and checks"),
+    )):
+        command = option(command)
+    return command
 
 
 def _print_export(report) -> None:
@@ -50,10 +59,7 @@ def export():
               help="chinese-roberta-wwm-ext-large folder (needed for Chinese text)")
 @click.option("--sv", "sv_path", type=click.Path(), default=None,
               help="v2Pro/v2ProPlus only: the speaker-verification model (pretrained_eres2netv2w24s4ep4.ckpt)")
-@click.option("--out", required=True, type=click.Path(), help="bundle folder to create")
-@FORMAT_OPTION
-@click.option("--overwrite", is_flag=True, help="replace an existing bundle")
-@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for export and checks")
+@bundle_output_options
 @click.option("--int8", "int8", is_flag=True, help="also write an INT8 variant to OUT-int8 (needs --reference)")
 @click.option("--reference", type=click.Path(), default=None, help="with --int8: a reference clip to calibrate on")
 @click.option("--reference-text", default=None, help="with --int8: the reference clip's transcript")
@@ -103,10 +109,7 @@ def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, sv_path, out,
               help="English lexicon (default: ROOT/lexicon/librispeech-lexicon.txt)")
 @click.option("--config", "config_path", type=click.Path(), default=None,
               help="model configuration (default: ROOT/config/joint/config.yaml)")
-@click.option("--out", required=True, type=click.Path(), help="bundle folder to create")
-@FORMAT_OPTION
-@click.option("--overwrite", is_flag=True, help="replace an existing bundle")
-@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for export and checks")
+@bundle_output_options
 def export_emotivoice(root, am_path, style_path, bert_dir, text_dir, lexicon_path, config_path, out, formats,
                       overwrite, threads):
     """Export EmotiVoice (acoustic model, HiFi-GAN, style BERT, text assets) to a bundle that speaks on its own."""

@@ -23,6 +23,21 @@ def family_module(name: str):
                           f"(it runs {', '.join(sorted(FAMILIES))}); is edgevoice older than the bundle?") from None
 
 
+def check_bundle(bundle: Bundle, family: str, graph_inputs: dict[str, set[str]], optional: bool = False) -> None:
+    """Refuse a bundle of another family, or whose graphs lack the inputs the family's host code feeds (a bundle
+    made by another edgevoice version). With `optional`, graphs the bundle does not have are not an error."""
+    manifest = bundle.manifest
+    if manifest.family != family:
+        raise BundleError(f"{bundle.path}: this is a {manifest.family!r} bundle, not {family}")
+    for name, expected in graph_inputs.items():
+        graph = manifest.graphs.get(name)
+        if graph is None and optional:
+            continue
+        if graph is None or not expected <= {t.name for t in graph.inputs}:
+            raise BundleError(f"{bundle.path}: graph {name!r} is missing or does not have the inputs this edgevoice "
+                              f"feeds ({', '.join(sorted(expected))}); re-export the bundle with this version")
+
+
 def load(path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
     """Open a bundle with its family's synthesizer."""
     bundle = Bundle.load(path, verify=verify, lazy=True)

@@ -9,7 +9,6 @@ and the waveform. Cases save to an `.npz` (plain arrays) and replay on another m
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from ..errors import EdgevoiceError
 from ..npzfile import atomic_savez, read_npz
+from ..parity import audio_difference, describe
 from .synthesizer import SpeakerStyle, Synthesizer
 
 CASE_FORMAT = "edgevoice-emotivoice-parity-case"
@@ -42,13 +42,6 @@ class ParityRun:
     meta: dict = field(default_factory=dict)
 
 
-def describe(synth: Synthesizer) -> dict:
-    precisions = sorted({g.precision for g in synth.bundle.manifest.graphs.values()})
-    return {"backend": synth.backend.name, "bundle": str(synth.bundle.path), "bundle_hash": synth.bundle.bundle_hash,
-            "precisions": precisions, "machine": platform.node(),
-            "processor": platform.processor() or platform.machine()}
-
-
 def make_case(synth: Synthesizer, voice: SpeakerStyle, text: str, language: str = "", max_tokens: int = 0,
               seed: int = 0) -> ParityCase:
     """The reference run's phonemes and durations for `text` (`max_tokens` and `seed` do not apply)."""
@@ -66,12 +59,6 @@ def run_case(synth: Synthesizer, case: ParityCase, label: str | None = None) -> 
                      synth.vocode(mel), meta)
 
 
-def _snr(reference: np.ndarray, test: np.ndarray) -> float | None:
-    noise = float(np.sum((reference.astype(np.float64) - test) ** 2))
-    return None if noise == 0 else float(10 * np.log10(max(float(np.sum(reference.astype(np.float64) ** 2)), 1e-30)
-                                                       / noise))
-
-
 def compare_runs(reference: ParityRun, test: ParityRun) -> dict:
     if reference.mel.shape != test.mel.shape or reference.audio.shape != test.audio.shape:
         raise EdgevoiceError(f"{test.label}: output shapes differ from the reference run; was it the same case?")
@@ -84,8 +71,7 @@ def compare_runs(reference: ParityRun, test: ParityRun) -> dict:
         "style_max_rel": rel(reference.style, test.style),
         "durations_agreement": float(np.mean(reference.durations == test.durations)),
         "mel_max_rel": rel(reference.mel, test.mel),
-        "audio_snr_db": _snr(reference.audio, test.audio),
-        "audio_max_abs": float(np.abs(reference.audio.astype(np.float64) - test.audio).max()),
+        **audio_difference(reference.audio, test.audio),
         "meta": test.meta,
     }
 

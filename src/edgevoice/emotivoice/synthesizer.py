@@ -25,7 +25,8 @@ import numpy as np
 from ..backends import make_backend
 from ..threadsafe import serialized
 from ..bundle import Bundle
-from ..errors import BundleError, OptionsError, TextError, VoiceError
+from ..errors import OptionsError, TextError, VoiceError
+from ..families import check_bundle
 from ..options import AudioChunk
 from .frontend import Frontend, split_sentences
 from .options import FAMILY, SynthesisOptions
@@ -56,14 +57,8 @@ class SpeakerStyle:
 
 class Synthesizer:
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
+        check_bundle(bundle, FAMILY, GRAPH_INPUTS)
         manifest = bundle.manifest
-        if manifest.family != FAMILY:
-            raise BundleError(f"{bundle.path}: this is a {manifest.family!r} bundle, not EmotiVoice")
-        for name, expected in GRAPH_INPUTS.items():
-            graph = manifest.graphs.get(name)
-            if graph is None or not expected <= {t.name for t in graph.inputs}:
-                raise BundleError(f"{bundle.path}: graph {name!r} is missing or does not have the inputs this "
-                                  f"edgevoice feeds ({', '.join(sorted(expected))}); re-export the bundle")
         self.bundle = bundle
         self.backend = make_backend(backend, threads)
         self.sample_rate = manifest.sample_rate

@@ -9,16 +9,16 @@ and replayed on another machine, which is how CPU and GPU results are compared a
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import EdgevoiceError
+from ..npzfile import atomic_savez, read_npz
+from ..parity import audio_difference, describe
 from .sampler import SamplingOptions
 from .synthesizer import Synthesizer
-from ..npzfile import atomic_savez, read_npz
 from .voice import Voice
 
 CASE_FORMAT = "edgevoice-parity-case"
@@ -40,13 +40,6 @@ class ParityRun:
     logits: np.ndarray  # [T, V] teacher-forced raw logits
     audio: np.ndarray  # [1280·T] raw waveform
     meta: dict = field(default_factory=dict)
-
-
-def describe(synth: Synthesizer) -> dict:
-    precisions = sorted({g.precision for g in synth.bundle.manifest.graphs.values()})
-    return {"backend": synth.backend.name, "bundle": str(synth.bundle.path), "bundle_hash": synth.bundle.bundle_hash,
-            "precisions": precisions, "machine": platform.node(), "processor": platform.processor() or
-            platform.machine()}
 
 
 def make_case(synth: Synthesizer, voice: Voice, text: str, language: str = "en", max_tokens: int = 60,
@@ -85,16 +78,12 @@ def compare_runs(reference: ParityRun, test: ParityRun) -> dict:
                              f"({test.logits.shape}/{test.audio.shape} vs {reference.logits.shape}/"
                              f"{reference.audio.shape}); was it run on the same case?")
     logit_diff = float(np.abs(reference.logits.astype(np.float64) - test.logits).max())
-    ref_audio = reference.audio.astype(np.float64)
-    noise = float(np.sum((ref_audio - test.audio) ** 2))
-    snr = None if noise == 0 else float(10 * np.log10(max(np.sum(ref_audio ** 2), 1e-30) / noise))
     return {
         "label": test.label,
         "logits_max_abs": logit_diff,
         "logits_max_rel": logit_diff / max(float(np.abs(reference.logits).max()), 1e-30),
         "top1_agreement": float(np.mean(reference.logits.argmax(-1) == test.logits.argmax(-1))),
-        "audio_snr_db": snr,
-        "audio_max_abs": float(np.abs(ref_audio - test.audio).max()),
+        **audio_difference(reference.audio, test.audio),
         "meta": test.meta,
     }
 

@@ -30,6 +30,7 @@ from ..backends import make_backend
 from ..threadsafe import serialized
 from ..bundle import Bundle
 from ..errors import BundleError, OptionsError, TextError, VoiceError
+from ..families import check_bundle
 from ..options import AudioChunk
 from .options import FAMILY, SynthesisOptions, stretched_frames
 from .sampler import SamplingOptions, sample_token, upstream_token_limit
@@ -75,13 +76,8 @@ def _row(array, dtype) -> np.ndarray:
 
 class Synthesizer:
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
+        check_bundle(bundle, FAMILY, GRAPH_INPUTS, optional=True)  # which graphs a bundle has depends on its version
         manifest = bundle.manifest
-        if manifest.family != FAMILY:
-            raise BundleError(f"{bundle.path}: model family {manifest.family!r} is not supported by this runtime")
-        for name, expected in GRAPH_INPUTS.items():
-            if name in manifest.graphs and not expected <= {t.name for t in manifest.graphs[name].inputs}:
-                raise BundleError(f"{bundle.path}: graph {name!r} does not have the inputs this edgevoice feeds "
-                                  f"({', '.join(sorted(expected))}); re-export the bundle with this version")
         self.bundle = bundle
         self.backend = make_backend(backend, threads)
         self.sample_rate = manifest.sample_rate
