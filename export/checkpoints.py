@@ -185,8 +185,16 @@ def _reconstructor(cls, base, state):
     return HParams.__new__(HParams)
 
 
+def _latin1_bytes(text: Any, encoding: Any = "latin1") -> bytes:
+    """Protocol-2 pickles (torch.save's default) spell a `bytes` object as `_codecs.encode(str, "latin1")`:
+    MetaVoice's tokenizer ranks are such keys. Only that exact spelling is admitted."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Corrupt(f"refusing _codecs.encode({_short(type(text).__name__)}, {_short(encoding)})")
+    return text.encode("latin1")
+
+
 class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler for torch zip archives that admits only tensors, dicts and upstream's HParams."""
+    """Unpickler for torch zip archives that admits only tensors, dicts, bytes and upstream's HParams."""
 
     _ALLOWED = {
         ("collections", "OrderedDict"): collections.OrderedDict,
@@ -197,6 +205,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         ("utils", "HParams"): HParams,
         ("copyreg", "_reconstructor"): _reconstructor,
         ("builtins", "object"): object,
+        ("_codecs", "encode"): _latin1_bytes,
     }
 
     def __init__(self, file, archive: zipfile.ZipFile, prefix: str, source: Path):
@@ -217,7 +226,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         if target is None:
             raise CheckpointError(
                 f"{self._source}: refusing to load: the pickle asks for '{_one_line(module, 60)}.{_one_line(name, 60)}'"
-                ", which a GPT-SoVITS checkpoint never contains"
+                ", which no supported checkpoint contains"
             )
         if target is _rebuild_tensor:
             return self._rebuild_tensor

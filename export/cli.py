@@ -123,11 +123,38 @@ def export_emotivoice(root, am_path, style_path, bert_dir, text_dir, lexicon_pat
     _print_export(guarded(lambda: run_export(files, options)))
 
 
+@export.command("metavoice")
+@click.option("--first-stage", required=True, type=click.Path(), help="upstream's first_stage.pt")
+@click.option("--second-stage", required=True, type=click.Path(), help="upstream's second_stage.pt")
+@click.option("--speaker-encoder", required=True, type=click.Path(), help="upstream's speaker_encoder.pt")
+@click.option("--encodec", required=True, type=click.Path(),
+              help="EnCodec 24 kHz state dict (the encodec package's encodec_24khz-d7cc33bc.th)")
+@click.option("--encodec-config", type=click.Path(), default=None,
+              help="EnCodec constructor arguments as JSON (default: the released 24 kHz model's)")
+@bundle_output_options
+def export_metavoice(first_stage, second_stage, speaker_encoder, encodec, encodec_config, out, formats, overwrite,
+                     threads):
+    """Export MetaVoice-1B (both GPT stages, speaker encoder, EnCodec decoder) to a bundle; nothing is downloaded."""
+    from .graph_export import ExportOptions
+    from .metavoice.checkpoints import MetaVoiceFiles
+    from .metavoice.exporter import export_metavoice as run_export
+
+    files = MetaVoiceFiles(Path(first_stage), Path(second_stage), Path(speaker_encoder), Path(encodec),
+                           Path(encodec_config) if encodec_config else None)
+    for path in (files.first_stage, files.second_stage, files.speaker_encoder, files.encodec,
+                 files.encodec_config):
+        if path is not None and not path.is_file():
+            fail(f"{path}: file not found")
+    options = ExportOptions(Path(out), tuple(formats), overwrite, threads)
+    _print_export(guarded(lambda: run_export(files, options)))
+
+
 # ------------------------------------------------------------------------------------------------ test models
 
 
 @click.command("make-test-model")
-@click.option("--family", type=click.Choice(["gpt-sovits", "emotivoice"]), default="gpt-sovits", show_default=True)
+@click.option("--family", type=click.Choice(["gpt-sovits", "emotivoice", "metavoice"]), default="gpt-sovits",
+              show_default=True)
 @click.option("--size", type=click.Choice(["tiny", "full"]), default="tiny", show_default=True)
 @click.option("--out", required=True, type=click.Path(), help="folder for the checkpoints")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -140,6 +167,13 @@ def make_test_model(family, size, out, seed, version):
 
         root = write(out, size=size, seed=seed)
         click.echo(f"upstream-style EmotiVoice folder written to {root}: edgevoice export emotivoice --root {root} ...")
+        return
+    if family == "metavoice":
+        from .metavoice.random_model import make_test_model as write
+
+        paths = write(out, size=size, seed=seed)
+        for name, path in paths.items():
+            click.echo(f"{name:16s} {path}")
         return
     from .gpt_sovits.random_model import make_test_model as write
 

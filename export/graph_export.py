@@ -85,7 +85,7 @@ def _openvino_stateful_runner(xml: Path, spec: GraphSpec, variables: dict[str, s
     def run(feeds):
         session.set_states({variable: feeds[past] for variable, past in seed_input.items()})
         plain = {k: v for k, v in feeds.items() if k not in spec.stateful}
-        outputs = session.run({**plain, BEAM_INPUT: np.zeros(1, np.int32)})
+        outputs = session.run({**plain, BEAM_INPUT: np.arange(beam_size(spec), dtype=np.int32)})
         outputs.update({variables[name]: value for name, value in session.states().items()})
         return [outputs[t.name] for t in spec.outputs]
 
@@ -101,10 +101,17 @@ def _onnxruntime_runner(path: Path, threads: int):
     return lambda feeds: session.run(None, feeds)
 
 
+def beam_size(spec: GraphSpec) -> int:
+    """Rows of a stateful graph's caches (their first axis, static)."""
+    first_cache = next(t for t in spec.inputs if t.name in spec.stateful)
+    return first_cache.shape[0] if isinstance(first_cache.shape[0], int) else 1
+
+
 def _stateful_entry_specs(spec: GraphSpec) -> tuple[list[TensorSpec], list[TensorSpec]]:
     from .stateful import BEAM_INPUT
 
-    inputs = [t for t in spec.inputs if t.name not in spec.stateful] + [TensorSpec(BEAM_INPUT, "int32", [1])]
+    inputs = [t for t in spec.inputs if t.name not in spec.stateful] + [TensorSpec(BEAM_INPUT, "int32",
+                                                                                   [beam_size(spec)])]
     outputs = [t for t in spec.outputs if t.name not in spec.stateful.values()]
     return inputs, outputs
 

@@ -42,12 +42,20 @@ def drop_zero_attention_masks(model) -> int:
     return replaced
 
 
+def cache_batch(model, cache_inputs: list[str]) -> int:
+    """The (static) batch of the caches: 1 for a single sequence, 2 for MetaVoice's guidance rows."""
+    dim = model.input(cache_inputs[0]).get_partial_shape()[0]
+    return dim.get_length() if dim.is_static else 1
+
+
 def add_beam_gather(model, cache_inputs: list[str]) -> None:
-    """Put `Gather(cache, beam_idx, axis=0)` behind every cache input (the plugin's fusion pattern needs it)."""
+    """Put `Gather(cache, beam_idx, axis=0)` behind every cache input (the plugin's fusion pattern needs it).
+    The host feeds `beam_idx = arange(batch)`, i.e. every row keeps its own cache."""
     import openvino as ov
     from openvino import opset13
 
-    beam = opset13.parameter(ov.PartialShape([1]), ov.Type.i32, name=BEAM_INPUT)
+    batch = cache_batch(model, cache_inputs)
+    beam = opset13.parameter(ov.PartialShape([batch]), ov.Type.i32, name=BEAM_INPUT)
     beam.output(0).get_tensor().set_names({BEAM_INPUT})
     model.add_parameters([beam])
     for name in cache_inputs:

@@ -63,3 +63,35 @@ def emotivoice_bundle(emotivoice_set, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle") / "emotivoice-tiny"
     report = export_emotivoice(resolve_files(emotivoice_set / "models", {}), ExportOptions(out, progress=False))
     return out, report
+
+
+METAVOICE_SET = SHARED_DIR / "fixtures" / "metavoice"
+
+
+@pytest.fixture(scope="session")
+def metavoice_set() -> Path:
+    """Root of the tiny MetaVoice-1B fixture set (models/ in upstream's containers, fixtures/, audio/)."""
+    shared_dir()
+    if not (METAVOICE_SET / "fixtures" / "manifest.json").is_file():
+        pytest.skip(f"MetaVoice fixture set not found at {METAVOICE_SET}")
+    return METAVOICE_SET
+
+
+def metavoice_files(root: Path):
+    from edgevoice_export.metavoice.checkpoints import MetaVoiceFiles
+
+    models = root / "models"
+    return MetaVoiceFiles(models / "first_stage.pt", models / "second_stage.pt", models / "speaker_encoder.pt",
+                          models / "encodec_24khz_reduced.pt", models / "encodec_config.json")
+
+
+@pytest.fixture(scope="session")
+def metavoice_bundle(metavoice_set, tmp_path_factory):
+    """The upstream-made tiny MetaVoice set exported once per session: (bundle path, export report)."""
+    pytest.importorskip("torch", reason="exporting needs the export extra (torch)")
+    from edgevoice_export.graph_export import ExportOptions
+    from edgevoice_export.metavoice.exporter import export_metavoice
+
+    out = tmp_path_factory.mktemp("bundle") / "metavoice-tiny"
+    report = export_metavoice(metavoice_files(metavoice_set), ExportOptions(out, progress=False))
+    return out, report

@@ -99,3 +99,15 @@ def test_emotivoice_cli_without_torch(emotivoice_bundle, tmp_path):
     assert result.returncode == 0 and wav.stat().st_size > 44, result.stderr[-2000:]
     result = _cli("info", bundle)
     assert result.returncode == 0 and "emotivoice" in result.stdout
+
+
+def test_metavoice_cli_without_torch(metavoice_bundle, metavoice_set, tmp_path):
+    bundle, _ = metavoice_bundle
+    voice, wav = tmp_path / "ljs.npz", tmp_path / "out.wav"
+    result = _cli("voice", "create", "--bundle", bundle, "--audio", metavoice_set / "audio" / "ref.wav", "--out", voice)
+    assert result.returncode == 0 and voice.is_file(), result.stderr[-2000:]
+    result = _cli("say", "--bundle", bundle, "--voice", voice, "--text", "Hello there.", "--out", wav, "--seed", 1,
+                  "--max-new-tokens", "30")
+    assert result.returncode == 0 and wav.stat().st_size > 44, result.stderr[-2000:]
+    result = _cli("info", bundle)
+    assert result.returncode == 0 and "metavoice" in result.stdout

@@ -89,7 +89,8 @@ def voice():
 
 @voice.command("create")
 @click.option("--bundle", required=True, type=click.Path(), help="bundle folder")
-@click.option("--audio", required=True, type=click.Path(), help="reference clip, 3–10 s of speech")
+@click.option("--audio", required=True, type=click.Path(),
+              help="reference clip: 3–10 s of speech for GPT-SoVITS, at least 30 s for MetaVoice")
 @click.option("--text", default=None,
               help="transcript of the reference clip; leave out for a reference-free voice (timbre only, the GPT "
                    "gets no prompt: usually less like the speaker)")
@@ -107,8 +108,10 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
         fail(f"{synth.bundle.manifest.family} bundles have built-in speakers, not cloned voices: "
              "use 'say --speaker NAME'")
     profile = guarded(lambda: synth.create_voice(audio, text, language, aux_audio))
-    path = profile.save(out)
-    if profile.reference_free:
+    path = guarded(lambda: profile.save(out))
+    if hasattr(profile, "summary"):
+        click.echo(f"voice written to {path} ({profile.summary()})")
+    elif profile.reference_free:
         click.echo(f"reference-free voice written to {path} (no transcript: timbre only)")
     else:
         click.echo(f"voice written to {path} ({profile.prompt_tokens.size} prompt tokens, "
@@ -118,7 +121,7 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
 @main.command()
 @click.option("--bundle", required=True, type=click.Path(), help="bundle folder")
 @click.option("--voice", "voice_path", type=click.Path(), default=None,
-              help="GPT-SoVITS: voice file from 'voice create'")
+              help="GPT-SoVITS, MetaVoice: voice file from 'voice create'")
 @click.option("--speaker", default=None,
               help="EmotiVoice: a built-in speaker, by name (a line of upstream's speaker2 list) or row number")
 @click.option("--prompt", default=None, help="EmotiVoice: the style/emotion prompt, any text (e.g. 'Happy')")
@@ -138,6 +141,13 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
               help="GPT-SoVITS sentence splitting  [default: the model's]")
 @click.option("--speed", type=float, default=None,
               help="speech rate, 0.25–4 (2 = twice as fast)  [default: the model's, 1]")
+@click.option("--guidance", type=float, default=None,
+              help="MetaVoice: speaker guidance scale, ≥ 1 (how closely to follow the voice)  [default: the model's, 3]")
+@click.option("--greedy", is_flag=True, flag_value=True, default=None,
+              help="MetaVoice: no sampling (top-k 1 in both stages): the same text and voice give the same audio")
+@click.option("--max-new-tokens", type=int, default=None,
+              help="MetaVoice: stage-1 tokens per sentence at most (150 per second of audio)  [default: as many as "
+                   "the contexts allow]")
 def say(bundle, voice_path, speaker, prompt, text, language, out, seed, backend, threads, **given):
     """Synthesise TEXT and write a wav file: with a cloned voice (GPT-SoVITS) or a built-in speaker and a style
     prompt (EmotiVoice). Options left out take the bundle's defaults."""
@@ -147,6 +157,8 @@ def say(bundle, voice_path, speaker, prompt, text, language, out, seed, backend,
     from .audio import write_wav
 
     synth = _synthesizer(bundle, backend, threads)
+    if hasattr(synth, "show_progress"):  # token-level progress for families whose sentences take minutes
+        synth.show_progress = sys.stderr.isatty()
     profile = guarded(lambda: synth.voice_for(voice=voice_path, speaker=speaker, prompt=prompt))
     options = guarded(lambda: synth.default_options.with_overrides(seed=seed, **given))
     fragments = guarded(lambda: synth.split_text(text, language, options)) if text.strip() else []

@@ -12,7 +12,8 @@ from pathlib import Path
 from .bundle import Bundle
 from .errors import BundleError
 
-FAMILIES = {"gpt-sovits": "edgevoice.gpt_sovits", "emotivoice": "edgevoice.emotivoice"}
+FAMILIES = {"gpt-sovits": "edgevoice.gpt_sovits", "emotivoice": "edgevoice.emotivoice",
+            "metavoice": "edgevoice.metavoice"}
 
 
 def family_module(name: str):

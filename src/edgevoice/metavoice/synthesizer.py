@@ -1,0 +1,452 @@
+"""MetaVoice-1B synthesis on a bundle: text → stage-1 GPT (two EnCodec codebooks, with speaker guidance) → stage-2
+GPT (six more codebooks) → EnCodec → 24 kHz audio, for a speaker embedding made from a ≥ 30 s reference.
+
+Stage entry points take upstream's per-stage arrays:
+
+* `text_tokens(text)` → stage-1 ids (normalised, BPE, end-of-text, offset)
+* `speaker_embedding(audio, sample_rate)` → `[256]`
+* `first_stage_logits(text_ids, speaker_embedding, forced_tokens, guidance)` → (cond, uncond, guided), each
+  `[1 + len(forced), vocab]`: the prefill row, then one row per forced token (teacher forcing)
+* `second_stage_logits(stage2_input_ids, speaker_embedding)` → `[heads, positions, vocab]`
+* `decode_codes(codes)` → EnCodec waveform of `[n_q, frames]` codes
+
+`synthesize()` / `stream()` chain them sentence by sentence. Upstream has no long-text support: a text longer than
+one context is split into sentences (then at commas and spaces) small enough that each sentence's audio fits
+both stages' contexts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..backends import make_backend
+from ..bundle import Bundle
+from ..errors import BundleError, OptionsError, TextError, VoiceError
+from ..families import check_bundle
+from ..options import AudioChunk
+from ..threadsafe import serialized
+from . import adapters, sampling, speaker
+from .loudness import normalize_loudness
+from .options import FAMILY, MIN_REFERENCE_SECONDS, SynthesisOptions
+from .text import BpeTokenizer
+from .voice import SpeakerVoice
+
+GRAPH_INPUTS = {"speaker_encoder": {"mels"}, "stage1_prefill": {"text_ids", "speaker"},
+                "stage2": {"ids", "speaker"}, "encodec_decode": {"codes"}}
+DECODE_INPUTS = {"stage1_decode": {"token", "position", "speaker", "beam_idx"},
+                 "stage1_step": {"token", "position", "speaker", "past_mask"}}
+MAX_TEXT_CHARS = 20000
+# Stage-1 tokens a character of text becomes, to plan long texts: speech runs at ~14 characters per second and
+# stage 1 emits 150 tokens per second of audio; a little more than that is planned for.
+TOKENS_PER_CHAR = 12
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
+_CLAUSE_END = re.compile(r"(?<=[,])\s+")
+
+
+class Synthesizer:
+    def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
+        check_bundle(bundle, FAMILY, GRAPH_INPUTS)
+        check_bundle(bundle, FAMILY, DECODE_INPUTS, optional=True)
+        manifest = bundle.manifest
+        self.bundle = bundle
+        self.backend = make_backend(backend, threads)
+        self.sample_rate = manifest.sample_rate
+        self.model = manifest.model
+        self.default_options = SynthesisOptions.from_manifest(manifest.defaults)
+        self.show_progress = False  # the CLI turns on a progress bar: a CPU run takes minutes
+        decode = manifest.graphs.get("stage1_decode")
+        self._stateful = decode is not None and getattr(self.backend, "file_format", None) in decode.files
+        self._sessions: dict = {}
+        self._lock = threading.RLock()  # see edgevoice.threadsafe
+        self._tokenizer: BpeTokenizer | None = None
+
+    @classmethod
+    def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
+        return cls(Bundle.load(path, verify=verify, lazy=True), backend, threads)
+
+    def _run(self, name: str, **feeds) -> dict[str, np.ndarray]:
+        return self._session(name).run(feeds)
+
+    def _session(self, name: str):
+        if name not in self._sessions:
+            self._sessions[name] = self.backend.session(self.bundle, name)
+        return self._sessions[name]
+
+    @property
+    def tokenizer(self) -> BpeTokenizer:
+        if self._tokenizer is None:
+            import json
+
+            path = self.bundle.file(self.model["tokenizer_file"])
+            self._tokenizer = BpeTokenizer.from_json(json.loads(path.read_text(encoding="utf-8")))
+        return self._tokenizer
+
+    @property
+    def _s1(self) -> dict:
+        return self.model["stage1"]
+
+    @property
+    def _s2(self) -> dict:
+        return self.model["stage2"]
+
+    # ---------------------------------------------------------------- stage entry points
+
+    def text_tokens(self, text: str) -> np.ndarray:
+        """Stage-1 ids: upstream's normalisation, BPE, end-of-text, plus the stage-1 offset."""
+        return np.array(self.tokenizer.text_ids(text, int(self._s1["text_offset"])), np.int64)
+
+    def stage2_text_tokens(self, text: str) -> np.ndarray:
+        return np.array(self.tokenizer.text_ids(text, int(self._s2["text_offset"])), np.int64)
+
+    @serialized
+    def speaker_embedding(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """A ≥ 30 s reference (mono samples at any rate) → the unit-length speaker embedding `[dim]`."""
+        audio = speaker.as_mono_float32(audio)
+        speaker.check_reference_duration(audio, sample_rate, MIN_REFERENCE_SECONDS)
+        mels = speaker.speaker_partials(audio, sample_rate)
+        partials = self._run("speaker_encoder", mels=np.ascontiguousarray(mels))["partial_embeddings"]
+        return speaker.combine_partials(partials)
+
+    @serialized
+    def first_stage_logits(self, text_ids, speaker_embedding, forced_tokens=(), guidance=(3.0, 1.0)
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Teacher-forced stage 1: the prefill, then each forced token fed in turn → (cond, uncond, guided)."""
+        ids = self._check_ids(text_ids, int(self._s1["vocab_size"]), "text_ids")
+        forced = self._check_ids(forced_tokens, int(self._s1["vocab_size"]), "forced_tokens", allow_empty=True)
+        if ids.size + forced.size > int(self._s1["block_size"]):
+            raise OptionsError(f"{ids.size} text ids and {forced.size} forced tokens exceed stage 1's context of "
+                               f"{self._s1['block_size']} positions")
+        embedding = self._check_embedding(speaker_embedding)
+        decoder = self._stage1(ids, embedding)
+        rows = [decoder.logits]
+        for token in forced:
+            rows.append(decoder.step(int(token)))
+        logits = np.stack(rows)
+        cond, uncond = logits[:, 0], logits[:, 1]
+        return cond, uncond, sampling.guided_logits(cond, uncond, tuple(guidance))
+
+    @serialized
+    def second_stage_logits(self, stage2_input_ids, speaker_embedding) -> np.ndarray:
+        """Upstream's assembled `[hierarchies, block]` rows → logits `[heads, positions, vocab]`."""
+        ids = np.asarray(stage2_input_ids)
+        hierarchies, block = int(self._s2["hierarchies"]), int(self._s2["block_size"])
+        if ids.ndim != 2 or ids.shape[0] != hierarchies or not 0 < ids.shape[1] <= block:
+            raise OptionsError(f"stage-2 input must be [{hierarchies}, ≤{block}] token ids, not {list(ids.shape)}")
+        for row, vocab in zip(ids, self._s2["vocab_sizes"]):
+            self._check_ids(row, int(vocab), "stage-2 input ids")
+        return self._run("stage2", ids=ids.astype(np.int64), speaker=self._check_embedding(speaker_embedding))["logits"]
+
+    @serialized
+    def decode_codes(self, codes) -> np.ndarray:
+        """EnCodec: codes `[n_q, frames]` (or `[1, n_q, frames]`) → waveform at the bundle's rate (float32)."""
+        codes = np.asarray(codes)
+        n_q = int(self.model["encodec"]["n_q"])
+        codes = codes[0] if codes.ndim == 3 and codes.shape[0] == 1 else codes
+        if codes.ndim != 2 or codes.shape[0] != n_q or codes.shape[1] == 0:
+            raise OptionsError(f"codes must be [{n_q}, frames] with frames > 0, not {list(codes.shape)}")
+        self._check_ids(codes.reshape(-1), int(self.model["encodec"]["bins"]), "codes")
+        return self._run("encodec_decode", codes=codes[None].astype(np.int64))["wav"][0]
+
+    # ---------------------------------------------------------------- generation
+
+    def generate_first_stage(self, text_ids, embedding, options: SynthesisOptions, rng: np.random.Generator,
+                             max_new: int) -> np.ndarray:
+        """Sample stage-1 tokens after `text_ids` until end-of-audio or `max_new` tokens; returns the new tokens
+        (the end-of-audio token included when it came)."""
+        end = int(self._s1["end_of_audio"])
+        guidance = (options.guidance, options.prompt_guidance)
+        text_ids = self._check_ids(text_ids, int(self._s1["vocab_size"]), "text_ids")
+        embedding = self._check_embedding(embedding)
+        with self._lock:
+            decoder = self._stage1(text_ids, embedding)
+            tokens = []
+            bar = _progress(self.show_progress, max_new)
+            logits = decoder.logits
+            while True:
+                token = self._pick(sampling.guided_logits(logits[0], logits[1], guidance), options, rng)
+                tokens.append(token)
+                bar.update(1)
+                if token == end or len(tokens) == max_new:
+                    break
+                logits = decoder.step(token)
+            bar.close()
+        return np.array(tokens, np.int64)
+
+    @staticmethod
+    def _pick(logits: np.ndarray, options: SynthesisOptions, rng) -> int:
+        if options.greedy:
+            return int(sampling.greedy(logits))
+        top_p = None if options.top_k is not None else options.top_p
+        return int(sampling.sample_logits(logits, temperature=options.temperature, top_k=options.top_k,
+                                          top_p=top_p, rng=rng))
+
+    def second_stage_codes(self, norm_text: str, codes2: np.ndarray, embedding, options: SynthesisOptions,
+                           rng: np.random.Generator) -> np.ndarray:
+        """Stage 2 on the first two codebooks → all `n_q` codebooks (upstream's assembly, sampling, tilted
+        adapter)."""
+        bins = int(self.model["encodec"]["bins"])
+        in_x = adapters.stage2_input(self.stage2_text_tokens(norm_text), codes2, int(self._s2["block_size"]), bins)
+        logits = self.second_stage_logits(in_x, embedding)
+        if options.greedy:
+            predicted = sampling.greedy(logits)
+        else:
+            predicted = sampling.sample_logits(logits, temperature=options.stage2_temperature,
+                                               top_k=options.stage2_top_k, rng=rng)
+        _, codes = adapters.tilted_decode(np.concatenate([in_x, predicted]), bins)
+        return codes
+
+    def max_new_tokens(self, text_ids: np.ndarray, stage2_ids: int, options: SynthesisOptions) -> int:
+        """Stage-1 tokens one sentence may take: the user's cap, the stage-1 context, and (by default) as many
+        frames as fit stage 2's block after its text, so no audio is cut there."""
+        room1 = int(self._s1["block_size"]) - text_ids.size
+        if room1 < 1:
+            raise TextError(f"a sentence gives {text_ids.size} text tokens; stage 1 reads at most "
+                            f"{int(self._s1['block_size']) - 1}")
+        if options.max_new_tokens is not None:
+            return min(options.max_new_tokens, room1)
+        room2 = 2 * (int(self._s2["block_size"]) - stage2_ids - 1)
+        if room2 < 2:
+            raise TextError(f"a sentence gives {stage2_ids} text tokens, which leaves stage 2 no room for audio")
+        return min(room1, room2)
+
+    def speak_sentence(self, sentence: str, voice: SpeakerVoice, options: SynthesisOptions,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One sentence → (stage-1 tokens, waveform)."""
+        ids = self.text_tokens(sentence)
+        from .text import normalize_text
+
+        norm = normalize_text(sentence)
+        max_new = self.max_new_tokens(ids, len(self.stage2_text_tokens(norm)), options)
+        tokens = self.generate_first_stage(ids, voice.embedding, options, rng, max_new)
+        _, codes2 = adapters.flattened_decode(np.concatenate([ids, tokens]), int(self.model["encodec"]["bins"]))
+        if codes2.shape[1] == 0:
+            return tokens, np.zeros(0, np.float32)
+        codes = self.second_stage_codes(norm, codes2, voice.embedding, options, rng)
+        if codes.shape[1] == 0:
+            return tokens, np.zeros(0, np.float32)
+        wav = self.decode_codes(codes)
+        if options.normalize_loudness:
+            wav = normalize_loudness(wav, self.sample_rate)
+        return tokens, wav
+
+    # ---------------------------------------------------------------- voices
+
+    def create_voice(self, audio_path: str | Path, text: str | None = None, language: str | None = None,
+                     aux_audio=()) -> SpeakerVoice:
+        """A voice from a reference clip of at least 30 s. MetaVoice needs no transcript (`text` and `language`
+        are accepted for a uniform interface and not used)."""
+        from ..audio import read_audio
+
+        if aux_audio:
+            raise VoiceError("MetaVoice makes a voice from one reference of at least 30 s; join the clips into one")
+
+        audio, rate = read_audio(audio_path)
+        embedding = self.speaker_embedding(audio, rate)
+        digest = hashlib.sha256(Path(audio_path).read_bytes()).hexdigest()
+        return SpeakerVoice(embedding, self._speaker_encoder_sha256(), digest, len(audio) / rate)
+
+    def _speaker_encoder_sha256(self) -> str:
+        return str(self.bundle.manifest.sources.get("speaker_encoder", {}).get("sha256", ""))
+
+    def voice_for(self, voice=None, speaker=None, prompt=None) -> SpeakerVoice:
+        """A voice file path, a `SpeakerVoice`, or a raw speaker embedding `[dim]` / `[1, dim]`."""
+        if speaker is not None or prompt is not None:
+            raise VoiceError("MetaVoice clones a voice from a reference: give --voice (made by `edgevoice voice "
+                             "create --audio REF.wav`), not --speaker/--prompt")
+        if voice is None:
+            raise VoiceError("MetaVoice needs a voice: make one with `edgevoice voice create --bundle B --audio "
+                             "REF.wav --out V.npz` (a reference of at least 30 s)")
+        if isinstance(voice, (str, Path)):
+            voice = SpeakerVoice.load(voice)
+        if not isinstance(voice, SpeakerVoice):
+            return SpeakerVoice(self._check_embedding(voice)[0], self._speaker_encoder_sha256())
+        self._check_embedding(voice.embedding)
+        mine = self._speaker_encoder_sha256()
+        if voice.speaker_encoder_sha256 and mine and voice.speaker_encoder_sha256 != mine:
+            raise VoiceError("this voice was made with another speaker encoder; create it again with this bundle")
+        return voice
+
+    # ---------------------------------------------------------------- text in, audio out
+
+    def split_text(self, text: str, language: str | None = None, options: SynthesisOptions | None = None
+                   ) -> list[str]:
+        """The pieces `stream` speaks. A text that fits both stages' contexts is spoken whole, as upstream does;
+        a longer one (upstream has no long-text support) is cut into runs of sentences, then at commas, then
+        between words, each small enough for its audio to fit."""
+        self._check_text(text)
+        from .text import normalize_text
+
+        normalize_text(text)  # refuse unsupported characters before any work
+        options = options or self.default_options
+        return self._group(_SENTENCE_END.split(text.strip()), options, _CLAUSE_END)
+
+    def _fits(self, piece: str, options: SynthesisOptions) -> bool:
+        """Whether `piece` and its audio fit stage 1's context and stage 2's block: the audio is
+        `max_new_tokens` when given, else estimated from the text's length (`TOKENS_PER_CHAR`)."""
+        n1, n2 = len(self.text_tokens(piece)), len(self.stage2_text_tokens(piece))
+        new = options.max_new_tokens or int(TOKENS_PER_CHAR * len(piece))
+        return n1 + new <= int(self._s1["block_size"]) and n2 + (new + 1) // 2 + 1 <= int(self._s2["block_size"])
+
+    def _group(self, units: list[str], options: SynthesisOptions, finer: re.Pattern | None) -> list[str]:
+        """Consecutive `units` joined while they fit; a unit that does not fit alone is cut at `finer` marks (then
+        between words)."""
+        pieces, current = [], ""
+        for unit in (u.strip() for u in units):
+            if not unit:
+                continue
+            candidate = f"{current} {unit}".strip()
+            if self._fits(candidate, options):
+                current = candidate
+                continue
+            if current:
+                pieces.append(current)
+            if self._fits(unit, options):
+                current = unit
+                continue
+            parts = finer.split(unit) if finer is not None else []
+            parts = parts if len(parts) > 1 else unit.split()
+            if len(parts) == 1:  # one word longer than the contexts allow: max_new_tokens caps its audio
+                pieces.append(unit)
+                current = ""
+                continue
+            sub = self._group(parts, options, None)
+            pieces += sub[:-1]
+            current = sub[-1]
+        if current:
+            pieces.append(current)
+        return pieces
+
+    def stream(self, text: str, voice=None, language: str | None = None,
+               options: SynthesisOptions | None = None, **overrides) -> Iterator[AudioChunk]:
+        """Speak `text` sentence by sentence (MetaVoice reads English; `language` is accepted and ignored)."""
+        options = (options or self.default_options).with_overrides(**overrides)
+        voice = self.voice_for(voice)
+        sentences = self.split_text(text, language, options)
+        if not sentences:
+            raise TextError("the text contains nothing to speak")
+        rng = np.random.default_rng(options.seed)
+        pause = np.zeros(int(round(options.sentence_pause * self.sample_rate)), np.float32)
+        for index, sentence in enumerate(sentences):
+            tokens, wav = self.speak_sentence(sentence, voice, options, rng)
+            lead = pause if index else pause[:0]
+            yield AudioChunk(sentence, np.concatenate([lead, wav]), self.sample_rate, tokens)
+
+    def synthesize(self, text: str, voice=None, language: str | None = None,
+                   options: SynthesisOptions | None = None, **overrides) -> np.ndarray:
+        """The whole text's audio; keyword overrides (e.g. `greedy=True`, `max_new_tokens=96`) change `options`."""
+        return np.concatenate([c.audio for c in self.stream(text, voice, language, options, **overrides)])
+
+    # ---------------------------------------------------------------- internals and checks
+
+    def _stage1(self, ids: np.ndarray, embedding: np.ndarray):
+        out = self._run("stage1_prefill", text_ids=ids[None].astype(np.int64), speaker=embedding)
+        if self._stateful:
+            return _StatefulStage1(self._session("stage1_decode"), out, self.bundle.graph("stage1_decode").states,
+                                   ids.size, embedding)
+        if "stage1_step" not in self.bundle.manifest.graphs:
+            raise BundleError(f"{self.bundle.path}: no stage-1 decode graph for the {self.backend.name} backend")
+        return _HostCacheStage1(self._session("stage1_step"), out, int(self._s1["n_layer"]), ids.size, embedding)
+
+    def _check_text(self, text: str) -> None:
+        if not isinstance(text, str) or not text.strip():
+            raise TextError("the text to synthesise is empty")
+        if len(text) > MAX_TEXT_CHARS:
+            raise TextError(f"the text is {len(text)} characters long; the limit is {MAX_TEXT_CHARS} per call")
+
+    @staticmethod
+    def _check_ids(ids, vocab: int, what: str, allow_empty: bool = False) -> np.ndarray:
+        ids = np.asarray(ids)
+        if ids.size and ids.dtype.kind not in "iu":
+            raise OptionsError(f"{what} must be integers, not {ids.dtype}")
+        ids = ids.reshape(-1).astype(np.int64)
+        if ids.size == 0 and not allow_empty:
+            raise OptionsError(f"{what} is empty")
+        if ids.size and (ids.min() < 0 or ids.max() >= vocab):
+            raise OptionsError(f"{what} must lie in 0…{vocab - 1}")
+        return ids
+
+    def _check_embedding(self, embedding) -> np.ndarray:
+        """`[dim]` or `[1, dim]`, finite → `[1, dim]` float32."""
+        dim = int(self.model["speaker"]["embedding"])
+        vector = np.asarray(embedding)
+        if vector.dtype.kind != "f" or vector.size != dim or vector.ndim not in (1, 2):
+            raise VoiceError(f"a speaker embedding is {dim} floating-point values ([{dim}] or [1, {dim}]), not "
+                             f"{vector.dtype} {list(vector.shape)}")
+        if not np.isfinite(vector).all():
+            raise VoiceError("the speaker embedding contains NaN or infinite values")
+        return vector.reshape(1, dim).astype(np.float32)
+
+
+def _progress(enabled: bool, total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="stage 1", unit="tok", disable=not enabled, leave=False)
+
+
+class _StatefulStage1:
+    """Both guidance rows' KV caches live in the OpenVINO request of the stateful `stage1_decode` graph, seeded
+    from the prefill and appended in place by every step."""
+
+    def __init__(self, session, prefill_out: dict, states: dict[str, str], length: int, embedding: np.ndarray):
+        if not states:
+            raise BundleError("stage1_decode has no state description in the manifest; re-export the bundle")
+        self._session = session
+        session.set_states({variable: prefill_out[name] for variable, name in states.items()})
+        self.logits = prefill_out["logits"]
+        self._position = length
+        self._speaker = embedding
+        self._beam = np.arange(self.logits.shape[0], dtype=np.int32)
+
+    def step(self, token: int) -> np.ndarray:
+        out = self._session.run({"token": np.array([[token]], np.int64), "speaker": self._speaker,
+                                 "position": np.array([self._position], np.int64), "beam_idx": self._beam})
+        self._position += 1
+        self.logits = out["logits"]
+        return self.logits
+
+
+class _HostCacheStage1:
+    """Host KV buffers `[2, H, capacity, Dh]` with a slot mask (onnxruntime): the step graph reads them in place
+    and returns only the new rows, written here; buffers grow by `GROWTH` slots."""
+
+    GROWTH = 128
+
+    def __init__(self, session, prefill_out: dict, n_layer: int, length: int, embedding: np.ndarray):
+        self._session = session
+        self._names = [(f"past_{kind}.{i}", f"new_{kind}.{i}", f"present_{kind}.{i}")
+                       for kind in ("key", "value") for i in range(n_layer)]
+        self._buffers = {past: np.ascontiguousarray(prefill_out[present]) for past, _, present in self._names}
+        self.logits = prefill_out["logits"]
+        rows = self.logits.shape[0]
+        self._mask = np.zeros((rows, length), np.float32)
+        self._filled = length
+        self._position = length
+        self._speaker = embedding
+
+    def _grow(self) -> None:
+        for past, buffer in self._buffers.items():
+            grown = np.zeros(buffer.shape[:2] + (buffer.shape[2] + self.GROWTH,) + buffer.shape[3:], np.float32)
+            grown[:, :, : buffer.shape[2]] = buffer
+            self._buffers[past] = grown
+        spare = np.full((self._mask.shape[0], self.GROWTH), -np.inf, np.float32)
+        self._mask = np.concatenate([self._mask, spare], axis=1)
+
+    def step(self, token: int) -> np.ndarray:
+        if self._filled == self._mask.shape[1]:
+            self._grow()
+        out = self._session.run({"token": np.array([[token]], np.int64), "position": np.array([self._position],
+                                                                                              np.int64),
+                                 "speaker": self._speaker, "past_mask": self._mask, **self._buffers})
+        for past, new, _ in self._names:
+            self._buffers[past][:, :, self._filled] = out[new][:, :, 0]
+        self._mask[:, self._filled] = 0.0
+        self._filled += 1
+        self._position += 1
+        self.logits = out["logits"]
+        return self.logits
