@@ -2,10 +2,10 @@
 
 * `speaker_encoder`: partial mels `[partials, frames, bands]` → partial embeddings (resampling, trimming, the mel
   spectrogram, slicing and the final mean stay on the host, `edgevoice.metavoice.speaker`);
-* `stage1_prefill`: text ids + speaker embedding → both guidance rows' logits and K/V;
-* `stage1_decode` (OpenVINO, stateful: the `[2, heads, L, head_dim]` caches live in the request and grow in place)
-  and `stage1_step` (onnxruntime: host buffers with a slot mask): one token → both rows' logits. Guidance,
-  sampling and the stop rule run on the host in float32, exactly as upstream orders them;
+* `stage1` (OpenVINO, stateful: the `[2, heads, L, head_dim]` caches live in the request and grow in place) and
+  `stage1_step` (onnxruntime: host buffers with a slot mask): new ids (the whole text for the prefill, then one
+  token per step) → both guidance rows' logits at the last one. One graph serves prefill and decoding, so the
+  weights are stored once. Guidance, sampling and the stop rule run on the host in float32, in upstream's order;
 * `stage2`: the assembled `[hierarchies, block]` rows + speaker → logits of every head at every position;
 * `encodec_decode`: codes `[1, n_q, frames]` → 24 kHz waveform (`encodec.py`).
 """
@@ -27,24 +27,14 @@ def cache_names(prefix: str, n_layer: int) -> list[str]:
     return [f"{prefix}_key.{i}" for i in range(n_layer)] + [f"{prefix}_value.{i}" for i in range(n_layer)]
 
 
-class PrefillGraph(nn.Module):
+class ExtendGraph(nn.Module):
     def __init__(self, gpt: MetaVoiceGPT):
         super().__init__()
         self.gpt = gpt
 
-    def forward(self, text_ids, speaker):
-        logits, keys, values = self.gpt.prefill(text_ids, speaker)
-        return (logits, *keys, *values)
-
-
-class DecodeGraph(nn.Module):
-    def __init__(self, gpt: MetaVoiceGPT):
-        super().__init__()
-        self.gpt = gpt
-
-    def forward(self, token, position, speaker, *caches):
+    def forward(self, ids, start, speaker, *caches):
         n = self.gpt.n_layer
-        logits, keys, values = self.gpt.decode(token, position, speaker, caches[:n], caches[n:])
+        logits, keys, values = self.gpt.extend(ids, start, speaker, caches[:n], caches[n:])
         return (logits, *keys, *values)
 
 
@@ -53,9 +43,9 @@ class StepGraph(nn.Module):
         super().__init__()
         self.gpt = gpt
 
-    def forward(self, token, position, speaker, past_mask, *caches):
+    def forward(self, ids, start, speaker, past_mask, *caches):
         n = self.gpt.n_layer
-        logits, keys, values = self.gpt.step(token, position, speaker, past_mask, caches[:n], caches[n:])
+        logits, keys, values = self.gpt.step(ids, start, speaker, past_mask, caches[:n], caches[n:])
         return (logits, *keys, *values)
 
 
@@ -75,59 +65,53 @@ def _speaker(dim: int, seed: int) -> torch.Tensor:
 
 
 def stage1_graphs(gpt: MetaVoiceGPT) -> list[GraphSpec]:
+    """`stage1` (OpenVINO, stateful) and `stage1_step` (onnxruntime): one graph each for prefill and decoding, so
+    the 1.2 B weights are stored once per format."""
     args, n = gpt.args, gpt.n_layer
     vocab, heads, head_dim = args.vocab_sizes[0], args.n_head, args.n_embd // args.n_head
     spk = gpt.speaker_cond_pos.in_features
     block = args.block_size
 
-    def prefill_example(t, seed):
-        return seeded_randint(vocab, 1, min(t, block - 1), seed=seed), _speaker(spk, seed + 1)
-
     def caches(length, seed):
         return tuple(seeded_randn(ROWS, heads, length, head_dim, seed=seed + i) for i in range(2 * n))
 
-    def decode_example(past, seed):
-        past = min(past, block - 1)
-        return (seeded_randint(vocab, 1, 1, seed=seed), torch.tensor([past]), _speaker(spk, seed + 1),
+    def extend_example(new, past, seed):
+        new, past = min(new, block // 2), min(past, block // 2 - 1)
+        return (seeded_randint(vocab, 1, new, seed=seed), torch.tensor([past]), _speaker(spk, seed + 1),
                 *caches(past, seed + 2))
 
-    def step_example(capacity, filled, seed):
-        filled = min(filled, block - 1)
+    def step_example(new, capacity, filled, seed):
+        new, filled = min(new, block // 2), min(filled, block // 2 - 1)
         mask = torch.zeros(ROWS, capacity)
         mask[:, filled:] = float("-inf")
-        return (seeded_randint(vocab, 1, 1, seed=seed), torch.tensor([filled]), _speaker(spk, seed + 1), mask,
+        return (seeded_randint(vocab, 1, new, seed=seed), torch.tensor([filled]), _speaker(spk, seed + 1), mask,
                 *caches(capacity, seed + 2))
 
-    cache_spec = [TensorSpec(name, "float32", [ROWS, heads, "context", head_dim]) for name in cache_names("present", n)]
-    prefill = GraphSpec(
-        "stage1_prefill", PrefillGraph(gpt),
-        [TensorSpec("text_ids", "int64", [1, "tokens"]), TensorSpec("speaker", "float32", [1, spk])],
-        [TensorSpec("logits", "float32", [ROWS, vocab])]
-        + [TensorSpec(t.name, t.dtype, [ROWS, heads, "tokens", head_dim]) for t in cache_spec],
-        [prefill_example(57, 1), prefill_example(23, 2), prefill_example(91, 3)],
-    )
-    decode = GraphSpec(
-        "stage1_decode", DecodeGraph(gpt),
-        [TensorSpec("token", "int64", [1, 1]), TensorSpec("position", "int64", [1]),
-         TensorSpec("speaker", "float32", [1, spk])]
-        + [TensorSpec(name, "float32", [ROWS, heads, "past", head_dim]) for name in cache_names("past", n)],
+    ids_spec = [TensorSpec("ids", "int64", [1, "new"]), TensorSpec("start", "int64", [1]),
+                TensorSpec("speaker", "float32", [1, spk])]
+    extend = GraphSpec(
+        "stage1", ExtendGraph(gpt),
+        ids_spec + [TensorSpec(name, "float32", [ROWS, heads, "past", head_dim]) for name in cache_names("past", n)],
         [TensorSpec("logits", "float32", [ROWS, vocab])]
         + [TensorSpec(name, "float32", [ROWS, heads, "present", head_dim]) for name in cache_names("present", n)],
-        [decode_example(60, 10), decode_example(130, 20), decode_example(9, 30)],
+        # traced on a chunk after a cache (no axis of size 0 or 1), then decode steps at two cache lengths and a
+        # prefill (nothing cached)
+        [extend_example(9, 23, 40), extend_example(1, 60, 10), extend_example(1, 130, 20),
+         extend_example(57, 0, 30)],
         formats=("openvino",),
         stateful=dict(zip(cache_names("past", n), cache_names("present", n))),
     )
     step = GraphSpec(
         "stage1_step", StepGraph(gpt),
-        [TensorSpec("token", "int64", [1, 1]), TensorSpec("position", "int64", [1]),
-         TensorSpec("speaker", "float32", [1, spk]), TensorSpec("past_mask", "float32", [ROWS, "capacity"])]
+        ids_spec + [TensorSpec("past_mask", "float32", [ROWS, "capacity"])]
         + [TensorSpec(name, "float32", [ROWS, heads, "capacity", head_dim]) for name in cache_names("past", n)],
         [TensorSpec("logits", "float32", [ROWS, vocab])]
-        + [TensorSpec(name, "float32", [ROWS, heads, 1, head_dim]) for name in cache_names("new", n)],
-        [step_example(64, 60, 40), step_example(128, 77, 50), step_example(16, 9, 60)],
-        formats=("onnx",),  # onnxruntime's decode step; OpenVINO runs stage1_decode
+        + [TensorSpec(name, "float32", [ROWS, heads, "new", head_dim]) for name in cache_names("new", n)],
+        [step_example(9, 16, 9, 80), step_example(1, 64, 60, 50), step_example(1, 128, 77, 60),
+         step_example(57, 64, 0, 70)],
+        formats=("onnx",),  # onnxruntime's stage 1; OpenVINO runs the stateful `stage1`
     )
-    return [prefill, decode, step]
+    return [extend, step]
 
 
 def stage2_graph(gpt: MetaVoiceGPT) -> GraphSpec:

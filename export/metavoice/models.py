@@ -114,26 +114,28 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
     def full(self, x, causal: bool):
-        """Every position at once (prefill, stage 2); returns the block output and its K/V."""
+        """Every position at once with no cache (stage 2; stage 1's reference prefill)."""
         q, k, v = self.attn.qkv(self.ln_1(x))
         return self._finish(x, F.scaled_dot_product_attention(q, k, v, is_causal=causal)), k, v
 
-    def decode(self, x, past_k, past_v):
-        """One position against `past_*` joined with its own K/V (the pattern OpenVINO fuses in place)."""
+    def extend(self, x, past_k, past_v, allowed):
+        """New positions against `past_*` joined with their own K/V (the pattern OpenVINO fuses into an in-place
+        KV cache); `allowed` [T, P+T] is the causal mask of the new rows. Returns the joined caches."""
         q, k, v = self.attn.qkv(self.ln_1(x))
         keys, values = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
-        return self._finish(x, F.scaled_dot_product_attention(q, keys, values)), keys, values
+        return self._finish(x, F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed)), keys, values
 
-    def step(self, x, past_k, past_v, past_mask):
-        """One position against a host buffer `past_*` [B, H, C, Dh] whose spare slots `past_mask` [B, C] holds
-        -inf for; the cache is only read, the new row is returned for the host to write."""
+    def step(self, x, past_k, past_v, past_mask, causal):
+        """New positions against a host buffer `past_*` [B, H, C, Dh] whose spare slots `past_mask` [B, C] holds
+        -inf for, and causally among themselves (`causal` [T, T], 0 / -inf); the buffer is only read, the new
+        rows are returned for the host to write."""
         q, k, v = self.attn.qkv(self.ln_1(x))
         q = q * (1.0 / math.sqrt(self.attn.head_dim))
-        past_scores = q @ past_k.transpose(-1, -2) + past_mask[:, None, None, :]
-        new_score = (q * k).sum(-1, keepdim=True)
-        probs = torch.softmax(torch.cat([past_scores, new_score], dim=-1), dim=-1)
+        past_scores = q @ past_k.transpose(-1, -2) + past_mask[:, None, None, :]  # [B, H, T, C]
+        new_scores = q @ k.transpose(-1, -2) + causal  # [B, H, T, T]
+        probs = torch.softmax(torch.cat([past_scores, new_scores], dim=-1), dim=-1)
         capacity = past_k.shape[2]
-        attended = probs[..., :capacity] @ past_v + probs[..., capacity:] * v
+        attended = probs[..., :capacity] @ past_v + probs[..., capacity:] @ v
         return self._finish(x, attended), k, v
 
 
@@ -188,48 +190,50 @@ class MetaVoiceGPT(nn.Module):
 
     # Stage 1 -------------------------------------------------------------------------------------------------
 
-    def prefill(self, text_ids, speaker):
-        """text_ids [1, T], speaker [1, S] → logits [2, V] (cond, uncond) at the last position, keys, values."""
-        t = text_ids.shape[1]
-        x = self._embed(text_ids.expand(2, t)[:, None, :], torch.arange(t), self._guidance_rows(speaker))
+    def _rows(self, ids, start, speaker):
+        """ids [1, T] fed to both guidance rows at positions start … start+T−1 → embeddings [2, T, D]."""
+        t = ids.shape[1]
+        return self._embed(ids.expand(2, t)[:, None, :], start + torch.arange(t), self._guidance_rows(speaker))
+
+    def extend(self, ids, start, speaker, past_keys, past_values):
+        """ids [1, T] after a cache of P = `start` positions → logits [2, V] (cond, uncond) at the last new
+        position and the caches with the new rows. Prefill is T = len(text) with empty caches, decoding T = 1."""
+        x = self._rows(ids, start, speaker)
+        t, total = ids.shape[1], past_keys[0].shape[2] + ids.shape[1]
+        allowed = torch.arange(total)[None, :] <= (total - t + torch.arange(t))[:, None]
         keys, values = [], []
-        for block in self.transformer.h:
-            x, k, v = block.full(x, causal=True)
+        for block, past_k, past_v in zip(self.transformer.h, past_keys, past_values):
+            x, k, v = block.extend(x, past_k, past_v, allowed)
             keys.append(k)
             values.append(v)
         return self._head(x[:, -1]), keys, values
 
-    def decode(self, token, position, speaker, past_keys, past_values):
-        """token [1, 1] (fed to both rows), position [1] → logits [2, V] and the caches with the new row."""
-        x = self._embed(token.expand(2, 1)[:, None, :], position, self._guidance_rows(speaker))
+    def step(self, ids, start, speaker, past_mask, past_keys, past_values):
+        """As `extend`, against host buffers with a slot mask; returns the new K/V rows only."""
+        x = self._rows(ids, start, speaker)
+        t = ids.shape[1]
+        causal = torch.zeros(t, t).masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf"))
         keys, values = [], []
         for block, past_k, past_v in zip(self.transformer.h, past_keys, past_values):
-            x, k, v = block.decode(x, past_k, past_v)
+            x, k, v = block.step(x, past_k, past_v, past_mask, causal)
             keys.append(k)
             values.append(v)
         return self._head(x[:, -1]), keys, values
 
-    def step(self, token, position, speaker, past_mask, past_keys, past_values):
-        """As `decode`, against host buffers with a slot mask; returns the new K/V rows only."""
-        x = self._embed(token.expand(2, 1)[:, None, :], position, self._guidance_rows(speaker))
-        keys, values = [], []
-        for block, past_k, past_v in zip(self.transformer.h, past_keys, past_values):
-            x, k, v = block.step(x, past_k, past_v, past_mask)
-            keys.append(k)
-            values.append(v)
-        return self._head(x[:, -1]), keys, values
+    def empty_cache(self) -> list[torch.Tensor]:
+        shape = (2, self.args.n_head, 0, self.args.n_embd // self.args.n_head)
+        return [torch.zeros(shape) for _ in range(self.n_layer)]
 
     @torch.no_grad()
     def teacher_forced(self, text_ids, speaker, forced):
         """Reference loop: cond and uncond logits `[1 + len(forced), V]` each, as upstream's cached sampling."""
-        logits, keys, values = self.prefill(text_ids, speaker)
+        logits, keys, values = self.extend(text_ids, torch.tensor([0]), speaker, self.empty_cache(),
+                                           self.empty_cache())
         rows = [logits]
-        position = text_ids.shape[1]
         for token in forced:
-            logits, keys, values = self.decode(torch.tensor([[int(token)]]), torch.tensor([position]), speaker,
-                                               keys, values)
+            logits, keys, values = self.extend(torch.tensor([[int(token)]]), torch.tensor([keys[0].shape[2]]),
+                                               speaker, keys, values)
             rows.append(logits)
-            position += 1
         stacked = torch.stack(rows)
         return stacked[:, 0], stacked[:, 1]
 

@@ -37,10 +37,10 @@ from .options import FAMILY, MIN_REFERENCE_SECONDS, SynthesisOptions
 from .text import BpeTokenizer
 from .voice import SpeakerVoice
 
-GRAPH_INPUTS = {"speaker_encoder": {"mels"}, "stage1_prefill": {"text_ids", "speaker"},
-                "stage2": {"ids", "speaker"}, "encodec_decode": {"codes"}}
-DECODE_INPUTS = {"stage1_decode": {"token", "position", "speaker", "beam_idx"},
-                 "stage1_step": {"token", "position", "speaker", "past_mask"}}
+GRAPH_INPUTS = {"speaker_encoder": {"mels"}, "stage2": {"ids", "speaker"}, "encodec_decode": {"codes"}}
+# stage 1 as OpenVINO runs it (stateful) and as onnxruntime runs it (host buffers); a bundle has one or both
+STAGE1_INPUTS = {"stage1": {"ids", "start", "speaker", "beam_idx"},
+                 "stage1_step": {"ids", "start", "speaker", "past_mask"}}
 MAX_TEXT_CHARS = 20000
 # Stage-1 tokens a character of text becomes, to plan long texts: speech runs at ~14 characters per second and
 # stage 1 emits 150 tokens per second of audio; a little more than that is planned for.
@@ -52,7 +52,7 @@ _CLAUSE_END = re.compile(r"(?<=[,])\s+")
 class Synthesizer:
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
         check_bundle(bundle, FAMILY, GRAPH_INPUTS)
-        check_bundle(bundle, FAMILY, DECODE_INPUTS, optional=True)
+        check_bundle(bundle, FAMILY, STAGE1_INPUTS, optional=True)
         manifest = bundle.manifest
         self.bundle = bundle
         self.backend = make_backend(backend, threads)
@@ -60,8 +60,8 @@ class Synthesizer:
         self.model = manifest.model
         self.default_options = SynthesisOptions.from_manifest(manifest.defaults)
         self.show_progress = False  # the CLI turns on a progress bar: a CPU run takes minutes
-        decode = manifest.graphs.get("stage1_decode")
-        self._stateful = decode is not None and getattr(self.backend, "file_format", None) in decode.files
+        stateful = manifest.graphs.get("stage1")
+        self._stateful = stateful is not None and getattr(self.backend, "file_format", None) in stateful.files
         self._sessions: dict = {}
         self._lock = threading.RLock()  # see edgevoice.threadsafe
         self._tokenizer: BpeTokenizer | None = None
@@ -345,13 +345,13 @@ class Synthesizer:
     # ---------------------------------------------------------------- internals and checks
 
     def _stage1(self, ids: np.ndarray, embedding: np.ndarray):
-        out = self._run("stage1_prefill", text_ids=ids[None].astype(np.int64), speaker=embedding)
+        """A stage-1 decoder primed with `ids` (the prefill): `.logits` [2, vocab], `.step(token)`."""
+        shape = (2, int(self._s1["n_head"]), 0, int(self._s1["n_embd"]) // int(self._s1["n_head"]))
         if self._stateful:
-            return _StatefulStage1(self._session("stage1_decode"), out, self.bundle.graph("stage1_decode").states,
-                                   ids.size, embedding)
+            return _StatefulStage1(self._session("stage1"), self.bundle.graph("stage1").states, shape, ids, embedding)
         if "stage1_step" not in self.bundle.manifest.graphs:
-            raise BundleError(f"{self.bundle.path}: no stage-1 decode graph for the {self.backend.name} backend")
-        return _HostCacheStage1(self._session("stage1_step"), out, int(self._s1["n_layer"]), ids.size, embedding)
+            raise BundleError(f"{self.bundle.path}: no stage-1 graph for the {self.backend.name} backend")
+        return _HostCacheStage1(self._session("stage1_step"), int(self._s1["n_layer"]), shape, ids, embedding)
 
     def _check_text(self, text: str) -> None:
         if not isinstance(text, str) or not text.strip():
@@ -390,24 +390,27 @@ def _progress(enabled: bool, total: int):
 
 
 class _StatefulStage1:
-    """Both guidance rows' KV caches live in the OpenVINO request of the stateful `stage1_decode` graph, seeded
-    from the prefill and appended in place by every step."""
+    """Both guidance rows' KV caches live in the OpenVINO request of the stateful `stage1` graph: the prefill
+    starts them empty and every step appends its row in place; the host only feeds ids."""
 
-    def __init__(self, session, prefill_out: dict, states: dict[str, str], length: int, embedding: np.ndarray):
+    def __init__(self, session, states: dict[str, str], empty_shape: tuple, ids: np.ndarray, embedding: np.ndarray):
         if not states:
-            raise BundleError("stage1_decode has no state description in the manifest; re-export the bundle")
+            raise BundleError("stage1 has no state description in the manifest; re-export the bundle")
         self._session = session
-        session.set_states({variable: prefill_out[name] for variable, name in states.items()})
-        self.logits = prefill_out["logits"]
-        self._position = length
         self._speaker = embedding
-        self._beam = np.arange(self.logits.shape[0], dtype=np.int32)
+        self._beam = np.arange(empty_shape[0], dtype=np.int32)
+        session.set_states({variable: np.zeros(empty_shape, np.float32) for variable in states})
+        self._position = 0
+        self.logits = self._run(ids)
+
+    def _run(self, ids: np.ndarray) -> np.ndarray:
+        out = self._session.run({"ids": ids.reshape(1, -1).astype(np.int64), "speaker": self._speaker,
+                                 "start": np.array([self._position], np.int64), "beam_idx": self._beam})
+        self._position += ids.size
+        return out["logits"]
 
     def step(self, token: int) -> np.ndarray:
-        out = self._session.run({"token": np.array([[token]], np.int64), "speaker": self._speaker,
-                                 "position": np.array([self._position], np.int64), "beam_idx": self._beam})
-        self._position += 1
-        self.logits = out["logits"]
+        self.logits = self._run(np.array([token]))
         return self.logits
 
 
@@ -417,36 +420,38 @@ class _HostCacheStage1:
 
     GROWTH = 128
 
-    def __init__(self, session, prefill_out: dict, n_layer: int, length: int, embedding: np.ndarray):
+    def __init__(self, session, n_layer: int, empty_shape: tuple, ids: np.ndarray, embedding: np.ndarray):
         self._session = session
-        self._names = [(f"past_{kind}.{i}", f"new_{kind}.{i}", f"present_{kind}.{i}")
-                       for kind in ("key", "value") for i in range(n_layer)]
-        self._buffers = {past: np.ascontiguousarray(prefill_out[present]) for past, _, present in self._names}
-        self.logits = prefill_out["logits"]
-        rows = self.logits.shape[0]
-        self._mask = np.zeros((rows, length), np.float32)
-        self._filled = length
-        self._position = length
+        self._names = [(f"past_{kind}.{i}", f"new_{kind}.{i}") for kind in ("key", "value") for i in range(n_layer)]
+        rows, heads, _, head_dim = empty_shape
+        self._buffers = {past: np.zeros((rows, heads, 0, head_dim), np.float32) for past, _ in self._names}
+        self._mask = np.zeros((rows, 0), np.float32)
+        self._filled = 0
         self._speaker = embedding
+        self.logits = self._run(ids)
 
-    def _grow(self) -> None:
+    def _grow(self, needed: int) -> None:
+        extra = max(self.GROWTH, needed)
         for past, buffer in self._buffers.items():
-            grown = np.zeros(buffer.shape[:2] + (buffer.shape[2] + self.GROWTH,) + buffer.shape[3:], np.float32)
+            grown = np.zeros(buffer.shape[:2] + (buffer.shape[2] + extra,) + buffer.shape[3:], np.float32)
             grown[:, :, : buffer.shape[2]] = buffer
             self._buffers[past] = grown
-        spare = np.full((self._mask.shape[0], self.GROWTH), -np.inf, np.float32)
+        spare = np.full((self._mask.shape[0], extra), -np.inf, np.float32)
         self._mask = np.concatenate([self._mask, spare], axis=1)
 
+    def _run(self, ids: np.ndarray) -> np.ndarray:
+        new = ids.size
+        if self._filled + new > self._mask.shape[1]:
+            self._grow(new)
+        out = self._session.run({"ids": ids.reshape(1, -1).astype(np.int64), "speaker": self._speaker,
+                                 "start": np.array([self._filled], np.int64), "past_mask": self._mask,
+                                 **self._buffers})
+        for past, name in self._names:
+            self._buffers[past][:, :, self._filled:self._filled + new] = out[name]
+        self._mask[:, self._filled:self._filled + new] = 0.0
+        self._filled += new
+        return out["logits"]
+
     def step(self, token: int) -> np.ndarray:
-        if self._filled == self._mask.shape[1]:
-            self._grow()
-        out = self._session.run({"token": np.array([[token]], np.int64), "position": np.array([self._position],
-                                                                                              np.int64),
-                                 "speaker": self._speaker, "past_mask": self._mask, **self._buffers})
-        for past, new, _ in self._names:
-            self._buffers[past][:, :, self._filled] = out[new][:, :, 0]
-        self._mask[:, self._filled] = 0.0
-        self._filled += 1
-        self._position += 1
-        self.logits = out["logits"]
+        self.logits = self._run(np.array([token]))
         return self.logits
