@@ -43,6 +43,12 @@ def _print_quantised(report) -> None:
     click.echo(f"bundle written to {report.bundle} in {report.seconds:.1f} s")
 
 
+def _print_metavoice(report) -> None:
+    for line in report.lines():
+        click.echo(line)
+    click.echo(f"bundle written to {report.bundle} in {report.seconds:.1f} s")
+
+
 # ------------------------------------------------------------------------------------------------ export
 
 
@@ -229,7 +235,8 @@ def _methods(items) -> dict[str, str]:
               help="how many calibration sentences to synthesise (spread over the texts)")
 @click.option("--max-tokens", type=int, default=None, help="cap on tokens per calibration sentence")
 @click.option("--subset-size", type=int, default=300, show_default=True, help="NNCF calibration items per graph")
-@click.option("--precision", type=click.Choice(["int8", "bf16"]), default="int8", show_default=True)
+@click.option("--precision", type=click.Choice(["int8", "bf16", "int4"]), default="int8", show_default=True,
+              help="int4: MetaVoice's stage 1 only (weight-only, group-wise)")
 @click.option("--method", "methods", multiple=True, metavar="GRAPH=METHOD",
               help="override the policy for one graph: weights, static, float, or bf16 (EmotiVoice) (repeatable)")
 @click.option("--accuracy-drop", type=float, default=None,
@@ -255,6 +262,16 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
     options = QuantizeOptions(precision, subset_size, max_tokens, accuracy_drop, _methods(methods), overwrite,
                               threads)
     family = guarded(lambda: Bundle.load(bundle, verify=False)).manifest.family
+    if family == "metavoice":
+        if voice_paths or references or calibration_texts or methods or accuracy_drop is not None:
+            fail("MetaVoice's stage 1 is compressed weight-only (no calibration): leave out --voice, --reference, "
+                 "--calibration-texts, --method and --accuracy-drop")
+        from .metavoice.quantize import quantize_metavoice
+
+        _print_metavoice(guarded(lambda: quantize_metavoice(bundle, out, options)))
+        return
+    if precision == "int4":
+        fail("--precision int4 is for MetaVoice bundles (its memory-bound 1.2 B stage 1)")
     if family == "emotivoice":
         if voice_paths or references or calibration_texts:
             fail("EmotiVoice calibrates on its built-in speakers and corpus: leave out --voice, --reference and "

@@ -147,6 +147,7 @@ def export_graph(spec: GraphSpec, folder: Path, threads: int = 2) -> tuple[Graph
         files["openvino"] = xml_path.name
     if "onnx" not in spec.formats:
         onnx_path.unlink()
+        onnx_path.with_name(onnx_path.name + ".data").unlink(missing_ok=True)
     for result in results:
         float_outputs = any(t.dtype.startswith("float") for t in spec.outputs)
         if float_outputs and result.max_rel > FP32_PARITY_LIMIT:

@@ -16,6 +16,7 @@ from torch.export import Dim
 from .graphs import GraphSpec
 
 OPSET = 23
+EXTERNAL_DATA_BYTES = 1 << 30
 _DERIVED = re.compile(r"^(\d+)\*(\w+)$")
 
 
@@ -50,7 +51,11 @@ def export_onnx(spec: GraphSpec, path: Path) -> None:
             input_names=[t.name for t in spec.inputs], output_names=[t.name for t in spec.outputs],
             dynamic_shapes=dynamic_shapes(spec), optimize=True, verbose=False,
         )
-    program.save(str(path), external_data=False)
+    # protobuf caps one file at 2 GB: bigger graphs (MetaVoice's 1.2 B-parameter stage 1) keep their weights
+    # beside the graph in `<name>.onnx.data`, which onnxruntime reads from the same folder
+    weight_bytes = sum(p.numel() * p.element_size() for p in spec.module.parameters())
+    weight_bytes += sum(b.numel() * b.element_size() for b in spec.module.buffers())
+    program.save(str(path), external_data=weight_bytes > EXTERNAL_DATA_BYTES)
 
 
 def convert_to_openvino(onnx_path: Path, runtime_options: dict):

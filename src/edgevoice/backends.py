@@ -135,7 +135,11 @@ class OnnxRuntimeBackend:
             providers = ["CPUExecutionProvider"]
         else:
             raise EdgevoiceError(f"unknown onnxruntime device {self.device!r} (use 'cpu' or 'cuda')")
-        session = ort.InferenceSession(str(bundle.file(graph.files["onnx"])), options, providers=providers)
+        onnx = graph.files["onnx"]
+        weights = onnx + ".data"  # external weights of graphs over protobuf's 2 GB, read by onnxruntime itself
+        if weights in bundle.manifest.files or os.path.lexists(bundle.path / weights):
+            bundle.file(weights)  # listed, hashed and no link, like every file a graph reads
+        session = ort.InferenceSession(str(bundle.file(onnx)), options, providers=providers)
         if self.device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
             raise EdgevoiceError("onnxruntime could not start its CUDA provider (is onnxruntime-gpu installed?)")
         return OnnxRuntimeSession(session)

@@ -1,0 +1,187 @@
+"""MetaVoice-1B precision variants: weight-only INT8 or INT4 for stage 1 (NNCF `compress_weights`), behind an
+accuracy gate on teacher-forced guided logits.
+
+Stage 1 is the whole cost of a CPU run (150 steps per second of audio, each reading every weight once: decoding is
+memory-bound), so its weight bytes are what to cut: FP32 4.97 GB → INT8 1.25 GB → INT4 (group-wise) ≈ 0.7 GB per
+step. Weight-only compression needs no calibration data. The other graphs stay FP32: stage 2 runs once per sentence,
+the speaker encoder once per voice, and EnCodec is a small convolutional decoder (its figures are in
+benchmarks/results/metavoice_speed.md). Random-weight accuracy is no proxy for trained checkpoints: re-measure.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edgevoice.backends import OpenVINOBackend
+from edgevoice.bundle import Bundle, Manifest, atomic_folder, write_manifest
+from edgevoice.errors import BundleError, EdgevoiceError
+from edgevoice.metavoice.options import FAMILY
+from edgevoice.metavoice.synthesizer import Synthesizer
+
+from ..quantize import GraphPolicy, QuantizeOptions, cpu_has_int8_dot
+
+PRECISIONS = ("int8", "int4")
+GRAPH = "stage1"
+INT4_GROUP = 128  # NNCF's default group size for INT4 weights; smaller input widths use one group per row
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Teacher-forced guided logits of the variant against FP32, over the gate sentences."""
+
+    min_top1: float  # share of steps whose most likely token is unchanged
+    max_rel_l2: float  # worst ‖Δlogits‖ / ‖logits‖ over steps
+
+    def failures(self, accuracy: dict) -> list[str]:
+        failed, accuracy = [], accuracy["logits"]
+        if accuracy["top1_agreement"] < self.min_top1:
+            failed.append(f"top-1 agreement {accuracy['top1_agreement']:.3f} < {self.min_top1}")
+        if accuracy["rel_l2"]["worst"] > self.max_rel_l2:
+            failed.append(f"worst logits rel-L2 {accuracy['rel_l2']['worst']:.4f} > {self.max_rel_l2}")
+        return failed
+
+
+# Measured with benchmarks/metavoice_quantize.py on the full-size random model (see its results file): INT8
+# weight-only keeps top-1 on ≥ 0.99 of steps with rel-L2 ≤ 0.01; INT4 group-wise moves logits ~10× more.
+GATES = {"int8": Gate(min_top1=0.90, max_rel_l2=0.05), "int4": Gate(min_top1=0.75, max_rel_l2=0.30)}
+POLICIES = {
+    "int8": GraphPolicy("weights", "decode is memory-bound: INT8_ASYM weights read 4x fewer bytes per step than "
+                                   "FP32, data-free, logits within the gate"),
+    "int4": GraphPolicy("int4", "INT4_ASYM group-wise weights (embeddings and head INT8, NNCF's default) read ~7x "
+                                "fewer bytes than FP32; looser gate, for machines short of memory"),
+}
+GATE_SENTENCES = (
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It's easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+)
+FORCED_TOKENS = 48
+
+
+@dataclass
+class MetaVoiceQuantizationReport:
+    bundle: Path
+    precision: str
+    seconds: float
+    accuracy: dict = field(default_factory=dict)
+    sizes: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        a = self.accuracy["logits"]
+        return self.notes + [
+            f"stage1 {self.precision}: weights {self.sizes['fp32_mb']:.1f} MB → {self.sizes['variant_mb']:.1f} MB; "
+            f"teacher-forced guided logits over {self.accuracy['items']} steps: top-1 {a['top1_agreement']:.3f}, "
+            f"top-5 {a['top5_overlap']:.3f}, rel-L2 mean {a['rel_l2']['mean']:.4f} worst {a['rel_l2']['worst']:.4f}",
+            "other graphs: FP32 (unchanged)"]
+
+
+def gate_speaker(dim: int) -> np.ndarray:
+    """A fixed speaker embedding for the gate: non-negative and unit length, like the encoder's."""
+    vector = np.abs(np.random.default_rng(5).standard_normal(dim)).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def logits_accuracy(reference: Synthesizer, test: Synthesizer, progress: bool = False) -> dict:
+    """Guided logits of `test` against `reference` with the same forced tokens (the reference's greedy choices)."""
+    speaker = gate_speaker(int(reference.model["speaker"]["embedding"]))
+    options = reference.default_options.with_overrides(greedy=True)
+    agree, overlap, rel = [], [], []
+    for sentence in tqdm(GATE_SENTENCES, desc="accuracy gate", unit="sentence", disable=not progress):
+        ids = reference.text_tokens(sentence)
+        room = int(reference.model["stage1"]["block_size"]) - ids.size - 1
+        forced = reference.generate_first_stage(ids, speaker, options, None, max(1, min(FORCED_TOKENS, room)))
+        _, _, expected = reference.first_stage_logits(ids, speaker, forced[:-1])
+        _, _, got = test.first_stage_logits(ids, speaker, forced[:-1])
+        agree += list(expected.argmax(-1) == got.argmax(-1))
+        top5 = zip(np.argsort(-expected, axis=-1)[:, :5], np.argsort(-got, axis=-1)[:, :5])
+        overlap += [len(set(a) & set(b)) / 5 for a, b in top5]
+        rel += list(np.linalg.norm(got - expected, axis=-1) / np.maximum(np.linalg.norm(expected, axis=-1), 1e-12))
+    return {"items": len(agree), "logits": {
+        "top1_agreement": float(np.mean(agree)), "top5_overlap": float(np.mean(overlap)),
+        "rel_l2": {"mean": float(np.mean(rel)), "worst": float(np.max(rel))}}}
+
+
+def compress_stage1(model, precision: str, width: int):
+    import nncf
+
+    if precision == "int8":
+        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    group = INT4_GROUP if width % INT4_GROUP == 0 else -1
+    return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=group, ratio=1.0)
+
+
+def _check_source(bundle: Bundle, precision: str) -> None:
+    manifest = bundle.manifest
+    if manifest.family != FAMILY:
+        raise BundleError(f"{bundle.path}: a {manifest.family!r} bundle, not MetaVoice")
+    if precision not in PRECISIONS:
+        raise EdgevoiceError(f"MetaVoice variants are {' or '.join(PRECISIONS)}, not {precision!r}")
+    entry = manifest.graphs.get(GRAPH)
+    if entry is None or "openvino" not in entry.files:
+        raise BundleError(f"{bundle.path}: no OpenVINO stage-1 graph to compress (export with --format openvino)")
+    if entry.precision != "fp32":
+        raise BundleError(f"{bundle.path}: stage 1 is already {entry.precision}; quantise the FP32 bundle")
+
+
+def quantize_metavoice(source_bundle: str | Path | Bundle, out: str | Path,
+                       options: QuantizeOptions = QuantizeOptions()) -> MetaVoiceQuantizationReport:
+    """Write the INT8 or INT4 (`options.precision`) variant of an FP32 MetaVoice bundle to `out`; nothing is
+    written when the variant misses its accuracy gate."""
+    import nncf
+    import openvino as ov
+
+    start = time.perf_counter()
+    source = source_bundle if isinstance(source_bundle, Bundle) else Bundle.load(source_bundle)
+    precision = options.precision
+    _check_source(source, precision)
+    if Path(out).resolve() == source.path.resolve():
+        raise BundleError(f"{out}: the output must not be the source bundle")
+    nncf.set_log_level(logging.WARNING)
+    manifest: Manifest = copy.deepcopy(source.manifest)
+    entry = manifest.graphs[GRAPH]
+    xml = f"{GRAPH}.{precision}.xml"
+    old_xml = entry.files["openvino"]
+    dropped = {old_xml, old_xml[: -len(".xml")] + ".bin"}
+    report = MetaVoiceQuantizationReport(Path(out), precision, 0.0)
+    with atomic_folder(out, overwrite=options.overwrite) as folder:
+        model = compress_stage1(ov.Core().read_model(str(source.file(old_xml))), precision,
+                                int(manifest.model["stage1"]["n_embd"]))
+        ov.save_model(model, str(folder / xml), compress_to_fp16=False)
+        del model
+        entry.files = dict(entry.files, openvino=xml)
+        entry.precision = precision
+        for rel in source.manifest.files:
+            if rel not in dropped:
+                shutil.copyfile(source.file(rel), folder / rel)
+        write_manifest(folder, manifest)
+        reference = Synthesizer(source, backend=OpenVINOBackend(threads=options.threads, precision="f32"))
+        test = Synthesizer(Bundle.load(folder), backend=OpenVINOBackend(threads=options.threads))
+        report.accuracy = logits_accuracy(reference, test, options.progress)
+        failed = GATES[precision].failures(report.accuracy)
+        if failed:
+            raise EdgevoiceError(f"the {precision} stage 1 misses its accuracy gate ({'; '.join(failed)}); nothing "
+                                 "was written")
+        report.sizes = {"fp32_mb": source.file(old_xml[: -len('.xml')] + '.bin').stat().st_size / 1e6,
+                        "variant_mb": (folder / xml.replace(".xml", ".bin")).stat().st_size / 1e6}
+        report.seconds = time.perf_counter() - start
+        entry.accuracy = {"fp32_vs_torch": {}, f"{precision}_vs_fp32": report.accuracy}
+        manifest.extra["quantization"] = {
+            "precision": precision, "source_bundle_hash": source.bundle_hash,
+            "policy": {GRAPH: {**POLICIES[precision].to_json(), "gate": GATES[precision].__dict__}},
+            "sizes": report.sizes, "cpu": {"int8_dot": cpu_has_int8_dot()},
+            "tools": {"nncf": nncf.__version__, "openvino": ov.__version__},
+            "note": "random-weight accuracy is not a proxy for trained checkpoints: re-measure on real models",
+            "seconds": round(report.seconds, 1),
+        }
+        write_manifest(folder, manifest)
+    return report
