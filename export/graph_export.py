@@ -141,6 +141,7 @@ def export_graph(spec: GraphSpec, folder: Path, threads: int = 2) -> tuple[Graph
             variables = make_stateful(model, spec.stateful)
             inputs, outputs = _stateful_entry_specs(spec)
         ov.save_model(model, str(xml_path), compress_to_fp16=False)
+        del model  # the check compiles the saved IR; a 5 GB graph must not be held twice meanwhile
         runner = (_openvino_stateful_runner(xml_path, spec, variables, threads) if spec.stateful
                   else _openvino_session_runner(xml_path, threads))
         results.append(compare(spec, "openvino", runner))

@@ -12,9 +12,11 @@ block 256, EnCodec with 4 filters, 32-d latent, 8 codebooks). Written into `out/
   `weight_g`/`weight_v`, codebooks filled), with the decoder and quantizer (the encoder is never read).
 
 The BPE table (512 ranks, as the released one) is trained here on the calibration corpus by plain byte-pair
-merging. Weights follow upstream's initialisation with the fixture set's changes (norm weights ≠ 1, stage-1 block
-matrices ×2 and positions ×5) so that greedy decoding visits every token range; every layer is drawn separately
-(identical layers would flatter the runtimes, which share identical constants).
+merging. Weights follow upstream's initialisation with norm weights ≠ 1 (a dropped norm weight must show); `tiny` also scales
+stage 1's block matrices ×2 and positions ×5 as the fixture set does, so that greedy decoding visits every token
+range. `full` does not: 24 such layers are chaotic (any rounding, INT8 weights included, grows through the depth into
+different logits, which trained models do not do), so they would say nothing about quantisation. Every layer is
+drawn separately (identical layers would flatter the runtimes, which share identical constants).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def model_args(stage: int, size: str) -> dict:
             "attn_kernel_type": "torch_attn", "swiglu_multiple_of": 256}
 
 
-def _gpt_state(args: dict, speaker_dim: int, rng: np.random.Generator, stage: int) -> dict:
+def _gpt_state(args: dict, speaker_dim: int, rng: np.random.Generator, stage: int, tiny: bool) -> dict:
     import torch
 
     from .checkpoints import GPTArgs
@@ -99,9 +101,9 @@ def _gpt_state(args: dict, speaker_dim: int, rng: np.random.Generator, stage: in
             value = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02 / math.sqrt(2 * parsed.n_layer))
         else:
             value = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
-        if stage == 1 and key.startswith("transformer.h.") and len(shape) == 2:
+        if stage == 1 and tiny and key.startswith("transformer.h.") and len(shape) == 2:
             value *= 2
-        if stage == 1 and key == "transformer.wpe.weight":
+        if stage == 1 and tiny and key == "transformer.wpe.weight":
             value *= 5
         state[key] = torch.from_numpy(value)
     if parsed.target_vocab_sizes is None:
@@ -119,7 +121,7 @@ def _write_stage(path: Path, stage: int, size: str, ranks: dict, rng) -> None:
 
     args = model_args(stage, size)
     offset = 2 * CODEBOOK_BINS + 1 if stage == 1 else CODEBOOK_BINS + 1
-    container = {"model": _gpt_state(args, 256, rng, stage), "model_args": args,
+    container = {"model": _gpt_state(args, 256, rng, stage, size == "tiny"), "model_args": args,
                  "config": {"causal": args["causal"], "note": "random weights made by edgevoice make-test-model"},
                  "meta": {"speaker_cond": True, "speaker_emb_size": 256, "tokenizer": _tokenizer(ranks, offset)}}
     torch.save(container, path)

@@ -88,6 +88,11 @@ class Synthesizer:
         return self._tokenizer
 
     @property
+    def tokens_per_second(self) -> float:
+        """Stage-1 tokens per second of audio: two codebooks interleaved at EnCodec's frame rate."""
+        return 2 * self.sample_rate / int(self.model["encodec"]["hop"])
+
+    @property
     def _s1(self) -> dict:
         return self.model["stage1"]
 
@@ -172,6 +177,8 @@ class Synthesizer:
                 token = self._pick(sampling.guided_logits(logits[0], logits[1], guidance), options, rng)
                 tokens.append(token)
                 bar.update(1)
+                if bar.n % 25 == 0:
+                    bar.set_postfix_str(f"{len(tokens) / self.tokens_per_second:.1f} s of audio")
                 if token == end or len(tokens) == max_new:
                     break
                 logits = decoder.step(token)
