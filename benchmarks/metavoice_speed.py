@@ -43,7 +43,7 @@ TEXT = "The birch canoe slid on the smooth planks, and the boy watched it drift.
 
 def bandwidth_gbs(threads: int, gib: float = 1.0, rounds: int = 5) -> float:
     """Streaming read bandwidth: each thread sums its own slice of one big array (numpy releases the GIL)."""
-    data = np.ones(int(gib * (1 << 30)) // 8, np.float64)
+    data = np.ones(int(gib * (1 << 30)) // 4, np.float32)
     parts = np.array_split(data, threads)
     best = 0.0
     for _ in range(rounds):
