@@ -185,3 +185,21 @@ def test_cli_refuses_a_short_reference(metavoice_bundle, metavoice_set, tmp_path
                             capture_output=True, text=True)
     assert result.returncode == 1 and "30 s" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "v.npz").exists()
+
+
+def test_parity_across_backends_saves_and_replays(metavoice_bundle, fixtures, tmp_path):
+    from edgevoice.metavoice.voice import SpeakerVoice
+
+    bundle = str(metavoice_bundle[0])
+    voice = SpeakerVoice(np.load(fixtures / "speaker_tiny.npz")["embed"], "").save(tmp_path / "v.npz")
+    run = [sys.executable, "-m", "edgevoice.cli", "parity", "--bundle", bundle, "--voice", str(voice),
+           "--tokens", "30", "--json"]
+    saved = subprocess.run(run + ["--backend", "openvino", "--backend", "onnxruntime", "--save",
+                                  str(tmp_path / "case.npz")], capture_output=True, text=True)
+    assert saved.returncode == 0, saved.stderr[-2000:]
+    result = json.loads(saved.stdout)
+    assert result["passed"] and result["runs"][0]["top1_agreement"] == 1.0
+    assert result["runs"][0]["stage2_agreement"] == 1.0 and result["runs"][0]["audio_snr_db"] >= 60
+    replayed = subprocess.run(run + ["--backend", "onnxruntime", "--against", str(tmp_path / "case.npz")],
+                              capture_output=True, text=True)
+    assert replayed.returncode == 0 and json.loads(replayed.stdout)["passed"], replayed.stderr[-2000:]

@@ -250,12 +250,23 @@ def _reference_backend(bundle, folder: str, threads: int | None):
                    "first and is the reference (needs the export extra)")
 @click.option("--min-snr-db", type=float, default=None,
               help="exit with an error when any run's audio SNR vs the reference is below this")
+@click.option("--gate", "gate_settings", multiple=True, metavar="[PRECISION:]NAME=LIMIT",
+              help="change a gate (repeatable): audio_snr_db=40 for every precision, int8:top1_agreement=0.9 for "
+                   "one, log_mel_l1=off to drop it; defaults per precision in docs/parity.md")
+@click.option("--seeds", "free_seeds", type=int, default=0, show_default=True,
+              help="also run the text freely (nothing forced) with this many seeds on every run and compare: token "
+                   "agreement, first divergence, length, log-mel distance (saved with --save, replayed by --against)")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="folder to write report.json and a self-contained report.html into (plots need the report extra)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: all)")
 def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_text, reference_language, text,
-           language, max_tokens, seed, save_path, against_path, pytorch_models, min_snr_db, as_json, threads):
+           language, max_tokens, seed, save_path, against_path, pytorch_models, min_snr_db, gate_settings,
+           free_seeds, report_dir, as_json, threads):
     """Show that backends, precisions and machines give the same result: the same voice, tokens and noise through
-    every BUNDLE x BACKEND, compared with the first run (or with a case saved by --save, with --against)."""
+    every BUNDLE x BACKEND, compared with the first run (or with a case saved by --save, with --against). Every
+    run is held to gates that depend on its precision; the command exits 1 when one fails."""
+    from . import parity_report
     from .families import family_module
 
     backends = backends or ("openvino", "onnxruntime")
@@ -263,6 +274,12 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
     first = synths[0][1].bundle
     family = family_module(first.manifest.family)
     checks = importlib.import_module(f"{family.__name__}.parity")
+    gates = guarded(lambda: parity_report.with_overrides({**checks.GATES, **parity_report.FREE_RUNNING_GATES},
+                                                         gate_settings))
+    if free_seeds < 0:
+        fail(f"--seeds must not be negative, not {free_seeds}")
+    if free_seeds and against_path:
+        fail("--seeds does not go with --against: a replayed case brings the seeds it was saved with")
     if pytorch_models:
         torch_backend = guarded(lambda: _reference_backend(first, pytorch_models, threads))
         synths.insert(0, ("pytorch", family.Synthesizer(first, backend=torch_backend)))
@@ -284,24 +301,50 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
         return case, checks.run_case(synths[0][1], case, label(*synths[0]))
 
     case, reference_run = guarded(prepare)
-    runs = [guarded(lambda: checks.run_case(synth, case, label(backend, synth))) for backend, synth in synths]
-    if not against_path:
-        runs = runs[1:]  # the first run is the reference itself
+    tested = synths if against_path else synths[1:]  # without --against the first run is the reference itself
+    runs = [guarded(lambda: checks.run_case(synth, case, label(backend, synth))) for backend, synth in tested]
+    if against_path:
+        seeds = [free.seed for free in reference_run.free_runs]
+    else:
+        seeds = list(range(seed, seed + free_seeds) if checks.SAMPLED else range(seed, seed + min(free_seeds, 1)))
+        reference_run.free_runs = guarded(lambda: [checks.free_run(synths[0][1], case, s) for s in seeds])
+    for run, (_, synth) in zip(runs, tested):
+        run.free_runs = guarded(lambda: [checks.free_run(synth, case, s) for s in seeds])
     results = [guarded(lambda run=run: checks.compare_runs(reference_run, run)) for run in runs]
+    rate = synths[0][1].sample_rate
+    reference_view = parity_report.ReportRun.of(reference_run)
+    views = [parity_report.ReportRun.of(run) for run in runs]
+    verdicts = [guarded(lambda view=view, result=result: parity_report.judge(reference_view, view, result, gates,
+                                                                            rate))
+                for view, result in zip(views, results)]
+    for result, verdict in zip(results, verdicts):
+        result.update(verdict.to_json())
     if save_path:
         checks.save_case(save_path, case, reference_run)
     if as_json:
         click.echo(json.dumps({"reference": {"label": reference_run.label, **reference_run.meta},
-                               "tokens": int(case.tokens.size), "runs": results}, indent=1))
+                               "tokens": int(case.tokens.size), "runs": results,
+                               "passed": all(v.passed for v in verdicts)}, indent=1))
     else:
-        click.echo("\n".join(checks.report_lines(reference_run, results)))
+        click.echo("\n".join(checks.report_lines(reference_run, results) + parity_report.gate_lines(verdicts)))
         if save_path:
             click.echo(f"case written to {save_path}")
+    if report_dir:
+        case_facts = {"text": case.text, "forced_steps": int(case.tokens.size),
+                      "seed": None if against_path else seed, "free_running_seeds": seeds,
+                      "replayed_from": against_path}
+        doc = parity_report.document(first.manifest.family, case_facts, reference_view, verdicts, gates,
+                                     {**checks.GATES, **parity_report.FREE_RUNNING_GATES})
+        paths = guarded(lambda: parity_report.write_report(report_dir, doc, reference_view, views, rate))
+        click.echo(f"report written to {paths[1]}", err=as_json)
     if min_snr_db is not None:
         below = [f"{r['label']} ({r['audio_snr_db']:.1f} dB)" for r in results
                  if r["audio_snr_db"] is not None and r["audio_snr_db"] < min_snr_db]
         if below:
             fail(f"audio SNR below {min_snr_db} dB: {', '.join(below)}")
+    failed = [f"{v.label} ({v.precision}: {', '.join(v.failures())})" for v in verdicts if not v.passed]
+    if failed:
+        fail(f"parity gates failed: {'; '.join(failed)}")
 
 
 @main.command()

@@ -4,17 +4,77 @@ by the bundle's family."""
 
 from __future__ import annotations
 
+import copy
+import functools
+import os
 import platform
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
+
+# Distributions whose versions decide a run's numbers (onnxruntime-gpu replaces onnxruntime on CUDA machines).
+LIBRARIES = ("edgevoice", "numpy", "openvino", "onnxruntime", "onnxruntime-gpu", "torch")
 
 
 def describe(synth) -> dict:
     """Backend, bundle, precisions and machine of a run."""
     precisions = sorted({g.precision for g in synth.bundle.manifest.graphs.values()})
-    return {"backend": synth.backend.name, "bundle": str(synth.bundle.path), "bundle_hash": synth.bundle.bundle_hash,
-            "precisions": precisions, "machine": platform.node(),
-            "processor": platform.processor() or platform.machine()}
+    return {"backend": synth.backend.name, "device": getattr(synth.backend, "device", "cpu"),
+            "bundle": str(synth.bundle.path), "bundle_hash": synth.bundle.bundle_hash, "precisions": precisions,
+            "sample_rate": synth.sample_rate, "machine": platform.node(),
+            "processor": platform.processor() or platform.machine(), "host": host()}
+
+
+def host() -> dict:
+    """What a run's numbers depend on besides the bundle: CPU model and instruction-set flags, GPUs, library
+    versions (travels in saved cases, so a replay on another box shows both machines)."""
+    return copy.deepcopy(_host())
+
+
+@functools.cache
+def _host() -> dict:
+    cpu = _cpuinfo()
+    versions = {name: _version(name) for name in LIBRARIES}
+    return {"name": platform.node(), "os": platform.platform(), "python": platform.python_version(),
+            "cpu": {"model": cpu.get("model name") or cpu.get("Model") or platform.processor() or platform.machine(),
+                    "cores": os.cpu_count(),
+                    "flags": sorted(set((cpu.get("flags") or cpu.get("Features") or "").split()))},
+            "gpus": _nvidia_gpus(), "libraries": {name: v for name, v in versions.items() if v}}
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (Linux; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def _nvidia_gpus() -> list[str]:
+    """'name, driver, memory' of each NVIDIA GPU that nvidia-smi lists (none without the driver)."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def audio_difference(reference: np.ndarray, test: np.ndarray) -> dict:

@@ -17,10 +17,31 @@ import numpy as np
 from ..errors import EdgevoiceError
 from ..npzfile import atomic_savez, read_npz
 from ..parity import audio_difference, describe
+from ..parity_report import FreeRun, Gate, free_run_arrays, free_runs_from
 from .synthesizer import SpeakerStyle, Synthesizer
 
 CASE_FORMAT = "edgevoice-emotivoice-parity-case"
 CASE_FORMAT_VERSION = 1
+SAMPLED = False  # deterministic: a free run is the same for every seed, so one is enough
+
+# Gate defaults per precision: `edgevoice parity` exits 1 when a run misses one, `--gate` changes them. Basis:
+# the worst of 15 cases (en, zh and mixed texts; three speakers and prompts) against OpenVINO FP32 on the random-
+# weight models, tiny (shared fixtures) and full size (`make-test-model --family emotivoice --size full`), with
+# the INT8 policy and BF16 variants of `edgevoice quantize`, on an AVX-512 VNNI/BF16 Zen 4
+# (benchmarks/parity_gates.py, docs/parity.md).
+GATES = {
+    # FP32 4.8e-7 tiny, 3.0e-5 full; BF16 and INT8 0.015/0.020 tiny, 0.134 full (style_bert runs BF16 in both)
+    "style_max_rel": Gate(at_least=False, fp32=1e-3, bf16=0.25, int8=0.25),
+    # FP32 1.000 everywhere; BF16 0.83 tiny, 0.68 full; INT8 0.82 tiny, 0.73 full (median 0.91): a random model's
+    # log-durations sit anywhere between two roundings, so flips are common
+    "durations_agreement": Gate(at_least=True, fp32=0.95, bf16=0.5, int8=0.5),
+    # with the reference's durations: FP32 9.4e-7 tiny, 5.8e-6 full; BF16 0.30 tiny, 0.040 full; INT8 0.035, 0.10
+    "mel_max_rel": Gate(at_least=False, fp32=1e-4, bf16=0.5, int8=0.25),
+    # FP32 118.8 dB tiny, 103.6 full; BF16 22.4 tiny, 27.7 full; INT8 29.0 tiny, 20.5 full
+    "audio_snr_db": Gate(at_least=True, fp32=60.0, bf16=15.0, int8=15.0),
+    # FP32 1.0e-6 tiny, 6.4e-6 full; BF16 0.052 tiny, 0.036 full; INT8 0.030 tiny, 0.082 full
+    "log_mel_l1": Gate(at_least=False, fp32=1e-3, bf16=0.2, int8=0.2),
+}
 
 
 @dataclass
@@ -40,6 +61,7 @@ class ParityRun:
     mel: np.ndarray  # [frames, n_mels] decoded with the case's durations
     audio: np.ndarray  # waveform of that mel
     meta: dict = field(default_factory=dict)
+    free_runs: list[FreeRun] = field(default_factory=list)  # the text spoken with the run's own durations
 
 
 def make_case(synth: Synthesizer, voice: SpeakerStyle, text: str, language: str = "", max_tokens: int = 0,
@@ -57,6 +79,13 @@ def run_case(synth: Synthesizer, case: ParityCase, label: str | None = None) -> 
     meta = describe(synth)
     return ParityRun(label or f"{meta['backend']} {'/'.join(meta['precisions'])}", style, own_durations, mel,
                      synth.vocode(mel), meta)
+
+
+def free_run(synth: Synthesizer, case: ParityCase, seed: int) -> FreeRun:
+    """The case's text with nothing forced: the run's own durations (its discrete choices) and their audio."""
+    style, content = synth.style_embedding(case.prompt), synth.style_embedding(case.text)
+    durations, mel = synth.acoustic(case.tokens, case.speaker_row, style, content)
+    return FreeRun(seed, durations.astype(np.int64), synth.vocode(mel))
 
 
 def compare_runs(reference: ParityRun, test: ParityRun) -> dict:
@@ -92,7 +121,8 @@ def save_case(path: str | Path, case: ParityCase, reference: ParityRun) -> Path:
               "speaker_row": case.speaker_row, "prompt": case.prompt,
               "reference": {"label": reference.label, **reference.meta}}
     return atomic_savez(path, header, tokens=case.tokens, durations=case.durations, style=reference.style,
-                        own_durations=reference.durations, mel=reference.mel, audio=reference.audio)
+                        own_durations=reference.durations, mel=reference.mel, audio=reference.audio,
+                        **free_run_arrays(reference.free_runs))
 
 
 def load_case(path: str | Path) -> tuple[ParityCase, ParityRun]:
@@ -104,7 +134,7 @@ def load_case(path: str | Path) -> tuple[ParityCase, ParityRun]:
                           arrays["durations"])
         meta = dict(header["reference"])
         reference = ParityRun(meta.pop("label"), arrays["style"], arrays["own_durations"], arrays["mel"],
-                              arrays["audio"], meta)
+                              arrays["audio"], meta, free_runs_from(arrays))
     except (KeyError, TypeError, ValueError) as exc:
         raise EdgevoiceError(f"{path}: incomplete parity case ({exc})") from None
     return case, reference
