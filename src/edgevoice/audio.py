@@ -17,9 +17,66 @@ from .errors import AudioError
 
 
 
+# integer PCM given as an array is scaled as soundfile and librosa read such files: by the type's full scale
+INTEGER_FULL_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2.0 ** 31}
+# float samples beyond this are integer PCM stored as float (a clip a few dB over full scale is fine, 16 = +24 dB)
+MAX_FLOAT_PEAK = 16.0
+
+
+def audio_array(audio, what: str = "audio") -> np.ndarray:
+    """Mono float32 samples from an array given to the API.
+
+    * float arrays are taken as they are; int16 and int32 PCM are divided by 32768 and 2³¹ (the rule soundfile and
+      librosa use to read such files); any other type (uint8, int64, complex, objects) is refused;
+    * `[N]`, `[1, N]` and `[N, 1]` are mono; several channels are refused (average them first: which axis holds the
+      channels is a guess this function will not make);
+    * empty arrays, NaN or infinite samples and float samples beyond ±16 (integer PCM stored as float) are refused.
+    Refusals are one-line `AudioError`s naming `what`."""
+    try:
+        array = np.asarray(audio)
+    except (TypeError, ValueError) as exc:
+        raise AudioError(f"{what} is not an array of samples ({exc})") from None
+    if array.dtype in INTEGER_FULL_SCALE:
+        array = array.astype(np.float64) / INTEGER_FULL_SCALE[array.dtype]
+    elif array.dtype.kind != "f":
+        raise AudioError(f"{what} has samples of type {array.dtype}; give float samples in [-1, 1] or int16/int32 "
+                         "PCM")
+    if array.ndim == 0 or sum(size > 1 for size in array.shape) > 1:
+        raise AudioError(f"{what} has shape {list(array.shape)}; give mono samples [N] (average the channels first)")
+    array = array.reshape(-1)
+    if array.size == 0:
+        raise AudioError(f"{what} is empty")
+    bad = np.count_nonzero(~np.isfinite(array))
+    if bad:
+        raise AudioError(f"{what}: {bad} samples are NaN or infinite")
+    peak = float(np.abs(array).max())
+    if peak > MAX_FLOAT_PEAK:
+        raise AudioError(f"{what} peaks at {peak:.4g}; float samples belong in [-1, 1] (divide integer PCM by its "
+                         "full scale, e.g. 32768 for 16 bits)")
+    return array.astype(np.float32)
+
+
+def audio_duration(path: str | Path) -> float:
+    """Seconds of audio in a file, from its header (nothing is decoded)."""
+    path = _audio_path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: audio file not found")
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(f"{path}: cannot read audio ({exc})") from None
+    return info.frames / info.samplerate if info.samplerate > 0 else 0.0
+
+
+def _audio_path(path) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise AudioError(f"an audio file is given by its path, not a {type(path).__name__}")
+    return Path(path)
+
+
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """Mono float32 samples (channels averaged, as librosa does) and the file's sample rate."""
-    path = Path(path)
+    path = _audio_path(path)
     if not path.is_file():
         raise AudioError(f"{path}: audio file not found")
     try:
@@ -85,6 +142,23 @@ def _current_umask() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0o022
+
+
+def check_output(path: str | Path, error: type = AudioError) -> None:
+    """Refuse, before any work is done, an output path that cannot become a file: a folder, or a path under
+    something that is not a folder. Nothing is created; write errors that only writing reveals (a full disk, a
+    read-only folder) come from the write itself."""
+    if str(path) == "-":
+        return
+    path = Path(path)
+    target = path.resolve() if path.is_symlink() else path
+    if target.is_dir():
+        raise error(f"{path}: is a folder; give a file name")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise error(f"{path}: cannot write ({parent} is not a folder)")
+            return
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:

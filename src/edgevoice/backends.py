@@ -68,20 +68,27 @@ class OpenVINOBackend:
         weights = xml[: -len(".xml")] + ".bin" if xml.endswith(".xml") else None
         if weights and (weights in bundle.manifest.files or os.path.lexists(bundle.path / weights)):
             bundle.file(weights)  # OpenVINO opens the weights beside the IR itself: they too must be listed, no link
-        compiled = self._core.compile_model(str(path), "CPU", self.config_for(graph))
-        return OpenVINOSession(compiled)
+        try:
+            compiled = self._core.compile_model(str(path), "CPU", self.config_for(graph))
+        except RuntimeError as exc:  # OpenVINO's errors for a file it cannot read or compile
+            raise BundleError(f"{bundle.path}: graph {graph_name!r} cannot be loaded ({engine_message(exc)})") from None
+        return OpenVINOSession(compiled, graph_name)
 
 
 class OpenVINOSession:
-    def __init__(self, compiled):
+    def __init__(self, compiled, name: str = "graph"):
         self._compiled = compiled
+        self.name = name
         self._request = compiled.create_infer_request()
         self.input_names = [port.get_any_name() for port in compiled.inputs]
         self.output_names = [port.get_any_name() for port in compiled.outputs]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # share_inputs: numpy buffers (e.g. slices of the host KV cache) are read in place, not copied.
-        self._request.infer(feeds, share_inputs=True)
+        try:
+            self._request.infer(feeds, share_inputs=True)
+        except RuntimeError as exc:  # a graph that does not take what its manifest says it takes
+            raise BundleError(f"graph {self.name!r} failed ({engine_message(exc)})") from None
         return {name: self._request.get_tensor(name).data.copy() for name in self.output_names}
 
     def set_states(self, values: dict[str, np.ndarray]) -> None:
@@ -139,20 +146,44 @@ class OnnxRuntimeBackend:
         weights = onnx + ".data"  # external weights of graphs over protobuf's 2 GB, read by onnxruntime itself
         if weights in bundle.manifest.files or os.path.lexists(bundle.path / weights):
             bundle.file(weights)  # listed, hashed and no link, like every file a graph reads
-        session = ort.InferenceSession(str(bundle.file(onnx)), options, providers=providers)
+        try:
+            session = ort.InferenceSession(str(bundle.file(onnx)), options, providers=providers)
+        except _onnxruntime_errors() as exc:
+            raise BundleError(f"{bundle.path}: graph {graph_name!r} cannot be loaded ({engine_message(exc)})") from None
         if self.device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
             raise EdgevoiceError("onnxruntime could not start its CUDA provider (is onnxruntime-gpu installed?)")
-        return OnnxRuntimeSession(session)
+        return OnnxRuntimeSession(session, graph_name)
 
 
 class OnnxRuntimeSession:
-    def __init__(self, session):
+    def __init__(self, session, name: str = "graph"):
         self._session = session
+        self.name = name
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(self.output_names, self._session.run(self.output_names, feeds)))
+        try:
+            return dict(zip(self.output_names, self._session.run(self.output_names, feeds)))
+        except _onnxruntime_errors() as exc:
+            raise BundleError(f"graph {self.name!r} failed ({engine_message(exc)})") from None
+
+
+def _onnxruntime_errors() -> tuple[type, ...]:
+    """onnxruntime's exception classes (they derive from Exception directly, not from RuntimeError)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return (state.Fail, state.InvalidArgument, state.InvalidProtobuf, state.InvalidGraph, state.NoSuchFile,
+            state.RuntimeException, state.NotImplemented)
+
+
+def engine_message(exc: BaseException) -> str:
+    """The informative line of an inference engine's error (OpenVINO nests "Exception from <file>:<line>:" lines
+    around it), shortened to stay one readable line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith("Exception from ")] or lines or [type(exc).__name__]
+    message = useful[0]
+    return message if len(message) <= 300 else message[:297] + "..."
 
 
 BACKENDS = {"openvino": OpenVINOBackend, "onnxruntime": OnnxRuntimeBackend}
@@ -160,6 +191,8 @@ BACKENDS = {"openvino": OpenVINOBackend, "onnxruntime": OnnxRuntimeBackend}
 
 def make_backend(backend, threads: int | None = None):
     """A backend instance from a name ("openvino", "onnxruntime", "onnxruntime-cuda") or an instance."""
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise EdgevoiceError(f"threads must be a whole number of at least 1 (or None for all), not {threads!r}")
     if not isinstance(backend, str):
         return backend
     if backend == "onnxruntime-cuda":

@@ -518,7 +518,10 @@ def _writer_lock(target: Path) -> Iterator[None]:
     import fcntl
 
     lock_path = target.with_name(f".{target.name}.lock")
-    handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise BundleError(f"{target}: cannot write ({exc.strerror or exc})") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -546,7 +549,10 @@ def atomic_folder(target: str | Path, overwrite: bool = False) -> Iterator[Path]
     """Yield a temporary sibling folder; on success it replaces `target`, on error it is removed. A lock beside
     `target` makes concurrent writers of one folder fail cleanly, and partial folders of dead writers are removed."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BundleError(f"{target}: cannot write ({exc.strerror or exc})") from None
     with _writer_lock(target):
         if target.exists() and not overwrite:
             raise BundleError(f"{target}: already exists (pass --overwrite to replace it)")

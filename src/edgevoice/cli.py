@@ -82,6 +82,35 @@ def _synthesizer(bundle: str, backend: str, threads: int | None):
     return guarded(lambda: load(bundle, backend=backend, threads=threads))
 
 
+def _text_given(text: str | None, text_file: str | None) -> str:
+    """The text of --text (- reads standard input) or --text-file, UTF-8 checked, markup and escapes removed."""
+    from . import textinput
+
+    if (text is None) == (text_file is None):
+        fail("give the text with --text or with --text-file (one of them)")
+    source = text_file if text_file is not None else ("-" if text == "-" else None)
+    if source is not None:
+        text = guarded(lambda: textinput.read_text(source, sys.stdin.buffer))
+    return guarded(lambda: textinput.prepare_text(textinput.check_encoding(text, "--text")))
+
+
+def _check_readable(synth, text: str, language: str, strict: bool) -> None:
+    """Name the characters the family's front end cannot read: a warning, or with --strict an error. Families
+    without the check refuse such text themselves (MetaVoice reads Latin-1 and says so)."""
+    finder = getattr(synth, "unreadable_text", None)
+    if finder is None:
+        return
+    unreadable = guarded(lambda: finder(text, language))
+    guarded(unreadable.refuse_if_nothing_is_read)
+    if unreadable and strict:
+        fail(f"{unreadable.message()} (refused: --strict)")
+    if unreadable:
+        click.echo(f"Warning: {unreadable.warning()}", err=True)
+
+
+STRICT_HELP = "refuse text with characters the model cannot read (default: a warning naming them; they are left out)"
+
+
 @main.group()
 def voice():
     """Voice profiles made from a reference clip."""
@@ -101,13 +130,25 @@ def voice():
 @click.option("--out", required=True, type=click.Path(), help="voice file to write (.npz)")
 @click.option("--backend", type=BACKEND_CHOICES, default="openvino", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads (default: all)")
-def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads):
+@click.option("--strict", is_flag=True, help=STRICT_HELP)
+def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads, strict):
     """Analyse a reference clip once and save it as a voice profile."""
+    import warnings
+
+    from .audio import check_output
+    from .errors import VoiceError
+    from .textinput import UnreadableTextWarning, check_encoding, prepare_text
+
+    guarded(lambda: check_output(out, VoiceError))
     synth = _synthesizer(bundle, backend, threads)
     if not hasattr(synth, "create_voice"):
         fail(f"{synth.bundle.manifest.family} bundles have built-in speakers, not cloned voices: "
              "use 'say --speaker NAME'")
-    profile = guarded(lambda: synth.create_voice(audio, text, language, aux_audio))
+    if text:  # create_voice cleans the transcript itself (and refuses one that is only markup)
+        _check_readable(synth, guarded(lambda: prepare_text(check_encoding(text, "--text"))), language, strict)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreadableTextWarning)  # reported above, once
+        profile = guarded(lambda: synth.create_voice(audio, text, language, aux_audio))
     path = guarded(lambda: profile.save(out))
     if hasattr(profile, "summary"):
         click.echo(f"voice written to {path} ({profile.summary()})")
@@ -125,7 +166,12 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
 @click.option("--speaker", default=None,
               help="EmotiVoice: a built-in speaker, by name (a line of upstream's speaker2 list) or row number")
 @click.option("--prompt", default=None, help="EmotiVoice: the style/emotion prompt, any text (e.g. 'Happy')")
-@click.option("--text", required=True, help="text to speak")
+@click.option("--text", default=None,
+              help="text to speak; - reads it from standard input. SSML/HTML markup is removed (tags dropped, "
+                   "&amp;-style references decoded), and so are terminal escapes")
+@click.option("--text-file", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="read the text to speak from this UTF-8 file (instead of --text)")
+@click.option("--strict", is_flag=True, help=STRICT_HELP)
 @click.option("--language", default="en", show_default=True, help=LANGUAGE_HELP)
 @click.option("--out", required=True, type=click.Path(allow_dash=True),
               help="wav file to write (16-bit, the model's rate); - for standard output")
@@ -148,20 +194,28 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
 @click.option("--max-new-tokens", type=int, default=None,
               help="MetaVoice: stage-1 tokens per sentence at most (150 per second of audio)  [default: as many as "
                    "the contexts allow]")
-def say(bundle, voice_path, speaker, prompt, text, language, out, seed, backend, threads, **given):
+def say(bundle, voice_path, speaker, prompt, text, text_file, strict, language, out, seed, backend, threads,
+        **given):
     """Synthesise TEXT and write a wav file: with a cloned voice (GPT-SoVITS) or a built-in speaker and a style
-    prompt (EmotiVoice). Options left out take the bundle's defaults."""
+    prompt (EmotiVoice). Options left out take the bundle's defaults. Markup and terminal escapes are removed from
+    the text; characters the model cannot read are named in a warning (an error with --strict)."""
+    import warnings
+
     import numpy as np
     from tqdm import tqdm
 
-    from .audio import write_wav
+    from .audio import check_output, write_wav
+    from .textinput import UnreadableTextWarning
 
+    text = _text_given(text, text_file)
+    guarded(lambda: check_output(out))  # before minutes of synthesis, not after
     synth = _synthesizer(bundle, backend, threads)
     if hasattr(synth, "show_progress"):  # token-level progress for families whose sentences take minutes
         synth.show_progress = sys.stderr.isatty()
     profile = guarded(lambda: synth.voice_for(voice=voice_path, speaker=speaker, prompt=prompt))
     options = guarded(lambda: synth.default_options.with_overrides(seed=seed, **given))
     fragments = guarded(lambda: synth.split_text(text, language, options)) if text.strip() else []
+    _check_readable(synth, text, language, strict)
     chunks: list = []
 
     def speak() -> None:
@@ -172,7 +226,9 @@ def say(bundle, voice_path, speaker, prompt, text, language, out, seed, backend,
                 bar.update(1)
                 bar.set_postfix_str(f"{sum(c.size for c in chunks) / synth.sample_rate:.1f} s of audio")
 
-    guarded(speak)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreadableTextWarning)  # reported above, once
+        guarded(speak)
     if not chunks:
         fail("the model produced no audio for this text")
     audio = np.concatenate(chunks)

@@ -7,6 +7,7 @@ and its `SynthesisOptions`. Families are imported only when a bundle of theirs i
 from __future__ import annotations
 
 import importlib
+from os import PathLike
 from pathlib import Path
 
 from .bundle import Bundle
@@ -41,5 +42,7 @@ def check_bundle(bundle: Bundle, family: str, graph_inputs: dict[str, set[str]],
 
 def load(path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
     """Open a bundle with its family's synthesizer."""
+    if not isinstance(path, (str, PathLike)):
+        raise BundleError(f"a bundle is a folder path, not {type(path).__name__}")
     bundle = Bundle.load(path, verify=verify, lazy=True)
     return family_module(bundle.manifest.family).Synthesizer(bundle, backend=backend, threads=threads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -10,28 +11,47 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import EdgevoiceError
 
-def atomic_savez(path: str | Path, header: dict, **arrays: np.ndarray) -> Path:
-    """An `.npz` of plain arrays plus a JSON `header`, written to a temporary file and renamed into place."""
+
+def atomic_savez(path: str | Path, header: dict, error: type = EdgevoiceError, **arrays: np.ndarray) -> Path:
+    """An `.npz` of plain arrays plus a JSON `header`, written to a temporary file and renamed into place; a path
+    that cannot be written is one `error`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    if path.is_dir():
+        raise error(f"{path}: is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as exc:
+        raise error(f"{path}: cannot write ({exc.strerror or exc})") from None
     os.close(handle)
     try:
         with open(temp, "wb") as out:
             np.savez(out, header=np.array(json.dumps(header, ensure_ascii=False)), **arrays)
         os.replace(temp, path)
+    except OSError as exc:
+        raise error(f"{path}: write failed ({exc.strerror or exc})") from None
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
     return path
 
 
-def read_npz(path: str | Path, what: str, error: type = ValueError) -> tuple[dict, dict[str, np.ndarray]]:
-    """(JSON header, arrays) of a file `atomic_savez` wrote; anything else is one `error` naming `what`."""
+def read_npz(path: str | Path, what: str, error: type = ValueError, max_bytes: int | None = None
+             ) -> tuple[dict, dict[str, np.ndarray]]:
+    """(JSON header, arrays) of a file `atomic_savez` wrote; anything else is one `error` naming `what`. Every
+    array's declared size is checked against the bytes stored for it (and their sum against `max_bytes`) before
+    anything is allocated, so a crafted header cannot ask for terabytes."""
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: {what} not found")
+    try:
+        problem = _size_problem(path, max_bytes)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise error(f"{path}: not an edgevoice {what} ({type(exc).__name__}: {exc})") from None
+    if problem:
+        raise error(f"{path}: not an edgevoice {what} ({problem})")
     try:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(str(data["header"]))
@@ -41,3 +61,22 @@ def read_npz(path: str | Path, what: str, error: type = ValueError) -> tuple[dic
     if not isinstance(header, dict):
         raise error(f"{path}: not an edgevoice {what} (its header is not an object)")
     return header, arrays
+
+
+def _size_problem(path: Path, max_bytes: int | None) -> str | None:
+    """Why the arrays of an `.npz` cannot be what their headers declare, or are too large; None if they fit."""
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            total += info.file_size
+            if max_bytes is not None and total > max_bytes:
+                return f"its arrays hold over {max_bytes:,} bytes"
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(member)
+            declared = math.prod(shape) * dtype.itemsize
+            if declared > info.file_size:
+                return f"{info.filename} declares {declared:,} bytes but holds {info.file_size:,}"
+    return None

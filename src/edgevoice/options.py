@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from numbers import Integral, Real
 
 import numpy as np
 
@@ -23,7 +24,8 @@ class ModelOptions:
     def __post_init__(self):
         for item in fields(self):
             value = getattr(self, item.name)
-            if isinstance(value, float) and not math.isfinite(value):
+            _check_type(item, value)
+            if isinstance(value, Real) and not isinstance(value, Integral) and not math.isfinite(value):
                 raise OptionsError(f"{item.name} must be a finite number, not {value}")
             if item.name == "seed" and value is not None and not 0 <= value < 2 ** 63:
                 raise OptionsError(f"seed must be a non-negative integer, not {value}")
@@ -45,6 +47,22 @@ class ModelOptions:
             raise OptionsError(f"option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
                                f"do{'' if len(unknown) > 1 else 'es'} not apply to this model")
         return replace(self, **{k: v for k, v in given.items() if v is not None})
+
+
+# What a field's annotation admits (annotations are strings here: `from __future__ import annotations`); numpy
+# scalars are numbers too, booleans are not
+_ADMITTED = {"int": Integral, "float": Real, "bool": (bool, np.bool_), "str": str}
+
+
+def _check_type(item, value) -> None:
+    """Refuse a value of the wrong kind with a one-line OptionsError (instead of a TypeError deep inside)."""
+    name = str(item.type).split("|")[0].strip()
+    admitted = _ADMITTED.get(name)
+    if value is None or admitted is None:
+        return  # None where the annotation allows it is checked by the family; other types are not options
+    if not isinstance(value, admitted) or (name != "bool" and isinstance(value, (bool, np.bool_))):
+        raise OptionsError(f"{item.name} must be {'a' if name != 'int' else 'an'} {name}, not "
+                           f"{type(value).__name__} {value!r}")
 
 
 @dataclass

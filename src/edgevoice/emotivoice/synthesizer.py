@@ -15,13 +15,16 @@ mel frames and keeps only each chunk's centre, so the joined audio equals one wh
 from __future__ import annotations
 
 import threading
+import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from .. import textinput
 from ..backends import make_backend
 from ..threadsafe import serialized
 from ..bundle import Bundle
@@ -101,7 +104,7 @@ class Synthesizer:
     @serialized
     def phonemes(self, text: str) -> tuple[str, list[int]]:
         """Upstream's `g2p_cn_en` phoneme string of `text` and its token ids."""
-        return self.frontend.phonemes(text)
+        return self.frontend.phonemes(_string(text, "the text"))
 
     def phoneme_report(self, text: str, language: str | None = None) -> dict:
         phonemes, ids = self.phonemes(text)
@@ -110,6 +113,7 @@ class Synthesizer:
     @serialized
     def style_embedding(self, text: str) -> np.ndarray:
         """Pooled SimBERT output `[hidden]` of any text (a style prompt, or the words spoken: the content)."""
+        text = _string(text, "the style prompt")
         if text in self._styles:
             self._styles.move_to_end(text)
             return self._styles[text]
@@ -165,8 +169,9 @@ class Synthesizer:
         n_mels = int(self.model["n_mels"])
         if mel.ndim == 2 and mel.shape[1] == n_mels:
             mel = mel.T[None]
-        elif not (mel.ndim == 3 and mel.shape[:2] == (1, n_mels)):
-            raise OptionsError(f"mel must be [frames, {n_mels}] or [1, {n_mels}, frames], not {list(mel.shape)}")
+        if not (mel.ndim == 3 and mel.shape[:2] == (1, n_mels) and mel.shape[2] > 0):
+            raise OptionsError(f"mel must be [frames, {n_mels}] or [1, {n_mels}, frames] with frames ≥ 1, not "
+                               f"{list(mel.shape)}")
         if not np.isfinite(mel).all():
             raise OptionsError("mel contains NaN or infinite values")
         return self._run("hifigan", mel=np.ascontiguousarray(mel))["wav"][0]
@@ -211,29 +216,48 @@ class Synthesizer:
 
     def split_text(self, text: str, language: str | None = None, options: SynthesisOptions | None = None
                    ) -> list[str]:
-        """The sentences `stream` will speak, one chunk each."""
-        self._check_text(text)
+        """The sentences `stream` will speak, one chunk each (after `textinput.prepare_text`)."""
+        text = self._checked_text(text)
         return split_sentences(text, (options or self.default_options).max_sentence_chars)
+
+    def unreadable_text(self, text: str, language: str | None = None) -> textinput.Unreadable:
+        """The characters of `text` the front end cannot read (it leaves them out): it reads the ideographs
+        U+4E00–U+9FA5, digits and letters whose base letter (without accents) is A–Z."""
+        return textinput.unreadable(text, _readable, "EmotiVoice's front end (Chinese and English)")
 
     def stream(self, text: str, voice: SpeakerStyle, language: str | None = None,
                options: SynthesisOptions | None = None, chunked: bool = False) -> Iterator[AudioChunk]:
         """Speak `text` sentence by sentence (`language` is not needed: the front end reads mixed Chinese and
-        English). With `chunked`, each sentence also comes out in vocoder chunks as soon as they are ready."""
+        English). With `chunked`, each sentence also comes out in vocoder chunks as soon as they are ready.
+        Markup and escapes are removed first (`textinput.prepare_text`); characters the front end cannot read are
+        named in an `UnreadableTextWarning`."""
         options = options or self.default_options
+        if not isinstance(options, SynthesisOptions):
+            raise OptionsError(f"options must be SynthesisOptions, not {type(options).__name__}")
         voice = self.voice_for(voice)
+        text = self._checked_text(text)
+        unreadable = self.unreadable_text(text)
+        unreadable.refuse_if_nothing_is_read()
+        unreadable.warn()
         sentences = self.split_text(text, language, options)
         if not sentences:
             raise TextError("the text contains nothing to speak")
         pause = np.zeros(int(round(options.sentence_pause * self.sample_rate)), np.float32)
-        for index, sentence in enumerate(sentences):
+        spoken = 0
+        for sentence in sentences:
             _, ids = self.phonemes(sentence)
+            if len(ids) <= 2:  # <sos/eos> twice: nothing the front end reads (emoji, other scripts)
+                continue
             _, mel = self.acoustic(ids, voice.speaker_row, voice.style, self.style_embedding(sentence), options.speed)
-            lead = pause if index else pause[:0]
+            lead = pause if spoken else pause[:0]
+            spoken += 1
             if not chunked:
                 yield AudioChunk(sentence, np.concatenate([lead, self.vocode(mel)]), self.sample_rate)
                 continue
             for number, wav in enumerate(self.vocode_chunks(mel, options.vocoder_chunk_frames)):
                 yield AudioChunk(sentence, np.concatenate([lead, wav]) if number == 0 else wav, self.sample_rate)
+        if not spoken:
+            raise TextError("the text has nothing EmotiVoice's front end can read")
 
     def synthesize(self, text: str, voice: SpeakerStyle, language: str | None = None,
                    options: SynthesisOptions | None = None) -> np.ndarray:
@@ -241,11 +265,13 @@ class Synthesizer:
 
     # ---------------------------------------------------------------- checks
 
-    def _check_text(self, text: str) -> None:
-        if not isinstance(text, str) or not text.strip():
+    def _checked_text(self, text: str) -> textinput.PreparedText:
+        text = textinput.prepare_text(text)
+        if not text.strip():
             raise TextError("the text to synthesise is empty")
         if len(text) > MAX_TEXT_CHARS:
             raise TextError(f"the text is {len(text)} characters long; the limit is {MAX_TEXT_CHARS} per call")
+        return text
 
     def _check_ids(self, token_ids) -> np.ndarray:
         ids = np.asarray(token_ids).reshape(-1)
@@ -256,6 +282,8 @@ class Synthesizer:
         return ids.astype(np.int64)
 
     def _check_row(self, row: int) -> int:
+        if isinstance(row, (bool, np.bool_)) or not isinstance(row, Integral):
+            raise VoiceError(f"a speaker row is a whole number, not {type(row).__name__} {row!r}")
         if not 0 <= int(row) < len(self.speakers):
             raise VoiceError(f"speaker row {row} is outside 0…{len(self.speakers) - 1}")
         return int(row)
@@ -268,3 +296,19 @@ class Synthesizer:
         if not np.isfinite(vector).all():
             raise OptionsError(f"{what} embedding contains NaN or infinite values")
         return vector[None]
+
+
+def _readable(char: str) -> bool:
+    """What the front end reads: ideographs go to the Chinese G2P, digit runs become Chinese numerals (digits of
+    other scripts are refused there, never dropped), and the English G2P keeps a–z after removing accents and
+    lower-casing."""
+    if "\u4e00" <= char <= "\u9fa5" or unicodedata.category(char) == "Nd":
+        return True
+    plain = "".join(c for c in unicodedata.normalize("NFD", char) if not unicodedata.combining(c)).lower()
+    return any("a" <= c <= "z" for c in plain)
+
+
+def _string(text, what: str) -> str:
+    if not isinstance(text, str):
+        raise TextError(f"{what} must be a string, not {type(text).__name__}")
+    return text

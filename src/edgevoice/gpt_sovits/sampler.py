@@ -15,6 +15,10 @@ import numpy as np
 from ..errors import OptionsError
 
 
+# Tokens one fragment may be given (25 a second: over an hour of audio); the token history is allocated up front.
+MAX_TOKENS = 100_000
+
+
 @dataclass(frozen=True)
 class SamplingOptions:
     top_k: int = 15
@@ -33,8 +37,8 @@ class SamplingOptions:
             raise OptionsError("temperature must be positive")
         if self.repetition_penalty <= 0:
             raise OptionsError("repetition_penalty must be positive")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise OptionsError("max_tokens must be at least 1")
+        if self.max_tokens is not None and not 1 <= self.max_tokens <= MAX_TOKENS:
+            raise OptionsError(f"max_tokens must be 1…{MAX_TOKENS:,}, not {self.max_tokens}")
 
 
 UPSTREAM_STEPS = 1500  # upstream's decode loop runs at most 1500 steps (idx 0..1499)

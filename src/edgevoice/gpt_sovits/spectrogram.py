@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import AudioError
+
 # GPT-SoVITS v2 (`configs/s2.json`, section data): filter_length / hop_length / win_length
 N_FFT = 2048
 HOP_LENGTH = 640
@@ -39,7 +41,7 @@ def linear_spectrogram(audio: np.ndarray, n_fft: int = N_FFT, hop_length: int = 
         raise ValueError(f"win_length {win_length} exceeds n_fft {n_fft}")
     pad = (n_fft - hop_length) // 2
     if audio.shape[0] <= pad:
-        raise ValueError(f"audio too short for reflect padding: {audio.shape[0]} samples, need > {pad}")
+        raise AudioError(f"audio too short for a spectrogram: {audio.shape[0]} samples, need more than {pad}")
     padded = np.pad(audio.astype(np.float32), pad, mode="reflect")
     n_frames = 1 + (padded.shape[0] - n_fft) // hop_length
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length][:n_frames]
@@ -81,7 +83,8 @@ def kaldi_fbank(wav16k: np.ndarray) -> np.ndarray:
     """Log-mel filterbank `[frames, 80]` of 16 kHz audio in [-1, 1]; frames = 1 + (n − 400) // 160."""
     audio = np.asarray(wav16k, np.float32).reshape(-1)
     if audio.size < FBANK_FRAME:
-        raise ValueError(f"fbank needs at least {FBANK_FRAME} samples, got {audio.size}")
+        raise AudioError(f"audio too short for a filterbank: {audio.size} samples at 16 kHz, need at least "
+                         f"{FBANK_FRAME} samples")
     count = 1 + (audio.size - FBANK_FRAME) // FBANK_SHIFT
     index = FBANK_SHIFT * np.arange(count)[:, None] + np.arange(FBANK_FRAME)[None, :]
     frames = audio[index]

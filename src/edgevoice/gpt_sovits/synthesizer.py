@@ -18,18 +18,20 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from . import frontend
-from ..audio import resample_sinc
+from .. import textinput
+from ..audio import audio_array, resample_sinc
 from .reference import HUBERT_RATE, load_reference, load_timbre_clip
 from ..backends import make_backend
 from ..threadsafe import serialized
 from ..bundle import Bundle
-from ..errors import BundleError, OptionsError, TextError, VoiceError
+from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceError
 from ..families import check_bundle
 from ..options import AudioChunk
 from .options import FAMILY, SynthesisOptions, stretched_frames
@@ -46,6 +48,8 @@ GRAPH_INPUTS = {
 }
 HUBERT_PAD_SAMPLES = 9600  # upstream appends int(32000 * 0.3) zeros to the *16 kHz* reference (0.6 s)
 MAX_TEXT_CHARS = 5000
+MAX_TRANSCRIPT_CHARS = 1000  # a 10 s reference is read in about 200 characters
+MAX_AUX_CLIPS = 32  # extra timbre clips per voice (averaged: more add nothing but time)
 
 
 @dataclass
@@ -70,8 +74,29 @@ def phoneme_report(text: str, language: str, version: str = "v2") -> dict:
 
 def _row(array, dtype) -> np.ndarray:
     """Accept `[N]` or `[1, N]` and return `[1, N]` of the given dtype."""
-    array = np.asarray(array, dtype=dtype)
-    return array.reshape(1, -1) if array.ndim <= 1 else array.reshape(1, array.shape[-1])
+    array = np.asarray(array)
+    if array.ndim > 1 and array.size != array.shape[-1]:
+        raise OptionsError(f"expected a row [N] or [1, N], not an array of shape {list(array.shape)}")
+    return array.astype(dtype).reshape(1, -1)
+
+
+def _ids(values, limit: int, what: str, error: type = OptionsError) -> np.ndarray:
+    """`values` as a `[1, N]` int64 row, refused unless every id lies in 0…limit−1: a graph looks its tables up at
+    these ids, and outside them onnxruntime fails and OpenVINO reads whatever memory is there."""
+    array = np.asarray(values)
+    if array.size and array.dtype.kind not in "iu":
+        raise error(f"{what} must be integers, not {array.dtype}")
+    if array.size and (array.min() < 0 or array.max() >= limit):
+        raise error(f"{what} must lie in 0…{limit - 1}; found {array.min()}…{array.max()}")
+    return _row(array, np.int64)
+
+
+def _finite(values, what: str) -> np.ndarray:
+    """`values` as float32, refused when any is NaN or infinite (they would come out as NaN audio)."""
+    array = np.asarray(values, np.float32)
+    if not np.isfinite(array).all():
+        raise OptionsError(f"{what} contains NaN or infinite values")
+    return array
 
 
 class Synthesizer:
@@ -96,6 +121,11 @@ class Synthesizer:
         sovits = manifest.graphs.get("sovits_decode")
         noise = next((t for t in sovits.inputs if t.name == "noise"), None) if sovits else None
         self.speed_control = noise is not None and noise.shape[-1] == "frames"
+        # sizes a voice's arrays are checked against: the phone table (the GPT's and SoVITS's embeddings) and `ge`
+        symbols = len(manifest.symbols)
+        self._phone_count = min(symbols, self._model["gpt"].get("phone_vocab_size", symbols))
+        ge = next((t for t in sovits.inputs if t.name == "ge"), None) if sovits else None
+        self._ge_shape = tuple(ge.shape) if ge is not None and all(isinstance(d, int) for d in ge.shape) else None
 
     @classmethod
     def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
@@ -113,34 +143,41 @@ class Synthesizer:
 
     @serialized
     def reference_codes(self, wav16k: np.ndarray) -> np.ndarray:
-        padded = np.concatenate([np.asarray(wav16k, np.float32).reshape(-1), np.zeros(HUBERT_PAD_SAMPLES, np.float32)])
+        """Prompt tokens of a 16 kHz reference (any array `audio.audio_array` takes: float, int16 or int32 PCM)."""
+        wav16k = audio_array(wav16k, "the 16 kHz reference")
+        padded = np.concatenate([wav16k, np.zeros(HUBERT_PAD_SAMPLES, np.float32)])
         return self._run("hubert_codes", wav16k=padded[None])["prompt_tokens"][0]
 
     def reference_spectrogram(self, audio: np.ndarray) -> np.ndarray:
         """The reference's linear spectrogram with the model's own STFT sizes → `[1, n_fft/2+1, frames]`."""
         sovits = self._model["sovits"]
-        return linear_spectrogram(audio, n_fft=sovits["filter_length"], hop_length=sovits["hop_length"],
+        return linear_spectrogram(audio_array(audio, "the reference"), n_fft=sovits["filter_length"],
+                                  hop_length=sovits["hop_length"],
                                   win_length=sovits["win_length"])
 
     @serialized
     def speaker_embedding(self, audio: np.ndarray) -> np.ndarray | None:
         """v2Pro/v2ProPlus: the ERes2NetV2 embedding `[1, 20480]` of the reference at the model's rate (resampled
         to 16 kHz, Kaldi fbank); None for models without a speaker-verification branch."""
+        audio = audio_array(audio, "the reference")
         if "sv_embedding" not in self.bundle.manifest.graphs:
             return None
-        wav16k = resample_sinc(np.asarray(audio, np.float32).reshape(-1), self.sample_rate, HUBERT_RATE)
+        wav16k = resample_sinc(audio, self.sample_rate, HUBERT_RATE)
         return self._run("sv_embedding", fbank=kaldi_fbank(wav16k)[None])["sv"]
 
     @serialized
     def reference_embedding(self, refer_spec: np.ndarray, sv: np.ndarray | None = None) -> np.ndarray:
         """`ge` from the reference spectrogram (+ the speaker embedding for v2Pro/v2ProPlus)."""
-        spec = np.asarray(refer_spec, np.float32)
+        spec = _finite(refer_spec, "refer_spec")
+        bins = self._model["sovits"]["spec_channels"]
+        if spec.ndim not in (2, 3) or spec.shape[-2] != bins or spec.size != bins * spec.shape[-1]:
+            raise OptionsError(f"refer_spec must be [{bins}, frames] or [1, {bins}, frames], not {list(spec.shape)}")
         feeds = {"refer_spec": spec.reshape(1, *spec.shape[-2:])}
         if "sv" in {t.name for t in self.bundle.graph("ref_encoder").inputs}:
             if sv is None:
-                raise ValueError(f"GPT-SoVITS {self.bundle.manifest.upstream_version} needs the speaker embedding "
-                                 "(speaker_embedding(audio)) with the spectrogram")
-            feeds["sv"] = np.asarray(sv, np.float32).reshape(1, -1)
+                raise OptionsError(f"GPT-SoVITS {self.bundle.manifest.upstream_version} needs the speaker embedding "
+                                   "(speaker_embedding(audio)) with the spectrogram")
+            feeds["sv"] = _finite(sv, "sv").reshape(1, -1)
         return self._run("ref_encoder", **feeds)["ge"]
 
     @serialized
@@ -159,7 +196,7 @@ class Synthesizer:
     @serialized
     def teacher_forced_logits(self, phone_ids, bert_features, prompt_tokens, forced_tokens) -> np.ndarray:
         """Raw logits (before EOS masking and penalty) of the prefill and of one step per forced token but the last."""
-        forced = np.asarray(forced_tokens, np.int64).reshape(-1)
+        forced = _ids(forced_tokens, self._model["gpt"]["vocab_size"], "forced tokens")[0]
         cache = self._prefill(phone_ids, bert_features, prompt_tokens)
         rows = [cache.logits]
         for token in forced[:-1]:
@@ -171,7 +208,7 @@ class Synthesizer:
                         rng: np.random.Generator | None = None) -> np.ndarray:
         options = options or SamplingOptions()
         rng = rng or np.random.default_rng()
-        prompt = _row(prompt_tokens, np.int64)[0]
+        prompt = _ids(prompt_tokens, self._model["gpt"]["vocab_size"], "prompt tokens")[0]
         limit = options.max_tokens or upstream_token_limit(self._model["gpt"].get("max_sec"),
                                                            reference_free=prompt.size == 0)
         cache = self._prefill(phone_ids, bert_features, prompt)
@@ -196,21 +233,28 @@ class Synthesizer:
         """SoVITS: tokens `[T]`, target phones `[N]`, the reference (spectrogram or its `ge`) and the flow noise
         `[1, C, F]` already multiplied by the noise scale (None = noise scale 0; F = `stretched_frames(T, speed)`,
         2T at speed 1) → waveform `[hop·F]` (1280·T at speed 1)."""
-        codes = np.asarray(tokens, np.int64).reshape(1, 1, -1)
+        # semantic tokens index SoVITS's codebook, which has one entry fewer than the GPT's vocabulary (no EOS)
+        codes = _ids(tokens, self._model["gpt"]["eos"], "semantic tokens").reshape(1, 1, -1)
         if codes.shape[-1] == 0:
             raise TextError("the GPT produced no tokens for this text")
         if ge is None:
             if refer_spec is None:
-                raise ValueError("decode_tokens needs refer_spec or ge")
+                raise OptionsError("decode_tokens needs refer_spec or ge")
             ge = self.reference_embedding(refer_spec)
+        ge = _finite(ge, "ge")
+        if self._ge_shape and ge.shape != self._ge_shape:
+            raise OptionsError(f"ge must have shape {list(self._ge_shape)}, not {list(ge.shape)}")
         channels = self._model["sovits"]["inter_channels"]
         if noise is None:
             noise = np.zeros((1, channels, stretched_frames(codes.shape[-1], speed)), np.float32)
-        noise = np.asarray(noise, np.float32).reshape(1, channels, -1)
+        noise = _finite(noise, "noise")
+        if noise.size % channels or noise.size == 0:
+            raise OptionsError(f"noise must be [1, {channels}, frames], not {list(noise.shape)}")
+        noise = noise.reshape(1, channels, -1)
         if noise.shape[-1] != 2 * codes.shape[-1]:
             self._require_speed_control()
-        audio = self._run("sovits_decode", codes=codes, phone_ids=_row(phone_ids, np.int64),
-                          ge=np.asarray(ge, np.float32), noise=noise)
+        audio = self._run("sovits_decode", codes=codes, phone_ids=_ids(phone_ids, self._phone_count, "phone ids"),
+                          ge=ge, noise=noise)
         return audio["audio"].reshape(-1)
 
     # ---------------------------------------------------------------- text and voices
@@ -232,7 +276,9 @@ class Synthesizer:
         return phoneme_report(text, language, self.bundle.manifest.upstream_version)
 
     def timbre(self, audio: np.ndarray) -> np.ndarray:
-        """`ge` of one clip at the model's rate: spectrogram (+ speaker embedding for v2Pro/Plus) → ref_encoder."""
+        """`ge` of one clip at the model's rate: spectrogram (+ speaker embedding for v2Pro/Plus) → ref_encoder.
+        `audio`: mono float samples, or int16/int32 PCM (see `audio.audio_array`)."""
+        audio = audio_array(audio, "the reference")
         return self.reference_embedding(self.reference_spectrogram(audio), self.speaker_embedding(audio))
 
     def create_voice(self, audio_path: str | Path, text: str | None, language: str,
@@ -240,18 +286,32 @@ class Synthesizer:
         """A voice from a reference clip and its transcript; without a transcript (None or "") a reference-free
         voice, as upstream's `ref_free`: the clip gives only the timbre, the GPT gets no prompt. `aux_audio`:
         more clips whose timbre is averaged in (upstream's aux_ref_audio_paths: `ge` is the mean over all)."""
+        if isinstance(aux_audio, (str, Path)):
+            raise AudioError("aux_audio is a list of paths; give [path] for one clip")
+        if len(aux_audio) > MAX_AUX_CLIPS:
+            raise AudioError(f"{len(aux_audio)} extra timbre clips; at most {MAX_AUX_CLIPS} are averaged")
+        if text:
+            text = textinput.prepare_text(text)
+            if not text.strip():
+                raise TextError("the reference transcript is empty once markup is removed; give the words, or none "
+                                "for reference-free")
+            if len(text) > MAX_TRANSCRIPT_CHARS:
+                raise TextError(f"the reference transcript is {len(text)} characters long; a 3–10 s clip's "
+                                f"transcript has at most {MAX_TRANSCRIPT_CHARS}")
+            unreadable = self.unreadable_text(text, language)
+            unreadable.refuse_if_nothing_is_read()
+            unreadable.warn()
         wav16k, wav_model_rate = load_reference(audio_path, self.sample_rate)
+        # every clip is read and checked before any graph runs
+        timbres = [wav_model_rate] + [load_timbre_clip(path, self.sample_rate) for path in aux_audio]
         manifest = self.bundle.manifest
-        if text and not text.strip():
-            raise TextError("the reference transcript is only spaces; give the words, or none for reference-free")
         if text:
             phones, bert = self.phonemize(frontend.prepare_prompt_text(text, language), language)
             prompt_tokens, prompt_phones, norm_text = self.reference_codes(wav16k), phones.phone_ids, phones.norm_text
         else:
             prompt_tokens, prompt_phones, norm_text = np.zeros(0, np.int64), [], ""
             bert = np.zeros((1024, 0), np.float32)
-        timbres = [wav_model_rate] + [load_timbre_clip(path, self.sample_rate) for path in aux_audio]
-        return Voice(
+        voice = Voice(
             prompt_tokens=np.asarray(prompt_tokens, np.int64), prompt_phone_ids=np.asarray(prompt_phones, np.int64),
             prompt_bert=bert, ge=np.mean([self.timbre(clip) for clip in timbres], axis=0).astype(np.float32),
             text=text or "", language=language, norm_text=norm_text, model_fingerprint=manifest.model_fingerprint,
@@ -259,6 +319,8 @@ class Synthesizer:
             source_audio_sha256=hashlib.sha256(Path(audio_path).read_bytes()).hexdigest(),
             aux_audio_sha256=[hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in aux_audio],
         )
+        self.check_voice(voice)
+        return voice
 
     def voice_for(self, voice: str | Path | Voice | None = None, speaker=None, prompt=None) -> Voice:
         """The voice a command line names: a voice file made by `create_voice` (GPT-SoVITS has no built-in
@@ -267,27 +329,52 @@ class Synthesizer:
             raise OptionsError("GPT-SoVITS clones a voice: give --voice (from 'voice create'), not --speaker/--prompt")
         if voice is None:
             raise VoiceError("GPT-SoVITS needs a voice: make one with 'edgevoice voice create' and pass --voice")
+        if not isinstance(voice, (Voice, str, PathLike)):
+            raise VoiceError(f"a voice is a Voice or the path of a voice file, not {type(voice).__name__}")
         voice = voice if isinstance(voice, Voice) else Voice.load(voice)
         self.check_voice(voice)
         return voice
 
     def split_text(self, text: str, language: str, options: SynthesisOptions | None = None) -> list[str]:
-        """The fragments `stream` will yield, one chunk each."""
+        """The fragments `stream` will yield, one chunk each (after `textinput.prepare_text`)."""
+        text = textinput.prepare_text(text)
         return frontend.split_target_text(text, language, (options or self.default_options).split_method)
 
+    def unreadable_text(self, text: str, language: str) -> textinput.Unreadable:
+        """The characters of `text` that the front end for `language` cannot read (it leaves them out)."""
+        return textinput.unreadable(text, lambda char: frontend.reads(char, language),
+                                    f"the {language!r} front end")
+
     def check_voice(self, voice: Voice) -> None:
+        """Refuse a voice made with other weights, or whose arrays this bundle cannot take (ids beyond its tables,
+        `ge` of another size): checked before any graph runs, as a voice file may come from anyone."""
+        if not isinstance(voice, Voice):
+            raise VoiceError(f"expected a Voice (from create_voice or Voice.load), not {type(voice).__name__}")
         if voice.model_fingerprint != self.bundle.manifest.model_fingerprint:
             raise VoiceError("this voice was made with a different model; create it again with this bundle")
+        _ids(voice.prompt_phone_ids, self._phone_count, "the voice's prompt phone ids", VoiceError)
+        _ids(voice.prompt_tokens, self._model["gpt"]["eos"], "the voice's prompt tokens", VoiceError)
+        if self._ge_shape and voice.ge.shape != self._ge_shape:
+            raise VoiceError(f"the voice's ge has shape {list(voice.ge.shape)}; this bundle's is "
+                             f"{list(self._ge_shape)}")
 
     def stream(self, text: str, voice: Voice, language: str = "en", options: SynthesisOptions | None = None
                ) -> Iterator[AudioChunk]:
-        """Synthesise fragment by fragment (sentences grouped by the split method), yielding audio as it is ready."""
+        """Synthesise fragment by fragment (sentences grouped by the split method), yielding audio as it is ready.
+        Markup and escapes are removed first (`textinput.prepare_text`); characters the front end cannot read are
+        named in an `UnreadableTextWarning`."""
         options = options or self.default_options
+        if not isinstance(options, SynthesisOptions):
+            raise OptionsError(f"options must be SynthesisOptions, not {type(options).__name__}")
         self.check_voice(voice)
-        if not text or not text.strip():
+        text = textinput.prepare_text(text)
+        if not text.strip():
             raise TextError("the text to synthesise is empty")
         if len(text) > MAX_TEXT_CHARS:
             raise TextError(f"the text is {len(text)} characters long; the limit is {MAX_TEXT_CHARS} per call")
+        unreadable = self.unreadable_text(text, language)
+        unreadable.refuse_if_nothing_is_read()
+        unreadable.warn()
         if options.speed != 1:
             self._require_speed_control()  # before any GPT work
         rng = np.random.default_rng(options.seed)
@@ -334,12 +421,14 @@ class Synthesizer:
     # ---------------------------------------------------------------- internals
 
     def _prefill(self, phone_ids, bert_features, prompt_tokens) -> "_KVCache | StatefulCache":
-        phone_ids = _row(phone_ids, np.int64)
-        bert = np.asarray(bert_features, np.float32)
+        phone_ids = _ids(phone_ids, self._phone_count, "phone ids")
+        bert = _finite(bert_features, "bert_features")
+        phones = phone_ids.shape[1]
+        if bert.shape[-2:] != (1024, phones) or bert.size != 1024 * phones:
+            raise OptionsError(f"bert_features {list(bert.shape)} do not match {phones} phones ([1024, {phones}] "
+                               "expected)")
         bert = bert.reshape(1, *bert.shape[-2:])
-        if bert.shape[1:] != (1024, phone_ids.shape[1]):
-            raise ValueError(f"bert_features {bert.shape} do not match {phone_ids.shape[1]} phones")
-        prompt = _row(prompt_tokens, np.int64)
+        prompt = _ids(prompt_tokens, self._model["gpt"]["vocab_size"], "prompt tokens")
         out = self._run("gpt_prefill", phone_ids=phone_ids, bert_features=bert, prompt_tokens=prompt)
         if self._stateful_decode:
             states = self.bundle.graph("gpt_decode").states

@@ -7,6 +7,7 @@
 Never imports torch, nltk or g2p_en and downloads nothing; see docs/frontend.md.
 """
 
+from .coverage import reads
 from .api import LANGUAGES, PhonemizeResult, Segment, clean_segment, phonemize, split_by_language
 from .cutting import CUT_METHODS, cut_text, prepare_prompt_text, split_target_text
 from .errors import FrontendError
@@ -23,6 +24,7 @@ __all__ = [
     "Segment",
     "clean_segment",
     "phonemize",
+    "reads",
     "split_by_language",
     "symbol_table",
     "symbol_to_id",

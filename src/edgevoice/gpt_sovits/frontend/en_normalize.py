@@ -38,9 +38,9 @@ _UNITS = {
 # The alternation order matters (first alternative that lets `\b` succeed wins).
 _UNIT_ALTERNATION = "m|km|km/h|ft|L|tbsp|tsp|h|min|s|°C|°F"
 
-_SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹ˣʸⁿ"
+SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹ˣʸⁿ"
 _OPERAND = (
-    rf"((-?)((\d+)(\.\d+)?[{_SUPERSCRIPTS}]*)|(\.\d+[{_SUPERSCRIPTS}]*)|([A-Za-z][{_SUPERSCRIPTS}]*))"
+    rf"((-?)((\d+)(\.\d+)?[{SUPERSCRIPTS}]*)|(\.\d+[{SUPERSCRIPTS}]*)|([A-Za-z][{SUPERSCRIPTS}]*))"
 )
 _ARITHMETIC_RE = re.compile(_OPERAND + r"\s+([\+\-\×÷=])\s+" + _OPERAND)
 _OPERATOR_WORDS = {"+": " plus ", "-": " minus ", "×": " times ", "÷": " divided by ", "=": " Equals "}

@@ -75,7 +75,7 @@ _QUANTITY_RE = re.compile(r"(\d+)([多余几\+])?" + _MEASURE_WORDS)
 _DIGIT_STRING_RE = re.compile(r"\d{3}\d*")
 _NUMBER_RE = re.compile(r"(-?)((\d+)(\.\d+)?)|(\.(\d+))")
 
-_SPELLED_SYMBOLS = {
+SPELLED_SYMBOLS = {
     "/": "每", "①": "一", "②": "二", "③": "三", "④": "四", "⑤": "五", "⑥": "六", "⑦": "七",
     "⑧": "八", "⑨": "九", "⑩": "十", "α": "阿尔法", "β": "贝塔", "γ": "伽玛", "Γ": "伽玛",
     "δ": "德尔塔", "Δ": "德尔塔", "ε": "艾普西龙", "ζ": "捷塔", "η": "依塔", "θ": "西塔",
@@ -224,7 +224,7 @@ def _normalize_sentence(sentence: str) -> str:
     sentence = _QUANTITY_RE.sub(_quantity, sentence)
     sentence = _DIGIT_STRING_RE.sub(lambda m: digits_reading(m.group(0), alt_one=True), sentence)
     sentence = _NUMBER_RE.sub(_signed_number, sentence)
-    for symbol, reading in _SPELLED_SYMBOLS.items():
+    for symbol, reading in SPELLED_SYMBOLS.items():
         sentence = sentence.replace(symbol, reading)
     return _POST_DROPPED_RE.sub("", sentence)
 

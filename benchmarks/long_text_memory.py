@@ -1,0 +1,112 @@
+"""Memory over a long text: resident memory after each fragment of a new length, per backend configuration.
+
+Why: OpenVINO's CPU plugin prepares kernels for every new input shape it meets and keeps them in a per-model
+runtime cache; a long text is many fragments of different lengths, so its memory grew with the text (issue 10:
+727 → 1,667 MB over 6 fragments, 6.5 GB peak for 4,999 characters, where onnxruntime stayed at 704 MB).
+`CPU_RUNTIME_CACHE_CAPACITY` bounds that cache (0 turns it off).
+
+Protocol: one voice from a synthetic 5 s reference; `--fragments` texts of different lengths (1, 2, 3, ... copies
+of a sentence), each synthesised as one fragment (`split_method="cut0"`) with the GPT pinned to a length that also
+differs per fragment (random weights never stop by themselves); fragment i gets `base + step·i` tokens. Resident
+memory (VmRSS) after loading, after each fragment, and the process's peak (VmHWM); each variant runs in its own
+process, one after the other.
+
+    python benchmarks/long_text_memory.py --bundle DIR [--fragments 8] [--threads 2] [--variants ...]
+
+Variants: `openvino` (the backend's defaults), `openvino-cache0` (CPU_RUNTIME_CACHE_CAPACITY 0),
+`openvino-cache100`, `onnxruntime`. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SENTENCE = "Every evening my sister walks her small brown dog along the river, past the boats and the old bridge. "
+PROMPT_TEXT = "The morning light spread slowly across the quiet valley, and every bird began to sing."
+VARIANTS = {
+    "openvino": ("openvino", {}),
+    "openvino-cache0": ("openvino", {"CPU_RUNTIME_CACHE_CAPACITY": "0"}),
+    "openvino-cache100": ("openvino", {"CPU_RUNTIME_CACHE_CAPACITY": "100"}),
+    "onnxruntime": ("onnxruntime", {}),
+}
+
+
+def memory_mib() -> tuple[float, float]:
+    """(VmRSS, VmHWM) of this process in MiB."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def reference_clip(seconds: float = 5.0, rate: int = 32000) -> np.ndarray:
+    """A deterministic speech-like signal (gliding harmonics, syllable-rate envelope)."""
+    t = np.arange(int(seconds * rate)) / rate
+    phase = 2 * np.pi * np.cumsum(140 + 30 * np.sin(2 * np.pi * 0.7 * t)) / rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 8))
+    return (0.2 * voice * (0.5 * (1 + np.sin(2 * np.pi * 3.5 * t))) ** 2 / np.abs(voice).max()).astype(np.float32)
+
+
+def run_variant(bundle: str, variant: str, fragments: int, threads: int, base_tokens: int, step: int) -> dict:
+    import soundfile
+
+    import edgevoice
+    from edgevoice.backends import OnnxRuntimeBackend, OpenVINOBackend
+
+    kind, config = VARIANTS[variant]
+    backend = (OpenVINOBackend(threads=threads, extra_config=config) if kind == "openvino"
+               else OnnxRuntimeBackend(threads=threads))
+    start = time.perf_counter()
+    synth = edgevoice.load(bundle, backend=backend)
+    with tempfile.TemporaryDirectory() as scratch:
+        clip = Path(scratch) / "ref.wav"
+        soundfile.write(clip, reference_clip(), 32000)
+        voice = synth.create_voice(clip, PROMPT_TEXT, "en")
+    after = [memory_mib()[0]]
+    audio_s = 0.0
+    for index in range(fragments):
+        options = edgevoice.SynthesisOptions(seed=index, split_method="cut0", max_tokens=base_tokens + step * index)
+        audio_s += synth.synthesize(SENTENCE * (index + 1), voice, "en", options).size / synth.sample_rate
+        after.append(memory_mib()[0])
+    return {"variant": variant, "rss_mib": [round(m) for m in after], "peak_mib": round(memory_mib()[1]),
+            "seconds": round(time.perf_counter() - start, 1), "audio_s": round(audio_s, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", required=True)
+    parser.add_argument("--fragments", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--base-tokens", type=int, default=60)
+    parser.add_argument("--step", type=int, default=37, help="extra GPT tokens per fragment (a new length each)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_variant(args.bundle, args.child, args.fragments, args.threads, args.base_tokens,
+                                     args.step)))
+        return
+    rows = []
+    for variant in args.variants:  # one process each: a clean peak, no shared caches
+        command = [sys.executable, __file__, "--bundle", args.bundle, "--fragments", str(args.fragments),
+                   "--threads", str(args.threads), "--base-tokens", str(args.base_tokens), "--step", str(args.step),
+                   "--child", variant]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    print("| variant | RSS after load (MiB) | after each fragment (MiB) | growth | peak (MiB) | time (s) |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        rss = row["rss_mib"]
+        print(f"| {row['variant']} | {rss[0]} | {' → '.join(map(str, rss[1:]))} | +{rss[-1] - rss[1]} | "
+              f"{row['peak_mib']} | {row['seconds']} |")
+
+
+if __name__ == "__main__":
+    main()
