@@ -72,14 +72,44 @@ class OpenVINOBackend:
             compiled = self._core.compile_model(str(path), "CPU", self.config_for(graph))
         except RuntimeError as exc:  # OpenVINO's errors for a file it cannot read or compile
             raise BundleError(f"{bundle.path}: graph {graph_name!r} cannot be loaded ({engine_message(exc)})") from None
-        return OpenVINOSession(compiled, graph_name)
+        mapped = str((bundle.path / weights).resolve()) if weights and (bundle.path / weights).is_file() else None
+        return OpenVINOSession(compiled, graph_name, mapped)
+
+
+def release_file_pages(path: str) -> int:
+    """Drop this process's resident pages of read-only file mappings of `path`; returns how many mappings.
+
+    OpenVINO reads an IR's weights through a file mapping and, at the first inference, packs its own copy for its
+    kernels; the mapped pages then sit in RSS unused (the whole weight file twice: measured 2.5 GB of RSS for
+    MetaVoice's 1.25 GB INT8 stage 1, 1.3 GB after this). They are clean, read-only and file-backed, so dropping
+    them is safe: a later read (a recompilation for a new shape) faults them back in from the file."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            lines = [line.split(maxsplit=5) for line in maps]
+    except (OSError, AttributeError):  # not Linux: nothing to do
+        return 0
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    dropped = 0
+    for fields in lines:
+        if len(fields) == 6 and fields[5].strip() == path and fields[1].startswith("r-"):
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            dropped += madvise(start, end - start, _MADV_DONTNEED) == 0
+    return dropped
+
+
+_MADV_DONTNEED = 4
 
 
 class OpenVINOSession:
-    def __init__(self, compiled, name: str = "graph"):
+    def __init__(self, compiled, name: str = "graph", mapped_weights: str | None = None):
         self._compiled = compiled
         self.name = name
         self._request = compiled.create_infer_request()
+        self._mapped_weights = mapped_weights  # released after the first inference (see release_file_pages)
         self.input_names = [port.get_any_name() for port in compiled.inputs]
         self.output_names = [port.get_any_name() for port in compiled.outputs]
 
@@ -89,6 +119,9 @@ class OpenVINOSession:
             self._request.infer(feeds, share_inputs=True)
         except RuntimeError as exc:  # a graph that does not take what its manifest says it takes
             raise BundleError(f"graph {self.name!r} failed ({engine_message(exc)})") from None
+        if self._mapped_weights:
+            release_file_pages(self._mapped_weights)
+            self._mapped_weights = None
         return {name: self._request.get_tensor(name).data.copy() for name in self.output_names}
 
     def set_states(self, values: dict[str, np.ndarray]) -> None:
