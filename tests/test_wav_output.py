@@ -108,3 +108,14 @@ def test_failed_bundle_write_leaves_nothing(tmp_path):
         with atomic_folder(tmp_path / "bundle"):
             raise RuntimeError("export failed")
     assert not list(tmp_path.iterdir())
+
+
+def test_voice_and_case_files_follow_the_umask(tmp_path):
+    from edgevoice.npzfile import atomic_savez
+
+    old = os.umask(0o027)
+    try:
+        path = atomic_savez(tmp_path / "voice.npz", {"format": "x"}, values=np.zeros(3))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

@@ -133,7 +133,7 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
     """The process umask, read without changing it (os.umask would, for a moment, in every thread)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -211,7 +211,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
-        os.chmod(temp, 0o666 & ~_current_umask())  # mkstemp makes 0600; a new file should look like any other
+        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp makes 0600; a new file should look like any other
         os.replace(temp, path)
     except OSError as exc:
         raise AudioError(f"{path}: write failed ({exc.strerror or exc})") from None

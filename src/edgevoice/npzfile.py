@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import current_umask
 from .errors import EdgevoiceError
 
 
@@ -29,6 +30,7 @@ def atomic_savez(path: str | Path, header: dict, error: type = EdgevoiceError, *
     try:
         with open(temp, "wb") as out:
             np.savez(out, header=np.array(json.dumps(header, ensure_ascii=False)), **arrays)
+        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp makes 0600; a voice file should look like any other
         os.replace(temp, path)
     except OSError as exc:
         raise error(f"{path}: write failed ({exc.strerror or exc})") from None
