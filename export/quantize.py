@@ -174,10 +174,17 @@ def run_all(session, items: list[dict]) -> list[dict]:
 _INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
-def cpu_has_int8_dot(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str] | None:
+    """The words of /proc/cpuinfo (its flags among them), or None where there is no such file."""
     try:
-        flags = set(cpuinfo.read_text().split())
+        return set(cpuinfo.read_text().split())
     except OSError:
+        return None
+
+
+def cpu_has_int8_dot(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    flags = cpu_flags(cpuinfo)
+    if flags is None:
         return True  # unknown platform: keep the research defaults
     return any(flag in flags for flag in _INT8_DOT_FLAGS)
 

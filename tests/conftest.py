@@ -95,3 +95,16 @@ def metavoice_bundle(metavoice_set, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle") / "metavoice-tiny"
     report = export_metavoice(metavoice_files(metavoice_set), ExportOptions(out, progress=False))
     return out, report
+
+
+@pytest.fixture(scope="module")
+def server_voices(fixture_bundle, gpt_sovits_set, tmp_path_factory):
+    """A voices folder holding one GPT-SoVITS voice, `ref-en` (per test module: servers may add voices to it)."""
+    import edgevoice
+
+    folder = tmp_path_factory.mktemp("voices")
+    synth = edgevoice.load(fixture_bundle[0], threads=1)
+    audio = gpt_sovits_set / "audio"
+    synth.create_voice(audio / "ref_en.wav", (audio / "ref_en.txt").read_text().strip(), "en").save(
+        folder / "ref-en.npz")
+    return folder

@@ -32,19 +32,8 @@ LIMITS = Limits(max_text_chars=300, max_upload_bytes=2 * 2 ** 20, max_upload_sec
 
 
 @pytest.fixture(scope="module")
-def voices(fixture_bundle, gpt_sovits_set, tmp_path_factory):
-    """A voices folder holding one GPT-SoVITS voice, `ref-en`."""
-    folder = tmp_path_factory.mktemp("voices")
-    synth = edgevoice.load(fixture_bundle[0], threads=1)
-    audio = gpt_sovits_set / "audio"
-    synth.create_voice(audio / "ref_en.wav", (audio / "ref_en.txt").read_text().strip(), "en").save(
-        folder / "ref-en.npz")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def config(fixture_bundle, emotivoice_bundle, voices):
-    return ServerConfig({"gs": fixture_bundle[0], "ev": emotivoice_bundle[0]}, voices, workers=1, threads=1,
+def config(fixture_bundle, emotivoice_bundle, server_voices):
+    return ServerConfig({"gs": fixture_bundle[0], "ev": emotivoice_bundle[0]}, server_voices, workers=1, threads=1,
                         limits=LIMITS)
 
 

@@ -21,7 +21,6 @@ import soundfile
 pytest.importorskip("fastapi", reason="the server needs the serve extra")
 import httpx  # noqa: E402
 
-import edgevoice  # noqa: E402
 from edgevoice.server.app import create_app  # noqa: E402
 from edgevoice.server.background import BackgroundServer  # noqa: E402
 from edgevoice.server.config import Limits, ServerConfig  # noqa: E402
@@ -33,19 +32,9 @@ STREAMING = {"model": "gs", "voice": "ref-en", "input": LONG_TEXT, "split_method
 
 
 @pytest.fixture(scope="module")
-def voices(fixture_bundle, gpt_sovits_set, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("voices")
-    synth = edgevoice.load(fixture_bundle[0], threads=1)
-    audio = gpt_sovits_set / "audio"
-    synth.create_voice(audio / "ref_en.wav", (audio / "ref_en.txt").read_text().strip(), "en").save(
-        folder / "ref-en.npz")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def live(fixture_bundle, voices):
+def live(fixture_bundle, server_voices):
     """One synthesizer, one waiting place, one second of patience."""
-    config = ServerConfig({"gs": fixture_bundle[0]}, voices, workers=1, threads=1,
+    config = ServerConfig({"gs": fixture_bundle[0]}, server_voices, workers=1, threads=1,
                           limits=Limits(queue_size=1, queue_timeout=1.0))
     with BackgroundServer(create_app(config)) as server:
         yield server

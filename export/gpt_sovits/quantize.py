@@ -29,8 +29,8 @@ from edgevoice.gpt_sovits.synthesizer import Synthesizer
 from edgevoice_calibration.collect import CalibrationInputs, CalibrationSet
 
 from ..quant_accuracy import decode_errors, end_to_end, graph_errors
-from ..quantize import (GraphPolicy, QuantizationReport, QuantizeOptions, onnx_module_paths, run_all, vocoder_stages,
-                        cpu_has_int8_dot, quantize_graph, split_items)
+from ..quantize import (GraphPolicy, QuantizationReport, QuantizeOptions, cpu_flags, cpu_has_int8_dot,
+                        onnx_module_paths, quantize_graph, run_all, split_items, vocoder_stages)
 
 END_TO_END_UTTERANCES = 6
 
@@ -74,11 +74,7 @@ POLICY: dict[str, GraphPolicy] = {
 
 def decode_kv_precision(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """u8 KV cache for the INT8 decode on AVX-512 CPUs, f32 elsewhere (measurements in the module docstring)."""
-    try:
-        flags = set(cpuinfo.read_text().split())
-    except OSError:
-        return "f32"
-    return "u8" if "avx512f" in flags else "f32"
+    return "u8" if "avx512f" in (cpu_flags(cpuinfo) or ()) else "f32"
 
 
 def quantize_within_budget(model, policy: GraphPolicy, calibration: list[dict], onnx_path: Path, subset_size: int,

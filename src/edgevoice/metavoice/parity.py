@@ -21,7 +21,6 @@ from ..parity_report import FreeRun, Gate, free_run_arrays, free_runs_from
 from . import adapters
 from .synthesizer import Synthesizer
 from .text import normalize_text
-from .voice import SpeakerVoice
 
 CASE_FORMAT = "edgevoice-metavoice-parity-case"
 CASE_FORMAT_VERSION = 1
@@ -61,14 +60,10 @@ class ParityRun:
     free_runs: list[FreeRun] = field(default_factory=list)
 
 
-def _voice(synth: Synthesizer, voice) -> SpeakerVoice:
-    return synth.voice_for(voice)
-
-
 def make_case(synth: Synthesizer, voice, text: str, language: str = "", max_tokens: int = 60,
               seed: int = 0) -> ParityCase:
     """Sample the case with `synth` (seeded): `max_tokens` stage-1 tokens, then stage 2's codes."""
-    voice = _voice(synth, voice)
+    voice = synth.voice_for(voice)
     options = synth.default_options.with_overrides(seed=seed, max_new_tokens=max_tokens)
     rng = np.random.default_rng(seed)
     ids = synth.text_tokens(text)

@@ -18,6 +18,7 @@ both stages' contexts.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from pathlib import Path
@@ -34,7 +35,7 @@ from ..threadsafe import serialized
 from . import adapters, sampling, speaker
 from .loudness import normalize_loudness
 from .options import FAMILY, MIN_REFERENCE_SECONDS, SynthesisOptions
-from .text import BpeTokenizer
+from .text import BpeTokenizer, normalize_text
 from .voice import SpeakerVoice
 
 GRAPH_INPUTS = {"speaker_encoder": {"mels"}, "stage2": {"ids", "speaker"}, "encodec_decode": {"codes"}}
@@ -81,8 +82,6 @@ class Synthesizer:
     @property
     def tokenizer(self) -> BpeTokenizer:
         if self._tokenizer is None:
-            import json
-
             path = self.bundle.file(self.model["tokenizer_file"])
             self._tokenizer = BpeTokenizer.from_json(json.loads(path.read_text(encoding="utf-8")))
         return self._tokenizer
@@ -226,8 +225,6 @@ class Synthesizer:
                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One sentence → (stage-1 tokens, waveform)."""
         ids = self.text_tokens(sentence)
-        from .text import normalize_text
-
         norm = normalize_text(sentence)
         max_new = self.max_new_tokens(ids, len(self.stage2_text_tokens(norm)), options)
         tokens = self.generate_first_stage(ids, voice.embedding, options, rng, max_new)
@@ -287,8 +284,6 @@ class Synthesizer:
         a longer one (upstream has no long-text support) is cut into runs of sentences, then at commas, then
         between words, each small enough for its audio to fit."""
         self._check_text(text)
-        from .text import normalize_text
-
         normalize_text(text)  # refuse unsupported characters before any work
         options = options or self.default_options
         return self._group(_SENTENCE_END.split(text.strip()), options, _CLAUSE_END)
