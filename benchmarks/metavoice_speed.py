@@ -31,43 +31,20 @@ import os
 import shlex
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+from limits import bandwidth_gbs, cpu_info
 
 POSITIONS = (64, 600, 1500)
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "metavoice" / "audio" / "ref.wav"
 TEXT = "The birch canoe slid on the smooth planks, and the boy watched it drift."
 
 
-def bandwidth_gbs(threads: int, gib: float = 1.0, rounds: int = 5) -> float:
-    """Streaming read bandwidth: each thread sums its own slice of one big array (numpy releases the GIL)."""
-    data = np.ones(int(gib * (1 << 30)) // 4, np.float32)
-    parts = np.array_split(data, threads)
-    best = 0.0
-    for _ in range(rounds):
-        workers = [threading.Thread(target=np.sum, args=(p,)) for p in parts]
-        start = time.perf_counter()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        best = max(best, data.nbytes / (time.perf_counter() - start) / 1e9)
-    return best
-
-
 def cpu_description() -> str:
-    model, flags = "unknown", set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            model = value.strip()
-        if key.strip() == "flags":
-            flags = set(value.split())
-    wanted = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16") if f in flags]
-    return f"{model}, {os.cpu_count()} CPUs, {' '.join(wanted)}"
+    return cpu_info().describe()
 
 
 # ------------------------------------------------------------------------------------------------ workers

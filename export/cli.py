@@ -244,9 +244,12 @@ def _methods(items) -> dict[str, str]:
                    "parts go back to float, output side first, until it holds")
 @click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for calibration and checks")
 @click.option("--overwrite", is_flag=True, help="replace an existing output bundle")
+@click.option("--compute", type=click.Choice(["auto", "f32"]), default="auto", show_default=True,
+              help="GPT-SoVITS INT8: what the quantised graphs' float parts run in; auto: bf16 where this CPU has "
+                   "native bf16, bf16 was measured faster for the graph and it passes the accuracy gate, else f32")
 def quantize(bundle, out, voice_paths, references, reference_texts, reference_languages, calibration_texts,
              text_language, sentences, max_tokens, subset_size, precision, methods, accuracy_drop, threads,
-             overwrite):
+             overwrite, compute):
     """Make an INT8 (NNCF) or BF16 variant of an FP32 bundle, calibrated on real synthesis, with an accuracy
     report; the precision of each graph is chosen for this CPU. GPT-SoVITS calibrates with --voice/--reference
     clips, EmotiVoice with its built-in speakers. The ONNX files stay FP32 (onnxruntime runs them unchanged); only
@@ -260,8 +263,10 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
     from .quantize import QuantizeOptions, sample_sentences
 
     options = QuantizeOptions(precision, subset_size, max_tokens, accuracy_drop, _methods(methods), overwrite,
-                              threads)
+                              threads, compute=compute)
     family = guarded(lambda: Bundle.load(bundle, verify=False)).manifest.family
+    if compute != "auto" and family != "gpt-sovits":
+        fail("--compute is for GPT-SoVITS INT8 bundles (EmotiVoice's policy chooses bf16 per graph itself)")
     if family == "metavoice":
         if voice_paths or references or calibration_texts or methods or accuracy_drop is not None:
             fail("MetaVoice's stage 1 is compressed weight-only (no calibration): leave out --voice, --reference, "

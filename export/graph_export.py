@@ -14,6 +14,19 @@ from edgevoice.bundle import GraphEntry, TensorSpec, sha256_file
 from edgevoice.errors import EdgevoiceError
 
 from .graphs import GraphSpec
+
+
+def save_ir(model, path: Path) -> None:
+    """Write an OpenVINO IR (`.xml` + `.bin`); a failed write (a full disk, a folder gone) is a one-line error."""
+    import openvino as ov
+
+    try:
+        ov.save_model(model, str(path), compress_to_fp16=False)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1]
+        if "iostream error" in reason:  # how OpenVINO reports a write that failed midway, e.g. on a full disk
+            reason = "a write failed midway: is the disk full?"
+        raise EdgevoiceError(f"cannot write {path.name} in {path.parent} ({reason})") from None
 from .onnx_export import ParityResult, compare, convert_to_openvino, export_onnx
 
 FORMATS = ("openvino", "onnx")
@@ -85,7 +98,8 @@ def _openvino_stateful_runner(xml: Path, spec: GraphSpec, variables: dict[str, s
     def run(feeds):
         session.set_states({variable: feeds[past] for variable, past in seed_input.items()})
         plain = {k: v for k, v in feeds.items() if k not in spec.stateful}
-        outputs = session.run({**plain, BEAM_INPUT: np.arange(beam_size(spec), dtype=np.int32)})
+        rows = feeds[next(iter(spec.stateful))].shape[0]
+        outputs = session.run({**plain, BEAM_INPUT: np.arange(rows, dtype=np.int32)})
         outputs.update({variables[name]: value for name, value in session.states().items()})
         return [outputs[t.name] for t in spec.outputs]
 
@@ -101,10 +115,10 @@ def _onnxruntime_runner(path: Path, threads: int):
     return lambda feeds: session.run(None, feeds)
 
 
-def beam_size(spec: GraphSpec) -> int:
-    """Rows of a stateful graph's caches (their first axis, static)."""
+def beam_size(spec: GraphSpec) -> int | str:
+    """Rows of a stateful graph's caches (their first axis: a number, or the name of a dynamic batch)."""
     first_cache = next(t for t in spec.inputs if t.name in spec.stateful)
-    return first_cache.shape[0] if isinstance(first_cache.shape[0], int) else 1
+    return first_cache.shape[0]
 
 
 def _stateful_entry_specs(spec: GraphSpec) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -140,7 +154,7 @@ def export_graph(spec: GraphSpec, folder: Path, threads: int = 2) -> tuple[Graph
 
             variables = make_stateful(model, spec.stateful)
             inputs, outputs = _stateful_entry_specs(spec)
-        ov.save_model(model, str(xml_path), compress_to_fp16=False)
+        save_ir(model, xml_path)
         del model  # the check compiles the saved IR; a 5 GB graph must not be held twice meanwhile
         runner = (_openvino_stateful_runner(xml_path, spec, variables, threads) if spec.stateful
                   else _openvino_session_runner(xml_path, threads))

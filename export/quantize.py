@@ -8,7 +8,8 @@ quantised: a quantised graph's `files["openvino"]` points to its INT8 IR, while 
 to the unchanged FP32 ONNX, so the onnxruntime backend of an INT8 bundle runs FP32.
 
 Every graph is compiled with an explicit precision: INT8 graphs say `INFERENCE_PRECISION_HINT=f32` for their
-float parts (OpenVINO would otherwise pick bf16 by itself on CPUs with native bf16), the BF16 variant says bf16.
+float parts (OpenVINO would otherwise pick bf16 by itself on CPUs with native bf16), or bf16 where the CPU's class
+and the accuracy gate choose it (GPT-SoVITS: `gpt_sovits/compute.py`), the BF16 variant says bf16.
 Random-weight models have no activation outliers: every accuracy figure must be re-measured on trained
 checkpoints before a policy is trusted.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevoice.bundle import accuracy_summary
+from edgevoice.cpu import INT8_DOT_FLAGS, cpu_flags  # the one /proc/cpuinfo reader, shared with the runtime
 from edgevoice.errors import BundleError
 
 HOLD_OUT_EVERY = 5  # every 5th recorded item is held out of calibration and used only for the accuracy gate
@@ -42,6 +44,27 @@ class GraphPolicy:
                 "float_modules": list(self.float_modules)}
 
 
+@dataclass(frozen=True)
+class Threshold:
+    """One accuracy-gate limit on a graph's error against FP32 (its worst held-out figure)."""
+
+    output: str
+    metric: str  # a key of the graph's accuracy entry for `output` (`graph_errors`)
+    limit: float
+    higher_is_better: bool
+    reason: str
+
+    def check(self, accuracy: dict) -> tuple[bool, float]:
+        value = accuracy[self.output][self.metric]
+        value = value["worst"] if isinstance(value, dict) else value  # top-1 agreement is one pooled figure
+        return (value >= self.limit if self.higher_is_better else value <= self.limit), value
+
+    def to_json(self) -> dict:
+        return {"output": self.output, "metric": self.metric, "worst must be": (">= " if self.higher_is_better
+                                                                                 else "<= ") + str(self.limit),
+                "reason": self.reason}
+
+
 @dataclass
 class QuantizationReport:
     bundle: Path
@@ -55,6 +78,10 @@ class QuantizationReport:
         lines = list(self.notes)
         for name, info in self.graphs.items():
             lines.append(f"{name:14s} {info['method']:8s} {accuracy_summary(info.get('accuracy', {}))}")
+            compute = info.get("compute", {})
+            if compute.get("precision") == "bf16" or "tried" in compute:
+                gate = f" (gate: {compute['gate']})" if compute.get("gate") else ""
+                lines.append(f"{'':14s} compute {compute['precision']}{gate}: {compute['reason']}")
             if "accuracy_control" in info:
                 control = info["accuracy_control"]
                 steps = ", ".join(f"+{a['also_float']} {a['log_mel_l1']:.4f}" for a in control["attempts"])
@@ -171,29 +198,20 @@ def run_all(session, items: list[dict]) -> list[dict]:
     return [session.run(item) for item in items]
 
 
-_INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str] | None:
-    """The words of /proc/cpuinfo (its flags among them), or None where there is no such file."""
-    try:
-        return set(cpuinfo.read_text().split())
-    except OSError:
-        return None
-
-
 def cpu_has_int8_dot(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     flags = cpu_flags(cpuinfo)
     if flags is None:
         return True  # unknown platform: keep the research defaults
-    return any(flag in flags for flag in _INT8_DOT_FLAGS)
+    return any(flag in flags for flag in INT8_DOT_FLAGS)
 
 
 @dataclass(frozen=True)
 class QuantizeOptions:
     """How a variant is made. `methods` overrides the policy per graph ({"gpt_prefill": "weights"}); `max_drop`
     turns on accuracy control for `sovits_decode`: the largest held-out log-mel L1 against FP32 allowed (see
-    `quantize_within_budget`); `max_tokens` caps each calibration sentence."""
+    `quantize_within_budget`); `max_tokens` caps each calibration sentence. `compute` (GPT-SoVITS INT8): "auto"
+    lets the CPU's class choose each quantised graph's float-part precision (`gpt_sovits.compute`), "f32" keeps
+    them all f32."""
 
     precision: str = "int8"  # or "bf16"
     subset_size: int = 300  # NNCF calibration items per graph
@@ -203,6 +221,7 @@ class QuantizeOptions:
     overwrite: bool = False
     threads: int = 1
     progress: bool = True
+    compute: str = "auto"
 
 
 def sample_sentences(count: int | None, sentences: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:

@@ -43,9 +43,10 @@ def drop_zero_attention_masks(model) -> int:
 
 
 def cache_batch(model, cache_inputs: list[str]) -> int:
-    """The (static) batch of the caches: 1 for a single sequence, 2 for MetaVoice's guidance rows."""
+    """The batch of the caches: 2 for MetaVoice's guidance rows, -1 (dynamic) for GPT-SoVITS's batch of
+    sequences."""
     dim = model.input(cache_inputs[0]).get_partial_shape()[0]
-    return dim.get_length() if dim.is_static else 1
+    return dim.get_length() if dim.is_static else -1
 
 
 def add_beam_gather(model, cache_inputs: list[str]) -> None:

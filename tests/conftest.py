@@ -17,6 +17,16 @@ def shared_dir() -> Path:
     return SHARED_DIR
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_compile_cache(tmp_path_factory):
+    """OpenVINO's compiled graphs go to a folder of this test session, not the user's ~/.cache (edgevoice.load
+    caches by default; subprocesses inherit the variable)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("EDGEVOICE_CACHE_DIR", str(tmp_path_factory.mktemp("compile-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def gpt_sovits_set() -> Path:
     """Root of the tiny GPT-SoVITS v2 fixture set (models/, audio/, fixtures/); skips if it is not there."""

@@ -273,9 +273,13 @@ def test_runtime_options_are_allow_listed(bundle, hashed, options, match):
     assert hashed == []
 
 
-def test_backend_never_takes_paths_from_the_bundle(tmp_path):
+def test_backend_never_takes_paths_from_the_bundle(tmp_path, monkeypatch):
     pytest.importorskip("openvino")
+    import edgevoice.cpu
     from edgevoice.backends import OpenVINOBackend
+
+    (tmp_path / "cpuinfo").write_text("flags : avx2 avx512f avx512_bf16\n")  # a bundle's bf16 is kept only here
+    monkeypatch.setattr(edgevoice.cpu, "CPUINFO", tmp_path / "cpuinfo")
 
     graph = GraphEntry("g", {"openvino": "g.xml"}, "fp32", [], [], {"openvino": {"CACHE_DIR": str(tmp_path)}})
     with pytest.raises(BundleError, match="CACHE_DIR"):

@@ -34,9 +34,10 @@ def _snr_db(reference, test):
 def test_every_graph_matches_pytorch_on_at_least_two_lengths(fixture_bundle):
     _, report = fixture_bundle
     graphs = {r.graph for r in report.parity}
-    assert graphs == {"hubert_codes", "ref_encoder", "bert", "gpt_prefill", "gpt_step", "gpt_decode", "sovits_decode"}
+    assert graphs == {"hubert_codes", "ref_encoder", "bert", "gpt_prefill", "gpt_step", "gpt_decode", "gpt_batch_decode",
+                      "sovits_decode"}
     backends = {(r.graph, r.backend) for r in report.parity}
-    # gpt_step ships as ONNX only (onnxruntime), gpt_decode as a stateful IR only (OpenVINO).
+    # gpt_step ships as ONNX only (onnxruntime), gpt_decode as a stateful IR only (OpenVINO); both take batches.
     assert ("gpt_step", "onnxruntime") in backends and ("gpt_step", "openvino") not in backends
     assert ("gpt_decode", "openvino") in backends and ("gpt_decode", "onnxruntime") not in backends
     for result in report.parity:
@@ -55,11 +56,15 @@ def test_manifest_is_self_describing(fixture_bundle):
     assert manifest["model"]["gpt"]["n_layer"] == 2  # read from the checkpoint, not assumed
     step = manifest["graphs"]["gpt_step"]
     assert step["files"] == {"onnx": "gpt_step.onnx"}
+    assert step["inputs"][0]["shape"] == ["batch", 1]  # a batch of sequences
     assert {t["name"] for t in step["inputs"]} >= {"token", "position", "past_key.0", "past_value.1"}
     decode = manifest["graphs"]["gpt_decode"]
     assert decode["files"] == {"openvino": "gpt_decode.xml"}
     assert decode["runtime_options"]["openvino"]["KV_CACHE_PRECISION"] == "f32"
     assert {t["name"] for t in decode["inputs"]} == {"token", "position", "beam_idx"}
+    batch = manifest["graphs"]["gpt_batch_decode"]  # the same step for rows of different lengths: a mask
+    assert {t["name"] for t in batch["inputs"]} == {"token", "position", "past_mask", "beam_idx"}
+    assert batch["states"] == decode["states"]
     # every layer's key and value cache is a state seeded from the prefill output of the same name
     assert sorted(decode["states"].values()) == sorted(f"present_{kind}.{i}" for kind in ("key", "value")
                                                        for i in range(2))

@@ -52,7 +52,7 @@ def test_int8_manifest(fixture_bundle, int8_bundle):
     source, quantised = Bundle.load(fixture_bundle[0]), Bundle.load(int8_bundle)  # verifies every sha256
     graphs = quantised.manifest.graphs
     assert {n: g.precision for n, g in graphs.items()} == {
-        "gpt_decode": "int8", "gpt_prefill": "int8", "bert": "int8", "hubert_codes": "int8",
+        "gpt_decode": "int8", "gpt_batch_decode": "int8", "gpt_prefill": "int8", "bert": "int8", "hubert_codes": "int8",
         "sovits_decode": "int8", "ref_encoder": "fp32", "gpt_step": "fp32"}  # gpt_step: onnxruntime's, unchanged
     info = quantised.manifest.extra["quantization"]
     assert info["source_bundle_hash"] == source.bundle_hash
@@ -63,7 +63,11 @@ def test_int8_manifest(fixture_bundle, int8_bundle):
     assert quantised.manifest.model_fingerprint == source.manifest.model_fingerprint
     for name in ("gpt_decode", "gpt_prefill", "sovits_decode"):
         entry = graphs[name]
-        assert entry.runtime_options["openvino"]["INFERENCE_PRECISION_HINT"] == "f32"
+        # the float parts' precision is the CPU's choice (bf16 only with native bf16 and within the gate)
+        chosen = info["compute"]["graphs"][name]
+        assert entry.runtime_options["openvino"]["INFERENCE_PRECISION_HINT"] == chosen["precision"]
+        assert chosen["reason"] and (chosen["precision"] == "f32"
+                                     or info["compute"]["cpu_class"] in ("avx512_bf16", "amx"))
         assert entry.files["openvino"] == f"{name}.int8.xml"
         if "onnx" in entry.files:  # the ONNX file is the FP32 one, byte for byte
             assert quantised.manifest.files[entry.files["onnx"]] == source.manifest.files[entry.files["onnx"]]
@@ -72,6 +76,7 @@ def test_int8_manifest(fixture_bundle, int8_bundle):
     from edgevoice_export.gpt_sovits.quantize import decode_kv_precision
 
     assert graphs["gpt_decode"].runtime_options["openvino"]["KV_CACHE_PRECISION"] == decode_kv_precision()
+    assert graphs["gpt_batch_decode"].runtime_options["openvino"]["KV_CACHE_PRECISION"] == decode_kv_precision()
     assert graphs["gpt_decode"].states == source.manifest.graphs["gpt_decode"].states
     step = graphs["gpt_decode"].accuracy["int8_vs_fp32"]["logits"]
     assert step["rel_l2"]["worst"] < 0.05 and step["top1_agreement"] >= 0.9

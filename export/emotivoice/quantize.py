@@ -43,9 +43,10 @@ from edgevoice.errors import BundleError, EdgevoiceError
 from edgevoice_calibration import load_corpus
 from edgevoice_calibration.collect import Recorder, RecordingBackend
 
+from ..graph_export import save_ir
 from ..quant_accuracy import graph_errors, log_mel_l1_at, relative_l2, snr_db
-from ..quantize import (GraphPolicy, QuantizeOptions, cpu_has_int8_dot, quantize_graph, sample_sentences,
-                        split_items)
+from ..quantize import (GraphPolicy, QuantizeOptions, Threshold, cpu_has_int8_dot, quantize_graph,
+                        sample_sentences, split_items)
 
 GRAPHS = ("style_bert", "am_front", "am_back", "hifigan")
 METHODS = ("weights", "static", "float", "bf16")
@@ -110,24 +111,6 @@ NO_INT8_DOT_REASON = ("no VNNI/AMX on this CPU: weight-only INT8, as for GPT-SoV
 # What a graph falls back to, in order, when it misses GATE ("bf16" only where the CPU has native bf16).
 FALLBACK = {"static": ("weights", "bf16", "float"), "weights": ("bf16", "float"), "bf16": ("float",), "float": ()}
 VOCODER_FALLBACK = {"static": ("float",), "weights": ("float",), "bf16": ("float",), "float": ()}
-
-
-@dataclass(frozen=True)
-class Threshold:
-    output: str
-    metric: str  # a key of the graph's accuracy entry for `output` (its "worst" figure is compared)
-    limit: float
-    higher_is_better: bool
-    reason: str
-
-    def check(self, accuracy: dict) -> tuple[bool, float]:
-        value = accuracy[self.output][self.metric]["worst"]
-        return (value >= self.limit if self.higher_is_better else value <= self.limit), value
-
-    def to_json(self) -> dict:
-        return {"output": self.output, "metric": self.metric, "worst must be": (">= " if self.higher_is_better
-                                                                                 else "<= ") + str(self.limit),
-                "reason": self.reason}
 
 
 # Worst held-out item (pooled over phones for the durations) of each graph against FP32. The limits keep each graph's
@@ -585,7 +568,7 @@ def quantize_emotivoice(source_bundle: str | Path | Bundle, out: str | Path,
                 xml = f"{name}.int8.xml"
                 for key, value in runtime.runtime_options.get("openvino", {}).items():
                     written[name].set_rt_info(str(value), ["runtime_options", key])
-                ov.save_model(written[name], str(folder / xml), compress_to_fp16=False)
+                save_ir(written[name], folder / xml)
                 old = entry.files["openvino"]
                 dropped.update({old, old[: -len(".xml")] + ".bin"})
                 entry.files = dict(entry.files, openvino=xml)  # any ONNX stays FP32

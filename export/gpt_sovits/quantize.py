@@ -7,6 +7,8 @@ u8 measured 19.1 vs 19.5 ms per step (2 %, within noise) at 1.3 % logit error (t
 on an AVX-512 Zen 4 (OpenVINO 2026.4, full-size v2 INT8, 2 threads) a step at 50 / 400 / 1000 cached positions takes
 8.8 / 7.4 / 10.4 ms with u8 against 8.7 / 12.5 / 21.1 ms with f32 (the f32 attention kernel walks the cache far
 below bandwidth), logits within 1.2 % of f32 and top-1 agreeing on 99.4 % of 1000 teacher-forced steps.
+What each quantised graph's float parts compute in (f32, or bf16 on CPUs with native bf16 where it was measured
+faster and passes the gate) is `compute.py`'s choice, recorded per graph in the manifest.
 Graphs without an IR (`gpt_step`, onnxruntime's decode step) are left as they are.
 """
 
@@ -24,13 +26,16 @@ from tqdm import tqdm
 
 from edgevoice.backends import OpenVINOBackend
 from edgevoice.bundle import Bundle, Manifest, atomic_folder, write_manifest
+from edgevoice.cpu import detect
 from edgevoice.errors import BundleError
 from edgevoice.gpt_sovits.synthesizer import Synthesizer
 from edgevoice_calibration.collect import CalibrationInputs, CalibrationSet
 
+from ..graph_export import save_ir
 from ..quant_accuracy import decode_errors, end_to_end, graph_errors
 from ..quantize import (GraphPolicy, QuantizationReport, QuantizeOptions, cpu_flags, cpu_has_int8_dot,
                         onnx_module_paths, quantize_graph, run_all, split_items, vocoder_stages)
+from .compute import ComputeChoice, choose_compute, compute_policies
 
 END_TO_END_UTTERANCES = 6
 
@@ -43,6 +48,8 @@ POLICY: dict[str, GraphPolicy] = {
     "gpt_decode": GraphPolicy("weights", "bandwidth-bound single-token decode: W8 1.5x/token at 2.7 % logit error, "
                                          "static INT8 no faster at 2-3x the error (tooling.md §4); stateful "
                                          "W8 19.5 vs 27.0 ms FP32 on an AVX2 EPYC"),
+    # The batched step reads the same weights (once for all rows): same recipe, stateful too.
+    "gpt_batch_decode": GraphPolicy("weights", "the batched decode step: gpt_decode's recipe (same weights)"),
     # Prefill is compute-bound: static INT8 was 2.8x faster (119 vs 333 ms at 300 tokens). SmoothQuant off
     # (6.2 % vs 8.3 % error) and SDPA left float (5.9 %, and the CPU plugin keeps its fused attention kernel).
     "gpt_prefill": GraphPolicy("static", "compute-bound: static INT8 prefill 2.8x faster; SmoothQuant off and SDPA "
@@ -117,6 +124,18 @@ def quantize_within_budget(model, policy: GraphPolicy, calibration: list[dict], 
     return candidate, {"max_log_mel_l1": max_log_mel_l1, "met": False, "attempts": attempts}
 
 
+def _compute(name: str, model, source: Bundle, entry, held: list[dict], computes: dict[str, ComputeChoice],
+             fp32_backend: OpenVINOBackend) -> dict:
+    """The compute precision of quantised graph `name` (`choose_compute`: the CPU's choice, if it passes the gate)."""
+    choice = computes.get(name, ComputeChoice("f32", "f32: bf16 not chosen for this graph on this CPU"))
+    if choice.precision == "f32":
+        return {"precision": "f32", "reason": choice.reason}
+    if entry.states:
+        return {"precision": "f32", "reason": "bf16 not tried: a stateful graph's inputs live in its request state"}
+    reference = run_all(fp32_backend.session(source, name), held)
+    return choose_compute(name, model, choice, held, reference, fp32_backend.config_for(entry))
+
+
 def _graph_accuracy(backend_fp32, backend_test, source: Bundle, test: Bundle, name: str, held_out: list[dict]):
     if not held_out:
         return {}
@@ -189,6 +208,8 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
     source = source if isinstance(source, Bundle) else Bundle.load(source)
     _check_source(source)
     policies = _policies(source, methods)
+    cpu = detect()
+    computes = compute_policies(cpu, options.compute)
     manifest: Manifest = copy.deepcopy(source.manifest)
     report = QuantizationReport(Path(out), precision, 0.0)
     fp32_backend = OpenVINOBackend(threads=threads, precision="f32")
@@ -211,7 +232,8 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
                 report.graphs[name] = {"method": "bf16-hint"}
                 continue
             report.graphs[name] = {"method": policy.method, "reason": policy.reason}
-            if policy.method == "float":
+            if policy.method == "float":  # the FP32 IR as exported, in f32
+                report.graphs[name]["compute"] = {"precision": "f32", "reason": policy.reason}
                 continue
             calib, held = split_items(calibration.items.get(name, []))
             model = ov.Core().read_model(str(source.file(entry.files["openvino"])))
@@ -229,13 +251,15 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
                                         f"({control['attempts'][-1]['log_mel_l1']:.4f}); kept the last attempt")
             else:
                 quantised = quantize_graph(model, policy, calib, onnx_path, subset_size)
+            compute = _compute(name, quantised, source, entry, held, computes, fp32_backend)
+            report.graphs[name]["compute"] = compute
             xml = f"{name}.int8.xml"
-            options = dict(entry.runtime_options.get("openvino", {}), INFERENCE_PRECISION_HINT="f32")
-            if name == "gpt_decode":
+            options = dict(entry.runtime_options.get("openvino", {}), INFERENCE_PRECISION_HINT=compute["precision"])
+            if name in ("gpt_decode", "gpt_batch_decode"):
                 options["KV_CACHE_PRECISION"] = decode_kv_precision()
             for key, value in options.items():
                 quantised.set_rt_info(str(value), ["runtime_options", key])
-            ov.save_model(quantised, str(folder / xml), compress_to_fp16=False)
+            save_ir(quantised, folder / xml)
             entry.files = dict(entry.files, openvino=xml)  # any ONNX stays FP32 (see module doc)
             entry.precision = "int8"
             entry.runtime_options["openvino"] = options
@@ -281,6 +305,8 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             "calibration": {"utterances": len(calibration.utterances), "items": calibration.counts(),
                             "subset_size": subset_size, "collect_seconds": round(calibration.seconds, 1)},
             "accuracy_control": report.graphs.get("sovits_decode", {}).get("accuracy_control"),
+            "compute": {"cpu": cpu.summary(), "cpu_class": cpu.cpu_class,
+                        "graphs": {n: info["compute"] for n, info in report.graphs.items() if "compute" in info}},
             "end_to_end_vs_fp32": report.end_to_end,
             "tools": {"nncf": nncf.__version__, "openvino": ov.__version__},
             "note": "random-weight accuracy is not a proxy for trained checkpoints: re-measure on real models",

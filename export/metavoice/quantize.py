@@ -26,6 +26,7 @@ from edgevoice.errors import BundleError, EdgevoiceError
 from edgevoice.metavoice.options import FAMILY
 from edgevoice.metavoice.synthesizer import Synthesizer
 
+from ..graph_export import save_ir
 from ..quantize import GraphPolicy, QuantizeOptions, cpu_has_int8_dot
 
 PRECISIONS = ("int8", "int4")
@@ -165,7 +166,7 @@ def quantize_metavoice(source_bundle: str | Path | Bundle, out: str | Path,
     with atomic_folder(out, overwrite=options.overwrite) as folder:
         model = compress_stage1(ov.Core().read_model(str(source.file(old_xml))), precision,
                                 int(manifest.model["stage1"]["n_embd"]))
-        ov.save_model(model, str(folder / xml), compress_to_fp16=False)
+        save_ir(model, folder / xml)
         del model
         entry.files = dict(entry.files, openvino=xml)
         entry.precision = precision

@@ -15,7 +15,9 @@ __all__ = ["load", "Synthesizer", "SynthesisOptions", "AudioChunk", "Voice", "Ed
            "AudioError", "OptionsError", "TextError", "VoiceError"]
 
 
-def load(bundle_dir, backend="openvino", threads=None, verify=True):
+def load(bundle_dir, backend="openvino", threads=None, verify=True, cache_dir=True):
     """Open a bundle with its family's synthesizer; `backend` is "openvino" (default), "onnxruntime" or
-    "onnxruntime-cuda"."""
-    return _load(bundle_dir, backend=backend, threads=threads, verify=verify)
+    "onnxruntime-cuda". OpenVINO keeps compiled graphs in `cache_dir`: True (default) for the user's cache folder
+    ($EDGEVOICE_CACHE_DIR, else $XDG_CACHE_HOME/edgevoice/openvino, else ~/.cache/edgevoice/openvino), a folder,
+    or None for no cache."""
+    return _load(bundle_dir, backend=backend, threads=threads, verify=verify, cache_dir=cache_dir)

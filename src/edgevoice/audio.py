@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import struct
 import sys
 import tempfile
 from pathlib import Path
@@ -123,6 +124,15 @@ def resample_sinc(audio: np.ndarray, rate: int, target: int, width: int = 6, rol
 def to_int16(audio: np.ndarray) -> np.ndarray:
     """Float audio in [-1, 1] to int16 (upstream's ×32768, clipped so a full-scale sample cannot wrap around)."""
     return np.clip(np.asarray(audio, dtype=np.float64) * 32768.0, -32768, 32767).astype(np.int16)
+
+
+def wav_header(sample_rate: int, data_bytes: int | None = None) -> bytes:
+    """A 44-byte header of a 16-bit mono wav; `None` for a stream of unknown length (sizes at their maximum, as
+    streaming servers send them)."""
+    data = 0xFFFFFFFF - 36 if data_bytes is None else data_bytes
+    return (b"RIFF" + struct.pack("<I", data + 36) + b"WAVE"
+            + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
+            + b"data" + struct.pack("<I", data))
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:

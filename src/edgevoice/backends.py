@@ -1,9 +1,11 @@
 """Inference backends behind one small interface: `backend.session(bundle, graph) -> Session`, `Session.run(feeds)`.
 
 * `OpenVINOBackend` (default): compiles the bundle's IR on the CPU with the options stored in the manifest,
-  always stating the inference precision (OpenVINO silently picks bf16 on AVX-512-BF16 CPUs otherwise).
+  always stating the inference precision (OpenVINO silently picks bf16 on AVX-512-BF16 CPUs otherwise); a
+  bundle's bf16 hint runs as f32 on a CPU without native bf16 (`edgevoice.cpu.runnable_hint`).
   A manifest may only set the allow-listed hints in `bundle.OPENVINO_RUNTIME_OPTIONS`; the compile cache
-  folder (`cache_dir`) and `extra_config` come from the caller, never from a bundle.
+  folder (`cache_dir`) and `extra_config` come from the caller, never from a bundle. Compiled graphs are cached
+  per graph under `cache_dir`, keyed by the IR files' sha256 (see `compile_cache`).
 * `OnnxRuntimeBackend`: runs the bundle's ONNX files, on the CPU or, with onnxruntime-gpu, on CUDA.
 """
 
@@ -11,11 +13,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from .bundle import Bundle, GraphEntry, openvino_options
+from .cpu import runnable_hint
+from .compile_cache import cache_folder, graph_cache_folder
 from .errors import BundleError, EdgevoiceError
 
 
@@ -32,11 +37,13 @@ def default_threads() -> int:
 
 @dataclass
 class OpenVINOBackend:
-    """OpenVINO on the CPU. `precision` overrides the bundle's inference precision ("f32", "bf16")."""
+    """OpenVINO on the CPU. `precision` overrides the bundle's inference precision ("f32", "bf16"). `cache_dir`:
+    a folder for compiled graphs, True for the user's (`compile_cache.default_cache_dir`), None for none; an
+    unusable one is a warning and no cache."""
 
     threads: int | None = None
     precision: str | None = None
-    cache_dir: str | None = None
+    cache_dir: str | os.PathLike | bool | None = None
     extra_config: dict = field(default_factory=dict)
     name: str = "openvino"
     file_format = "openvino"  # which of a graph's files this backend runs
@@ -45,12 +52,16 @@ class OpenVINOBackend:
         import openvino as ov
 
         self._core = ov.Core()
+        folder = cache_folder(self.cache_dir)
+        self.cache_dir = str(folder) if folder else None
 
     def config_for(self, graph: GraphEntry) -> dict:
         config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
                   "INFERENCE_NUM_THREADS": self.threads or default_threads(),
                   "INFERENCE_PRECISION_HINT": "f32"}
         config.update(openvino_options(graph))  # re-checked: only allow-listed hints, never a path
+        # a bundle's bf16 choice runs as f32 on a CPU without native bf16 (the one place this happens)
+        config["INFERENCE_PRECISION_HINT"] = runnable_hint(str(config["INFERENCE_PRECISION_HINT"]))
         if self.precision:
             config["INFERENCE_PRECISION_HINT"] = self.precision
         if self.cache_dir:
@@ -68,21 +79,34 @@ class OpenVINOBackend:
         weights = xml[: -len(".xml")] + ".bin" if xml.endswith(".xml") else None
         if weights and (weights in bundle.manifest.files or os.path.lexists(bundle.path / weights)):
             bundle.file(weights)  # OpenVINO opens the weights beside the IR itself: they too must be listed, no link
+        config = self.config_for(graph)
+        cache = self._graph_cache(bundle, [xml, weights]) if "CACHE_DIR" in config else None
+        if cache:
+            config["CACHE_DIR"] = cache
+        else:
+            config.pop("CACHE_DIR", None)
         try:
-            compiled = self._core.compile_model(str(path), "CPU", self.config_for(graph))
+            compiled = self._core.compile_model(str(path), "CPU", config)
         except RuntimeError as exc:  # OpenVINO's errors for a file it cannot read or compile
             raise BundleError(f"{bundle.path}: graph {graph_name!r} cannot be loaded ({engine_message(exc)})") from None
-        mapped = str((bundle.path / weights).resolve()) if weights and (bundle.path / weights).is_file() else None
-        return OpenVINOSession(compiled, graph_name, mapped)
+        mapped = [str((bundle.path / weights).resolve())] if weights and (bundle.path / weights).is_file() else []
+        return OpenVINOSession(compiled, graph_name, mapped + ([cache] if cache else []))
+
+    def _graph_cache(self, bundle: Bundle, files: list[str | None]) -> str | None:
+        """This graph's own cache folder, named after its files' sha256 (OpenVINO's blob key ignores the weights)."""
+        digests = [bundle.manifest.files.get(rel, rel) for rel in files if rel]
+        folder = graph_cache_folder(Path(self.cache_dir), digests) if self.cache_dir else None
+        return str(folder) if folder else None
 
 
-def release_file_pages(path: str) -> int:
-    """Drop this process's resident pages of read-only file mappings of `path`; returns how many mappings.
+def release_file_pages(*paths: str) -> int:
+    """Drop this process's resident pages of read-only file mappings of `paths` (files, or any file inside a
+    folder: a compile cache's blobs); returns how many mappings.
 
-    OpenVINO reads an IR's weights through a file mapping and, at the first inference, packs its own copy for its
-    kernels; the mapped pages then sit in RSS unused (the whole weight file twice: measured 2.5 GB of RSS for
-    MetaVoice's 1.25 GB INT8 stage 1, 1.3 GB after this). They are clean, read-only and file-backed, so dropping
-    them is safe: a later read (a recompilation for a new shape) faults them back in from the file."""
+    OpenVINO reads an IR's weights (or a cached blob) through a file mapping and, at the first inference, packs its
+    own copy for its kernels; the mapped pages then sit in RSS unused (the whole weight file twice: measured 2.5 GB
+    of RSS for MetaVoice's 1.25 GB INT8 stage 1, 1.3 GB after this). They are clean, read-only and file-backed, so
+    dropping them is safe: a later read (a recompilation for a new shape) faults them back in from the file."""
     import ctypes
 
     try:
@@ -93,9 +117,12 @@ def release_file_pages(path: str) -> int:
     except (OSError, AttributeError):  # not Linux: nothing to do
         return 0
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    files = {path for path in paths if not os.path.isdir(path)}
+    folders = tuple(path.rstrip("/") + "/" for path in paths if os.path.isdir(path))
     dropped = 0
     for fields in lines:
-        if len(fields) == 6 and fields[5].strip() == path and fields[1].startswith("r-"):
+        name = fields[5].strip() if len(fields) == 6 else ""
+        if (name in files or (folders and name.startswith(folders))) and fields[1].startswith("r-"):
             start, end = (int(x, 16) for x in fields[0].split("-"))
             dropped += madvise(start, end - start, _MADV_DONTNEED) == 0
     return dropped
@@ -105,11 +132,14 @@ _MADV_DONTNEED = 4
 
 
 class OpenVINOSession:
-    def __init__(self, compiled, name: str = "graph", mapped_weights: str | None = None):
+    def __init__(self, compiled, name: str = "graph", mapped_files: list[str] | None = None):
         self._compiled = compiled
         self.name = name
         self._request = compiled.create_infer_request()
-        self._mapped_weights = mapped_weights  # released after the first inference (see release_file_pages)
+        # released after the first inference and after each run at new input shapes: the plugin reads constants
+        # again from the mapping when it prepares kernels for a new shape (see release_file_pages)
+        self._mapped_files = mapped_files or []
+        self._shapes_seen: set = set()
         self.input_names = [port.get_any_name() for port in compiled.inputs]
         self.output_names = [port.get_any_name() for port in compiled.outputs]
 
@@ -119,10 +149,16 @@ class OpenVINOSession:
             self._request.infer(feeds, share_inputs=True)
         except RuntimeError as exc:  # a graph that does not take what its manifest says it takes
             raise BundleError(f"graph {self.name!r} failed ({engine_message(exc)})") from None
-        if self._mapped_weights:
-            release_file_pages(self._mapped_weights)
-            self._mapped_weights = None
+        shapes = tuple(np.shape(value) for value in feeds.values())
+        if shapes not in self._shapes_seen:
+            self._shapes_seen.add(shapes)
+            if self._mapped_files:
+                release_file_pages(*self._mapped_files)
         return {name: self._request.get_tensor(name).data.copy() for name in self.output_names}
+
+    def fork(self) -> "OpenVINOSession":
+        """A session on the same compiled graph with a request (and, for a stateful graph, a state) of its own."""
+        return OpenVINOSession(self._compiled, self.name, self._mapped_files)
 
     def set_states(self, values: dict[str, np.ndarray]) -> None:
         """Start a new sequence on a stateful graph: every state variable gets its initial value."""
@@ -222,14 +258,17 @@ def engine_message(exc: BaseException) -> str:
 BACKENDS = {"openvino": OpenVINOBackend, "onnxruntime": OnnxRuntimeBackend}
 
 
-def make_backend(backend, threads: int | None = None):
-    """A backend instance from a name ("openvino", "onnxruntime", "onnxruntime-cuda") or an instance."""
+def make_backend(backend, threads: int | None = None, cache_dir: str | os.PathLike | bool | None = None):
+    """A backend instance from a name ("openvino", "onnxruntime", "onnxruntime-cuda") or an instance; `cache_dir`
+    is OpenVINO's compile cache (True: the user's folder), ignored by the others."""
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise EdgevoiceError(f"threads must be a whole number of at least 1 (or None for all), not {threads!r}")
     if not isinstance(backend, str):
         return backend
     if backend == "onnxruntime-cuda":
         return OnnxRuntimeBackend(threads=threads, device="cuda")
+    if backend == "openvino":
+        return OpenVINOBackend(threads=threads, cache_dir=cache_dir)
     try:
         return BACKENDS[backend](threads=threads)
     except KeyError:

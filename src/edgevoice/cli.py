@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from importlib.metadata import entry_points
 
@@ -74,12 +75,30 @@ def main():
 # ------------------------------------------------------------------------------------------------ runtime
 
 
-def _synthesizer(bundle: str, backend: str, threads: int | None):
+def _synthesizer(bundle: str, backend: str, threads: int | None, cache_dir=True):
     from .families import load
 
     if threads is not None and threads < 1:
         fail(f"--threads must be at least 1, not {threads}")
-    return guarded(lambda: load(bundle, backend=backend, threads=threads))
+    return guarded(lambda: load(bundle, backend=backend, threads=threads, cache_dir=cache_dir))
+
+
+def cache_options(command):
+    """--cache-dir / --no-cache for commands that compile a bundle's graphs; the command gets `cache_dir`
+    (True: the user's cache folder, a folder, or None)."""
+    command = click.option("--no-cache", is_flag=True,
+                           help="do not read or write compiled graphs (each run compiles them again)")(command)
+    return click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                        help="folder for OpenVINO's compiled graphs  [default: $EDGEVOICE_CACHE_DIR, else "
+                             "$XDG_CACHE_HOME/edgevoice/openvino, else ~/.cache/edgevoice/openvino]")(command)
+
+
+def chosen_cache_dir(cache_dir: str | None, no_cache: bool):
+    if cache_dir is not None and no_cache:
+        fail("give --cache-dir or --no-cache, not both")
+    if no_cache:
+        return None
+    return os.path.abspath(os.path.expanduser(cache_dir)) if cache_dir else True  # absolute: Ray replicas too
 
 
 def _text_given(text: str | None, text_file: str | None) -> str:
@@ -131,7 +150,8 @@ def voice():
 @click.option("--backend", type=BACKEND_CHOICES, default="openvino", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads (default: all)")
 @click.option("--strict", is_flag=True, help=STRICT_HELP)
-def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads, strict):
+@cache_options
+def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads, strict, cache_dir, no_cache):
     """Analyse a reference clip once and save it as a voice profile."""
     import warnings
 
@@ -140,7 +160,7 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
     from .textinput import UnreadableTextWarning, check_encoding, prepare_text
 
     guarded(lambda: check_output(out, VoiceError))
-    synth = _synthesizer(bundle, backend, threads)
+    synth = _synthesizer(bundle, backend, threads, chosen_cache_dir(cache_dir, no_cache))
     if not hasattr(synth, "create_voice"):
         fail(f"{synth.bundle.manifest.family} bundles have built-in speakers, not cloned voices: "
              "use 'say --speaker NAME'")
@@ -194,8 +214,21 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
 @click.option("--max-new-tokens", type=int, default=None,
               help="MetaVoice: stage-1 tokens per sentence at most (150 per second of audio)  [default: as many as "
                    "the contexts allow]")
+@click.option("--min-tokens", type=int, default=None,
+              help="GPT-SoVITS: hold the end of each fragment back until this many tokens (25 per second)")
+@click.option("--max-tokens", type=int, default=None,
+              help="GPT-SoVITS: tokens per fragment at most  [default: the model's limit]")
+@click.option("--batch-size", type=int, default=None,
+              help="GPT-SoVITS: sentences whose GPT decodes together (more throughput on long texts, same audio)")
+@click.option("--stream", "stream_format", type=click.Choice(["wav", "pcm"]), default=None,
+              help="write the audio to standard output (--out -) as it is made: a wav of unknown length, or raw "
+                   "16-bit mono PCM at the model's rate")
+@click.option("--chunk-tokens", type=int, default=None,
+              help="GPT-SoVITS with --stream: audio every N tokens while a sentence is still being generated "
+                   "(25 = 1 s)  [default: the model's, 25]")
+@cache_options
 def say(bundle, voice_path, speaker, prompt, text, text_file, strict, language, out, seed, backend, threads,
-        **given):
+        stream_format, chunk_tokens, cache_dir, no_cache, **given):
     """Synthesise TEXT and write a wav file: with a cloned voice (GPT-SoVITS) or a built-in speaker and a style
     prompt (EmotiVoice). Options left out take the bundle's defaults. Markup and terminal escapes are removed from
     the text; characters the model cannot read are named in a warning (an error with --strict)."""
@@ -208,14 +241,21 @@ def say(bundle, voice_path, speaker, prompt, text, text_file, strict, language, 
     from .textinput import UnreadableTextWarning
 
     text = _text_given(text, text_file)
+    if stream_format and str(out) != "-":
+        fail("--stream writes to standard output: give --out -")
+    if chunk_tokens is not None and not stream_format:
+        fail("--chunk-tokens applies to --stream")
     guarded(lambda: check_output(out))  # before minutes of synthesis, not after
-    synth = _synthesizer(bundle, backend, threads)
+    synth = _synthesizer(bundle, backend, threads, chosen_cache_dir(cache_dir, no_cache))
     if hasattr(synth, "show_progress"):  # token-level progress for families whose sentences take minutes
         synth.show_progress = sys.stderr.isatty()
     profile = guarded(lambda: synth.voice_for(voice=voice_path, speaker=speaker, prompt=prompt))
     options = guarded(lambda: synth.default_options.with_overrides(seed=seed, **given))
     fragments = guarded(lambda: synth.split_text(text, language, options)) if text.strip() else []
     _check_readable(synth, text, language, strict)
+    if stream_format:
+        _say_streaming(synth, text, profile, language, options, stream_format, chunk_tokens)
+        return
     chunks: list = []
 
     def speak() -> None:
@@ -235,6 +275,52 @@ def say(bundle, voice_path, speaker, prompt, text, text_file, strict, language, 
     path = guarded(lambda: write_wav(out, audio, synth.sample_rate))
     # with --out - the wav itself is on standard output, so the summary goes to stderr
     click.echo(f"wrote {path} ({audio.size / synth.sample_rate:.2f} s)", err=str(out) == "-")
+
+
+def _say_streaming(synth, text, voice, language, options, stream_format: str, chunk_tokens: int | None) -> None:
+    """`say --stream`: 16-bit audio to standard output chunk by chunk (GPT-SoVITS: every `chunk_tokens` tokens)."""
+    import inspect
+    import warnings
+
+    from tqdm import tqdm
+
+    from .audio import to_int16, wav_header
+    from .textinput import UnreadableTextWarning
+
+    keywords = {}
+    if "chunk_tokens" in inspect.signature(synth.stream).parameters:
+        keywords["chunk_tokens"] = chunk_tokens or synth.stream_chunk_tokens
+    elif chunk_tokens is not None:
+        fail(f"--chunk-tokens does not apply to {synth.bundle.manifest.family}: it streams sentence by sentence")
+    sink = sys.stdout.buffer
+    samples = 0
+
+    def write(data: bytes) -> None:
+        try:
+            sink.write(data)
+            sink.flush()
+        except BrokenPipeError:
+            raise EdgevoiceError("standard output was closed before the audio ended") from None
+        except OSError as exc:
+            raise EdgevoiceError(f"cannot write to standard output: {exc.strerror or exc}") from None
+
+    def speak() -> None:
+        nonlocal samples
+        if stream_format == "wav":
+            write(wav_header(synth.sample_rate))
+        with tqdm(desc="speaking", unit=" s of audio", file=sys.stderr, disable=None,
+                  bar_format="{desc}: {n:.1f}{unit} [{elapsed}]") as bar:
+            for chunk in synth.stream(text, voice, language, options, **keywords):
+                write(to_int16(chunk.audio).tobytes())
+                samples += chunk.audio.size
+                bar.update(chunk.audio.size / synth.sample_rate)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreadableTextWarning)  # reported before, once
+        guarded(speak)
+    if not samples:
+        fail("the model produced no audio for this text")
+    click.echo(f"streamed {samples / synth.sample_rate:.2f} s of audio", err=True)
 
 
 @main.command()
@@ -261,6 +347,14 @@ def info(bundle, as_json, no_verify):
         figures += [f"{key.split('_')[0].upper()} vs FP32 {accuracy_summary(value)}"
                     for key, value in graph.accuracy.items() if key.endswith("_vs_fp32")]
         click.echo(f"  {name:14s} {graph.precision:5s} {', '.join(sorted(graph.files)):14s} {'; '.join(figures)}")
+    # what each graph runs in here with OpenVINO, and why (the quantiser's recorded choice or the load-time fallback)
+    from .cpu import detect, precision_here
+
+    here = detect()
+    click.echo(f"on this CPU: {here.summary()}")
+    for name in manifest.graphs:
+        runs = precision_here(manifest, name, here)
+        click.echo(f"  {name:14s} {runs.summary():40s} {runs.why}")
 
 
 

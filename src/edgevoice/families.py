@@ -10,6 +10,7 @@ import importlib
 from os import PathLike
 from pathlib import Path
 
+from .backends import make_backend
 from .bundle import Bundle
 from .errors import BundleError
 
@@ -40,9 +41,12 @@ def check_bundle(bundle: Bundle, family: str, graph_inputs: dict[str, set[str]],
                               f"feeds ({', '.join(sorted(expected))}); re-export the bundle with this version")
 
 
-def load(path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
-    """Open a bundle with its family's synthesizer."""
+def load(path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True,
+         cache_dir: str | PathLike | bool | None = True):
+    """Open a bundle with its family's synthesizer. `cache_dir`: where OpenVINO keeps compiled graphs (True: the
+    user's cache folder, see `compile_cache`; None: no cache)."""
     if not isinstance(path, (str, PathLike)):
         raise BundleError(f"a bundle is a folder path, not {type(path).__name__}")
     bundle = Bundle.load(path, verify=verify, lazy=True)
+    backend = make_backend(backend, threads, cache_dir)  # a named backend; an instance passes through unchanged
     return family_module(bundle.manifest.family).Synthesizer(bundle, backend=backend, threads=threads)

@@ -109,12 +109,13 @@ class DecoderLayer(nn.Module):
         out = probs[..., :capacity] @ past_v + probs[..., capacity:] * vh
         return self._finish(x, attn.merge_heads(out)), kh, vh
 
-    def decode(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor):
-        """One query row against `past_*` [B, H, L, Dh] joined with its own key/value; returns the joined caches."""
+    def decode(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, mask: torch.Tensor | None):
+        """One query row against `past_*` [B, H, L, Dh] joined with its own key/value; returns the joined caches.
+        `mask` [B, L+1] (or None: attend to all) is 0 for the slots a row attends to and -inf for its padding."""
         attn = self.self_attn
         q, k, v = (attn.split_heads(t) for t in attn.project(x))
         keys, values = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
-        out = F.scaled_dot_product_attention(q, keys, values)
+        out = F.scaled_dot_product_attention(q, keys, values, None if mask is None else mask[:, None, None, :])
         return self._finish(x, attn.merge_heads(out)), keys, values
 
 
@@ -176,9 +177,11 @@ class Text2SemanticDecoder(nn.Module):
         return self.ar_predict_layer(xy[:, -1]), keys, values
 
     def step(self, token: torch.Tensor, position: torch.Tensor, past_mask: torch.Tensor, past_keys, past_values):
-        """token [B,1] int64, position [1] int64 (audio position of this token), past_mask [B,C] (0 = filled,
-        -inf = spare), caches [B,H,C,Dh] → logits [B,V], new K/V rows [B,H,1,Dh]."""
-        x = self.ar_audio_position(self.ar_audio_embedding(token), position)
+        """token [B,1] int64, position [B] int64 (each row's audio position of its token), past_mask [B,C]
+        (0 = filled, -inf = spare), caches [B,H,C,Dh] → logits [B,V], new K/V rows [B,H,1,Dh]. Rows are
+        independent sequences (a batch): each has its own position and its own filled slots."""
+        positions = self.ar_audio_position.alpha * sine_positions(position, self.dim)  # [B, D]
+        x = self.ar_audio_embedding(token) + positions[:, None]
         keys, values = [], []
         for layer, past_k, past_v in zip(self.h.layers, past_keys, past_values):
             x, k, v = layer.step(x, past_k, past_v, past_mask)
@@ -186,12 +189,13 @@ class Text2SemanticDecoder(nn.Module):
             values.append(v)
         return self.ar_predict_layer(x[:, -1]), keys, values
 
-    def decode(self, token: torch.Tensor, position: torch.Tensor, past_keys, past_values):
-        """token [B,1] int64, position [1] int64, caches [B,H,L,Dh] → logits [B,V], caches [B,H,L+1,Dh]."""
-        x = self.ar_audio_position(self.ar_audio_embedding(token), position)
+    def decode(self, token: torch.Tensor, position: torch.Tensor, mask: torch.Tensor | None, past_keys, past_values):
+        """token [B,1] int64, position [B] int64, mask [B,L+1] (0 = attend, -inf = a row's padding) or None, caches
+        [B,H,L,Dh] → logits [B,V], caches [B,H,L+1,Dh]."""
+        x = self.ar_audio_embedding(token) + self.ar_audio_position.alpha * sine_positions(position, self.dim)[:, None]
         keys, values = [], []
         for layer, past_k, past_v in zip(self.h.layers, past_keys, past_values):
-            x, k, v = layer.decode(x, past_k, past_v)
+            x, k, v = layer.decode(x, past_k, past_v, mask)
             keys.append(k)
             values.append(v)
         return self.ar_predict_layer(x[:, -1]), keys, values

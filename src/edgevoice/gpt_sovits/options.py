@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from . import frontend
 from ..errors import OptionsError
 from ..options import ModelOptions
-from .sampler import SamplingOptions
+from .sampler import UPSTREAM_MIN_TOKENS, SamplingOptions
 
 FAMILY = "gpt-sovits"
 SPEED_RANGE = (0.25, 4.0)
+MAX_BATCH = 64  # fragments decoded together; the KV cache is allocated per row
 
 
 def stretched_frames(tokens: int, speed: float = 1.0) -> int:
@@ -30,10 +31,12 @@ class SynthesisOptions(ModelOptions):
     repetition_penalty: float = 1.35
     noise_scale: float = 0.5
     max_tokens: int | None = None  # None: the model's limit (upstream's: 1499 tokens for max_sec 54)
+    min_tokens: int = UPSTREAM_MIN_TOKENS  # EOS is held back until this many tokens (e.g. to fix a benchmark's length)
     seed: int | None = None
     split_method: str = "cut1"
     fragment_interval: float = 0.3  # seconds of silence after each fragment
     speed: float = 1.0  # speech rate: 2 = twice as fast, 0.5 = half as fast (upstream's speed_factor)
+    batch_size: int = 1  # fragments whose GPT decodes together (throughput; the audio is the same)
 
     def __post_init__(self):
         super().__post_init__()
@@ -42,6 +45,8 @@ class SynthesisOptions(ModelOptions):
             raise OptionsError("noise_scale must not be negative")
         if self.fragment_interval < 0:
             raise OptionsError("fragment_interval must not be negative")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise OptionsError(f"batch_size must be 1…{MAX_BATCH}, not {self.batch_size}")
         if not SPEED_RANGE[0] <= self.speed <= SPEED_RANGE[1]:
             raise OptionsError(f"speed {self.speed} is outside {SPEED_RANGE[0]}–{SPEED_RANGE[1]}")
         if self.split_method not in frontend.CUT_METHODS:
@@ -50,4 +55,5 @@ class SynthesisOptions(ModelOptions):
 
     def sampling(self) -> SamplingOptions:
         return SamplingOptions(top_k=self.top_k, top_p=self.top_p, temperature=self.temperature,
-                               repetition_penalty=self.repetition_penalty, max_tokens=self.max_tokens)
+                               repetition_penalty=self.repetition_penalty, min_tokens=self.min_tokens,
+                               max_tokens=self.max_tokens)

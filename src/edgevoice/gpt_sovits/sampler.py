@@ -17,6 +17,7 @@ from ..errors import OptionsError
 
 # Tokens one fragment may be given (25 a second: over an hour of audio); the token history is allocated up front.
 MAX_TOKENS = 100_000
+UPSTREAM_MIN_TOKENS = 11  # upstream bans EOS while idx < 11
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class SamplingOptions:
     top_p: float = 1.0
     temperature: float = 1.0
     repetition_penalty: float = 1.35
-    min_tokens: int = 11  # EOS is banned before this many tokens were generated (upstream: idx < 11)
+    min_tokens: int = UPSTREAM_MIN_TOKENS  # EOS is banned before this many tokens were generated
     max_tokens: int | None = None  # None: the model's own limit, `upstream_token_limit(max_sec)`
 
     def __post_init__(self):
@@ -37,6 +38,8 @@ class SamplingOptions:
             raise OptionsError("temperature must be positive")
         if self.repetition_penalty <= 0:
             raise OptionsError("repetition_penalty must be positive")
+        if not 0 <= self.min_tokens <= MAX_TOKENS:
+            raise OptionsError(f"min_tokens must be 0…{MAX_TOKENS:,}, not {self.min_tokens}")
         if self.max_tokens is not None and not 1 <= self.max_tokens <= MAX_TOKENS:
             raise OptionsError(f"max_tokens must be 1…{MAX_TOKENS:,}, not {self.max_tokens}")
 

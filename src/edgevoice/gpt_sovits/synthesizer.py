@@ -35,7 +35,10 @@ from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceErro
 from ..families import check_bundle
 from ..options import AudioChunk
 from .options import FAMILY, SynthesisOptions, stretched_frames
-from .sampler import SamplingOptions, sample_token, upstream_token_limit
+from .chunking import (LONG_FRAGMENT_CHUNK, LONG_FRAGMENT_CONTEXT, STREAM_CHUNK_GROWTH, STREAM_CHUNK_TOKENS,
+                       STREAM_CONTEXT_TOKENS, FrameNoise, Window, check_chunk_tokens, next_window, windows)
+from .options import MAX_BATCH
+from .sampler import MAX_TOKENS, SamplingOptions, sample_token, upstream_token_limit
 from .spectrogram import kaldi_fbank, linear_spectrogram
 from .voice import Voice
 
@@ -44,8 +47,10 @@ GRAPH_INPUTS = {
     "hubert_codes": {"wav16k"}, "ref_encoder": {"refer_spec"}, "bert": {"input_ids"},
     "gpt_prefill": {"phone_ids", "bert_features", "prompt_tokens"}, "gpt_step": {"token", "position", "past_mask"},
     "gpt_decode": {"token", "position", "beam_idx"},
+    "gpt_batch_decode": {"token", "position", "past_mask", "beam_idx"},
     "sovits_decode": {"codes", "phone_ids", "ge", "noise"},
 }
+REFERENCE_GRAPHS = ("hubert_codes", "ref_encoder", "sv_embedding")  # run by create_voice only
 HUBERT_PAD_SAMPLES = 9600  # upstream appends int(32000 * 0.3) zeros to the *16 kHz* reference (0.6 s)
 MAX_TEXT_CHARS = 5000
 MAX_TRANSCRIPT_CHARS = 1000  # a 10 s reference is read in about 200 characters
@@ -63,6 +68,47 @@ class Fragment:
     tokens: np.ndarray
     noise: np.ndarray  # flow noise, already multiplied by the noise scale
     audio: np.ndarray
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """One sequence for `Synthesizer.generate_rows`: the GPT's inputs, its sampling options and generator."""
+
+    phone_ids: np.ndarray
+    bert_features: np.ndarray
+    prompt_tokens: np.ndarray
+    options: SamplingOptions
+    rng: np.random.Generator
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One request of `Synthesizer.synthesize_batch`: its own text, voice, language and options."""
+
+    text: str
+    voice: Voice
+    language: str = "en"
+    options: SynthesisOptions | None = None
+
+
+@dataclass(frozen=True)
+class _FragmentJob:
+    text: str
+    voice: Voice
+    language: str
+    sampling: SamplingOptions
+    noise_scale: float
+    rng: np.random.Generator
+    speed: float = 1.0
+
+
+def fragment_rngs(seed: int | None) -> Iterator[np.random.Generator]:
+    """One generator per fragment, from the call's seed and the fragment's index: a fragment's tokens and noise
+    do not depend on how many tokens the fragments before it took, so batched and one-by-one runs agree."""
+    index = 0
+    while True:
+        yield np.random.default_rng(None if seed is None else [seed, index])
+        index += 1
 
 
 def phoneme_report(text: str, language: str, version: str = "v2") -> dict:
@@ -100,6 +146,7 @@ def _finite(values, what: str) -> np.ndarray:
 
 
 class Synthesizer:
+    stream_chunk_tokens = STREAM_CHUNK_TOKENS  # chunk size for callers that stream without choosing one
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
         check_bundle(bundle, FAMILY, GRAPH_INPUTS, optional=True)  # which graphs a bundle has depends on its version
         manifest = bundle.manifest
@@ -135,6 +182,22 @@ class Synthesizer:
         if name not in self._sessions:
             self._sessions[name] = self.backend.session(self.bundle, name)
         return self._sessions[name]
+
+    @serialized
+    def release_graphs(self, names: Sequence[str] | None = None) -> list[str]:
+        """Unload compiled graphs (all loaded ones when `names` is None), giving their memory back; a later call that
+        needs one compiles it again (from the compile cache: a fraction of a second). Returns the names unloaded.
+        A stream in progress keeps the graphs it holds until it ends."""
+        unloaded = [name for name in self._sessions if names is None or name in names]
+        for name in unloaded:
+            del self._sessions[name]
+        return unloaded
+
+    def release_reference_graphs(self) -> list[str]:
+        """Unload the graphs only `create_voice` runs (HuBERT, the reference encoder, the speaker embedding):
+        synthesis with a finished voice never needs them (full-size INT8: ~280 MiB of RSS, see
+        benchmarks/results/startup_memory.md)."""
+        return self.release_graphs(REFERENCE_GRAPHS)
 
     def _run(self, name: str, **feeds) -> dict[str, np.ndarray]:
         return self._session(name).run(feeds)
@@ -206,12 +269,20 @@ class Synthesizer:
     @serialized
     def generate_tokens(self, phone_ids, bert_features, prompt_tokens, options: SamplingOptions | None = None,
                         rng: np.random.Generator | None = None) -> np.ndarray:
+        return np.fromiter(self._token_stream(phone_ids, bert_features, prompt_tokens, options, rng), np.int64)
+
+    def _token_stream(self, phone_ids, bert_features, prompt_tokens, options: SamplingOptions | None = None,
+                      rng: np.random.Generator | None = None, own_cache: bool = False) -> Iterator[int]:
+        """Semantic tokens one by one as the GPT samples them (upstream's sampler and stopping rules).
+
+        `own_cache`: the sequence gets a KV cache of its own (a new OpenVINO request), so other calls may use this
+        synthesizer between two tokens — what streaming needs, as its caller may resume it from any thread."""
         options = options or SamplingOptions()
         rng = rng or np.random.default_rng()
         prompt = _ids(prompt_tokens, self._model["gpt"]["vocab_size"], "prompt tokens")[0]
         limit = options.max_tokens or upstream_token_limit(self._model["gpt"].get("max_sec"),
                                                            reference_free=prompt.size == 0)
-        cache = self._prefill(phone_ids, bert_features, prompt)
+        cache = self._prefill(phone_ids, bert_features, prompt, own_cache)
         eos = self._model["gpt"]["eos"]
         history = np.empty(prompt.size + limit, dtype=np.int64)
         history[: prompt.size] = prompt
@@ -219,13 +290,13 @@ class Synthesizer:
         for step in range(limit):
             token, stop = sample_token(logits, history[: prompt.size + generated], step, eos, options, rng)
             if stop:
-                break
+                return
             history[prompt.size + generated] = token
             generated += 1
+            yield token
             if generated == limit:
-                break
+                return
             logits = cache.step(token)
-        return history[prompt.size : prompt.size + generated].copy()
 
     @serialized
     def decode_tokens(self, tokens, phone_ids, refer_spec=None, noise=None, ge=None, speed: float = 1.0
@@ -358,15 +429,79 @@ class Synthesizer:
             raise VoiceError(f"the voice's ge has shape {list(voice.ge.shape)}; this bundle's is "
                              f"{list(self._ge_shape)}")
 
-    def stream(self, text: str, voice: Voice, language: str = "en", options: SynthesisOptions | None = None
-               ) -> Iterator[AudioChunk]:
+    def stream(self, text: str, voice: Voice, language: str = "en", options: SynthesisOptions | None = None,
+               chunk_tokens: int | None = None) -> Iterator[AudioChunk]:
         """Synthesise fragment by fragment (sentences grouped by the split method), yielding audio as it is ready.
         Markup and escapes are removed first (`textinput.prepare_text`); characters the front end cannot read are
-        named in an `UnreadableTextWarning`."""
+        named in an `UnreadableTextWarning`.
+
+        `chunk_tokens`: yield audio once `chunk_tokens` semantic tokens (25 = 1 s of audio) and their context are
+        generated, then in chunks growing to 4 × `chunk_tokens` while the GPT is still writing the fragment, then
+        the fragment's pause as a chunk of its own (see `chunking`: the joined audio
+        matches the unchunked decode to ~80 dB or better). Chunks are clipped at ±1 rather than scaled by the
+        fragment's peak, which is not known yet. Speeds other than 1 stretch a fragment as a whole, so they are
+        decoded per fragment."""
         options = options or self.default_options
         if not isinstance(options, SynthesisOptions):
             raise OptionsError(f"options must be SynthesisOptions, not {type(options).__name__}")
+        if chunk_tokens is not None:
+            chunk_tokens = check_chunk_tokens(chunk_tokens)
         self.check_voice(voice)
+        if chunk_tokens is not None and options.batch_size > 1:
+            raise OptionsError("chunk_tokens streams one fragment at a time: use batch_size 1 with it")
+        fragments = self._fragments(text, language, options)
+        pause = np.zeros(int(round(options.fragment_interval * self.sample_rate)), np.float32)
+        jobs = [_FragmentJob(piece, voice, language, options.sampling(), options.noise_scale, rng, options.speed)
+                for piece, rng in zip(fragments, fragment_rngs(options.seed))]
+        if chunk_tokens is not None and options.speed == 1:
+            for job in jobs:
+                yield from self._fragment_chunks(job, chunk_tokens, pause)
+            return
+        for start in range(0, len(jobs), options.batch_size):
+            group = jobs[start:start + options.batch_size]
+            for job, fragment in zip(group, self._synthesize_fragments(group)):
+                if fragment is not None:
+                    yield self._fragment_chunk(fragment, pause)
+
+    def _fragment_chunk(self, fragment: "Fragment", pause: np.ndarray) -> AudioChunk:
+        audio = fragment.audio
+        peak = float(np.abs(audio).max())
+        if peak > 1.0:
+            audio = audio / peak
+        return AudioChunk(fragment.text, np.concatenate([audio, pause]), self.sample_rate, fragment.tokens)
+
+    def synthesize_batch(self, requests: Sequence[BatchRequest], batch_size: int = 8) -> list[np.ndarray]:
+        """Several independent requests (each its own voice, language and options) at once: their fragments go
+        through the GPT `batch_size` at a time (`generate_rows`), SoVITS one by one. Each request's audio is the
+        audio `synthesize` gives it alone with the same options."""
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise OptionsError(f"batch_size must be 1…{MAX_BATCH}, not {batch_size}")
+        jobs: list[tuple[int, _FragmentJob, np.ndarray]] = []
+        for index, request in enumerate(requests):
+            if not isinstance(request, BatchRequest):
+                raise OptionsError(f"requests are BatchRequest objects, not {type(request).__name__}")
+            options = request.options or self.default_options
+            if not isinstance(options, SynthesisOptions):
+                raise OptionsError(f"options must be SynthesisOptions, not {type(options).__name__}")
+            self.check_voice(request.voice)
+            pause = np.zeros(int(round(options.fragment_interval * self.sample_rate)), np.float32)
+            for piece, rng in zip(self._fragments(request.text, request.language, options),
+                                  fragment_rngs(options.seed)):
+                job = _FragmentJob(piece, request.voice, request.language, options.sampling(), options.noise_scale,
+                                   rng, options.speed)
+                jobs.append((index, job, pause))
+        audio: list[list[np.ndarray]] = [[] for _ in requests]
+        for start in range(0, len(jobs), batch_size):
+            group = jobs[start:start + batch_size]
+            for (index, _, pause), fragment in zip(group, self._synthesize_fragments([job for _, job, _ in group])):
+                if fragment is not None:
+                    audio[index].append(self._fragment_chunk(fragment, pause).audio)
+        if not all(audio):
+            raise TextError(f"the model produced no audio for request {audio.index([])}")
+        return [np.concatenate(parts) for parts in audio]
+
+    def _fragments(self, text: str, language: str, options: SynthesisOptions) -> list[str]:
+        """The text's fragments, after every check a call makes before any graph runs."""
         text = textinput.prepare_text(text)
         if not text.strip():
             raise TextError("the text to synthesise is empty")
@@ -377,39 +512,86 @@ class Synthesizer:
         unreadable.warn()
         if options.speed != 1:
             self._require_speed_control()  # before any GPT work
-        rng = np.random.default_rng(options.seed)
-        sampling = options.sampling()
-        pause = np.zeros(int(round(options.fragment_interval * self.sample_rate)), np.float32)
         fragments = frontend.split_target_text(text, language, options.split_method)
         if not fragments:
             raise TextError("the text contains nothing to speak")
-        for text_piece in fragments:
-            fragment = self.synthesize_fragment(text_piece, voice, language, sampling, options.noise_scale, rng,
-                                                options.speed)
-            if fragment is None:
-                continue
-            audio = fragment.audio
-            peak = float(np.abs(audio).max())
-            if peak > 1.0:
-                audio = audio / peak
-            yield AudioChunk(text_piece, np.concatenate([audio, pause]), self.sample_rate, fragment.tokens)
+        return fragments
+
+    def _fragment_inputs(self, text: str, voice: Voice, language: str):
+        """Target phones (what SoVITS reads) and the GPT's phones and BERT features (the voice's prompt first)."""
+        phones, bert = self.phonemize(text, language)
+        target = np.asarray(phones.phone_ids, np.int64)
+        return target, np.concatenate([voice.prompt_phone_ids, target]), np.concatenate([voice.prompt_bert, bert],
+                                                                                         axis=1)
+
+    def _fragment_noise(self, rng: np.random.Generator, noise_scale: float) -> FrameNoise:
+        # drawn from a generator of the fragment's own, seeded before its tokens, so that streaming (noise drawn
+        # between tokens) and whole fragments consume `rng` alike
+        return FrameNoise(np.random.default_rng(rng.integers(2 ** 63)), self._model["sovits"]["inter_channels"],
+                          noise_scale)
 
     def synthesize_fragment(self, text: str, voice: Voice, language: str, sampling: SamplingOptions,
                             noise_scale: float, rng: np.random.Generator, speed: float = 1.0
                             ) -> "Fragment | None":
-        """One fragment through phones → GPT → SoVITS; None when the GPT ends at once (no tokens)."""
-        phones, bert = self.phonemize(text, language)
-        target = np.asarray(phones.phone_ids, np.int64)
-        gpt_phones = np.concatenate([voice.prompt_phone_ids, target])
-        gpt_bert = np.concatenate([voice.prompt_bert, bert], axis=1)
-        tokens = self.generate_tokens(gpt_phones, gpt_bert, voice.prompt_tokens, sampling, rng)
+        """One fragment through phones → GPT → SoVITS; None when the GPT ends at once (no tokens). A long fragment
+        at speed 1 goes through SoVITS in windows of one length (`chunking`: memory does not grow per length)."""
+        return self._synthesize_fragments([_FragmentJob(text, voice, language, sampling, noise_scale, rng, speed)])[0]
+
+    def _synthesize_fragments(self, jobs: Sequence[_FragmentJob]) -> "list[Fragment | None]":
+        """Fragments whose GPT runs as one batch (`generate_rows`); SoVITS decodes each in turn."""
+        inputs = [self._fragment_inputs(job.text, job.voice, job.language) for job in jobs]
+        noises = [self._fragment_noise(job.rng, job.noise_scale) for job in jobs]  # drawn before the tokens
+        rows = [TokenRequest(gpt_phones, gpt_bert, job.voice.prompt_tokens, job.sampling, job.rng)
+                for job, (_, gpt_phones, gpt_bert) in zip(jobs, inputs)]
+        tokens = self.generate_rows(rows)
+        return [self._decode_fragment(job, inp, noise, toks) for job, inp, noise, toks in zip(jobs, inputs, noises,
+                                                                                             tokens)]
+
+    def _decode_fragment(self, job: _FragmentJob, inputs, noise: FrameNoise, tokens: np.ndarray
+                         ) -> "Fragment | None":
         if tokens.size == 0:
             return None
-        channels = self._model["sovits"]["inter_channels"]
-        frames = stretched_frames(tokens.size, speed)
-        noise = rng.standard_normal((1, channels, frames)).astype(np.float32) * noise_scale
-        audio = self.decode_tokens(tokens, target, noise=noise, ge=voice.ge)  # the noise's length sets the rate
-        return Fragment(text, target, gpt_phones, gpt_bert, tokens, noise, audio)
+        target, gpt_phones, gpt_bert = inputs
+        frames = noise.take(0, stretched_frames(tokens.size, job.speed))
+        if job.speed == 1 and tokens.size > LONG_FRAGMENT_CHUNK + 2 * LONG_FRAGMENT_CONTEXT:
+            parts = windows(tokens.size, LONG_FRAGMENT_CHUNK, LONG_FRAGMENT_CONTEXT)
+            audio = np.concatenate([self._decode_window(tokens, target, noise, job.voice.ge, w) for w in parts])
+        else:
+            audio = self.decode_tokens(tokens, target, noise=frames, ge=job.voice.ge)  # the noise sets the rate
+        return Fragment(job.text, target, gpt_phones, gpt_bert, tokens, frames, audio)
+
+    def _fragment_chunks(self, job: _FragmentJob, chunk_tokens: int, pause: np.ndarray) -> Iterator[AudioChunk]:
+        """One fragment as audio chunks of `chunk_tokens` tokens, each decoded as soon as its right context is
+        generated, then the pause; nothing when the GPT ends at once."""
+        text, voice, sampling, rng = job.text, job.voice, job.sampling, job.rng
+        target, gpt_phones, gpt_bert = self._fragment_inputs(text, voice, job.language)
+        noise = self._fragment_noise(rng, job.noise_scale)
+        tokens = np.empty(MAX_TOKENS, np.int64)
+        count = kept = 0
+
+        def ready(final: bool) -> Iterator[AudioChunk]:
+            nonlocal kept
+            while (window := next_window(kept, count, final, chunk_tokens, STREAM_CONTEXT_TOKENS,
+                                         STREAM_CHUNK_GROWTH)) is not None:
+                audio = np.clip(self._decode_window(tokens[:count], target, noise, voice.ge, window), -1.0, 1.0)
+                kept = window.keep_stop
+                yield AudioChunk(text, audio, self.sample_rate, tokens[window.keep_start:window.keep_stop].copy())
+
+        for token in self._token_stream(gpt_phones, gpt_bert, voice.prompt_tokens, sampling, rng, own_cache=True):
+            tokens[count] = token
+            count += 1
+            yield from ready(final=False)
+        yield from ready(final=True)
+        if count:
+            yield AudioChunk(text, pause, self.sample_rate, np.zeros(0, np.int64))
+
+    def _decode_window(self, tokens: np.ndarray, target: np.ndarray, noise: FrameNoise, ge: np.ndarray,
+                       window: Window) -> np.ndarray:
+        """The audio of tokens `[window.keep_start, window.keep_stop)`, decoded with the window's context."""
+        per_token = 2 * self._model["sovits"]["hop_length"]  # two 50 Hz frames per 25 Hz token
+        audio = self.decode_tokens(tokens[window.start:window.stop], target,
+                                   noise=noise.take(2 * window.start, 2 * window.stop), ge=ge)
+        return audio[(window.keep_start - window.start) * per_token:(window.keep_stop - window.start) * per_token]
 
     def synthesize(self, text: str, voice: Voice, language: str = "en", options: SynthesisOptions | None = None
                    ) -> np.ndarray:
@@ -420,7 +602,17 @@ class Synthesizer:
 
     # ---------------------------------------------------------------- internals
 
-    def _prefill(self, phone_ids, bert_features, prompt_tokens) -> "_KVCache | StatefulCache":
+    def _prefill(self, phone_ids, bert_features, prompt_tokens, own_cache: bool = False
+                 ) -> "HostKVCache | StatefulCache":
+        out, prompt_len = self._prefill_run(phone_ids, bert_features, prompt_tokens)
+        if self._stateful_decode:
+            states = self.bundle.graph("gpt_decode").states
+            session = self._session("gpt_decode")
+            return StatefulCache(session.fork() if own_cache else session, out, states, prompt_len)
+        return HostKVCache(self._session("gpt_step"), out, self._model["gpt"]["n_layer"], prompt_len)
+
+    def _prefill_run(self, phone_ids, bert_features, prompt_tokens) -> tuple[dict, int]:
+        """The checked prefill of one sequence → (its outputs, the prompt's length)."""
         phone_ids = _ids(phone_ids, self._phone_count, "phone ids")
         bert = _finite(bert_features, "bert_features")
         phones = phone_ids.shape[1]
@@ -429,11 +621,69 @@ class Synthesizer:
                                "expected)")
         bert = bert.reshape(1, *bert.shape[-2:])
         prompt = _ids(prompt_tokens, self._model["gpt"]["vocab_size"], "prompt tokens")
-        out = self._run("gpt_prefill", phone_ids=phone_ids, bert_features=bert, prompt_tokens=prompt)
+        with self._lock:
+            out = self._run("gpt_prefill", phone_ids=phone_ids, bert_features=bert, prompt_tokens=prompt)
+        return out, prompt.shape[1]
+
+    @property
+    def batches_tokens(self) -> bool:
+        """Whether this bundle and backend decode several sequences in one step: OpenVINO's stateful
+        `gpt_batch_decode`, else `gpt_step` with a batch axis (bundles exported before batching have neither)."""
         if self._stateful_decode:
-            states = self.bundle.graph("gpt_decode").states
-            return StatefulCache(self._session("gpt_decode"), out, states, prompt.shape[1])
-        return _KVCache(self._session("gpt_step"), out, self._model["gpt"]["n_layer"], prompt.shape[1])
+            batch = self.bundle.manifest.graphs.get("gpt_batch_decode")
+            return batch is not None and self.backend.file_format in batch.files
+        step = self.bundle.manifest.graphs.get("gpt_step")
+        file_format = getattr(self.backend, "file_format", None)
+        return (step is not None and (file_format in step.files or file_format == "torch")
+                and step.inputs[0].shape[0] == "batch")
+
+    @serialized
+    def generate_rows(self, rows: "Sequence[TokenRequest]") -> list[np.ndarray]:
+        """The GPT's tokens for several independent sequences, decoded together: one step feeds one token per
+        unfinished row, so the weights are read once for all of them. Each row samples with its own options and
+        generator exactly as `generate_tokens` would; finished rows leave the batch."""
+        if len(rows) < 2 or not self.batches_tokens:
+            return [self.generate_tokens(r.phone_ids, r.bert_features, r.prompt_tokens, r.options, r.rng)
+                    for r in rows]
+        eos, max_sec = self._model["gpt"]["eos"], self._model["gpt"].get("max_sec")
+        prefills, histories, limits = [], [], []
+        for row in rows:
+            prompt = _ids(row.prompt_tokens, self._model["gpt"]["vocab_size"], "prompt tokens")[0]
+            limit = row.options.max_tokens or upstream_token_limit(max_sec, reference_free=prompt.size == 0)
+            prefills.append(self._prefill_run(row.phone_ids, row.bert_features, prompt)[0])
+            history = np.empty(prompt.size + limit, np.int64)
+            history[: prompt.size] = prompt
+            histories.append(history)
+            limits.append(limit)
+        prompt_lens = [h.size - limit for h, limit in zip(histories, limits)]
+        if self._stateful_decode:
+            cache = StatefulCache.of_rows(self._session("gpt_batch_decode"), prefills,
+                                          self.bundle.graph("gpt_batch_decode").states, prompt_lens)
+        else:
+            cache = HostKVCache.of_rows(self._session("gpt_step"), prefills, self._model["gpt"]["n_layer"],
+                                        prompt_lens)
+        counts = [0] * len(rows)
+        active = list(range(len(rows)))  # rows still generating, in the cache's row order
+        for step in range(max(limits)):
+            fed, stays = [], []
+            for slot, index in enumerate(active):
+                row, end = rows[index], prompt_lens[index] + counts[index]
+                token, stop = sample_token(cache.row_logits[slot], histories[index][:end], step, eos, row.options,
+                                           row.rng)
+                if stop:
+                    continue
+                histories[index][end] = token
+                counts[index] += 1
+                if counts[index] < limits[index]:
+                    fed.append(token)
+                    stays.append(slot)
+            if not stays:
+                break
+            if len(stays) < len(active):
+                cache.keep_rows(np.array(stays))
+                active = [active[slot] for slot in stays]
+            cache.step_rows(np.array(fed, np.int64))
+        return [h[n: n + c].copy() for h, n, c in zip(histories, prompt_lens, counts)]
 
     def _require_speed_control(self) -> None:
         if not self.speed_control:
@@ -452,68 +702,157 @@ class Synthesizer:
         return vocab.get(char, vocab.get(char.lower(), vocab["[UNK]"]))
 
 
-class _KVCache:
-    """Host-side KV cache: one `[1, H, capacity, Dh]` buffer per layer and direction, plus a slot mask.
+class HostKVCache:
+    """Host-side KV cache of one sequence or of a batch (rows): one `[rows, H, capacity, Dh]` buffer per layer and
+    direction, plus a per-row slot mask.
 
     The step graph reads the whole buffers in place (spare slots are masked with -inf) and returns only the new
-    row, which is written into the buffer; buffers grow by `GROWTH` slots when full, so per step nothing is
-    copied and at most `GROWTH` spare slots are scanned.
+    rows, which are written into the buffers; buffers grow by `GROWTH` slots when full, so per step nothing is
+    copied and at most `GROWTH` spare slots are scanned. Rows prefilled to different lengths write their new
+    tokens to the same slot, after the longest prefill; a shorter row's slots in between stay masked. That is
+    exact: attention does not depend on where a key sits, the GPT adds each token's position to its input.
     """
 
     GROWTH = 128
 
     def __init__(self, step_session, prefill_out: dict, n_layer: int, prompt_len: int):
+        self._fill(step_session, [prefill_out], n_layer, [prompt_len])
+
+    @classmethod
+    def of_rows(cls, step_session, prefill_outs: list[dict], n_layer: int, prompt_lens: list[int]) -> "HostKVCache":
+        cache = cls.__new__(cls)
+        cache._fill(step_session, prefill_outs, n_layer, prompt_lens)
+        return cache
+
+    def _fill(self, step_session, prefill_outs: list[dict], n_layer: int, prompt_lens: list[int]) -> None:
         self._session = step_session
-        first = prefill_out["present_key.0"]
-        self.length = first.shape[2]
+        lengths = [out["present_key.0"].shape[2] for out in prefill_outs]
+        self.length = max(lengths)  # the next slot every row writes to
         self._names = [(f"past_{kind}.{i}", f"new_{kind}.{i}", f"present_{kind}.{i}")
                        for kind in ("key", "value") for i in range(n_layer)]
-        self._buffers = {past: np.ascontiguousarray(prefill_out[present]) for past, _, present in self._names}
-        self._mask = np.zeros((1, self.length), np.float32)
-        self.logits = prefill_out["logits"][0]
-        self._position = prompt_len  # audio position of the next fed token
+        self._buffers = {}
+        for past, _, present in self._names:
+            first = prefill_outs[0][present]
+            buffer = np.zeros((len(prefill_outs), first.shape[1], self.length, first.shape[3]), np.float32)
+            for row, out in enumerate(prefill_outs):
+                buffer[row, :, : lengths[row]] = out[present][0]
+            self._buffers[past] = buffer
+        self._mask = np.where(np.arange(self.length)[None] < np.array(lengths)[:, None], 0.0, -np.inf
+                              ).astype(np.float32)
+        self.row_logits = np.stack([out["logits"][0] for out in prefill_outs])
+        self._positions = np.array(prompt_lens, np.int64)  # audio position of each row's next fed token
+
+    @property
+    def logits(self) -> np.ndarray:
+        return self.row_logits[0]
 
     def _grow(self) -> None:
         for past, buffer in self._buffers.items():
             grown = np.zeros(buffer.shape[:2] + (buffer.shape[2] + self.GROWTH,) + buffer.shape[3:], np.float32)
             grown[:, :, : buffer.shape[2]] = buffer
             self._buffers[past] = grown
-        self._mask = np.concatenate([self._mask, np.full((1, self.GROWTH), -np.inf, np.float32)], axis=1)
+        spare = np.full((self._mask.shape[0], self.GROWTH), -np.inf, np.float32)
+        self._mask = np.concatenate([self._mask, spare], axis=1)
 
     def step(self, token: int) -> np.ndarray:
+        return self.step_rows(np.array([token], np.int64))[0]
+
+    def step_rows(self, tokens: np.ndarray) -> np.ndarray:
+        """Feed one token per row → logits `[rows, V]`."""
         if self.length == self._mask.shape[1]:
             self._grow()
-        feeds = {"token": np.array([[token]], np.int64), "position": np.array([self._position], np.int64),
+        feeds = {"token": np.asarray(tokens, np.int64).reshape(-1, 1), "position": self._positions,
                  "past_mask": self._mask, **self._buffers}
         out = self._session.run(feeds)
         for past, new, _ in self._names:
             self._buffers[past][:, :, self.length] = out[new][:, :, 0]
-        self._mask[0, self.length] = 0.0
+        self._mask[:, self.length] = 0.0
         self.length += 1
-        self._position += 1
-        self.logits = out["logits"][0]
-        return self.logits
+        self._positions = self._positions + 1
+        self.row_logits = out["logits"]
+        return self.row_logits
+
+    def keep_rows(self, keep: np.ndarray) -> None:
+        """Drop the rows not in `keep`: the next step gathers the kept rows' caches (its `beam_idx`)."""
+        self._beam = np.asarray(keep, np.int32)
+        self._mask = np.ascontiguousarray(self._mask[keep])
+        self._positions = self._positions[keep]
+        self.row_logits = self.row_logits[keep]
+
+    def keep_rows(self, keep: np.ndarray) -> None:
+        """Drop the rows not in `keep` (finished sequences stop costing a step)."""
+        self._buffers = {past: np.ascontiguousarray(buffer[keep]) for past, buffer in self._buffers.items()}
+        self._mask = np.ascontiguousarray(self._mask[keep])
+        self._positions = self._positions[keep]
+        self.row_logits = self.row_logits[keep]
 
 
 class StatefulCache:
     """The KV cache lives in the OpenVINO request of the stateful `gpt_decode` graph, seeded from the prefill's
-    caches and appended in place by every step; the host only feeds the token. One sequence at a time per
-    session: a new cache restarts the request's state. Also what the quantiser and benchmarks drive it with."""
+    caches and appended in place by every step; the host feeds the tokens, positions and (graphs exported with
+    batching) the mask. One sequence, or a batch of rows (`of_rows`), at a time per session: a new cache restarts
+    the request's state. Rows prefilled to different lengths are padded at the end of the shorter prefills and
+    the padding masked, exactly as `HostKVCache` does. Also what the quantiser and benchmarks drive it with."""
 
     def __init__(self, decode_session, prefill_out: dict, states: dict[str, str], prompt_len: int):
+        self._fill(decode_session, [prefill_out], states, [prompt_len])
+
+    @classmethod
+    def of_rows(cls, decode_session, prefill_outs: list[dict], states: dict[str, str], prompt_lens: list[int]
+                ) -> "StatefulCache":
+        cache = cls.__new__(cls)
+        cache._fill(decode_session, prefill_outs, states, prompt_lens)
+        return cache
+
+    def _fill(self, session, prefill_outs: list[dict], states: dict[str, str], prompt_lens: list[int]) -> None:
         if not states:
             raise BundleError("gpt_decode has no state description in the manifest; re-export the bundle")
-        self._session = decode_session
-        decode_session.set_states({variable: prefill_out[name] for variable, name in states.items()})
-        self.length = prefill_out[next(iter(states.values()))].shape[2]
-        self.logits = prefill_out["logits"][0]
-        self._position = prompt_len
-        self._beam = np.zeros(1, np.int32)
+        if len(prefill_outs) > 1 and "past_mask" not in session.input_names:
+            raise BundleError("this bundle's gpt_decode decodes one sequence at a time; re-export it to batch")
+        self._session = session
+        lengths = [out[next(iter(states.values()))].shape[2] for out in prefill_outs]
+        self.length = max(lengths)
+        padded = {}
+        for variable, name in states.items():
+            first = prefill_outs[0][name]
+            state = np.zeros((len(prefill_outs), first.shape[1], self.length, first.shape[3]), np.float32)
+            for row, out in enumerate(prefill_outs):
+                state[row, :, : lengths[row]] = out[name][0]
+            padded[variable] = state
+        session.set_states(padded)
+        self._masked = "past_mask" in session.input_names
+        self._mask = np.where(np.arange(self.length + 1)[None] < np.array(lengths)[:, None], 0.0, -np.inf
+                              ).astype(np.float32)
+        self._mask[:, -1] = 0.0  # the fed token itself
+        self.row_logits = np.stack([out["logits"][0] for out in prefill_outs])
+        self._positions = np.array(prompt_lens, np.int64)
+        self._beam = np.arange(len(prefill_outs), dtype=np.int32)
+
+    @property
+    def logits(self) -> np.ndarray:
+        return self.row_logits[0]
 
     def step(self, token: int) -> np.ndarray:
-        out = self._session.run({"token": np.array([[token]], np.int64),
-                                 "position": np.array([self._position], np.int64), "beam_idx": self._beam})
+        return self.step_rows(np.array([token], np.int64))[0]
+
+    def step_rows(self, tokens: np.ndarray) -> np.ndarray:
+        """Feed one token per row → logits `[rows, V]`."""
+        feeds = {"token": np.asarray(tokens, np.int64).reshape(-1, 1), "position": self._positions,
+                 "beam_idx": self._beam}
+        if self._masked:
+            feeds["past_mask"] = self._mask
+        out = self._session.run(feeds)
+        self._beam = np.arange(len(self._positions), dtype=np.int32)
         self.length += 1
-        self._position += 1
-        self.logits = out["logits"][0]
-        return self.logits
+        self._positions = self._positions + 1
+        if self._masked:
+            self._mask = np.concatenate([self._mask, np.zeros((self._mask.shape[0], 1), np.float32)], axis=1)
+        self.row_logits = out["logits"]
+        return self.row_logits
+
+    def keep_rows(self, keep: np.ndarray) -> None:
+        """Drop the rows not in `keep`: the next step gathers the kept rows' caches (its `beam_idx`)."""
+        self._beam = np.asarray(keep, np.int32)
+        self._mask = np.ascontiguousarray(self._mask[keep])
+        self._positions = self._positions[keep]
+        self.row_logits = self.row_logits[keep]

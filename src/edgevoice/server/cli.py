@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from ..cli import cache_options, chosen_cache_dir
 from ..errors import EdgevoiceError
 from .config import API_KEY_ENV, Limits
 
@@ -55,9 +56,10 @@ def _fail_without(extra: str, error: ImportError) -> None:
 @click.option("--num-cpus", type=float, default=None, help="--ray: CPUs each replica reserves [default: --workers]")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
+@cache_options
 def serve(bundles, voices_dir, host, port, workers, threads, backend, api_key, insecure, queue_size, queue_timeout,
           max_text_chars, max_audio_seconds, max_upload_mb, max_upload_seconds, max_connections, use_ray, replicas,
-          min_replicas, max_replicas, target_ongoing_requests, address, num_cpus, log_level):
+          min_replicas, max_replicas, target_ongoing_requests, address, num_cpus, log_level, cache_dir, no_cache):
     """Serve bundles over HTTP: OpenAI's POST /v1/audio/speech, /v1/models, /v1/voices, /healthz, /metrics, and
     a web page at /."""
     from pathlib import Path
@@ -70,7 +72,7 @@ def serve(bundles, voices_dir, host, port, workers, threads, backend, api_key, i
                         max_upload_bytes=int(max_upload_mb * 2 ** 20), max_upload_seconds=max_upload_seconds,
                         queue_size=queue_size, queue_timeout=queue_timeout)
         config = ServerConfig(model_names(list(bundles)), Path(voices_dir) if voices_dir else None, workers, threads,
-                              backend, limits, api_key)
+                              backend, limits, api_key, cache_dir=chosen_cache_dir(cache_dir, no_cache))
         if use_ray:
             _serve_on_ray(config, host, port, replicas, min_replicas, max_replicas, target_ongoing_requests,
                           address, num_cpus)

@@ -49,6 +49,7 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     api_key: str | None = None
     title: str = "edgevoice"
+    cache_dir: str | bool | None = True  # OpenVINO's compiled graphs: True = the user's cache folder, None = none
 
     def __post_init__(self):
         if not self.bundles:

@@ -11,7 +11,6 @@ FLAC, whose decoders rely on STREAMINFO's length, is always sent whole.
 from __future__ import annotations
 
 import io
-import struct
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -19,7 +18,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from ..audio import to_int16
+from ..audio import to_int16, wav_header
 
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)  # the only rates Opus codes at
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)  # MPEG-1/2/2.5 layer III
@@ -58,14 +57,6 @@ FORMATS = {f.name: f for f in (
 
 def available_formats() -> dict[str, Format]:
     return {name: f for name, f in FORMATS.items() if f.available()}
-
-
-def wav_header(sample_rate: int, data_bytes: int | None = None) -> bytes:
-    """A 44-byte header of a 16-bit mono wav; `None` for a stream of unknown length (sizes at their maximum)."""
-    data = 0xFFFFFFFF - 36 if data_bytes is None else data_bytes
-    return (b"RIFF" + struct.pack("<I", data + 36) + b"WAVE"
-            + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
-            + b"data" + struct.pack("<I", data))
 
 
 class _Tail(io.RawIOBase):

@@ -271,7 +271,8 @@ class ServedModel:
     @classmethod
     def load(cls, name: str, path: Path, config: ServerConfig, voices: VoiceStore) -> "ServedModel":
         threads = config.synthesizer_threads()
-        synthesizers = [load(path, backend=config.backend, threads=threads) for _ in range(config.workers)]
+        synthesizers = [load(path, backend=config.backend, threads=threads, cache_dir=config.cache_dir)
+                        for _ in range(config.workers)]
         return cls(name, synthesizers, config.limits, voices)
 
     def describe(self) -> dict:
@@ -338,6 +339,8 @@ class ServedModel:
             keywords["language"] = spec.language
         if _accepts(synth.stream, "chunked"):
             keywords["chunked"] = spec.streaming  # a family that can emit audio within a sentence, sooner
+        if spec.streaming and _accepts(synth.stream, "chunk_tokens"):
+            keywords["chunk_tokens"] = synth.stream_chunk_tokens  # GPT-SoVITS: audio while the GPT still writes
         chunks = synth.stream(spec.text, voice, **keywords)
         return SpeechJob(iter(chunks), self.sample_rate, spec, self.limits.max_audio_seconds)
 

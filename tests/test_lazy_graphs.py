@@ -1,0 +1,50 @@
+"""Graphs load when first needed and can be given back: English synthesis never loads BERT or the reference graphs,
+and `release_reference_graphs` unloads what only voice creation runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import edgevoice
+
+TEXT = "Hello there, how are you today?"
+
+
+def _options(seed: int):
+    return edgevoice.SynthesisOptions(seed=seed, max_tokens=30)  # 1.2 s: a random-enough GPT may never stop
+SYNTHESIS_GRAPHS = {"gpt_prefill", "gpt_decode", "sovits_decode"}
+
+
+def _voice(synth, gpt_sovits_set):
+    audio = gpt_sovits_set / "audio"
+    return synth.create_voice(audio / "ref_en.wav", (audio / "ref_en.txt").read_text().strip(), "en")
+
+
+def test_english_from_a_voice_file_loads_only_the_gpt_and_sovits(fixture_bundle, gpt_sovits_set, tmp_path):
+    bundle = fixture_bundle[0]
+    assert "bert" in edgevoice.load(bundle, threads=1).bundle.manifest.graphs  # the tiny bundle has a BERT
+    _voice(edgevoice.load(bundle, threads=1), gpt_sovits_set).save(tmp_path / "me.npz")
+    synth = edgevoice.load(bundle, threads=1)
+    voice = synth.voice_for(tmp_path / "me.npz")
+    assert synth.synthesize(TEXT, voice, "en", _options(1)).size > 0
+    assert set(synth._sessions) == SYNTHESIS_GRAPHS
+    if sys.platform.startswith("linux"):  # nor were BERT's weights ever opened
+        assert str(Path(bundle).resolve() / "bert") not in Path("/proc/self/maps").read_text()
+    assert set(synth.bundle.graph("bert").files.values()) <= synth.bundle.unverified  # never read, never hashed
+
+
+def test_reference_graphs_are_released_and_come_back(fixture_bundle, gpt_sovits_set):
+    synth = edgevoice.load(fixture_bundle[0], threads=1)
+    voice = _voice(synth, gpt_sovits_set)
+    assert {"hubert_codes", "ref_encoder"} <= set(synth._sessions)
+    assert sorted(synth.release_reference_graphs()) == ["hubert_codes", "ref_encoder"]
+    assert not {"hubert_codes", "ref_encoder"} & set(synth._sessions)
+    expected = synth.synthesize(TEXT, voice, "en", _options(3))
+    assert set(synth._sessions) == SYNTHESIS_GRAPHS
+    again = _voice(synth, gpt_sovits_set)  # compiled again on demand, same voice
+    assert (again.prompt_tokens == voice.prompt_tokens).all() and abs(again.ge - voice.ge).max() < 1e-5
+    assert synth.release_graphs() and not synth._sessions  # everything; synthesis reloads what it needs
+    audio = synth.synthesize(TEXT, voice, "en", _options(3))
+    assert audio.shape == expected.shape and abs(audio - expected).max() < 1e-5
+
