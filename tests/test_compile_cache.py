@@ -69,6 +69,26 @@ def test_graph_folders_are_keyed_by_content(tmp_path):
     assert graph_cache_folder(tmp_path, ["1" * 64, "3" * 64]) != a  # new weights, same XML: another folder
 
 
+def test_least_recently_used_graphs_are_pruned_over_the_limit(tmp_path):
+    folders = []
+    for index, key in enumerate(["a" * 32, "b" * 32, "c" * 32]):
+        folder = tmp_path / key
+        folder.mkdir()
+        (folder / "1.blob").write_bytes(b"x" * 1000)
+        if key[0] == "b":
+            (folder / "notes.txt").write_text("kept")  # not a blob: its folder stays
+        os.utime(folder, (1000 + index, 1000 + index))  # a is the least recently used
+        folders.append(folder)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "1.blob").write_bytes(b"x" * 5000)  # not a name of ours: never touched
+    new = tmp_path / ("d" * 32)
+    new.mkdir()
+    assert compile_cache.prune(tmp_path, keep=new, limit=1500) == [folders[0]]
+    assert not folders[0].exists() and (folders[1] / "notes.txt").exists() and not (folders[1] / "1.blob").exists()
+    assert (folders[2] / "1.blob").exists() and (tmp_path / "mine" / "1.blob").exists()
+    assert compile_cache.prune(tmp_path, keep=new, limit=10 ** 6) == []
+
+
 def _tree(folder: Path) -> dict:
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
 

@@ -8,7 +8,9 @@ A folder that cannot be used is one warning on the `edgevoice` logger, and synth
 
 Each graph gets a subfolder named after the sha256 of its IR files as the manifest lists them: OpenVINO keys its
 blobs by the IR's path and file metadata, not by the weights (measured: new weights behind an unchanged XML loaded
-the old compiled graph), so a bundle replaced in place would otherwise run stale weights.
+the old compiled graph), so a bundle replaced in place would otherwise run stale weights. Every bundle version
+adds subfolders (a full-size INT8 GPT-SoVITS ~330 MiB), so when a new one is made the least recently used are
+removed until the cache is under `MAX_CACHE_BYTES` again.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import stat
 import tempfile
 from os import PathLike
@@ -23,7 +26,9 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 CACHE_ENV = "EDGEVOICE_CACHE_DIR"
+MAX_CACHE_BYTES = 4 << 30  # about a dozen full-size bundles' graphs
 _PRIVATE = 0o700
+_GRAPH_FOLDER = re.compile(r"[0-9a-f]{32}")  # the only subfolders pruning may touch
 
 log = logging.getLogger("edgevoice")
 _warned: set[str] = set()  # one warning per folder and process (a server loads a bundle once per worker)
@@ -66,11 +71,51 @@ def graph_cache_folder(root: Path, digests: Iterable[str]) -> Path | None:
     key = hashlib.sha256(":".join(digests).encode()).hexdigest()[:32]
     folder = root / key
     try:
+        new = not folder.is_dir()
         folder.mkdir(mode=_PRIVATE, exist_ok=True)
+        os.utime(folder)  # its last use, which pruning goes by
     except OSError as exc:
         _warn_once(folder, exc.strerror or str(exc))
         return None
+    if new:
+        try:
+            prune(root, keep=folder)
+        except OSError:  # pruning is housekeeping: a folder it cannot tidy still caches
+            pass
     return folder
+
+
+def prune(root: Path, keep: Path, limit: int | None = None) -> list[Path]:
+    """Remove the least recently used graph subfolders of `root` (never `keep`) until their blobs take at most
+    `limit` bytes (`MAX_CACHE_BYTES`); only `*.blob` files in folders named like ours are deleted, and a folder
+    holding anything else stays. Best effort: a file another process removed first is simply skipped."""
+    limit = MAX_CACHE_BYTES if limit is None else limit
+    entries = []
+    for folder in root.iterdir():
+        if _GRAPH_FOLDER.fullmatch(folder.name) and folder.is_dir() and folder != keep:
+            blobs = list(folder.glob("*.blob"))
+            entries.append((folder.stat().st_mtime, folder, blobs, sum(_size(blob) for blob in blobs)))
+    total = sum(entry[3] for entry in entries) + sum(_size(blob) for blob in keep.glob("*.blob"))
+    removed = []
+    for _, folder, blobs, size in sorted(entries, key=lambda entry: entry[0]):
+        if total <= limit:
+            break
+        for blob in blobs:
+            blob.unlink(missing_ok=True)  # a process reading it keeps its open copy (POSIX)
+        total -= size
+        try:
+            folder.rmdir()
+        except OSError:  # something else lives there: leave it
+            continue
+        removed.append(folder)
+    return removed
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 class _NotPrivate(OSError):
