@@ -456,7 +456,8 @@ def pipeline_worker(kind: str, pipeline: Pipeline, settings: Settings, spy: Path
 
 def has_onnx(bundle: str) -> bool:
     manifest = json.loads((Path(bundle) / "manifest.json").read_text())
-    return all("onnx" in g["files"] for name, g in manifest["graphs"].items() if name != "gpt_decode")
+    # the stateful decode graphs are OpenVINO's only (onnxruntime decodes through gpt_step)
+    return all("onnx" in g["files"] for g in manifest["graphs"].values() if not g.get("states"))
 
 
 def int8_defaults_are_fixed_recipe(bundle: str) -> bool:

@@ -38,8 +38,8 @@ class SamplingOptions:
             raise OptionsError("temperature must be positive")
         if self.repetition_penalty <= 0:
             raise OptionsError("repetition_penalty must be positive")
-        if not 0 <= self.min_tokens <= MAX_TOKENS:
-            raise OptionsError(f"min_tokens must be 0…{MAX_TOKENS:,}, not {self.min_tokens}")
+        if self.min_tokens < 0:  # any size is fine: a huge value holds EOS back for good
+            raise OptionsError(f"min_tokens must not be negative, not {self.min_tokens}")
         if self.max_tokens is not None and not 1 <= self.max_tokens <= MAX_TOKENS:
             raise OptionsError(f"max_tokens must be 1…{MAX_TOKENS:,}, not {self.max_tokens}")
 
