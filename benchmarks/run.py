@@ -729,7 +729,7 @@ def notes_lines(report: dict, rows: list[Row]) -> list[str]:
         f"saved voice, first audio of a {COLD_TOKENS}-token sentence, with an empty OpenVINO compile cache (in "
         "brackets: with the cache a previous process filled); peak RSS (VmHWM) of that process after it also spoke "
         f"{report['tokens']} tokens. First audio: streaming by {STREAM_CHUNK_TOKENS}-token chunks (in brackets: "
-        "whole sentences). Batch: seconds of speech per second for {BATCH_SENTENCES} independent sentences of "
+        f"whole sentences). Batch: seconds of speech per second for {BATCH_SENTENCES} independent sentences of "
         f"{report['tokens'] // 2} tokens at batch 1 / 2 / 4 / 8 (`synthesize_batch`: GPT steps batched, SoVITS "
         "per sentence), and batch 8 ÷ batch 1.", "",
         "Cold start, empty compile cache (import / load / opening graphs: hash check and compile / running them: "

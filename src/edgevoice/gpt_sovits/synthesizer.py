@@ -773,13 +773,6 @@ class HostKVCache:
         return self.row_logits
 
     def keep_rows(self, keep: np.ndarray) -> None:
-        """Drop the rows not in `keep`: the next step gathers the kept rows' caches (its `beam_idx`)."""
-        self._beam = np.asarray(keep, np.int32)
-        self._mask = np.ascontiguousarray(self._mask[keep])
-        self._positions = self._positions[keep]
-        self.row_logits = self.row_logits[keep]
-
-    def keep_rows(self, keep: np.ndarray) -> None:
         """Drop the rows not in `keep` (finished sequences stop costing a step)."""
         self._buffers = {past: np.ascontiguousarray(buffer[keep]) for past, buffer in self._buffers.items()}
         self._mask = np.ascontiguousarray(self._mask[keep])
