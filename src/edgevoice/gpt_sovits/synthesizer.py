@@ -702,6 +702,21 @@ class Synthesizer:
         return vocab.get(char, vocab.get(char.lower(), vocab["[UNK]"]))
 
 
+def _padded_rows(prefill_outs: list[dict], name: str, length: int) -> np.ndarray:
+    """The rows' prefill caches `name` ([1, H, L_row, Dh] each) in one `[rows, H, length, Dh]` array, zeros after
+    each row's own length (slots its mask hides)."""
+    first = prefill_outs[0][name]
+    padded = np.zeros((len(prefill_outs), first.shape[1], length, first.shape[3]), np.float32)
+    for row, out in enumerate(prefill_outs):
+        padded[row, :, : out[name].shape[2]] = out[name][0]
+    return padded
+
+
+def _slot_mask(lengths: list[int], width: int) -> np.ndarray:
+    """`[rows, width]`: 0 for each row's first `lengths[row]` slots, -inf after them."""
+    return np.where(np.arange(width)[None] < np.array(lengths)[:, None], 0.0, -np.inf).astype(np.float32)
+
+
 class HostKVCache:
     """Host-side KV cache of one sequence or of a batch (rows): one `[rows, H, capacity, Dh]` buffer per layer and
     direction, plus a per-row slot mask.
@@ -730,15 +745,8 @@ class HostKVCache:
         self.length = max(lengths)  # the next slot every row writes to
         self._names = [(f"past_{kind}.{i}", f"new_{kind}.{i}", f"present_{kind}.{i}")
                        for kind in ("key", "value") for i in range(n_layer)]
-        self._buffers = {}
-        for past, _, present in self._names:
-            first = prefill_outs[0][present]
-            buffer = np.zeros((len(prefill_outs), first.shape[1], self.length, first.shape[3]), np.float32)
-            for row, out in enumerate(prefill_outs):
-                buffer[row, :, : lengths[row]] = out[present][0]
-            self._buffers[past] = buffer
-        self._mask = np.where(np.arange(self.length)[None] < np.array(lengths)[:, None], 0.0, -np.inf
-                              ).astype(np.float32)
+        self._buffers = {past: _padded_rows(prefill_outs, present, self.length) for past, _, present in self._names}
+        self._mask = _slot_mask(lengths, self.length)
         self.row_logits = np.stack([out["logits"][0] for out in prefill_outs])
         self._positions = np.array(prompt_lens, np.int64)  # audio position of each row's next fed token
 
@@ -805,17 +813,10 @@ class StatefulCache:
         self._session = session
         lengths = [out[next(iter(states.values()))].shape[2] for out in prefill_outs]
         self.length = max(lengths)
-        padded = {}
-        for variable, name in states.items():
-            first = prefill_outs[0][name]
-            state = np.zeros((len(prefill_outs), first.shape[1], self.length, first.shape[3]), np.float32)
-            for row, out in enumerate(prefill_outs):
-                state[row, :, : lengths[row]] = out[name][0]
-            padded[variable] = state
-        session.set_states(padded)
+        session.set_states({variable: _padded_rows(prefill_outs, name, self.length)
+                            for variable, name in states.items()})
         self._masked = "past_mask" in session.input_names
-        self._mask = np.where(np.arange(self.length + 1)[None] < np.array(lengths)[:, None], 0.0, -np.inf
-                              ).astype(np.float32)
+        self._mask = _slot_mask(lengths, self.length + 1)
         self._mask[:, -1] = 0.0  # the fed token itself
         self.row_logits = np.stack([out["logits"][0] for out in prefill_outs])
         self._positions = np.array(prompt_lens, np.int64)
