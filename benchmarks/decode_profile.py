@@ -1,8 +1,9 @@
 """Where one stateful GPT decode step spends its time, per OpenVINO op type (PERF_COUNT), for each bundle.
 
-    python benchmarks/decode_profile.py BUNDLE [BUNDLE ...] [--filled 400] [--threads 2] [--kv-cache f32|f16|u8]
+    python benchmarks/decode_profile.py BUNDLE [BUNDLE ...] [--filled 400 ...] [--threads 2] [--kv-cache f32|f16|u8]
 
-The cache is seeded with `--filled` random positions (what a prefill of that length hands over); a few warm-up
+Each graph compiles with its bundle's OpenVINO options (KV cache precision, dynamic quantisation), as the runtime
+does; `--kv-cache` overrides the cache precision. The cache is seeded with `--filled` random positions (what a prefill of that length hands over); a few warm-up
 steps run, then the mean step time of `--steps` steps and the per-op-type times of the last one are printed.
 Splits the step into weight-bound matrix products (FullyConnected) and cache-bound attention
 (ScaledDotProductAttentionWithKVCache): only the first shrinks with weight-only INT8.
@@ -23,11 +24,14 @@ from edgevoice.gpt_sovits.synthesizer import StatefulCache
 from gpt_step_speed import random_caches
 
 
-def profile(path: str, filled: int, threads: int, kv_cache: str, steps: int) -> None:
+def profile(path: str, filled: int, threads: int, kv_cache: str | None, steps: int) -> None:
     bundle = Bundle.load(path, verify=False)
     graph = bundle.graph("gpt_decode")
-    config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": threads,
-              "INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": kv_cache, "PERF_COUNT": True}
+    config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32",
+              **graph.runtime_options.get("openvino", {}), "INFERENCE_NUM_THREADS": threads, "PERF_COUNT": True}
+    if kv_cache:
+        config["KV_CACHE_PRECISION"] = kv_cache
+    kv_cache = config.get("KV_CACHE_PRECISION", "f32")
     session = OpenVINOSession(ov.Core().compile_model(str(bundle.file(graph.files["openvino"])), "CPU", config))
     prefill_out = {f"present_{name}": value for name, value in random_caches(bundle, filled).items()}
     prefill_out["logits"] = np.zeros((1, bundle.manifest.model["gpt"]["vocab_size"]), np.float32)
@@ -44,7 +48,9 @@ def profile(path: str, filled: int, threads: int, kv_cache: str, steps: int) -> 
         key = (item.node_type, item.exec_type)
         per_type[key] += item.real_time.total_seconds() * 1000
         count[key] += 1
-    print(f"{path}: {graph.precision}, {filled} cached positions, KV cache {kv_cache}, {threads} threads: "
+    dynamic = config.get("DYNAMIC_QUANTIZATION_GROUP_SIZE", "default")
+    print(f"{path}: {graph.precision}, {filled} cached positions, KV cache {kv_cache}, dynamic quantisation group "
+          f"{dynamic}, {threads} threads: "
           f"{step_ms:.1f} ms per step (profiled {sum(per_type.values()):.1f} ms)")
     for (node, kernel), ms in per_type.most_common(6):
         print(f"  {node:38s} {kernel:18s} ×{count[(node, kernel)]:<4d} {ms:6.2f} ms")
@@ -53,13 +59,16 @@ def profile(path: str, filled: int, threads: int, kv_cache: str, steps: int) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundles", nargs="+")
-    parser.add_argument("--filled", type=int, default=400)
+    parser.add_argument("--filled", type=int, nargs="+", default=[400])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--kv-cache", default="f32", choices=["f32", "f16", "u8"])
+    parser.add_argument("--kv-cache", choices=["f32", "f16", "u8"], help="default: the bundle's choice")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds over the bundles")
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    for path in args.bundles:
-        profile(path, args.filled, args.threads, args.kv_cache, args.steps)
+    for _ in range(args.rounds):
+        for filled in args.filled:
+            for path in args.bundles:
+                profile(path, filled, args.threads, args.kv_cache, args.steps)
 
 
 if __name__ == "__main__":

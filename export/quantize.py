@@ -31,15 +31,17 @@ HOLD_OUT_EVERY = 5  # every 5th recorded item is held out of calibration and use
 
 @dataclass(frozen=True)
 class GraphPolicy:
-    method: str  # "weights" (data-free weight-only INT8_ASYM), "static" (weights + activations), "float"
+    method: str  # "weights" (data-free weight-only INT8), "static" (weights + activations), "float"
     reason: str  # the measurement behind the choice (research/tooling.md)
+    weight_mode: str = "INT8_ASYM"  # NNCF CompressWeightsMode of the "weights" method
     transformer: bool = False  # NNCF model_type=TRANSFORMER (SmoothQuant is then switched off explicitly)
     mixed_preset: bool = False  # asymmetric activations
     ignored_types: tuple[str, ...] = ()
     float_modules: tuple[str, ...] = ()  # regexes over torch module paths, kept in float
 
     def to_json(self) -> dict:
-        return {"method": self.method, "reason": self.reason, "transformer": self.transformer,
+        return {"method": self.method, "reason": self.reason, "weight_mode": self.weight_mode,
+                "transformer": self.transformer,
                 "mixed_preset": self.mixed_preset, "ignored_types": list(self.ignored_types),
                 "float_modules": list(self.float_modules)}
 
@@ -174,7 +176,7 @@ def quantize_graph(model, policy: GraphPolicy, calibration: list[dict], onnx_pat
     import nncf
 
     if policy.method == "weights":
-        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        return nncf.compress_weights(model, mode=getattr(nncf.CompressWeightsMode, policy.weight_mode))
     if not calibration:
         raise BundleError("static INT8 needs recorded calibration inputs for this graph")
     if policy.float_modules and onnx_path is None:

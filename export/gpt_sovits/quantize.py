@@ -45,11 +45,18 @@ POLICY: dict[str, GraphPolicy] = {
     # logit error; static INT8 gave no speed-up at 2-3x the error (§4).
     # Stateful, so there is nothing to calibrate static INT8 on (the cache is inside the request) - and it would
     # not pay: on the AVX2 EPYC static INT8 steps ran as jit_gemm_I8 at 49 ms vs 29 ms FP32.
+    # Symmetric INT8 weights decompress with one multiply (no zero point): measured on the full-size v2 (Zen 4,
+    # 2 threads, u8 KV, 400 cached positions, OpenVINO 2026.4, benchmarks/decode_profile.py setup): INT8_SYM 7.2 ms
+    # per step vs INT8_ASYM 7.9 ms (both with dynamic activation quantisation off, see DECODE_OPTIONS), logits
+    # rel-L2 against FP32 0.0096 vs 0.0094.
     "gpt_decode": GraphPolicy("weights", "bandwidth-bound single-token decode: W8 1.5x/token at 2.7 % logit error, "
                                          "static INT8 no faster at 2-3x the error (tooling.md §4); stateful "
-                                         "W8 19.5 vs 27.0 ms FP32 on an AVX2 EPYC"),
+                                         "W8 19.5 vs 27.0 ms FP32 on an AVX2 EPYC; symmetric W8 7.2 vs 7.9 ms "
+                                         "asymmetric at 400 positions (Zen 4)",
+                              weight_mode="INT8_SYM"),
     # The batched step reads the same weights (once for all rows): same recipe, stateful too.
-    "gpt_batch_decode": GraphPolicy("weights", "the batched decode step: gpt_decode's recipe (same weights)"),
+    "gpt_batch_decode": GraphPolicy("weights", "the batched decode step: gpt_decode's recipe (same weights)",
+                                    weight_mode="INT8_SYM"),
     # Prefill is compute-bound: static INT8 was 2.8x faster (119 vs 333 ms at 300 tokens). SmoothQuant off
     # (6.2 % vs 8.3 % error) and SDPA left float (5.9 %, and the CPU plugin keeps its fused attention kernel).
     "gpt_prefill": GraphPolicy("static", "compute-bound: static INT8 prefill 2.8x faster; SmoothQuant off and SDPA "
@@ -82,6 +89,19 @@ POLICY: dict[str, GraphPolicy] = {
 def decode_kv_precision(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """u8 KV cache for the INT8 decode on AVX-512 CPUs, f32 elsewhere (measurements in the module docstring)."""
     return "u8" if "avx512f" in (cpu_flags(cpuinfo) or ()) else "f32"
+
+
+# OpenVINO quantises a weight-compressed FullyConnected's activations on the fly in groups of 32 by default. For
+# the decode step (one row, inner sizes 512 / 2048) that costs more than it saves: measured on the full-size v2
+# INT8 decode (Zen 4, 2 threads, u8 KV, 400 positions): off 7.2 ms vs 7.5 ms (group 32, the default) with symmetric
+# weights, 7.9 vs 8.5 ms with asymmetric ones, and the logits' rel-L2 against FP32 drops from 0.0135 to 0.0096.
+# Only measured on AVX-512 CPUs: elsewhere OpenVINO's default stays.
+def decode_runtime_options(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
+    """OpenVINO options of the INT8 stateful decode graphs on this CPU."""
+    options = {"KV_CACHE_PRECISION": decode_kv_precision(cpuinfo)}
+    if "avx512f" in (cpu_flags(cpuinfo) or ()):
+        options["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
+    return options
 
 
 def quantize_within_budget(model, policy: GraphPolicy, calibration: list[dict], onnx_path: Path, subset_size: int,
@@ -256,7 +276,7 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             xml = f"{name}.int8.xml"
             options = dict(entry.runtime_options.get("openvino", {}), INFERENCE_PRECISION_HINT=compute["precision"])
             if name in ("gpt_decode", "gpt_batch_decode"):
-                options["KV_CACHE_PRECISION"] = decode_kv_precision()
+                options.update(decode_runtime_options())
             for key, value in options.items():
                 quantised.set_rt_info(str(value), ["runtime_options", key])
             save_ir(quantised, folder / xml)
