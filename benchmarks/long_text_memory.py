@@ -15,6 +15,15 @@ process, one after the other.
 
 Variants: `openvino` (the backend's defaults), `openvino-cache0` (CPU_RUNTIME_CACHE_CAPACITY 0),
 `openvino-cache100`, `onnxruntime`. Prints a markdown table.
+
+`--long-text` measures issue 10's goal instead: one process speaks one sentence, another a 5,000-character text
+(`LONG_TEXT`: sentences of many lengths), per variant. Random weights never end a fragment, so each fragment's
+token count is pinned to what speech of its phones would take (`TOKENS_PER_PHONE`; a trained model decides it
+itself): the text is split as `say` splits it (the model's default method) and each fragment is synthesised with
+its own count. Reports peak RSS (VmHWM), seconds and seconds of audio, and the long text's peak over the
+sentence's.
+
+    python benchmarks/long_text_memory.py --bundle DIR --long-text [--variants openvino onnxruntime]
 """
 
 from __future__ import annotations
@@ -30,6 +39,20 @@ from pathlib import Path
 import numpy as np
 
 SENTENCE = "Every evening my sister walks her small brown dog along the river, past the boats and the old bridge. "
+LONG_SENTENCES = (
+    "The rain stopped.",
+    "Every evening my sister walks her small brown dog along the river, past the boats and the old bridge.",
+    "Nobody in the village could remember when the clock on the church tower had last shown the right time, "
+    "but everyone agreed that it had once been the pride of the whole valley.",
+    "We left early.",
+    "The map was old, the roads had changed, and the only shop that might have sold us a new one was closed.",
+    "She laughed, put the letter back into its envelope, and said that some news is better read twice.",
+    "When the train finally arrived, forty minutes late and crowded to the doors, the children cheered as if it "
+    "were a holiday, and the tired commuters on the platform could not help smiling with them.",
+    "Why not?",
+)
+LONG_TEXT_CHARS = 5000
+TOKENS_PER_PHONE = 2.2  # ~11 phones per second of English speech at 25 tokens per second
 PROMPT_TEXT = "The morning light spread slowly across the quiet valley, and every bird began to sing."
 VARIANTS = {
     "openvino": ("openvino", {}),
@@ -78,6 +101,64 @@ def run_variant(bundle: str, variant: str, fragments: int, threads: int, base_to
             "seconds": round(time.perf_counter() - start, 1), "audio_s": round(audio_s, 1)}
 
 
+def long_text(chars: int = LONG_TEXT_CHARS) -> str:
+    """About `chars` characters of sentences of many lengths in a fixed order (cut at a word)."""
+    words, index = [], 0
+    while len(" ".join(words)) < chars:
+        words.append(LONG_SENTENCES[index % len(LONG_SENTENCES)])
+        index += 1
+    return " ".join(words)[:chars].rsplit(" ", 1)[0]
+
+
+def run_text(bundle: str, variant: str, text: str, threads: int) -> dict:
+    """Speak `text` fragment by fragment, each pinned to a token count from its phones; memory and time."""
+    import soundfile
+
+    import edgevoice
+    from edgevoice.backends import OnnxRuntimeBackend, OpenVINOBackend
+
+    kind, config = VARIANTS[variant]
+    backend = (OpenVINOBackend(threads=threads, extra_config=config) if kind == "openvino"
+               else OnnxRuntimeBackend(threads=threads))
+    start = time.perf_counter()
+    synth = edgevoice.load(bundle, backend=backend)
+    with tempfile.TemporaryDirectory() as scratch:
+        clip = Path(scratch) / "ref.wav"
+        soundfile.write(clip, reference_clip(), 32000)
+        voice = synth.create_voice(clip, PROMPT_TEXT, "en")
+    audio_s = 0.0
+    fragments = synth.split_text(text, "en")
+    for index, fragment in enumerate(fragments):
+        phones = len(synth.phonemize(fragment, "en")[0].phone_ids)
+        tokens = max(8, round(TOKENS_PER_PHONE * phones))
+        options = edgevoice.SynthesisOptions(seed=index, split_method="cut0", min_tokens=tokens, max_tokens=tokens)
+        audio_s += synth.synthesize(fragment, voice, "en", options).size / synth.sample_rate
+    return {"variant": variant, "chars": len(text), "fragments": len(fragments), "peak_mib": round(memory_mib()[1]),
+            "seconds": round(time.perf_counter() - start, 1), "audio_s": round(audio_s, 1)}
+
+
+def _child(args: argparse.Namespace, variant: str, extra: list[str]) -> dict:
+    command = [sys.executable, __file__, "--bundle", args.bundle, "--threads", str(args.threads),
+               "--child", variant, *extra]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    print(json.dumps(row), file=sys.stderr)
+    return row
+
+
+def main_long_text(args: argparse.Namespace) -> None:
+    rows = [(variant, _child(args, variant, ["--child-text", "sentence"]), _child(args, variant, ["--child-text",
+                                                                                                   "long"]))
+            for variant in args.variants]
+    print("| variant | one sentence: peak RSS MiB (s, audio s) | 5,000 characters: fragments, peak RSS MiB "
+          "(s, audio s) | long ÷ sentence peak | s per s of audio (long) |")
+    print("|---|---|---|---|---|")
+    for variant, one, long in rows:
+        print(f"| {variant} | {one['peak_mib']} ({one['seconds']}, {one['audio_s']}) | {long['fragments']}, "
+              f"{long['peak_mib']} ({long['seconds']}, {long['audio_s']}) | {long['peak_mib'] / one['peak_mib']:.2f}× "
+              f"| {long['seconds'] / long['audio_s']:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", required=True)
@@ -86,8 +167,17 @@ def main() -> None:
     parser.add_argument("--base-tokens", type=int, default=60)
     parser.add_argument("--step", type=int, default=37, help="extra GPT tokens per fragment (a new length each)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--long-text", action="store_true", help="one sentence vs a 5,000-character text")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-text", choices=["sentence", "long"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child and args.child_text:
+        text = long_text() if args.child_text == "long" else LONG_SENTENCES[1]
+        print(json.dumps(run_text(args.bundle, args.child, text, args.threads)))
+        return
+    if args.long_text:
+        main_long_text(args)
+        return
     if args.child:
         print(json.dumps(run_variant(args.bundle, args.child, args.fragments, args.threads, args.base_tokens,
                                      args.step)))

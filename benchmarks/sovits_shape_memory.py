@@ -38,10 +38,14 @@ def rss_mib() -> int:
     return int(fields["VmRSS"].split()[0]) // 1024
 
 
-def feeds(tokens: int, gin: int, inter: int, phones: int, rng) -> dict[str, np.ndarray]:
-    return {"codes": rng.integers(0, 1024, (1, 1, tokens)), "phone_ids": rng.integers(0, phones, (1, tokens // 2)),
-            "ge": (0.1 * rng.standard_normal((1, gin, 1))).astype(np.float32),
-            "noise": (0.3 * rng.standard_normal((1, inter, 2 * tokens))).astype(np.float32)}
+def feeds(tokens: int, gin: int, inter: int, phones: int, rng, lengths: bool) -> dict[str, np.ndarray]:
+    """Random inputs of `tokens` tokens; `lengths`: the graph takes the real lengths too (all real here)."""
+    result = {"codes": rng.integers(0, 1024, (1, 1, tokens)), "phone_ids": rng.integers(0, phones, (1, tokens // 2)),
+              "ge": (0.1 * rng.standard_normal((1, gin, 1))).astype(np.float32),
+              "noise": (0.3 * rng.standard_normal((1, inter, 2 * tokens))).astype(np.float32)}
+    if lengths:
+        result.update(valid_tokens=np.array([tokens]), valid_phones=np.array([tokens // 2]))
+    return result
 
 
 def clean_allocators() -> None:
@@ -73,7 +77,8 @@ def run_mode(bundle_dir: str, mode: str, lengths: list[int], threads: int) -> di
     start = rss_mib()
     rows, alive = [], []  # static: every reshaped model stays alive, as a per-length cache would keep it
     for tokens in lengths:
-        inputs = feeds(tokens, sovits["gin_channels"], sovits["inter_channels"], len(bundle.manifest.symbols), rng)
+        inputs = feeds(tokens, sovits["gin_channels"], sovits["inter_channels"], len(bundle.manifest.symbols), rng,
+                       lengths=any(t.name == "valid_tokens" for t in bundle.graph("sovits_decode").inputs))
         if mode == "static":
             model = core.read_model(xml)
             model.reshape({name: list(value.shape) for name, value in inputs.items()})

@@ -49,8 +49,8 @@ class SovitsDecodeGraph(nn.Module):
         super().__init__()
         self.sovits = sovits
 
-    def forward(self, codes, phone_ids, ge, noise):
-        return self.sovits.decode(codes, phone_ids, ge, noise)
+    def forward(self, codes, phone_ids, ge, noise, valid_tokens, valid_phones):
+        return self.sovits.decode(codes, phone_ids, ge, noise, (valid_tokens, valid_phones))
 
 
 class GptPrefillGraph(nn.Module):
@@ -181,10 +181,13 @@ def sovits_graphs(sovits, hubert: HubertContent, sv_trunk=None, sample_rate_hz: 
     def wav(seconds, seed):
         return seeded_randn(1, int(seconds * sample_rate_hz), seed=seed, scale=0.1)
 
-    def decode_example(tokens, n_phones, seed, speed=1.0):
+    def decode_example(tokens, n_phones, seed, speed=1.0, real=None):
+        """`real` (tokens, phones): how many are real, the rest padding (the runtime pads to a few shapes)."""
         frames = stretched_frames(tokens, speed)
+        real_tokens, real_phones = real or (tokens, n_phones)
         return (seeded_randint(1024, 1, 1, tokens, seed=seed), seeded_randint(phones, 1, n_phones, seed=seed + 1),
-                seeded_randn(1, gin, 1, seed=seed + 2), seeded_randn(1, inter, frames, seed=seed + 3, scale=0.5))
+                seeded_randn(1, gin, 1, seed=seed + 2), seeded_randn(1, inter, frames, seed=seed + 3, scale=0.5),
+                torch.tensor([real_tokens]), torch.tensor([real_phones]))
 
     sv = [sv_graph(sv_trunk)] if sv_trunk is not None else []
     return sv + [
@@ -198,10 +201,13 @@ def sovits_graphs(sovits, hubert: HubertContent, sv_trunk=None, sample_rate_hz: 
         GraphSpec(
             "sovits_decode", SovitsDecodeGraph(sovits),
             [TensorSpec("codes", "int64", [1, 1, "tokens"]), TensorSpec("phone_ids", "int64", [1, "phones"]),
-             TensorSpec("ge", "float32", [1, gin, 1]), TensorSpec("noise", "float32", [1, inter, "frames"])],
+             TensorSpec("ge", "float32", [1, gin, 1]), TensorSpec("noise", "float32", [1, inter, "frames"]),
+             TensorSpec("valid_tokens", "int64", [1]), TensorSpec("valid_phones", "int64", [1])],
             [TensorSpec("audio", "float32", [1, 1, f"{hop}*frames"])],
-            # speed 1 at two lengths, then slower and faster speech (the noise's length sets the rate)
-            [decode_example(23, 19, 1), decode_example(40, 31, 10), decode_example(11, 7, 20, speed=0.8),
+            # speed 1 at two lengths, padded at two more, then slower and faster speech (the noise's length sets
+            # the rate)
+            [decode_example(23, 19, 1), decode_example(40, 31, 10), decode_example(64, 32, 40, real=(37, 21)),
+             decode_example(32, 32, 50, real=(9, 5)), decode_example(11, 7, 20, speed=0.8),
              decode_example(30, 17, 30, speed=1.5)],
         ),
     ]

@@ -2,7 +2,9 @@
 
 `SoVITS(config)` builds the model from a checkpoint's `config` (sections `model` and `data`) alone; its
 `state_dict()` has exactly the keys upstream saves (weight-norm `weight_g`/`weight_v` pairs, quantizer
-buffers, no `enc_q`). Entry points, batch B (1 in practice), all sequences full length:
+buffers, no `enc_q`). Entry points, batch B (1 in practice), sequences full length unless `decode` is told how
+many tokens and phones are real (then every layer masks the rest, as upstream's length masks do, and the vocoder
+too, which upstream never pads):
 
 * `extract_latent(ssl [B,768,T_h]) -> codes [1,B,T_h//2]` (HuBERT features → semantic tokens);
 * `reference_embedding(refer_spec [B,1025,F], sv [B,20480] for v2Pro/Plus) -> ge [B,gin,1]`;
@@ -24,7 +26,7 @@ from torch.nn import functional as F
 
 from ...checkpoints import Checkpoint, CheckpointError
 from .sovits_layers import (RESBLOCKS, Flow, Generator, MelStyleEncoder, MultiHeadAttention, RelPosEncoder,
-                            fold_weight_norm)
+                            fold_weight_norm, masked)
 
 # Sizes upstream hard-codes rather than reading from the config.
 SSL_DIM = 768                 # HuBERT feature width
@@ -37,6 +39,12 @@ PHONE_SYMBOLS = {"v1": 322, "v2": 732, "v2Pro": 732, "v2ProPlus": 732}  # rows o
 SUPPORTED = ("v1", "v2", "v2Pro", "v2ProPlus")
 PRO_VERSIONS = ("v2Pro", "v2ProPlus")  # add a speaker-verification embedding to `ge`
 SV_DIM = 20480                # upstream's `sv_emb` input: ERes2NetV2's 2048 channels × 10 frequency rows
+
+
+def length_mask(valid: torch.Tensor, length: int) -> torch.Tensor:
+    """[B, 1, length] float: 1 at positions below `valid` ([B] or a scalar), 0 after."""
+    positions = torch.arange(length, device=valid.device)
+    return (positions[None, None, :] < valid.reshape(-1, 1, 1)).to(torch.float32)
 
 
 class SoVITSConfigError(CheckpointError):
@@ -53,10 +61,12 @@ class MRTE(nn.Module):
         self.text_pre = nn.Conv1d(content_channels, hidden, 1)
         self.c_post = nn.Conv1d(hidden, content_channels, 1)
 
-    def forward(self, ssl: torch.Tensor, text: torch.Tensor, ge: torch.Tensor) -> torch.Tensor:
-        c = self.c_pre(ssl)
-        x = self.cross_attention(c, self.text_pre(text)) + c + ge
-        return self.c_post(x)
+    def forward(self, ssl: torch.Tensor, text: torch.Tensor, ge: torch.Tensor, ssl_mask: torch.Tensor | None = None,
+                text_mask: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.c_pre(masked(ssl, ssl_mask))
+        x = self.cross_attention(masked(c, ssl_mask), masked(self.text_pre(masked(text, text_mask)), text_mask),
+                                 text_mask) + c + ge
+        return self.c_post(masked(x, ssl_mask))
 
 
 class TextEncoder(nn.Module):
@@ -75,15 +85,18 @@ class TextEncoder(nn.Module):
         self.encoder2 = RelPosEncoder(*encoder, n_layers // 2, kernel_size, REL_WINDOW)
         self.proj = nn.Conv1d(hidden_channels, 2 * out_channels, 1)
 
-    def forward(self, features: torch.Tensor, text: torch.Tensor, ge: torch.Tensor, frames):
-        y = self.encoder_ssl(self.ssl_proj(features))
-        t = self.encoder_text(self.text_embedding(text).transpose(1, 2))  # no √d scaling
-        y = self.encoder2(self.mrte(y, t, ge))
+    def forward(self, features: torch.Tensor, text: torch.Tensor, ge: torch.Tensor, frames,
+                frame_mask: torch.Tensor | None = None, text_mask: torch.Tensor | None = None):
+        """Masks [B, 1, T] (1 = real, 0 = padding; None = nothing padded) keep padded frames and phones out of
+        every real position, as upstream's length masks do."""
+        y = self.encoder_ssl(masked(self.ssl_proj(masked(features, frame_mask)), frame_mask), frame_mask)
+        t = self.encoder_text(self.text_embedding(text).transpose(1, 2), text_mask)  # no √d scaling
+        y = self.encoder2(self.mrte(y, t, ge, frame_mask, text_mask), frame_mask)
         # Speech rate: upstream stretches the 50 Hz features to int(2T / speed) + 1 frames (linear, half-pixel)
         # when speed != 1. Resizing to the frame count the noise carries is exactly the identity at speed 1
         # (weights 1 and 0), so one graph serves every speed and speed 1 stays bit-identical to upstream.
         y = F.interpolate(y, size=frames, mode="linear")
-        stats = self.proj(y)
+        stats = self.proj(y)  # upstream masks it: the caller does (the mask must be stretched like y)
         return y, stats[:, : self.out_channels], stats[:, self.out_channels:]
 
 
@@ -254,22 +267,33 @@ class SoVITS(nn.Module):
         return ge
 
     def decode_intermediates(self, codes: torch.Tensor, text: torch.Tensor, ge: torch.Tensor,
-                             noise: torch.Tensor) -> dict[str, torch.Tensor]:
-        """`decode` returning every stage: quantized_upsampled, enc_p_x, m_p, logs_p, z_p, z, dec_in, o."""
+                             noise: torch.Tensor, valid: tuple[torch.Tensor, torch.Tensor] | None = None
+                             ) -> dict[str, torch.Tensor]:
+        """`decode` returning every stage: quantized_upsampled, enc_p_x, m_p, logs_p, z_p, z, dec_in, o.
+        `valid` (tokens, phones), each `[B]`: how many leading tokens and phones are real, the rest padding
+        (speed 1 only: 2 frames per token); the samples of the real tokens then equal an unpadded decode's."""
         quantized = self.quantizer.decode(codes)
         # 25 Hz → 50 Hz nearest-neighbour: repeat every frame twice
         upsampled = quantized.unsqueeze(-1).expand(*quantized.shape, 2).flatten(2)
         ge_mrte = self.ge_to512(ge.transpose(1, 2)).transpose(1, 2) if self.pro else ge
-        enc_x, m_p, logs_p = self.enc_p(upsampled, text, ge_mrte, noise.shape[-1])
+        frame_mask = text_mask = out_mask = None
+        if valid is not None:
+            frame_mask = length_mask(2 * valid[0], upsampled.shape[-1])
+            text_mask = length_mask(valid[1], text.shape[-1])
+            # stretched with the frames at speeds other than 1, as upstream's y_mask (identity at speed 1)
+            out_mask = F.interpolate(frame_mask, size=noise.shape[-1], mode="nearest")
+        enc_x, m_p, logs_p = self.enc_p(upsampled, text, ge_mrte, noise.shape[-1], frame_mask, text_mask)
+        m_p, logs_p = masked(m_p, out_mask), masked(logs_p, out_mask)
         z_p = m_p + noise * torch.exp(logs_p)
-        z = self.flow.inverse(z_p, ge)
-        o = self.dec(z, ge)
+        z = masked(self.flow.inverse(z_p, ge, out_mask), out_mask)
+        o = self.dec(z, ge, out_mask)
         return {"ge": ge, "quantized_upsampled": upsampled, "enc_p_x": enc_x, "m_p": m_p, "logs_p": logs_p,
                 "z_p": z_p, "z": z, "dec_in": z, "o": o}
 
     def decode(self, codes: torch.Tensor, text: torch.Tensor, ge: torch.Tensor,
-               noise: torch.Tensor) -> torch.Tensor:
-        """codes `[1,B,T]`, phone ids `[B,N]`, ge `[B,gin,1]`, scaled noise `[B,192,F]` → audio `[B,1,hop·F]`."""
-        return self.decode_intermediates(codes, text, ge, noise)["o"]
+               noise: torch.Tensor, valid: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """codes `[1,B,T]`, phone ids `[B,N]`, ge `[B,gin,1]`, scaled noise `[B,192,F]` → audio `[B,1,hop·F]`;
+        `valid`: see `decode_intermediates`."""
+        return self.decode_intermediates(codes, text, ge, noise, valid)["o"]
 
     forward = decode

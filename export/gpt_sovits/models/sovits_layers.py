@@ -86,6 +86,11 @@ def fold_weight_norm(module: nn.Module) -> int:
 # Relative-position Transformer encoder (upstream `module/attentions.py`)
 
 
+def masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """`x * mask` (mask [B, 1, T]: 1 on real positions, 0 on padding); `None` means nothing is padded."""
+    return x if mask is None else x * mask
+
+
 class ChannelLayerNorm(nn.Module):
     """LayerNorm over the channel axis of `[B, C, T]`; parameters named `gamma`/`beta` as upstream stores them."""
 
@@ -144,7 +149,9 @@ class MultiHeadAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, T] -> [B, H, T, Dk]
         return x.unflatten(1, (self.n_heads, self.k_channels)).transpose(2, 3)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`key_mask` [B, 1, T_context] (1 = real, 0 = padding) hides padded keys as upstream does (score −1e4,
+        whose softmax weight is exactly 0 in float32); padded queries' rows are left for the caller to mask."""
         query = self._heads(self.conv_q(x)) / math.sqrt(self.k_channels)
         key = self._heads(self.conv_k(context))
         value = self._heads(self.conv_v(context))
@@ -152,6 +159,8 @@ class MultiHeadAttention(nn.Module):
         if self.window_size is not None:
             rel_logits = torch.matmul(query, self.emb_rel_k[0].transpose(0, 1))
             scores = scores + _relative_to_absolute(rel_logits, self.window_size)
+        if key_mask is not None:
+            scores = scores.masked_fill(key_mask.unsqueeze(1) == 0, -1e4)
         attn = torch.softmax(scores, dim=-1)
         out = torch.matmul(attn, value)
         if self.window_size is not None:
@@ -168,9 +177,9 @@ class FeedForward(nn.Module):
         self.conv_1 = nn.Conv1d(channels, filter_channels, kernel_size)
         self.conv_2 = nn.Conv1d(filter_channels, channels, kernel_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv_1(F.pad(x, self.pad)))
-        return self.conv_2(F.pad(x, self.pad))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = torch.relu(self.conv_1(F.pad(masked(x, mask), self.pad)))
+        return masked(self.conv_2(F.pad(masked(x, mask), self.pad)), mask)
 
 
 class RelPosEncoder(nn.Module):
@@ -186,12 +195,13 @@ class RelPosEncoder(nn.Module):
             FeedForward(hidden_channels, filter_channels, kernel_size) for _ in range(n_layers))
         self.norm_layers_2 = nn.ModuleList(ChannelLayerNorm(hidden_channels) for _ in range(n_layers))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = masked(x, mask)
         for attn, norm_1, ffn, norm_2 in zip(self.attn_layers, self.norm_layers_1, self.ffn_layers,
                                              self.norm_layers_2):
-            x = norm_1(x + attn(x, x))
-            x = norm_2(x + ffn(x))
-        return x
+            x = norm_1(x + attn(x, x, mask))
+            x = norm_2(x + ffn(x, mask))
+        return masked(x, mask)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -216,7 +226,7 @@ class WaveNet(nn.Module):
             self.res_skip_layers.append(WeightNormConv1d(hidden_channels, out, 1))
         self.cond_layer = WeightNormConv1d(gin_channels, 2 * hidden_channels * n_layers, 1)
 
-    def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, g: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.hidden_channels
         cond = self.cond_layer(g)
         last = len(self.in_layers) - 1
@@ -226,10 +236,10 @@ class WaveNet(nn.Module):
             acts = torch.tanh(a[:, :h]) * torch.sigmoid(a[:, h:])
             rs = res_skip(acts)
             if i < last:
-                x = x + rs[:, :h]
+                x = masked(x + rs[:, :h], mask)
                 rs = rs[:, h:]
             skip = rs if skip is None else skip + rs
-        return skip
+        return masked(skip, mask)
 
 
 class CouplingLayer(nn.Module):
@@ -246,10 +256,10 @@ class CouplingLayer(nn.Module):
         nn.init.zeros_(self.post.weight)
         nn.init.zeros_(self.post.bias)
 
-    def inverse(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def inverse(self, x: torch.Tensor, g: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x0, x1 = x[:, : self.half], x[:, self.half:]
-        mean = self.post(self.enc(self.pre(x0), g))
-        return torch.cat([x0, x1 - mean], dim=1)
+        mean = masked(self.post(self.enc(masked(self.pre(x0), mask), g, mask)), mask)
+        return torch.cat([x0, masked(x1 - mean, mask)], dim=1)
 
 
 class Flow(nn.Module):
@@ -264,10 +274,10 @@ class Flow(nn.Module):
                                             gin_channels))
             self.flows.append(nn.Identity())  # channel flip: no parameters, applied in `inverse`
 
-    def inverse(self, z_p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def inverse(self, z_p: torch.Tensor, g: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = z_p
         for coupling in reversed(self.flows[0::2]):
-            x = coupling.inverse(torch.flip(x, dims=(1,)), g)
+            x = coupling.inverse(torch.flip(x, dims=(1,)), g, mask)
         return x
 
 
@@ -285,11 +295,11 @@ class ResBlock1(nn.Module):
             WeightNormConv1d(channels, channels, kernel_size, padding=(kernel_size - 1) // 2, init_std=0.01)
             for _ in dilations)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         for conv1, conv2 in zip(self.convs1, self.convs2):
-            t = conv2(F.leaky_relu(conv1(F.leaky_relu(x, LRELU_SLOPE)), LRELU_SLOPE))
-            x = t + x
-        return x
+            t = conv1(masked(F.leaky_relu(x, LRELU_SLOPE), mask))
+            x = conv2(masked(F.leaky_relu(t, LRELU_SLOPE), mask)) + x
+        return masked(x, mask)
 
 
 class ResBlock2(nn.Module):
@@ -301,10 +311,10 @@ class ResBlock2(nn.Module):
             WeightNormConv1d(channels, channels, kernel_size, padding=(kernel_size * d - d) // 2, dilation=d,
                              init_std=0.01) for d in dilations[:2])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         for conv in self.convs:
-            x = conv(F.leaky_relu(x, LRELU_SLOPE)) + x
-        return x
+            x = conv(masked(F.leaky_relu(x, LRELU_SLOPE), mask)) + x
+        return masked(x, mask)
 
 
 RESBLOCKS = {"1": ResBlock1, "2": ResBlock2}
@@ -319,6 +329,7 @@ class Generator(nn.Module):
             raise ValueError(f"resblock type {resblock!r} does not exist (upstream has '1' and '2')")
         block_class = RESBLOCKS[str(resblock)]
         self.num_kernels = len(resblock_kernel_sizes)
+        self.upsample_rates = [int(u) for u in upsample_rates]
         self.conv_pre = nn.Conv1d(in_channels, initial_channels, 7, 1, padding=3)
         self.ups = nn.ModuleList(
             WeightNormConv1d(initial_channels // 2 ** i, initial_channels // 2 ** (i + 1), k, stride=u,
@@ -332,15 +343,18 @@ class Generator(nn.Module):
         self.conv_post = nn.Conv1d(initial_channels // 2 ** len(self.ups), 1, 7, 1, padding=3, bias=False)
         self.cond = nn.Conv1d(gin_channels, initial_channels, 1)
 
-    def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        x = self.conv_pre(x) + self.cond(g)
-        for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, LRELU_SLOPE))
+    def forward(self, x: torch.Tensor, g: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`mask` [B, 1, frames]: with padded frames, every convolution's input is zero past the real ones, as
+        the unpadded decode's zero padding is, so the real samples come out as if decoded alone."""
+        x = masked(self.conv_pre(x) + self.cond(g), mask)
+        for i, (up, rate) in enumerate(zip(self.ups, self.upsample_rates)):
+            x = up(F.leaky_relu(x, LRELU_SLOPE))  # zero in, zero out: LeakyReLU(0) = 0
+            mask = None if mask is None else mask.unsqueeze(-1).expand(-1, -1, -1, rate).flatten(2)
             blocks = self.resblocks[i * self.num_kernels: (i + 1) * self.num_kernels]
-            total = blocks[0](x)
+            total = blocks[0](x, mask)
             for block in blocks[1:]:
-                total = total + block(x)
-            x = total / self.num_kernels
+                total = total + block(x, mask)
+            x = total / self.num_kernels  # resblocks end masked
         return torch.tanh(self.conv_post(F.leaky_relu(x)))  # default slope 0.01 here, as upstream
 
 

@@ -8,10 +8,13 @@ kept. Against decoding the whole fragment at once (chunks of 25 tokens, same tok
 as the whole decode does: feeding extra tokens past the true end instead costs ~35 dB over the last 0.2 s (the
 vocoder's convolutions then see signal where the whole decode sees its zero padding).
 
-Window shapes repeat on purpose. OpenVINO keeps memory for every input length a graph has run at (measured on the
-full-size INT8 vocoder: ~100–300 MB more per new token count, never given back), so a long fragment is decoded
-through windows of one length instead of at its own length, and streaming uses four lengths (its chunks grow to
-`STREAM_CHUNK_GROWTH` times the first).
+Shapes repeat on purpose. OpenVINO keeps memory for every input length a graph has run at (measured on the
+full-size INT8 vocoder: ~100–300 MB more per new token count, kept even after the compiled model is deleted:
+benchmarks/sovits_shape_memory.py), so a long fragment is decoded through windows of one length instead of at its
+own length. Bundles whose `sovits_decode` takes the real lengths (`valid_tokens`, `valid_phones`: every layer
+masks the padding, so the real samples equal an unpadded decode's to float rounding) go further: every call is
+padded up to one of `SOVITS_TOKEN_BUCKETS` tokens and a power-of-two phone count, so a text of any length runs
+SoVITS at a handful of shapes.
 
 Flow noise is drawn frame by frame from the fragment's own generator (`FrameNoise`), so a streamed fragment gets
 exactly the noise its whole decode would.
@@ -30,8 +33,14 @@ STREAM_CONTEXT_TOKENS = 12  # context per side while streaming: ≥ 78 dB agains
 # Streamed chunks grow (c, c, 2c, 4c, 4c, ...): the first audio still waits for only c + context tokens, while the
 # context's share of the vocoder's work falls from 2·12/c to 2·12/4c; four window lengths in all.
 STREAM_CHUNK_GROWTH = 4
-LONG_FRAGMENT_CHUNK = 256  # tokens kept per window when a long fragment is decoded in windows (10 s of audio)
-LONG_FRAGMENT_CONTEXT = 24  # ≥ 81 dB tiny, ≥ 114 dB full size; 19 % more vocoder work for a 20 s fragment
+# Token counts SoVITS is padded to (bundles with `valid_tokens`): 2.6 / 5.1 / 10.2 s of audio. Fewer buckets mean
+# less memory (one set of buffers each) but more padding computed for short sentences.
+SOVITS_TOKEN_BUCKETS = (64, 128, 256)
+MIN_PHONE_BUCKET = 32  # phones are padded to a power of two from here (they only feed the cheap text encoder)
+LONG_FRAGMENT_CONTEXT = 12  # ≥ 78 dB tiny, ≥ 111 dB full size against the whole-fragment decode
+# Tokens kept per window of a long fragment: its windows are exactly the largest bucket (9.3 s of audio kept), so
+# they never need padding; 10 % more vocoder work than one whole decode.
+LONG_FRAGMENT_CHUNK = SOVITS_TOKEN_BUCKETS[-1] - 2 * LONG_FRAGMENT_CONTEXT
 MAX_CHUNK_TOKENS = 1500  # a fragment never has more tokens than upstream's step limit
 
 
@@ -43,6 +52,16 @@ class Window:
     stop: int
     keep_start: int
     keep_stop: int
+
+
+def padded_length(count: int, buckets: tuple[int, ...] = SOVITS_TOKEN_BUCKETS) -> int:
+    """The smallest bucket that holds `count` tokens; `count` itself when none does."""
+    return next((bucket for bucket in buckets if bucket >= count), count)
+
+
+def padded_phones(count: int) -> int:
+    """`count` phones padded to a power of two, at least `MIN_PHONE_BUCKET`."""
+    return max(MIN_PHONE_BUCKET, 1 << max(count - 1, 0).bit_length())
 
 
 def check_chunk_tokens(chunk_tokens) -> int:

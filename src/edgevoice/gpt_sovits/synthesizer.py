@@ -36,7 +36,8 @@ from ..families import check_bundle
 from ..options import AudioChunk
 from .options import FAMILY, SynthesisOptions, stretched_frames
 from .chunking import (LONG_FRAGMENT_CHUNK, LONG_FRAGMENT_CONTEXT, STREAM_CHUNK_GROWTH, STREAM_CHUNK_TOKENS,
-                       STREAM_CONTEXT_TOKENS, FrameNoise, Window, check_chunk_tokens, next_window, windows)
+                       STREAM_CONTEXT_TOKENS, FrameNoise, Window, check_chunk_tokens, next_window, padded_length,
+                       padded_phones, windows)
 from .options import MAX_BATCH
 from .sampler import MAX_TOKENS, SamplingOptions, sample_token, upstream_token_limit
 from .spectrogram import kaldi_fbank, linear_spectrogram
@@ -50,6 +51,7 @@ GRAPH_INPUTS = {
     "gpt_batch_decode": {"token", "position", "past_mask", "beam_idx"},
     "sovits_decode": {"codes", "phone_ids", "ge", "noise"},
 }
+PADDING_INPUTS = {"valid_tokens", "valid_phones"}  # sovits_decode inputs of bundles that mask padding
 REFERENCE_GRAPHS = ("hubert_codes", "ref_encoder", "sv_embedding")  # run by create_voice only
 HUBERT_PAD_SAMPLES = 9600  # upstream appends int(32000 * 0.3) zeros to the *16 kHz* reference (0.6 s)
 MAX_TEXT_CHARS = 5000
@@ -168,6 +170,8 @@ class Synthesizer:
         sovits = manifest.graphs.get("sovits_decode")
         noise = next((t for t in sovits.inputs if t.name == "noise"), None) if sovits else None
         self.speed_control = noise is not None and noise.shape[-1] == "frames"
+        # bundles whose SoVITS masks padding past the real lengths run it at a few padded shapes (chunking.py)
+        self.pads_sovits = sovits is not None and PADDING_INPUTS <= {t.name for t in sovits.inputs}
         # sizes a voice's arrays are checked against: the phone table (the GPT's and SoVITS's embeddings) and `ge`
         symbols = len(manifest.symbols)
         self._phone_count = min(symbols, self._model["gpt"].get("phone_vocab_size", symbols))
@@ -324,9 +328,25 @@ class Synthesizer:
         noise = noise.reshape(1, channels, -1)
         if noise.shape[-1] != 2 * codes.shape[-1]:
             self._require_speed_control()
-        audio = self._run("sovits_decode", codes=codes, phone_ids=_ids(phone_ids, self._phone_count, "phone ids"),
-                          ge=ge, noise=noise)
-        return audio["audio"].reshape(-1)
+        phone_ids = _ids(phone_ids, self._phone_count, "phone ids").reshape(1, -1)
+        if self.pads_sovits:
+            return self._padded_decode(codes, phone_ids, ge, noise)
+        return self._run("sovits_decode", codes=codes, phone_ids=phone_ids, ge=ge, noise=noise)["audio"].reshape(-1)
+
+    def _padded_decode(self, codes: np.ndarray, phone_ids: np.ndarray, ge: np.ndarray, noise: np.ndarray
+                       ) -> np.ndarray:
+        """SoVITS at a bucket shape: tokens, phones and noise padded (zeros), the real lengths fed, the audio of
+        the real tokens cut out. At other speeds than 1 the frames are stretched over the whole input, so those
+        run at their own length."""
+        tokens, phones = codes.shape[-1], phone_ids.shape[-1]
+        size = padded_length(tokens) if noise.shape[-1] == 2 * tokens else tokens
+        width = padded_phones(phones)
+        feeds = {"codes": np.pad(codes, ((0, 0), (0, 0), (0, size - tokens))),
+                 "phone_ids": np.pad(phone_ids, ((0, 0), (0, width - phones))),
+                 "ge": ge, "noise": np.pad(noise, ((0, 0), (0, 0), (0, 2 * (size - tokens)))),
+                 "valid_tokens": np.array([tokens], np.int64), "valid_phones": np.array([phones], np.int64)}
+        audio = self._run("sovits_decode", **feeds)["audio"].reshape(-1)
+        return audio[: audio.size * noise.shape[-1] // feeds["noise"].shape[-1]]
 
     # ---------------------------------------------------------------- text and voices
 
