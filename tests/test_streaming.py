@@ -40,6 +40,20 @@ def test_windows_keep_every_token_once_with_context(tokens, growth):
         assert max(w.keep_stop - w.keep_start for w in parts[:-1]) == growth * chunk
 
 
+@pytest.mark.parametrize("tokens", [5, 32, 90, 400])
+def test_windows_fill_the_padded_shapes(tokens):
+    buckets = (32, 64, 128, 256)
+    parts = windows(tokens, 20, 12, 4, buckets)
+    kept = [(w.keep_start, w.keep_stop) for w in parts]
+    assert kept[0][0] == 0 and kept[-1][1] == tokens and all(a[1] == b[0] for a, b in zip(kept, kept[1:]))
+    for w in parts[:-1]:  # every window but the last is exactly a bucket: nothing padded, more kept
+        assert w.stop - w.start in buckets
+        assert w.keep_start - w.start >= 12 or w.start == 0
+        assert w.stop - w.keep_stop >= 12
+    if tokens > 32:
+        assert (parts[0].start, parts[0].stop, parts[0].keep_stop) == (0, 32, 20)  # first audio after 32 tokens
+
+
 def test_a_window_waits_for_its_right_context():
     assert next_window(0, 15, False, chunk=10, context=6) is None
     window = next_window(0, 16, False, chunk=10, context=6)

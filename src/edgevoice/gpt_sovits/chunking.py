@@ -28,14 +28,16 @@ import numpy as np
 
 from ..errors import OptionsError
 
-STREAM_CHUNK_TOKENS = 25  # what `say --stream` and the server ask for: 1 s of audio per chunk
+# What `say --stream` and the server ask for: 0.8 s of audio. With padded SoVITS its first window (no left context)
+# is exactly the smallest bucket, so the first audio waits for 32 tokens; later chunks fill 64, 128, 128, ...
+STREAM_CHUNK_TOKENS = 20
 STREAM_CONTEXT_TOKENS = 12  # context per side while streaming: ≥ 78 dB against the whole decode (tiny model)
 # Streamed chunks grow (c, c, 2c, 4c, 4c, ...): the first audio still waits for only c + context tokens, while the
 # context's share of the vocoder's work falls from 2·12/c to 2·12/4c; four window lengths in all.
 STREAM_CHUNK_GROWTH = 4
-# Token counts SoVITS is padded to (bundles with `valid_tokens`): 2.6 / 5.1 / 10.2 s of audio. Fewer buckets mean
-# less memory (one set of buffers each) but more padding computed for short sentences.
-SOVITS_TOKEN_BUCKETS = (64, 128, 256)
+# Token counts SoVITS is padded to (bundles with `valid_tokens`): 1.3 / 2.6 / 5.1 / 10.2 s of audio. Fewer buckets
+# mean less memory (one set of buffers each) but more padding computed for short sentences.
+SOVITS_TOKEN_BUCKETS = (32, 64, 128, 256)
 MIN_PHONE_BUCKET = 32  # phones are padded to a power of two from here (they only feed the cheap text encoder)
 LONG_FRAGMENT_CONTEXT = 12  # ≥ 78 dB tiny, ≥ 111 dB full size against the whole-fragment decode
 # Tokens kept per window of a long fragment: its windows are exactly the largest bucket (9.3 s of audio kept), so
@@ -73,16 +75,20 @@ def check_chunk_tokens(chunk_tokens) -> int:
     return int(chunk_tokens)
 
 
-def next_window(kept: int, available: int, final: bool, chunk: int, context: int, growth: int = 1
-                ) -> Window | None:
+def next_window(kept: int, available: int, final: bool, chunk: int, context: int, growth: int = 1,
+                buckets: tuple[int, ...] = ()) -> Window | None:
     """The window that yields the next audio after the first `kept` tokens, with `available` tokens generated
     (`final`: no more will come); None when it must wait for more tokens or everything was yielded.
 
     Every window but the fragment's last feeds `context` tokens on each side of its kept tokens (fewer at the
     start: the fragment's start is a true edge). A chunk keeps `chunk` tokens, or with `growth` > 1 as many as
-    were kept before it, up to `growth · chunk`. The last window ends at the fragment's end and, when the fragment
-    is long enough, has the same length as the one before, reaching further back."""
+    were kept before it, up to `growth · chunk`; with `buckets` (the lengths SoVITS is padded to) every chunk but
+    the first keeps more, so that its window fills its bucket instead of being padded. The last window ends at the fragment's end and,
+    when the fragment is long enough, has the same length as the one before, reaching further back."""
     chunk = min(max(kept, chunk), growth * chunk)
+    if buckets and kept:  # not the first: filling it would make the first audio wait for more tokens
+        span = min(kept, context) + chunk + context
+        chunk += padded_length(span, buckets) - span
     remaining = available - kept
     if remaining <= 0:
         return None
@@ -94,10 +100,10 @@ def next_window(kept: int, available: int, final: bool, chunk: int, context: int
     return Window(max(0, kept - context), kept + chunk + context, kept, kept + chunk)
 
 
-def windows(tokens: int, chunk: int, context: int, growth: int = 1) -> list[Window]:
+def windows(tokens: int, chunk: int, context: int, growth: int = 1, buckets: tuple[int, ...] = ()) -> list[Window]:
     """All windows of a finished fragment of `tokens` tokens."""
     result, kept = [], 0
-    while (window := next_window(kept, tokens, True, chunk, context, growth)) is not None:
+    while (window := next_window(kept, tokens, True, chunk, context, growth, buckets)) is not None:
         result.append(window)
         kept = window.keep_stop
     return result

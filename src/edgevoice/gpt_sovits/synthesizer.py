@@ -36,8 +36,8 @@ from ..families import check_bundle
 from ..options import AudioChunk
 from .options import FAMILY, SynthesisOptions, stretched_frames
 from .chunking import (LONG_FRAGMENT_CHUNK, LONG_FRAGMENT_CONTEXT, STREAM_CHUNK_GROWTH, STREAM_CHUNK_TOKENS,
-                       STREAM_CONTEXT_TOKENS, FrameNoise, Window, check_chunk_tokens, next_window, padded_length,
-                       padded_phones, windows)
+                       STREAM_CONTEXT_TOKENS, SOVITS_TOKEN_BUCKETS, FrameNoise, Window, check_chunk_tokens,
+                       next_window, padded_length, padded_phones, windows)
 from .options import MAX_BATCH
 from .sampler import MAX_TOKENS, SamplingOptions, sample_token, upstream_token_limit
 from .spectrogram import kaldi_fbank, linear_spectrogram
@@ -588,11 +588,12 @@ class Synthesizer:
         noise = self._fragment_noise(rng, job.noise_scale)
         tokens = np.empty(MAX_TOKENS, np.int64)
         count = kept = 0
+        buckets = SOVITS_TOKEN_BUCKETS if self.pads_sovits else ()  # windows that fill a padded shape
 
         def ready(final: bool) -> Iterator[AudioChunk]:
             nonlocal kept
             while (window := next_window(kept, count, final, chunk_tokens, STREAM_CONTEXT_TOKENS,
-                                         STREAM_CHUNK_GROWTH)) is not None:
+                                         STREAM_CHUNK_GROWTH, buckets)) is not None:
                 audio = np.clip(self._decode_window(tokens[:count], target, noise, voice.ge, window), -1.0, 1.0)
                 kept = window.keep_stop
                 yield AudioChunk(text, audio, self.sample_rate, tokens[window.keep_start:window.keep_stop].copy())
