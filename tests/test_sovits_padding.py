@@ -19,7 +19,7 @@ def _snr_db(reference: np.ndarray, other: np.ndarray) -> float:
 
 
 def test_bucket_sizes():
-    assert [padded_length(n) for n in (1, 32, 33, 65, 128, 200, 256, 300)] == [32, 32, 64, 128, 128, 256, 256, 300]
+    assert [padded_length(n) for n in (1, 64, 65, 128, 200, 256, 300)] == [64, 64, 128, 128, 256, 256, 300]
     assert [padded_phones(n) for n in (1, 32, 33, 64, 65, 700)] == [32, 32, 64, 64, 128, 1024]
 
 

@@ -225,7 +225,7 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
                    "16-bit mono PCM at the model's rate")
 @click.option("--chunk-tokens", type=int, default=None,
               help="GPT-SoVITS with --stream: audio every N tokens while a sentence is still being generated "
-                   "(25 = 1 s)  [default: the model's, 20]")
+                   "(25 = 1 s)  [default: the model's, 25]")
 @cache_options
 def say(bundle, voice_path, speaker, prompt, text, text_file, strict, language, out, seed, backend, threads,
         stream_format, chunk_tokens, cache_dir, no_cache, **given):

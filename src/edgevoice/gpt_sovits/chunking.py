@@ -28,16 +28,18 @@ import numpy as np
 
 from ..errors import OptionsError
 
-# What `say --stream` and the server ask for: 0.8 s of audio. With padded SoVITS its first window (no left context)
-# is exactly the smallest bucket, so the first audio waits for 32 tokens; later chunks fill 64, 128, 128, ...
-STREAM_CHUNK_TOKENS = 20
+# What `say --stream` and the server ask for: 1 s of audio per chunk. With padded SoVITS the first window (37 tokens)
+# is padded to 64; later chunks grow to fill their shape (25, 40, 104, 104, ... tokens kept).
+STREAM_CHUNK_TOKENS = 25
 STREAM_CONTEXT_TOKENS = 12  # context per side while streaming: ≥ 78 dB against the whole decode (tiny model)
 # Streamed chunks grow (c, c, 2c, 4c, 4c, ...): the first audio still waits for only c + context tokens, while the
 # context's share of the vocoder's work falls from 2·12/c to 2·12/4c; four window lengths in all.
 STREAM_CHUNK_GROWTH = 4
-# Token counts SoVITS is padded to (bundles with `valid_tokens`): 1.3 / 2.6 / 5.1 / 10.2 s of audio. Fewer buckets
-# mean less memory (one set of buffers each) but more padding computed for short sentences.
-SOVITS_TOKEN_BUCKETS = (32, 64, 128, 256)
+# Token counts SoVITS is padded to (bundles with `valid_tokens`): 2.6 / 5.1 / 10.2 s of audio. Fewer buckets mean
+# less memory (one set of buffers each) but more padding computed for short sentences: measured on a 5,000-character
+# text (benchmarks/long_text_memory.py --long-text, full size), peak RSS 1.17x one sentence's with these three,
+# 1.22x with a 32-token bucket added (power-of-two phone counts from 32 or from 128: no difference).
+SOVITS_TOKEN_BUCKETS = (64, 128, 256)
 MIN_PHONE_BUCKET = 32  # phones are padded to a power of two from here (they only feed the cheap text encoder)
 LONG_FRAGMENT_CONTEXT = 12  # ≥ 78 dB tiny, ≥ 111 dB full size against the whole-fragment decode
 # Tokens kept per window of a long fragment: its windows are exactly the largest bucket (9.3 s of audio kept), so
