@@ -76,7 +76,8 @@ def reference_clip(seconds: float = 5.0, rate: int = 32000) -> np.ndarray:
     return (0.2 * voice * (0.5 * (1 + np.sin(2 * np.pi * 3.5 * t))) ** 2 / np.abs(voice).max()).astype(np.float32)
 
 
-def run_variant(bundle: str, variant: str, fragments: int, threads: int, base_tokens: int, step: int) -> dict:
+def load_with_voice(bundle: str, variant: str, threads: int):
+    """The bundle on the variant's backend and a voice from the synthetic reference: (synthesizer, voice)."""
     import soundfile
 
     import edgevoice
@@ -85,12 +86,18 @@ def run_variant(bundle: str, variant: str, fragments: int, threads: int, base_to
     kind, config = VARIANTS[variant]
     backend = (OpenVINOBackend(threads=threads, extra_config=config) if kind == "openvino"
                else OnnxRuntimeBackend(threads=threads))
-    start = time.perf_counter()
     synth = edgevoice.load(bundle, backend=backend)
     with tempfile.TemporaryDirectory() as scratch:
         clip = Path(scratch) / "ref.wav"
         soundfile.write(clip, reference_clip(), 32000)
-        voice = synth.create_voice(clip, PROMPT_TEXT, "en")
+        return synth, synth.create_voice(clip, PROMPT_TEXT, "en")
+
+
+def run_variant(bundle: str, variant: str, fragments: int, threads: int, base_tokens: int, step: int) -> dict:
+    import edgevoice
+
+    start = time.perf_counter()
+    synth, voice = load_with_voice(bundle, variant, threads)
     after = [memory_mib()[0]]
     audio_s = 0.0
     for index in range(fragments):
@@ -112,20 +119,10 @@ def long_text(chars: int = LONG_TEXT_CHARS) -> str:
 
 def run_text(bundle: str, variant: str, text: str, threads: int) -> dict:
     """Speak `text` fragment by fragment, each pinned to a token count from its phones; memory and time."""
-    import soundfile
-
     import edgevoice
-    from edgevoice.backends import OnnxRuntimeBackend, OpenVINOBackend
 
-    kind, config = VARIANTS[variant]
-    backend = (OpenVINOBackend(threads=threads, extra_config=config) if kind == "openvino"
-               else OnnxRuntimeBackend(threads=threads))
     start = time.perf_counter()
-    synth = edgevoice.load(bundle, backend=backend)
-    with tempfile.TemporaryDirectory() as scratch:
-        clip = Path(scratch) / "ref.wav"
-        soundfile.write(clip, reference_clip(), 32000)
-        voice = synth.create_voice(clip, PROMPT_TEXT, "en")
+    synth, voice = load_with_voice(bundle, variant, threads)
     audio_s = 0.0
     fragments = synth.split_text(text, "en")
     for index, fragment in enumerate(fragments):
@@ -138,6 +135,7 @@ def run_text(bundle: str, variant: str, text: str, threads: int) -> dict:
 
 
 def _child(args: argparse.Namespace, variant: str, extra: list[str]) -> dict:
+    """Run one measurement in a fresh process; its JSON row."""
     command = [sys.executable, __file__, "--bundle", args.bundle, "--threads", str(args.threads),
                "--child", variant, *extra]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -182,14 +180,9 @@ def main() -> None:
         print(json.dumps(run_variant(args.bundle, args.child, args.fragments, args.threads, args.base_tokens,
                                      args.step)))
         return
-    rows = []
-    for variant in args.variants:  # one process each: a clean peak, no shared caches
-        command = [sys.executable, __file__, "--bundle", args.bundle, "--fragments", str(args.fragments),
-                   "--threads", str(args.threads), "--base-tokens", str(args.base_tokens), "--step", str(args.step),
-                   "--child", variant]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(json.dumps(rows[-1]), file=sys.stderr)
+    # one process each: a clean peak, no shared caches
+    rows = [_child(args, variant, ["--fragments", str(args.fragments), "--base-tokens", str(args.base_tokens),
+                                   "--step", str(args.step)]) for variant in args.variants]
     print("| variant | RSS after load (MiB) | after each fragment (MiB) | growth | peak (MiB) | time (s) |")
     print("|---|---|---|---|---|---|")
     for row in rows:

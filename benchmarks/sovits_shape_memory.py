@@ -76,9 +76,10 @@ def run_mode(bundle_dir: str, mode: str, lengths: list[int], threads: int) -> di
     kept = core.compile_model(xml, "CPU", config) if mode.startswith("dynamic") else None
     start = rss_mib()
     rows, alive = [], []  # static: every reshaped model stays alive, as a per-length cache would keep it
+    takes_lengths = any(t.name == "valid_tokens" for t in bundle.graph("sovits_decode").inputs)
     for tokens in lengths:
         inputs = feeds(tokens, sovits["gin_channels"], sovits["inter_channels"], len(bundle.manifest.symbols), rng,
-                       lengths=any(t.name == "valid_tokens" for t in bundle.graph("sovits_decode").inputs))
+                       lengths=takes_lengths)
         if mode == "static":
             model = core.read_model(xml)
             model.reshape({name: list(value.shape) for name, value in inputs.items()})
