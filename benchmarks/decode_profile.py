@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("bundles", nargs="+")
     parser.add_argument("--filled", type=int, nargs="+", default=[400])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--kv-cache", choices=["f32", "f16", "u8"], help="default: the bundle's choice")
+    parser.add_argument("--kv-cache", choices=["f32", "f16", "bf16", "u8"], help="default: the bundle's choice")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds over the bundles")
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()

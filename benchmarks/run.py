@@ -538,6 +538,11 @@ class Row:
     nodes: dict = field(default_factory=dict)
 
     @property
+    def warm_cold_start_s(self) -> float:
+        """Cold start as the goal counts it: with the compile cache warm where the pipeline has one."""
+        return self.cold_start_s if self.cold_start_cached_s is None else self.cold_start_cached_s
+
+    @property
     def vocoder_ratio(self) -> float:
         return bound_ratio(self.vocoder_rtf, self.vocoder_bound_rtf)
 
@@ -631,14 +636,15 @@ def goal_lines(rows: list[Row], cpu: dict) -> list[str]:
     lines = [f"Goals: decode step ≤ {GOALS.decode_vs_bound}× its bound at {', '.join(map(str, POSITIONS))} "
              f"positions; vocoder ≤ {GOALS.vocoder_rtf} s per s of audio on AVX-512 BF16/VNNI CPUs"
              f"{'' if avx512_dot else ' (this CPU has neither: shown for reference)'}; first audio ≤ "
-             f"{GOALS.first_audio_s} s; cold start ≤ {GOALS.cold_start_s} s; peak RSS ≤ "
+             f"{GOALS.first_audio_s} s; cold start ≤ {GOALS.cold_start_s} s with a warm compile cache (the issue's "
+             f"wording; an empty cache where the pipeline has none); peak RSS ≤ "
              f"{GOALS.peak_rss_mb:.0f} MB; end to end with a cold voice against our PyTorch reference.", ""]
     for r in rows:
         met = {
             "decode": all(s.ratio <= GOALS.decode_vs_bound for s in r.steps.values()),
             "vocoder": r.vocoder_rtf <= GOALS.vocoder_rtf, "first audio": r.first_chunk_s <= GOALS.first_audio_s,
             "batch-8 ≥ 4× batch 1": bool(r.batch) and r.batch.get("8", 0) >= 4 * r.batch.get("1", float("inf")),
-            "cold start": r.cold_start_s <= GOALS.cold_start_s, "peak RSS": r.peak_rss_mb <= GOALS.peak_rss_mb,
+            "cold start": r.warm_cold_start_s <= GOALS.cold_start_s, "peak RSS": r.peak_rss_mb <= GOALS.peak_rss_mb,
         }
         speed = "" if r.speedup_vs_pytorch is None else f"; cold-voice e2e {r.speedup_vs_pytorch:.2f}× PyTorch"
         lines.append(f"* {r.pipeline}: met {', '.join(k for k, v in met.items() if v) or 'none'}; missed "

@@ -4,10 +4,13 @@ durations (all zero → all one) to make `frame_index = 0 … F−1`, and conver
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
 from edgevoice.bundle import TensorSpec
+from edgevoice_export.conv_rewrite import rewrite_conv_transpose
 from edgevoice_export.graphs import GraphSpec, seeded_randint, seeded_randn
 
 from .models import AcousticModel, HiFiGAN, StyleBert, frame_count
@@ -112,8 +115,12 @@ def hifigan_graph(vocoder: HiFiGAN) -> GraphSpec:
     def example(frames, seed):  # mel-like values: log-magnitudes around -2 ± 1.5
         return (seeded_randn(1, vocoder.initial_channel, frames, seed=seed, scale=1.5) - 2.0,)
 
+    # Upsampling layers as plain convolutions (OpenVINO runs transposed ones slowly and never in INT8:
+    # conv_rewrite.py); on a copy, so the reference keeps upstream's layers.
+    exported = copy.deepcopy(vocoder)
+    rewrite_conv_transpose(exported)
     return GraphSpec(
-        "hifigan", HifiganGraph(vocoder),
+        "hifigan", HifiganGraph(exported),
         [TensorSpec("mel", "float32", [1, vocoder.initial_channel, "frames"])],
         [TensorSpec("wav", "float32", [1, samples])],
         [example(24, 41), example(37, 42), example(5, 43)],

@@ -19,6 +19,7 @@ from edgevoice.gpt_sovits.frontend.symbols import symbol_table
 from edgevoice.gpt_sovits.options import FAMILY, SynthesisOptions
 
 from ..checkpoints import CheckpointError, load_gpt_checkpoint, load_sovits_checkpoint, load_sv_checkpoint
+from ..conv_rewrite import rewrite_conv_transpose
 from ..graphs import GraphSpec
 from .graphs import bert_graph, gpt_graphs, sovits_graphs
 from .models.gpt import Text2SemanticDecoder
@@ -81,6 +82,9 @@ class ModelSet:
 
     def graph_specs(self) -> list[GraphSpec]:
         self.sovits.fold_weight_norm()
+        # The vocoder's upsampling layers as plain convolutions: OpenVINO runs transposed ones on a slow f32 path
+        # and never in INT8 (measurements: conv_rewrite.py).
+        rewrite_conv_transpose(self.sovits)
         self.hubert.fold_weight_norm()
         specs = gpt_graphs(self.gpt) + sovits_graphs(self.sovits, self.hubert, self.sv)
         if self.bert is not None:
