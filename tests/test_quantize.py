@@ -72,13 +72,13 @@ def test_int8_manifest(fixture_bundle, int8_bundle):
         if "onnx" in entry.files:  # the ONNX file is the FP32 one, byte for byte
             assert quantised.manifest.files[entry.files["onnx"]] == source.manifest.files[entry.files["onnx"]]
         assert entry.accuracy["int8_vs_fp32"]["items"] > 0
-    # the decode options are the CPU's choice (u8 KV and no dynamic activation quantisation with AVX-512, f32 KV
-    # and OpenVINO's defaults without), and the accuracy below holds with them
+    # the decode options are the CPU's choice (u8 KV with AVX-512, and no dynamic activation quantisation for the
+    # one-row step; f32 KV and OpenVINO's defaults without), and the accuracy below holds with them
     from edgevoice_export.gpt_sovits.quantize import decode_runtime_options
 
     for name in ("gpt_decode", "gpt_batch_decode"):
         options = graphs[name].runtime_options["openvino"]
-        assert {k: options[k] for k in decode_runtime_options()} == decode_runtime_options()
+        assert {k: options.get(k) for k in decode_runtime_options(name)} == decode_runtime_options(name)
         assert info["policy"][name]["weight_mode"] == "INT8_SYM"
     assert graphs["gpt_decode"].states == source.manifest.graphs["gpt_decode"].states
     step = graphs["gpt_decode"].accuracy["int8_vs_fp32"]["logits"]
@@ -200,5 +200,8 @@ def test_decode_runtime_options_follow_the_cpu(tmp_path):
     avx512, avx2 = tmp_path / "avx512", tmp_path / "avx2"
     avx512.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
     avx2.write_text("flags\t\t: fpu sse2 avx2 fma\n")
-    assert decode_runtime_options(avx512) == {"KV_CACHE_PRECISION": "u8", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
-    assert decode_runtime_options(avx2) == {"KV_CACHE_PRECISION": "f32"}
+    assert decode_runtime_options("gpt_decode", avx512) == {"KV_CACHE_PRECISION": "u8",
+                                                            "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
+    assert decode_runtime_options("gpt_batch_decode", avx512) == {"KV_CACHE_PRECISION": "u8"}
+    for graph in ("gpt_decode", "gpt_batch_decode"):
+        assert decode_runtime_options(graph, avx2) == {"KV_CACHE_PRECISION": "f32"}

@@ -73,6 +73,25 @@ def test_a_long_text_runs_sovits_at_few_shapes(fixture_bundle, gpt_sovits_set):
     assert len(recorder.items["sovits_decode"]) > 5
 
 
+def test_a_stream_pads_its_first_window_less(fixture_bundle, gpt_sovits_set):
+    """The first window decides when the first audio leaves: 12 + 12 tokens run as 32, not 64; later ones fill the
+    usual buckets, and the joined audio is still the whole decode's."""
+    recorder = Recorder(step_stride=1, max_items=10_000)
+    synth = edgevoice.load(fixture_bundle[0], backend=RecordingBackend(OpenVINOBackend(threads=2), recorder))
+    audio = gpt_sovits_set / "audio"
+    voice = synth.create_voice(audio / "ref_en.wav", (audio / "ref_en.txt").read_text().strip(), "en")
+    options = SynthesisOptions(seed=3, min_tokens=150, max_tokens=150, split_method="cut0")
+    text = "The small boat drifted slowly past the old stone bridge at dawn."
+    streamed = np.concatenate([c.audio for c in synth.stream(text, voice, "en", options, chunk_tokens=12)])
+    calls = [(f["codes"].shape[-1], int(f["valid_tokens"][0])) for f in recorder.items["sovits_decode"]]
+    assert calls[0] == (32, 24)
+    assert all(size in SOVITS_TOKEN_BUCKETS for size, _ in calls[1:]) and len(calls) > 2
+    whole = synth.synthesize(text, voice, "en", options)
+    assert streamed.shape == whole.shape
+    noise = np.sum((streamed - whole) ** 2) + 1e-20
+    assert 10 * np.log10(np.sum(whole ** 2) / noise) >= 60
+
+
 @pytest.mark.parametrize("speed_frames", [None, 37])  # speed 1, and a slower rate (frames from the noise)
 def test_the_pytorch_reference_masks_every_layer(gpt_sovits_set, speed_frames):
     torch = pytest.importorskip("torch", reason="the PyTorch reference needs the export extra")

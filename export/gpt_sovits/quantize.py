@@ -92,14 +92,17 @@ def decode_kv_precision(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
 
 
 # OpenVINO quantises a weight-compressed FullyConnected's activations on the fly in groups of 32 by default. For
-# the decode step (one row, inner sizes 512 / 2048) that costs more than it saves: measured on the full-size v2
+# the one-row decode step (inner sizes 512 / 2048) that costs more than it saves: measured on the full-size v2
 # INT8 decode (Zen 4, 2 threads, u8 KV, 400 positions): off 7.2 ms vs 7.5 ms (group 32, the default) with symmetric
 # weights, 7.9 vs 8.5 ms with asymmetric ones, and the logits' rel-L2 against FP32 drops from 0.0135 to 0.0096.
-# Only measured on AVX-512 CPUs: elsewhere OpenVINO's default stays.
-def decode_runtime_options(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
-    """OpenVINO options of the INT8 stateful decode graphs on this CPU."""
+# The batched step is the other way round: with 8 rows the INT8 x INT8 products pay for the quantisation
+# (gpt_batch_decode, same machine, 300 cached positions, two interleaved runs: 2 / 4 / 8 rows 11.4-11.6 / 16.1-16.5 /
+# 26.0-27.9 ms per step with the default vs 12.3-13.2 / 16.4-18.4 / 30.7-36.2 ms with it off), so it keeps the
+# default. Only measured on AVX-512 CPUs: elsewhere OpenVINO's default stays for both.
+def decode_runtime_options(graph: str = "gpt_decode", cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
+    """OpenVINO options of the INT8 stateful decode graph `graph` (gpt_decode or gpt_batch_decode) on this CPU."""
     options = {"KV_CACHE_PRECISION": decode_kv_precision(cpuinfo)}
-    if "avx512f" in (cpu_flags(cpuinfo) or ()):
+    if graph == "gpt_decode" and "avx512f" in (cpu_flags(cpuinfo) or ()):
         options["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "0"
     return options
 
@@ -276,7 +279,7 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             xml = f"{name}.int8.xml"
             options = dict(entry.runtime_options.get("openvino", {}), INFERENCE_PRECISION_HINT=compute["precision"])
             if name in ("gpt_decode", "gpt_batch_decode"):
-                options.update(decode_runtime_options())
+                options.update(decode_runtime_options(name))
             for key, value in options.items():
                 quantised.set_rt_info(str(value), ["runtime_options", key])
             save_ir(quantised, folder / xml)

@@ -29,7 +29,8 @@ import numpy as np
 from ..errors import OptionsError
 
 # What `say --stream` and the server ask for: 1 s of audio per chunk. With padded SoVITS the first window (37 tokens)
-# is padded to 64; later chunks grow to fill their shape (25, 40, 104, 104, ... tokens kept).
+# is padded to 48 (`STREAM_FIRST_BUCKETS`); later chunks grow to fill their shape (25, 40, 104, 104, ... tokens
+# kept).
 STREAM_CHUNK_TOKENS = 25
 STREAM_CONTEXT_TOKENS = 12  # context per side while streaming: ≥ 78 dB against the whole decode (tiny model)
 # Streamed chunks grow (c, c, 2c, 4c, 4c, ...): the first audio still waits for only c + context tokens, while the
@@ -40,6 +41,10 @@ STREAM_CHUNK_GROWTH = 4
 # text (benchmarks/long_text_memory.py --long-text, full size), peak RSS 1.17x one sentence's with these three,
 # 1.22x with a 32-token bucket added (power-of-two phone counts from 32 or from 128: no difference).
 SOVITS_TOKEN_BUCKETS = (64, 128, 256)
+# The first window of a stream (chunk + right context, no left context) decides when the first audio leaves, so it
+# is padded to a multiple of 16 tokens instead of to 64: at most three more shapes (small ones: ~1 MB of buffers
+# per token each), used by streaming only, so a long text's memory is as above.
+STREAM_FIRST_BUCKETS = (16, 32, 48) + SOVITS_TOKEN_BUCKETS
 MIN_PHONE_BUCKET = 32  # phones are padded to a power of two from here (they only feed the cheap text encoder)
 LONG_FRAGMENT_CONTEXT = 12  # ≥ 78 dB tiny, ≥ 111 dB full size against the whole-fragment decode
 # Tokens kept per window of a long fragment: its windows are exactly the largest bucket (9.3 s of audio kept), so

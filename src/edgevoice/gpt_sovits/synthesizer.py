@@ -36,7 +36,7 @@ from ..families import check_bundle
 from ..options import AudioChunk
 from .options import FAMILY, SynthesisOptions, stretched_frames
 from .chunking import (LONG_FRAGMENT_CHUNK, LONG_FRAGMENT_CONTEXT, STREAM_CHUNK_GROWTH, STREAM_CHUNK_TOKENS,
-                       STREAM_CONTEXT_TOKENS, SOVITS_TOKEN_BUCKETS, FrameNoise, Window, check_chunk_tokens,
+                       STREAM_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS, SOVITS_TOKEN_BUCKETS, FrameNoise, Window, check_chunk_tokens,
                        next_window, padded_length, padded_phones, windows)
 from .options import MAX_BATCH
 from .sampler import MAX_TOKENS, SamplingOptions, sample_token, upstream_token_limit
@@ -303,11 +303,12 @@ class Synthesizer:
             logits = cache.step(token)
 
     @serialized
-    def decode_tokens(self, tokens, phone_ids, refer_spec=None, noise=None, ge=None, speed: float = 1.0
-                      ) -> np.ndarray:
+    def decode_tokens(self, tokens, phone_ids, refer_spec=None, noise=None, ge=None, speed: float = 1.0,
+                      buckets: tuple[int, ...] = SOVITS_TOKEN_BUCKETS) -> np.ndarray:
         """SoVITS: tokens `[T]`, target phones `[N]`, the reference (spectrogram or its `ge`) and the flow noise
         `[1, C, F]` already multiplied by the noise scale (None = noise scale 0; F = `stretched_frames(T, speed)`,
-        2T at speed 1) → waveform `[hop·F]` (1280·T at speed 1)."""
+        2T at speed 1) → waveform `[hop·F]` (1280·T at speed 1). `buckets`: the token counts SoVITS is padded to
+        (bundles that take the real lengths)."""
         # semantic tokens index SoVITS's codebook, which has one entry fewer than the GPT's vocabulary (no EOS)
         codes = _ids(tokens, self._model["gpt"]["eos"], "semantic tokens").reshape(1, 1, -1)
         if codes.shape[-1] == 0:
@@ -330,16 +331,16 @@ class Synthesizer:
             self._require_speed_control()
         phone_ids = _ids(phone_ids, self._phone_count, "phone ids").reshape(1, -1)
         if self.pads_sovits:
-            return self._padded_decode(codes, phone_ids, ge, noise)
+            return self._padded_decode(codes, phone_ids, ge, noise, buckets)
         return self._run("sovits_decode", codes=codes, phone_ids=phone_ids, ge=ge, noise=noise)["audio"].reshape(-1)
 
-    def _padded_decode(self, codes: np.ndarray, phone_ids: np.ndarray, ge: np.ndarray, noise: np.ndarray
-                       ) -> np.ndarray:
+    def _padded_decode(self, codes: np.ndarray, phone_ids: np.ndarray, ge: np.ndarray, noise: np.ndarray,
+                       buckets: tuple[int, ...]) -> np.ndarray:
         """SoVITS at a bucket shape: tokens, phones and noise padded (zeros), the real lengths fed, the audio of
         the real tokens cut out. At other speeds than 1 the frames are stretched over the whole input, so those
         run at their own length."""
         tokens, phones = codes.shape[-1], phone_ids.shape[-1]
-        size = padded_length(tokens) if noise.shape[-1] == 2 * tokens else tokens
+        size = padded_length(tokens, buckets) if noise.shape[-1] == 2 * tokens else tokens
         width = padded_phones(phones)
         feeds = {"codes": np.pad(codes, ((0, 0), (0, 0), (0, size - tokens))),
                  "phone_ids": np.pad(phone_ids, ((0, 0), (0, width - phones))),
@@ -594,7 +595,9 @@ class Synthesizer:
             nonlocal kept
             while (window := next_window(kept, count, final, chunk_tokens, STREAM_CONTEXT_TOKENS,
                                          STREAM_CHUNK_GROWTH, buckets)) is not None:
-                audio = np.clip(self._decode_window(tokens[:count], target, noise, voice.ge, window), -1.0, 1.0)
+                shapes = STREAM_FIRST_BUCKETS if kept == 0 else SOVITS_TOKEN_BUCKETS
+                audio = np.clip(self._decode_window(tokens[:count], target, noise, voice.ge, window, shapes),
+                                -1.0, 1.0)
                 kept = window.keep_stop
                 yield AudioChunk(text, audio, self.sample_rate, tokens[window.keep_start:window.keep_stop].copy())
 
@@ -607,11 +610,11 @@ class Synthesizer:
             yield AudioChunk(text, pause, self.sample_rate, np.zeros(0, np.int64))
 
     def _decode_window(self, tokens: np.ndarray, target: np.ndarray, noise: FrameNoise, ge: np.ndarray,
-                       window: Window) -> np.ndarray:
+                       window: Window, buckets: tuple[int, ...] = SOVITS_TOKEN_BUCKETS) -> np.ndarray:
         """The audio of tokens `[window.keep_start, window.keep_stop)`, decoded with the window's context."""
         per_token = 2 * self._model["sovits"]["hop_length"]  # two 50 Hz frames per 25 Hz token
         audio = self.decode_tokens(tokens[window.start:window.stop], target,
-                                   noise=noise.take(2 * window.start, 2 * window.stop), ge=ge)
+                                   noise=noise.take(2 * window.start, 2 * window.stop), ge=ge, buckets=buckets)
         return audio[(window.keep_start - window.start) * per_token:(window.keep_stop - window.start) * per_token]
 
     def synthesize(self, text: str, voice: Voice, language: str = "en", options: SynthesisOptions | None = None

@@ -34,6 +34,15 @@ _HOMOGRAPH_OVERRIDES = {
 }
 
 
+# One string object per ARPAbet symbol (~70 of them) instead of one per phone of every entry: 143k words hold
+# ~930k phones, and as separate strings they took about half of the lexicon's ~80 MiB.
+_SYMBOLS: dict[str, str] = {}
+
+
+def _phones(parts: list[str]) -> tuple[str, ...]:
+    return tuple(_SYMBOLS.setdefault(p, p) for p in parts)
+
+
 def _read_entries(path: Path):
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         for line in handle:
@@ -53,12 +62,12 @@ def lexicon() -> dict[str, tuple[str, ...]]:
             entry = line.split("#", 1)[0].split()
             if not entry or entry[0].endswith(")"):  # "word(2)": alternative pronunciations
                 continue
-            words.setdefault(entry[0], tuple(entry[1:]))
+            words.setdefault(entry[0], _phones(entry[1:]))
     for word, phones in _read_entries(_DATA_DIR / "en_lexicon_patch.txt.gz"):
         if phones == ["-"]:
             words.pop(word, None)
         else:
-            words[word] = tuple(phones)
+            words[word] = _phones(phones)
     for word in _DELETED_WORDS:
         words.pop(word, None)
     return words
@@ -66,7 +75,7 @@ def lexicon() -> dict[str, tuple[str, ...]]:
 
 @lru_cache(maxsize=1)
 def names() -> dict[str, tuple[str, ...]]:
-    return {word: tuple(phones) for word, phones in _read_entries(_DATA_DIR / "en_names.txt.gz")}
+    return {word: _phones(phones) for word, phones in _read_entries(_DATA_DIR / "en_names.txt.gz")}
 
 
 @lru_cache(maxsize=1)
