@@ -48,8 +48,8 @@ def test_refuses_what_it_cannot_express():
 
 
 def test_rewrites_nested_modules_and_counts_them():
-    model = torch.nn.Sequential(torch.nn.ConvTranspose1d(4, 4, 4, 2, 1),
-                                torch.nn.ModuleList([torch.nn.ConvTranspose1d(4, 2, 8, 4, 2), torch.nn.Conv1d(2, 2, 3)]))
+    inner = torch.nn.ModuleList([torch.nn.ConvTranspose1d(4, 2, 8, 4, 2), torch.nn.Conv1d(2, 2, 3)])
+    model = torch.nn.Sequential(torch.nn.ConvTranspose1d(4, 4, 4, 2, 1), inner)
     x = torch.randn(1, 4, 9)
     expected = model[1][0](model[0](x))
     assert rewrite_conv_transpose(model) == 2

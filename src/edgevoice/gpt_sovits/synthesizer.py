@@ -35,9 +35,9 @@ from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceErro
 from ..families import check_bundle
 from ..options import AudioChunk
 from .options import FAMILY, SynthesisOptions, stretched_frames
-from .chunking import (LONG_FRAGMENT_CHUNK, LONG_FRAGMENT_CONTEXT, STREAM_CHUNK_GROWTH, STREAM_CHUNK_TOKENS,
-                       STREAM_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS, SOVITS_TOKEN_BUCKETS, FrameNoise, Window, check_chunk_tokens,
-                       next_window, padded_length, padded_phones, windows)
+from .chunking import (LONG_FRAGMENT_CHUNK, LONG_FRAGMENT_CONTEXT, SOVITS_TOKEN_BUCKETS, STREAM_CHUNK_GROWTH,
+                       STREAM_CHUNK_TOKENS, STREAM_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS, FrameNoise, Window,
+                       check_chunk_tokens, next_window, padded_length, padded_phones, windows)
 from .options import MAX_BATCH
 from .sampler import MAX_TOKENS, SamplingOptions, sample_token, upstream_token_limit
 from .spectrogram import kaldi_fbank, linear_spectrogram
