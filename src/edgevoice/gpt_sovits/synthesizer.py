@@ -36,7 +36,8 @@ from ..families import check_bundle
 from ..options import AudioChunk
 from .options import FAMILY, SynthesisOptions, stretched_frames
 from .chunking import (LONG_FRAGMENT_CHUNK, LONG_FRAGMENT_CONTEXT, SOVITS_TOKEN_BUCKETS, STREAM_CHUNK_GROWTH,
-                       STREAM_CHUNK_TOKENS, STREAM_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS, FrameNoise, Window,
+                       STREAM_CHUNK_TOKENS, STREAM_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS,
+                       STREAM_FIRST_CONTEXT_TOKENS, FrameNoise, Window,
                        check_chunk_tokens, next_window, padded_length, padded_phones, windows)
 from .options import MAX_BATCH
 from .sampler import MAX_TOKENS, SamplingOptions, sample_token, upstream_token_limit
@@ -593,7 +594,8 @@ class Synthesizer:
 
         def ready(final: bool) -> Iterator[AudioChunk]:
             nonlocal kept
-            while (window := next_window(kept, count, final, chunk_tokens, STREAM_CONTEXT_TOKENS,
+            while (window := next_window(kept, count, final, chunk_tokens,
+                                         STREAM_FIRST_CONTEXT_TOKENS if kept == 0 else STREAM_CONTEXT_TOKENS,
                                          STREAM_CHUNK_GROWTH, buckets)) is not None:
                 shapes = STREAM_FIRST_BUCKETS if kept == 0 else SOVITS_TOKEN_BUCKETS
                 audio = np.clip(self._decode_window(tokens[:count], target, noise, voice.ge, window, shapes),
