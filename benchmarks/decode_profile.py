@@ -13,7 +13,6 @@ Splits the step into weight-bound matrix products (FullyConnected) and cache-bou
 from __future__ import annotations
 
 import argparse
-import collections
 import time
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from edgevoice.backends import OpenVINOSession
 from edgevoice.bundle import Bundle
 from edgevoice.gpt_sovits.synthesizer import StatefulCache
 from gpt_step_speed import random_caches
+from ov_profile import by_kind
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,7 @@ def profile(path: str, filled: int, rows: int, setup: Setup) -> None:
     for _ in range(setup.steps):
         cache.step_rows(tokens)
     step_ms = 1000 * (time.perf_counter() - start) / setup.steps
-    per_type: collections.Counter = collections.Counter()
-    count: collections.Counter = collections.Counter()
-    for item in session.profiling_info():
-        key = (item.node_type, item.exec_type)
-        per_type[key] += item.real_time.total_seconds() * 1000
-        count[key] += 1
+    per_type, count = by_kind(session.profiling_info())
     dynamic = config.get("DYNAMIC_QUANTIZATION_GROUP_SIZE", "default")
     print(f"{path}: {name} {graph.precision}, {rows} row(s), {filled} cached "
           f"positions, KV cache {kv_cache}, dynamic quantisation group {dynamic}, {setup.threads} threads: "

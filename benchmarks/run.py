@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from limits import BF16_FLAGS, bandwidth_gbs, bound_ratio, cpu_info, gemm_peak, graph_gflop, weights_read_per_call
+from ov_profile import by_kind, top_kinds
 
 POSITIONS = (50, 400, 1000)
 TOKENS_PER_SECOND = 25
@@ -266,15 +267,7 @@ def node_profile(pipeline: Pipeline, settings: Settings, voice, tokens: int) -> 
     profiles["gpt_decode"] = synth._session("gpt_decode").profiling_info()
     out = {}
     for name, items in profiles.items():
-        per_kind: collections.Counter = collections.Counter()
-        count: collections.Counter = collections.Counter()
-        for item in items:
-            key = (item.node_type, item.exec_type)
-            per_kind[key] += item.real_time.total_seconds() * 1000
-            count[key] += 1
-        out[name] = {"total_ms": sum(per_kind.values()),
-                     "top": [[node, kernel, count[(node, kernel)], ms]
-                             for (node, kernel), ms in per_kind.most_common(5)]}
+        out[name] = {"total_ms": sum(by_kind(items)[0].values()), "top": top_kinds(items, 5)}
     return out
 
 

@@ -13,10 +13,10 @@ layout choice, not the masks'".
 from __future__ import annotations
 
 import argparse
-import collections
-import time
 
 import numpy as np
+
+from ov_profile import best_call_s, by_kind
 
 MODES = ("none", "mask-after", "mask-before", "mask-full")
 
@@ -71,17 +71,8 @@ def run(mode: str, channels: int, samples: int, threads: int) -> tuple[float, li
     rng = np.random.default_rng(1)
     inputs = {"x": rng.standard_normal((1, channels, samples)).astype(np.float32),
               "mask": np.ones((1, 1, samples), np.float32)}
-    for _ in range(2):
-        request.infer(inputs)
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        request.infer(inputs)
-        times.append(time.perf_counter() - start)
-    per_kind: collections.Counter = collections.Counter()
-    for item in request.profiling_info:
-        per_kind[(item.node_type, item.exec_type)] += item.real_time.total_seconds() * 1000
-    return min(times), per_kind.most_common(6)
+    seconds = best_call_s(request, inputs, repeats=5)
+    return seconds, by_kind(request.profiling_info)[0].most_common(6)
 
 
 def main() -> None:

@@ -12,14 +12,13 @@ what the session-8 comparison of transposed vs strided-phase upsampling (benchma
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 
+from ov_profile import best_call_s, by_kind, top_kinds
 from sovits_shape_memory import feeds
 
 
@@ -38,22 +37,12 @@ def profile(bundle_dir: str, tokens: int, threads: int) -> dict:
     inputs = feeds(tokens, sovits["gin_channels"], sovits["inter_channels"], 300, np.random.default_rng(0),
                    takes_lengths)
     request = compiled.create_infer_request()
-    for _ in range(2):
-        request.infer(inputs)
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        request.infer(inputs)
-        times.append(time.perf_counter() - start)
-    per_kind: collections.Counter = collections.Counter()
-    count: collections.Counter = collections.Counter()
-    for item in request.profiling_info:
-        per_kind[(item.node_type, item.exec_type)] += item.real_time.total_seconds() * 1000
-        count[(item.node_type, item.exec_type)] += 1
+    call_s = best_call_s(request, inputs)
+    per_kind, _ = by_kind(request.profiling_info)
     audio_s = tokens * 2 * sovits["hop_length"] / bundle.manifest.sample_rate
-    return {"bundle": bundle_dir, "call_s": min(times), "audio_s": audio_s, "profiled_ms": sum(per_kind.values()),
+    return {"bundle": bundle_dir, "call_s": call_s, "audio_s": audio_s, "profiled_ms": sum(per_kind.values()),
             "reorder_ms": sum(ms for (node, _), ms in per_kind.items() if node == "Reorder"),
-            "top": [[node, kernel, count[(node, kernel)], ms] for (node, kernel), ms in per_kind.most_common(8)]}
+            "top": top_kinds(request.profiling_info, 8)}
 
 
 def main() -> None:

@@ -95,8 +95,9 @@ def next_window(kept: int, available: int, final: bool, chunk: int, context: int
     Every window but the fragment's last feeds `context` tokens on each side of its kept tokens (fewer at the
     start: the fragment's start is a true edge). A chunk keeps `chunk` tokens, or with `growth` > 1 as many as
     were kept before it, up to `growth · chunk`; with `buckets` (the lengths SoVITS is padded to) every chunk but
-    the first keeps more, so that its window fills its bucket instead of being padded. The last window ends at the fragment's end and,
-    when the fragment is long enough, has the same length as the one before, reaching further back."""
+    the first keeps more, so that its window fills its bucket instead of being padded. The last window ends at the
+    fragment's end and, when the fragment is long enough, has the same length as the one before, reaching further
+    back."""
     chunk = min(max(kept, chunk), growth * chunk)
     if buckets and kept:  # not the first: filling it would make the first audio wait for more tokens
         span = min(kept, context) + chunk + context

@@ -577,7 +577,8 @@ class Synthesizer:
         frames = noise.take(0, stretched_frames(tokens.size, job.speed))
         if job.speed == 1 and tokens.size > LONG_FRAGMENT_CHUNK + 2 * LONG_FRAGMENT_CONTEXT:
             parts = windows(tokens.size, LONG_FRAGMENT_CHUNK, LONG_FRAGMENT_CONTEXT)
-            audio = np.concatenate([self._decode_window(tokens, target, noise, job.voice.ge, w) for w in parts])
+            audio = np.concatenate([self._decode_window(tokens, target, noise, job.voice.ge, w, SOVITS_TOKEN_BUCKETS)
+                                    for w in parts])
         else:
             audio = self.decode_tokens(tokens, target, noise=frames, ge=job.voice.ge)  # the noise sets the rate
         return Fragment(job.text, target, gpt_phones, gpt_bert, tokens, frames, audio)
@@ -594,10 +595,13 @@ class Synthesizer:
 
         def ready(final: bool) -> Iterator[AudioChunk]:
             nonlocal kept
-            while (window := next_window(kept, count, final, chunk_tokens,
-                                         STREAM_FIRST_CONTEXT_TOKENS if kept == 0 else STREAM_CONTEXT_TOKENS,
-                                         STREAM_CHUNK_GROWTH, buckets)) is not None:
-                shapes = STREAM_FIRST_BUCKETS if kept == 0 else SOVITS_TOKEN_BUCKETS
+            while True:
+                # the first window decides when the first audio leaves: less right context, smaller shapes
+                context, shapes = ((STREAM_FIRST_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS) if kept == 0
+                                   else (STREAM_CONTEXT_TOKENS, SOVITS_TOKEN_BUCKETS))
+                window = next_window(kept, count, final, chunk_tokens, context, STREAM_CHUNK_GROWTH, buckets)
+                if window is None:
+                    return
                 audio = np.clip(self._decode_window(tokens[:count], target, noise, voice.ge, window, shapes),
                                 -1.0, 1.0)
                 kept = window.keep_stop
@@ -612,7 +616,7 @@ class Synthesizer:
             yield AudioChunk(text, pause, self.sample_rate, np.zeros(0, np.int64))
 
     def _decode_window(self, tokens: np.ndarray, target: np.ndarray, noise: FrameNoise, ge: np.ndarray,
-                       window: Window, buckets: tuple[int, ...] = SOVITS_TOKEN_BUCKETS) -> np.ndarray:
+                       window: Window, buckets: tuple[int, ...]) -> np.ndarray:
         """The audio of tokens `[window.keep_start, window.keep_stop)`, decoded with the window's context."""
         per_token = 2 * self._model["sovits"]["hop_length"]  # two 50 Hz frames per 25 Hz token
         audio = self.decode_tokens(tokens[window.start:window.stop], target,
