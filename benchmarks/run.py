@@ -261,10 +261,11 @@ def node_profile(pipeline: Pipeline, settings: Settings, voice, tokens: int) -> 
     synth = open_synth(pipeline, settings, {"PERF_COUNT": True}, cache=False)
     synth.synthesize(TEXT, voice, "en", forced_options(tokens))
     profiles = {name: synth._session(name).profiling_info() for name in ("gpt_prefill", "sovits_decode")}
-    cache = decode_cache(synth, 400)
-    for _ in range(WARMUP_STEPS + 1):
-        cache.step(5)
-    profiles["gpt_decode"] = synth._session("gpt_decode").profiling_info()
+    if synth._stateful_decode:  # (onnxruntime's step has no per-node counters of this kind)
+        cache = decode_cache(synth, 400)
+        for _ in range(WARMUP_STEPS + 1):
+            cache.step(5)
+        profiles["gpt_decode"] = synth._session("gpt_decode").profiling_info()
     out = {}
     for name, items in profiles.items():
         out[name] = {"total_ms": sum(by_kind(items)[0].values()), "top": top_kinds(items, 5)}
@@ -388,8 +389,14 @@ def worker_model(bundle: str) -> dict:
     graphs = b.manifest.graphs
     out: dict = {"version": b.manifest.upstream_version, "model": b.manifest.model,
                  "precision": {name: g.precision for name, g in graphs.items()}}
-    if "openvino" in graphs["gpt_decode"].files:
-        read = weights_read_per_call(b.path / graphs["gpt_decode"].files["openvino"])
+    decode = graphs.get("gpt_decode")
+    step = graphs["gpt_step"]
+    # the decode the bundle runs: OpenVINO's stateful graph, or an INT8 bundle's onnxruntime step (OpenVINO reads
+    # its MatMulNBits weights as u8 constants with their scales)
+    weights = (decode.files["openvino"] if decode is not None and "openvino" in decode.files
+               else step.files["onnx"] if step.engine == "onnxruntime" else None)
+    if weights:
+        read = weights_read_per_call(b.path / weights)
         out["decode_weights"] = {"f32": read.bytes_for("f32"), "bf16": read.bytes_for("bf16")}
     if "openvino" in graphs["sovits_decode"].files:
         xml = b.path / graphs["sovits_decode"].files["openvino"]

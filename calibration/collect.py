@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from edgevoice.backends import OpenVINOBackend
+from edgevoice.backends import OpenVINOBackend, runs_graph
 from edgevoice.bundle import Bundle
 from edgevoice.errors import VoiceError
 from edgevoice.gpt_sovits.sampler import SamplingOptions
@@ -119,6 +119,9 @@ class RecordingBackend:
     @property
     def file_format(self) -> str:
         return self.inner.file_format
+
+    def runs(self, graph) -> bool:
+        return runs_graph(self.inner, graph)
 
     def session(self, bundle: Bundle, graph_name: str):
         session = self.inner.session(bundle, graph_name)

@@ -247,13 +247,18 @@ def _methods(items) -> dict[str, str]:
 @click.option("--compute", type=click.Choice(["auto", "f32"]), default="auto", show_default=True,
               help="GPT-SoVITS INT8: what the quantised graphs' float parts run in; auto: bf16 where this CPU has "
                    "native bf16, bf16 was measured faster for the graph and it passes the accuracy gate, else f32")
+@click.option("--decode-engine", type=click.Choice(["auto", "openvino", "onnxruntime"]), default="auto",
+              show_default=True,
+              help="GPT-SoVITS INT8: which engine runs the token-by-token decode; auto: time OpenVINO's stateful "
+                   "INT8 step against onnxruntime's block-INT8 step on this CPU and keep the faster")
 def quantize(bundle, out, voice_paths, references, reference_texts, reference_languages, calibration_texts,
              text_language, sentences, max_tokens, subset_size, precision, methods, accuracy_drop, threads,
-             overwrite, compute):
+             overwrite, compute, decode_engine):
     """Make an INT8 (NNCF) or BF16 variant of an FP32 bundle, calibrated on real synthesis, with an accuracy
     report; the precision of each graph is chosen for this CPU. GPT-SoVITS calibrates with --voice/--reference
-    clips, EmotiVoice with its built-in speakers. The ONNX files stay FP32 (onnxruntime runs them unchanged); only
-    the OpenVINO IR is quantised."""
+    clips, EmotiVoice with its built-in speakers. Only the OpenVINO IR is quantised and the ONNX files stay FP32
+    (onnxruntime runs them unchanged), except GPT-SoVITS' decode step where onnxruntime's block-INT8 one is
+    measured faster on this CPU (--decode-engine)."""
     from edgevoice.bundle import Bundle
     from edgevoice.errors import VoiceError
     from edgevoice.gpt_sovits.voice import Voice
@@ -263,10 +268,12 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
     from .quantize import QuantizeOptions, sample_sentences
 
     options = QuantizeOptions(precision, subset_size, max_tokens, accuracy_drop, _methods(methods), overwrite,
-                              threads, compute=compute)
+                              threads, compute=compute, decode_engine=decode_engine)
     family = guarded(lambda: Bundle.load(bundle, verify=False)).manifest.family
     if compute != "auto" and family != "gpt-sovits":
         fail("--compute is for GPT-SoVITS INT8 bundles (EmotiVoice's policy chooses bf16 per graph itself)")
+    if decode_engine != "auto" and family != "gpt-sovits":
+        fail("--decode-engine is for GPT-SoVITS INT8 bundles")
     if family == "metavoice":
         if voice_paths or references or calibration_texts or methods or accuracy_drop is not None:
             fail("MetaVoice's stage 1 is compressed weight-only (no calibration): leave out --voice, --reference, "

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from edgevoice.gpt_sovits.spectrogram import linear_spectrogram
-from edgevoice.gpt_sovits.synthesizer import StatefulCache
 
 MEL_BINS = 128
 SAMPLE_RATE = 32000
@@ -123,18 +122,26 @@ def graph_errors(graph: str, reference_outputs: list[dict], test_outputs: list[d
     return result
 
 
-def decode_errors(prefill, reference_decode, test_decode, states: dict[str, str], utterances) -> dict:
-    """Errors of a stateful decode graph: both decode sessions are seeded by the same FP32 prefill and fed the
-    FP32 tokens, so only the decode graph differs (its inputs live in the request state and can't be recorded)."""
+def decode_errors(prefill, reference_cache, test_cache, utterances) -> dict:
+    """Errors of a decode graph: both caches (`(prefill outputs, prompt length) -> cache with .step(token)`:
+    a `StatefulCache` or `HostKVCache` over the graph's session) are seeded by the same FP32 prefill and fed the
+    FP32 tokens, so only the decode graph differs (a stateful graph's inputs live in the request state and can't
+    be recorded)."""
     reference_rows, test_rows = [], []
     for utt in utterances:
-        prompt = utt.prompt_tokens.reshape(1, -1).astype(np.int64)
-        out = prefill.run({"phone_ids": utt.phone_ids.reshape(1, -1).astype(np.int64),
-                           "bert_features": utt.bert[None].astype(np.float32), "prompt_tokens": prompt})
-        for session, rows in ((reference_decode, reference_rows), (test_decode, test_rows)):
-            cache = StatefulCache(session, out, states, prompt.shape[1])
+        out, prompt_len = prefill_utterance(prefill, utt)
+        for make_cache, rows in ((reference_cache, reference_rows), (test_cache, test_rows)):
+            cache = make_cache(out, prompt_len)
             rows.extend({"logits": cache.step(int(token))[None]} for token in utt.tokens[:-1])
     return graph_errors("gpt_decode", reference_rows, test_rows)
+
+
+def prefill_utterance(prefill, utt) -> tuple[dict, int]:
+    """A recorded utterance's prefill outputs (the session `prefill`) and its prompt's length."""
+    prompt = utt.prompt_tokens.reshape(1, -1).astype(np.int64)
+    out = prefill.run({"phone_ids": utt.phone_ids.reshape(1, -1).astype(np.int64),
+                       "bert_features": utt.bert[None].astype(np.float32), "prompt_tokens": prompt})
+    return out, prompt.shape[1]
 
 
 def end_to_end(reference_synth, test_synth, utterances) -> dict:

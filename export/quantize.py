@@ -5,7 +5,9 @@ calibration and variant writer in `<family>/quantize.py`.
 NNCF works on the OpenVINO IR (measured, research/tooling.md §4: the ONNX route quantises the attention MatMuls
 and is 2× less accurate; onnxruntime runs weight-only INT8 ONNX 11× slower than FP32). So only the IR is
 quantised: a quantised graph's `files["openvino"]` points to its INT8 IR, while `files["onnx"]` keeps pointing
-to the unchanged FP32 ONNX, so the onnxruntime backend of an INT8 bundle runs FP32.
+to the unchanged FP32 ONNX, so the onnxruntime backend of an INT8 bundle runs FP32. The exception is a graph onnxruntime runs faster
+than OpenVINO in INT8 on the CPU at hand, with its own block-quantised matmuls (`MatMulNBits`,
+`quantize_matmuls_nbits`): GPT-SoVITS' one-token decode step, chosen per CPU by measurement (gpt_sovits/quantize.py).
 
 Every graph is compiled with an explicit precision: INT8 graphs say `INFERENCE_PRECISION_HINT=f32` for their
 float parts (OpenVINO would otherwise pick bf16 by itself on CPUs with native bf16), or bf16 where the CPU's class
@@ -213,7 +215,8 @@ class QuantizeOptions:
     turns on accuracy control for `sovits_decode`: the largest held-out log-mel L1 against FP32 allowed (see
     `quantize_within_budget`); `max_tokens` caps each calibration sentence. `compute` (GPT-SoVITS INT8): "auto"
     lets the CPU's class choose each quantised graph's float-part precision (`gpt_sovits.compute`), "f32" keeps
-    them all f32."""
+    them all f32. `decode_engine` (GPT-SoVITS INT8): "auto" times OpenVINO's stateful decode against
+    onnxruntime's block-INT8 step on this CPU and keeps the faster; "openvino" / "onnxruntime" take one."""
 
     precision: str = "int8"  # or "bf16"
     subset_size: int = 300  # NNCF calibration items per graph
@@ -224,6 +227,7 @@ class QuantizeOptions:
     threads: int = 1
     progress: bool = True
     compute: str = "auto"
+    decode_engine: str = "auto"
 
 
 def sample_sentences(count: int | None, sentences: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
@@ -237,3 +241,38 @@ def sample_sentences(count: int | None, sentences: list[tuple[str, str]] | None 
     return [sentences[i] for i in dict.fromkeys(picks)]
 
 
+
+
+@dataclass(frozen=True)
+class BlockQuantization:
+    """onnxruntime weight-only block quantisation of an ONNX graph's constant-weight MatMuls (`MatMulNBits`):
+    `bits`-bit symmetric weights with one scale per `block_size` inputs; `accuracy_level` 4 lets the kernel
+    quantise the activations to int8 per block and use 8-bit dot products (VNNI where the CPU has them)."""
+
+    bits: int = 8
+    block_size: int = 128
+    accuracy_level: int = 4
+
+    def to_json(self) -> dict:
+        return {"op": "MatMulNBits", "bits": self.bits, "block_size": self.block_size, "symmetric": True,
+                "accuracy_level": self.accuracy_level}
+
+
+def quantize_matmuls_nbits(source: Path, target: Path, config: BlockQuantization = BlockQuantization()) -> int:
+    """Write `source` (ONNX) to `target` with its constant-weight MatMuls as `MatMulNBits`; returns how many.
+    Graphs over protobuf's 2 GB keep their weights in `target` + ".data" (where the runtime looks for them)."""
+    import logging
+
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import (DefaultWeightOnlyQuantConfig,
+                                                                  MatMulNBitsQuantizer)
+
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), algo_config=DefaultWeightOnlyQuantConfig(
+        block_size=config.block_size, is_symmetric=True, accuracy_level=config.accuracy_level, bits=config.bits))
+    quantizer.process()
+    model = quantizer.model.model
+    large = model.ByteSize() >= 2**31 - 2**20  # protobuf cannot serialise 2 GB in one message
+    onnx.save_model(model, str(target), save_as_external_data=large, all_tensors_to_one_file=True,
+                    location=Path(target).name + ".data")
+    return sum(node.op_type == "MatMulNBits" for node in model.graph.node)

@@ -256,7 +256,11 @@ def test_write_manifest_refuses_links(bundle, outside):
     ({"openvino": {"CACHE_DIR": "cache"}}, "'CACHE_DIR' may not be set"),
     ({"openvino": {"WEIGHTS_PATH": "x.bin"}}, "'WEIGHTS_PATH' may not be set"),
     ({"openvino": {"SOME_FUTURE_OPTION": 1}}, "may not be set"),
-    ({"onnxruntime": {"optimized_model_filepath": "/tmp/x.onnx"}}, "unknown option group 'onnxruntime'"),
+    ({"onnxruntime": {"optimized_model_filepath": "/tmp/x.onnx"}}, "onnxruntime option 'optimized_model_filepath' may "
+                                                                    "not be set"),
+    ({"onnxruntime": {"session.intra_op.allow_spinning": "yes"}}, "must be \"0\" or \"1\""),
+    ({"onnxruntime": {"session.intra_op.allow_spinning": 1}}, "must be \"0\" or \"1\""),
+    ({"tensorrt": {"x": "1"}}, "unknown option group 'tensorrt'"),
     ({"openvino": {"INFERENCE_PRECISION_HINT": "../f32"}}, "not a plain option value"),
     ({"openvino": {"INFERENCE_PRECISION_HINT": "C:\\x"}}, "not a plain option value"),
     ({"openvino": {"INFERENCE_PRECISION_HINT": ["f32"]}}, "must be a string, number or boolean"),
@@ -268,6 +272,21 @@ def test_write_manifest_refuses_links(bundle, outside):
 def test_runtime_options_are_allow_listed(bundle, hashed, options, match):
     data = _manifest(bundle)
     data["graphs"]["g"]["runtime_options"] = options
+    _rewrite(bundle, data)
+    _refused(bundle, match)
+    assert hashed == []
+
+
+@pytest.mark.parametrize("engine, files, match", [
+    ("tensorrt", None, "engine 'tensorrt' is not one of"),
+    (["onnxruntime"], None, "engine must be a string"),
+    ("onnxruntime", {"openvino": "g.xml"}, "runs on onnxruntime but has no ONNX file"),
+])
+def test_graph_engine_is_checked(bundle, hashed, engine, files, match):
+    data = _manifest(bundle)
+    data["graphs"]["g"]["engine"] = engine
+    if files:
+        data["graphs"]["g"]["files"] = files
     _rewrite(bundle, data)
     _refused(bundle, match)
     assert hashed == []

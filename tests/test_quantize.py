@@ -42,9 +42,21 @@ def reference(gpt_sovits_set):
 def int8_bundle(fixture_bundle, reference, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8") / "tiny-int8"
     result = _run("quantize", "--bundle", fixture_bundle[0], "--out", out, "--reference", reference[0],
-                  "--reference-text", reference[1], *FAST)
+                  "--reference-text", reference[1], "--decode-engine", "openvino", *FAST)
     assert result.exit_code == 0, result.output
     assert "end to end" in result.output and "gpt_decode" in result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def step_bundle(fixture_bundle, reference, tmp_path_factory):
+    """INT8 with onnxruntime's block-INT8 decode step (the other graphs float: only the decode is under test)."""
+    out = tmp_path_factory.mktemp("int8") / "tiny-int8-step"
+    floats = [f"--method={g}=float" for g in ("gpt_prefill", "bert", "hubert_codes", "sovits_decode")]
+    result = _run("quantize", "--bundle", fixture_bundle[0], "--out", out, "--reference", reference[0],
+                  "--reference-text", reference[1], "--decode-engine", "onnxruntime", *floats, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "decode: onnxruntime (chosen by the caller" in result.output
     return out
 
 
@@ -84,7 +96,66 @@ def test_int8_manifest(fixture_bundle, int8_bundle):
     step = graphs["gpt_decode"].accuracy["int8_vs_fp32"]["logits"]
     assert step["rel_l2"]["worst"] < 0.05 and step["top1_agreement"] >= 0.9
     assert graphs["sovits_decode"].accuracy["int8_vs_fp32"]["audio"]["snr_db"]["worst"] > 30
+    assert info["decode_engine"] == {"engine": "openvino", "reason": "chosen by the caller"}
     json.dumps(quantised.manifest.to_json(), allow_nan=False)  # strict JSON: no inf/nan figures
+
+
+def test_step_bundle_decodes_on_onnxruntime(fixture_bundle, step_bundle):
+    import onnx
+
+    source, quantised = Bundle.load(fixture_bundle[0]), Bundle.load(step_bundle)
+    graphs = quantised.manifest.graphs
+    assert "gpt_decode" not in graphs and "gpt_batch_decode" not in graphs  # one decode: the measured one
+    assert not any(rel.startswith(("gpt_decode", "gpt_batch_decode", "gpt_step.onnx")) for rel in quantised.manifest.files)
+    step = graphs["gpt_step"]
+    assert (step.files, step.precision, step.engine) == ({"onnx": "gpt_step.int8.onnx"}, "int8", "onnxruntime")
+    assert step.runtime_options == {"onnxruntime": {"session.intra_op.allow_spinning": "1"}}
+    record = quantised.manifest.extra["quantization"]["decode_engine"]
+    n_layer = source.manifest.model["gpt"]["n_layer"]
+    assert record["engine"] == "onnxruntime" and record["matmuls"] == 4 * n_layer  # qkv, out, two FFN per layer
+    assert set(record["ms_per_step"]) == {"openvino", "onnxruntime"} and min(record["ms_per_step"].values()) > 0
+    ops = [node.op_type for node in onnx.load(str(quantised.file("gpt_step.int8.onnx"))).graph.node]
+    assert ops.count("MatMulNBits") == 4 * n_layer
+    accuracy = step.accuracy["int8_vs_fp32"]["logits"]
+    assert accuracy["rel_l2"]["worst"] < 0.05 and accuracy["top1_agreement"] >= 0.9
+
+
+def test_step_bundle_synthesis(fixture_bundle, step_bundle, reference):
+    """The OpenVINO backend runs the step through onnxruntime: close to FP32, and batched rows equal lone rows."""
+    from edgevoice.backends import OnnxRuntimeSession
+    from edgevoice.gpt_sovits.sampler import SamplingOptions
+    from edgevoice.gpt_sovits.synthesizer import TokenRequest
+
+    fp32 = Synthesizer.load(fixture_bundle[0], threads=1)
+    int8 = Synthesizer.load(step_bundle, threads=1)
+    assert not int8._stateful_decode and int8.batches_tokens
+    assert isinstance(int8._session("gpt_step"), OnnxRuntimeSession)
+    voice = fp32.create_voice(reference[0], reference[1], "en")
+    phones, bert = fp32.phonemize("The little boat drifted past the old stone bridge.", "en")
+    all_phones = np.concatenate([voice.prompt_phone_ids, phones.phone_ids])
+    all_bert = np.concatenate([voice.prompt_bert, bert], axis=1)
+    tokens = fp32.generate_tokens(all_phones, all_bert, voice.prompt_tokens, SamplingOptions(max_tokens=20),
+                                  np.random.default_rng(3))
+    ref_logits = fp32.teacher_forced_logits(all_phones, all_bert, voice.prompt_tokens, tokens)
+    test_logits = int8.teacher_forced_logits(all_phones, all_bert, voice.prompt_tokens, tokens)
+    assert np.mean(ref_logits.argmax(-1) == test_logits.argmax(-1)) >= 0.8
+    assert np.linalg.norm(test_logits - ref_logits) / np.linalg.norm(ref_logits) < 0.05
+    rows = [TokenRequest(all_phones, all_bert, voice.prompt_tokens, SamplingOptions(max_tokens=n), np.random.default_rng(s))
+            for n, s in ((12, 5), (20, 6))]
+    alone = [int8.generate_tokens(r.phone_ids, r.bert_features, r.prompt_tokens, r.options, np.random.default_rng(s))
+             for r, s in zip(rows, (5, 6))]
+    together = int8.generate_rows(rows)
+    assert [t.tolist() for t in together] == [t.tolist() for t in alone]
+
+
+def test_decode_engine_choice():
+    from edgevoice_export.gpt_sovits.quantize import choose_decode_engine
+
+    assert choose_decode_engine("auto", {"openvino": 8.0, "onnxruntime": 4.6})[0] == "onnxruntime"
+    assert choose_decode_engine("auto", {"openvino": 5.0, "onnxruntime": 4.6})[0] == "openvino"  # within 10 %
+    assert choose_decode_engine("auto", {"openvino": 3.0, "onnxruntime": 4.6})[0] == "openvino"
+    engine, reason = choose_decode_engine("onnxruntime", {"openvino": 3.0, "onnxruntime": 4.6})
+    assert engine == "onnxruntime" and "caller" in reason and "openvino 3.00 ms" in reason
 
 
 def test_int8_synthesis_close_to_fp32(fixture_bundle, int8_bundle, reference):

@@ -9,7 +9,9 @@ on an AVX-512 Zen 4 (OpenVINO 2026.4, full-size v2 INT8, 2 threads) a step at 50
 below bandwidth), logits within 1.2 % of f32 and top-1 agreeing on 99.4 % of 1000 teacher-forced steps.
 What each quantised graph's float parts compute in (f32, or bf16 on CPUs with native bf16 where it was measured
 faster and passes the gate) is `compute.py`'s choice, recorded per graph in the manifest.
-Graphs without an IR (`gpt_step`, onnxruntime's decode step) are left as they are.
+The decode engine is chosen per CPU by measurement (`STEP_NBITS`, `choose_decode_engine`): onnxruntime's
+block-INT8 `gpt_step` (then the bundle drops the OpenVINO decode graphs) or OpenVINO's stateful W8 `gpt_decode`
+(then `gpt_step`, onnxruntime's own decode, stays FP32 as exported).
 """
 
 from __future__ import annotations
@@ -25,16 +27,17 @@ import numpy as np
 from tqdm import tqdm
 
 from edgevoice.backends import OpenVINOBackend
-from edgevoice.bundle import Bundle, Manifest, atomic_folder, write_manifest
+from edgevoice.bundle import Bundle, GraphEntry, Manifest, atomic_folder, write_manifest
 from edgevoice.cpu import detect
 from edgevoice.errors import BundleError
-from edgevoice.gpt_sovits.synthesizer import Synthesizer
+from edgevoice.gpt_sovits.synthesizer import HostKVCache, StatefulCache, Synthesizer
 from edgevoice_calibration.collect import CalibrationInputs, CalibrationSet
 
 from ..graph_export import save_ir
-from ..quant_accuracy import decode_errors, end_to_end, graph_errors
-from ..quantize import (GraphPolicy, QuantizationReport, QuantizeOptions, cpu_flags, cpu_has_int8_dot,
-                        onnx_module_paths, quantize_graph, run_all, split_items, vocoder_stages)
+from ..quant_accuracy import decode_errors, end_to_end, graph_errors, prefill_utterance
+from ..quantize import (BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions, cpu_flags,
+                        cpu_has_int8_dot, onnx_module_paths, quantize_graph, quantize_matmuls_nbits, run_all,
+                        split_items, vocoder_stages)
 from .compute import ComputeChoice, choose_compute, compute_policies
 
 END_TO_END_UTTERANCES = 6
@@ -107,6 +110,91 @@ def decode_runtime_options(graph: str = "gpt_decode", cpuinfo: Path = Path("/pro
     return options
 
 
+# The one-token decode step is bandwidth-bound, and OpenVINO 2026.4's W8 FullyConnected decompresses its weights
+# to f32 inside the kernel (~19 GB/s). onnxruntime's block-quantised matmuls (`MatMulNBits`: 8-bit symmetric
+# weights, one scale per 128 inputs, int8 activations per block and 8-bit dot products) run the same step much
+# faster: full-size v2, Zen 4 (AVX-512 VNNI/BF16), 2 threads, steady state: 3.5 / 4.6 / 7.3 ms per step at 50 /
+# 400 / 1000 cached positions (f32 cache) against OpenVINO's stateful W8 6.3 / 8.1 / 10.6 ms (u8 cache); 8 rows at
+# 300 positions 17.9 vs 26-28 ms. Blocks of 32 were slower (4.4 / 5.4 / 8.1 ms), 256 no faster than 128; 4-bit
+# blocks of 128 (2.7 / 3.8 / 5.8 ms) are left for a gate measured on trained weights. The thread pool spins
+# between calls (4.9 vs 7.0 ms per step at 400 with spinning off): the host's work between steps is short and a
+# synthesizer runs one graph at a time. Not measured on AVX2-only CPUs, so `quantize` times both engines on the
+# held-out utterances on the CPU at hand and keeps the faster (`choose_decode_engine`).
+STEP_NBITS = BlockQuantization(bits=8, block_size=128, accuracy_level=4)
+STEP_ONNXRUNTIME_OPTIONS = {"session.intra_op.allow_spinning": "1"}
+# onnxruntime must be this much faster to be taken: near a tie the stateful graph stays (its cache is updated in
+# place inside the request, with no host copies)
+ONNXRUNTIME_DECODE_MARGIN = 0.9
+DECODE_ENGINES = ("auto", "openvino", "onnxruntime")
+_UNTIMED_STEPS = 3  # first steps of each utterance: first-call set-up and cache growth, not steady state
+
+
+def decode_step_ms(prefill, make_cache, utterances) -> float:
+    """Median ms per decode step with the caches `make_cache(prefill outputs, prompt length)` makes, teacher-forced
+    through the recorded utterances."""
+    times = []
+    for utt in utterances:
+        cache = make_cache(*prefill_utterance(prefill, utt))
+        for i, token in enumerate(utt.tokens[:-1]):
+            start = time.perf_counter()
+            cache.step(int(token))
+            if i >= _UNTIMED_STEPS:
+                times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times)) if times else float("nan")
+
+
+def choose_decode_engine(requested: str, ms_per_step: dict[str, float]) -> tuple[str, str]:
+    """(engine, reason): the caller's engine, or onnxruntime where it measured at least 10 % faster per step."""
+    measured = ", ".join(f"{engine} {ms:.2f} ms" for engine, ms in ms_per_step.items())
+    if requested != "auto":
+        return requested, f"chosen by the caller (per step on this CPU: {measured})"
+    faster = ms_per_step["onnxruntime"] < ONNXRUNTIME_DECODE_MARGIN * ms_per_step["openvino"]
+    engine = "onnxruntime" if faster else "openvino"
+    return engine, (f"measured per step on this CPU: {measured}; onnxruntime needs to be "
+                    f"{100 * (1 - ONNXRUNTIME_DECODE_MARGIN):.0f} % faster to be taken")
+
+
+def _drop_graph(folder: Path, manifest: Manifest, name: str) -> None:
+    """Remove graph `name` and its files (an IR's weights too) from the bundle being written."""
+    for rel in manifest.graphs.pop(name).files.values():
+        for path in (folder / rel, folder / (rel[: -len(".xml")] + ".bin") if rel.endswith(".xml") else None):
+            if path is not None and path.exists():
+                path.unlink()
+
+
+def choose_step_engine(source: Bundle, folder: Path, manifest: Manifest, utterances, options: QuantizeOptions,
+                       fp32_backend: OpenVINOBackend) -> dict:
+    """Write `gpt_step` as onnxruntime block-INT8, time it against the quantised stateful `gpt_decode` on the
+    held-out `utterances`, and keep one decode: the other's graphs leave the bundle. Returns the record."""
+    entry = manifest.graphs["gpt_step"]
+    original = copy.deepcopy(entry)
+    target = "gpt_step.int8.onnx"
+    matmuls = quantize_matmuls_nbits(source.file(entry.files["onnx"]), folder / target, STEP_NBITS)
+    entry.files, entry.precision, entry.engine = {"onnx": target}, "int8", "onnxruntime"
+    entry.runtime_options, entry.accuracy = {"onnxruntime": dict(STEP_ONNXRUNTIME_OPTIONS)}, {}
+    write_manifest(folder, manifest)
+    test = Bundle.load(folder)
+    backend = OpenVINOBackend(threads=options.threads)
+    decode, step = backend.session(test, "gpt_decode"), backend.session(test, "gpt_step")
+    caches = {"openvino": cache_maker(decode, test.graph("gpt_decode")),
+              "onnxruntime": cache_maker(step, test.graph("gpt_step"))}
+    prefill = fp32_backend.session(source, "gpt_prefill")
+    rounds = [{engine: decode_step_ms(prefill, make, utterances) for engine, make in caches.items()}
+              for _ in range(2)]  # two interleaved rounds, the better of each: box noise only slows a run down
+    ms_per_step = {engine: round(min(r[engine] for r in rounds), 3) for engine in caches}
+    engine, reason = choose_decode_engine(options.decode_engine, ms_per_step)
+    if engine == "onnxruntime":
+        for name in ("gpt_decode", "gpt_batch_decode"):
+            if name in manifest.graphs:
+                _drop_graph(folder, manifest, name)
+        (folder / original.files["onnx"]).unlink()  # the FP32 step
+    else:
+        manifest.graphs["gpt_step"] = original
+        (folder / target).unlink()
+    return {"engine": engine, "reason": reason, "ms_per_step": ms_per_step, "matmuls": matmuls,
+            "quantization": STEP_NBITS.to_json(), "threads": options.threads}
+
+
 def quantize_within_budget(model, policy: GraphPolicy, calibration: list[dict], onnx_path: Path, subset_size: int,
                            validation: list[dict], reference_audio: list[np.ndarray], max_log_mel_l1: float,
                            threads: int = 1):
@@ -157,6 +245,29 @@ def _compute(name: str, model, source: Bundle, entry, held: list[dict], computes
         return {"precision": "f32", "reason": "bf16 not tried: a stateful graph's inputs live in its request state"}
     reference = run_all(fp32_backend.session(source, name), held)
     return choose_compute(name, model, choice, held, reference, fp32_backend.config_for(entry))
+
+
+def _gate(name: str, source: Bundle, test: Bundle, calibration: CalibrationSet, held_utterances,
+          fp32_backend: OpenVINOBackend, test_backend: OpenVINOBackend) -> dict:
+    """Graph `name`'s error against FP32: held-out recorded feeds, or for a decode graph (whose cache inputs are
+    not recorded) the held-out utterances replayed against the FP32 stateful decode."""
+    entry = test.graph(name)
+    if not (entry.states or name == "gpt_step"):
+        _, held = split_items(calibration.items.get(name, []))
+        return _graph_accuracy(fp32_backend, test_backend, source, test, name, held)
+    reference = name if entry.states else "gpt_decode"
+    return decode_errors(fp32_backend.session(source, "gpt_prefill"),
+                         cache_maker(fp32_backend.session(source, reference), source.graph(reference)),
+                         cache_maker(test_backend.session(test, name), entry), held_utterances)
+
+
+def cache_maker(session, entry: GraphEntry):
+    """`(prefill outputs, prompt length) -> cache` over a decode session: stateful graphs keep the cache in their
+    request, `gpt_step` in host buffers."""
+    if entry.states:
+        return lambda out, prompt_len: StatefulCache(session, out, entry.states, prompt_len)
+    n_layer = sum(t.name.startswith("past_key.") for t in entry.inputs)
+    return lambda out, prompt_len: HostKVCache(session, out, n_layer, prompt_len)
 
 
 def _graph_accuracy(backend_fp32, backend_test, source: Bundle, test: Bundle, name: str, held_out: list[dict]):
@@ -277,15 +388,15 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             compute = _compute(name, quantised, source, entry, held, computes, fp32_backend)
             report.graphs[name]["compute"] = compute
             xml = f"{name}.int8.xml"
-            options = dict(entry.runtime_options.get("openvino", {}), INFERENCE_PRECISION_HINT=compute["precision"])
+            ov_options = dict(entry.runtime_options.get("openvino", {}), INFERENCE_PRECISION_HINT=compute["precision"])
             if name in ("gpt_decode", "gpt_batch_decode"):
-                options.update(decode_runtime_options(name))
-            for key, value in options.items():
+                ov_options.update(decode_runtime_options(name))
+            for key, value in ov_options.items():
                 quantised.set_rt_info(str(value), ["runtime_options", key])
             save_ir(quantised, folder / xml)
             entry.files = dict(entry.files, openvino=xml)  # any ONNX stays FP32 (see module doc)
             entry.precision = "int8"
-            entry.runtime_options["openvino"] = options
+            entry.runtime_options["openvino"] = ov_options
             parity = entry.accuracy.get("fp32_vs_torch", {})
             entry.accuracy = {"fp32_vs_torch": {k: v for k, v in parity.items() if k == "onnxruntime"}}
             report.graphs[name]["seconds"] = round(time.perf_counter() - graph_start, 1)
@@ -295,24 +406,28 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             if not any(rel in (xml, xml[:-4] + ".bin") for xml in irs):
                 (folder / rel).unlink()  # the FP32 IR of a quantised graph
         write_manifest(folder, manifest)
+        _, held_utterances = split_items(calibration.utterances)
+        held_utterances = held_utterances[:END_TO_END_UTTERANCES]
+        decode_engine = None
+        if (precision == "int8" and options.decode_engine != "openvino" and "gpt_step" in manifest.graphs
+                and "gpt_decode" in report.graphs and held_utterances):
+            bar.set_postfix_str("decode engine")
+            decode_engine = choose_step_engine(source, folder, manifest, held_utterances, options, fp32_backend)
+            if decode_engine["engine"] == "onnxruntime":
+                report.graphs = {n: info for n, info in report.graphs.items() if n in manifest.graphs}
+                report.graphs["gpt_step"] = {"method": "nbits", "reason": decode_engine["reason"]}
+            report.notes.append(f"decode: {decode_engine['engine']} ({decode_engine['reason']})")
+            write_manifest(folder, manifest)
         # Accuracy gate on the written bundle, exactly as the runtime will load it.
         test = Bundle.load(folder)
         for name, info in report.graphs.items():
             if info["method"] == "float":
                 continue
-            _, held = split_items(calibration.items.get(name, []))
-            if manifest.graphs[name].states:  # stateful: replay held-out utterances instead of recorded feeds
-                _, held_utterances = split_items(calibration.utterances)
-                accuracy = decode_errors(fp32_backend.session(source, "gpt_prefill"),
-                                         fp32_backend.session(source, name), test_backend.session(test, name),
-                                         manifest.graphs[name].states, held_utterances[:END_TO_END_UTTERANCES])
-            else:
-                accuracy = _graph_accuracy(fp32_backend, test_backend, source, test, name, held)
+            accuracy = _gate(name, source, test, calibration, held_utterances, fp32_backend, test_backend)
             info["accuracy"] = accuracy
             manifest.graphs[name].accuracy[f"{precision}_vs_fp32"] = accuracy
-        _, held_utterances = split_items(calibration.utterances)
         report.end_to_end = end_to_end(Synthesizer(source, backend=fp32_backend),
-                                       Synthesizer(test, backend=test_backend), held_utterances[:END_TO_END_UTTERANCES])
+                                       Synthesizer(test, backend=test_backend), held_utterances)
 
         if precision == "bf16":
             compiled = test_backend.session(test, "gpt_decode" if "gpt_decode" in test.manifest.graphs
@@ -328,6 +443,8 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             "calibration": {"utterances": len(calibration.utterances), "items": calibration.counts(),
                             "subset_size": subset_size, "collect_seconds": round(calibration.seconds, 1)},
             "accuracy_control": report.graphs.get("sovits_decode", {}).get("accuracy_control"),
+            "decode_engine": decode_engine or {"engine": "openvino", "reason": "chosen by the caller"
+                                               if options.decode_engine == "openvino" else "not measured"},
             "compute": {"cpu": cpu.summary(), "cpu_class": cpu.cpu_class,
                         "graphs": {n: info["compute"] for n, info in report.graphs.items() if "compute" in info}},
             "end_to_end_vs_fp32": report.end_to_end,

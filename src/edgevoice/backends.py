@@ -7,6 +7,10 @@
   folder (`cache_dir`) and `extra_config` come from the caller, never from a bundle. Compiled graphs are cached
   per graph under `cache_dir`, keyed by the IR files' sha256 (see `compile_cache`).
 * `OnnxRuntimeBackend`: runs the bundle's ONNX files, on the CPU or, with onnxruntime-gpu, on CUDA.
+* A graph whose manifest entry names `engine: "onnxruntime"` runs through onnxruntime on the CPU under the
+  OpenVINO backend too: the quantiser chose it because it measured OpenVINO slower for that graph on this CPU
+  (GPT-SoVITS' decode step: onnxruntime's block-quantised INT8 matmuls, see export/gpt_sovits/quantize.py).
+  `runs_graph(backend, entry)` says whether a backend can run an entry at all.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .bundle import Bundle, GraphEntry, openvino_options
+from .bundle import Bundle, GraphEntry, onnxruntime_options, openvino_options
 from .cpu import runnable_hint
 from .compile_cache import cache_folder, graph_cache_folder
 from .errors import BundleError, EdgevoiceError
@@ -54,6 +58,10 @@ class OpenVINOBackend:
         self._core = ov.Core()
         folder = cache_folder(self.cache_dir)
         self.cache_dir = str(folder) if folder else None
+        self._onnxruntime = None  # for graphs whose bundle runs them on onnxruntime (GraphEntry.engine)
+
+    def runs(self, graph: GraphEntry) -> bool:
+        return "openvino" in graph.files or (graph.engine == "onnxruntime" and "onnx" in graph.files)
 
     def config_for(self, graph: GraphEntry) -> dict:
         config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
@@ -69,8 +77,12 @@ class OpenVINOBackend:
         config.update(self.extra_config)
         return config
 
-    def session(self, bundle: Bundle, graph_name: str) -> "OpenVINOSession":
+    def session(self, bundle: Bundle, graph_name: str) -> "OpenVINOSession | OnnxRuntimeSession":
         graph = bundle.graph(graph_name)
+        if graph.engine == "onnxruntime":
+            if self._onnxruntime is None:
+                self._onnxruntime = OnnxRuntimeBackend(threads=self.threads)
+            return self._onnxruntime.session(bundle, graph_name)
         if "openvino" not in graph.files:
             raise BundleError(f"{bundle.path}: graph {graph_name!r} has no OpenVINO IR (the bundle was exported "
                               "with --format onnx only); use the onnxruntime backend")
@@ -191,6 +203,9 @@ class OnnxRuntimeBackend:
     name: str = "onnxruntime"
     file_format = "onnx"
 
+    def runs(self, graph: GraphEntry) -> bool:
+        return "onnx" in graph.files
+
     def session(self, bundle: Bundle, graph_name: str) -> "OnnxRuntimeSession":
         import onnxruntime as ort
 
@@ -200,8 +215,11 @@ class OnnxRuntimeBackend:
                               "with --format openvino only); use the openvino backend")
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads or default_threads()
-        # A spinning thread pool starves the host loop on small machines.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # A spinning thread pool starves the host loop on small machines, unless the bundle measured otherwise
+        # for a graph called in a tight loop (the decode step: see export/gpt_sovits/quantize.py)
+        settings = {"session.intra_op.allow_spinning": "0", **onnxruntime_options(graph)}
+        for key, value in settings.items():
+            options.add_session_config_entry(key, str(value))
         if self.device == "cuda":
             # Parity runs: deterministic kernels, no TF32, and an error instead of a silent CPU fallback.
             options.use_deterministic_compute = True
@@ -236,6 +254,12 @@ class OnnxRuntimeSession:
             return dict(zip(self.output_names, self._session.run(self.output_names, feeds)))
         except _onnxruntime_errors() as exc:
             raise BundleError(f"graph {self.name!r} failed ({engine_message(exc)})") from None
+
+
+def runs_graph(backend, graph: GraphEntry) -> bool:
+    """Whether `backend` can run the bundle graph `graph` (backends without `runs` run the files of their format)."""
+    runs = getattr(backend, "runs", None)
+    return runs(graph) if runs else getattr(backend, "file_format", None) in graph.files
 
 
 def _onnxruntime_errors() -> tuple[type, ...]:

@@ -55,7 +55,11 @@ OPENVINO_RUNTIME_OPTIONS = frozenset({
     "KEY_CACHE_GROUP_SIZE", "VALUE_CACHE_GROUP_SIZE", "DYNAMIC_QUANTIZATION_GROUP_SIZE", "EXECUTION_MODE_HINT",
     "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "ENABLE_HYPER_THREADING", "ENABLE_CPU_PINNING",
 })
-RUNTIME_OPTION_GROUPS = ("openvino",)
+# onnxruntime session settings a bundle may set (`SessionOptions.add_session_config_entry`): thread-pool behaviour only.
+ONNXRUNTIME_RUNTIME_OPTIONS = frozenset({"session.intra_op.allow_spinning"})
+RUNTIME_OPTION_GROUPS = {"openvino": OPENVINO_RUNTIME_OPTIONS, "onnxruntime": ONNXRUNTIME_RUNTIME_OPTIONS}
+# Which engine a graph may name to run it under every CPU backend (`GraphEntry.engine`; "" = each backend its own).
+GRAPH_ENGINES = ("", "onnxruntime")
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MAX_PATH = 1024
@@ -129,7 +133,8 @@ def _check_rel(rel: Any, what: str) -> str:
 
 
 def check_runtime_options(options: Any, what: str = "runtime_options") -> dict:
-    """Validate a graph's `runtime_options` ({"openvino": {PROPERTY: scalar}}); returns a copy."""
+    """Validate a graph's `runtime_options` ({"openvino": {PROPERTY: scalar}, "onnxruntime": {KEY: scalar}});
+    returns a copy."""
     _expect(options, dict, what, "an object")
     checked = {}
     for group, values in options.items():
@@ -138,12 +143,15 @@ def check_runtime_options(options: Any, what: str = "runtime_options") -> dict:
                               f"{', '.join(RUNTIME_OPTION_GROUPS)} options)")
         _expect(values, dict, f"{what}[{group!r}]", "an object")
         for key, value in values.items():
-            if key not in OPENVINO_RUNTIME_OPTIONS:
-                raise BundleError(f"{what}: OpenVINO option {_short(key)} may not be set by a bundle (only "
+            if key not in RUNTIME_OPTION_GROUPS[group]:
+                engine = "OpenVINO" if group == "openvino" else "onnxruntime"
+                raise BundleError(f"{what}: {engine} option {_short(key)} may not be set by a bundle (only "
                                   "precision and threading hints; a cache folder is the user's choice)")
             _expect(value, (str, int, float, bool), f"{what}[{group!r}][{key!r}]", "a string, number or boolean")
             if isinstance(value, float) and not math.isfinite(value):
                 raise BundleError(f"{what}[{group!r}][{key!r}] must be a finite number")
+            if group == "onnxruntime" and value not in ("0", "1"):
+                raise BundleError(f"{what}[{group!r}][{key!r}] must be \"0\" or \"1\"")
             if isinstance(value, str) and (len(value) > _MAX_OPTION_TEXT or re.search(r"[/\\:\x00-\x1f\x7f]", value)):
                 raise BundleError(f"{what}[{group!r}][{key!r}] = {_short(value)} is not a plain option value "
                                   "(no paths)")
@@ -154,6 +162,11 @@ def check_runtime_options(options: Any, what: str = "runtime_options") -> dict:
 def openvino_options(graph: "GraphEntry") -> dict:
     """The OpenVINO compile properties a graph's manifest entry sets, re-checked against the allow-list."""
     return check_runtime_options(graph.runtime_options, f"graph {graph.name!r} runtime_options").get("openvino", {})
+
+
+def onnxruntime_options(graph: "GraphEntry") -> dict:
+    """The onnxruntime session settings a graph's manifest entry sets, re-checked against the allow-list."""
+    return check_runtime_options(graph.runtime_options, f"graph {graph.name!r} runtime_options").get("onnxruntime", {})
 
 
 @dataclass(frozen=True)
@@ -193,6 +206,9 @@ class GraphEntry:
     accuracy: dict = field(default_factory=dict)  # measured error vs the FP32 reference, when quantised
     # OpenVINO state variable -> the `gpt_prefill` output that seeds it (stateful KV-cache graphs only)
     states: dict[str, str] = field(default_factory=dict)
+    # "onnxruntime": every CPU backend runs this graph's ONNX file through onnxruntime, because the quantiser
+    # measured OpenVINO slower for it on this CPU (the reason is in the manifest's quantization record)
+    engine: str = ""
 
     def to_json(self) -> dict:
         data = {
@@ -202,6 +218,8 @@ class GraphEntry:
         }
         if self.states:
             data["states"] = self.states
+        if self.engine:
+            data["engine"] = self.engine
         return data
 
     @classmethod
@@ -226,7 +244,12 @@ class GraphEntry:
         options = check_runtime_options(data.get("runtime_options", {}), f"{what} runtime_options")
         accuracy = _expect(data.get("accuracy", {}), dict, f"{what} accuracy", "an object")
         states = _expect_str_dict(data.get("states", {}), f"{what} states")
-        return cls(name, files, precision, specs["inputs"], specs["outputs"], options, dict(accuracy), states)
+        engine = _expect(data.get("engine", ""), str, f"{what} engine", "a string")
+        if engine not in GRAPH_ENGINES:
+            raise BundleError(f"{what} engine {_short(engine)} is not one of: onnxruntime (or none)")
+        if engine and "onnx" not in files:
+            raise BundleError(f"{what} runs on {engine} but has no ONNX file")
+        return cls(name, files, precision, specs["inputs"], specs["outputs"], options, dict(accuracy), states, engine)
 
 
 def _model_files(model: dict) -> list[tuple[str, Any]]:

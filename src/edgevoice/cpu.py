@@ -131,9 +131,16 @@ def precision_here(manifest, name: str, cpu: CpuInfo | None = None) -> GraphPrec
 
     cpu = cpu or detect()
     graph = manifest.graphs[name]
+    quantization = _section(manifest.extra, "quantization")
+    if graph.engine == "onnxruntime":
+        record = _section(quantization, "decode_engine")
+        int8 = graph.precision == "int8"
+        chosen_on = _section(quantization, "compute").get("cpu_class", "?")
+        why = f"onnxruntime runs it: {record.get('reason', 'the bundle says so')} (chosen on {chosen_on})"
+        return GraphPrecision("onnxruntime, " + ("int8 block weights" if int8 else f"{graph.precision} weights"),
+                              "int8 matmul / f32" if int8 else "f32", _printable(why), "f32" if int8 else "")
     if "openvino" not in graph.files:
         return GraphPrecision("FP32 ONNX", "f32", "no OpenVINO IR: onnxruntime runs it")
-    quantization = _section(manifest.extra, "quantization")
     method = _section(_section(quantization, "policy"), name).get("method")
     weights = _WEIGHTS.get(method, "int8 weights") if graph.precision == "int8" else "f32 weights"
     options = openvino_options(graph)

@@ -28,7 +28,7 @@ from . import frontend
 from .. import textinput
 from ..audio import audio_array, resample_sinc
 from .reference import HUBERT_RATE, load_reference, load_timbre_clip
-from ..backends import make_backend
+from ..backends import make_backend, runs_graph
 from ..threadsafe import serialized
 from ..bundle import Bundle
 from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceError
@@ -163,7 +163,7 @@ class Synthesizer:
         # OpenVINO keeps the KV cache inside a stateful `gpt_decode` graph; other backends (and older bundles)
         # run `gpt_step` with host-side caches.
         decode = manifest.graphs.get("gpt_decode")
-        self._stateful_decode = decode is not None and getattr(self.backend, "file_format", None) in decode.files
+        self._stateful_decode = decode is not None and runs_graph(self.backend, decode)
         self._bert_vocab: dict[str, int] | None = None
         # tokens kept when the GPT never ends a fragment, as upstream (from the GPT config's max_sec)
         self.token_limit = upstream_token_limit(self._model["gpt"].get("max_sec"))
@@ -661,10 +661,9 @@ class Synthesizer:
         `gpt_batch_decode`, else `gpt_step` with a batch axis (bundles exported before batching have neither)."""
         if self._stateful_decode:
             batch = self.bundle.manifest.graphs.get("gpt_batch_decode")
-            return batch is not None and self.backend.file_format in batch.files
+            return batch is not None and runs_graph(self.backend, batch)
         step = self.bundle.manifest.graphs.get("gpt_step")
-        file_format = getattr(self.backend, "file_format", None)
-        return (step is not None and (file_format in step.files or file_format == "torch")
+        return (step is not None and (runs_graph(self.backend, step) or self.backend.file_format == "torch")
                 and step.inputs[0].shape[0] == "batch")
 
     @serialized

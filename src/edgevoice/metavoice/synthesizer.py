@@ -26,7 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..backends import make_backend
+from ..backends import make_backend, runs_graph
 from ..bundle import Bundle
 from ..errors import BundleError, OptionsError, TextError, VoiceError
 from ..families import check_bundle
@@ -62,7 +62,7 @@ class Synthesizer:
         self.default_options = SynthesisOptions.from_manifest(manifest.defaults)
         self.show_progress = False  # the CLI turns on a progress bar: a CPU run takes minutes
         stateful = manifest.graphs.get("stage1")
-        self._stateful = stateful is not None and getattr(self.backend, "file_format", None) in stateful.files
+        self._stateful = stateful is not None and runs_graph(self.backend, stateful)
         self._sessions: dict = {}
         self._lock = threading.RLock()  # see edgevoice.threadsafe
         self._tokenizer: BpeTokenizer | None = None
