@@ -118,6 +118,10 @@ def test_step_bundle_decodes_on_onnxruntime(fixture_bundle, step_bundle):
     assert ops.count("MatMulNBits") == 4 * n_layer
     accuracy = step.accuracy["int8_vs_fp32"]["logits"]
     assert accuracy["rel_l2"]["worst"] < 0.05 and accuracy["top1_agreement"] >= 0.9
+    info = _run("info", step_bundle, "--no-verify")
+    assert info.exit_code == 0, info.output
+    line = next(line for line in info.output.splitlines() if line.strip().startswith("gpt_step") and "runs it" in line)
+    assert "onnxruntime, int8 block weights" in line and "chosen by the caller" in line
 
 
 def test_step_bundle_synthesis(fixture_bundle, step_bundle, reference):

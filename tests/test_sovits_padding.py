@@ -74,8 +74,8 @@ def test_a_long_text_runs_sovits_at_few_shapes(fixture_bundle, gpt_sovits_set):
 
 
 def test_a_stream_pads_its_first_window_less(fixture_bundle, gpt_sovits_set):
-    """The first window decides when the first audio leaves: 12 tokens + 6 of right context run as 32, not 64; later
-    ones fill the usual buckets, and the joined audio is still the whole decode's."""
+    """The first window decides when the first audio leaves: its 10 tokens + 6 of right context run as 16, not 64;
+    later ones fill the usual buckets, and the joined audio is still the whole decode's."""
     recorder = Recorder(step_stride=1, max_items=10_000)
     synth = edgevoice.load(fixture_bundle[0], backend=RecordingBackend(OpenVINOBackend(threads=2), recorder))
     audio = gpt_sovits_set / "audio"
@@ -84,7 +84,7 @@ def test_a_stream_pads_its_first_window_less(fixture_bundle, gpt_sovits_set):
     text = "The small boat drifted slowly past the old stone bridge at dawn."
     streamed = np.concatenate([c.audio for c in synth.stream(text, voice, "en", options, chunk_tokens=12)])
     calls = [(f["codes"].shape[-1], int(f["valid_tokens"][0])) for f in recorder.items["sovits_decode"]]
-    assert calls[0] == (32, 18)
+    assert calls[0] == (16, 16)
     assert all(size in SOVITS_TOKEN_BUCKETS for size, _ in calls[1:]) and len(calls) > 2
     whole = synth.synthesize(text, voice, "en", options)
     assert streamed.shape == whole.shape

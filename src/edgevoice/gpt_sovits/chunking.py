@@ -50,6 +50,11 @@ SOVITS_TOKEN_BUCKETS = (64, 128, 256)
 # is padded to a multiple of 16 tokens instead of to 64: at most three more shapes (small ones: ~1 MB of buffers
 # per token each), used by streaming only, so a long text's memory is as above.
 STREAM_FIRST_BUCKETS = (16, 32, 48) + SOVITS_TOKEN_BUCKETS
+# The first chunk keeps at most this many tokens (0.4 s of audio), whatever the chunk size: its window (+ 6 tokens
+# of right context) is then the smallest shape above, so the first audio waits for the fewest tokens and the
+# cheapest vocoder call. Later chunks are `chunk_tokens` and grow as above; the player has 0.4 s of audio while the
+# GPT writes the next chunk, several times faster than real time.
+STREAM_FIRST_CHUNK_TOKENS = STREAM_FIRST_BUCKETS[0] - STREAM_FIRST_CONTEXT_TOKENS
 MIN_PHONE_BUCKET = 32  # phones are padded to a power of two from here (they only feed the cheap text encoder)
 LONG_FRAGMENT_CONTEXT = 12  # ≥ 78 dB tiny, ≥ 111 dB full size against the whole-fragment decode
 # Tokens kept per window of a long fragment: its windows are exactly the largest bucket (9.3 s of audio kept), so

@@ -37,7 +37,7 @@ from ..options import AudioChunk
 from .options import FAMILY, SynthesisOptions, stretched_frames
 from .chunking import (LONG_FRAGMENT_CHUNK, LONG_FRAGMENT_CONTEXT, SOVITS_TOKEN_BUCKETS, STREAM_CHUNK_GROWTH,
                        STREAM_CHUNK_TOKENS, STREAM_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS,
-                       STREAM_FIRST_CONTEXT_TOKENS, FrameNoise, Window,
+                       STREAM_FIRST_CHUNK_TOKENS, STREAM_FIRST_CONTEXT_TOKENS, FrameNoise, Window,
                        check_chunk_tokens, next_window, padded_length, padded_phones, windows)
 from .options import MAX_BATCH
 from .sampler import MAX_TOKENS, SamplingOptions, sample_token, upstream_token_limit
@@ -458,7 +458,8 @@ class Synthesizer:
         named in an `UnreadableTextWarning`.
 
         `chunk_tokens`: yield audio once `chunk_tokens` semantic tokens (25 = 1 s of audio) and their context are
-        generated, then in chunks growing to 4 × `chunk_tokens` while the GPT is still writing the fragment, then
+        generated (the first chunk: at most `chunking.STREAM_FIRST_CHUNK_TOKENS`, 0.4 s, for an early first audio),
+        then in chunks growing to 4 × `chunk_tokens` while the GPT is still writing the fragment, then
         the fragment's pause as a chunk of its own (see `chunking`: the joined audio
         matches the unchunked decode to ~80 dB or better). Chunks are clipped at ±1 rather than scaled by the
         fragment's peak, which is not known yet. Speeds other than 1 stretch a fragment as a whole, so they are
@@ -597,9 +598,10 @@ class Synthesizer:
             nonlocal kept
             while True:
                 # the first window decides when the first audio leaves: less right context, smaller shapes
-                context, shapes = ((STREAM_FIRST_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS) if kept == 0
-                                   else (STREAM_CONTEXT_TOKENS, SOVITS_TOKEN_BUCKETS))
-                window = next_window(kept, count, final, chunk_tokens, context, STREAM_CHUNK_GROWTH, buckets)
+                context, shapes, chunk = ((STREAM_FIRST_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS,
+                                           min(chunk_tokens, STREAM_FIRST_CHUNK_TOKENS)) if kept == 0
+                                          else (STREAM_CONTEXT_TOKENS, SOVITS_TOKEN_BUCKETS, chunk_tokens))
+                window = next_window(kept, count, final, chunk, context, STREAM_CHUNK_GROWTH, buckets)
                 if window is None:
                     return
                 audio = np.clip(self._decode_window(tokens[:count], target, noise, voice.ge, window, shapes),
