@@ -40,7 +40,15 @@ from pathlib import Path
 LONG_TEXT = ("Every evening my sister walks her small brown dog along the river, past the boats and the old stone "
              "bridge, and then they rest together on a bench while the sun goes down.")
 SHORT_TEXT = "Hello there, how are you today?"
-ENGLISH_GRAPHS = ("gpt_prefill", "gpt_decode", "sovits_decode")
+ENGLISH_GRAPHS = ("gpt_prefill", "gpt_decode", "sovits_decode")  # an INT8 bundle may decode with gpt_step instead
+
+
+def english_graphs(bundle: str) -> tuple[str, ...]:
+    """The graphs English synthesis runs with this bundle (its decode: gpt_decode, or onnxruntime's gpt_step)."""
+    from edgevoice.bundle import Bundle
+
+    graphs = Bundle.load(bundle, verify=False, lazy=True).manifest.graphs
+    return tuple(g if g in graphs else "gpt_step" for g in ENGLISH_GRAPHS)
 REFERENCE_GRAPHS = ("hubert_codes", "ref_encoder")
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
@@ -78,8 +86,9 @@ def metered_backend(timeline: Timeline, threads: int, cache_dir, extra_config: d
             timeline.mark(f"compile {graph_name} start")
             start = time.perf_counter()
             session = super().session(bundle, graph_name)
+            compiled = getattr(session, "_compiled", None)  # None: a graph the bundle runs on onnxruntime
             timeline.mark(f"compile {graph_name}", seconds=round(time.perf_counter() - start, 3),
-                          from_cache=bool(session._compiled.get_property("LOADED_FROM_CACHE")))
+                          from_cache=bool(compiled and compiled.get_property("LOADED_FROM_CACHE")))
             def first_run(feeds, _session=session, _name=graph_name):
                 del _session.run  # later runs go straight to the class's method, and no cycle keeps the session
                 start = time.perf_counter()
@@ -199,7 +208,7 @@ def machine() -> dict:
 
 
 def measure_compile(args, rounds: int, scratch: Path) -> dict:
-    graphs = ENGLISH_GRAPHS + REFERENCE_GRAPHS
+    graphs = english_graphs(args.bundle) + REFERENCE_GRAPHS
     cold, warm = [], []
     for index in range(rounds):
         cache = scratch / f"compile-{index}"
@@ -316,7 +325,7 @@ def report(meta: dict, results: dict) -> str:
             if isinstance(row, dict):
                 lines.append(f"| {name} | {row['cold_s']:.2f} | {row['warm_s']:.2f} | "
                              f"{'yes' if row['warm_from_cache'] and not row['cold_from_cache'] else 'NO'} |")
-        english = [compile_times[g] for g in ENGLISH_GRAPHS]
+        english = [compile_times[g] for g in english_graphs(meta["bundle"]) if g in compile_times]
         lines += ["", f"English synthesis graphs together: {sum(r['cold_s'] for r in english):.2f} s → "
                       f"{sum(r['warm_s'] for r in english):.2f} s; cache folder {compile_times['cache_mib']} MiB.", ""]
     first = results.get("first")
@@ -337,7 +346,7 @@ def report(meta: dict, results: dict) -> str:
                          + " + ".join(f"{e['seconds']:.2f}" for e in runs) + " |")
         lines += ["", "whole: the short sentence as one fragment; stream: the long sentence in token chunks. Times "
                       "from just before the parent spawns the process; compiles and first inferences in the order "
-                      + " → ".join(ENGLISH_GRAPHS) + " (the median round's); the rest is the text front end, "
+                      + " → ".join(english_graphs(meta["bundle"])) + " (the median round's); the rest is the text front end, "
                       "the GPT's steps and Python.", ""]
     memory = results.get("memory")
     if memory:
@@ -395,7 +404,7 @@ def main() -> None:
                              "reference_text": args.reference_text, "voice": voice})
         warm = scratch / "warm-cache"
         spawn("compile", {"bundle": args.bundle, "threads": args.threads, "cache_dir": str(warm),
-                          "graphs": ENGLISH_GRAPHS + REFERENCE_GRAPHS})
+                          "graphs": english_graphs(args.bundle) + REFERENCE_GRAPHS})
         if "compile" in cases:
             results["compile"] = measure_compile(args, args.rounds, scratch)
             print(json.dumps(results["compile"]), file=sys.stderr)

@@ -113,13 +113,16 @@ def decode_runtime_options(graph: str = "gpt_decode", cpuinfo: Path = Path("/pro
 # The one-token decode step is bandwidth-bound, and OpenVINO 2026.4's W8 FullyConnected decompresses its weights
 # to f32 inside the kernel (~19 GB/s). onnxruntime's block-quantised matmuls (`MatMulNBits`: 8-bit symmetric
 # weights, one scale per 128 inputs, int8 activations per block and 8-bit dot products) run the same step much
-# faster: full-size v2, Zen 4 (AVX-512 VNNI/BF16), 2 threads, steady state: 3.5 / 4.6 / 7.3 ms per step at 50 /
-# 400 / 1000 cached positions (f32 cache) against OpenVINO's stateful W8 6.3 / 8.1 / 10.6 ms (u8 cache); 8 rows at
-# 300 positions 17.9 vs 26-28 ms. Blocks of 32 were slower (4.4 / 5.4 / 8.1 ms), 256 no faster than 128; 4-bit
-# blocks of 128 (2.7 / 3.8 / 5.8 ms) are left for a gate measured on trained weights. The thread pool spins
-# between calls (4.9 vs 7.0 ms per step at 400 with spinning off): the host's work between steps is short and a
-# synthesizer runs one graph at a time. Not measured on AVX2-only CPUs, so `quantize` times both engines on the
-# held-out utterances on the CPU at hand and keeps the faster (`choose_decode_engine`).
+# faster. `python benchmarks/decode_engines.py` (full-size v2, Zen 4 AVX-512 VNNI/BF16, 2 threads, one sitting), ms
+# per step at 50 / 400 / 1000 cached positions: onnxruntime 3.6 / 4.7 / 7.3 (f32 host cache) against OpenVINO's
+# stateful W8 4.8 / 6.2 / 8.9 (u8 cache); 8 rows 8.7 / 17.3 / 31.9 vs 12.5 / 28.9 / 56.8. Blocks of 32 were slower
+# (4.2 / 5.2 / 7.1), of 256 no faster (3.7 / 4.9 / 7.8); 4-bit blocks of 128 (2.9 / 4.2 / 6.0) are left for a gate
+# measured on trained weights. Logits against FP32 on held-out sentences: rel-L2 worst 0.011, top-1 1.000 (W8 on
+# OpenVINO: 0.007, 0.989). The thread pool spins between calls (with spinning off 4.8 / 6.4 / 9.1 ms): the host's
+# work between steps is short and a synthesizer runs one graph at a time. Not measured on AVX2-only CPUs, so
+# `quantize` times both engines on the held-out sentences on the CPU at hand and keeps the faster
+# (`choose_decode_engine`). Prefill stays on OpenVINO: its static INT8 graph took 127 ms at 280 positions against
+# 216 ms for the same graph with onnxruntime's block-INT8 matmuls.
 STEP_NBITS = BlockQuantization(bits=8, block_size=128, accuracy_level=4)
 STEP_ONNXRUNTIME_OPTIONS = {"session.intra_op.allow_spinning": "1"}
 # onnxruntime must be this much faster to be taken: near a tie the stateful graph stays (its cache is updated in

@@ -1,0 +1,129 @@
+"""The GPT-SoVITS decode step on its two engines: OpenVINO's stateful INT8 `gpt_decode` against onnxruntime's
+block-quantised `gpt_step` (`MatMulNBits`), at several cached positions and rows, in one process and one sitting.
+
+Why: `edgevoice quantize --decode-engine auto` keeps whichever is faster on the CPU at hand; this shows the whole
+trade (block sizes, 4-bit weights, the thread pool's spinning, batched rows) behind the numbers written next to
+`STEP_NBITS` in export/gpt_sovits/quantize.py.
+
+    python benchmarks/decode_engines.py --fp32 FP32_BUNDLE --openvino INT8_BUNDLE [--filled 50 400 1000]
+        [--rows 1 8] [--variants 8:128 8:32 8:256 4:128] [--steps 30] [--threads 2]
+
+FP32_BUNDLE: an exported bundle (its `gpt_step.onnx` is quantised here for each variant BITS:BLOCK); INT8_BUNDLE:
+a quantised one that keeps the stateful `gpt_decode` (`quantize --decode-engine openvino`). Each figure is the
+median of `--steps` steps after 3 warm-up steps, from random caches `filled` deep (OpenVINO's u8 cache holds the
+same values); "spin 0" is onnxruntime with its thread pool's spinning off (the backend's default for other graphs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from limits import cpu_info
+
+WARMUP = 3
+
+
+def ortsession(path: Path, threads: int, spin: bool):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def step_ms(run, steps: int) -> float:
+    times = []
+    for _ in range(WARMUP + steps):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times[WARMUP:])
+
+
+def onnxruntime_ms(session, model: dict, filled: int, rows: int, steps: int) -> float:
+    """One step of `gpt_step` over host caches `filled` deep (as `HostKVCache` feeds them), `rows` rows."""
+    gpt = model["gpt"]
+    heads, head_dim = gpt["heads"], gpt["hidden"] // gpt["heads"]
+    rng = np.random.default_rng(0)
+    feeds = {"token": np.full((rows, 1), 5, np.int64), "position": np.full(rows, filled, np.int64),
+             "past_mask": np.zeros((rows, filled), np.float32)}
+    for kind in ("key", "value"):
+        for i in range(gpt["n_layer"]):
+            feeds[f"past_{kind}.{i}"] = rng.standard_normal((rows, heads, filled, head_dim), dtype=np.float32)
+    return step_ms(lambda: session.run(None, feeds), steps)
+
+
+def openvino_ms(bundle: str, threads: int, filled_list: list[int], rows_list: list[int], steps: int) -> dict:
+    """The stateful graphs through the synthesizer's own `StatefulCache` (as benchmarks/run.py drives them)."""
+    import edgevoice
+    from edgevoice.gpt_sovits.synthesizer import StatefulCache
+
+    from run import random_prefill
+
+    synth = edgevoice.load(bundle, threads=threads)
+    if not synth._stateful_decode:
+        sys.exit(f"{bundle} has no stateful gpt_decode (quantise with --decode-engine openvino)")
+    out = {}
+    for rows in rows_list:
+        graph = "gpt_decode" if rows == 1 else "gpt_batch_decode"
+        session, states = synth._session(graph), synth.bundle.graph(graph).states
+        for filled in filled_list:
+            prefills = [random_prefill(synth, filled) for _ in range(rows)]
+            cache = StatefulCache.of_rows(session, prefills, states, [max(filled - 100, 0)] * rows)
+            tokens = np.full(rows, 5, np.int64)
+            out[(rows, filled)] = step_ms(lambda: cache.step_rows(tokens), steps)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fp32", required=True, help="FP32 bundle (its gpt_step.onnx is quantised per variant)")
+    parser.add_argument("--openvino", required=True, help="INT8 bundle with the stateful gpt_decode")
+    parser.add_argument("--filled", type=int, nargs="+", default=[50, 400, 1000])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--variants", nargs="+", default=["8:128", "8:32", "8:256", "4:128"],
+                        help="BITS:BLOCK of onnxruntime's block quantisation")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    from edgevoice.bundle import Bundle
+    from edgevoice_export.quantize import BlockQuantization, quantize_matmuls_nbits
+
+    source = Bundle.load(args.fp32, verify=False)
+    model = source.manifest.model
+    cpu = cpu_info()
+    print(f"CPU: {cpu.model}, flags {' '.join(cpu.flags)}; {args.threads} threads; "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"`python benchmarks/decode_engines.py {' '.join(sys.argv[1:])}`\n")
+    columns = [(rows, filled) for rows in args.rows for filled in args.filled]
+    print("| decode | " + " | ".join(f"{r} row{'s' * (r > 1)} @ {f}" for r, f in columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    ov = openvino_ms(args.openvino, args.threads, args.filled, args.rows, args.steps)
+    print("| OpenVINO stateful INT8 (the bundle's options) | " + " | ".join(f"{ov[c]:.2f}" for c in columns) + " |")
+    with tempfile.TemporaryDirectory(prefix="decode-engines-") as scratch:
+        for variant in args.variants:
+            bits, block = (int(x) for x in variant.split(":"))
+            path = Path(scratch) / f"step-{bits}-{block}.onnx"
+            quantize_matmuls_nbits(source.file(source.graph("gpt_step").files["onnx"]), path,
+                                   BlockQuantization(bits=bits, block_size=block))
+            spins = (True, False) if variant == args.variants[0] else (True,)
+            for spin in spins:
+                session = ortsession(path, args.threads, spin)
+                figures = [onnxruntime_ms(session, model, f, r, args.steps) for r, f in columns]
+                print(f"| onnxruntime MatMulNBits {bits}-bit, blocks of {block}{'' if spin else ', spin 0'} | "
+                      + " | ".join(f"{ms:.2f}" for ms in figures) + " |")
+    print("\nms per step (median). OpenVINO's cache is u8 with the bundle's options; onnxruntime's is the host's "
+          "f32 buffers.")
+
+
+if __name__ == "__main__":
+    main()
