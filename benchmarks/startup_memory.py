@@ -346,7 +346,8 @@ def report(meta: dict, results: dict) -> str:
                          + " + ".join(f"{e['seconds']:.2f}" for e in runs) + " |")
         lines += ["", "whole: the short sentence as one fragment; stream: the long sentence in token chunks. Times "
                       "from just before the parent spawns the process; compiles and first inferences in the order "
-                      + " → ".join(english_graphs(meta["bundle"])) + " (the median round's); the rest is the text front end, "
+                      + " → ".join(english_graphs(meta["bundle"]))
+                      + " (the median round's); the rest is the text front end, "
                       "the GPT's steps and Python.", ""]
     memory = results.get("memory")
     if memory:

@@ -14,6 +14,9 @@ import click
 
 from edgevoice.cli import fail, guarded
 
+from .quantize import DECODE_ENGINES
+
+
 def bundle_output_options(command):
     """--out, --format, --overwrite, --threads: what every exporter's `ExportOptions` is made of."""
     for option in reversed((
@@ -247,7 +250,7 @@ def _methods(items) -> dict[str, str]:
 @click.option("--compute", type=click.Choice(["auto", "f32"]), default="auto", show_default=True,
               help="GPT-SoVITS INT8: what the quantised graphs' float parts run in; auto: bf16 where this CPU has "
                    "native bf16, bf16 was measured faster for the graph and it passes the accuracy gate, else f32")
-@click.option("--decode-engine", type=click.Choice(["auto", "openvino", "onnxruntime"]), default="auto",
+@click.option("--decode-engine", type=click.Choice(DECODE_ENGINES), default="auto",
               show_default=True,
               help="GPT-SoVITS INT8: which engine runs the token-by-token decode; auto: time OpenVINO's stateful "
                    "INT8 step against onnxruntime's block-INT8 step on this CPU and keep the faster")

@@ -5,9 +5,10 @@ calibration and variant writer in `<family>/quantize.py`.
 NNCF works on the OpenVINO IR (measured, research/tooling.md §4: the ONNX route quantises the attention MatMuls
 and is 2× less accurate; onnxruntime runs weight-only INT8 ONNX 11× slower than FP32). So only the IR is
 quantised: a quantised graph's `files["openvino"]` points to its INT8 IR, while `files["onnx"]` keeps pointing
-to the unchanged FP32 ONNX, so the onnxruntime backend of an INT8 bundle runs FP32. The exception is a graph onnxruntime runs faster
-than OpenVINO in INT8 on the CPU at hand, with its own block-quantised matmuls (`MatMulNBits`,
-`quantize_matmuls_nbits`): GPT-SoVITS' one-token decode step, chosen per CPU by measurement (gpt_sovits/quantize.py).
+to the unchanged FP32 ONNX, so the onnxruntime backend of an INT8 bundle runs FP32. The exception is a graph
+onnxruntime runs faster than OpenVINO in INT8 on the CPU at hand, with its own block-quantised matmuls
+(`MatMulNBits`, `quantize_matmuls_nbits`): GPT-SoVITS' one-token decode step, chosen per CPU by measurement
+(gpt_sovits/quantize.py).
 
 Every graph is compiled with an explicit precision: INT8 graphs say `INFERENCE_PRECISION_HINT=f32` for their
 float parts (OpenVINO would otherwise pick bf16 by itself on CPUs with native bf16), or bf16 where the CPU's class
@@ -227,7 +228,10 @@ class QuantizeOptions:
     threads: int = 1
     progress: bool = True
     compute: str = "auto"
-    decode_engine: str = "auto"
+    decode_engine: str = "auto"  # one of DECODE_ENGINES
+
+
+DECODE_ENGINES = ("auto", "openvino", "onnxruntime")
 
 
 def sample_sentences(count: int | None, sentences: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:

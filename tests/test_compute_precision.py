@@ -137,3 +137,22 @@ def test_info_says_what_runs_here_and_why(bf16_bundle, tmp_path, monkeypatch):
     line = ref_encoder_line(AVX2)
     assert "f32 compute" in line and "asks bf16" in line and "no native bf16" in line
     assert json.loads(CliRunner().invoke(main, ["info", "--json", str(bf16_bundle)]).output)["graphs"]
+
+
+def test_info_names_the_decode_engine_and_where_it_was_chosen():
+    """A graph the quantiser moved to onnxruntime: its block weights, f32 cache, the timings, and a hint to quantise
+    again on a CPU of another class."""
+    from types import SimpleNamespace
+
+    from edgevoice.bundle import GraphEntry
+
+    step = GraphEntry("gpt_step", {"onnx": "gpt_step.int8.onnx"}, "int8", [], [], engine="onnxruntime")
+    manifest = SimpleNamespace(graphs={"gpt_step": step}, extra={"quantization": {
+        "decode_engine": {"reason": "measured per step on this CPU: openvino 6.00 ms, onnxruntime 4.50 ms"},
+        "compute": {"cpu_class": "avx512_bf16"}}})
+    zen4 = cpu.CpuInfo("zen4", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}))
+    zen1 = cpu.CpuInfo("zen1", frozenset({"avx2"}))
+    here = cpu.precision_here(manifest, "gpt_step", zen4)
+    assert here.summary() == "onnxruntime, int8 block weights, int8 matmul / f32 compute, f32 KV cache"
+    assert "onnxruntime 4.50 ms" in here.why and "quantise on this CPU" not in here.why
+    assert "quantise on this CPU to time its decode engines here" in cpu.precision_here(manifest, "gpt_step", zen1).why

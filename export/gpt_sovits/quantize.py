@@ -35,7 +35,7 @@ from edgevoice_calibration.collect import CalibrationInputs, CalibrationSet
 
 from ..graph_export import save_ir
 from ..quant_accuracy import decode_errors, end_to_end, graph_errors, prefill_utterance
-from ..quantize import (BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions, cpu_flags,
+from ..quantize import (DECODE_ENGINES, BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions, cpu_flags,
                         cpu_has_int8_dot, onnx_module_paths, quantize_graph, quantize_matmuls_nbits, run_all,
                         split_items, vocoder_stages)
 from .compute import ComputeChoice, choose_compute, compute_policies
@@ -128,7 +128,6 @@ STEP_ONNXRUNTIME_OPTIONS = {"session.intra_op.allow_spinning": "1"}
 # onnxruntime must be this much faster to be taken: near a tie the stateful graph stays (its cache is updated in
 # place inside the request, with no host copies)
 ONNXRUNTIME_DECODE_MARGIN = 0.9
-DECODE_ENGINES = ("auto", "openvino", "onnxruntime")
 _UNTIMED_STEPS = 3  # first steps of each utterance: first-call set-up and cache growth, not steady state
 
 
@@ -340,6 +339,8 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
 
     if precision not in ("int8", "bf16"):
         raise BundleError(f"unknown precision {precision!r} (choose int8 or bf16)")
+    if options.decode_engine not in DECODE_ENGINES:
+        raise BundleError(f"unknown decode engine {options.decode_engine!r} (choose {', '.join(DECODE_ENGINES)})")
     nncf.set_log_level(logging.WARNING)
     start = time.perf_counter()
     source = source if isinstance(source, Bundle) else Bundle.load(source)

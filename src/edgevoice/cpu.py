@@ -137,6 +137,8 @@ def precision_here(manifest, name: str, cpu: CpuInfo | None = None) -> GraphPrec
         int8 = graph.precision == "int8"
         chosen_on = _section(quantization, "compute").get("cpu_class", "?")
         why = f"onnxruntime runs it: {record.get('reason', 'the bundle says so')} (chosen on {chosen_on})"
+        if chosen_on != cpu.cpu_class:
+            why += "; quantise on this CPU to time its decode engines here"
         return GraphPrecision("onnxruntime, " + ("int8 block weights" if int8 else f"{graph.precision} weights"),
                               "int8 matmul / f32" if int8 else "f32", _printable(why), "f32" if int8 else "")
     if "openvino" not in graph.files:
