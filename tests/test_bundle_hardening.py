@@ -277,16 +277,19 @@ def test_runtime_options_are_allow_listed(bundle, hashed, options, match):
     assert hashed == []
 
 
-@pytest.mark.parametrize("engine, files, match", [
-    ("tensorrt", None, "engine 'tensorrt' is not one of"),
-    (["onnxruntime"], None, "engine must be a string"),
-    ("onnxruntime", {"openvino": "g.xml"}, "runs on onnxruntime but has no ONNX file"),
+@pytest.mark.parametrize("engine, files, states, match", [
+    ("tensorrt", None, None, "engine 'tensorrt' is not one of"),
+    (["onnxruntime"], None, None, "engine must be a string"),
+    ("onnxruntime", {"openvino": "g.xml"}, None, "runs on onnxruntime but has no ONNX file"),
+    ("onnxruntime", {"openvino": "g.xml", "onnx": "g.bin"}, {"cache": "present_key.0"}, "is stateful"),
 ])
-def test_graph_engine_is_checked(bundle, hashed, engine, files, match):
+def test_graph_engine_is_checked(bundle, hashed, engine, files, states, match):
     data = _manifest(bundle)
     data["graphs"]["g"]["engine"] = engine
     if files:
         data["graphs"]["g"]["files"] = files
+    if states:
+        data["graphs"]["g"]["states"] = states
     _rewrite(bundle, data)
     _refused(bundle, match)
     assert hashed == []

@@ -249,6 +249,8 @@ class GraphEntry:
             raise BundleError(f"{what} engine {_short(engine)} is not one of: onnxruntime (or none)")
         if engine and "onnx" not in files:
             raise BundleError(f"{what} runs on {engine} but has no ONNX file")
+        if engine and states:
+            raise BundleError(f"{what} is stateful (an OpenVINO state graph) and cannot run on {engine}")
         return cls(name, files, precision, specs["inputs"], specs["outputs"], options, dict(accuracy), states, engine)
 
 
