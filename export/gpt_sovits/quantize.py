@@ -116,8 +116,10 @@ def decode_runtime_options(graph: str = "gpt_decode", cpuinfo: Path = Path("/pro
 # faster. `python benchmarks/decode_engines.py` (full-size v2, Zen 4 AVX-512 VNNI/BF16, 2 threads, one sitting), ms
 # per step at 50 / 400 / 1000 cached positions: onnxruntime 3.6 / 4.7 / 7.3 (f32 host cache) against OpenVINO's
 # stateful W8 4.8 / 6.2 / 8.9 (u8 cache); 8 rows 8.7 / 17.3 / 31.9 vs 12.5 / 28.9 / 56.8. Blocks of 32 were slower
-# (4.2 / 5.2 / 7.1), of 256 no faster (3.7 / 4.9 / 7.8); 4-bit blocks of 128 (2.9 / 4.2 / 6.0) are left for a gate
-# measured on trained weights. Logits against FP32 on held-out sentences: rel-L2 worst 0.011, top-1 1.000 (W8 on
+# (4.2 / 5.2 / 7.1), of 256 no faster (3.7 / 4.9 / 7.8). 4-bit blocks of 128 are faster again (2.9 / 4.2 / 6.0) but
+# fail any useful gate on these random weights: teacher-forced logits against the FP32 decode (3 sentences × 60
+# random tokens) rel-L2 worst 0.111, top-1 0.831, against 0.012 / 0.960 for 8 bits; re-measure on trained weights
+# before offering them. Logits against FP32 on held-out sentences: rel-L2 worst 0.011, top-1 1.000 (W8 on
 # OpenVINO: 0.007, 0.989). The thread pool spins between calls (with spinning off 4.8 / 6.4 / 9.1 ms): the host's
 # work between steps is short and a synthesizer runs one graph at a time. Not measured on AVX2-only CPUs, so
 # `quantize` times both engines on the held-out sentences on the CPU at hand and keeps the faster
