@@ -245,8 +245,6 @@ def sample_sentences(count: int | None, sentences: list[tuple[str, str]] | None 
     return [sentences[i] for i in dict.fromkeys(picks)]
 
 
-
-
 @dataclass(frozen=True)
 class BlockQuantization:
     """onnxruntime weight-only block quantisation of an ONNX graph's constant-weight MatMuls (`MatMulNBits`):

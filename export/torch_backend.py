@@ -13,12 +13,17 @@ from edgevoice.errors import BundleError
 
 class GraphSpecBackend:
     name = "pytorch"
-    file_format = "torch"  # no bundle file: GPT-SoVITS then decodes through gpt_step's explicit caches
+    file_format = "torch"  # no bundle file
 
     def __init__(self, specs: list, threads: int | None = None):
         if threads:
             torch.set_num_threads(threads)
         self._specs = {spec.name: spec for spec in specs}
+
+    def runs(self, graph) -> bool:
+        """Every graph it has a module for, except stateful ones (their cache lives in an OpenVINO request):
+        GPT-SoVITS then decodes through gpt_step's explicit caches."""
+        return graph.name in self._specs and not graph.states
 
     def session(self, bundle: Bundle, graph_name: str) -> "TorchSession":
         if graph_name not in self._specs:

@@ -32,6 +32,24 @@ def _one_line_error(result, fragment):
     assert "Traceback" not in result.output and lines[-1].startswith("Error:") and fragment in lines[-1], result.output
 
 
+def _forced_tokens(fp32, test, voice):
+    """20 tokens the FP32 bundle samples for one sentence, and both bundles' logits with those tokens forced."""
+    from types import SimpleNamespace
+
+    from edgevoice.gpt_sovits.sampler import SamplingOptions
+
+    target, bert = fp32.phonemize("The little boat drifted past the old stone bridge.", "en")
+    phones = np.concatenate([voice.prompt_phone_ids, target.phone_ids])
+    bert = np.concatenate([voice.prompt_bert, bert], axis=1)
+    tokens = fp32.generate_tokens(phones, bert, voice.prompt_tokens, SamplingOptions(max_tokens=20),
+                                  np.random.default_rng(3))
+    ref_logits = fp32.teacher_forced_logits(phones, bert, voice.prompt_tokens, tokens)
+    test_logits = test.teacher_forced_logits(phones, bert, voice.prompt_tokens, tokens)
+    return SimpleNamespace(phones=phones, bert=bert, target_phones=target.phone_ids, tokens=tokens,
+                           ref_logits=ref_logits, test_logits=test_logits,
+                           logits_rel_l2=np.linalg.norm(test_logits - ref_logits) / np.linalg.norm(ref_logits))
+
+
 @pytest.fixture(scope="module")
 def reference(gpt_sovits_set):
     audio = gpt_sovits_set / "audio" / "ref_en.wav"
@@ -136,16 +154,10 @@ def test_step_bundle_synthesis(fixture_bundle, step_bundle, reference):
     assert not int8._stateful_decode and int8.batches_tokens
     assert isinstance(int8._session("gpt_step"), OnnxRuntimeSession)
     voice = fp32.create_voice(reference[0], reference[1], "en")
-    phones, bert = fp32.phonemize("The little boat drifted past the old stone bridge.", "en")
-    all_phones = np.concatenate([voice.prompt_phone_ids, phones.phone_ids])
-    all_bert = np.concatenate([voice.prompt_bert, bert], axis=1)
-    tokens = fp32.generate_tokens(all_phones, all_bert, voice.prompt_tokens, SamplingOptions(max_tokens=20),
-                                  np.random.default_rng(3))
-    ref_logits = fp32.teacher_forced_logits(all_phones, all_bert, voice.prompt_tokens, tokens)
-    test_logits = int8.teacher_forced_logits(all_phones, all_bert, voice.prompt_tokens, tokens)
-    assert np.mean(ref_logits.argmax(-1) == test_logits.argmax(-1)) >= 0.8
-    assert np.linalg.norm(test_logits - ref_logits) / np.linalg.norm(ref_logits) < 0.05
-    rows = [TokenRequest(all_phones, all_bert, voice.prompt_tokens, SamplingOptions(max_tokens=n),
+    forced = _forced_tokens(fp32, int8, voice)
+    assert np.mean(forced.ref_logits.argmax(-1) == forced.test_logits.argmax(-1)) >= 0.8
+    assert forced.logits_rel_l2 < 0.05
+    rows = [TokenRequest(forced.phones, forced.bert, voice.prompt_tokens, SamplingOptions(max_tokens=n),
                          np.random.default_rng(seed)) for n, seed in ((12, 5), (20, 6))]
     alone = [int8.generate_tokens(r.phone_ids, r.bert_features, r.prompt_tokens, r.options, np.random.default_rng(s))
              for r, s in zip(rows, (5, 6))]
@@ -168,25 +180,18 @@ def test_int8_synthesis_close_to_fp32(fixture_bundle, int8_bundle, reference):
     int8 = Synthesizer.load(int8_bundle, threads=1)
     voice = fp32.create_voice(reference[0], reference[1], "en")
     int8.check_voice(voice)  # same weights, other precision: the FP32 voice is accepted
-    phones, bert = fp32.phonemize("The little boat drifted past the old stone bridge.", "en")
-    all_phones = np.concatenate([voice.prompt_phone_ids, phones.phone_ids])
-    all_bert = np.concatenate([voice.prompt_bert, bert], axis=1)
-    from edgevoice.gpt_sovits.sampler import SamplingOptions
-
-    tokens = fp32.generate_tokens(all_phones, all_bert, voice.prompt_tokens, SamplingOptions(max_tokens=20),
-                                  np.random.default_rng(3))
-    ref_logits = fp32.teacher_forced_logits(all_phones, all_bert, voice.prompt_tokens, tokens)
-    test_logits = int8.teacher_forced_logits(all_phones, all_bert, voice.prompt_tokens, tokens)
-    assert np.mean(ref_logits.argmax(-1) == test_logits.argmax(-1)) >= 0.8
-    assert np.linalg.norm(test_logits - ref_logits) / np.linalg.norm(ref_logits) < 0.15
+    forced = _forced_tokens(fp32, int8, voice)
+    assert np.mean(forced.ref_logits.argmax(-1) == forced.test_logits.argmax(-1)) >= 0.8
+    assert forced.logits_rel_l2 < 0.15
+    tokens, phones = forced.tokens, forced.target_phones
     noise = np.random.default_rng(4).standard_normal((1, 192, 2 * tokens.size)).astype(np.float32) * 0.5
-    ref_audio = fp32.decode_tokens(tokens, phones.phone_ids, noise=noise, ge=voice.ge)
-    test_audio = int8.decode_tokens(tokens, phones.phone_ids, noise=noise, ge=voice.ge)
+    ref_audio = fp32.decode_tokens(tokens, phones, noise=noise, ge=voice.ge)
+    test_audio = int8.decode_tokens(tokens, phones, noise=noise, ge=voice.ge)
     snr = 10 * np.log10(np.sum(ref_audio.astype(np.float64) ** 2) / np.sum((ref_audio - test_audio) ** 2))
     assert snr > 30
     # onnxruntime on an INT8 bundle runs the unchanged FP32 ONNX
     ort = Synthesizer.load(int8_bundle, backend="onnxruntime", threads=1)
-    ort_audio = ort.decode_tokens(tokens, phones.phone_ids, noise=noise, ge=voice.ge)
+    ort_audio = ort.decode_tokens(tokens, phones, noise=noise, ge=voice.ge)
     assert np.abs(ort_audio - ref_audio).max() < 1e-3 * max(np.abs(ref_audio).max(), 1e-6)
 
 

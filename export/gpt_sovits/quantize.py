@@ -161,9 +161,9 @@ def choose_decode_engine(requested: str, ms_per_step: dict[str, float]) -> tuple
 def _drop_graph(folder: Path, manifest: Manifest, name: str) -> None:
     """Remove graph `name` and its files (an IR's weights too) from the bundle being written."""
     for rel in manifest.graphs.pop(name).files.values():
-        for path in (folder / rel, folder / (rel[: -len(".xml")] + ".bin") if rel.endswith(".xml") else None):
-            if path is not None and path.exists():
-                path.unlink()
+        (folder / rel).unlink(missing_ok=True)
+        if rel.endswith(".xml"):
+            (folder / (rel[: -len(".xml")] + ".bin")).unlink(missing_ok=True)
 
 
 def choose_step_engine(source: Bundle, folder: Path, manifest: Manifest, utterances, options: QuantizeOptions,

@@ -665,8 +665,7 @@ class Synthesizer:
             batch = self.bundle.manifest.graphs.get("gpt_batch_decode")
             return batch is not None and runs_graph(self.backend, batch)
         step = self.bundle.manifest.graphs.get("gpt_step")
-        return (step is not None and (runs_graph(self.backend, step) or self.backend.file_format == "torch")
-                and step.inputs[0].shape[0] == "batch")
+        return step is not None and runs_graph(self.backend, step) and step.inputs[0].shape[0] == "batch"
 
     @serialized
     def generate_rows(self, rows: "Sequence[TokenRequest]") -> list[np.ndarray]:
