@@ -11,8 +11,8 @@ Protocol:
 * Inputs are recorded from the FP32 bundle as the runtime feeds them: two voices made from the shared fixture
   clips (`ref_en.wav`, `ref_zh.wav`, 5 s each: `hubert_codes`, `ref_encoder`, and the zh prompt's `bert`), then
   `SENTENCES` synthesised with the FP32 GPT (`gpt_prefill`, `bert` for the zh ones). The two long sentences are
-  decoded to max(--tokens) tokens (random weights never end earlier); `sovits_decode` is fed their first N tokens
-  and 2N noise frames for every N of --tokens. `gpt_decode` (stateful) is seeded by the FP32 prefill of the long
+  decoded to max(--tokens) tokens (random weights never end earlier); `sovits_vocoder` is fed the first 2N
+  frames of their `z` for every N of --tokens. `gpt_decode` (stateful) is seeded by the FP32 prefill of the long
   sentences and fed the first `DECODE_STEPS` of their FP32 tokens; the INT8 variants get the KV cache precision
   `edgevoice quantize` gives INT8 decodes on this CPU (`decode_kv_precision`).
 * Speed: per graph, the four sessions are compiled side by side (OpenVINO, --threads, `PERFORMANCE_HINT=LATENCY`
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "gpt_sovits" / "audio"
-SENTENCES = [  # (language, text, long): the long ones are decoded to max(--tokens) tokens for sovits_decode
+SENTENCES = [  # (language, text, long): the long ones are decoded to max(--tokens) tokens for sovits_vocoder
     ("en", "Every evening after work, my sister walks her small brown dog along the river and watches the boats "
            "drift slowly past the old stone bridge.", True),
     ("zh", "春天到了，公园里的花都开了，孩子们在草地上放风筝，"
@@ -53,7 +53,7 @@ SENTENCES = [  # (language, text, long): the long ones are decoded to max(--toke
     ("zh", "这个周末我想去图书馆借几本关于历史的书，然后和朋友一起去喝咖啡。", False),
 ]
 VARIANTS = (("f32", "fp32", "f32"), ("bf16", "fp32", "bf16"), ("int8", "int8", "f32"), ("int8+bf16", "int8", "bf16"))
-GRAPHS = ("sovits_decode", "gpt_decode", "gpt_prefill", "bert", "hubert_codes", "ref_encoder")
+GRAPHS = ("sovits_vocoder", "gpt_decode", "gpt_prefill", "bert", "hubert_codes", "ref_encoder")
 DECODE_STEPS = 100
 SAMPLES_PER_TOKEN = 1280
 RATE = 32000
@@ -64,7 +64,7 @@ class Case:
     graph: str
     label: str
     items: list[dict] = field(default_factory=list)
-    audio_seconds: float = 0.0  # per round, all items (sovits_decode only)
+    audio_seconds: float = 0.0  # per round, all items (sovits_vocoder only)
 
 
 def record_inputs(fp32, audio_dir: Path, tokens: list[int], threads: int) -> list[Case]:
@@ -85,15 +85,15 @@ def record_inputs(fp32, audio_dir: Path, tokens: list[int], threads: int) -> lis
         sampling = SamplingOptions(max_tokens=max(tokens) if long else 4)
         synth.synthesize_fragment(text, voices[language], language, sampling, 0.5, rng)
         if long:
-            long_feeds.append(recorder.items["sovits_decode"][-1])
+            long_feeds.append(recorder.items["sovits_vocoder"][-1])  # ≤ 256 tokens: one call, the whole z
             decode_items.append({"prefill": recorder.items["gpt_prefill"][-1],
-                                 "tokens": recorder.items["sovits_decode"][-1]["codes"].reshape(-1)[:DECODE_STEPS]})
+                                 "tokens": recorder.items["sovits_latent"][-1]["codes"].reshape(-1)[:DECODE_STEPS]})
     items = recorder.items
     wav = items["hubert_codes"]
-    cases = [Case("sovits_decode", f"sovits_decode {n} tokens", [_first_tokens(f, n) for f in long_feeds])
+    cases = [Case("sovits_vocoder", f"sovits_vocoder {n} tokens", [_first_tokens(f, n) for f in long_feeds])
              for n in tokens]
     for case in cases:
-        case.audio_seconds = sum(f["codes"].shape[-1] for f in case.items) * SAMPLES_PER_TOKEN / RATE
+        case.audio_seconds = sum(f["z"].shape[-1] for f in case.items) * SAMPLES_PER_TOKEN / 2 / RATE
     cases.append(Case("hubert_codes", f"hubert_codes {wav[0]['wav16k'].shape[-1] / 16000:.2f} s", wav))
     context = max(d["prefill"]["prompt_tokens"].shape[-1] + d["prefill"]["phone_ids"].shape[-1] for d in decode_items)
     cases.append(Case("gpt_decode", f"gpt_decode, {DECODE_STEPS} steps after ≤ {context} positions", decode_items))
@@ -104,9 +104,10 @@ def record_inputs(fp32, audio_dir: Path, tokens: list[int], threads: int) -> lis
 
 
 def _first_tokens(feeds: dict, n: int) -> dict:
-    if feeds["codes"].shape[-1] < n:
-        raise SystemExit(f"the GPT stopped after {feeds['codes'].shape[-1]} tokens; {n} were asked for")
-    return dict(feeds, codes=feeds["codes"][..., :n].copy(), noise=feeds["noise"][..., : 2 * n].copy())
+    """The vocoder's feeds for the first `n` tokens (2n frames) of a recorded whole-fragment call."""
+    if int(feeds["valid_frames"][0]) < 2 * n:
+        raise SystemExit(f"the GPT stopped after {int(feeds['valid_frames'][0]) // 2} tokens; {n} were asked for")
+    return dict(feeds, z=feeds["z"][..., : 2 * n].copy(), valid_frames=np.array([2 * n]))
 
 
 def _describe(case: Case) -> str:

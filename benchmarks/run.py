@@ -5,7 +5,7 @@
 
 In one run: the machine's memory read bandwidth (a 1 GiB streaming read, `--threads` threads, best of 5) and
 peak matrix-product throughput per precision (f32 / bf16 / int8 through OpenVINO, `limits.py`); what the model
-costs, read from its IRs (bytes of `gpt_decode` weights read per step, GFLOP of `sovits_decode` per second of
+costs, read from its IRs (bytes of `gpt_decode` weights read per step, GFLOP of `sovits_vocoder` per second of
 audio); then per pipeline, each in fresh processes, rounds interleaved, medians kept:
 
 * pytorch           our PyTorch reference: the exported graph modules, eager (`TorchBackend`, needs `--models`)
@@ -25,7 +25,7 @@ load, a saved voice, the first audio of a short sentence); peak RSS of that proc
 of audio. Random weights never stop on their own, so every synthesis is pinned to `--seconds` × 25 tokens.
 
 Profiles: OpenVINO's per-node counters (PERF_COUNT) for gpt_prefill, gpt_decode (400 cached positions) and
-sovits_decode, and py-spy over one pipeline's synthesis for the host side (`--py-spy`).
+SoVITS's two graphs, and py-spy over one pipeline's synthesis for the host side (`--py-spy`).
 
 `--models` is `edgevoice make-test-model --size full` output (any version: v2, v2ProPlus, ...), `--bundle` its
 export with both formats, `--int8-bundle` its `edgevoice quantize` variant. `--write-results` rewrites only the
@@ -69,7 +69,7 @@ COLD_TOKENS = 25
 STREAM_CHUNK_TOKENS = 12  # first audio: the first chunk waits for 12 + 12 tokens of context
 BATCH_SIZES = (1, 2, 4, 8)
 BATCH_SENTENCES = 8
-PROFILED_GRAPHS = ("gpt_prefill", "gpt_decode", "sovits_decode")
+PROFILED_GRAPHS = ("gpt_prefill", "gpt_decode", "sovits_latent", "sovits_vocoder")
 RESULTS = Path(__file__).with_name("RESULTS.md")
 BEGIN, END = "<!-- run.py:begin -->", "<!-- run.py:end -->"
 SECTION_TITLE = "## GPT-SoVITS against the machine's limits (run.py)"
@@ -257,10 +257,11 @@ def peak_rss_mb() -> float:
 
 def node_profile(pipeline: Pipeline, settings: Settings, voice, tokens: int) -> dict:
     """Per graph, OpenVINO's per-node counters of one call, summed by (node type, kernel): a short synthesis gives
-    gpt_prefill and sovits_decode, a step from 400 cached positions gpt_decode."""
+    gpt_prefill and SoVITS's two graphs, a step from 400 cached positions gpt_decode."""
     synth = open_synth(pipeline, settings, {"PERF_COUNT": True}, cache=False)
     synth.synthesize(TEXT, voice, "en", forced_options(tokens))
-    profiles = {name: synth._session(name).profiling_info() for name in ("gpt_prefill", "sovits_decode")}
+    profiles = {name: synth._session(name).profiling_info()
+                for name in ("gpt_prefill", "sovits_latent", "sovits_vocoder")}
     if synth._stateful_decode:  # (onnxruntime's step has no per-node counters of this kind)
         cache = decode_cache(synth, 400)
         for _ in range(WARMUP_STEPS + 1):
@@ -324,7 +325,7 @@ def worker_warm(pipeline: Pipeline, settings: Settings) -> dict:
         "steps_ms": {str(p): decode_step_ms(synth, p, settings.steps) for p in POSITIONS},
         "kv_cache": compiled_property(synth, decode_graph, "KV_CACHE_PRECISION") or "f32",
         "precisions": {g: compiled_property(synth, g, "INFERENCE_PRECISION_HINT") or "f32"
-                       for g in ("gpt_prefill", decode_graph, "sovits_decode")},
+                       for g in ("gpt_prefill", decode_graph, "sovits_latent", "sovits_vocoder")},
     }
     result["batch"] = batch_throughput(synth, voice, max(settings.tokens // 2, 10))
     voice.save(settings.voice_file)
@@ -398,15 +399,15 @@ def worker_model(bundle: str) -> dict:
     if weights:
         read = weights_read_per_call(b.path / weights)
         out["decode_weights"] = {"f32": read.bytes_for("f32"), "bf16": read.bytes_for("bf16")}
-    if "openvino" in graphs["sovits_decode"].files:
-        xml = b.path / graphs["sovits_decode"].files["openvino"]
+    if "openvino" in graphs["sovits_vocoder"].files:
+        xml = b.path / graphs["sovits_vocoder"].files["openvino"]
         channels = b.manifest.model["sovits"]["inter_channels"]
 
-        def gflop(tokens: int) -> float:
-            shapes = {"codes": [1, 1, tokens], "phone_ids": [1, 20], "noise": [1, channels, 2 * tokens]}
-            return graph_gflop(xml, shapes)
+        def gflop(frames: int) -> float:
+            return graph_gflop(xml, {"z": [1, channels, frames]})
 
-        out["vocoder_gflop_per_s"] = (gflop(4 * TOKENS_PER_SECOND) - gflop(2 * TOKENS_PER_SECOND)) / 2
+        frames_per_s = 2 * TOKENS_PER_SECOND
+        out["vocoder_gflop_per_s"] = (gflop(4 * frames_per_s) - gflop(2 * frames_per_s)) / 2
     return out
 
 
@@ -584,11 +585,11 @@ def make_row(pipeline: Pipeline, runs: list[dict], model: dict, limits: dict) ->
     graph_s = {name: statistics.median(w["graphs"].get(name, 0.0) for w in warm) for name in warm[0]["graphs"]}
     ready = median_of(warm, "ready_s")
     split = {"prefill": graph_s.get("gpt_prefill", 0.0), "decode": graph_s.get(decode, 0.0),
-             "vocoder": graph_s.get("sovits_decode", 0.0)}
+             "vocoder": graph_s.get("sovits_vocoder", 0.0)}
     split["other graphs"] = sum(graph_s.values()) - sum(split.values())
     split["host"] = ready - sum(graph_s.values())
     # a vocoder left in float by the quantiser is held against the f32 peak
-    vocoder = "f32" if pipeline.gemm == "int8" and model["precision"]["sovits_decode"] != "int8" else pipeline.gemm
+    vocoder = "f32" if pipeline.gemm == "int8" and model["precision"]["sovits_vocoder"] != "int8" else pipeline.gemm
     gemm = limits["gemm"].get(vocoder, limits["gemm"]["f32"])
     return Row(
         pipeline=pipeline.name,
@@ -693,7 +694,7 @@ def header_lines(report: dict) -> list[str]:
         f"Model: gpt_decode reads {model.get('decode_weights', {}).get('f32', float('nan')) / 1e6:.0f} MB of FP32 "
         "weights per step "
         f"({report['int8_decode_mb']}); the vocoder costs {model.get('vocoder_gflop_per_s', float('nan')):.1f} "
-        f"GFLOP per second of audio (from the sovits_decode IR). {report['tokens']} tokens "
+        f"GFLOP per second of audio (from the sovits_vocoder IR). {report['tokens']} tokens "
         f"(= {report['tokens'] / TOKENS_PER_SECOND:.1f} s of speech) per synthesis, 5 s reference, median of "
         f"{report['rounds']} round(s).", "",
     ]

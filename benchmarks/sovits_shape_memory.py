@@ -2,8 +2,8 @@
 
     python benchmarks/sovits_shape_memory.py --bundle DIR [--lengths 100,180,250,140,210,90] [--threads 2]
 
-Runs the bundle's `sovits_decode` IR alone (random codes, phones, ge and noise; phones = tokens / 2) at a series of
-token counts, each mode in its own process, and prints resident memory (VmRSS, MiB) after each call:
+Runs the bundle's `sovits_vocoder` IR alone (random `z` of 2 frames per token, `ge`), where SoVITS's activations
+are, at a series of token counts, each mode in its own process, and prints resident memory (VmRSS, MiB) after each call:
 
 * `dynamic`: one compiled model for every length (what the runtime does);
 * `dynamic+clean`: the same, asking TBB's allocator (which OpenVINO loads) to return its cached buffers after
@@ -38,14 +38,11 @@ def rss_mib() -> int:
     return int(fields["VmRSS"].split()[0]) // 1024
 
 
-def feeds(tokens: int, gin: int, inter: int, phones: int, rng, lengths: bool) -> dict[str, np.ndarray]:
-    """Random inputs of `tokens` tokens; `lengths`: the graph takes the real lengths too (all real here)."""
-    result = {"codes": rng.integers(0, 1024, (1, 1, tokens)), "phone_ids": rng.integers(0, phones, (1, tokens // 2)),
-              "ge": (0.1 * rng.standard_normal((1, gin, 1))).astype(np.float32),
-              "noise": (0.3 * rng.standard_normal((1, inter, 2 * tokens))).astype(np.float32)}
-    if lengths:
-        result.update(valid_tokens=np.array([tokens]), valid_phones=np.array([tokens // 2]))
-    return result
+def feeds(tokens: int, gin: int, inter: int, rng) -> dict[str, np.ndarray]:
+    """Random vocoder inputs for `tokens` tokens (two frames each, all real)."""
+    return {"z": (0.7 * rng.standard_normal((1, inter, 2 * tokens))).astype(np.float32),
+            "ge": (0.1 * rng.standard_normal((1, gin, 1))).astype(np.float32),
+            "valid_frames": np.array([2 * tokens])}
 
 
 def clean_allocators() -> None:
@@ -65,9 +62,9 @@ def run_mode(bundle_dir: str, mode: str, lengths: list[int], threads: int) -> di
 
     bundle = Bundle.load(bundle_dir, verify=False)
     sovits = bundle.manifest.model["sovits"]
-    xml = str(bundle.file(bundle.graph("sovits_decode").files["openvino"]))
+    xml = str(bundle.file(bundle.graph("sovits_vocoder").files["openvino"]))
     config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-              **bundle.graph("sovits_decode").runtime_options.get("openvino", {})}
+              **bundle.graph("sovits_vocoder").runtime_options.get("openvino", {})}
     core = ov.Core()
     scratch = tempfile.TemporaryDirectory()
     if mode == "recompile":
@@ -76,10 +73,8 @@ def run_mode(bundle_dir: str, mode: str, lengths: list[int], threads: int) -> di
     kept = core.compile_model(xml, "CPU", config) if mode.startswith("dynamic") else None
     start = rss_mib()
     rows, alive = [], []  # static: every reshaped model stays alive, as a per-length cache would keep it
-    takes_lengths = any(t.name == "valid_tokens" for t in bundle.graph("sovits_decode").inputs)
     for tokens in lengths:
-        inputs = feeds(tokens, sovits["gin_channels"], sovits["inter_channels"], len(bundle.manifest.symbols), rng,
-                       lengths=takes_lengths)
+        inputs = feeds(tokens, sovits["gin_channels"], sovits["inter_channels"], rng)
         if mode == "static":
             model = core.read_model(xml)
             model.reshape({name: list(value.shape) for name, value in inputs.items()})

@@ -40,7 +40,7 @@ from pathlib import Path
 LONG_TEXT = ("Every evening my sister walks her small brown dog along the river, past the boats and the old stone "
              "bridge, and then they rest together on a bench while the sun goes down.")
 SHORT_TEXT = "Hello there, how are you today?"
-ENGLISH_GRAPHS = ("gpt_prefill", "gpt_decode", "sovits_decode")  # an INT8 bundle may decode with gpt_step instead
+ENGLISH_GRAPHS = ("gpt_prefill", "gpt_decode", "sovits_latent", "sovits_vocoder")  # or gpt_step for the decode
 
 
 def english_graphs(bundle: str) -> tuple[str, ...]:

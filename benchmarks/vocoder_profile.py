@@ -1,9 +1,9 @@
-"""Where the SoVITS decoder's time goes, per OpenVINO node type, for one or more bundles side by side.
+"""Where the SoVITS vocoder's time goes, per OpenVINO node type, for one or more bundles side by side.
 
     python benchmarks/vocoder_profile.py BUNDLE [BUNDLE ...] [--tokens 256] [--rounds 3] [--threads 2]
 
-Each round runs every bundle's `sovits_decode` IR in a fresh process (random codes, phones = tokens / 2, the real
-lengths fed where the graph takes them), two warm-up calls, then the best of three timed calls and the per-node
+Each round runs every bundle's `sovits_vocoder` IR in a fresh process (random `z` of 2 frames per token, all
+real), two warm-up calls, then the best of three timed calls and the per-node
 counters (PERF_COUNT) of the last. Prints per bundle the best call over the rounds, seconds per second of audio,
 and the node types that took the most time (kernel, count, ms) from the best round, with layout reorders summed:
 what the session-8 comparison of transposed vs strided-phase upsampling (benchmarks/RESULTS.md) was made with.
@@ -28,14 +28,12 @@ def profile(bundle_dir: str, tokens: int, threads: int) -> dict:
     from edgevoice.bundle import Bundle
 
     bundle = Bundle.load(bundle_dir, verify=False)
-    graph = bundle.graph("sovits_decode")
+    graph = bundle.graph("sovits_vocoder")
     config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERF_COUNT": True,
               **graph.runtime_options.get("openvino", {})}
     compiled = ov.Core().compile_model(str(bundle.file(graph.files["openvino"])), "CPU", config)
     sovits = bundle.manifest.model["sovits"]
-    takes_lengths = any(t.name == "valid_tokens" for t in graph.inputs)
-    inputs = feeds(tokens, sovits["gin_channels"], sovits["inter_channels"], 300, np.random.default_rng(0),
-                   takes_lengths)
+    inputs = feeds(tokens, sovits["gin_channels"], sovits["inter_channels"], np.random.default_rng(0))
     request = compiled.create_infer_request()
     call_s = best_call_s(request, inputs)
     per_kind, _ = by_kind(request.profiling_info)

@@ -9,7 +9,7 @@ to the synthesiser is needed, and what is recorded is exactly what the runtime f
 * `gpt_prefill`: once per sentence; `gpt_step` (bundles without the stateful `gpt_decode`): every
   `step_stride`-th decode step with its KV-cache buffers (~29 MB per item at full size, 300 cached positions).
   The stateful `gpt_decode` is not recorded: its inputs live in the request state, and its policy is data-free;
-* `sovits_decode`: once per sentence.
+* `sovits_latent`: once per sentence; `sovits_vocoder`: once per window of its frames (`chunking.vocoder_windows`).
 
 Besides the graph inputs, every sentence is kept as an `Utterance` (phones, BERT features, prompt, generated
 tokens, the injected noise, `ge`), which the accuracy gate replays through FP32 and quantised bundles with the

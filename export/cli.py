@@ -243,7 +243,7 @@ def _methods(items) -> dict[str, str]:
 @click.option("--method", "methods", multiple=True, metavar="GRAPH=METHOD",
               help="override the policy for one graph: weights, static, float, or bf16 (EmotiVoice) (repeatable)")
 @click.option("--accuracy-drop", type=float, default=None,
-              help="accuracy control for sovits_decode: the largest held-out log-mel L1 vs FP32 allowed; "
+              help="accuracy control for sovits_vocoder: the largest held-out log-mel L1 vs FP32 allowed; "
                    "parts go back to float, output side first, until it holds")
 @click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for calibration and checks")
 @click.option("--overwrite", is_flag=True, help="replace an existing output bundle")

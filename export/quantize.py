@@ -213,7 +213,7 @@ def cpu_has_int8_dot(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 @dataclass(frozen=True)
 class QuantizeOptions:
     """How a variant is made. `methods` overrides the policy per graph ({"gpt_prefill": "weights"}); `max_drop`
-    turns on accuracy control for `sovits_decode`: the largest held-out log-mel L1 against FP32 allowed (see
+    turns on accuracy control for `sovits_vocoder`: the largest held-out log-mel L1 against FP32 allowed (see
     `quantize_within_budget`); `max_tokens` caps each calibration sentence. `compute` (GPT-SoVITS INT8): "auto"
     lets the CPU's class choose each quantised graph's float-part precision (`gpt_sovits.compute`), "f32" keeps
     them all f32. `decode_engine` (GPT-SoVITS INT8): "auto" times OpenVINO's stateful decode against

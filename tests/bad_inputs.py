@@ -182,6 +182,13 @@ def _setitem(path: str, value):
     return edit
 
 
+def _renamed_graph(old: str, new: str):
+    """An edit that renames graph `old` to `new` (its files stay where they are)."""
+    def edit(data):
+        data["graphs"][new] = data["graphs"].pop(old)
+    return edit
+
+
 def _pickle_calling(module: str, name: str, argument: str) -> bytes:
     """A protocol-2 pickle that calls module.name(argument) when loaded (a classic malicious checkpoint)."""
     return b"\x80\x02c" + f"{module}\n{name}\n".encode() + b"X" + struct.pack("<I", len(argument)) + \
@@ -336,9 +343,9 @@ def _cases() -> list[Case]:
         lambda e: e.say(bundle=rewrite_manifest(clone_bundle(e), None, b"{\"a\": \"\xff\"}")), "")
     add("manifest edited, hash kept", "bundle", lambda e: e.say(bundle=_edited_without_rehash(e)), "manifest")
     add("graph path with ..", "bundle",
-        lambda e: e.say(bundle=tampered(e, _setitem("graphs.sovits_decode.files.openvino", "../x.xml"))), "")
+        lambda e: e.say(bundle=tampered(e, _setitem("graphs.sovits_vocoder.files.openvino", "../x.xml"))), "")
     add("graph path absolute", "bundle",
-        lambda e: e.say(bundle=tampered(e, _setitem("graphs.sovits_decode.files.openvino", "/etc/passwd"))), "")
+        lambda e: e.say(bundle=tampered(e, _setitem("graphs.sovits_vocoder.files.openvino", "/etc/passwd"))), "")
     add("graph file a symlink outside", "bundle", lambda e: e.say(bundle=_linked_outside(e)), "")
     add("graph file altered", "bundle",
         lambda e: e.say(bundle=replace_file(clone_bundle(e), "gpt_prefill.xml", b"<net/>", rehash=False)),
@@ -352,11 +359,16 @@ def _cases() -> list[Case]:
         "graph 'gpt_prefill' cannot be loaded")
     add("graph file missing", "bundle", lambda e: e.say(bundle=_without(clone_bundle(e), "gpt_prefill.xml")), "")
     add("CACHE_DIR in runtime options", "bundle",
-        lambda e: e.say(bundle=tampered(e, _setitem("graphs.sovits_decode.runtime_options.openvino.CACHE_DIR",
+        lambda e: e.say(bundle=tampered(e, _setitem("graphs.sovits_vocoder.runtime_options.openvino.CACHE_DIR",
                                                     str(e.work / "outside-cache")))), "CACHE_DIR")
     add("unknown runtime option", "bundle",
-        lambda e: e.say(bundle=tampered(e, _setitem("graphs.sovits_decode.runtime_options.openvino.FOO", "1"))),
+        lambda e: e.say(bundle=tampered(e, _setitem("graphs.sovits_vocoder.runtime_options.openvino.FOO", "1"))),
         "FOO")
+    add("vocoder context not a count", "bundle",
+        lambda e: e.say(bundle=tampered(e, _setitem("model.sovits.vocoder_context_frames", "all"))),
+        "vocoder_context_frames")
+    add("SoVITS as one graph (older bundle)", "bundle",
+        lambda e: e.say(bundle=tampered(e, _renamed_graph("sovits_vocoder", "sovits_decode"))), "re-export")
     add("unknown family", "bundle", lambda e: e.say(bundle=tampered(e, _setitem("family", "tortoise"))),
         "'tortoise' is not supported")
     add("wrong family for its graphs", "bundle", lambda e: e.say(bundle=tampered(e, _setitem("family", "emotivoice"))),
@@ -522,8 +534,8 @@ def _edited_without_rehash(env: Env) -> Path:
 
 
 def _linked_outside(env: Env) -> Path:
-    bundle = _without(clone_bundle(env), "sovits_decode.xml")
-    (bundle / "sovits_decode.xml").symlink_to(env.file("outside.xml", "<net/>"))
+    bundle = _without(clone_bundle(env), "sovits_vocoder.xml")
+    (bundle / "sovits_vocoder.xml").symlink_to(env.file("outside.xml", "<net/>"))
     return bundle
 
 

@@ -80,7 +80,7 @@ def test_exported_graph_matches_pytorch_at_two_lengths(tmp_path):
     assert "ConvolutionBackpropData" not in {op.get_type_name() for op in compiled.get_runtime_model().get_ops()}
 
 
-@pytest.mark.parametrize("bundle_fixture,graph", [("fixture_bundle", "sovits_decode"),
+@pytest.mark.parametrize("bundle_fixture,graph", [("fixture_bundle", "sovits_vocoder"),
                                                    ("emotivoice_bundle", "hifigan")])
 def test_shipped_vocoders_have_no_transposed_convolution(bundle_fixture, graph, request):
     bundle = Bundle.load(request.getfixturevalue(bundle_fixture)[0])

@@ -13,7 +13,7 @@ TEXT = "Hello there, how are you today?"
 
 def _options(seed: int):
     return edgevoice.SynthesisOptions(seed=seed, max_tokens=30)  # 1.2 s: a random-enough GPT may never stop
-SYNTHESIS_GRAPHS = {"gpt_prefill", "gpt_decode", "sovits_decode"}
+SYNTHESIS_GRAPHS = {"gpt_prefill", "gpt_decode", "sovits_latent", "sovits_vocoder"}
 
 
 def _voice(synth, gpt_sovits_set):

@@ -70,7 +70,7 @@ def int8_bundle(fixture_bundle, reference, tmp_path_factory):
 def step_bundle(fixture_bundle, reference, tmp_path_factory):
     """INT8 with onnxruntime's block-INT8 decode step (the other graphs float: only the decode is under test)."""
     out = tmp_path_factory.mktemp("int8") / "tiny-int8-step"
-    floats = [f"--method={g}=float" for g in ("gpt_prefill", "bert", "hubert_codes", "sovits_decode")]
+    floats = [f"--method={g}=float" for g in ("gpt_prefill", "bert", "hubert_codes", "sovits_vocoder")]
     result = _run("quantize", "--bundle", fixture_bundle[0], "--out", out, "--reference", reference[0],
                   "--reference-text", reference[1], "--decode-engine", "onnxruntime", *floats, *FAST)
     assert result.exit_code == 0, result.output
@@ -83,15 +83,16 @@ def test_int8_manifest(fixture_bundle, int8_bundle):
     graphs = quantised.manifest.graphs
     assert {n: g.precision for n, g in graphs.items()} == {
         "gpt_decode": "int8", "gpt_batch_decode": "int8", "gpt_prefill": "int8", "bert": "int8", "hubert_codes": "int8",
-        "sovits_decode": "int8", "ref_encoder": "fp32", "gpt_step": "fp32"}  # gpt_step: onnxruntime's, unchanged
+        "sovits_vocoder": "int8", "sovits_latent": "int8", "ref_encoder": "fp32",
+        "gpt_step": "fp32"}  # gpt_step: onnxruntime's, unchanged
     info = quantised.manifest.extra["quantization"]
     assert info["source_bundle_hash"] == source.bundle_hash
-    assert info["policy"]["gpt_decode"]["method"] == "weights" and info["policy"]["sovits_decode"]["mixed_preset"]
+    assert info["policy"]["gpt_decode"]["method"] == "weights" and info["policy"]["sovits_vocoder"]["mixed_preset"]
     assert info["calibration"]["items"]["gpt_prefill"] > 0 and info["calibration"]["collect_seconds"] > 0
     assert "gpt_decode" not in info["calibration"]["items"]  # stateful: nothing recorded, W8 is data-free
     assert graphs["gpt_step"].files == source.manifest.graphs["gpt_step"].files
     assert quantised.manifest.model_fingerprint == source.manifest.model_fingerprint
-    for name in ("gpt_decode", "gpt_prefill", "sovits_decode"):
+    for name in ("gpt_decode", "gpt_prefill", "sovits_vocoder"):
         entry = graphs[name]
         # the float parts' precision is the CPU's choice (bf16 only with native bf16 and within the gate)
         chosen = info["compute"]["graphs"][name]
@@ -113,7 +114,7 @@ def test_int8_manifest(fixture_bundle, int8_bundle):
     assert graphs["gpt_decode"].states == source.manifest.graphs["gpt_decode"].states
     step = graphs["gpt_decode"].accuracy["int8_vs_fp32"]["logits"]
     assert step["rel_l2"]["worst"] < 0.05 and step["top1_agreement"] >= 0.9
-    assert graphs["sovits_decode"].accuracy["int8_vs_fp32"]["audio"]["snr_db"]["worst"] > 30
+    assert graphs["sovits_vocoder"].accuracy["int8_vs_fp32"]["audio"]["snr_db"]["worst"] > 30
     assert info["decode_engine"] == {"engine": "openvino", "reason": "chosen by the caller"}
     json.dumps(quantised.manifest.to_json(), allow_nan=False)  # strict JSON: no inf/nan figures
 
@@ -127,20 +128,29 @@ def test_step_bundle_decodes_on_onnxruntime(fixture_bundle, step_bundle):
     gone = ("gpt_decode", "gpt_batch_decode", "gpt_step.onnx")  # and their files; the FP32 step too
     assert not any(rel.startswith(gone) for rel in quantised.manifest.files)
     step = graphs["gpt_step"]
-    assert (step.files, step.precision, step.engine) == ({"onnx": "gpt_step.int8.onnx"}, "int8", "onnxruntime")
-    assert step.runtime_options == {"onnxruntime": {"session.intra_op.allow_spinning": "1"}}
     record = quantised.manifest.extra["quantization"]["decode_engine"]
+    # 4-bit weights were tried behind their gate and taken only where they pass it and step faster
+    four = record["four_bits"]
+    assert [(g["metric"], g["passed"]) for g in four["gate"]] == [
+        ("rel_l2", four["accuracy"]["logits"]["rel_l2"]["worst"] <= 0.05),
+        ("top1_agreement", four["accuracy"]["logits"]["top1_agreement"] >= 0.95)]
+    assert four["taken"] == (all(g["passed"] for g in four["gate"])
+                             and four["ms_per_step"] < 0.95 * record["ms_per_step"]["onnxruntime"])
+    bits, other = ("int4", "int8") if four["taken"] else ("int8", "int4")
+    assert (step.files, step.precision, step.engine) == ({"onnx": f"gpt_step.{bits}.onnx"}, bits, "onnxruntime")
+    assert not any(rel.startswith(f"gpt_step.{other}") for rel in quantised.manifest.files)
+    assert step.runtime_options == {"onnxruntime": {"session.intra_op.allow_spinning": "1"}}
     n_layer = source.manifest.model["gpt"]["n_layer"]
     assert record["engine"] == "onnxruntime" and record["matmuls"] == 4 * n_layer  # qkv, out, two FFN per layer
     assert set(record["ms_per_step"]) == {"openvino", "onnxruntime"} and min(record["ms_per_step"].values()) > 0
-    ops = [node.op_type for node in onnx.load(str(quantised.file("gpt_step.int8.onnx"))).graph.node]
+    ops = [node.op_type for node in onnx.load(str(quantised.file(step.files["onnx"]))).graph.node]
     assert ops.count("MatMulNBits") == 4 * n_layer
     accuracy = step.accuracy["int8_vs_fp32"]["logits"]
     assert accuracy["rel_l2"]["worst"] < 0.05 and accuracy["top1_agreement"] >= 0.9
     info = _run("info", step_bundle, "--no-verify")
     assert info.exit_code == 0, info.output
     line = next(line for line in info.output.splitlines() if line.strip().startswith("gpt_step") and "runs it" in line)
-    assert "onnxruntime, int8 block weights" in line and "chosen by the caller" in line
+    assert f"onnxruntime, {bits} block weights" in line and "chosen by the caller" in line
 
 
 def test_step_bundle_synthesis(fixture_bundle, step_bundle, reference):
@@ -241,7 +251,7 @@ def test_static_int8_needs_int8_dot_product_instructions(tmp_path):
 
     assert default_policies(has_int8_dot=True)["gpt_prefill"].method == "static"
     assert default_policies(has_int8_dot=False)["gpt_prefill"].method == "weights"
-    assert default_policies(has_int8_dot=False)["sovits_decode"].method == "static"
+    assert default_policies(has_int8_dot=False)["sovits_vocoder"].method == "static"
     info = tmp_path / "cpuinfo"
     info.write_text("flags : fpu avx2 avx512f avx512_vnni\n")
     assert cpu_has_int8_dot(info)

@@ -103,18 +103,23 @@ def test_streamed_audio_matches_the_whole_fragment_decode(synth_and_voice):
         assert _snr_db(reference[around], joined[around]) >= 50
 
 
-def test_long_fragments_are_decoded_in_windows_of_one_length(synth_and_voice):
+def test_a_long_fragment_equals_one_whole_decode(synth_and_voice):
+    """300 tokens: the encoder reads them all at once, the vocoder runs in windows of its largest length."""
     synth, voice = synth_and_voice
-    from edgevoice.gpt_sovits.chunking import LONG_FRAGMENT_CHUNK, LONG_FRAGMENT_CONTEXT
+    from edgevoice.gpt_sovits.chunking import VOCODER_FRAME_BUCKETS
 
-    tokens = LONG_FRAGMENT_CHUNK + 2 * LONG_FRAGMENT_CONTEXT + 40
-    options = _fixed(tokens)
-    fragment = synth.synthesize_fragment("A long sentence to read.", voice, "en", options.sampling(), 0.5,
+    tokens = 300
+    assert 2 * tokens > VOCODER_FRAME_BUCKETS[-1]
+    fragment = synth.synthesize_fragment("A long sentence to read.", voice, "en", _fixed(tokens).sampling(), 0.5,
                                          np.random.default_rng(1))
     assert fragment.tokens.size == tokens
-    whole = synth.decode_tokens(fragment.tokens, fragment.phone_ids, noise=fragment.noise, ge=voice.ge)
-    assert fragment.audio.shape == whole.shape
-    assert _snr_db(whole, fragment.audio) >= 60
+    codes = fragment.tokens.reshape(1, 1, -1)
+    phones = np.asarray(fragment.phone_ids, np.int64).reshape(1, -1)
+    z = synth._run("sovits_latent", codes=codes, phone_ids=phones, ge=voice.ge, noise=fragment.noise,
+                   valid_tokens=np.array([tokens]), valid_phones=np.array([phones.shape[-1]]))["z"]
+    whole = synth._run("sovits_vocoder", z=z, ge=voice.ge, valid_frames=np.array([2 * tokens]))["audio"]
+    assert fragment.audio.shape == (whole.size,)
+    assert _snr_db(whole.reshape(-1), fragment.audio) >= 90  # float rounding only
 
 
 def test_two_threads_stream_from_one_synthesizer(synth_and_voice):

@@ -41,9 +41,11 @@ class ComputeChoice:
 NATIVE_BF16: dict[str, ComputeChoice] = {
     # 51 % of the INT8 vocoder is VNNI convolutions; bf16 speeds up its float convolutions (157 -> 94 ms of 1470 at
     # 100 tokens, PERF_COUNT) but runs ConvTranspose in a slower bf16 kernel (297 vs 237 ms), which eats the gain.
-    "sovits_decode": ComputeChoice("f32", "INT8 + bf16 no faster than INT8 + f32 (1.89-2.09x vs 1.98-2.15x FP32 at "
+    # (Measured on SoVITS as one graph, encoder and flow included, before the vocoder became a graph of its own.)
+    "sovits_vocoder": ComputeChoice("f32", "INT8 + bf16 no faster than INT8 + f32 (1.89-2.09x vs 1.98-2.15x FP32 at "
                                           "100 and 250 tokens, three sweeps) at 10x the log-mel L1 (1.62 vs 0.14); "
                                           "all-bf16 1.68-1.84x, below INT8"),
+    "sovits_latent": ComputeChoice("f32", "not swept: kept f32 (SoVITS's encoder and flow, ~5 % of its INT8 time)"),
     "gpt_decode": ComputeChoice("f32", "INT8 + bf16 2.36-2.42x vs INT8 + f32 2.38-2.44x FP32 per step (u8 KV cache "
                                        "both, two sweeps): no gain, twice the logit error (rel-L2 0.027 vs 0.013)"),
     "gpt_batch_decode": ComputeChoice("f32", "the batched decode step reads gpt_decode's weights: as gpt_decode "
@@ -90,8 +92,8 @@ def compute_policies(cpu: CpuInfo | None = None, mode: str = "auto") -> dict[str
 # (docs/parity.md), which an INT8 bundle has to pass end to end anyway; the feature limits keep a bf16 choice near
 # what the INT8 policy already accepts for that graph (figures in benchmarks/results/gpt_sovits_precision.md).
 COMPUTE_GATES: dict[str, tuple[Threshold, ...]] = {
-    "sovits_decode": (Threshold("audio", "snr_db", 35.0, True, "the INT8/BF16 parity gate on audio SNR"),
-                      Threshold("audio", "log_mel_l1", 2.0, False, "the INT8/BF16 parity gate on log-mel L1")),
+    "sovits_vocoder": (Threshold("audio", "snr_db", 35.0, True, "the INT8/BF16 parity gate on audio SNR"),
+                       Threshold("audio", "log_mel_l1", 2.0, False, "the INT8/BF16 parity gate on log-mel L1")),
     "gpt_decode": (Threshold("logits", "rel_l2", 0.3, False, "the INT8 parity gate on logits"),
                    Threshold("logits", "top1_agreement", 0.85, True, "the INT8/BF16 parity gate on top-1")),
     "gpt_prefill": (Threshold("logits", "rel_l2", 0.3, False, "the INT8 parity gate on logits"),

@@ -100,6 +100,7 @@ class ModelSet:
             "sovits": {"inter_channels": sovits.inter_channels, "gin_channels": sovits.gin_channels,
                        "spec_channels": sovits.spec_channels, "hop_length": sovits.hop_length,
                        "samples_per_token": sovits.samples_per_token,
+                       "vocoder_context_frames": sovits.vocoder_context_frames,
                        "filter_length": self.sovits_config["data"]["filter_length"],
                        "win_length": self.sovits_config["data"]["win_length"]},
             "hubert": {"sample_rate": 16000},

@@ -44,13 +44,28 @@ class ProReferenceEncoderGraph(ReferenceEncoderGraph):
         return self.sovits.reference_embedding(refer_spec, sv)
 
 
-class SovitsDecodeGraph(nn.Module):
+class SovitsLatentGraph(nn.Module):
+    """Tokens + phones + `ge` + flow noise → the vocoder's input `z` (text encoder and flow: they attend over the
+    whole fragment, so they run on it at once)."""
+
     def __init__(self, sovits):
         super().__init__()
         self.sovits = sovits
 
     def forward(self, codes, phone_ids, ge, noise, valid_tokens, valid_phones):
-        return self.sovits.decode(codes, phone_ids, ge, noise, (valid_tokens, valid_phones))
+        return self.sovits.latent(codes, phone_ids, ge, noise, (valid_tokens, valid_phones))
+
+
+class SovitsVocoderGraph(nn.Module):
+    """`z` + `ge` → audio. A graph of its own so the runtime can run it on short windows of `z` (it only sees a few
+    frames to each side): its activations, most of SoVITS's memory, then have one small size whatever the text."""
+
+    def __init__(self, sovits):
+        super().__init__()
+        self.sovits = sovits  # module paths stay `sovits.dec.*`, as the quantisation policy names them
+
+    def forward(self, z, ge, valid_frames):
+        return self.sovits.vocode(z, ge, valid_frames)
 
 
 class GptPrefillGraph(nn.Module):
@@ -189,6 +204,10 @@ def sovits_graphs(sovits, hubert: HubertContent, sv_trunk=None, sample_rate_hz: 
                 seeded_randn(1, gin, 1, seed=seed + 2), seeded_randn(1, inter, frames, seed=seed + 3, scale=0.5),
                 torch.tensor([real_tokens]), torch.tensor([real_phones]))
 
+    def vocoder_example(frames, real, seed):
+        return (seeded_randn(1, inter, frames, seed=seed, scale=0.7), seeded_randn(1, gin, 1, seed=seed + 1),
+                torch.tensor([real]))
+
     sv = [sv_graph(sv_trunk)] if sv_trunk is not None else []
     return sv + [
         GraphSpec(
@@ -199,16 +218,25 @@ def sovits_graphs(sovits, hubert: HubertContent, sv_trunk=None, sample_rate_hz: 
         ),
         reference_graph(sovits),
         GraphSpec(
-            "sovits_decode", SovitsDecodeGraph(sovits),
+            "sovits_latent", SovitsLatentGraph(sovits),
             [TensorSpec("codes", "int64", [1, 1, "tokens"]), TensorSpec("phone_ids", "int64", [1, "phones"]),
              TensorSpec("ge", "float32", [1, gin, 1]), TensorSpec("noise", "float32", [1, inter, "frames"]),
              TensorSpec("valid_tokens", "int64", [1]), TensorSpec("valid_phones", "int64", [1])],
-            [TensorSpec("audio", "float32", [1, 1, f"{hop}*frames"])],
+            [TensorSpec("z", "float32", [1, inter, "frames"])],
             # speed 1 at two lengths, padded at two more, then slower and faster speech (the noise's length sets
             # the rate)
             [decode_example(23, 19, 1), decode_example(40, 31, 10), decode_example(64, 32, 40, real=(37, 21)),
              decode_example(32, 32, 50, real=(9, 5)), decode_example(11, 7, 20, speed=0.8),
              decode_example(30, 17, 30, speed=1.5)],
+        ),
+        GraphSpec(
+            "sovits_vocoder", SovitsVocoderGraph(sovits),
+            [TensorSpec("z", "float32", [1, inter, "frames"]), TensorSpec("ge", "float32", [1, gin, 1]),
+             TensorSpec("valid_frames", "int64", [1])],
+            [TensorSpec("audio", "float32", [1, 1, f"{hop}*frames"])],
+            # whole windows at two lengths, then windows padded past the real frames
+            [vocoder_example(46, 46, 60), vocoder_example(80, 80, 70), vocoder_example(64, 37, 80),
+             vocoder_example(32, 9, 90)],
         ),
     ]
 

@@ -35,9 +35,9 @@ from edgevoice_calibration.collect import CalibrationInputs, CalibrationSet
 
 from ..graph_export import save_ir
 from ..quant_accuracy import decode_errors, end_to_end, graph_errors, prefill_utterance
-from ..quantize import (DECODE_ENGINES, BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions, cpu_flags,
-                        cpu_has_int8_dot, onnx_module_paths, quantize_graph, quantize_matmuls_nbits, run_all,
-                        split_items, vocoder_stages)
+from ..quantize import (DECODE_ENGINES, BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions,
+                        Threshold, cpu_flags, cpu_has_int8_dot, onnx_module_paths, quantize_graph,
+                        quantize_matmuls_nbits, run_all, split_items, vocoder_stages)
 from .compute import ComputeChoice, choose_compute, compute_policies
 
 END_TO_END_UTTERANCES = 6
@@ -77,11 +77,17 @@ POLICY: dict[str, GraphPolicy] = {
     # HiFi-GAN: MIXED preset (asymmetric u8 after LeakyReLU) cut log-mel L1 by 20 % and avoided slow f32 GEMM
     # fallbacks for ConvTranspose; keeping conv_pre/conv_post and the cheap last 32 kHz stage float was the best
     # speed/quality point (27.1 dB SNR, 2.1x faster than FP32; §6).
-    "sovits_decode": GraphPolicy("static", "MIXED preset, last upsampling stage + conv_pre/conv_post float: best "
-                                           "speed/quality point on the HiFi-GAN (tooling.md §6)",
-                                 mixed_preset=True, ignored_types=_SDPA,
-                                 float_modules=(r"sovits\.dec\.conv_pre$", r"sovits\.dec\.conv_post$",
-                                                "<last-stage>")),
+    "sovits_vocoder": GraphPolicy("static", "MIXED preset, last upsampling stage + conv_pre/conv_post float: best "
+                                            "speed/quality point on the HiFi-GAN (tooling.md §6)",
+                                  mixed_preset=True,
+                                  float_modules=(r"sovits\.dec\.conv_pre$", r"sovits\.dec\.conv_post$",
+                                                 "<last-stage>")),
+    # SoVITS's text encoder and flow, the recipe they had inside the one SoVITS graph before the vocoder was split
+    # off: full-size v2 at 256 tokens (Zen 4, 2 threads) static INT8 49 ms vs 104 ms FP32, z rel-L2 0.054; attention
+    # float as in prefill.
+    "sovits_latent": GraphPolicy("static", "SoVITS's encoder and flow: static INT8 (MIXED, attention float) 49 vs "
+                                           "104 ms FP32 at 256 tokens, z rel-L2 0.054",
+                                 mixed_preset=True, ignored_types=_SDPA),
     # Runs once per voice and is tiny: nothing to gain.
     "ref_encoder": GraphPolicy("float", "runs once per voice creation and is tiny"),
     # v2Pro/Plus speaker embedding: once per voice, and it shifts `ge` (hence every frame) directly.
@@ -126,6 +132,15 @@ def decode_runtime_options(graph: str = "gpt_decode", cpuinfo: Path = Path("/pro
 # (`choose_decode_engine`). Prefill stays on OpenVINO: its static INT8 graph took 127 ms at 280 positions against
 # 216 ms for the same graph with onnxruntime's block-INT8 matmuls.
 STEP_NBITS = BlockQuantization(bits=8, block_size=128, accuracy_level=4)
+# 4-bit blocks of 128 read half the weight bytes and step faster again (above), at ten times 8 bits' logit error on
+# random weights. `quantize` tries them on the model at hand and takes them only where its held-out decode stays
+# this close to the FP32 one (a few times 8 bits' worst: rel-L2 0.011, top-1 0.989 at full size) and they are at
+# least `STEP_4BIT_MARGIN` faster per step; random full-size weights miss the gate (0.111 / 0.831), so this
+# repository's own bundles keep 8 bits.
+STEP_4BIT = BlockQuantization(bits=4, block_size=128, accuracy_level=4)
+STEP_4BIT_GATE = (Threshold("logits", "rel_l2", 0.05, False, "a few times the 8-bit step's worst (0.011, full size)"),
+                  Threshold("logits", "top1_agreement", 0.95, True, "the sampled token rarely changes"))
+STEP_4BIT_MARGIN = 0.95
 STEP_ONNXRUNTIME_OPTIONS = {"session.intra_op.allow_spinning": "1"}
 # onnxruntime must be this much faster to be taken: near a tie the stateful graph stays (its cache is updated in
 # place inside the request, with no host copies)
@@ -187,16 +202,61 @@ def choose_step_engine(source: Bundle, folder: Path, manifest: Manifest, utteran
               for _ in range(2)]  # two interleaved rounds, the better of each: box noise only slows a run down
     ms_per_step = {engine: round(min(r[engine] for r in rounds), 3) for engine in caches}
     engine, reason = choose_decode_engine(options.decode_engine, ms_per_step)
+    record = {"engine": engine, "reason": reason, "ms_per_step": ms_per_step, "matmuls": matmuls,
+              "quantization": STEP_NBITS.to_json(), "threads": options.threads}
     if engine == "onnxruntime":
         for name in ("gpt_decode", "gpt_batch_decode"):
             if name in manifest.graphs:
                 _drop_graph(folder, manifest, name)
         (folder / original.files["onnx"]).unlink()  # the FP32 step
+        record["four_bits"] = try_four_bit_step(source, folder, manifest, utterances, options, fp32_backend,
+                                                ms_per_step["onnxruntime"])
+        if record["four_bits"]["taken"]:
+            record["quantization"] = STEP_4BIT.to_json()
     else:
         manifest.graphs["gpt_step"] = original
         (folder / target).unlink()
-    return {"engine": engine, "reason": reason, "ms_per_step": ms_per_step, "matmuls": matmuls,
-            "quantization": STEP_NBITS.to_json(), "threads": options.threads}
+    return record
+
+
+def four_bit_note(record: dict, ms_per_step: dict) -> str:
+    gate = "; ".join(f"{g['output']} {g['metric']} {g['value']:.4g} (must be {g['worst must be']})"
+                     for g in record["gate"])
+    timing = f"{record['ms_per_step']:.2f} vs {ms_per_step['onnxruntime']:.2f} ms" if "ms_per_step" in record else ""
+    if record["taken"]:
+        return f"decode: 4-bit weights taken ({timing}; {gate})"
+    timing = f", {timing}" if timing else ""
+    return f"decode: 4-bit weights not taken ({gate}{timing}); 8 bits kept"
+
+
+def try_four_bit_step(source: Bundle, folder: Path, manifest: Manifest, utterances, options: QuantizeOptions,
+                      fp32_backend: OpenVINOBackend, eight_bit_ms: float) -> dict:
+    """Quantise the step to `STEP_4BIT` and keep it in place of the 8-bit one where its held-out decode passes
+    `STEP_4BIT_GATE` against the FP32 decode and it is at least `STEP_4BIT_MARGIN` faster. Returns the record."""
+    entry = manifest.graphs["gpt_step"]
+    eight_bit = entry.files["onnx"]
+    target = "gpt_step.int4.onnx"
+    quantize_matmuls_nbits(source.file(source.graph("gpt_step").files["onnx"]), folder / target, STEP_4BIT)
+    entry.files, entry.precision = {"onnx": target}, "int4"
+    write_manifest(folder, manifest)
+    test = Bundle.load(folder)
+    step = cache_maker(OpenVINOBackend(threads=options.threads).session(test, "gpt_step"), test.graph("gpt_step"))
+    prefill = fp32_backend.session(source, "gpt_prefill")
+    reference = cache_maker(fp32_backend.session(source, "gpt_decode"), source.graph("gpt_decode"))
+    accuracy = decode_errors(prefill, reference, step, utterances)
+    checks = [(threshold, *threshold.check(accuracy)) for threshold in STEP_4BIT_GATE]
+    record = {"accuracy": accuracy, "gate": [dict(t.to_json(), value=value, passed=ok) for t, ok, value in checks],
+              "taken": False}
+    if all(ok for _, ok, _ in checks):
+        record["ms_per_step"] = round(decode_step_ms(prefill, step, utterances), 3)
+        record["taken"] = record["ms_per_step"] < STEP_4BIT_MARGIN * eight_bit_ms
+    if record["taken"]:
+        (folder / eight_bit).unlink()
+    else:
+        entry.files, entry.precision = {"onnx": eight_bit}, "int8"
+        (folder / target).unlink()
+    write_manifest(folder, manifest)
+    return record
 
 
 def quantize_within_budget(model, policy: GraphPolicy, calibration: list[dict], onnx_path: Path, subset_size: int,
@@ -204,8 +264,7 @@ def quantize_within_budget(model, policy: GraphPolicy, calibration: list[dict], 
                            threads: int = 1):
     """Accuracy-controlled static INT8 for SoVITS: quantise with `policy`; while the worst held-out log-mel L1
     against FP32 exceeds the budget, put one more part back into float, from the output side (the most sensitive,
-    research/tooling.md §6): the vocoder's glue ops, its upsampling stages, then the flow, then the text encoder;
-    quantise again.
+    research/tooling.md §6): the vocoder's glue ops, then its upsampling stages; quantise again.
     Returns (model, record of every attempt).
 
     NNCF's own `quantize_with_accuracy_control` ranks every quantised op with one validation each (312 on the
@@ -221,7 +280,6 @@ def quantize_within_budget(model, policy: GraphPolicy, calibration: list[dict], 
     # to 0.132, while with them the whole SoVITS in float except 20 quantisers reached 0.006.
     groups = [("dec glue", [r"sovits\.dec$"])]
     groups += [(f"dec stage {i}", stages[i]) for i in reversed(range(len(stages) - kept_float))]
-    groups += [("flow", [r"sovits\.flow(\.|$)"]), ("enc_p", [r"sovits\.enc_p(\.|$)"])]
     extra: list[str] = []
     attempts = []
     for more in range(len(groups) + 1):
@@ -378,7 +436,7 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             calib, held = split_items(calibration.items.get(name, []))
             model = ov.Core().read_model(str(source.file(entry.files["openvino"])))
             onnx_path = source.file(entry.files["onnx"]) if "onnx" in entry.files else None
-            if max_drop is not None and name == "sovits_decode" and policy.method == "static" and held:
+            if max_drop is not None and name == "sovits_vocoder" and policy.method == "static" and held:
                 bar.set_postfix_str(f"{name}, accuracy control")
                 fp32_session = fp32_backend.session(source, name)
                 reference_audio = [fp32_session.run(item)["audio"] for item in held]
@@ -386,7 +444,7 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
                                                             reference_audio, max_drop, threads)
                 report.graphs[name]["accuracy_control"] = control
                 if not control["met"]:
-                    report.notes.append(f"note: sovits_decode stays above the log-mel L1 budget {max_drop} even "
+                    report.notes.append(f"note: sovits_vocoder stays above the log-mel L1 budget {max_drop} even "
                                         f"with every part in float but the posterior-free glue "
                                         f"({control['attempts'][-1]['log_mel_l1']:.4f}); kept the last attempt")
             else:
@@ -423,6 +481,8 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
                 report.graphs = {n: info for n, info in report.graphs.items() if n in manifest.graphs}
                 report.graphs["gpt_step"] = {"method": "nbits", "reason": decode_engine["reason"]}
             report.notes.append(f"decode: {decode_engine['engine']} ({decode_engine['reason']})")
+            if "four_bits" in decode_engine:
+                report.notes.append(four_bit_note(decode_engine["four_bits"], decode_engine["ms_per_step"]))
             write_manifest(folder, manifest)
         # Accuracy gate on the written bundle, exactly as the runtime will load it.
         test = Bundle.load(folder)
@@ -448,7 +508,7 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
                       {"all": "same FP32 IR, INFERENCE_PRECISION_HINT=bf16"},
             "calibration": {"utterances": len(calibration.utterances), "items": calibration.counts(),
                             "subset_size": subset_size, "collect_seconds": round(calibration.seconds, 1)},
-            "accuracy_control": report.graphs.get("sovits_decode", {}).get("accuracy_control"),
+            "accuracy_control": report.graphs.get("sovits_vocoder", {}).get("accuracy_control"),
             "decode_engine": decode_engine or {"engine": "openvino", "reason": "chosen by the caller"
                                                if options.decode_engine == "openvino" else "not measured"},
             "compute": {"cpu": cpu.summary(), "cpu_class": cpu.cpu_class,

@@ -1,6 +1,6 @@
 """Where OpenVINO keeps compiled graphs between runs: a private folder of the user's, never inside a bundle.
 
-Compiling the full-size GPT-SoVITS graphs takes seconds (`sovits_decode` alone 2–4 s on two Zen 4 cores); reading
+Compiling the full-size GPT-SoVITS graphs takes seconds (SoVITS alone 2–4 s on two Zen 4 cores); reading
 a compiled graph back takes a fraction of that (benchmarks/results/startup_memory.md). The folder is
 `$EDGEVOICE_CACHE_DIR`, else `$XDG_CACHE_HOME/edgevoice/openvino`, else `~/.cache/edgevoice/openvino`; it is
 created 0700 and must belong to this user and be writable by nobody else, since OpenVINO trusts what it reads there.

@@ -134,13 +134,14 @@ def precision_here(manifest, name: str, cpu: CpuInfo | None = None) -> GraphPrec
     quantization = _section(manifest.extra, "quantization")
     if graph.engine == "onnxruntime":
         record = _section(quantization, "decode_engine")
-        int8 = graph.precision == "int8"
+        blocks = graph.precision in ("int8", "int4")  # MatMulNBits: int8 activations and dot products either way
         chosen_on = _section(quantization, "compute").get("cpu_class", "?")
         why = f"onnxruntime runs it: {record.get('reason', 'the bundle says so')} (chosen on {chosen_on})"
         if chosen_on != cpu.cpu_class:
             why += "; quantise on this CPU to time its decode engines here"
-        return GraphPrecision("onnxruntime, " + ("int8 block weights" if int8 else f"{graph.precision} weights"),
-                              "int8 matmul / f32" if int8 else "f32", _printable(why), "f32" if int8 else "")
+        return GraphPrecision("onnxruntime, " + (f"{graph.precision} block weights" if blocks
+                                                 else f"{graph.precision} weights"),
+                              "int8 matmul / f32" if blocks else "f32", _printable(why), "f32" if blocks else "")
     if "openvino" not in graph.files:
         return GraphPrecision("FP32 ONNX", "f32", "no OpenVINO IR: onnxruntime runs it")
     method = _section(_section(quantization, "policy"), name).get("method")

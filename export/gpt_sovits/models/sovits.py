@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from ...checkpoints import Checkpoint, CheckpointError
 from .sovits_layers import (RESBLOCKS, Flow, Generator, MelStyleEncoder, MultiHeadAttention, RelPosEncoder,
-                            fold_weight_norm, masked)
+                            fold_weight_norm, masked, vocoder_reach_frames)
 
 # Sizes upstream hard-codes rather than reading from the config.
 SSL_DIM = 768                 # HuBERT feature width
@@ -187,6 +187,9 @@ class SoVITS(nn.Module):
         self.dec = Generator(self.inter_channels, model["upsample_initial_channel"], model["resblock"],
                              model["resblock_kernel_sizes"], model["resblock_dilation_sizes"],
                              model["upsample_rates"], model["upsample_kernel_sizes"], gin)
+        self.vocoder_context_frames = vocoder_reach_frames(
+            model["resblock"], model["resblock_kernel_sizes"], model["resblock_dilation_sizes"],
+            model["upsample_rates"], model["upsample_kernel_sizes"])
         self.flow = Flow(self.inter_channels, model["hidden_channels"], FLOW_KERNEL, FLOW_DILATION,
                          FLOW_WN_LAYERS, FLOW_COUPLINGS, gin)
         self.ref_enc = MelStyleEncoder(self.ref_bins, gin)
@@ -289,6 +292,18 @@ class SoVITS(nn.Module):
         o = self.dec(z, ge, out_mask)
         return {"ge": ge, "quantized_upsampled": upsampled, "enc_p_x": enc_x, "m_p": m_p, "logs_p": logs_p,
                 "z_p": z_p, "z": z, "dec_in": z, "o": o}
+
+    def latent(self, codes: torch.Tensor, text: torch.Tensor, ge: torch.Tensor, noise: torch.Tensor,
+               valid: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """The vocoder's input `z` `[B,192,F]` (zero past the real frames); arguments as `decode`."""
+        return self.decode_intermediates(codes, text, ge, noise, valid)["z"]
+
+    def vocode(self, z: torch.Tensor, ge: torch.Tensor, valid_frames: torch.Tensor | None = None) -> torch.Tensor:
+        """The vocoder alone: `z` `[B,192,F]` → audio `[B,1,hop·F]`. With `valid_frames` `[B]`, frames past them are
+        padding and the real samples equal a decode of the real frames alone. The vocoder only sees a few frames
+        to each side, so a window of `z` with enough context decodes to the same samples as the whole (chunking.py)."""
+        mask = None if valid_frames is None else length_mask(valid_frames, z.shape[-1])
+        return self.dec(masked(z, mask), ge, mask)
 
     def decode(self, codes: torch.Tensor, text: torch.Tensor, ge: torch.Tensor,
                noise: torch.Tensor, valid: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:

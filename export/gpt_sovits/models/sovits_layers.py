@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 LRELU_SLOPE = 0.1  # HiFi-GAN / ResBlock slope; the generator's final activation uses torch's default 0.01
+GENERATOR_EDGE_KERNEL = 7  # conv_pre and conv_post
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -320,6 +321,27 @@ class ResBlock2(nn.Module):
 RESBLOCKS = {"1": ResBlock1, "2": ResBlock2}
 
 
+def vocoder_reach_frames(resblock: str, resblock_kernel_sizes: list[int], resblock_dilation_sizes: list[list[int]],
+                         upsample_rates: list[int], upsample_kernel_sizes: list[int]) -> int:
+    """How many input frames to each side one output sample of `Generator` depends on, rounded up: the context a
+    window of its input needs for its inner samples to equal the whole decode's."""
+
+    def block_reach(kernel: int, dilations: list[int]) -> int:  # in samples at the block's rate
+        half = (kernel - 1) // 2
+        if str(resblock) == "1":  # a dilated then an undilated convolution per step
+            return sum(half * d + half for d in dilations)
+        return sum(half * d for d in dilations[:2])
+
+    reach = float(GENERATOR_EDGE_KERNEL // 2)  # conv_pre, at the frame rate
+    rate = 1
+    for factor, kernel in zip(upsample_rates, upsample_kernel_sizes):
+        reach += math.ceil(kernel / factor) / rate  # a transposed convolution mixes ⌈k/u⌉ neighbouring inputs
+        rate *= factor
+        reach += max(block_reach(k, d) for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes)) / rate
+    reach += (GENERATOR_EDGE_KERNEL // 2) / rate  # conv_post
+    return math.ceil(reach)
+
+
 class Generator(nn.Module):
     def __init__(self, in_channels: int, initial_channels: int, resblock: str, resblock_kernel_sizes: list[int],
                  resblock_dilation_sizes: list[list[int]], upsample_rates: list[int],
@@ -330,7 +352,8 @@ class Generator(nn.Module):
         block_class = RESBLOCKS[str(resblock)]
         self.num_kernels = len(resblock_kernel_sizes)
         self.upsample_rates = [int(u) for u in upsample_rates]
-        self.conv_pre = nn.Conv1d(in_channels, initial_channels, 7, 1, padding=3)
+        self.conv_pre = nn.Conv1d(in_channels, initial_channels, GENERATOR_EDGE_KERNEL, 1,
+                                  padding=GENERATOR_EDGE_KERNEL // 2)
         self.ups = nn.ModuleList(
             WeightNormConv1d(initial_channels // 2 ** i, initial_channels // 2 ** (i + 1), k, stride=u,
                              padding=(k - u) // 2, transposed=True, init_std=0.01)
@@ -340,7 +363,8 @@ class Generator(nn.Module):
             channels = initial_channels // 2 ** (i + 1)
             for k, dilations in zip(resblock_kernel_sizes, resblock_dilation_sizes):
                 self.resblocks.append(block_class(channels, k, dilations))
-        self.conv_post = nn.Conv1d(initial_channels // 2 ** len(self.ups), 1, 7, 1, padding=3, bias=False)
+        self.conv_post = nn.Conv1d(initial_channels // 2 ** len(self.ups), 1, GENERATOR_EDGE_KERNEL, 1,
+                                   padding=GENERATOR_EDGE_KERNEL // 2, bias=False)
         self.cond = nn.Conv1d(gin_channels, initial_channels, 1)
 
     def forward(self, x: torch.Tensor, g: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

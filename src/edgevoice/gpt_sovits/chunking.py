@@ -10,11 +10,15 @@ vocoder's convolutions then see signal where the whole decode sees its zero padd
 
 Shapes repeat on purpose. OpenVINO keeps memory for every input length a graph has run at (measured on the
 full-size INT8 vocoder: ~100–300 MB more per new token count, kept even after the compiled model is deleted:
-benchmarks/sovits_shape_memory.py), so a long fragment is decoded through windows of one length instead of at its
-own length. Bundles whose `sovits_decode` takes the real lengths (`valid_tokens`, `valid_phones`: every layer
-masks the padding, so the real samples equal an unpadded decode's to float rounding) go further: every call is
-padded up to one of `SOVITS_TOKEN_BUCKETS` tokens and a power-of-two phone count, so a text of any length runs
-SoVITS at a handful of shapes.
+benchmarks/sovits_shape_memory.py), so every `sovits_latent` call (the encoder and flow) is padded up to one of
+`SOVITS_TOKEN_BUCKETS` tokens, or a multiple of the largest for a long fragment, and a power-of-two phone count (it
+takes the real lengths, `valid_tokens` and `valid_phones`: every layer masks the padding, so the real frames equal
+an unpadded decode's to float rounding). The vocoder, which holds most of SoVITS's activations, runs on the same
+frame counts (`VOCODER_FRAME_BUCKETS`, also masked past `valid_frames`), and a longer `z` in windows of the largest:
+it only sees a few frames to each side, so a window with the frames it reaches on each side as context (the
+manifest's `vocoder_context_frames`, which the exporter works out from the kernels) gives the whole call's samples
+(`vocoder_windows`). A text of any length thus runs SoVITS at a handful of shapes, and a long fragment is still
+decoded exactly.
 
 Flow noise is drawn frame by frame from the fragment's own generator (`FrameNoise`), so a streamed fragment gets
 exactly the noise its whole decode would.
@@ -56,16 +60,19 @@ STREAM_FIRST_BUCKETS = (16, 32, 48) + SOVITS_TOKEN_BUCKETS
 # GPT writes the next chunk, several times faster than real time.
 STREAM_FIRST_CHUNK_TOKENS = STREAM_FIRST_BUCKETS[0] - STREAM_FIRST_CONTEXT_TOKENS
 MIN_PHONE_BUCKET = 32  # phones are padded to a power of two from here (they only feed the cheap text encoder)
-LONG_FRAGMENT_CONTEXT = 12  # ≥ 78 dB tiny, ≥ 111 dB full size against the whole-fragment decode
-# Tokens kept per window of a long fragment: its windows are exactly the largest bucket (9.3 s of audio kept), so
-# they never need padding; 10 % more vocoder work than one whole decode.
-LONG_FRAGMENT_CHUNK = SOVITS_TOKEN_BUCKETS[-1] - 2 * LONG_FRAGMENT_CONTEXT
+# Frame counts the vocoder runs at: the token shapes' frames, so a fragment of up to 256 tokens (10.2 s) is one
+# call at its encoder's shape, with nothing computed twice. Longer `z` goes through windows of the largest (512
+# frames, the vocoder's reach on each side as context: ~5 % more frames). Smaller windows would bound memory further but
+# cost time: full-size v2 FP32, 500 frames, windows with 13 frames of context per side: 2.07 s as one call, 2.29 s
+# in windows of 272, 2.58 s in windows of 144 (the work grows with the frames computed; no cache effect).
+VOCODER_FRAME_BUCKETS = tuple(2 * tokens for tokens in STREAM_FIRST_BUCKETS)
 MAX_CHUNK_TOKENS = 1500  # a fragment never has more tokens than upstream's step limit
 
 
 @dataclass(frozen=True)
 class Window:
-    """Tokens `[start, stop)` go through SoVITS; the audio of tokens `[keep_start, keep_stop)` is kept."""
+    """Tokens (frames, for the vocoder) `[start, stop)` go through SoVITS; the audio of `[keep_start, keep_stop)`
+    is kept."""
 
     start: int
     stop: int
@@ -74,8 +81,11 @@ class Window:
 
 
 def padded_length(count: int, buckets: tuple[int, ...] = SOVITS_TOKEN_BUCKETS) -> int:
-    """The smallest bucket that holds `count` tokens; `count` itself when none does."""
-    return next((bucket for bucket in buckets if bucket >= count), count)
+    """The smallest bucket that holds `count`; past the largest, the next multiple of it (a long fragment's
+    encoder runs whole, at one of a few long shapes); `count` itself without buckets."""
+    if not buckets:
+        return count
+    return next((bucket for bucket in buckets if bucket >= count), -(-count // buckets[-1]) * buckets[-1])
 
 
 def padded_phones(count: int) -> int:
@@ -124,6 +134,20 @@ def windows(tokens: int, chunk: int, context: int, growth: int = 1, buckets: tup
     while (window := next_window(kept, tokens, True, chunk, context, growth, buckets)) is not None:
         result.append(window)
         kept = window.keep_stop
+    return result
+
+
+def vocoder_windows(frames: int, context: int, window: int = VOCODER_FRAME_BUCKETS[-1]) -> list[Window]:
+    """Windows of at most `window` frames that cover `frames`, each keeping the frames it sees `context` frames
+    around (the fragment's ends are true edges: the vocoder pads them with zeros either way). `context`: the
+    vocoder's reach, which the exporter works out from its kernels and strides (`vocoder_context_frames`)."""
+    result, kept = [], 0
+    while kept < frames:
+        start = max(0, kept - context)
+        stop = min(frames, start + window)
+        keep_stop = stop if stop == frames else stop - context
+        result.append(Window(start, stop, kept, keep_stop))
+        kept = keep_stop
     return result
 
 

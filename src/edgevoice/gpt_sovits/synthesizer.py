@@ -35,10 +35,10 @@ from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceErro
 from ..families import check_bundle
 from ..options import AudioChunk
 from .options import FAMILY, SynthesisOptions, stretched_frames
-from .chunking import (LONG_FRAGMENT_CHUNK, LONG_FRAGMENT_CONTEXT, SOVITS_TOKEN_BUCKETS, STREAM_CHUNK_GROWTH,
-                       STREAM_CHUNK_TOKENS, STREAM_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS,
-                       STREAM_FIRST_CHUNK_TOKENS, STREAM_FIRST_CONTEXT_TOKENS, FrameNoise, Window,
-                       check_chunk_tokens, next_window, padded_length, padded_phones, windows)
+from .chunking import (SOVITS_TOKEN_BUCKETS, STREAM_CHUNK_GROWTH, STREAM_CHUNK_TOKENS, STREAM_CONTEXT_TOKENS,
+                       STREAM_FIRST_BUCKETS, STREAM_FIRST_CHUNK_TOKENS, STREAM_FIRST_CONTEXT_TOKENS,
+                       VOCODER_FRAME_BUCKETS, FrameNoise, Window, check_chunk_tokens, next_window, padded_length,
+                       padded_phones, vocoder_windows)
 from .options import MAX_BATCH
 from .sampler import MAX_TOKENS, SamplingOptions, sample_token, upstream_token_limit
 from .spectrogram import kaldi_fbank, linear_spectrogram
@@ -50,9 +50,9 @@ GRAPH_INPUTS = {
     "gpt_prefill": {"phone_ids", "bert_features", "prompt_tokens"}, "gpt_step": {"token", "position", "past_mask"},
     "gpt_decode": {"token", "position", "beam_idx"},
     "gpt_batch_decode": {"token", "position", "past_mask", "beam_idx"},
-    "sovits_decode": {"codes", "phone_ids", "ge", "noise"},
+    "sovits_latent": {"codes", "phone_ids", "ge", "noise", "valid_tokens", "valid_phones"},
+    "sovits_vocoder": {"z", "ge", "valid_frames"},
 }
-PADDING_INPUTS = {"valid_tokens", "valid_phones"}  # sovits_decode inputs of bundles that mask padding
 REFERENCE_GRAPHS = ("hubert_codes", "ref_encoder", "sv_embedding")  # run by create_voice only
 HUBERT_PAD_SAMPLES = 9600  # upstream appends int(32000 * 0.3) zeros to the *16 kHz* reference (0.6 s)
 MAX_TEXT_CHARS = 5000
@@ -167,16 +167,20 @@ class Synthesizer:
         self._bert_vocab: dict[str, int] | None = None
         # tokens kept when the GPT never ends a fragment, as upstream (from the GPT config's max_sec)
         self.token_limit = upstream_token_limit(self._model["gpt"].get("max_sec"))
-        # bundles from before speed control tie the noise's length to 2 × tokens
-        sovits = manifest.graphs.get("sovits_decode")
-        noise = next((t for t in sovits.inputs if t.name == "noise"), None) if sovits else None
-        self.speed_control = noise is not None and noise.shape[-1] == "frames"
-        # bundles whose SoVITS masks padding past the real lengths run it at a few padded shapes (chunking.py)
-        self.pads_sovits = sovits is not None and PADDING_INPUTS <= {t.name for t in sovits.inputs}
+        if "sovits_vocoder" not in manifest.graphs:
+            raise BundleError(f"{bundle.path}: this bundle was made by an older edgevoice (SoVITS as one graph, "
+                              "without its vocoder apart); re-export it with this version")
+        sovits = manifest.graphs["sovits_latent"]
+        context = self._model["sovits"].get("vocoder_context_frames")
+        if isinstance(context, bool) or not isinstance(context, int) \
+                or not 0 <= context < VOCODER_FRAME_BUCKETS[-1] // 2:
+            raise BundleError(f"{bundle.path}: model.sovits.vocoder_context_frames must be a frame count below "
+                              f"{VOCODER_FRAME_BUCKETS[-1] // 2}, not {context!r}")
+        self._vocoder_context = context
         # sizes a voice's arrays are checked against: the phone table (the GPT's and SoVITS's embeddings) and `ge`
         symbols = len(manifest.symbols)
         self._phone_count = min(symbols, self._model["gpt"].get("phone_vocab_size", symbols))
-        ge = next((t for t in sovits.inputs if t.name == "ge"), None) if sovits else None
+        ge = next(t for t in sovits.inputs if t.name == "ge")
         self._ge_shape = tuple(ge.shape) if ge is not None and all(isinstance(d, int) for d in ge.shape) else None
 
     @classmethod
@@ -328,18 +332,14 @@ class Synthesizer:
         if noise.size % channels or noise.size == 0:
             raise OptionsError(f"noise must be [1, {channels}, frames], not {list(noise.shape)}")
         noise = noise.reshape(1, channels, -1)
-        if noise.shape[-1] != 2 * codes.shape[-1]:
-            self._require_speed_control()
         phone_ids = _ids(phone_ids, self._phone_count, "phone ids").reshape(1, -1)
-        if self.pads_sovits:
-            return self._padded_decode(codes, phone_ids, ge, noise, buckets)
-        return self._run("sovits_decode", codes=codes, phone_ids=phone_ids, ge=ge, noise=noise)["audio"].reshape(-1)
+        return self._vocode(self._latent(codes, phone_ids, ge, noise, buckets), ge)
 
-    def _padded_decode(self, codes: np.ndarray, phone_ids: np.ndarray, ge: np.ndarray, noise: np.ndarray,
-                       buckets: tuple[int, ...]) -> np.ndarray:
-        """SoVITS at a bucket shape: tokens, phones and noise padded (zeros), the real lengths fed, the audio of
-        the real tokens cut out. At other speeds than 1 the frames are stretched over the whole input, so those
-        run at their own length."""
+    def _latent(self, codes: np.ndarray, phone_ids: np.ndarray, ge: np.ndarray, noise: np.ndarray,
+                buckets: tuple[int, ...]) -> np.ndarray:
+        """SoVITS's encoder and flow at a bucket shape: tokens, phones and noise padded (zeros), the real lengths
+        fed → `z` of the real frames `[1, C, F]`. At other speeds than 1 the frames are stretched over the whole
+        input, so those run at their own length."""
         tokens, phones = codes.shape[-1], phone_ids.shape[-1]
         size = padded_length(tokens, buckets) if noise.shape[-1] == 2 * tokens else tokens
         width = padded_phones(phones)
@@ -347,8 +347,20 @@ class Synthesizer:
                  "phone_ids": np.pad(phone_ids, ((0, 0), (0, width - phones))),
                  "ge": ge, "noise": np.pad(noise, ((0, 0), (0, 0), (0, 2 * (size - tokens)))),
                  "valid_tokens": np.array([tokens], np.int64), "valid_phones": np.array([phones], np.int64)}
-        audio = self._run("sovits_decode", **feeds)["audio"].reshape(-1)
-        return audio[: audio.size * noise.shape[-1] // feeds["noise"].shape[-1]]
+        return self._run("sovits_latent", **feeds)["z"][:, :, : noise.shape[-1]]
+
+    def _vocode(self, z: np.ndarray, ge: np.ndarray) -> np.ndarray:
+        """The vocoder over `z` `[1, C, F]` in windows of a few fixed lengths (`vocoder_windows`) → `[hop·F]`."""
+        hop = self._model["sovits"]["hop_length"]
+        pieces = []
+        for window in vocoder_windows(z.shape[-1], context=self._vocoder_context):
+            real = window.stop - window.start
+            size = padded_length(real, VOCODER_FRAME_BUCKETS)
+            feeds = {"z": np.pad(z[:, :, window.start:window.stop], ((0, 0), (0, 0), (0, size - real))), "ge": ge,
+                     "valid_frames": np.array([real], np.int64)}
+            audio = self._run("sovits_vocoder", **feeds)["audio"].reshape(-1)
+            pieces.append(audio[(window.keep_start - window.start) * hop:(window.keep_stop - window.start) * hop])
+        return np.concatenate(pieces)
 
     # ---------------------------------------------------------------- text and voices
 
@@ -533,8 +545,6 @@ class Synthesizer:
         unreadable = self.unreadable_text(text, language)
         unreadable.refuse_if_nothing_is_read()
         unreadable.warn()
-        if options.speed != 1:
-            self._require_speed_control()  # before any GPT work
         fragments = frontend.split_target_text(text, language, options.split_method)
         if not fragments:
             raise TextError("the text contains nothing to speak")
@@ -556,8 +566,9 @@ class Synthesizer:
     def synthesize_fragment(self, text: str, voice: Voice, language: str, sampling: SamplingOptions,
                             noise_scale: float, rng: np.random.Generator, speed: float = 1.0
                             ) -> "Fragment | None":
-        """One fragment through phones → GPT → SoVITS; None when the GPT ends at once (no tokens). A long fragment
-        at speed 1 goes through SoVITS in windows of one length (`chunking`: memory does not grow per length)."""
+        """One fragment through phones → GPT → SoVITS; None when the GPT ends at once (no tokens). SoVITS's encoder
+        reads the whole fragment (padded to one of a few lengths) and its vocoder runs on windows of at most one
+        length (`chunking`: memory does not grow per length)."""
         return self._synthesize_fragments([_FragmentJob(text, voice, language, sampling, noise_scale, rng, speed)])[0]
 
     def _synthesize_fragments(self, jobs: Sequence[_FragmentJob]) -> "list[Fragment | None]":
@@ -576,12 +587,7 @@ class Synthesizer:
             return None
         target, gpt_phones, gpt_bert = inputs
         frames = noise.take(0, stretched_frames(tokens.size, job.speed))
-        if job.speed == 1 and tokens.size > LONG_FRAGMENT_CHUNK + 2 * LONG_FRAGMENT_CONTEXT:
-            parts = windows(tokens.size, LONG_FRAGMENT_CHUNK, LONG_FRAGMENT_CONTEXT)
-            audio = np.concatenate([self._decode_window(tokens, target, noise, job.voice.ge, w, SOVITS_TOKEN_BUCKETS)
-                                    for w in parts])
-        else:
-            audio = self.decode_tokens(tokens, target, noise=frames, ge=job.voice.ge)  # the noise sets the rate
+        audio = self.decode_tokens(tokens, target, noise=frames, ge=job.voice.ge)  # the noise sets the rate
         return Fragment(job.text, target, gpt_phones, gpt_bert, tokens, frames, audio)
 
     def _fragment_chunks(self, job: _FragmentJob, chunk_tokens: int, pause: np.ndarray) -> Iterator[AudioChunk]:
@@ -592,7 +598,7 @@ class Synthesizer:
         noise = self._fragment_noise(rng, job.noise_scale)
         tokens = np.empty(MAX_TOKENS, np.int64)
         count = kept = 0
-        buckets = SOVITS_TOKEN_BUCKETS if self.pads_sovits else ()  # windows that fill a padded shape
+        buckets = SOVITS_TOKEN_BUCKETS  # windows that fill a padded shape
 
         def ready(final: bool) -> Iterator[AudioChunk]:
             nonlocal kept
@@ -715,11 +721,6 @@ class Synthesizer:
             cache.step_rows(np.array(fed, np.int64))
         return [h[n: n + c].copy() for h, n, c in zip(histories, prompt_lens, counts)]
 
-    def _require_speed_control(self) -> None:
-        if not self.speed_control:
-            raise OptionsError(f"{self.bundle.path}: this bundle was exported before speed control; "
-                               "re-export it to use a speed other than 1")
-
     def _vocab(self) -> dict[str, int]:
         if self._bert_vocab is None:
             path = self.bundle.file(self._model["bert"]["vocab_file"])
@@ -779,6 +780,13 @@ class HostKVCache:
         self._mask = _slot_mask(lengths, self.length)
         self.row_logits = np.stack([out["logits"][0] for out in prefill_outs])
         self._positions = np.array(prompt_lens, np.int64)  # audio position of each row's next fed token
+        self._bind()
+
+    def _bind(self) -> None:
+        """Bind the buffers to the step graph by address where its session can (onnxruntime's `bind`): each step
+        then passes only the tokens and positions. Again after the buffers are replaced."""
+        bind = getattr(self._session, "bind", None)
+        self._bound = bind({**self._buffers, "past_mask": self._mask}) if bind else None
 
     @property
     def logits(self) -> np.ndarray:
@@ -791,6 +799,7 @@ class HostKVCache:
             self._buffers[past] = grown
         spare = np.full((self._mask.shape[0], self.GROWTH), -np.inf, np.float32)
         self._mask = np.concatenate([self._mask, spare], axis=1)
+        self._bind()
 
     def step(self, token: int) -> np.ndarray:
         return self.step_rows(np.array([token], np.int64))[0]
@@ -799,9 +808,9 @@ class HostKVCache:
         """Feed one token per row → logits `[rows, V]`."""
         if self.length == self._mask.shape[1]:
             self._grow()
-        feeds = {"token": np.asarray(tokens, np.int64).reshape(-1, 1), "position": self._positions,
-                 "past_mask": self._mask, **self._buffers}
-        out = self._session.run(feeds)
+        feeds = {"token": np.asarray(tokens, np.int64).reshape(-1, 1), "position": self._positions}
+        out = self._bound.run(feeds) if self._bound else self._session.run(
+            {**feeds, "past_mask": self._mask, **self._buffers})
         for past, new, _ in self._names:
             self._buffers[past][:, :, self.length] = out[new][:, :, 0]
         self._mask[:, self.length] = 0.0
@@ -816,6 +825,7 @@ class HostKVCache:
         self._mask = np.ascontiguousarray(self._mask[keep])
         self._positions = self._positions[keep]
         self.row_logits = self.row_logits[keep]
+        self._bind()
 
 
 class StatefulCache:
