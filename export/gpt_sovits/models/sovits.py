@@ -275,6 +275,11 @@ class SoVITS(nn.Module):
         """`decode` returning every stage: quantized_upsampled, enc_p_x, m_p, logs_p, z_p, z, dec_in, o.
         `valid` (tokens, phones), each `[B]`: how many leading tokens and phones are real, the rest padding
         (speed 1 only: 2 frames per token); the samples of the real tokens then equal an unpadded decode's."""
+        stages, out_mask = self._latent_stages(codes, text, ge, noise, valid)
+        return dict(stages, dec_in=stages["z"], o=self.dec(stages["z"], ge, out_mask))
+
+    def _latent_stages(self, codes, text, ge, noise, valid) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Every stage up to the vocoder's input `z`, and the frame mask (None: nothing padded)."""
         quantized = self.quantizer.decode(codes)
         # 25 Hz → 50 Hz nearest-neighbour: repeat every frame twice
         upsampled = quantized.unsqueeze(-1).expand(*quantized.shape, 2).flatten(2)
@@ -289,14 +294,13 @@ class SoVITS(nn.Module):
         m_p, logs_p = masked(m_p, out_mask), masked(logs_p, out_mask)
         z_p = m_p + noise * torch.exp(logs_p)
         z = masked(self.flow.inverse(z_p, ge, out_mask), out_mask)
-        o = self.dec(z, ge, out_mask)
         return {"ge": ge, "quantized_upsampled": upsampled, "enc_p_x": enc_x, "m_p": m_p, "logs_p": logs_p,
-                "z_p": z_p, "z": z, "dec_in": z, "o": o}
+                "z_p": z_p, "z": z}, out_mask
 
     def latent(self, codes: torch.Tensor, text: torch.Tensor, ge: torch.Tensor, noise: torch.Tensor,
                valid: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """The vocoder's input `z` `[B,192,F]` (zero past the real frames); arguments as `decode`."""
-        return self.decode_intermediates(codes, text, ge, noise, valid)["z"]
+        return self._latent_stages(codes, text, ge, noise, valid)[0]["z"]
 
     def vocode(self, z: torch.Tensor, ge: torch.Tensor, valid_frames: torch.Tensor | None = None) -> torch.Tensor:
         """The vocoder alone: `z` `[B,192,F]` → audio `[B,1,hop·F]`. With `valid_frames` `[B]`, frames past them are
