@@ -127,7 +127,10 @@ class _TimedSession:
         return out
 
     def __getattr__(self, name):
-        return getattr(self._session, name)
+        attr = getattr(self._session, name)
+        if name == "bind":  # the runs of a session's bound inputs (`BoundRun`) are that graph's time too
+            return lambda arrays: _TimedSession(attr(arrays), self._name, self._clock)
+        return attr
 
 
 class GraphClock:
@@ -618,7 +621,7 @@ def host_profile(raw: Path) -> dict:
         if not any(f.startswith("worker_host.<locals>.host_loop ") or f.startswith("host_loop ") for f in frames):
             continue
         total += int(count)
-        if any(re.match(r"\w*Session\.run \(", f) for f in frames):
+        if any(re.match(r"\w*(Session|BoundRun)\.run \(", f) for f in frames):  # a bound decode step too
             inside += int(count)
         else:
             host[re.sub(r":\d+\)$", ")", frames[-1])] += int(count)

@@ -369,6 +369,8 @@ def _cases() -> list[Case]:
         "vocoder_context_frames")
     add("SoVITS as one graph (older bundle)", "bundle",
         lambda e: e.say(bundle=tampered(e, _renamed_graph("sovits_vocoder", "sovits_decode"))), "re-export")
+    add("SoVITS encoder graph missing", "bundle",
+        lambda e: e.say(bundle=tampered(e, _renamed_graph("sovits_latent", "sovits_other"))), "sovits_latent")
     add("unknown family", "bundle", lambda e: e.say(bundle=tampered(e, _setitem("family", "tortoise"))),
         "'tortoise' is not supported")
     add("wrong family for its graphs", "bundle", lambda e: e.say(bundle=tampered(e, _setitem("family", "emotivoice"))),

@@ -167,9 +167,9 @@ class Synthesizer:
         self._bert_vocab: dict[str, int] | None = None
         # tokens kept when the GPT never ends a fragment, as upstream (from the GPT config's max_sec)
         self.token_limit = upstream_token_limit(self._model["gpt"].get("max_sec"))
-        if "sovits_vocoder" not in manifest.graphs:
-            raise BundleError(f"{bundle.path}: this bundle was made by an older edgevoice (SoVITS as one graph, "
-                              "without its vocoder apart); re-export it with this version")
+        if not {"sovits_latent", "sovits_vocoder"} <= set(manifest.graphs):
+            raise BundleError(f"{bundle.path}: this bundle lacks sovits_latent or sovits_vocoder (an older edgevoice "
+                              "made SoVITS as one graph); re-export it with this version")
         sovits = manifest.graphs["sovits_latent"]
         context = self._model["sovits"].get("vocoder_context_frames")
         if isinstance(context, bool) or not isinstance(context, int) \
@@ -312,8 +312,8 @@ class Synthesizer:
                       buckets: tuple[int, ...] = SOVITS_TOKEN_BUCKETS) -> np.ndarray:
         """SoVITS: tokens `[T]`, target phones `[N]`, the reference (spectrogram or its `ge`) and the flow noise
         `[1, C, F]` already multiplied by the noise scale (None = noise scale 0; F = `stretched_frames(T, speed)`,
-        2T at speed 1) → waveform `[hop·F]` (1280·T at speed 1). `buckets`: the token counts SoVITS is padded to
-        (bundles that take the real lengths)."""
+        2T at speed 1) → waveform `[hop·F]` (1280·T at speed 1). `buckets`: the token counts the encoder is padded
+        to (the vocoder runs on the matching frame counts, `chunking`)."""
         # semantic tokens index SoVITS's codebook, which has one entry fewer than the GPT's vocabulary (no EOS)
         codes = _ids(tokens, self._model["gpt"]["eos"], "semantic tokens").reshape(1, 1, -1)
         if codes.shape[-1] == 0:
