@@ -181,7 +181,7 @@ class Synthesizer:
         symbols = len(manifest.symbols)
         self._phone_count = min(symbols, self._model["gpt"].get("phone_vocab_size", symbols))
         ge = next(t for t in sovits.inputs if t.name == "ge")
-        self._ge_shape = tuple(ge.shape) if ge is not None and all(isinstance(d, int) for d in ge.shape) else None
+        self._ge_shape = tuple(ge.shape) if all(isinstance(d, int) for d in ge.shape) else None
 
     @classmethod
     def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
