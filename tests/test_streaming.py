@@ -172,3 +172,18 @@ def test_say_streams_wav_and_pcm_to_standard_output(fixture_bundle, server_voice
     assert refused.returncode != 0 and b"--out -" in refused.stderr and b"Traceback" not in refused.stderr
     assert not (tmp_path / "x.wav").exists()
     assert soundfile.info(io.BytesIO(streamed.stdout[:44] + b"\0" * 8)).samplerate == rate
+
+
+def test_a_very_long_fragment_goes_through_windows(synth_and_voice):
+    """Past `LONG_FRAGMENT_TOKENS` the encoder's memory would grow with the square of the length: windows of that
+    many tokens with context instead, still close to one whole decode."""
+    synth, voice = synth_and_voice
+    from edgevoice.gpt_sovits.chunking import LONG_FRAGMENT_TOKENS
+
+    tokens = LONG_FRAGMENT_TOKENS + 40
+    fragment = synth.synthesize_fragment("A long sentence to read.", voice, "en", _fixed(tokens).sampling(), 0.5,
+                                         np.random.default_rng(1))
+    assert fragment.tokens.size == tokens
+    whole = synth.decode_tokens(fragment.tokens, fragment.phone_ids, noise=fragment.noise, ge=voice.ge)
+    assert fragment.audio.shape == whole.shape
+    assert 60 <= _snr_db(whole, fragment.audio) < 150  # close, yet not the same computation

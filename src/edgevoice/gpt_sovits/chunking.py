@@ -60,6 +60,11 @@ STREAM_FIRST_BUCKETS = (16, 32, 48) + SOVITS_TOKEN_BUCKETS
 # GPT writes the next chunk, several times faster than real time.
 STREAM_FIRST_CHUNK_TOKENS = STREAM_FIRST_BUCKETS[0] - STREAM_FIRST_CONTEXT_TOKENS
 MIN_PHONE_BUCKET = 32  # phones are padded to a power of two from here (they only feed the cheap text encoder)
+# The longest fragment whose encoder reads it whole (20.5 s). Its attention grows with the square of the length:
+# full-size INT8, one fragment, peak RSS 1261 MiB at 700 tokens but 1930 MiB at 1300 (1199 through windows). Longer
+# fragments go through SoVITS in windows of this many tokens with `LONG_FRAGMENT_CONTEXT` tokens of context per side.
+LONG_FRAGMENT_TOKENS = 512
+LONG_FRAGMENT_CONTEXT = 12  # ≥ 78 dB tiny, ≥ 111 dB full size against the whole-fragment decode (256-token windows)
 # Frame counts the vocoder runs at: the token shapes' frames, so a fragment of up to 256 tokens (10.2 s) is one
 # call at its encoder's shape, with nothing computed twice. Longer `z` goes through windows of the largest (512
 # frames, the vocoder's reach on each side as context: ~5 % more frames). Smaller windows would bound memory further but

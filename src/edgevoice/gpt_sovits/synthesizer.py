@@ -35,10 +35,10 @@ from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceErro
 from ..families import check_bundle
 from ..options import AudioChunk
 from .options import FAMILY, SynthesisOptions, stretched_frames
-from .chunking import (SOVITS_TOKEN_BUCKETS, STREAM_CHUNK_GROWTH, STREAM_CHUNK_TOKENS, STREAM_CONTEXT_TOKENS,
-                       STREAM_FIRST_BUCKETS, STREAM_FIRST_CHUNK_TOKENS, STREAM_FIRST_CONTEXT_TOKENS,
-                       VOCODER_FRAME_BUCKETS, FrameNoise, Window, check_chunk_tokens, next_window, padded_length,
-                       padded_phones, vocoder_windows)
+from .chunking import (LONG_FRAGMENT_CONTEXT, LONG_FRAGMENT_TOKENS, SOVITS_TOKEN_BUCKETS, STREAM_CHUNK_GROWTH,
+                       STREAM_CHUNK_TOKENS, STREAM_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS, STREAM_FIRST_CHUNK_TOKENS,
+                       STREAM_FIRST_CONTEXT_TOKENS, VOCODER_FRAME_BUCKETS, FrameNoise, Window, check_chunk_tokens,
+                       next_window, padded_length, padded_phones, vocoder_windows, windows)
 from .options import MAX_BATCH
 from .sampler import MAX_TOKENS, SamplingOptions, sample_token, upstream_token_limit
 from .spectrogram import kaldi_fbank, linear_spectrogram
@@ -567,8 +567,8 @@ class Synthesizer:
                             noise_scale: float, rng: np.random.Generator, speed: float = 1.0
                             ) -> "Fragment | None":
         """One fragment through phones → GPT → SoVITS; None when the GPT ends at once (no tokens). SoVITS's encoder
-        reads the whole fragment (padded to one of a few lengths) and its vocoder runs on windows of at most one
-        length (`chunking`: memory does not grow per length)."""
+        reads the whole fragment (padded to one of a few lengths) up to `LONG_FRAGMENT_TOKENS`, a longer one in
+        windows; the vocoder runs on windows of at most one length (`chunking`: memory does not grow per length)."""
         return self._synthesize_fragments([_FragmentJob(text, voice, language, sampling, noise_scale, rng, speed)])[0]
 
     def _synthesize_fragments(self, jobs: Sequence[_FragmentJob]) -> "list[Fragment | None]":
@@ -587,7 +587,12 @@ class Synthesizer:
             return None
         target, gpt_phones, gpt_bert = inputs
         frames = noise.take(0, stretched_frames(tokens.size, job.speed))
-        audio = self.decode_tokens(tokens, target, noise=frames, ge=job.voice.ge)  # the noise sets the rate
+        if job.speed == 1 and tokens.size > LONG_FRAGMENT_TOKENS:
+            parts = windows(tokens.size, LONG_FRAGMENT_TOKENS - 2 * LONG_FRAGMENT_CONTEXT, LONG_FRAGMENT_CONTEXT)
+            audio = np.concatenate([self._decode_window(tokens, target, noise, job.voice.ge, w, SOVITS_TOKEN_BUCKETS)
+                                    for w in parts])
+        else:
+            audio = self.decode_tokens(tokens, target, noise=frames, ge=job.voice.ge)  # the noise sets the rate
         return Fragment(job.text, target, gpt_phones, gpt_bert, tokens, frames, audio)
 
     def _fragment_chunks(self, job: _FragmentJob, chunk_tokens: int, pause: np.ndarray) -> Iterator[AudioChunk]:
