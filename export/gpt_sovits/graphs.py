@@ -57,8 +57,8 @@ class SovitsLatentGraph(nn.Module):
 
 
 class SovitsVocoderGraph(nn.Module):
-    """`z` + `ge` → audio. A graph of its own so the runtime can run it on short windows of `z` (it only sees a few
-    frames to each side): its activations, most of SoVITS's memory, then have one small size whatever the text."""
+    """`z` + `ge` → audio. A graph of its own so the runtime can run it on windows of `z` (it only sees a few frames
+    to each side): its activations, most of SoVITS's memory, then stay bounded whatever the text's length."""
 
     def __init__(self, sovits):
         super().__init__()

@@ -124,8 +124,8 @@ def decode_runtime_options(graph: str = "gpt_decode", cpuinfo: Path = Path("/pro
 # stateful W8 4.8 / 6.2 / 8.9 (u8 cache); 8 rows 8.7 / 17.3 / 31.9 vs 12.5 / 28.9 / 56.8. Blocks of 32 were slower
 # (4.2 / 5.2 / 7.1), of 256 no faster (3.7 / 4.9 / 7.8). 4-bit blocks of 128 are faster again (2.9 / 4.2 / 6.0) but
 # fail any useful gate on these random weights: teacher-forced logits against the FP32 decode (3 sentences × 60
-# random tokens) rel-L2 worst 0.111, top-1 0.831, against 0.012 / 0.960 for 8 bits; re-measure on trained weights
-# before offering them. Logits against FP32 on held-out sentences: rel-L2 worst 0.011, top-1 1.000 (W8 on
+# random tokens) rel-L2 worst 0.111, top-1 0.831, against 0.012 / 0.960 for 8 bits, so they are only offered behind
+# a gate measured on the model at hand (`STEP_4BIT_GATE` below). Logits against FP32 on held-out sentences: rel-L2 worst 0.011, top-1 1.000 (W8 on
 # OpenVINO: 0.007, 0.989). The thread pool spins between calls (with spinning off 4.8 / 6.4 / 9.1 ms): the host's
 # work between steps is short and a synthesizer runs one graph at a time. Not measured on AVX2-only CPUs, so
 # `quantize` times both engines on the held-out sentences on the CPU at hand and keeps the faster
@@ -135,8 +135,8 @@ STEP_NBITS = BlockQuantization(bits=8, block_size=128, accuracy_level=4)
 # 4-bit blocks of 128 read half the weight bytes and step faster again (above), at ten times 8 bits' logit error on
 # random weights. `quantize` tries them on the model at hand and takes them only where its held-out decode stays
 # this close to the FP32 one (a few times 8 bits' worst: rel-L2 0.011, top-1 0.989 at full size) and they are at
-# least `STEP_4BIT_MARGIN` faster per step; random full-size weights miss the gate (0.111 / 0.831), so this
-# repository's own bundles keep 8 bits.
+# least `STEP_4BIT_MARGIN` faster per step; random full-size weights miss the gate (held-out sentences in `quantize`:
+# rel-L2 0.109, top-1 0.957), so this repository's own bundles keep 8 bits.
 STEP_4BIT = BlockQuantization(bits=4, block_size=128, accuracy_level=4)
 STEP_4BIT_GATE = (Threshold("logits", "rel_l2", 0.05, False, "a few times the 8-bit step's worst (0.011, full size)"),
                   Threshold("logits", "top1_agreement", 0.95, True, "the sampled token rarely changes"))

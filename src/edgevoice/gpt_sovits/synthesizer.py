@@ -603,7 +603,6 @@ class Synthesizer:
         noise = self._fragment_noise(rng, job.noise_scale)
         tokens = np.empty(MAX_TOKENS, np.int64)
         count = kept = 0
-        buckets = SOVITS_TOKEN_BUCKETS  # windows that fill a padded shape
 
         def ready(final: bool) -> Iterator[AudioChunk]:
             nonlocal kept
@@ -612,7 +611,7 @@ class Synthesizer:
                 context, shapes, chunk = ((STREAM_FIRST_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS,
                                            min(chunk_tokens, STREAM_FIRST_CHUNK_TOKENS)) if kept == 0
                                           else (STREAM_CONTEXT_TOKENS, SOVITS_TOKEN_BUCKETS, chunk_tokens))
-                window = next_window(kept, count, final, chunk, context, STREAM_CHUNK_GROWTH, buckets)
+                window = next_window(kept, count, final, chunk, context, STREAM_CHUNK_GROWTH, SOVITS_TOKEN_BUCKETS)
                 if window is None:
                     return
                 audio = np.clip(self._decode_window(tokens[:count], target, noise, voice.ge, window, shapes),
