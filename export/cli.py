@@ -14,7 +14,7 @@ import click
 
 from edgevoice.cli import fail, guarded
 
-from .quantize import DECODE_ENGINES
+from .quantize import ENGINE_CHOICES
 
 
 def bundle_output_options(command):
@@ -250,14 +250,18 @@ def _methods(items) -> dict[str, str]:
 @click.option("--compute", type=click.Choice(["auto", "f32"]), default="auto", show_default=True,
               help="GPT-SoVITS INT8: what the quantised graphs' float parts run in; auto: bf16 where this CPU has "
                    "native bf16, bf16 was measured faster for the graph and it passes the accuracy gate, else f32")
-@click.option("--decode-engine", type=click.Choice(DECODE_ENGINES), default="auto",
+@click.option("--decode-engine", type=click.Choice(ENGINE_CHOICES), default="auto",
               show_default=True,
               help="GPT-SoVITS INT8: which engine runs the token-by-token decode; auto: time OpenVINO's stateful "
                    "INT8 step against onnxruntime's block-INT8 step on this CPU and keep the faster (onnxruntime's "
                    "also tries 4-bit blocks, kept only within an accuracy gate and 5 % faster)")
+@click.option("--vocoder-engine", type=click.Choice(ENGINE_CHOICES), default="auto", show_default=True,
+              help="GPT-SoVITS INT8, CPUs with VNNI: auto also writes the vocoder as onnxruntime's 8-bit operators "
+                   "(run at exact lengths, on VNNI CPUs only; its last stages back in float until it is as "
+                   "accurate as OpenVINO's) where it is no slower; onnxruntime takes it regardless, openvino never")
 def quantize(bundle, out, voice_paths, references, reference_texts, reference_languages, calibration_texts,
              text_language, sentences, max_tokens, subset_size, precision, methods, accuracy_drop, threads,
-             overwrite, compute, decode_engine):
+             overwrite, compute, decode_engine, vocoder_engine):
     """Make an INT8 (NNCF) or BF16 variant of an FP32 bundle, calibrated on real synthesis, with an accuracy
     report; the precision of each graph is chosen for this CPU. GPT-SoVITS calibrates with --voice/--reference
     clips, EmotiVoice with its built-in speakers. Only the OpenVINO IR is quantised and the ONNX files stay FP32
@@ -272,12 +276,15 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
     from .quantize import QuantizeOptions, sample_sentences
 
     options = QuantizeOptions(precision, subset_size, max_tokens, accuracy_drop, _methods(methods), overwrite,
-                              threads, compute=compute, decode_engine=decode_engine)
+                              threads, compute=compute, decode_engine=decode_engine,
+                              vocoder_engine=vocoder_engine)
     family = guarded(lambda: Bundle.load(bundle, verify=False)).manifest.family
     if compute != "auto" and family != "gpt-sovits":
         fail("--compute is for GPT-SoVITS INT8 bundles (EmotiVoice's policy chooses bf16 per graph itself)")
     if decode_engine != "auto" and family != "gpt-sovits":
         fail("--decode-engine is for GPT-SoVITS INT8 bundles")
+    if vocoder_engine != "auto" and family != "gpt-sovits":
+        fail("--vocoder-engine is for GPT-SoVITS INT8 bundles")
     if family == "metavoice":
         if voice_paths or references or calibration_texts or methods or accuracy_drop is not None:
             fail("MetaVoice's stage 1 is compressed weight-only (no calibration): leave out --voice, --reference, "

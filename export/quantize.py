@@ -117,8 +117,13 @@ def onnx_module_paths(onnx_path: Path) -> dict[str, str]:
     """ONNX node name -> the innermost torch module path from the dynamo exporter's `namespace` metadata."""
     import onnx
 
+    return onnx_module_paths_of(onnx.load(str(onnx_path), load_external_data=False))
+
+
+def onnx_module_paths_of(model) -> dict[str, str]:
+    """`onnx_module_paths` of a loaded ONNX ModelProto."""
     paths = {}
-    for node in onnx.load(str(onnx_path), load_external_data=False).graph.node:
+    for node in model.graph.node:
         namespace = {p.key: p.value for p in node.metadata_props}.get("namespace", "")
         scopes = [part.split(":")[0].strip() for part in namespace.split("/")]
         modules = [s for s in scopes[:-1] if s]  # the last scope is the aten op itself
@@ -217,7 +222,9 @@ class QuantizeOptions:
     `quantize_within_budget`); `max_tokens` caps each calibration sentence. `compute` (GPT-SoVITS INT8): "auto"
     lets the CPU's class choose each quantised graph's float-part precision (`gpt_sovits.compute`), "f32" keeps
     them all f32. `decode_engine` (GPT-SoVITS INT8): "auto" times OpenVINO's stateful decode against
-    onnxruntime's block-INT8 step on this CPU and keeps the faster; "openvino" / "onnxruntime" take one."""
+    onnxruntime's block-INT8 step on this CPU and keeps the faster; "openvino" / "onnxruntime" take one.
+    `vocoder_engine` (GPT-SoVITS INT8, CPUs with VNNI): "auto" adds onnxruntime's 8-bit vocoder where it measured
+    faster and as accurate (`gpt_sovits.vocoder_engine`), "onnxruntime" always, "openvino" never."""
 
     precision: str = "int8"  # or "bf16"
     subset_size: int = 300  # NNCF calibration items per graph
@@ -228,10 +235,11 @@ class QuantizeOptions:
     threads: int = 1
     progress: bool = True
     compute: str = "auto"
-    decode_engine: str = "auto"  # one of DECODE_ENGINES
+    decode_engine: str = "auto"  # one of ENGINE_CHOICES
+    vocoder_engine: str = "auto"  # one of ENGINE_CHOICES
 
 
-DECODE_ENGINES = ("auto", "openvino", "onnxruntime")
+ENGINE_CHOICES = ("auto", "openvino", "onnxruntime")
 
 
 def sample_sentences(count: int | None, sentences: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
@@ -278,3 +286,57 @@ def quantize_matmuls_nbits(source: Path, target: Path, config: BlockQuantization
     onnx.save_model(model, str(target), save_as_external_data=large, all_tensors_to_one_file=True,
                     location=Path(target).name + ".data")
     return sum(node.op_type == "MatMulNBits" for node in model.graph.node)
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeStatic:
+    """onnxruntime's static INT8 of an ONNX graph (QDQ, min-max calibration): `op_types` run on 8-bit tensors
+    (onnxruntime fuses each into its QLinear operator), weights `weight_type` per output channel, activations u8
+    asymmetric. s8 weights need a u8·s8 dot-product instruction (VNNI): without one the CPU's `vpmaddubsw` sums two
+    u8·s8 products into a saturating int16, so a u8-weight variant would be needed there (measured 2.6x slower)."""
+
+    op_types: tuple[str, ...] = ("Conv", "LeakyRelu", "Add")
+    weight_type: str = "s8"
+
+    def to_json(self) -> dict:
+        return {"format": "QDQ", "op_types": list(self.op_types), "weights": f"{self.weight_type} per channel",
+                "activations": "u8 asymmetric", "calibration": "min-max"}
+
+
+def quantize_static_onnxruntime(model, target: Path, feeds: list[dict], recipe: OnnxRuntimeStatic,
+                                float_nodes: tuple[str, ...] = ()) -> int:
+    """Write the ONNX `model` (a ModelProto) to `target` with onnxruntime's static INT8 per `recipe`, calibrated on
+    `feeds` (one dict of named inputs per call), the nodes named in `float_nodes` left in float. Returns the number
+    of operators on 8-bit tensors."""
+    import logging
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self):
+            self._items = iter(feeds)
+
+        def get_next(self):
+            return next(self._items, None)
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))  # the quantiser warns through the root logger ("consider pre-processing")
+    with tempfile.TemporaryDirectory() as tmp:  # it wants a file and writes helper models beside it
+        source = Path(tmp) / "source.onnx"
+        onnx.save_model(model, str(source))
+        try:
+            quantize_static(str(source), str(target), Feeds(), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=list(recipe.op_types), per_channel=True,
+                            nodes_to_exclude=list(float_nodes),
+                            activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8 if recipe.weight_type == "s8" else QuantType.QUInt8,
+                            extra_options={"ActivationSymmetric": False,
+                                           "WeightSymmetric": recipe.weight_type == "s8"})
+        finally:
+            root.setLevel(level)
+    quantised = onnx.load(str(target), load_external_data=False)
+    outputs = {n.output[0] for n in quantised.graph.node if n.op_type == "DequantizeLinear"}
+    return sum(n.op_type in recipe.op_types and any(i in outputs for i in n.input) for n in quantised.graph.node)

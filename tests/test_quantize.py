@@ -81,10 +81,12 @@ def step_bundle(fixture_bundle, reference, tmp_path_factory):
 def test_int8_manifest(fixture_bundle, int8_bundle):
     source, quantised = Bundle.load(fixture_bundle[0]), Bundle.load(int8_bundle)  # verifies every sha256
     graphs = quantised.manifest.graphs
-    assert {n: g.precision for n, g in graphs.items()} == {
-        "gpt_decode": "int8", "gpt_batch_decode": "int8", "gpt_prefill": "int8", "bert": "int8", "hubert_codes": "int8",
-        "sovits_vocoder": "int8", "sovits_latent": "int8", "ref_encoder": "fp32",
-        "gpt_step": "fp32"}  # gpt_step: onnxruntime's, unchanged
+    expected = {"gpt_decode": "int8", "gpt_batch_decode": "int8", "gpt_prefill": "int8", "bert": "int8",
+                "hubert_codes": "int8", "sovits_vocoder": "int8", "sovits_latent": "int8", "ref_encoder": "fp32",
+                "gpt_step": "fp32"}  # gpt_step: onnxruntime's, unchanged
+    if "sovits_vocoder_vnni" in graphs:  # onnxruntime's vocoder, taken on a CPU with VNNI (below)
+        expected["sovits_vocoder_vnni"] = "int8"
+    assert {n: g.precision for n, g in graphs.items()} == expected
     info = quantised.manifest.extra["quantization"]
     assert info["source_bundle_hash"] == source.bundle_hash
     assert info["policy"]["gpt_decode"]["method"] == "weights" and info["policy"]["sovits_vocoder"]["mixed_preset"]
@@ -116,6 +118,16 @@ def test_int8_manifest(fixture_bundle, int8_bundle):
     assert step["rel_l2"]["worst"] < 0.05 and step["top1_agreement"] >= 0.9
     assert graphs["sovits_vocoder"].accuracy["int8_vs_fp32"]["audio"]["snr_db"]["worst"] > 30
     assert info["decode_engine"] == {"engine": "openvino", "reason": "chosen by the caller"}
+    # the onnxruntime vocoder was measured (on a CPU with VNNI) and, where not taken, left nothing behind
+    vocoder = info["vocoder_engine"]
+    assert vocoder["reason"] and (vocoder["taken"] == ("sovits_vocoder_vnni" in graphs))
+    if not vocoder["taken"]:
+        assert not any(f.startswith("sovits_vocoder_vnni") for f in quantised.manifest.files)
+    else:  # the gate: as accurate as the OpenVINO INT8 vocoder, stages put back into float until it holds
+        attempts = vocoder["attempts"]
+        assert attempts[-1]["accurate"] and not any(a["accurate"] for a in attempts[:-1])
+        assert attempts[-1]["worst_snr_db"] >= vocoder["openvino_worst"]["snr_db"] - 1
+        assert vocoder["seconds_on_held_out"]["onnxruntime"] <= vocoder["seconds_on_held_out"]["openvino"]
     json.dumps(quantised.manifest.to_json(), allow_nan=False)  # strict JSON: no inf/nan figures
 
 
@@ -175,6 +187,47 @@ def test_step_bundle_synthesis(fixture_bundle, step_bundle, reference):
     assert [t.tolist() for t in together] == [t.tolist() for t in alone]
 
 
+def test_vocoder_engine_onnxruntime(fixture_bundle, reference, tmp_path):
+    """`--vocoder-engine onnxruntime`: the vocoder as onnxruntime's 8-bit operators without masks, beside the
+    OpenVINO one; refused on CPUs without 8-bit dot products (its s8 products saturate there)."""
+    import onnx
+
+    from edgevoice.cpu import detect
+    from edgevoice.gpt_sovits.synthesizer import EXACT_VOCODER
+
+    out = tmp_path / "tiny-int8-vocoder"
+    floats = [f"--method={g}=float" for g in ("gpt_prefill", "bert", "hubert_codes", "sovits_latent")]
+    result = _run("quantize", "--bundle", fixture_bundle[0], "--out", out, "--reference", reference[0],
+                  "--reference-text", reference[1], "--decode-engine", "openvino", "--vocoder-engine", "onnxruntime",
+                  *floats, *FAST)
+    if not detect().int8_dot:
+        _one_line_error(result, "needs a CPU with 8-bit dot products")
+        assert not out.exists()
+        return
+    assert result.exit_code == 0, result.output
+    assert "vocoder: onnxruntime on CPUs with VNNI" in result.output
+    bundle = Bundle.load(out)
+    entry = bundle.manifest.graphs[EXACT_VOCODER]
+    assert (entry.engine, entry.precision, [t.name for t in entry.inputs]) == ("onnxruntime", "int8", ["z", "ge"])
+    assert "sovits_vocoder" in bundle.manifest.graphs  # the OpenVINO one stays, for CPUs without VNNI
+    record = bundle.manifest.extra["quantization"]["vocoder_engine"]
+    assert record["taken"] and record["reason"].startswith("chosen by the caller") and record["masks_dropped"] > 10
+    assert [a["float_stages"] for a in record["attempts"]] == list(range(len(record["attempts"])))
+    model = onnx.load(str(bundle.file(entry.files["onnx"])))
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= {n.op_type for n in model.graph.node}
+    assert entry.accuracy["int8_vs_fp32"]["audio"]["snr_db"]["worst"] > 30
+    # the synthesizer runs it here, close to the FP32 vocoder on the same tokens
+    fp32, int8 = Synthesizer.load(fixture_bundle[0], threads=1), Synthesizer.load(out, threads=1)
+    assert int8.vocoder_graph == EXACT_VOCODER
+    rng = np.random.default_rng(0)
+    tokens, phones = rng.integers(0, 500, 90), rng.integers(1, 300, 40)
+    ge = (0.3 * rng.standard_normal((1, 512, 1))).astype(np.float32)
+    reference_audio = fp32.decode_tokens(tokens, phones, ge=ge)
+    audio = int8.decode_tokens(tokens, phones, ge=ge)
+    snr = 10 * np.log10(np.sum(reference_audio ** 2) / np.sum((audio - reference_audio) ** 2))
+    assert audio.shape == reference_audio.shape and snr > 30
+
+
 def test_decode_engine_choice():
     from edgevoice_export.gpt_sovits.quantize import choose_decode_engine
 
@@ -199,10 +252,15 @@ def test_int8_synthesis_close_to_fp32(fixture_bundle, int8_bundle, reference):
     test_audio = int8.decode_tokens(tokens, phones, noise=noise, ge=voice.ge)
     snr = 10 * np.log10(np.sum(ref_audio.astype(np.float64) ** 2) / np.sum((ref_audio - test_audio) ** 2))
     assert snr > 30
-    # onnxruntime on an INT8 bundle runs the unchanged FP32 ONNX
+    # onnxruntime on an INT8 bundle runs the unchanged FP32 ONNX, except the vocoder where the bundle has
+    # onnxruntime's own INT8 one and the CPU has VNNI
     ort = Synthesizer.load(int8_bundle, backend="onnxruntime", threads=1)
     ort_audio = ort.decode_tokens(tokens, phones, noise=noise, ge=voice.ge)
-    assert np.abs(ort_audio - ref_audio).max() < 1e-3 * max(np.abs(ref_audio).max(), 1e-6)
+    if ort.vocoder_graph == "sovits_vocoder":
+        assert np.abs(ort_audio - ref_audio).max() < 1e-3 * max(np.abs(ref_audio).max(), 1e-6)
+    else:
+        noise_power = np.sum((ref_audio - ort_audio) ** 2)
+        assert 10 * np.log10(np.sum(ref_audio.astype(np.float64) ** 2) / noise_power) > 30
 
 
 def test_bf16_writes_hint(fixture_bundle, reference, tmp_path):

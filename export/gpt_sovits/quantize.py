@@ -35,10 +35,11 @@ from edgevoice_calibration.collect import CalibrationInputs, CalibrationSet
 
 from ..graph_export import save_ir
 from ..quant_accuracy import decode_errors, end_to_end, graph_errors, prefill_utterance
-from ..quantize import (DECODE_ENGINES, BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions,
+from ..quantize import (ENGINE_CHOICES, BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions,
                         Threshold, cpu_flags, cpu_has_int8_dot, onnx_module_paths, quantize_graph,
                         quantize_matmuls_nbits, run_all, split_items, vocoder_stages)
 from .compute import ComputeChoice, choose_compute, compute_policies
+from .vocoder_engine import choose_vocoder_engine
 
 END_TO_END_UTTERANCES = 6
 
@@ -399,8 +400,10 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
 
     if precision not in ("int8", "bf16"):
         raise BundleError(f"unknown precision {precision!r} (choose int8 or bf16)")
-    if options.decode_engine not in DECODE_ENGINES:
-        raise BundleError(f"unknown decode engine {options.decode_engine!r} (choose {', '.join(DECODE_ENGINES)})")
+    if options.decode_engine not in ENGINE_CHOICES:
+        raise BundleError(f"unknown decode engine {options.decode_engine!r} (choose {', '.join(ENGINE_CHOICES)})")
+    if options.vocoder_engine not in ENGINE_CHOICES:
+        raise BundleError(f"unknown vocoder engine {options.vocoder_engine!r} (choose {', '.join(ENGINE_CHOICES)})")
     nncf.set_log_level(logging.WARNING)
     start = time.perf_counter()
     source = source if isinstance(source, Bundle) else Bundle.load(source)
@@ -484,6 +487,12 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             if "four_bits" in decode_engine:
                 report.notes.append(four_bit_note(decode_engine["four_bits"], decode_engine["ms_per_step"]))
             write_manifest(folder, manifest)
+        vocoder_engine = None
+        if precision == "int8" and report.graphs.get("sovits_vocoder", {}).get("method") == "static":
+            bar.set_postfix_str("vocoder engine")
+            vocoder_engine = choose_vocoder_engine(source, folder, manifest, calibration, options, cpu, fp32_backend)
+            where = "onnxruntime on CPUs with VNNI, OpenVINO elsewhere" if vocoder_engine["taken"] else "OpenVINO"
+            report.notes.append(f"vocoder: {where} ({vocoder_engine['reason']})")
         # Accuracy gate on the written bundle, exactly as the runtime will load it.
         test = Bundle.load(folder)
         for name, info in report.graphs.items():
@@ -511,6 +520,7 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             "accuracy_control": report.graphs.get("sovits_vocoder", {}).get("accuracy_control"),
             "decode_engine": decode_engine or {"engine": "openvino", "reason": "chosen by the caller"
                                                if options.decode_engine == "openvino" else "not measured"},
+            "vocoder_engine": vocoder_engine or {"taken": False, "reason": "not measured"},
             "compute": {"cpu": cpu.summary(), "cpu_class": cpu.cpu_class,
                         "graphs": {n: info["compute"] for n, info in report.graphs.items() if "compute" in info}},
             "end_to_end_vs_fp32": report.end_to_end,

@@ -29,6 +29,7 @@ from .. import textinput
 from ..audio import audio_array, resample_sinc
 from .reference import HUBERT_RATE, load_reference, load_timbre_clip
 from ..backends import make_backend, runs_graph
+from ..cpu import detect
 from ..threadsafe import serialized
 from ..bundle import Bundle
 from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceError
@@ -52,7 +53,12 @@ GRAPH_INPUTS = {
     "gpt_batch_decode": {"token", "position", "past_mask", "beam_idx"},
     "sovits_latent": {"codes", "phone_ids", "ge", "noise", "valid_tokens", "valid_phones"},
     "sovits_vocoder": {"z", "ge", "valid_frames"},
+    "sovits_vocoder_vnni": {"z", "ge"},
 }
+# The vocoder as onnxruntime's 8-bit operators, without masks, run at each window's exact length: in INT8 bundles
+# quantised on a CPU with 8-bit dot products where it measured faster (edgevoice_export.gpt_sovits.vocoder_engine);
+# run only on such CPUs (its s8 weights saturate without VNNI), `sovits_vocoder` everywhere else.
+EXACT_VOCODER = "sovits_vocoder_vnni"
 REFERENCE_GRAPHS = ("hubert_codes", "ref_encoder", "sv_embedding")  # run by create_voice only
 HUBERT_PAD_SAMPLES = 9600  # upstream appends int(32000 * 0.3) zeros to the *16 kHz* reference (0.6 s)
 MAX_TEXT_CHARS = 5000
@@ -177,11 +183,19 @@ class Synthesizer:
             raise BundleError(f"{bundle.path}: model.sovits.vocoder_context_frames must be a frame count below "
                               f"{VOCODER_FRAME_BUCKETS[-1] // 2}, not {context!r}")
         self._vocoder_context = context
+        self.vocoder_graph = self._vocoder_choice(manifest)
         # sizes a voice's arrays are checked against: the phone table (the GPT's and SoVITS's embeddings) and `ge`
         symbols = len(manifest.symbols)
         self._phone_count = min(symbols, self._model["gpt"].get("phone_vocab_size", symbols))
         ge = next(t for t in sovits.inputs if t.name == "ge")
         self._ge_shape = tuple(ge.shape) if all(isinstance(d, int) for d in ge.shape) else None
+
+    def _vocoder_choice(self, manifest) -> str:
+        """`EXACT_VOCODER` where the bundle has it, this backend runs it on the CPU and the CPU has VNNI."""
+        exact = manifest.graphs.get(EXACT_VOCODER)
+        on_cpu = getattr(self.backend, "device", "cpu") == "cpu"
+        return EXACT_VOCODER if exact and on_cpu and runs_graph(self.backend, exact) and detect().int8_dot \
+            else "sovits_vocoder"
 
     @classmethod
     def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
@@ -350,15 +364,20 @@ class Synthesizer:
         return self._run("sovits_latent", **feeds)["z"][:, :, : noise.shape[-1]]
 
     def _vocode(self, z: np.ndarray, ge: np.ndarray) -> np.ndarray:
-        """The vocoder over `z` `[1, C, F]` in windows of a few fixed lengths (`vocoder_windows`) → `[hop·F]`."""
+        """The vocoder over `z` `[1, C, F]` in windows of at most one length (`vocoder_windows`), each padded to a few
+        fixed lengths for `sovits_vocoder` → `[hop·F]`."""
         hop = self._model["sovits"]["hop_length"]
         pieces = []
         for window in vocoder_windows(z.shape[-1], context=self._vocoder_context):
-            real = window.stop - window.start
-            size = padded_length(real, VOCODER_FRAME_BUCKETS)
-            feeds = {"z": np.pad(z[:, :, window.start:window.stop], ((0, 0), (0, 0), (0, size - real))), "ge": ge,
-                     "valid_frames": np.array([real], np.int64)}
-            audio = self._run("sovits_vocoder", **feeds)["audio"].reshape(-1)
+            piece = z[:, :, window.start:window.stop]
+            if self.vocoder_graph == EXACT_VOCODER:  # runs at any length: no padding, no masks
+                feeds = {"z": piece, "ge": ge}
+            else:
+                real = window.stop - window.start
+                size = padded_length(real, VOCODER_FRAME_BUCKETS)
+                feeds = {"z": np.pad(piece, ((0, 0), (0, 0), (0, size - real))), "ge": ge,
+                         "valid_frames": np.array([real], np.int64)}
+            audio = self._run(self.vocoder_graph, **feeds)["audio"].reshape(-1)
             pieces.append(audio[(window.keep_start - window.start) * hop:(window.keep_stop - window.start) * hop])
         return np.concatenate(pieces)
 
