@@ -52,8 +52,17 @@ def test_run_precision_follows_what_the_backend_computes_in():
     assert pr.run_precision({"backend": "openvino", "precisions": ["fp32", "bf16"]}) == "bf16"
     assert pr.run_precision({"backend": "openvino", "precisions": ["fp16"]}) == "bf16"
     assert pr.run_precision({"backend": "openvino", "precisions": ["int4"]}) == "int8"  # unknown: the loosest
-    # quantised bundles keep FP32 ONNX files: onnxruntime (CPU or CUDA) computes an INT8 bundle in FP32
-    assert pr.run_precision({"backend": "onnxruntime", "precisions": ["int8"]}) == "fp32"
+    assert pr.run_precision({"backend": "pytorch", "precisions": ["int8"]}) == "fp32"
+    # quantised bundles keep FP32 ONNX files, except graphs quantised for onnxruntime (its decode step, vocoder)
+    from types import SimpleNamespace
+
+    from edgevoice.parity import run_precisions
+
+    graphs = [SimpleNamespace(precision="int8", engine=""), SimpleNamespace(precision="fp32", engine="")]
+    assert run_precisions("onnxruntime", graphs) == ["fp32"] and run_precisions("openvino", graphs) == ["fp32", "int8"]
+    graphs.append(SimpleNamespace(precision="int8", engine="onnxruntime"))
+    assert run_precisions("onnxruntime", graphs) == ["fp32", "int8"]
+    assert pr.run_precision({"backend": "onnxruntime", "precisions": run_precisions("onnxruntime", graphs)}) == "int8"
 
 
 def test_free_running_statistics():

@@ -228,6 +228,16 @@ def test_vocoder_engine_onnxruntime(fixture_bundle, reference, tmp_path):
     assert audio.shape == reference_audio.shape and snr > 30
 
 
+def test_parity_holds_onnxruntime_on_a_step_bundle_to_int8_gates(fixture_bundle, step_bundle, reference):
+    """onnxruntime runs the bundle's block-INT8 step: its run is judged as INT8, not as FP32."""
+    result = _run("parity", "--bundle", fixture_bundle[0], "--bundle", step_bundle, "--backend", "onnxruntime",
+                  "--reference", reference[0], "--reference-text", reference[1], "--tokens", "16", "--json",
+                  "--threads", "1")
+    assert result.exit_code == 0, result.output
+    runs = {(run["meta"]["bundle"], run["meta"]["backend"]): run for run in json.loads(result.output)["runs"]}
+    assert runs[(str(step_bundle), "onnxruntime")]["meta"]["precisions"] == ["fp32", "int8"], list(runs)
+
+
 def test_decode_engine_choice():
     from edgevoice_export.gpt_sovits.quantize import choose_decode_engine
 

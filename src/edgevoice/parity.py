@@ -19,9 +19,20 @@ import numpy as np
 LIBRARIES = ("edgevoice", "numpy", "openvino", "onnxruntime", "onnxruntime-gpu", "torch")
 
 
+def run_precisions(backend_name: str, graphs) -> list[str]:
+    """The precisions a backend computes a bundle's graphs in: OpenVINO runs the IRs (a quantised bundle's
+    precision); onnxruntime the ONNX files, which quantisation leaves FP32 except in graphs it made for onnxruntime
+    (`engine: onnxruntime`: the block-INT8 decode step, the 8-bit vocoder); our PyTorch reference is FP32."""
+    if backend_name == "pytorch":
+        return ["fp32"]
+    if backend_name == "onnxruntime":
+        return sorted({g.precision if g.engine == "onnxruntime" else "fp32" for g in graphs})
+    return sorted({g.precision for g in graphs})
+
+
 def describe(synth) -> dict:
     """Backend, bundle, precisions and machine of a run."""
-    precisions = sorted({g.precision for g in synth.bundle.manifest.graphs.values()})
+    precisions = run_precisions(synth.backend.name, synth.bundle.manifest.graphs.values())
     return {"backend": synth.backend.name, "device": getattr(synth.backend, "device", "cpu"),
             "bundle": str(synth.bundle.path), "bundle_hash": synth.bundle.bundle_hash, "precisions": precisions,
             "sample_rate": synth.sample_rate, "machine": platform.node(),

@@ -37,9 +37,9 @@ REPORT_FORMAT_VERSION = 1
 # Precision classes, tightest first. A comparison is judged by the looser of its two runs' classes.
 PRECISIONS = ("fp32", "bf16", "int8")
 _PRECISION_CLASS = {"fp32": "fp32", "fp16": "bf16", "bf16": "bf16", "int8": "int8"}
-# Backends that always compute in FP32: quantised bundles keep their ONNX files FP32 (only the OpenVINO IR is
-# quantised), and our PyTorch reference is FP32.
-FP32_BACKENDS = frozenset({"onnxruntime", "pytorch"})
+# Our PyTorch reference computes in FP32 whatever the bundle (what other backends compute in is in a run's
+# `precisions`: `edgevoice.parity.run_precisions`).
+FP32_BACKENDS = frozenset({"pytorch"})
 
 # One log-mel view for every family and rate (16–48 kHz): 1024-point frames every 256 samples, 80 HTK mel bands
 # (the sizes of the log-mel L1 `edgevoice quantize` reports for EmotiVoice), natural log.
