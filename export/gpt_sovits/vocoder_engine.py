@@ -47,7 +47,7 @@ from ..quantize import (OnnxRuntimeStatic, QuantizeOptions, onnx_module_paths_of
                         split_items)
 
 VOCODER = "sovits_vocoder"
-VOCODER_RECIPE = OnnxRuntimeStatic(op_types=("Conv", "LeakyRelu", "Add"), weight_type="s8")
+VOCODER_RECIPE = OnnxRuntimeStatic(op_types=("Conv", "LeakyRelu", "Add"))
 # No slower than the OpenVINO INT8 vocoder on the held-out calls: it also needs ~400 MiB less memory at its largest
 # window (table above), so a tie goes to it.
 ONNXRUNTIME_VOCODER_MARGIN = 1.0
@@ -102,15 +102,16 @@ def _accurate(errors: dict, baseline: dict) -> bool:
 def _float_ladder(model, folder: Path, manifest: Manifest, calib: list[dict], held: list[dict], reference: list[dict],
                   baseline: dict, threads: int):
     """Quantise `model` into the bundle being written with 0, 1, ... of its last stages in float until the held-out
-    audio is `_accurate`; returns (the attempts, the last one's session and errors)."""
+    audio is `_accurate`; `calib` and `held` are exact-length feeds (`exact_feeds`). Returns (the attempts, the last
+    one's session and errors)."""
     target = manifest.graphs[EXACT_VOCODER].files["onnx"]
     backend = OpenVINOBackend(threads=threads)
     attempts = []
     for float_stages, float_nodes in enumerate(float_tails(model, MAX_FLOAT_STAGES)):
-        ops = quantize_static_onnxruntime(model, folder / target, exact_feeds(calib), VOCODER_RECIPE, float_nodes)
+        ops = quantize_static_onnxruntime(model, folder / target, calib, VOCODER_RECIPE, float_nodes)
         write_manifest(folder, manifest)
         session = backend.session(Bundle.load(folder), EXACT_VOCODER)
-        errors = graph_errors(EXACT_VOCODER, reference, run_all(session, exact_feeds(held)))
+        errors = graph_errors(EXACT_VOCODER, reference, run_all(session, held))
         attempts.append({"float_stages": float_stages, "quantised_ops": ops, "accurate": _accurate(errors, baseline),
                          "worst_log_mel_l1": errors["audio"]["log_mel_l1"]["worst"],
                          "worst_snr_db": round(errors["audio"]["snr_db"]["worst"], 2)})
@@ -155,9 +156,10 @@ def choose_vocoder_engine(source: Bundle, folder: Path, manifest: Manifest, cali
     manifest.graphs[EXACT_VOCODER] = GraphEntry(
         EXACT_VOCODER, {"onnx": target}, "int8", [t for t in vocoder.inputs if t.name != "valid_frames"],
         list(vocoder.outputs), engine="onnxruntime")
-    attempts, session, errors = _float_ladder(model, folder, manifest, calib, held, reference, baseline,
-                                              options.threads)
-    rounds = [{"openvino": _seconds(openvino, held), "onnxruntime": _seconds(session, exact_feeds(held))}
+    exact_held = exact_feeds(held)
+    attempts, session, errors = _float_ladder(model, folder, manifest, exact_feeds(calib), exact_held, reference,
+                                              baseline, options.threads)
+    rounds = [{"openvino": _seconds(openvino, held), "onnxruntime": _seconds(session, exact_held)}
               for _ in range(2)]  # interleaved; the better of each: box noise only slows a run down
     seconds = {engine: round(min(r[engine] for r in rounds), 3) for engine in rounds[0]}
     forced = options.vocoder_engine == "onnxruntime"

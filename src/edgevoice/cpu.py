@@ -134,14 +134,14 @@ def precision_here(manifest, name: str, cpu: CpuInfo | None = None) -> GraphPrec
     quantization = _section(manifest.extra, "quantization")
     if graph.engine == "onnxruntime":
         # the quantiser's record for this graph: one naming it (a static-INT8 graph), else the decode engine's
-        own = [r for r in quantization.values() if isinstance(r, dict) and r.get("graph") == name]
+        own = _engine_records(quantization, "graph", name)
         record = own[0] if own else _section(quantization, "decode_engine")
         chosen_on = _section(quantization, "compute").get("cpu_class", "?")
         why = f"onnxruntime runs it: {record.get('reason', 'the bundle says so')} (chosen on {chosen_on})"
         if own:  # 8-bit operators with s8 weights: only run where the CPU has 8-bit dot products
             if not cpu.int8_dot:
                 why += "; not run on this CPU (no VNNI: its s8 products would saturate), the OpenVINO graph instead"
-            return GraphPrecision(f"onnxruntime, {graph.precision} weights + activations", f"{graph.precision}",
+            return GraphPrecision(f"onnxruntime, {graph.precision} weights + activations", graph.precision,
                                   _printable(why))
         blocks = graph.precision in ("int8", "int4")  # MatMulNBits: int8 activations and dot products either way
         if chosen_on != cpu.cpu_class:
@@ -173,12 +173,17 @@ def precision_here(manifest, name: str, cpu: CpuInfo | None = None) -> GraphPrec
         why = "FP32 graph"
     if method == "static" and graph.precision == "int8" and not cpu.int8_dot:
         why += f"; {NO_INT8_DOT_NOTE}"
-    stand_ins = [r["graph"] for r in quantization.values() if isinstance(r, dict) and r.get("taken")
-                 and r.get("replaces") == name and r.get("graph") in manifest.graphs]
+    stand_ins = [r["graph"] for r in _engine_records(quantization, "replaces", name)
+                 if r.get("taken") and r.get("graph") in manifest.graphs]
     if stand_ins and cpu.int8_dot:
         why += f"; not run on this CPU: {stand_ins[0]} runs instead (8-bit dot products here)"
     kv_cache = _printable(options.get("KV_CACHE_PRECISION", "")) if graph.states else ""
     return GraphPrecision(weights, runs, _printable(why), kv_cache)
+
+
+def _engine_records(quantization: dict, key: str, name: str) -> list[dict]:
+    """The quantiser's records (e.g. `vocoder_engine`) whose `key` ("graph" or "replaces") is graph `name`."""
+    return [r for r in quantization.values() if isinstance(r, dict) and r.get(key) == name]
 
 
 def _section(data, key: str) -> dict:
