@@ -224,7 +224,9 @@ class QuantizeOptions:
     them all f32. `decode_engine` (GPT-SoVITS INT8): "auto" times OpenVINO's stateful decode against
     onnxruntime's block-INT8 step on this CPU and keeps the faster; "openvino" / "onnxruntime" take one.
     `vocoder_engine` (GPT-SoVITS INT8, CPUs with VNNI): "auto" adds onnxruntime's 8-bit vocoder where it measured
-    faster and as accurate (`gpt_sovits.vocoder_engine`), "onnxruntime" always, "openvino" never."""
+    faster and as accurate (`gpt_sovits.vocoder_engine`), "onnxruntime" always, "openvino" never.
+    `prefill_engine` (GPT-SoVITS INT8, CPUs with VNNI): the same for onnxruntime's dynamic-INT8 prefill
+    (`gpt_sovits.prefill_engine`)."""
 
     precision: str = "int8"  # or "bf16"
     subset_size: int = 300  # NNCF calibration items per graph
@@ -237,6 +239,7 @@ class QuantizeOptions:
     compute: str = "auto"
     decode_engine: str = "auto"  # one of ENGINE_CHOICES
     vocoder_engine: str = "auto"  # one of ENGINE_CHOICES
+    prefill_engine: str = "auto"  # one of ENGINE_CHOICES
 
 
 ENGINE_CHOICES = ("auto", "openvino", "onnxruntime")
@@ -338,3 +341,35 @@ def quantize_static_onnxruntime(model, target: Path, feeds: list[dict], recipe: 
     quantised = onnx.load(str(target), load_external_data=False)
     outputs = {n.output[0] for n in quantised.graph.node if n.op_type == "DequantizeLinear"}
     return sum(n.op_type in recipe.op_types and any(i in outputs for i in n.input) for n in quantised.graph.node)
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeDynamic:
+    """onnxruntime's dynamic INT8 of an ONNX graph's constant-weight MatMuls: s8 weights per output channel, the
+    activations quantised to u8 per tensor at run time (`DynamicQuantizeMatMul`), so no calibration and no
+    activation range to get wrong. The same u8·s8 products as `OnnxRuntimeStatic`, so the same VNNI condition."""
+
+    def to_json(self) -> dict:
+        return {"format": "dynamic", "op_types": ["MatMul"], "weights": "s8 per channel",
+                "activations": "u8 per tensor, at run time"}
+
+
+def quantize_dynamic_onnxruntime(source: Path, target: Path, recipe: OnnxRuntimeDynamic = OnnxRuntimeDynamic()
+                                 ) -> int:
+    """Write the ONNX graph `source` to `target` with its constant-weight MatMuls as onnxruntime's dynamic INT8
+    (`recipe`); returns how many."""
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))  # the quantiser warns through the root logger ("consider pre-processing")
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
+    finally:
+        root.setLevel(level)
+    quantised = onnx.load(str(target), load_external_data=False)
+    return sum(n.op_type in ("DynamicQuantizeMatMul", "MatMulInteger") for n in quantised.graph.node)

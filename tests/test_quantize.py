@@ -84,8 +84,9 @@ def test_int8_manifest(fixture_bundle, int8_bundle):
     expected = {"gpt_decode": "int8", "gpt_batch_decode": "int8", "gpt_prefill": "int8", "bert": "int8",
                 "hubert_codes": "int8", "sovits_vocoder": "int8", "sovits_latent": "int8", "ref_encoder": "fp32",
                 "gpt_step": "fp32"}  # gpt_step: onnxruntime's, unchanged
-    if "sovits_vocoder_vnni" in graphs:  # onnxruntime's vocoder, taken on a CPU with VNNI (below)
-        expected["sovits_vocoder_vnni"] = "int8"
+    for stand_in in ("sovits_vocoder_vnni", "gpt_prefill_vnni"):  # onnxruntime's, taken on a CPU with VNNI (below)
+        if stand_in in graphs:
+            expected[stand_in] = "int8"
     assert {n: g.precision for n, g in graphs.items()} == expected
     info = quantised.manifest.extra["quantization"]
     assert info["source_bundle_hash"] == source.bundle_hash
@@ -128,6 +129,15 @@ def test_int8_manifest(fixture_bundle, int8_bundle):
         assert attempts[-1]["accurate"] and not any(a["accurate"] for a in attempts[:-1])
         assert attempts[-1]["worst_snr_db"] >= vocoder["openvino_worst"]["snr_db"] - 1
         assert vocoder["seconds_on_held_out"]["onnxruntime"] <= vocoder["seconds_on_held_out"]["openvino"]
+    # so was the onnxruntime prefill: taken only as accurate as OpenVINO's and at most 25 % slower
+    prefill = info["prefill_engine"]
+    assert prefill["reason"] and (prefill["taken"] == ("gpt_prefill_vnni" in graphs))
+    if prefill["taken"]:
+        worst, seconds = prefill["worst_rel_l2"], prefill["seconds_on_held_out"]
+        assert all(worst["onnxruntime"][k] <= 1.1 * worst["openvino"][k] for k in ("logits", "caches"))
+        assert seconds["onnxruntime"] <= 1.25 * seconds["openvino"]
+    elif "seconds_on_held_out" not in prefill:
+        assert not any(f.startswith("gpt_prefill_vnni") for f in quantised.manifest.files)
     json.dumps(quantised.manifest.to_json(), allow_nan=False)  # strict JSON: no inf/nan figures
 
 
@@ -226,6 +236,53 @@ def test_vocoder_engine_onnxruntime(fixture_bundle, reference, tmp_path):
     audio = int8.decode_tokens(tokens, phones, ge=ge)
     snr = 10 * np.log10(np.sum(reference_audio ** 2) / np.sum((audio - reference_audio) ** 2))
     assert audio.shape == reference_audio.shape and snr > 30
+
+
+def test_prefill_engine_onnxruntime(fixture_bundle, reference, tmp_path, monkeypatch):
+    """`--prefill-engine onnxruntime`: the prefill as onnxruntime's dynamic INT8 beside the OpenVINO one, run only
+    on CPUs with 8-bit dot products; refused at quantise time on CPUs without (its s8 products saturate there)."""
+    import onnx
+
+    from edgevoice.cpu import CpuInfo, detect
+    from edgevoice.gpt_sovits import synthesizer as synthesizer_module
+    from edgevoice.gpt_sovits.synthesizer import PREFILL_VNNI
+
+    out = tmp_path / "tiny-int8-prefill"
+    floats = [f"--method={g}=float" for g in ("bert", "hubert_codes", "sovits_latent", "sovits_vocoder")]
+    result = _run("quantize", "--bundle", fixture_bundle[0], "--out", out, "--reference", reference[0],
+                  "--reference-text", reference[1], "--decode-engine", "openvino", "--prefill-engine", "onnxruntime",
+                  *floats, *FAST)
+    if not detect().int8_dot:
+        _one_line_error(result, "needs a CPU with 8-bit dot products")
+        assert not out.exists()
+        return
+    assert result.exit_code == 0, result.output
+    assert "prefill: onnxruntime on CPUs with VNNI" in result.output
+    bundle = Bundle.load(out)
+    entry, openvino = bundle.manifest.graphs[PREFILL_VNNI], bundle.manifest.graphs["gpt_prefill"]
+    assert (entry.engine, entry.precision) == ("onnxruntime", "int8")
+    assert [t.name for t in entry.inputs] == [t.name for t in openvino.inputs]
+    assert openvino.files["openvino"] == "gpt_prefill.int8.xml"  # the OpenVINO one stays, for CPUs without VNNI
+    record = bundle.manifest.extra["quantization"]["prefill_engine"]
+    n_layer = bundle.manifest.model["gpt"]["n_layer"]
+    assert record["taken"] and record["reason"].startswith("chosen by the caller")
+    assert record["matmuls"] >= 4 * n_layer  # every layer's four, plus the BERT projection and the head
+    ops = [n.op_type for n in onnx.load(str(bundle.file(entry.files["onnx"]))).graph.node]
+    assert ops.count("MatMulInteger") == record["matmuls"] and "DynamicQuantizeLinear" in ops
+    assert entry.accuracy["int8_vs_fp32"]["logits"]["rel_l2"]["worst"] < 0.05
+    # run here (VNNI), with logits close to FP32's; a CPU without VNNI runs the OpenVINO graph
+    fp32, int8 = Synthesizer.load(fixture_bundle[0], threads=1), Synthesizer.load(out, threads=1)
+    assert int8.prefill_graph == PREFILL_VNNI
+    voice = fp32.create_voice(reference[0], reference[1], "en")
+    forced = _forced_tokens(fp32, int8, voice)
+    assert forced.logits_rel_l2 < 0.05 and np.mean(forced.ref_logits.argmax(-1) == forced.test_logits.argmax(-1)) >= 0.9
+    monkeypatch.setattr(synthesizer_module, "detect", lambda: CpuInfo("test CPU", frozenset({"avx2"})))
+    assert Synthesizer.load(out, threads=1).prefill_graph == "gpt_prefill"
+    info = _run("info", out, "--no-verify")
+    assert info.exit_code == 0, info.output
+    line = next(line for line in info.output.splitlines()
+                if line.strip().startswith(PREFILL_VNNI) and "runs it" in line)
+    assert "onnxruntime, int8 weights + activations" in line and "chosen by the caller" in line
 
 
 def test_parity_holds_onnxruntime_on_a_step_bundle_to_int8_gates(fixture_bundle, step_bundle, reference):

@@ -54,11 +54,18 @@ GRAPH_INPUTS = {
     "sovits_latent": {"codes", "phone_ids", "ge", "noise", "valid_tokens", "valid_phones"},
     "sovits_vocoder": {"z", "ge", "valid_frames"},
     "sovits_vocoder_vnni": {"z", "ge"},
+    "gpt_prefill_vnni": {"phone_ids", "bert_features", "prompt_tokens"},
 }
 # The vocoder as onnxruntime's 8-bit operators, without masks, run at each window's exact length: in INT8 bundles
-# quantised on a CPU with 8-bit dot products where it measured faster (edgevoice_export.gpt_sovits.vocoder_engine);
-# run only on such CPUs (its s8 weights saturate without VNNI), `sovits_vocoder` everywhere else.
+# quantised on a CPU with 8-bit dot products where it measured faster (edgevoice_export.gpt_sovits.vocoder_engine).
 EXACT_VOCODER = "sovits_vocoder_vnni"
+# The prefill as onnxruntime's dynamic INT8 matmuls: in INT8 bundles quantised on a CPU with 8-bit dot products,
+# where it was as accurate and about as fast as OpenVINO's, for ~150 MiB less memory
+# (edgevoice_export.gpt_sovits.prefill_engine).
+PREFILL_VNNI = "gpt_prefill_vnni"
+# Both are run only on CPUs with 8-bit dot products (their s8 weights saturate without VNNI) and by a backend on the
+# CPU; everywhere else the OpenVINO graph they stand in for runs.
+VNNI_STAND_INS = {"sovits_vocoder": EXACT_VOCODER, "gpt_prefill": PREFILL_VNNI}
 REFERENCE_GRAPHS = ("hubert_codes", "ref_encoder", "sv_embedding")  # run by create_voice only
 HUBERT_PAD_SAMPLES = 9600  # upstream appends int(32000 * 0.3) zeros to the *16 kHz* reference (0.6 s)
 MAX_TEXT_CHARS = 5000
@@ -183,19 +190,21 @@ class Synthesizer:
             raise BundleError(f"{bundle.path}: model.sovits.vocoder_context_frames must be a frame count below "
                               f"{VOCODER_FRAME_BUCKETS[-1] // 2}, not {context!r}")
         self._vocoder_context = context
-        self.vocoder_graph = self._vocoder_choice(manifest)
+        self.vocoder_graph = self._graph_here("sovits_vocoder")
+        self.prefill_graph = self._graph_here("gpt_prefill")
         # sizes a voice's arrays are checked against: the phone table (the GPT's and SoVITS's embeddings) and `ge`
         symbols = len(manifest.symbols)
         self._phone_count = min(symbols, self._model["gpt"].get("phone_vocab_size", symbols))
         ge = next(t for t in sovits.inputs if t.name == "ge")
         self._ge_shape = tuple(ge.shape) if all(isinstance(d, int) for d in ge.shape) else None
 
-    def _vocoder_choice(self, manifest) -> str:
-        """`EXACT_VOCODER` where the bundle has it, this backend runs it on the CPU and the CPU has VNNI."""
-        exact = manifest.graphs.get(EXACT_VOCODER)
+    def _graph_here(self, name: str) -> str:
+        """`name`'s 8-bit stand-in (`VNNI_STAND_INS`) where the bundle has it, this backend runs it on the CPU and
+        the CPU has VNNI; else `name`."""
+        stand_in = VNNI_STAND_INS[name]
+        entry = self.bundle.manifest.graphs.get(stand_in)
         on_cpu = getattr(self.backend, "device", "cpu") == "cpu"
-        return EXACT_VOCODER if exact and on_cpu and runs_graph(self.backend, exact) and detect().int8_dot \
-            else "sovits_vocoder"
+        return stand_in if entry and on_cpu and runs_graph(self.backend, entry) and detect().int8_dot else name
 
     @classmethod
     def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
@@ -683,7 +692,7 @@ class Synthesizer:
         bert = bert.reshape(1, *bert.shape[-2:])
         prompt = _ids(prompt_tokens, self._model["gpt"]["vocab_size"], "prompt tokens")
         with self._lock:
-            out = self._run("gpt_prefill", phone_ids=phone_ids, bert_features=bert, prompt_tokens=prompt)
+            out = self._run(self.prefill_graph, phone_ids=phone_ids, bert_features=bert, prompt_tokens=prompt)
         return out, prompt.shape[1]
 
     @property
