@@ -239,19 +239,33 @@ class OnnxRuntimeBackend:
             raise BundleError(f"{bundle.path}: graph {graph_name!r} cannot be loaded ({engine_message(exc)})") from None
         if self.device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
             raise EdgevoiceError("onnxruntime could not start its CUDA provider (is onnxruntime-gpu installed?)")
-        return OnnxRuntimeSession(session, graph_name)
+        return OnnxRuntimeSession(session, graph_name, shrink=self.device == "cpu")
 
 
 class OnnxRuntimeSession:
-    def __init__(self, session, name: str = "graph"):
+    """One onnxruntime graph. With `shrink` (CPU sessions) each `run` hands the arena's free chunks back when it
+    ends: a graph run once per sentence or window (prefill, vocoder) otherwise keeps its largest call's
+    activations for the life of the process, beside every other graph's. Measured (full-size GPT-SoVITS INT8,
+    Zen 4, 2 threads): peak RSS of a 10 s sentence after a short one 836 → 736 MiB, with no time cost visible
+    against this box's noise (prefill 119-126 vs 124-135 ms, vocoder at 538 frames 1.11-1.26 vs 1.15-1.23 s).
+    The decode step, run per token through `bind`, keeps its arena: its activations are small."""
+
+    _SHRINK = ("memory.enable_memory_arena_shrinkage", "cpu:0")
+
+    def __init__(self, session, name: str = "graph", shrink: bool = False):
+        import onnxruntime as ort
+
         self._session = session
         self.name = name
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
+        self._run_options = ort.RunOptions()
+        if shrink:
+            self._run_options.add_run_config_entry(*self._SHRINK)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
-            return dict(zip(self.output_names, self._session.run(self.output_names, feeds)))
+            return dict(zip(self.output_names, self._session.run(self.output_names, feeds, self._run_options)))
         except _onnxruntime_errors() as exc:
             raise BundleError(f"graph {self.name!r} failed ({engine_message(exc)})") from None
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from .backends import make_backend
 from .bundle import Bundle
 from .errors import BundleError
+from .memory import hand_back_large_blocks
 
 FAMILIES = {"gpt-sovits": "edgevoice.gpt_sovits", "emotivoice": "edgevoice.emotivoice",
             "metavoice": "edgevoice.metavoice"}
@@ -48,5 +49,6 @@ def load(path: str | Path, backend="openvino", threads: int | None = None, verif
     if not isinstance(path, (str, PathLike)):
         raise BundleError(f"a bundle is a folder path, not {type(path).__name__}")
     bundle = Bundle.load(path, verify=verify, lazy=True)
+    hand_back_large_blocks()
     backend = make_backend(backend, threads, cache_dir)  # a named backend; an instance passes through unchanged
     return family_module(bundle.manifest.family).Synthesizer(bundle, backend=backend, threads=threads)
