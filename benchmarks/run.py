@@ -263,8 +263,9 @@ def node_profile(pipeline: Pipeline, settings: Settings, voice, tokens: int) -> 
     gpt_prefill and SoVITS's two graphs, a step from 400 cached positions gpt_decode."""
     synth = open_synth(pipeline, settings, {"PERF_COUNT": True}, cache=False)
     synth.synthesize(TEXT, voice, "en", forced_options(tokens))
-    names = ("gpt_prefill", "sovits_latent") + (("sovits_vocoder",) if synth.vocoder_graph == "sovits_vocoder" else ())
-    profiles = {name: synth._session(name).profiling_info() for name in names}  # (not onnxruntime's vocoder)
+    names = [g for g in (synth.prefill_graph, synth.latent_graph, synth.vocoder_graph)
+             if synth.bundle.graph(g).engine != "onnxruntime"]  # (onnxruntime's stand-ins have no such counters)
+    profiles = {name: synth._session(name).profiling_info() for name in names}
     if synth._stateful_decode:  # (onnxruntime's step has no per-node counters of this kind)
         cache = decode_cache(synth, 400)
         for _ in range(WARMUP_STEPS + 1):
@@ -328,7 +329,7 @@ def worker_warm(pipeline: Pipeline, settings: Settings) -> dict:
         "steps_ms": {str(p): decode_step_ms(synth, p, settings.steps) for p in POSITIONS},
         "kv_cache": compiled_property(synth, decode_graph, "KV_CACHE_PRECISION") or "f32",
         "precisions": {g: compiled_property(synth, g, "INFERENCE_PRECISION_HINT") or "f32"
-                       for g in ("gpt_prefill", decode_graph, "sovits_latent", synth.vocoder_graph)},
+                       for g in (synth.prefill_graph, decode_graph, synth.latent_graph, synth.vocoder_graph)},
     }
     result["batch"] = batch_throughput(synth, voice, max(settings.tokens // 2, 10))
     voice.save(settings.voice_file)
@@ -587,7 +588,8 @@ def make_row(pipeline: Pipeline, runs: list[dict], model: dict, limits: dict) ->
     decode = warm[0]["decode_graph"]
     graph_s = {name: statistics.median(w["graphs"].get(name, 0.0) for w in warm) for name in warm[0]["graphs"]}
     ready = median_of(warm, "ready_s")
-    split = {"prefill": graph_s.get("gpt_prefill", 0.0), "decode": graph_s.get(decode, 0.0),
+    split = {"prefill": graph_s.get("gpt_prefill", 0.0) + graph_s.get("gpt_prefill_vnni", 0.0),
+             "decode": graph_s.get(decode, 0.0),
              "vocoder": graph_s.get("sovits_vocoder", 0.0) + graph_s.get("sovits_vocoder_vnni", 0.0)}
     split["other graphs"] = sum(graph_s.values()) - sum(split.values())
     split["host"] = ready - sum(graph_s.values())

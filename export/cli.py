@@ -261,11 +261,14 @@ def _methods(items) -> dict[str, str]:
                    "accurate as OpenVINO's) where it is no slower; onnxruntime takes it regardless, openvino never")
 @click.option("--prefill-engine", type=click.Choice(ENGINE_CHOICES), default="auto", show_default=True,
               help="GPT-SoVITS INT8, CPUs with VNNI: auto also writes the prefill as onnxruntime's dynamic INT8 "
-                   "(run on VNNI CPUs only; ~150 MiB less memory) where it is as accurate as OpenVINO's and at most "
-                   "25 % slower; onnxruntime takes it regardless, openvino never")
+                   "(run on VNNI CPUs only; less memory) where it is as accurate as OpenVINO's and at most 25 % "
+                   "slower; onnxruntime takes it regardless, openvino never")
+@click.option("--latent-engine", type=click.Choice(ENGINE_CHOICES), default="auto", show_default=True,
+              help="GPT-SoVITS INT8, CPUs with VNNI: the same for SoVITS's encoder and flow (sovits_latent) as "
+                   "onnxruntime's static INT8")
 def quantize(bundle, out, voice_paths, references, reference_texts, reference_languages, calibration_texts,
              text_language, sentences, max_tokens, subset_size, precision, methods, accuracy_drop, threads,
-             overwrite, compute, decode_engine, vocoder_engine, prefill_engine):
+             overwrite, compute, decode_engine, vocoder_engine, prefill_engine, latent_engine):
     """Make an INT8 (NNCF) or BF16 variant of an FP32 bundle, calibrated on real synthesis, with an accuracy
     report; the precision of each graph is chosen for this CPU. GPT-SoVITS calibrates with --voice/--reference
     clips, EmotiVoice with its built-in speakers. Only the OpenVINO IR is quantised and the ONNX files stay FP32
@@ -281,13 +284,15 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
 
     options = QuantizeOptions(precision, subset_size, max_tokens, accuracy_drop, _methods(methods), overwrite,
                               threads, compute=compute, decode_engine=decode_engine,
-                              vocoder_engine=vocoder_engine, prefill_engine=prefill_engine)
+                              vocoder_engine=vocoder_engine, prefill_engine=prefill_engine,
+                              latent_engine=latent_engine)
     family = guarded(lambda: Bundle.load(bundle, verify=False)).manifest.family
     if compute != "auto" and family != "gpt-sovits":
         fail("--compute is for GPT-SoVITS INT8 bundles (EmotiVoice's policy chooses bf16 per graph itself)")
     if decode_engine != "auto" and family != "gpt-sovits":
         fail("--decode-engine is for GPT-SoVITS INT8 bundles")
-    for flag, value in (("--vocoder-engine", vocoder_engine), ("--prefill-engine", prefill_engine)):
+    for flag, value in (("--vocoder-engine", vocoder_engine), ("--prefill-engine", prefill_engine),
+                        ("--latent-engine", latent_engine)):
         if value != "auto" and family != "gpt-sovits":
             fail(f"{flag} is for GPT-SoVITS INT8 bundles")
     if family == "metavoice":

@@ -225,8 +225,8 @@ class QuantizeOptions:
     onnxruntime's block-INT8 step on this CPU and keeps the faster; "openvino" / "onnxruntime" take one.
     `vocoder_engine` (GPT-SoVITS INT8, CPUs with VNNI): "auto" adds onnxruntime's 8-bit vocoder where it measured
     faster and as accurate (`gpt_sovits.vocoder_engine`), "onnxruntime" always, "openvino" never.
-    `prefill_engine` (GPT-SoVITS INT8, CPUs with VNNI): the same for onnxruntime's dynamic-INT8 prefill
-    (`gpt_sovits.prefill_engine`)."""
+    `prefill_engine`, `latent_engine` (GPT-SoVITS INT8, CPUs with VNNI): the same for onnxruntime's dynamic-INT8
+    prefill and QDQ-INT8 encoder + flow (`gpt_sovits.stand_ins`)."""
 
     precision: str = "int8"  # or "bf16"
     subset_size: int = 300  # NNCF calibration items per graph
@@ -240,6 +240,7 @@ class QuantizeOptions:
     decode_engine: str = "auto"  # one of ENGINE_CHOICES
     vocoder_engine: str = "auto"  # one of ENGINE_CHOICES
     prefill_engine: str = "auto"  # one of ENGINE_CHOICES
+    latent_engine: str = "auto"  # one of ENGINE_CHOICES
 
 
 ENGINE_CHOICES = ("auto", "openvino", "onnxruntime")

@@ -84,7 +84,7 @@ def test_int8_manifest(fixture_bundle, int8_bundle):
     expected = {"gpt_decode": "int8", "gpt_batch_decode": "int8", "gpt_prefill": "int8", "bert": "int8",
                 "hubert_codes": "int8", "sovits_vocoder": "int8", "sovits_latent": "int8", "ref_encoder": "fp32",
                 "gpt_step": "fp32"}  # gpt_step: onnxruntime's, unchanged
-    for stand_in in ("sovits_vocoder_vnni", "gpt_prefill_vnni"):  # onnxruntime's, taken on a CPU with VNNI (below)
+    for stand_in in ("sovits_vocoder_vnni", "gpt_prefill_vnni", "sovits_latent_vnni"):  # on a CPU with VNNI (below)
         if stand_in in graphs:
             expected[stand_in] = "int8"
     assert {n: g.precision for n, g in graphs.items()} == expected
@@ -129,15 +129,17 @@ def test_int8_manifest(fixture_bundle, int8_bundle):
         assert attempts[-1]["accurate"] and not any(a["accurate"] for a in attempts[:-1])
         assert attempts[-1]["worst_snr_db"] >= vocoder["openvino_worst"]["snr_db"] - 1
         assert vocoder["seconds_on_held_out"]["onnxruntime"] <= vocoder["seconds_on_held_out"]["openvino"]
-    # so was the onnxruntime prefill: taken only as accurate as OpenVINO's and at most 25 % slower
-    prefill = info["prefill_engine"]
-    assert prefill["reason"] and (prefill["taken"] == ("gpt_prefill_vnni" in graphs))
-    if prefill["taken"]:
-        worst, seconds = prefill["worst_rel_l2"], prefill["seconds_on_held_out"]
-        assert all(worst["onnxruntime"][k] <= 1.1 * worst["openvino"][k] for k in ("logits", "caches"))
-        assert seconds["onnxruntime"] <= 1.25 * seconds["openvino"]
-    elif "seconds_on_held_out" not in prefill:
-        assert not any(f.startswith("gpt_prefill_vnni") for f in quantised.manifest.files)
+    # so were the onnxruntime prefill and encoder + flow: taken only as accurate as OpenVINO's and at most 25 % slower
+    for option, graph, outputs in (("prefill_engine", "gpt_prefill_vnni", ("logits", "caches")),
+                                   ("latent_engine", "sovits_latent_vnni", ("z",))):
+        record = info[option]
+        assert record["reason"] and (record["taken"] == (graph in graphs))
+        if record["taken"]:
+            worst, seconds = record["worst_rel_l2"], record["seconds_on_held_out"]
+            assert all(worst["onnxruntime"][k] <= 1.1 * worst["openvino"][k] for k in outputs)
+            assert seconds["onnxruntime"] <= 1.25 * seconds["openvino"]
+        else:
+            assert not any(f.startswith(graph) for f in quantised.manifest.files)
     json.dumps(quantised.manifest.to_json(), allow_nan=False)  # strict JSON: no inf/nan figures
 
 
@@ -238,26 +240,28 @@ def test_vocoder_engine_onnxruntime(fixture_bundle, reference, tmp_path):
     assert audio.shape == reference_audio.shape and snr > 30
 
 
-def test_prefill_engine_onnxruntime(fixture_bundle, reference, tmp_path, monkeypatch):
-    """`--prefill-engine onnxruntime`: the prefill as onnxruntime's dynamic INT8 beside the OpenVINO one, run only
-    on CPUs with 8-bit dot products; refused at quantise time on CPUs without (its s8 products saturate there)."""
+def test_prefill_and_latent_engines_onnxruntime(fixture_bundle, reference, tmp_path, monkeypatch):
+    """`--prefill-engine onnxruntime --latent-engine onnxruntime`: the prefill as onnxruntime's dynamic INT8 and
+    SoVITS's encoder + flow as its static INT8, beside the OpenVINO graphs, run only on CPUs with 8-bit dot
+    products; refused at quantise time on CPUs without (their s8 products saturate there)."""
     import onnx
 
     from edgevoice.cpu import CpuInfo, detect
     from edgevoice.gpt_sovits import synthesizer as synthesizer_module
-    from edgevoice.gpt_sovits.synthesizer import PREFILL_VNNI
+    from edgevoice.gpt_sovits.synthesizer import LATENT_VNNI, PREFILL_VNNI
 
-    out = tmp_path / "tiny-int8-prefill"
-    floats = [f"--method={g}=float" for g in ("bert", "hubert_codes", "sovits_latent", "sovits_vocoder")]
+    out = tmp_path / "tiny-int8-stand-ins"
+    floats = [f"--method={g}=float" for g in ("bert", "hubert_codes", "sovits_vocoder")]
     result = _run("quantize", "--bundle", fixture_bundle[0], "--out", out, "--reference", reference[0],
                   "--reference-text", reference[1], "--decode-engine", "openvino", "--prefill-engine", "onnxruntime",
-                  *floats, *FAST)
+                  "--latent-engine", "onnxruntime", *floats, *FAST)
     if not detect().int8_dot:
         _one_line_error(result, "needs a CPU with 8-bit dot products")
         assert not out.exists()
         return
     assert result.exit_code == 0, result.output
-    assert "prefill: onnxruntime on CPUs with VNNI" in result.output
+    assert "gpt_prefill: onnxruntime on CPUs with VNNI" in result.output
+    assert "sovits_latent: onnxruntime on CPUs with VNNI" in result.output
     bundle = Bundle.load(out)
     entry, openvino = bundle.manifest.graphs[PREFILL_VNNI], bundle.manifest.graphs["gpt_prefill"]
     assert (entry.engine, entry.precision) == ("onnxruntime", "int8")
@@ -266,18 +270,31 @@ def test_prefill_engine_onnxruntime(fixture_bundle, reference, tmp_path, monkeyp
     record = bundle.manifest.extra["quantization"]["prefill_engine"]
     n_layer = bundle.manifest.model["gpt"]["n_layer"]
     assert record["taken"] and record["reason"].startswith("chosen by the caller")
-    assert record["matmuls"] >= 4 * n_layer  # every layer's four, plus the BERT projection and the head
+    assert record["quantised_ops"] >= 4 * n_layer  # every layer's four, plus the BERT projection and the head
     ops = [n.op_type for n in onnx.load(str(bundle.file(entry.files["onnx"]))).graph.node]
-    assert ops.count("MatMulInteger") == record["matmuls"] and "DynamicQuantizeLinear" in ops
+    assert ops.count("MatMulInteger") == record["quantised_ops"] and "DynamicQuantizeLinear" in ops
     assert entry.accuracy["int8_vs_fp32"]["logits"]["rel_l2"]["worst"] < 0.05
-    # run here (VNNI), with logits close to FP32's; a CPU without VNNI runs the OpenVINO graph
+    latent = bundle.manifest.graphs[LATENT_VNNI]
+    assert (latent.engine, latent.precision) == ("onnxruntime", "int8") and "sovits_latent" in bundle.manifest.graphs
+    ops = {n.op_type for n in onnx.load(str(bundle.file(latent.files["onnx"]))).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "MatMul"} <= ops
+    assert bundle.manifest.extra["quantization"]["latent_engine"]["quantised_ops"] > 10
+    assert latent.accuracy["int8_vs_fp32"]["z"]["rel_l2"]["worst"] < 0.1
+    # run here (VNNI), close to FP32; a CPU without VNNI runs the OpenVINO graphs
     fp32, int8 = Synthesizer.load(fixture_bundle[0], threads=1), Synthesizer.load(out, threads=1)
-    assert int8.prefill_graph == PREFILL_VNNI
+    assert (int8.prefill_graph, int8.latent_graph) == (PREFILL_VNNI, LATENT_VNNI)
     voice = fp32.create_voice(reference[0], reference[1], "en")
     forced = _forced_tokens(fp32, int8, voice)
     assert forced.logits_rel_l2 < 0.05 and np.mean(forced.ref_logits.argmax(-1) == forced.test_logits.argmax(-1)) >= 0.9
+    rng = np.random.default_rng(0)
+    tokens, phones = rng.integers(0, 500, 90), rng.integers(1, 300, 40)
+    ge = (0.3 * rng.standard_normal((1, 512, 1))).astype(np.float32)
+    reference_audio, audio = fp32.decode_tokens(tokens, phones, ge=ge), int8.decode_tokens(tokens, phones, ge=ge)
+    snr = 10 * np.log10(np.sum(reference_audio ** 2) / np.sum((audio - reference_audio) ** 2))
+    assert audio.shape == reference_audio.shape and snr > 20
     monkeypatch.setattr(synthesizer_module, "detect", lambda: CpuInfo("test CPU", frozenset({"avx2"})))
-    assert Synthesizer.load(out, threads=1).prefill_graph == "gpt_prefill"
+    without_vnni = Synthesizer.load(out, threads=1)
+    assert (without_vnni.prefill_graph, without_vnni.latent_graph) == ("gpt_prefill", "sovits_latent")
     info = _run("info", out, "--no-verify")
     assert info.exit_code == 0, info.output
     line = next(line for line in info.output.splitlines()

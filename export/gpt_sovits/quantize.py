@@ -12,7 +12,7 @@ faster and passes the gate) is `compute.py`'s choice, recorded per graph in the 
 The decode engine is chosen per CPU by measurement (`STEP_NBITS`, `choose_decode_engine`): onnxruntime's
 block-INT8 `gpt_step` (then the bundle drops the OpenVINO decode graphs) or OpenVINO's stateful W8 `gpt_decode`
 (then `gpt_step`, onnxruntime's own decode, stays FP32 as exported). On CPUs with 8-bit dot products the prefill
-and the vocoder also get onnxruntime stand-ins where they measured worth it (`prefill_engine.py`,
+and the vocoder also get onnxruntime stand-ins where they measured worth it (`stand_ins.py`,
 `vocoder_engine.py`); the OpenVINO graphs stay in the bundle for every other CPU.
 """
 
@@ -41,7 +41,7 @@ from ..quantize import (ENGINE_CHOICES, BlockQuantization, GraphPolicy, Quantiza
                         Threshold, cpu_flags, cpu_has_int8_dot, onnx_module_paths, quantize_graph,
                         quantize_matmuls_nbits, run_all, split_items, vocoder_stages)
 from .compute import ComputeChoice, choose_compute, compute_policies
-from .prefill_engine import choose_prefill_engine
+from .stand_ins import STAND_INS, choose_stand_in
 from .vocoder_engine import choose_vocoder_engine
 
 END_TO_END_UTTERANCES = 6
@@ -134,7 +134,7 @@ def decode_runtime_options(graph: str = "gpt_decode", cpuinfo: Path = Path("/pro
 # work between steps is short and a synthesizer runs one graph at a time. Not measured on AVX2-only CPUs, so
 # `quantize` times both engines on the held-out sentences on the CPU at hand and keeps the faster
 # (`choose_decode_engine`). The prefill does not use these block-INT8 matmuls: 216 ms at 280 positions against
-# 127 ms for OpenVINO's static INT8 graph (its onnxruntime stand-in is dynamic INT8: `prefill_engine.py`).
+# 127 ms for OpenVINO's static INT8 graph (its onnxruntime stand-in is dynamic INT8: `stand_ins.py`).
 STEP_NBITS = BlockQuantization(bits=8, block_size=128, accuracy_level=4)
 # 4-bit blocks of 128 read half the weight bytes and step faster again (above), at ten times 8 bits' logit error on
 # random weights. `quantize` tries them on the model at hand and takes them only where its held-out decode stays
@@ -405,7 +405,8 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
         raise BundleError(f"unknown precision {precision!r} (choose int8 or bf16)")
     if options.decode_engine not in ENGINE_CHOICES:
         raise BundleError(f"unknown decode engine {options.decode_engine!r} (choose {', '.join(ENGINE_CHOICES)})")
-    for what, engine in (("vocoder", options.vocoder_engine), ("prefill", options.prefill_engine)):
+    for what, engine in (("vocoder", options.vocoder_engine), ("prefill", options.prefill_engine),
+                         ("latent", options.latent_engine)):
         if engine not in ENGINE_CHOICES:
             raise BundleError(f"unknown {what} engine {engine!r} (choose {', '.join(ENGINE_CHOICES)})")
     nncf.set_log_level(logging.WARNING)
@@ -497,12 +498,14 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             vocoder_engine = choose_vocoder_engine(source, folder, manifest, calibration, options, cpu, fp32_backend)
             where = "onnxruntime on CPUs with VNNI, OpenVINO elsewhere" if vocoder_engine["taken"] else "OpenVINO"
             report.notes.append(f"vocoder: {where} ({vocoder_engine['reason']})")
-        prefill_engine = None
-        if precision == "int8" and report.graphs.get("gpt_prefill", {}).get("method") == "static":
-            bar.set_postfix_str("prefill engine")
-            prefill_engine = choose_prefill_engine(source, folder, manifest, calibration, options, cpu, fp32_backend)
-            where = "onnxruntime on CPUs with VNNI, OpenVINO elsewhere" if prefill_engine["taken"] else "OpenVINO"
-            report.notes.append(f"prefill: {where} ({prefill_engine['reason']})")
+        stand_ins = {}
+        for spec in STAND_INS:
+            if precision == "int8" and report.graphs.get(spec.replaces, {}).get("method") == "static":
+                bar.set_postfix_str(spec.graph)
+                record = choose_stand_in(spec, source, folder, manifest, calibration, options, cpu, fp32_backend)
+                where = "onnxruntime on CPUs with VNNI, OpenVINO elsewhere" if record["taken"] else "OpenVINO"
+                report.notes.append(f"{spec.replaces}: {where} ({record['reason']})")
+                stand_ins[spec.option] = record
         # Accuracy gate on the written bundle, exactly as the runtime will load it.
         test = Bundle.load(folder)
         for name, info in report.graphs.items():
@@ -531,7 +534,8 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             "decode_engine": decode_engine or {"engine": "openvino", "reason": "chosen by the caller"
                                                if options.decode_engine == "openvino" else "not measured"},
             "vocoder_engine": vocoder_engine or {"taken": False, "reason": "not measured"},
-            "prefill_engine": prefill_engine or {"taken": False, "reason": "not measured"},
+            **{spec.option: stand_ins.get(spec.option, {"taken": False, "reason": "not measured"})
+               for spec in STAND_INS},
             "compute": {"cpu": cpu.summary(), "cpu_class": cpu.cpu_class,
                         "graphs": {n: info["compute"] for n, info in report.graphs.items() if "compute" in info}},
             "end_to_end_vs_fp32": report.end_to_end,

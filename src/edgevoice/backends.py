@@ -53,9 +53,7 @@ class OpenVINOBackend:
     file_format = "openvino"  # which of a graph's files this backend runs
 
     def __post_init__(self):
-        import openvino as ov
-
-        self._core = ov.Core()
+        self._openvino_core = None  # made at the first OpenVINO graph: a bundle may run all it needs on onnxruntime
         folder = cache_folder(self.cache_dir)
         self.cache_dir = str(folder) if folder else None
         self._onnxruntime = None  # for graphs whose bundle runs them on onnxruntime (GraphEntry.engine)
@@ -98,7 +96,11 @@ class OpenVINOBackend:
         else:
             config.pop("CACHE_DIR", None)
         try:
-            compiled = self._core.compile_model(str(path), "CPU", config)
+            if self._openvino_core is None:
+                import openvino as ov
+
+                self._openvino_core = ov.Core()
+            compiled = self._openvino_core.compile_model(str(path), "CPU", config)
         except RuntimeError as exc:  # OpenVINO's errors for a file it cannot read or compile
             raise BundleError(f"{bundle.path}: graph {graph_name!r} cannot be loaded ({engine_message(exc)})") from None
         mapped = [str((bundle.path / weights).resolve())] if weights and (bundle.path / weights).is_file() else []

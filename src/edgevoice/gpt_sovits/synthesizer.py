@@ -55,6 +55,7 @@ GRAPH_INPUTS = {
     "sovits_vocoder": {"z", "ge", "valid_frames"},
     "sovits_vocoder_vnni": {"z", "ge"},
     "gpt_prefill_vnni": {"phone_ids", "bert_features", "prompt_tokens"},
+    "sovits_latent_vnni": {"codes", "phone_ids", "ge", "noise", "valid_tokens", "valid_phones"},
 }
 # The vocoder as onnxruntime's 8-bit operators, without masks, run at each window's exact length: in INT8 bundles
 # quantised on a CPU with 8-bit dot products where it measured faster (edgevoice_export.gpt_sovits.vocoder_engine).
@@ -63,13 +64,14 @@ EXACT_VOCODER = "sovits_vocoder_vnni"
 # frames its activations set the peak of a whole synthesis. Measured (full-size v2 INT8, Zen 4, 2 threads, a 10 s
 # sentence after a short one): peak RSS 736 → 668 MiB, vocoder time TIMING_TBD.
 EXACT_VOCODER_WINDOW_FRAMES = 256
-# The prefill as onnxruntime's dynamic INT8 matmuls: in INT8 bundles quantised on a CPU with 8-bit dot products,
-# where it was as accurate and about as fast as OpenVINO's, for ~150 MiB less memory
-# (edgevoice_export.gpt_sovits.prefill_engine).
+# The prefill as onnxruntime's dynamic INT8 matmuls and SoVITS's encoder + flow as its static INT8: in INT8 bundles
+# quantised on a CPU with 8-bit dot products where they were as accurate as OpenVINO's and about as fast, for less
+# memory (edgevoice_export.gpt_sovits.stand_ins).
 PREFILL_VNNI = "gpt_prefill_vnni"
-# Both are run only on CPUs with 8-bit dot products (their s8 weights saturate without VNNI) and by a backend on the
+LATENT_VNNI = "sovits_latent_vnni"
+# All are run only on CPUs with 8-bit dot products (their s8 weights saturate without VNNI) and by a backend on the
 # CPU; everywhere else the OpenVINO graph they stand in for runs.
-VNNI_STAND_INS = {"sovits_vocoder": EXACT_VOCODER, "gpt_prefill": PREFILL_VNNI}
+VNNI_STAND_INS = {"sovits_vocoder": EXACT_VOCODER, "gpt_prefill": PREFILL_VNNI, "sovits_latent": LATENT_VNNI}
 REFERENCE_GRAPHS = ("hubert_codes", "ref_encoder", "sv_embedding")  # run by create_voice only
 HUBERT_PAD_SAMPLES = 9600  # upstream appends int(32000 * 0.3) zeros to the *16 kHz* reference (0.6 s)
 MAX_TEXT_CHARS = 5000
@@ -196,6 +198,7 @@ class Synthesizer:
         self._vocoder_context = context
         self.vocoder_graph = self._graph_here("sovits_vocoder")
         self.prefill_graph = self._graph_here("gpt_prefill")
+        self.latent_graph = self._graph_here("sovits_latent")
         # sizes a voice's arrays are checked against: the phone table (the GPT's and SoVITS's embeddings) and `ge`
         symbols = len(manifest.symbols)
         self._phone_count = min(symbols, self._model["gpt"].get("phone_vocab_size", symbols))
@@ -374,7 +377,7 @@ class Synthesizer:
                  "phone_ids": np.pad(phone_ids, ((0, 0), (0, width - phones))),
                  "ge": ge, "noise": np.pad(noise, ((0, 0), (0, 0), (0, 2 * (size - tokens)))),
                  "valid_tokens": np.array([tokens], np.int64), "valid_phones": np.array([phones], np.int64)}
-        return self._run("sovits_latent", **feeds)["z"][:, :, : noise.shape[-1]]
+        return self._run(self.latent_graph, **feeds)["z"][:, :, : noise.shape[-1]]
 
     def _vocode(self, z: np.ndarray, ge: np.ndarray) -> np.ndarray:
         """The vocoder over `z` `[1, C, F]` in windows of at most one length (`vocoder_windows`), each padded to a few
