@@ -50,6 +50,23 @@ def _forced_tokens(fp32, test, voice):
                            logits_rel_l2=np.linalg.norm(test_logits - ref_logits) / np.linalg.norm(ref_logits))
 
 
+def _quantize_forced(fixture_bundle, reference, out, floats, *engine_flags):
+    """`quantize` with each of `engine_flags` set to onnxruntime (the decode on OpenVINO, `floats` left in float):
+    its result where the CPU has 8-bit dot products; None after checking the one-line refusal where it has not."""
+    from edgevoice.cpu import detect
+
+    engines = [arg for flag in engine_flags for arg in (flag, "onnxruntime")]
+    result = _run("quantize", "--bundle", fixture_bundle[0], "--out", out, "--reference", reference[0],
+                  "--reference-text", reference[1], "--decode-engine", "openvino", *engines,
+                  *[f"--method={g}=float" for g in floats], *FAST)
+    if not detect().int8_dot:
+        _one_line_error(result, "needs a CPU with 8-bit dot products")
+        assert not out.exists()
+        return None
+    assert result.exit_code == 0, result.output
+    return result
+
+
 @pytest.fixture(scope="module")
 def reference(gpt_sovits_set):
     audio = gpt_sovits_set / "audio" / "ref_en.wav"
@@ -204,19 +221,13 @@ def test_vocoder_engine_onnxruntime(fixture_bundle, reference, tmp_path):
     OpenVINO one; refused on CPUs without 8-bit dot products (its s8 products saturate there)."""
     import onnx
 
-    from edgevoice.cpu import detect
     from edgevoice.gpt_sovits.synthesizer import EXACT_VOCODER
 
     out = tmp_path / "tiny-int8-vocoder"
-    floats = [f"--method={g}=float" for g in ("gpt_prefill", "bert", "hubert_codes", "sovits_latent")]
-    result = _run("quantize", "--bundle", fixture_bundle[0], "--out", out, "--reference", reference[0],
-                  "--reference-text", reference[1], "--decode-engine", "openvino", "--vocoder-engine", "onnxruntime",
-                  *floats, *FAST)
-    if not detect().int8_dot:
-        _one_line_error(result, "needs a CPU with 8-bit dot products")
-        assert not out.exists()
+    result = _quantize_forced(fixture_bundle, reference, out, ("gpt_prefill", "bert", "hubert_codes", "sovits_latent"),
+                              "--vocoder-engine")
+    if result is None:
         return
-    assert result.exit_code == 0, result.output
     assert "vocoder: onnxruntime on CPUs with VNNI" in result.output
     bundle = Bundle.load(out)
     entry = bundle.manifest.graphs[EXACT_VOCODER]
@@ -246,20 +257,15 @@ def test_prefill_and_latent_engines_onnxruntime(fixture_bundle, reference, tmp_p
     products; refused at quantise time on CPUs without (their s8 products saturate there)."""
     import onnx
 
-    from edgevoice.cpu import CpuInfo, detect
+    from edgevoice.cpu import CpuInfo
     from edgevoice.gpt_sovits import synthesizer as synthesizer_module
     from edgevoice.gpt_sovits.synthesizer import LATENT_VNNI, PREFILL_VNNI
 
     out = tmp_path / "tiny-int8-stand-ins"
-    floats = [f"--method={g}=float" for g in ("bert", "hubert_codes", "sovits_vocoder")]
-    result = _run("quantize", "--bundle", fixture_bundle[0], "--out", out, "--reference", reference[0],
-                  "--reference-text", reference[1], "--decode-engine", "openvino", "--prefill-engine", "onnxruntime",
-                  "--latent-engine", "onnxruntime", *floats, *FAST)
-    if not detect().int8_dot:
-        _one_line_error(result, "needs a CPU with 8-bit dot products")
-        assert not out.exists()
+    result = _quantize_forced(fixture_bundle, reference, out, ("bert", "hubert_codes", "sovits_vocoder"),
+                              "--prefill-engine", "--latent-engine")
+    if result is None:
         return
-    assert result.exit_code == 0, result.output
     assert "gpt_prefill: onnxruntime on CPUs with VNNI" in result.output
     assert "sovits_latent: onnxruntime on CPUs with VNNI" in result.output
     bundle = Bundle.load(out)

@@ -25,7 +25,6 @@ CPUs; the bundle keeps the OpenVINO graphs for every other CPU.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +38,8 @@ from edgevoice.gpt_sovits.synthesizer import VNNI_STAND_INS
 from edgevoice_calibration.collect import CalibrationSet
 
 from ..quant_accuracy import graph_errors
-from ..quantize import (OnnxRuntimeDynamic, OnnxRuntimeStatic, QuantizeOptions, quantize_dynamic_onnxruntime,
-                        quantize_static_onnxruntime, run_all, split_items)
+from ..quantize import (OnnxRuntimeDynamic, OnnxRuntimeStatic, QuantizeOptions, best_seconds,
+                        quantize_dynamic_onnxruntime, quantize_static_onnxruntime, run_all, split_items)
 
 # At most this much slower than the OpenVINO graph on the held-out calls (they run once per sentence; each holds
 # tens to ~150 MiB less, table above).
@@ -76,12 +75,6 @@ class StandIn:
 PREFILL = StandIn("gpt_prefill", "prefill_engine", OnnxRuntimeDynamic(), ("logits", "caches"))
 LATENT = StandIn("sovits_latent", "latent_engine", OnnxRuntimeStatic(op_types=("Conv", "MatMul")), ("z",))
 STAND_INS = (PREFILL, LATENT)
-
-
-def _seconds(session, items: list[dict]) -> float:
-    start = time.perf_counter()
-    run_all(session, items)
-    return time.perf_counter() - start
 
 
 def _not_made(spec: StandIn, options: QuantizeOptions, cpu: CpuInfo) -> str | None:
@@ -120,9 +113,7 @@ def choose_stand_in(spec: StandIn, source: Bundle, folder: Path, manifest: Manif
     errors = {engine: graph_errors(spec.replaces, reference, run_all(session, held))
               for engine, session in sessions.items()}
     worst = {engine: {key: e[key]["rel_l2"]["worst"] for key in spec.compared} for engine, e in errors.items()}
-    rounds = [{engine: _seconds(session, held) for engine, session in sessions.items()}
-              for _ in range(2)]  # interleaved; the better of each: box noise only slows a run down
-    seconds = {engine: round(min(r[engine] for r in rounds), 3) for engine in sessions}
+    seconds = best_seconds({engine: (session, held) for engine, session in sessions.items()})
     accurate = all(worst["onnxruntime"][k] <= ACCURACY_SLACK * worst["openvino"][k] for k in spec.compared)
     fast = seconds["onnxruntime"] <= ONNXRUNTIME_MARGIN * seconds["openvino"]
     forced = getattr(options, spec.option) == "onnxruntime"

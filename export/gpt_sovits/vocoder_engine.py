@@ -29,7 +29,6 @@ padded shapes, as the runtime runs it) and keeps this graph where it is no slowe
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import onnx
@@ -43,8 +42,8 @@ from edgevoice_calibration.collect import CalibrationSet
 
 from ..onnx_masks import drop_input_masks
 from ..quant_accuracy import graph_errors
-from ..quantize import (OnnxRuntimeStatic, QuantizeOptions, onnx_module_paths_of, quantize_static_onnxruntime, run_all,
-                        split_items)
+from ..quantize import (OnnxRuntimeStatic, QuantizeOptions, best_seconds, onnx_module_paths_of,
+                        quantize_static_onnxruntime, run_all, split_items)
 
 VOCODER = "sovits_vocoder"
 VOCODER_RECIPE = OnnxRuntimeStatic(op_types=("Conv", "LeakyRelu", "Add"))
@@ -67,12 +66,6 @@ def exact_feeds(items: list[dict]) -> list[dict]:
 def _real_audio(outputs: list[dict], items: list[dict], hop: int) -> list[dict]:
     return [{"audio": out["audio"].reshape(-1)[: int(item["valid_frames"][0]) * hop]}
             for out, item in zip(outputs, items)]
-
-
-def _seconds(session, items: list[dict]) -> float:
-    start = time.perf_counter()
-    run_all(session, items)
-    return time.perf_counter() - start
 
 
 def float_tails(model, most: int) -> list[tuple[str, ...]]:
@@ -159,9 +152,7 @@ def choose_vocoder_engine(source: Bundle, folder: Path, manifest: Manifest, cali
     exact_held = exact_feeds(held)
     attempts, session, errors = _float_ladder(model, folder, manifest, exact_feeds(calib), exact_held, reference,
                                               baseline, options.threads)
-    rounds = [{"openvino": _seconds(openvino, held), "onnxruntime": _seconds(session, exact_held)}
-              for _ in range(2)]  # interleaved; the better of each: box noise only slows a run down
-    seconds = {engine: round(min(r[engine] for r in rounds), 3) for engine in rounds[0]}
+    seconds = best_seconds({"openvino": (openvino, held), "onnxruntime": (session, exact_held)})
     forced = options.vocoder_engine == "onnxruntime"
     fast = seconds["onnxruntime"] <= ONNXRUNTIME_VOCODER_MARGIN * seconds["openvino"]
     record = {"taken": forced or (attempts[-1]["accurate"] and fast), "graph": EXACT_VOCODER, "replaces": VOCODER,

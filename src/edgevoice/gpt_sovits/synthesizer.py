@@ -54,8 +54,6 @@ GRAPH_INPUTS = {
     "sovits_latent": {"codes", "phone_ids", "ge", "noise", "valid_tokens", "valid_phones"},
     "sovits_vocoder": {"z", "ge", "valid_frames"},
     "sovits_vocoder_vnni": {"z", "ge"},
-    "gpt_prefill_vnni": {"phone_ids", "bert_features", "prompt_tokens"},
-    "sovits_latent_vnni": {"codes", "phone_ids", "ge", "noise", "valid_tokens", "valid_phones"},
 }
 # The vocoder as onnxruntime's 8-bit operators, without masks, run at each window's exact length: in INT8 bundles
 # quantised on a CPU with 8-bit dot products where it measured faster (edgevoice_export.gpt_sovits.vocoder_engine).
@@ -73,6 +71,7 @@ LATENT_VNNI = "sovits_latent_vnni"
 # All are run only on CPUs with 8-bit dot products (their s8 weights saturate without VNNI) and by a backend on the
 # CPU; everywhere else the OpenVINO graph they stand in for runs.
 VNNI_STAND_INS = {"sovits_vocoder": EXACT_VOCODER, "gpt_prefill": PREFILL_VNNI, "sovits_latent": LATENT_VNNI}
+GRAPH_INPUTS.update({PREFILL_VNNI: GRAPH_INPUTS["gpt_prefill"], LATENT_VNNI: GRAPH_INPUTS["sovits_latent"]})
 REFERENCE_GRAPHS = ("hubert_codes", "ref_encoder", "sv_embedding")  # run by create_voice only
 HUBERT_PAD_SAMPLES = 9600  # upstream appends int(32000 * 0.3) zeros to the *16 kHz* reference (0.6 s)
 MAX_TEXT_CHARS = 5000
