@@ -129,7 +129,7 @@ class _TimedSession:
     def __getattr__(self, name):
         attr = getattr(self._session, name)
         if name == "bind":  # the runs of a session's bound inputs (`BoundRun`) are that graph's time too
-            return lambda arrays: _TimedSession(attr(arrays), self._name, self._clock)
+            return lambda arrays, outputs=None: _TimedSession(attr(arrays, outputs), self._name, self._clock)
         return attr
 
 

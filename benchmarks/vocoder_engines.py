@@ -8,7 +8,9 @@ length); this shows the trade behind the table in export/gpt_sovits/vocoder_engi
     python benchmarks/vocoder_engines.py --fp32 FP32_BUNDLE --int8 INT8_BUNDLE [--frames 128 280 512] [--threads 2]
 
 INT8_BUNDLE: made with `edgevoice quantize ... --vocoder-engine onnxruntime` (on a CPU with VNNI) so that it has both.
-Engines: `fp32` (OpenVINO FP32, the reference), `openvino-int8`, `onnxruntime-int8`. Time: best of 3 calls after one
+Engines: `fp32` (OpenVINO FP32, the reference), `openvino-int8`, `onnxruntime-int8`, and on the same IRs computed
+in bf16 `openvino-bf16`, `openvino-int8-bf16` (why compute.py keeps the vocoder's float parts f32). Accuracy: SNR
+and log-mel L1 (what `quantize`'s vocoder gates judge) of the worst frame count against FP32. Time: best of 3 calls after one
 warm-up; the masked graphs run padded to the runtime's frame buckets, as the synthesizer runs them.
 """
 
@@ -24,9 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevoice_export.quant_accuracy import log_mel_l1
 from limits import cpu_info
 
-GRAPHS = {"fp32": "sovits_vocoder", "openvino-int8": "sovits_vocoder", "onnxruntime-int8": "sovits_vocoder_vnni"}
+GRAPHS = {"fp32": "sovits_vocoder", "openvino-int8": "sovits_vocoder", "onnxruntime-int8": "sovits_vocoder_vnni",
+          "openvino-bf16": "sovits_vocoder", "openvino-int8-bf16": "sovits_vocoder"}
+# The bf16 rows: the FP32 IR, and the INT8 IR's float parts, computed in bf16 (OpenVINO's precision hint; only
+# CPUs with native bf16 compute it, others fall back to f32). The evidence behind compute.py's vocoder choice.
+BF16_ENGINES = ("openvino-bf16", "openvino-int8-bf16")
 
 
 def rss_mib() -> float:
@@ -42,7 +49,8 @@ def child(engine: str, bundle: str, frames: list[int], threads: int, out: Path) 
     loaded = Bundle.load(bundle, lazy=True)
     graph = GRAPHS[engine]
     base = rss_mib()
-    session = OpenVINOBackend(threads=threads).session(loaded, graph)
+    backend = OpenVINOBackend(threads=threads, precision="bf16" if engine in BF16_ENGINES else None)
+    session = backend.session(loaded, graph)
     result = {"engine": engine, "load_mib": rss_mib() - base, "seconds": {}}
     rng = np.random.default_rng(0)
     ge = (0.3 * rng.standard_normal((1, 512, 1))).astype(np.float32)
@@ -83,7 +91,7 @@ def main():
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        bundle = args.fp32 if args.child == "fp32" else args.int8
+        bundle = args.fp32 if args.child in ("fp32", "openvino-bf16") else args.int8
         print(json.dumps(child(args.child, bundle, args.frames, args.threads, Path(args.out))))
         return
     cpu = cpu_info()
@@ -95,14 +103,16 @@ def main():
                        "--threads", str(args.threads), "--out", tmp, "--frames", *map(str, args.frames)]
             rows.append(json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout))
         print("\n| engine | " + " | ".join(f"s @ {f} frames" for f in args.frames)
-              + " | RSS added: load + first call (MiB) | SNR vs FP32 (dB) |")
-        print("|---|" + "---|" * len(args.frames) + "---|---|")
+              + " | RSS added: load + first call (MiB) | SNR vs FP32 (dB) | log-mel L1 vs FP32 |")
+        print("|---|" + "---|" * len(args.frames) + "---|---|---|")
         for row in rows:
             snr = [snr_db(np.load(Path(tmp) / f"fp32-{f}.npy"), np.load(Path(tmp) / f"{row['engine']}-{f}.npy"))
                    for f in args.frames]
+            mel = [log_mel_l1(np.load(Path(tmp) / f"fp32-{f}.npy"), np.load(Path(tmp) / f"{row['engine']}-{f}.npy"))
+                   for f in args.frames]
             times = " | ".join(f"{row['seconds'][str(f)]:.3f}" for f in args.frames)
             print(f"| {row['engine']} | {times} | {row['load_mib']:.0f} + {row['first_call_mib']:.0f} | "
-                  f"{min(snr):.1f} |")
+                  f"{min(snr):.1f} | {max(mel):.4f} |")
 
 
 if __name__ == "__main__":

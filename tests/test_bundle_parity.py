@@ -290,9 +290,38 @@ def test_bound_cache_buffers_step_as_plain_runs(fixture_bundle, gpt_sovits_set):
     bound = HostKVCache.of_rows(step, [out, other], layers, [prompt_len, other_len])
     plain = HostKVCache.of_rows(_PlainSession(step), [out, other], layers, [prompt_len, other_len])
     tokens = np.random.default_rng(0).integers(0, 1024, (HostKVCache.GROWTH + 10, 2))
+    kept = []
     for index, pair in enumerate(tokens):
         if index == 20:
             bound.keep_rows(np.array([1]))
             plain.keep_rows(np.array([1]))
         rows = pair[:1] if index >= 20 else pair
-        np.testing.assert_array_equal(bound.step_rows(rows), plain.step_rows(rows))
+        logits = bound.step_rows(rows)
+        np.testing.assert_array_equal(logits, plain.step_rows(rows))
+        kept.append((logits, logits.copy()))
+    # the step writes its logits into one bound array: what a step returned must not change with later steps
+    for returned, as_returned in kept:
+        np.testing.assert_array_equal(returned, as_returned)
+    assert len({id(returned) for returned, _ in kept}) == len(kept)
+
+
+def test_bound_outputs_are_written_in_place(fixture_bundle):
+    """`bind(inputs, outputs)`: a run writes the named outputs into the given arrays and returns those arrays; an
+    output array of the wrong shape is a one-line BundleError, not a crash or a silent reallocation."""
+    synth = Synthesizer.load(fixture_bundle[0], backend="onnxruntime")
+    step = synth._session("gpt_step")
+    layers, heads = synth._model["gpt"]["n_layer"], synth._model["gpt"]["heads"]
+    head_dim = synth._model["gpt"]["hidden"] // heads
+    cache = {f"past_{kind}.{i}": np.zeros((1, heads, 4, head_dim), np.float32)
+             for kind in ("key", "value") for i in range(layers)}
+    cache["past_mask"] = np.array([[0.0, 0.0, -np.inf, -np.inf]], np.float32)
+    feeds = {"token": np.array([[3]], np.int64), "position": np.array([2], np.int64)}
+    plain = step.run({**feeds, **cache})
+    given = {"new_key.0": np.full((1, heads, 1, head_dim), np.nan, np.float32)}
+    out = step.bind(cache, given).run(feeds)
+    assert out["new_key.0"] is given["new_key.0"]
+    for name, value in plain.items():
+        np.testing.assert_array_equal(out[name], value)
+    wrong = {"new_key.0": np.zeros((1, heads, 2, head_dim), np.float32)}
+    with pytest.raises(BundleError, match="gpt_step"):
+        step.bind(cache, wrong).run(feeds)

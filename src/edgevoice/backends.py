@@ -272,38 +272,51 @@ class OnnxRuntimeSession:
         except _onnxruntime_errors() as exc:
             raise BundleError(f"graph {self.name!r} failed ({engine_message(exc)})") from None
 
-    def bind(self, arrays: dict[str, np.ndarray]) -> "BoundRun":
-        """A way to run this graph with the inputs `arrays` read in place, by address, on every call."""
-        return BoundRun(self, arrays)
+    def bind(self, arrays: dict[str, np.ndarray], outputs: dict[str, np.ndarray] | None = None) -> "BoundRun":
+        """A way to run this graph with the inputs `arrays` read in place, by address, on every call (and the
+        outputs named in `outputs` written into those arrays)."""
+        return BoundRun(self, arrays, outputs)
 
 
 class BoundRun:
     """Runs of one onnxruntime graph whose large inputs stay bound: `run(feeds)` passes only the small ones.
 
     `session.run` wraps every input array again on every call; a decode step with 48 cache buffers pays ~0.2 ms
-    of its ~5 ms for that (full-size GPT-SoVITS INT8, 400 positions, Zen 4). The bound arrays must stay alive,
-    C-contiguous and the same shape while this is used (their contents may change: they are read at each run);
-    one per caller and thread, like a request."""
+    of its ~5 ms for that (full-size GPT-SoVITS INT8, 400 positions, Zen 4). Outputs given as arrays are written
+    into them, so a run makes no new arrays: `run` returns those same arrays, overwritten by the next run (copy
+    what you keep). The bound arrays must stay alive, C-contiguous and the same shape while this is used (their
+    contents may change: they are read at each run); an output array of the wrong shape fails the run. One per
+    caller and thread, like a request."""
 
-    def __init__(self, session: OnnxRuntimeSession, arrays: dict[str, np.ndarray]):
+    def __init__(self, session: OnnxRuntimeSession, arrays: dict[str, np.ndarray],
+                 outputs: dict[str, np.ndarray] | None = None):
         self._session = session
-        self._arrays = arrays  # holds them alive: the binding only has their addresses
+        self._outputs = dict(outputs or {})
+        self._arrays = (arrays, self._outputs)  # holds them alive: the binding only has their addresses
         self._binding = session._session.io_binding()
-        for name, array in arrays.items():
+        for name, array in [*arrays.items(), *self._outputs.items()]:
             if not array.flags.c_contiguous:
-                raise ValueError(f"input {name!r} must be C-contiguous to be bound")
+                raise ValueError(f"{name!r} must be C-contiguous to be bound")
+        for name, array in arrays.items():
             self._binding.bind_input(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
         for name in session.output_names:
-            self._binding.bind_output(name, "cpu")
+            if name in self._outputs:
+                array = self._outputs[name]
+                self._binding.bind_output(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
+            else:
+                self._binding.bind_output(name, "cpu")
+        self._all_given = all(name in self._outputs for name in session.output_names)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for name, array in feeds.items():
             self._binding.bind_cpu_input(name, np.ascontiguousarray(array))
         try:
             self._session._session.run_with_iobinding(self._binding)
-        except _onnxruntime_errors() as exc:
+        except (*_onnxruntime_errors(), RuntimeError) as exc:  # run_with_iobinding re-raises as RuntimeError
             raise BundleError(f"graph {self._session.name!r} failed ({engine_message(exc)})") from None
-        return dict(zip(self._session.output_names, self._binding.copy_outputs_to_cpu()))
+        if self._all_given:
+            return dict(self._outputs)
+        return {**dict(zip(self._session.output_names, self._binding.copy_outputs_to_cpu())), **self._outputs}
 
 
 def runs_graph(backend, graph: GraphEntry) -> bool:

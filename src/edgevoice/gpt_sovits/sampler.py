@@ -68,9 +68,10 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 def penalise(logits: np.ndarray, history: np.ndarray, penalty: float) -> np.ndarray:
     """Repetition penalty in place: negative logits × penalty, others ÷ penalty, once per distinct id."""
     if penalty != 1.0 and history.size:
-        ids = np.unique(history[history < logits.shape[0]])
-        scores = logits[ids]
-        logits[ids] = np.where(scores < 0, scores * penalty, scores / penalty)
+        seen = np.zeros(logits.shape[0], bool)  # a set by marking: no sort of the history every token
+        seen[history[history < logits.shape[0]]] = True
+        scores = logits[seen]
+        logits[seen] = np.where(scores < 0, scores * penalty, scores / penalty)
     return logits
 
 

@@ -790,15 +790,18 @@ def _slot_mask(lengths: list[int], width: int) -> np.ndarray:
 
 
 class HostKVCache:
-    """Host-side KV cache of one sequence or of a batch (rows): one `[rows, H, capacity, Dh]` buffer per layer and
-    direction, plus a per-row slot mask.
+    """Host-side KV cache of one sequence or of a batch (rows): one `[2·layers, rows, H, capacity, Dh]` array (keys
+    then values, each layer's buffer a contiguous view the step graph reads), plus a per-row slot mask.
 
     The step graph reads the whole buffers in place (spare slots are masked with -inf) and returns only the new
     rows, which are written into the buffers; buffers grow by `GROWTH` slots when full, so per step nothing is
     copied and at most `GROWTH` spare slots are scanned. Rows prefilled to different lengths write their new
     tokens to the same slot, after the longest prefill; a shorter row's slots in between stay masked. That is
     exact: attention does not depend on where a key sits, the GPT adds each token's position to its input.
-    """
+
+    Host work per token is what the step leaves of the CPU (it streams the weights through every cache level,
+    so the Python after it runs cold): with onnxruntime's `bind` the new keys, values and logits land in arrays
+    made once, and one copy files all layers' new slots."""
 
     GROWTH = 128
 
@@ -817,27 +820,47 @@ class HostKVCache:
         self.length = max(lengths)  # the next slot every row writes to
         self._names = [(f"past_{kind}.{i}", f"new_{kind}.{i}", f"present_{kind}.{i}")
                        for kind in ("key", "value") for i in range(n_layer)]
-        self._buffers = {past: _padded_rows(prefill_outs, present, self.length) for past, _, present in self._names}
-        self._mask = _slot_mask(lengths, self.length)
+        first = prefill_outs[0]["present_key.0"]
+        rows, heads, head_dim = len(prefill_outs), first.shape[1], first.shape[3]
+        # room for GROWTH tokens from the start: the first step does not copy the whole prefill again
+        self._cache = np.zeros((len(self._names), rows, heads, self.length + self.GROWTH, head_dim), np.float32)
+        for index, (_, _, present) in enumerate(self._names):
+            for row, out in enumerate(prefill_outs):
+                self._cache[index, row, :, : out[present].shape[2]] = out[present][0]
+        self._mask = _slot_mask(lengths, self._cache.shape[3])
         self.row_logits = np.stack([out["logits"][0] for out in prefill_outs])
         self._positions = np.array(prompt_lens, np.int64)  # audio position of each row's next fed token
         self._bind()
 
+    @property
+    def _buffers(self) -> dict[str, np.ndarray]:
+        """Each layer's `[rows, H, capacity, Dh]` buffer, by the step graph's input name (views of the one array)."""
+        return {past: self._cache[index] for index, (past, _, _) in enumerate(self._names)}
+
     def _bind(self) -> None:
-        """Bind the buffers to the step graph by address where its session can (onnxruntime's `bind`): each step
-        then passes only the tokens and positions. Again after the buffers are replaced."""
+        """Bind the buffers (and arrays for the outputs) to the step graph by address where its session can
+        (onnxruntime's `bind`): each step then passes only the tokens and positions. Again after the buffers are
+        replaced."""
+        rows = self._cache.shape[1]
+        self._new = np.empty(self._cache.shape[:3] + (1,) + self._cache.shape[4:], np.float32)
         bind = getattr(self._session, "bind", None)
-        self._bound = bind({**self._buffers, "past_mask": self._mask}) if bind else None
+        if bind is None:
+            self._bound = None
+            return
+        outputs = {new: self._new[index] for index, (_, new, _) in enumerate(self._names)}
+        outputs["logits"] = np.empty((rows, self.row_logits.shape[-1]), np.float32)
+        self._bound = bind({**self._buffers, "past_mask": self._mask}, outputs)
 
     @property
     def logits(self) -> np.ndarray:
         return self.row_logits[0]
 
     def _grow(self) -> None:
-        for past, buffer in self._buffers.items():
-            grown = np.zeros(buffer.shape[:2] + (buffer.shape[2] + self.GROWTH,) + buffer.shape[3:], np.float32)
-            grown[:, :, : buffer.shape[2]] = buffer
-            self._buffers[past] = grown
+        capacity = self._cache.shape[3]
+        grown = np.empty(self._cache.shape[:3] + (capacity + self.GROWTH,) + self._cache.shape[4:], np.float32)
+        grown[:, :, :, :capacity] = self._cache
+        grown[:, :, :, capacity:] = 0.0  # masked, but read: kept finite
+        self._cache = grown
         spare = np.full((self._mask.shape[0], self.GROWTH), -np.inf, np.float32)
         self._mask = np.concatenate([self._mask, spare], axis=1)
         self._bind()
@@ -850,19 +873,22 @@ class HostKVCache:
         if self.length == self._mask.shape[1]:
             self._grow()
         feeds = {"token": np.asarray(tokens, np.int64).reshape(-1, 1), "position": self._positions}
-        out = self._bound.run(feeds) if self._bound else self._session.run(
-            {**feeds, "past_mask": self._mask, **self._buffers})
-        for past, new, _ in self._names:
-            self._buffers[past][:, :, self.length] = out[new][:, :, 0]
+        if self._bound:
+            out = self._bound.run(feeds)  # the new keys and values are in self._new already
+        else:
+            out = self._session.run({**feeds, "past_mask": self._mask, **self._buffers})
+            for index, (_, new, _) in enumerate(self._names):
+                self._new[index] = out[new]
+        self._cache[:, :, :, self.length] = self._new[:, :, :, 0]
         self._mask[:, self.length] = 0.0
         self.length += 1
         self._positions = self._positions + 1
-        self.row_logits = out["logits"]
+        self.row_logits = out["logits"].copy()  # the bound array is overwritten by the next step
         return self.row_logits
 
     def keep_rows(self, keep: np.ndarray) -> None:
         """Drop the rows not in `keep` (finished sequences stop costing a step)."""
-        self._buffers = {past: np.ascontiguousarray(buffer[keep]) for past, buffer in self._buffers.items()}
+        self._cache = np.ascontiguousarray(self._cache[:, keep])
         self._mask = np.ascontiguousarray(self._mask[keep])
         self._positions = self._positions[keep]
         self.row_logits = self.row_logits[keep]
