@@ -81,3 +81,50 @@ def test_batch_options_are_checked(synth_and_voices):
         synth.synthesize_batch(["Hi."])
     with pytest.raises(OptionsError, match="batch_size 1"):
         next(synth.stream("Hi.", voices["en"], "en", SynthesisOptions(batch_size=2), chunk_tokens=10))
+
+
+def test_token_loops_run_with_the_cyclic_collector_paused(synth_and_voices, monkeypatch):
+    """Both token loops (one sequence, a batch) sample with Python's cyclic collector off, and leave it as they
+    found it (edgevoice.memory.cyclic_gc_paused)."""
+    import gc
+
+    import edgevoice.gpt_sovits.synthesizer as module
+
+    synth, voices = synth_and_voices
+    seen = []
+    sample = module.sample_token
+
+    def recording(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(module, "sample_token", recording)
+    phones, bert = synth.phonemize("Hello there.", "en")
+    voice = voices["en"]
+    row = dict(phone_ids=np.concatenate([voice.prompt_phone_ids, phones.phone_ids]),
+               bert_features=np.concatenate([voice.prompt_bert, bert], axis=1), prompt_tokens=voice.prompt_tokens,
+               options=SynthesisOptions(max_tokens=12).sampling())
+    assert gc.isenabled()
+    synth.generate_tokens(**row, rng=np.random.default_rng(0))
+    synth.generate_rows([TokenRequest(**row, rng=np.random.default_rng(seed)) for seed in (1, 2)])
+    assert len(seen) >= 12 + 2 * 12 and not any(seen)
+    assert gc.isenabled()
+
+
+def test_cyclic_gc_paused_restores_what_it_found():
+    import gc
+
+    from edgevoice.memory import cyclic_gc_paused
+
+    assert gc.isenabled()
+    with pytest.raises(ValueError), cyclic_gc_paused():
+        assert not gc.isenabled()
+        raise ValueError("inside")
+    assert gc.isenabled()  # enabled again after an error too
+    gc.disable()
+    try:
+        with cyclic_gc_paused():
+            pass
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()

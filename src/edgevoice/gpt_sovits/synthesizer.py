@@ -33,6 +33,7 @@ from ..cpu import detect
 from ..threadsafe import serialized
 from ..bundle import Bundle
 from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceError
+from ..memory import cyclic_gc_paused
 from ..families import check_bundle
 from ..options import AudioChunk
 from .options import FAMILY, SynthesisOptions, stretched_frames
@@ -308,7 +309,8 @@ class Synthesizer:
     @serialized
     def generate_tokens(self, phone_ids, bert_features, prompt_tokens, options: SamplingOptions | None = None,
                         rng: np.random.Generator | None = None) -> np.ndarray:
-        return np.fromiter(self._token_stream(phone_ids, bert_features, prompt_tokens, options, rng), np.int64)
+        with cyclic_gc_paused():  # the stream is drained here: no caller code runs between its tokens
+            return np.fromiter(self._token_stream(phone_ids, bert_features, prompt_tokens, options, rng), np.int64)
 
     def _token_stream(self, phone_ids, bert_features, prompt_tokens, options: SamplingOptions | None = None,
                       rng: np.random.Generator | None = None, own_cache: bool = False) -> Iterator[int]:
@@ -722,7 +724,7 @@ class Synthesizer:
         if len(rows) < 2 or not self.batches_tokens:
             return [self.generate_tokens(r.phone_ids, r.bert_features, r.prompt_tokens, r.options, r.rng)
                     for r in rows]
-        eos, max_sec = self._model["gpt"]["eos"], self._model["gpt"].get("max_sec")
+        max_sec = self._model["gpt"].get("max_sec")
         prefills, histories, limits = [], [], []
         for row in rows:
             prompt = _ids(row.prompt_tokens, self._model["gpt"]["vocab_size"], "prompt tokens")[0]
@@ -739,6 +741,14 @@ class Synthesizer:
         else:
             cache = HostKVCache.of_rows(self._session("gpt_step"), prefills, self._model["gpt"]["n_layer"],
                                         prompt_lens)
+        with cyclic_gc_paused():
+            counts = self._sample_rows(rows, cache, histories, prompt_lens, limits)
+        return [h[n: n + c].copy() for h, n, c in zip(histories, prompt_lens, counts)]
+
+    def _sample_rows(self, rows, cache, histories: list[np.ndarray], prompt_lens: list[int], limits: list[int]
+                     ) -> list[int]:
+        """The token loop of `generate_rows`: each row's tokens go into its history; → how many each row got."""
+        eos = self._model["gpt"]["eos"]
         counts = [0] * len(rows)
         active = list(range(len(rows)))  # rows still generating, in the cache's row order
         for step in range(max(limits)):
@@ -760,7 +770,7 @@ class Synthesizer:
                 cache.keep_rows(np.array(stays))
                 active = [active[slot] for slot in stays]
             cache.step_rows(np.array(fed, np.int64))
-        return [h[n: n + c].copy() for h, n, c in zip(histories, prompt_lens, counts)]
+        return counts
 
     def _vocab(self) -> dict[str, int]:
         if self._bert_vocab is None:
