@@ -39,12 +39,14 @@ class ComputeChoice:
 # avx512_vnni, no AMX), 2 threads, OpenVINO 2026.4.1; speed-ups are medians of interleaved rounds against the FP32
 # IR in f32, accuracy the worst input against it.
 NATIVE_BF16: dict[str, ComputeChoice] = {
-    # 51 % of the INT8 vocoder is VNNI convolutions; bf16 speeds up its float convolutions (157 -> 94 ms of 1470 at
-    # 100 tokens, PERF_COUNT) but runs ConvTranspose in a slower bf16 kernel (297 vs 237 ms), which eats the gain.
-    # (Measured on SoVITS as one graph, encoder and flow included, before the vocoder became a graph of its own.)
-    "sovits_vocoder": ComputeChoice("f32", "INT8 + bf16 no faster than INT8 + f32 (1.89-2.09x vs 1.98-2.15x FP32 at "
-                                          "100 and 250 tokens, three sweeps) at 10x the log-mel L1 (1.62 vs 0.14); "
-                                          "all-bf16 1.68-1.84x, below INT8"),
+    # Re-measured on the vocoder as it is now (its own graph, no transposed convolutions), 2026-12-06:
+    # `python benchmarks/vocoder_engines.py --fp32 FP32 --int8 INT8 --frames 128 256 500` (RESULTS.md, session 13).
+    # At 500 frames (10 s): FP32 2.20 s, all-bf16 1.12 s, INT8 + f32 1.02 s, INT8 + bf16 0.97 s (5 % faster) at
+    # 15x its log-mel L1 (1.64 vs 0.11; SNR 40.5 vs 49.5 dB); all-bf16 L1 1.01. On CPUs with VNNI the synthesizer
+    # runs onnxruntime's 8-bit vocoder anyway (1.04 s, L1 0.014).
+    "sovits_vocoder": ComputeChoice("f32", "INT8 + bf16 0.97 s vs INT8 + f32 1.02 s for 10 s of audio (5 %) at 15x "
+                                          "the log-mel L1 (1.64 vs 0.11); all-bf16 1.12 s, L1 1.01 (session 13; "
+                                          "first measured on SoVITS with its transposed convolutions: no gain)"),
     "sovits_latent": ComputeChoice("f32", "not swept: kept f32 (SoVITS's encoder and flow, ~5 % of its INT8 time)"),
     "gpt_decode": ComputeChoice("f32", "INT8 + bf16 2.36-2.42x vs INT8 + f32 2.38-2.44x FP32 per step (u8 KV cache "
                                        "both, two sweeps): no gain, twice the logit error (rel-L2 0.027 vs 0.013)"),
