@@ -250,8 +250,9 @@ class OnnxRuntimeSession:
     activations for the life of the process, beside every other graph's. Measured (full-size GPT-SoVITS INT8,
     Zen 4, 2 threads): peak RSS of a 10 s sentence after a short one 836 → 736 MiB, with no time cost visible
     against this box's noise (prefill 119-126 vs 124-135 ms, vocoder at 538 frames 1.11-1.26 vs 1.15-1.23 s).
-    The decode step, run per token through `bind`, keeps its arena: its activations are small. (Whole syntheses
-    with all of session 12's memory changes ran 10-15 % slower, not yet split between them: benchmarks/RESULTS.md.)"""
+    The decode step, run per token through `bind`, keeps its arena: its activations are small. What handing back
+    costs is page faults: 83 k vs 50 k per 10 s synthesis with arenas kept, tens of ms in a VM, for ~200 MiB less
+    peak (benchmarks/RESULTS.md, session 13)."""
 
     _SHRINK = ("memory.enable_memory_arena_shrinkage", "cpu:0")
 

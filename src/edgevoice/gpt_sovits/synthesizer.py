@@ -61,8 +61,9 @@ GRAPH_INPUTS = {
 EXACT_VOCODER = "sovits_vocoder_vnni"
 # It runs in windows that keep at most this many frames (each computes its reach on both sides as well): at 512
 # frames its activations set the peak of a whole synthesis. Measured (full-size v2 INT8, Zen 4, 2 threads, a 10 s
-# sentence after a short one): peak RSS 736 → 668 MiB (the OpenVINO prefill and latent then), vocoder time equal
-# within noise (500 frames: 1.09-1.25 s in two windows vs 1.06-1.24 s in one; 280 frames: one window either way).
+# sentence after a short one): peak RSS 736 → 668 MiB (the OpenVINO prefill and latent then; 541 → 468 MiB with the
+# stand-ins), for 8 % more vocoder time at 500 frames (the same z in one process, alternating: 1.185 s in two windows
+# vs 1.099 s in one; 280 frames: one window either way).
 EXACT_VOCODER_WINDOW_FRAMES = 256
 # The prefill as onnxruntime's dynamic INT8 matmuls and SoVITS's encoder + flow as its static INT8: in INT8 bundles
 # quantised on a CPU with 8-bit dot products where they were as accurate as OpenVINO's and about as fast, for less
