@@ -46,14 +46,15 @@ ENGLISH_GRAPHS = ("gpt_prefill", "gpt_decode", "sovits_latent", "sovits_vocoder"
 def english_graphs(bundle: str) -> tuple[str, ...]:
     """The graphs English synthesis runs with this bundle on this CPU (its decode: gpt_decode, or onnxruntime's
     gpt_step; prefill, encoder + flow and vocoder: the OpenVINO graphs, or their onnxruntime stand-ins on a CPU with
-    VNNI)."""
+    VNNI, the vocoder's float tail apart where `quantize` split it off)."""
     from edgevoice.gpt_sovits.synthesizer import Synthesizer
 
     synth = Synthesizer.load(bundle, verify=False)
     here = {"gpt_prefill": synth.prefill_graph, "sovits_latent": synth.latent_graph,
             "sovits_vocoder": synth.vocoder_graph}
     graphs = synth.bundle.manifest.graphs
-    return tuple(here.get(g, g) if g in graphs else "gpt_step" for g in ENGLISH_GRAPHS)
+    tail = ("sovits_vocoder_tail",) if synth._vocoder_tail else ()  # the 8-bit vocoder's float tail, split off
+    return tuple(here.get(g, g) if g in graphs else "gpt_step" for g in ENGLISH_GRAPHS) + tail
 REFERENCE_GRAPHS = ("hubert_codes", "ref_encoder")
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 

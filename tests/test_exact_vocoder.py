@@ -16,7 +16,7 @@ from edgevoice.backends import OnnxRuntimeBackend
 from edgevoice.bundle import Bundle, GraphEntry, write_manifest
 from edgevoice.cpu import CpuInfo, precision_here
 from edgevoice.gpt_sovits import synthesizer as synthesizer_module
-from edgevoice.gpt_sovits.synthesizer import EXACT_VOCODER, Synthesizer
+from edgevoice.gpt_sovits.synthesizer import EXACT_VOCODER, EXACT_VOCODER_WINDOW_FRAMES, Synthesizer
 
 onnx = pytest.importorskip("onnx", reason="dropping the masks needs the export extra (onnx)")
 from edgevoice_export.onnx_masks import drop_input_masks  # noqa: E402
@@ -109,3 +109,125 @@ def test_drop_input_masks_only_drops_masks():
     assert [(n.op_type, list(n.input)) for n in model.graph.node] == [("Tanh", ["x"])]
     with pytest.raises(ValueError, match="depends on 'n'"):
         drop_input_masks(_graph("Add"), "n")
+
+
+# ---------------------------------------------------------------- the float tail split off (split_vocoder)
+
+@pytest.fixture(scope="module")
+def split_bundle(exact_bundle, tmp_path_factory):
+    """`exact_bundle` with its vocoder cut before the last two upsampling stages: the head on onnxruntime (float
+    here), the tail from the masked FP32 vocoder in one fixed window, as `quantize` writes it."""
+    from edgevoice_export.gpt_sovits.vocoder_engine import float_tails
+    from edgevoice_export.gpt_sovits.vocoder_tail import cut_float_tail, install_split
+
+    out = tmp_path_factory.mktemp("split") / "tiny-split"
+    shutil.copytree(exact_bundle, out)
+    bundle = Bundle.load(out)
+    whole = onnx.load(str(bundle.file(bundle.manifest.graphs[EXACT_VOCODER].files["onnx"])))
+    first = float_tails(whole, 2)[2][0]
+    rng = np.random.default_rng(3)
+    probe = {"z": rng.standard_normal((1, 192, 40)).astype(np.float32),
+             "ge": rng.standard_normal((1, 512, 1)).astype(np.float32)}
+    manifest = bundle.manifest
+    cut = cut_float_tail(bundle, whole, first, probe, manifest.model["sovits"]["vocoder_context_frames"], threads=1)
+    install_split(out, manifest, cut)
+    (out / f"{EXACT_VOCODER}.onnx").unlink()
+    manifest.extra["quantization"]["vocoder_engine"]["float_tail"] = {
+        "taken": True, "graph": "sovits_vocoder_tail", "part_of": EXACT_VOCODER, "reason": "a test split"}
+    write_manifest(out, manifest)
+    return out, cut
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+@pytest.mark.parametrize("frames", [37, 330, 700])  # 37: one padded tail window; 700: two head windows
+def test_the_split_vocoder_gives_the_one_graphs_samples(split_bundle, exact_bundle, monkeypatch, frames, backend):
+    from edgevoice.gpt_sovits.split_vocoder import VOCODER_TAIL, SplitVocoder
+
+    split, whole = _load(split_bundle[0], VNNI, monkeypatch, backend), _load(exact_bundle, VNNI, monkeypatch, backend)
+    assert isinstance(split._session(EXACT_VOCODER), SplitVocoder)
+    windows = Bundle.load(split_bundle[0]).manifest.model["sovits"]["vocoder_tail_windows"]
+    tail = split._session(EXACT_VOCODER)._tail
+    shapes = []
+    run = tail.run
+
+    def recorded(feeds):
+        shapes.append(feeds["hidden"].shape[-1])
+        return run(feeds)
+
+    monkeypatch.setattr(tail, "run", recorded)
+    rng = np.random.default_rng(frames)
+    z = (0.7 * rng.standard_normal((1, 192, frames))).astype(np.float32)
+    ge = (0.3 * rng.standard_normal((1, 512, 1))).astype(np.float32)
+    audio, reference = split._vocode(z, ge), whole._vocode(z, ge)
+    assert audio.shape == reference.shape == (frames * split._model["sovits"]["hop_length"],)
+    assert _snr_db(reference, audio) >= 90  # float rounding only, the padded last window included
+    lengths = [shape // split_bundle[1]["per_frame"] for shape in shapes]
+    assert set(lengths) <= set(windows)  # a few input shapes only: OpenVINO keeps memory per shape
+    context = split._vocoder_context
+    heads = len(synthesizer_module.vocoder_windows(frames, context, EXACT_VOCODER_WINDOW_FRAMES + 2 * context))
+    assert sum(length < windows[-1] for length in lengths) <= heads  # a shorter one ends each head window at most
+
+
+def test_the_tails_reach_is_measured_not_guessed(split_bundle, fixture_bundle):
+    """The tail needs fewer frames of context than the whole vocoder; the same measurement on the whole masked
+    vocoder stays within the bound the exporter works out from its kernels and strides (which rounds up)."""
+    from edgevoice_export.gpt_sovits.vocoder_tail import tail_reach_frames
+
+    bundle = Bundle.load(fixture_bundle[0])
+    analytic = bundle.manifest.model["sovits"]["vocoder_context_frames"]
+    assert 1 <= split_bundle[1]["context"] < analytic
+    session = OnnxRuntimeBackend(threads=1).session(bundle, "sovits_vocoder")
+    ge = np.random.default_rng(0).standard_normal((1, 512, 1)).astype(np.float32)
+
+    def whole(z):
+        return session.run({"z": z, "ge": ge, "valid_frames": np.array([z.shape[-1]], np.int64)})["audio"]
+
+    measured = tail_reach_frames(whole, 192, 1, analytic + 4)
+    assert split_bundle[1]["context"] < measured <= analytic
+    with pytest.raises(ValueError, match="reaches further"):
+        tail_reach_frames(whole, 192, 1, measured - 1)
+
+
+def test_a_split_bundle_without_the_tails_context_or_windows_is_refused(split_bundle, tmp_path, monkeypatch):
+    from edgevoice.errors import BundleError
+
+    out = tmp_path / "no-context"
+    shutil.copytree(split_bundle[0], out)
+    manifest = Bundle.load(out).manifest
+    for key, value in (("vocoder_tail_context_frames", None), ("vocoder_tail_windows", [34, 18])):
+        good = manifest.model["sovits"][key]
+        manifest.model["sovits"][key] = value
+        write_manifest(out, manifest)
+        with pytest.raises(BundleError, match="vocoder_tail_context_frames"):
+            _load(out, VNNI, monkeypatch)
+        manifest.model["sovits"][key] = good
+    assert _load(out, AVX2, monkeypatch).vocoder_graph == "sovits_vocoder"  # only the VNNI path needs it
+
+
+def test_info_says_what_the_tail_is_and_where_it_runs(split_bundle):
+    from edgevoice.gpt_sovits.split_vocoder import VOCODER_TAIL
+
+    manifest = Bundle.load(split_bundle[0]).manifest
+    here = precision_here(manifest, VOCODER_TAIL, VNNI)
+    assert here.why.startswith("a test split (the float part of sovits_vocoder_vnni)")
+    assert "not run on this CPU" in precision_here(manifest, VOCODER_TAIL, AVX2).why
+
+
+def test_a_bf16_tail_that_fails_the_gate_is_not_kept(split_bundle, tmp_path):
+    """`quantize` tries the tail in bf16 on CPUs with native bf16 behind the ladder's accuracy gate; one failing it
+    leaves the tail f32 (on a CPU without native bf16 the bf16 hint runs as f32, so only the record is checked)."""
+    from edgevoice_export.gpt_sovits.vocoder_tail import _split_session, _try_bf16
+    from edgevoice.gpt_sovits.split_vocoder import VOCODER_TAIL
+
+    out = tmp_path / "bf16"
+    shutil.copytree(split_bundle[0], out)
+    manifest = Bundle.load(out).manifest
+    rng = np.random.default_rng(5)
+    calls = [{"z": rng.standard_normal((1, 192, n)).astype(np.float32),
+              "ge": rng.standard_normal((1, 512, 1)).astype(np.float32)} for n in (20, 90)]
+    gated = []
+    record = _try_bf16(out, manifest, _split_session(out, 1), (calls[:1], calls[1:]),
+                       lambda split: gated.append(split) or (False, 1.5), threads=1)
+    assert len(gated) == 1 and not record["taken"] and record["worst_log_mel_l1"] == 1.5
+    assert "fails the ladder's gate" in record["reason"] and set(record["seconds"]) == {"held_out", "long_window"}
+    assert Bundle.load(out).manifest.graphs[VOCODER_TAIL].runtime_options == {}

@@ -239,6 +239,7 @@ def test_vocoder_engine_onnxruntime(fixture_bundle, reference, tmp_path):
     model = onnx.load(str(bundle.file(entry.files["onnx"])))
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= {n.op_type for n in model.graph.node}
     assert entry.accuracy["int8_vs_fp32"]["audio"]["snr_db"]["worst"] > 30
+    _check_float_tail(bundle, record)
     # the synthesizer runs it here, close to the FP32 vocoder on the same tokens
     fp32, int8 = Synthesizer.load(fixture_bundle[0], threads=1), Synthesizer.load(out, threads=1)
     assert int8.vocoder_graph == EXACT_VOCODER
@@ -249,6 +250,28 @@ def test_vocoder_engine_onnxruntime(fixture_bundle, reference, tmp_path):
     audio = int8.decode_tokens(tokens, phones, ge=ge)
     snr = 10 * np.log10(np.sum(reference_audio ** 2) / np.sum((audio - reference_audio) ** 2))
     assert audio.shape == reference_audio.shape and snr > 30
+
+
+def _check_float_tail(bundle, record):
+    """Where the ladder kept float stages, `quantize` tried them as their own graph (`vocoder_tail`): a split bundle
+    has head (→ `hidden`) and tail, no one-graph file; an unsplit one no trace of the attempt."""
+    from edgevoice.gpt_sovits.split_vocoder import VOCODER_TAIL
+    from edgevoice.gpt_sovits.synthesizer import EXACT_VOCODER
+
+    graphs, files = bundle.manifest.graphs, set(bundle.manifest.files)
+    assert ("float_tail" in record) == (record["float_stages"] > 0)
+    tail = record.get("float_tail", {"taken": False})
+    assert (VOCODER_TAIL in graphs) == tail["taken"] == any(f.startswith(VOCODER_TAIL) for f in files)
+    if "float_tail" in record:
+        assert tail["worst_snr_vs_one_graph_db"] >= 90 and tail["context_frames"] >= 1
+        assert {k: set(v) for k, v in tail["seconds"].items()} == {
+            "held_out": {"one graph", "split"}, "long_window": {"one graph", "split"}} and tail["reason"]
+    if tail["taken"]:
+        assert [t.name for t in graphs[EXACT_VOCODER].outputs] == ["hidden"]
+        sovits = bundle.manifest.model["sovits"]
+        assert sovits["vocoder_tail_context_frames"] == tail["context_frames"]
+        assert sovits["vocoder_tail_windows"] == tail["windows"] == sorted(tail["windows"])
+    assert sum(f.startswith(EXACT_VOCODER) and f.endswith(".onnx") for f in files) == 1
 
 
 def test_prefill_and_latent_engines_onnxruntime(fixture_bundle, reference, tmp_path, monkeypatch):

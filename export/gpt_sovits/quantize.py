@@ -498,6 +498,8 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             vocoder_engine = choose_vocoder_engine(source, folder, manifest, calibration, options, cpu, fp32_backend)
             where = "onnxruntime on CPUs with VNNI, OpenVINO elsewhere" if vocoder_engine["taken"] else "OpenVINO"
             report.notes.append(f"vocoder: {where} ({vocoder_engine['reason']})")
+            if "float_tail" in vocoder_engine:
+                report.notes.append(f"vocoder's float stages: {vocoder_engine['float_tail']['reason']}")
         stand_ins = {}
         for spec in STAND_INS:
             if precision == "int8" and report.graphs.get(spec.replaces, {}).get("method") == "static":

@@ -44,6 +44,7 @@ from ..onnx_masks import drop_input_masks
 from ..quant_accuracy import graph_errors
 from ..quantize import (OnnxRuntimeStatic, QuantizeOptions, best_seconds, onnx_module_paths_of,
                         quantize_static_onnxruntime, run_all, split_items)
+from .vocoder_tail import split_float_tail
 
 VOCODER = "sovits_vocoder"
 VOCODER_RECIPE = OnnxRuntimeStatic(op_types=("Conv", "LeakyRelu", "Add"))
@@ -162,6 +163,15 @@ def choose_vocoder_engine(source: Bundle, folder: Path, manifest: Manifest, cali
               "reason": _reason(seconds, attempts[-1], baseline, forced)}
     if record["taken"]:
         manifest.graphs[EXACT_VOCODER].accuracy = {"int8_vs_fp32": errors}
+        if record["float_stages"]:
+            float_nodes = float_tails(model, MAX_FLOAT_STAGES)[record["float_stages"]]
+
+            def bf16_gate(split) -> tuple[bool, float]:
+                audio = graph_errors(EXACT_VOCODER, reference, run_all(split, exact_held))["audio"]
+                return _accurate({"audio": audio}, baseline), audio["log_mel_l1"]["worst"]
+
+            record["float_tail"] = split_float_tail(source, folder, manifest, float_nodes, exact_held, session,
+                                                    options.threads, bf16_gate if cpu.native_bf16 else None)
     else:
         del manifest.graphs[EXACT_VOCODER]
         (folder / target).unlink()

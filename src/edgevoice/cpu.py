@@ -157,7 +157,12 @@ def precision_here(manifest, name: str, cpu: CpuInfo | None = None) -> GraphPrec
     asked = str(options.get("INFERENCE_PRECISION_HINT", "f32"))
     runs = runnable_hint(asked, cpu)
     record = _section(_section(_section(quantization, "compute"), "graphs"), name)
-    if runs != asked:
+    part = next((r for r in _engine_records(quantization, "graph", name) if r.get("part_of")), None)
+    if part:  # a part split off an onnxruntime graph to run on this backend's engine
+        why = f"{part.get('reason', 'split off')} (the float part of {part['part_of']})"
+        if not cpu.int8_dot:
+            why += f"; not run on this CPU: {part['part_of']} needs 8-bit dot products (VNNI)"
+    elif runs != asked:
         why = f"the bundle asks {asked}; this CPU ({cpu.cpu_class}) has no native bf16, so it runs f32"
     elif record.get("reason"):
         chosen_on = _section(quantization, "compute").get("cpu_class", "?")
@@ -182,8 +187,11 @@ def precision_here(manifest, name: str, cpu: CpuInfo | None = None) -> GraphPrec
 
 
 def _engine_records(quantization: dict, key: str, name: str) -> list[dict]:
-    """The quantiser's records (e.g. `vocoder_engine`) whose `key` ("graph" or "replaces") is graph `name`."""
-    return [r for r in quantization.values() if isinstance(r, dict) and r.get(key) == name]
+    """The quantiser's records (e.g. `vocoder_engine`, or one nested in it) whose `key` ("graph" or "replaces") is
+    graph `name`."""
+    records = [r for r in quantization.values() if isinstance(r, dict)]
+    records += [inner for r in records for inner in r.values() if isinstance(inner, dict)]
+    return [r for r in records if r.get(key) == name]
 
 
 def _section(data, key: str) -> dict:

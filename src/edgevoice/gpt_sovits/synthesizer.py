@@ -44,6 +44,7 @@ from .chunking import (LONG_FRAGMENT_CONTEXT, LONG_FRAGMENT_TOKENS, SOVITS_TOKEN
 from .options import MAX_BATCH
 from .sampler import MAX_TOKENS, SamplingOptions, sample_token, upstream_token_limit
 from .spectrogram import kaldi_fbank, linear_spectrogram
+from .split_vocoder import VOCODER_TAIL, SplitVocoder
 from .voice import Voice
 
 # The inputs this host code feeds each graph; a bundle whose graphs differ was made by another edgevoice version.
@@ -55,6 +56,7 @@ GRAPH_INPUTS = {
     "sovits_latent": {"codes", "phone_ids", "ge", "noise", "valid_tokens", "valid_phones"},
     "sovits_vocoder": {"z", "ge", "valid_frames"},
     "sovits_vocoder_vnni": {"z", "ge"},
+    "sovits_vocoder_tail": {"hidden", "valid_frames"},
 }
 # The vocoder as onnxruntime's 8-bit operators, without masks, run at each window's exact length: in INT8 bundles
 # quantised on a CPU with 8-bit dot products where it measured faster (edgevoice_export.gpt_sovits.vocoder_engine).
@@ -199,6 +201,7 @@ class Synthesizer:
                               f"{VOCODER_FRAME_BUCKETS[-1] // 2}, not {context!r}")
         self._vocoder_context = context
         self.vocoder_graph = self._graph_here("sovits_vocoder")
+        self._vocoder_tail = self._tail_shape() if self.vocoder_graph == EXACT_VOCODER else None
         self.prefill_graph = self._graph_here("gpt_prefill")
         self.latent_graph = self._graph_here("sovits_latent")
         # sizes a voice's arrays are checked against: the phone table (the GPT's and SoVITS's embeddings) and `ge`
@@ -219,9 +222,28 @@ class Synthesizer:
     def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
         return cls(Bundle.load(path, verify=verify, lazy=True), backend, threads)
 
+    def _tail_shape(self) -> tuple[int, tuple[int, ...]] | None:
+        """(context frames, window frames) of the 8-bit vocoder's float tail where the bundle split it off
+        (`split_vocoder`), else None."""
+        if VOCODER_TAIL not in self.bundle.manifest.graphs:
+            return None
+        sovits = self._model["sovits"]
+        context, windows = sovits.get("vocoder_tail_context_frames"), sovits.get("vocoder_tail_windows")
+        if isinstance(context, bool) or not isinstance(context, int) or not 0 <= context <= self._vocoder_context \
+                or not isinstance(windows, list) or not windows or windows != sorted(set(windows)) \
+                or not all(type(w) is int and 2 * context < w <= VOCODER_FRAME_BUCKETS[-1] for w in windows):
+            raise BundleError(f"{self.bundle.path}: {VOCODER_TAIL} needs model.sovits.vocoder_tail_context_frames "
+                              f"(0…{self._vocoder_context}) and vocoder_tail_windows (ascending frame counts above "
+                              f"twice it, at most {VOCODER_FRAME_BUCKETS[-1]}), not {context!r} and {windows!r}")
+        return context, tuple(windows)
+
     def _session(self, name: str):
         if name not in self._sessions:
-            self._sessions[name] = self.backend.session(self.bundle, name)
+            if name == EXACT_VOCODER and self._vocoder_tail:  # the head and the float tail behind one session
+                head, tail = (self.backend.session(self.bundle, graph) for graph in (name, VOCODER_TAIL))
+                self._sessions[name] = SplitVocoder(head, tail, *self._vocoder_tail)
+            else:
+                self._sessions[name] = self.backend.session(self.bundle, name)
         return self._sessions[name]
 
     @serialized
