@@ -8,7 +8,8 @@ length); this shows the trade behind the table in export/gpt_sovits/vocoder_engi
     python benchmarks/vocoder_engines.py --fp32 FP32_BUNDLE --int8 INT8_BUNDLE [--frames 128 280 512] [--threads 2]
 
 INT8_BUNDLE: made with `edgevoice quantize ... --vocoder-engine onnxruntime` (on a CPU with VNNI) so that it has both.
-Engines: `fp32` (OpenVINO FP32, the reference), `openvino-int8`, `onnxruntime-int8`, and on the same IRs computed
+Engines: `fp32` (OpenVINO FP32, the reference), `openvino-int8`, `onnxruntime-int8` (the 8-bit head, and its float
+stages as `sovits_vocoder_tail` on OpenVINO where `quantize` split them off), and on the same IRs computed
 in bf16 `openvino-bf16`, `openvino-int8-bf16` (why compute.py keeps the vocoder's float parts f32). Accuracy: SNR
 and log-mel L1 (what `quantize`'s vocoder gates judge) of the worst frame count against FP32. Time: best of 3 calls after one
 warm-up; the masked graphs run padded to the runtime's frame buckets, as the synthesizer runs them.
@@ -50,7 +51,12 @@ def child(engine: str, bundle: str, frames: list[int], threads: int, out: Path) 
     graph = GRAPHS[engine]
     base = rss_mib()
     backend = OpenVINOBackend(threads=threads, precision="bf16" if engine in BF16_ENGINES else None)
-    session = backend.session(loaded, graph)
+    if graph == "sovits_vocoder_vnni":  # as the synthesizer runs it: its float tail apart where quantize split it off
+        from edgevoice.gpt_sovits.synthesizer import Synthesizer
+
+        session = Synthesizer(loaded, backend=backend)._session(graph)
+    else:
+        session = backend.session(loaded, graph)
     result = {"engine": engine, "load_mib": rss_mib() - base, "seconds": {}}
     rng = np.random.default_rng(0)
     ge = (0.3 * rng.standard_normal((1, 512, 1))).astype(np.float32)

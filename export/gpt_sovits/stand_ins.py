@@ -1,6 +1,7 @@
 """onnxruntime stand-ins for OpenVINO INT8 graphs, where the CPU has 8-bit dot products (VNNI): the prefill as
 dynamic INT8, SoVITS's encoder and flow as static QDQ INT8. With them (and the 8-bit vocoder, `vocoder_engine.py`)
-English synthesis with a saved voice loads no OpenVINO graph at all.
+English synthesis with a saved voice loads no OpenVINO graph but the vocoder's float tail where `quantize` split it
+off (`vocoder_tail.py`).
 
 Why (measured, full-size v2 random weights, AMD EPYC Zen 4 with AVX-512 VNNI/BF16, 2 threads; benchmarks/RESULTS.md,
 session 12):
