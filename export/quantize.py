@@ -239,7 +239,10 @@ class QuantizeOptions:
     `vocoder_engine` (GPT-SoVITS INT8, CPUs with VNNI): "auto" adds onnxruntime's 8-bit vocoder where it measured
     faster and as accurate (`gpt_sovits.vocoder_engine`), "onnxruntime" always, "openvino" never.
     `prefill_engine`, `latent_engine` (GPT-SoVITS INT8, CPUs with VNNI): the same for onnxruntime's dynamic-INT8
-    prefill and QDQ-INT8 encoder + flow (`gpt_sovits.stand_ins`)."""
+    prefill and QDQ-INT8 encoder + flow (`gpt_sovits.stand_ins`). `vocoder_tail` (with that 8-bit vocoder):
+    "whole" keeps its float stages in it, "split" tries them as their own graph on the backend's engine and keeps
+    that where measured faster (`gpt_sovits.vocoder_tail`: faster, but OpenVINO's libraries and buffers in a
+    process that otherwise loads none cost ~100 MiB, past the 600 MB goal, hence not the default)."""
 
     precision: str = "int8"  # or "bf16"
     subset_size: int = 300  # NNCF calibration items per graph
@@ -254,9 +257,11 @@ class QuantizeOptions:
     vocoder_engine: str = "auto"  # one of ENGINE_CHOICES
     prefill_engine: str = "auto"  # one of ENGINE_CHOICES
     latent_engine: str = "auto"  # one of ENGINE_CHOICES
+    vocoder_tail: str = "whole"  # one of VOCODER_TAIL_CHOICES
 
 
 ENGINE_CHOICES = ("auto", "openvino", "onnxruntime")
+VOCODER_TAIL_CHOICES = ("whole", "split")
 
 
 def sample_sentences(count: int | None, sentences: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:

@@ -50,7 +50,7 @@ def _forced_tokens(fp32, test, voice):
                            logits_rel_l2=np.linalg.norm(test_logits - ref_logits) / np.linalg.norm(ref_logits))
 
 
-def _quantize_forced(fixture_bundle, reference, out, floats, *engine_flags):
+def _quantize_forced(fixture_bundle, reference, out, floats, *engine_flags, extra=()):
     """`quantize` with each of `engine_flags` set to onnxruntime (the decode on OpenVINO, `floats` left in float):
     its result where the CPU has 8-bit dot products; None after checking the one-line refusal where it has not."""
     from edgevoice.cpu import detect
@@ -58,7 +58,7 @@ def _quantize_forced(fixture_bundle, reference, out, floats, *engine_flags):
     engines = [arg for flag in engine_flags for arg in (flag, "onnxruntime")]
     result = _run("quantize", "--bundle", fixture_bundle[0], "--out", out, "--reference", reference[0],
                   "--reference-text", reference[1], "--decode-engine", "openvino", *engines,
-                  *[f"--method={g}=float" for g in floats], *FAST)
+                  *[f"--method={g}=float" for g in floats], *extra, *FAST)
     if not detect().int8_dot:
         _one_line_error(result, "needs a CPU with 8-bit dot products")
         assert not out.exists()
@@ -225,7 +225,7 @@ def test_vocoder_engine_onnxruntime(fixture_bundle, reference, tmp_path):
 
     out = tmp_path / "tiny-int8-vocoder"
     result = _quantize_forced(fixture_bundle, reference, out, ("gpt_prefill", "bert", "hubert_codes", "sovits_latent"),
-                              "--vocoder-engine")
+                              "--vocoder-engine", extra=("--vocoder-tail", "split"))
     if result is None:
         return
     assert "vocoder: onnxruntime on CPUs with VNNI" in result.output
@@ -262,7 +262,7 @@ def _check_float_tail(bundle, record):
     assert ("float_tail" in record) == (record["float_stages"] > 0)
     tail = record.get("float_tail", {"taken": False})
     assert (VOCODER_TAIL in graphs) == tail["taken"] == any(f.startswith(VOCODER_TAIL) for f in files)
-    if "float_tail" in record:
+    if "float_tail" in record:  # tried (`--vocoder-tail split`)
         assert tail["worst_snr_vs_one_graph_db"] >= 90 and tail["context_frames"] >= 1
         assert {k: set(v) for k, v in tail["seconds"].items()} == {
             "held_out": {"one graph", "split"}, "long_window": {"one graph", "split"}} and tail["reason"]

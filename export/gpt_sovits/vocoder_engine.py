@@ -163,7 +163,10 @@ def choose_vocoder_engine(source: Bundle, folder: Path, manifest: Manifest, cali
               "reason": _reason(seconds, attempts[-1], baseline, forced)}
     if record["taken"]:
         manifest.graphs[EXACT_VOCODER].accuracy = {"int8_vs_fp32": errors}
-        if record["float_stages"]:
+        if record["float_stages"] and options.vocoder_tail == "whole":
+            record["float_tail"] = {"taken": False, "reason": "kept inside (quantize --vocoder-tail split tries "
+                                                              "them on OpenVINO: faster, ~100 MiB more memory)"}
+        elif record["float_stages"]:
             float_nodes = float_tails(model, MAX_FLOAT_STAGES)[record["float_stages"]]
 
             def bf16_gate(split) -> tuple[bool, float]:

@@ -8,7 +8,9 @@ vocoder's operations and took 0.53–0.60 s of its ~1.08 s on onnxruntime (16- a
 vocoder as a whole went from 1.08 to 0.97 s with the windows below.
 onnxruntime's NCHWc kernels (the tail rewritten as 2-d convolutions) were slower, 0.74 s.
 
-So, where the ladder kept float stages, `quantize` cuts the 8-bit graph where they begin (its head then returns
+So, asked to (`quantize --vocoder-tail split`: in a process that otherwise loads no OpenVINO, its libraries,
+runtime and buffers cost ~100 MiB, which took the full-size v2 past the 600 MB goal, so it is not the default) and
+where the ladder kept float stages, `quantize` cuts the 8-bit graph where they begin (its head then returns
 `hidden`), takes the same stages from the FP32 vocoder with their masks (`valid_frames`) as `sovits_vocoder_tail`
 run at a few window lengths, measures how many frames of context the tail needs (`tail_reach_frames`), checks that
 head + tail give the one graph's audio, and keeps the split where it is faster on the held-out calls.
