@@ -6,12 +6,15 @@ trade (block sizes, 4-bit weights, the thread pool's spinning, batched rows) beh
 `STEP_NBITS` in export/gpt_sovits/quantize.py.
 
     python benchmarks/decode_engines.py --fp32 FP32_BUNDLE --openvino INT8_BUNDLE [--filled 50 400 1000]
-        [--rows 1 8] [--variants 8:128 8:32 8:256 4:128] [--steps 30] [--threads 2]
+        [--rows 1 8] [--variants 8:128 8:32 8:256 4:128] [--steps 30] [--threads 2] [--attention plain fused]
 
 FP32_BUNDLE: an exported bundle (its `gpt_step.onnx` is quantised here for each variant BITS:BLOCK); INT8_BUNDLE:
 a quantised one that keeps the stateful `gpt_decode` (`quantize --decode-engine openvino`). Each figure is the
 median of `--steps` steps after 3 warm-up steps, from random caches `filled` deep (OpenVINO's u8 cache holds the
 same values); "spin 0" is onnxruntime with its thread pool's spinning off (the backend's default for other graphs).
+`--attention fused` adds, per variant, the step whose attention `quantize` fuses (`edgevoice_export.fused_attention`)
+and the plain step beside it, both driven as the synthesizer drives them (`HostKVCache`, buffers bound, the fused
+step writing its new rows in place); the other rows pass every buffer on every call.
 """
 
 from __future__ import annotations
@@ -61,6 +64,23 @@ def onnxruntime_ms(session, model: dict, filled: int, rows: int, steps: int) -> 
     return step_ms(lambda: session.run(None, feeds), steps)
 
 
+def host_cache_ms(session, model: dict, filled: int, rows: int, steps: int) -> float:
+    """One step as the synthesizer runs it: `HostKVCache` over the session, `rows` rows prefilled `filled` deep."""
+    from edgevoice.backends import OnnxRuntimeSession
+    from edgevoice.gpt_sovits.synthesizer import HostKVCache
+
+    gpt = model["gpt"]
+    heads, head_dim = gpt["heads"], gpt["hidden"] // gpt["heads"]
+    rng = np.random.default_rng(0)
+    prefill = {f"present_{kind}.{i}": rng.standard_normal((1, heads, filled, head_dim), dtype=np.float32)
+               for kind in ("key", "value") for i in range(gpt["n_layer"])}
+    prefill["logits"] = np.zeros((1, gpt["vocab_size"]), np.float32)
+    cache = HostKVCache.of_rows(OnnxRuntimeSession(session, "gpt_step"), [prefill] * rows, gpt["n_layer"],
+                                [filled] * rows)
+    tokens = np.full(rows, 5, np.int64)
+    return step_ms(lambda: cache.step_rows(tokens), steps)
+
+
 def openvino_ms(bundle: str, threads: int, filled_list: list[int], rows_list: list[int], steps: int) -> dict:
     """The stateful graphs through the synthesizer's own `StatefulCache` (as benchmarks/run.py drives them)."""
     import edgevoice
@@ -93,9 +113,12 @@ def main() -> None:
                         help="BITS:BLOCK of onnxruntime's block quantisation")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--attention", nargs="+", choices=["plain", "fused"], default=["plain"],
+                        help="fused: also the step with its attention fused, beside the plain one, via HostKVCache")
     args = parser.parse_args()
 
     from edgevoice.bundle import Bundle
+    from edgevoice_export.fused_attention import fuse_step_file
     from edgevoice_export.quantize import BlockQuantization, quantize_matmuls_nbits
 
     source = Bundle.load(args.fp32, verify=False)
@@ -109,18 +132,29 @@ def main() -> None:
     print("|---|" + "---|" * len(columns))
     ov = openvino_ms(args.openvino, args.threads, args.filled, args.rows, args.steps)
     print("| OpenVINO stateful INT8 (the bundle's options) | " + " | ".join(f"{ov[c]:.2f}" for c in columns) + " |")
+    plain = source.file(source.graph("gpt_step").files["onnx"])
     with tempfile.TemporaryDirectory(prefix="decode-engines-") as scratch:
+        fused = Path(scratch) / "step-fused.onnx"
+        if "fused" in args.attention:
+            gpt = model["gpt"]
+            fuse_step_file(plain, fused, gpt["n_layer"], gpt["heads"], gpt["hidden"] // gpt["heads"])
         for variant in args.variants:
             bits, block = (int(x) for x in variant.split(":"))
+            label = f"onnxruntime MatMulNBits {bits}-bit, blocks of {block}"
             path = Path(scratch) / f"step-{bits}-{block}.onnx"
-            quantize_matmuls_nbits(source.file(source.graph("gpt_step").files["onnx"]), path,
-                                   BlockQuantization(bits=bits, block_size=block))
+            quantize_matmuls_nbits(plain, path, BlockQuantization(bits=bits, block_size=block))
             spins = (True, False) if variant == args.variants[0] else (True,)
             for spin in spins:
                 session = ortsession(path, args.threads, spin)
                 figures = [onnxruntime_ms(session, model, f, r, args.steps) for r, f in columns]
-                print(f"| onnxruntime MatMulNBits {bits}-bit, blocks of {block}{'' if spin else ', spin 0'} | "
-                      + " | ".join(f"{ms:.2f}" for ms in figures) + " |")
+                print(f"| {label}{'' if spin else ', spin 0'} | " + " | ".join(f"{ms:.2f}" for ms in figures) + " |")
+            if "fused" in args.attention:
+                fused_path = Path(scratch) / f"step-fused-{bits}-{block}.onnx"
+                quantize_matmuls_nbits(fused, fused_path, BlockQuantization(bits=bits, block_size=block))
+                for name, graph in (("plain attention", path), ("fused attention", fused_path)):
+                    session = ortsession(graph, args.threads, True)
+                    figures = [host_cache_ms(session, model, f, r, args.steps) for r, f in columns]
+                    print(f"| {label}, {name}, host cache | " + " | ".join(f"{ms:.2f}" for ms in figures) + " |")
     print("\nms per step (median). OpenVINO's cache is u8 with the bundle's options; onnxruntime's is the host's "
           "f32 buffers.")
 

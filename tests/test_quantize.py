@@ -7,6 +7,7 @@ Thresholds are for the tiny random-weight fixture model (measured: step logits r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,12 +187,21 @@ def test_step_bundle_decodes_on_onnxruntime(fixture_bundle, step_bundle):
     assert set(record["ms_per_step"]) == {"openvino", "onnxruntime"} and min(record["ms_per_step"].values()) > 0
     ops = [node.op_type for node in onnx.load(str(quantised.file(step.files["onnx"]))).graph.node]
     assert ops.count("MatMulNBits") == 4 * n_layer
+    # the attention fused into one node per layer writing the cache in place, checked against the plain FP32 step
+    attention = record["attention"]
+    assert attention["fused"] and attention["difference"] <= 1e-4, attention
+    assert ops.count("GroupQueryAttention") == n_layer and "Softmax" not in ops
+    names = {t.name for t in step.inputs}
+    assert "past_mask" not in names and {"seqlens_k", "total_sequence_length"} <= names
+    assert {t.name for t in step.outputs} >= {f"present_key.{i}" for i in range(n_layer)}
+    assert not (Path(step_bundle) / "gpt_step.fused.onnx").exists()  # the fused FP32 step was only a stage
     accuracy = step.accuracy["int8_vs_fp32"]["logits"]
     assert accuracy["rel_l2"]["worst"] < 0.05 and accuracy["top1_agreement"] >= 0.9
     info = _run("info", step_bundle, "--no-verify")
     assert info.exit_code == 0, info.output
     line = next(line for line in info.output.splitlines() if line.strip().startswith("gpt_step") and "runs it" in line)
     assert f"onnxruntime, {bits} block weights" in line and "chosen by the caller" in line
+    assert "attention fused" in line
 
 
 def test_step_bundle_synthesis(fixture_bundle, step_bundle, reference):

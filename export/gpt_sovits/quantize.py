@@ -35,6 +35,7 @@ from edgevoice.errors import BundleError
 from edgevoice.gpt_sovits.synthesizer import HostKVCache, StatefulCache, Synthesizer
 from edgevoice_calibration.collect import CalibrationInputs, CalibrationSet
 
+from ..fused_attention import FusionError, check_fused_step, fuse_step_file, in_place_specs
 from ..graph_export import save_ir
 from ..quant_accuracy import decode_errors, end_to_end, graph_errors, prefill_utterance
 from ..quantize import (ENGINE_CHOICES, BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions,
@@ -185,16 +186,51 @@ def _drop_graph(folder: Path, manifest: Manifest, name: str) -> None:
             (folder / (rel[: -len(".xml")] + ".bin")).unlink(missing_ok=True)
 
 
+# onnxruntime runs the step's attention as ~20 small nodes per layer; `fused_attention` makes it one contrib node per
+# layer that also writes the new keys and values into the bound cache itself (688 -> 352 nodes after onnxruntime's
+# own fusions). Full-size v2, INT8 step, Zen 4, 2 threads, both bundles quantised from one FP32 export, one process,
+# blocks of 20 steps through `HostKVCache` alternating (/work/scratch/s15/ab_step.py, twice), ms per step at 50 /
+# 400 / 1000 cached positions: fused 4.6-4.9 / 5.4-5.8 / 7.6 against plain 5.8-6.2 / 6.6-7.3 / 8.8 (1.25 / 1.21-1.25
+# / 1.16x; benchmarks/RESULTS.md, session 15). The rewrite is exact up to float rounding: the fused FP32 step must
+# match the plain one this closely before it is quantised, else the plain step stays.
+FUSED_STEP_TOLERANCE = 1e-4  # largest logits / new-row difference, relative to the logits' largest magnitude
+
+
+def step_to_quantise(source: Bundle, folder: Path, threads: int) -> tuple[Path, dict]:
+    """The FP32 step `quantize` makes 8-bit: its attention fused (`fused_attention`, written to `folder`) where the
+    rewrite applies and matches the plain step within `FUSED_STEP_TOLERANCE`, else the plain one; and the record."""
+    plain = source.file(source.graph("gpt_step").files["onnx"])
+    gpt = source.manifest.model["gpt"]
+    shape = (gpt["n_layer"], gpt["heads"], gpt["hidden"] // gpt["heads"])
+    fused = folder / "gpt_step.fused.onnx"
+    try:
+        fuse_step_file(plain, fused, *shape)
+    except FusionError as exc:
+        return plain, {"fused": False, "reason": f"attention not fused: {exc}"}
+    difference = check_fused_step(plain, fused, *shape, threads=threads)
+    if not difference <= FUSED_STEP_TOLERANCE:
+        fused.unlink()
+        return plain, {"fused": False, "reason": f"attention not fused: the fused step differs from the plain one "
+                                                  f"by {difference:.2e} of the logits' scale"}
+    return fused, {"fused": True, "difference": float(f"{difference:.3g}"),
+                   "reason": "attention fused into one GroupQueryAttention per layer, the cache written in place "
+                             f"(against the plain FP32 step: {difference:.2e} of the logits' scale)"}
+
+
 def choose_step_engine(source: Bundle, folder: Path, manifest: Manifest, utterances, options: QuantizeOptions,
                        fp32_backend: OpenVINOBackend) -> dict:
-    """Write `gpt_step` as onnxruntime block-INT8, time it against the quantised stateful `gpt_decode` on the
-    held-out `utterances`, and keep one decode: the other's graphs leave the bundle. Returns the record."""
+    """Write `gpt_step` as onnxruntime block-INT8 (its attention fused where that holds), time it against the
+    quantised stateful `gpt_decode` on the held-out `utterances`, and keep one decode: the other's graphs leave
+    the bundle. Returns the record."""
     entry = manifest.graphs["gpt_step"]
     original = copy.deepcopy(entry)
     target = "gpt_step.int8.onnx"
-    matmuls = quantize_matmuls_nbits(source.file(entry.files["onnx"]), folder / target, STEP_NBITS)
+    fp32_step, attention = step_to_quantise(source, folder, options.threads)
+    matmuls = quantize_matmuls_nbits(fp32_step, folder / target, STEP_NBITS)
     entry.files, entry.precision, entry.engine = {"onnx": target}, "int8", "onnxruntime"
     entry.runtime_options, entry.accuracy = {"onnxruntime": dict(STEP_ONNXRUNTIME_OPTIONS)}, {}
+    if attention["fused"]:
+        entry.inputs, entry.outputs = in_place_specs(entry.inputs, entry.outputs)
     write_manifest(folder, manifest)
     test = Bundle.load(folder)
     backend = OpenVINOBackend(threads=options.threads)
@@ -207,19 +243,21 @@ def choose_step_engine(source: Bundle, folder: Path, manifest: Manifest, utteran
     ms_per_step = {engine: round(min(r[engine] for r in rounds), 3) for engine in caches}
     engine, reason = choose_decode_engine(options.decode_engine, ms_per_step)
     record = {"engine": engine, "reason": reason, "ms_per_step": ms_per_step, "matmuls": matmuls,
-              "quantization": STEP_NBITS.to_json(), "threads": options.threads}
+              "quantization": STEP_NBITS.to_json(), "attention": attention, "threads": options.threads}
     if engine == "onnxruntime":
         for name in ("gpt_decode", "gpt_batch_decode"):
             if name in manifest.graphs:
                 _drop_graph(folder, manifest, name)
         (folder / original.files["onnx"]).unlink()  # the FP32 step
-        record["four_bits"] = try_four_bit_step(source, folder, manifest, utterances, options, fp32_backend,
+        record["four_bits"] = try_four_bit_step(source, fp32_step, folder, manifest, utterances, options, fp32_backend,
                                                 ms_per_step["onnxruntime"])
         if record["four_bits"]["taken"]:
             record["quantization"] = STEP_4BIT.to_json()
     else:
         manifest.graphs["gpt_step"] = original
         (folder / target).unlink()
+    if attention["fused"]:
+        fp32_step.unlink()
     return record
 
 
@@ -233,14 +271,14 @@ def four_bit_note(record: dict, ms_per_step: dict) -> str:
     return f"decode: 4-bit weights not taken ({gate}{timing}); 8 bits kept"
 
 
-def try_four_bit_step(source: Bundle, folder: Path, manifest: Manifest, utterances, options: QuantizeOptions,
-                      fp32_backend: OpenVINOBackend, eight_bit_ms: float) -> dict:
-    """Quantise the step to `STEP_4BIT` and keep it in place of the 8-bit one where its held-out decode passes
+def try_four_bit_step(source: Bundle, fp32_step: Path, folder: Path, manifest: Manifest, utterances,
+                      options: QuantizeOptions, fp32_backend: OpenVINOBackend, eight_bit_ms: float) -> dict:
+    """Quantise the FP32 step `fp32_step` to `STEP_4BIT` and keep it in place of the 8-bit one where its held-out decode passes
     `STEP_4BIT_GATE` against the FP32 decode and it is at least `STEP_4BIT_MARGIN` faster. Returns the record."""
     entry = manifest.graphs["gpt_step"]
     eight_bit = entry.files["onnx"]
     target = "gpt_step.int4.onnx"
-    quantize_matmuls_nbits(source.file(source.graph("gpt_step").files["onnx"]), folder / target, STEP_4BIT)
+    quantize_matmuls_nbits(fp32_step, folder / target, STEP_4BIT)
     entry.files, entry.precision = {"onnx": target}, "int4"
     write_manifest(folder, manifest)
     test = Bundle.load(folder)

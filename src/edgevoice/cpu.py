@@ -144,6 +144,8 @@ def precision_here(manifest, name: str, cpu: CpuInfo | None = None) -> GraphPrec
             return GraphPrecision(f"onnxruntime, {graph.precision} weights + activations", graph.precision,
                                   _printable(why))
         blocks = graph.precision in ("int8", "int4")  # MatMulNBits: int8 activations and dot products either way
+        if _section(record, "attention").get("fused"):
+            why += "; attention fused, the cache written in place"
         if chosen_on != cpu.cpu_class:
             why += "; quantise on this CPU to time its decode engines here"
         return GraphPrecision("onnxruntime, " + (f"{graph.precision} block weights" if blocks

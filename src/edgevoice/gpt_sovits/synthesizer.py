@@ -50,7 +50,7 @@ from .voice import Voice
 # The inputs this host code feeds each graph; a bundle whose graphs differ was made by another edgevoice version.
 GRAPH_INPUTS = {
     "hubert_codes": {"wav16k"}, "ref_encoder": {"refer_spec"}, "bert": {"input_ids"},
-    "gpt_prefill": {"phone_ids", "bert_features", "prompt_tokens"}, "gpt_step": {"token", "position", "past_mask"},
+    "gpt_prefill": {"phone_ids", "bert_features", "prompt_tokens"}, "gpt_step": {"token", "position"},
     "gpt_decode": {"token", "position", "beam_idx"},
     "gpt_batch_decode": {"token", "position", "past_mask", "beam_idx"},
     "sovits_latent": {"codes", "phone_ids", "ge", "noise", "valid_tokens", "valid_phones"},
@@ -58,6 +58,8 @@ GRAPH_INPUTS = {
     "sovits_vocoder_vnni": {"z", "ge"},
     "sovits_vocoder_tail": {"hidden", "valid_frames"},
 }
+# gpt_step's two cache interfaces (`HostKVCache`): the exported masked step, or the fused one writing in place
+STEP_CACHE_INPUTS = ({"past_mask"}, {"seqlens_k", "total_sequence_length"})
 # The vocoder as onnxruntime's 8-bit operators, without masks, run at each window's exact length: in INT8 bundles
 # quantised on a CPU with 8-bit dot products where it measured faster (edgevoice_export.gpt_sovits.vocoder_engine).
 EXACT_VOCODER = "sovits_vocoder_vnni"
@@ -176,6 +178,10 @@ class Synthesizer:
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
         check_bundle(bundle, FAMILY, GRAPH_INPUTS, optional=True)  # which graphs a bundle has depends on its version
         manifest = bundle.manifest
+        step = manifest.graphs.get("gpt_step")
+        if step and not any(names <= {t.name for t in step.inputs} for names in STEP_CACHE_INPUTS):
+            raise BundleError(f"{bundle.path}: graph 'gpt_step' has neither past_mask nor seqlens_k and "
+                              "total_sequence_length; re-export the bundle with this version")
         self.bundle = bundle
         self.backend = make_backend(backend, threads)
         self.sample_rate = manifest.sample_rate
@@ -824,17 +830,22 @@ def _slot_mask(lengths: list[int], width: int) -> np.ndarray:
 
 class HostKVCache:
     """Host-side KV cache of one sequence or of a batch (rows): one `[2·layers, rows, H, capacity, Dh]` array (keys
-    then values, each layer's buffer a contiguous view the step graph reads), plus a per-row slot mask.
+    then values, each layer's buffer a contiguous view the step graph reads).
 
-    The step graph reads the whole buffers in place (spare slots are masked with -inf) and returns only the new
-    rows, which are written into the buffers; buffers grow by `GROWTH` slots when full, so per step nothing is
-    copied and at most `GROWTH` spare slots are scanned. Rows prefilled to different lengths write their new
-    tokens to the same slot, after the longest prefill; a shorter row's slots in between stay masked. That is
-    exact: attention does not depend on where a key sits, the GPT adds each token's position to its input.
+    The step graph reads the whole buffers in place; buffers grow by `GROWTH` slots when full, so per step nothing
+    is copied and at most `GROWTH` spare slots are scanned. Two step interfaces:
+
+    * masked (`past_mask`, the exported step): spare slots are masked with -inf and the graph returns only the new
+      rows, which are written into the buffers here. Rows prefilled to different lengths write their new tokens to
+      the same slot, after the longest prefill; a shorter row's slots in between stay masked. That is exact:
+      attention does not depend on where a key sits, the GPT adds each token's position to its input.
+    * in place (`seqlens_k`, the CPU step whose attention `quantize` fused: `edgevoice_export.fused_attention`):
+      the graph's `present_*` outputs are bound to the buffers it reads, and it writes each row's new key and value
+      itself at that row's own length; no mask, no copy here.
 
     Host work per token is what the step leaves of the CPU (it streams the weights through every cache level,
     so the Python after it runs cold): with onnxruntime's `bind` the new keys, values and logits land in arrays
-    made once, and one copy files all layers' new slots."""
+    made once, and (masked) one copy files all layers' new slots."""
 
     GROWTH = 128
 
@@ -849,8 +860,13 @@ class HostKVCache:
 
     def _fill(self, step_session, prefill_outs: list[dict], n_layer: int, prompt_lens: list[int]) -> None:
         self._session = step_session
+        self._in_place = "seqlens_k" in getattr(step_session, "input_names", ())
+        if self._in_place and not hasattr(step_session, "bind"):
+            raise BundleError("gpt_step writes its cache in place (seqlens_k): it needs a backend that binds "
+                              "buffers (onnxruntime)")
         lengths = [out["present_key.0"].shape[2] for out in prefill_outs]
-        self.length = max(lengths)  # the next slot every row writes to
+        self._lengths = np.array(lengths, np.int32)  # each row's filled slots
+        self.length = max(lengths)  # the longest row's: masked steps write every row's new token there
         self._names = [(f"past_{kind}.{i}", f"new_{kind}.{i}", f"present_{kind}.{i}")
                        for kind in ("key", "value") for i in range(n_layer)]
         first = prefill_outs[0]["present_key.0"]
@@ -880,9 +896,13 @@ class HostKVCache:
         if bind is None:
             self._bound = None
             return
+        logits = {"logits": np.empty((rows, self.row_logits.shape[-1]), np.float32)}
+        if self._in_place:  # the graph writes the new rows into the very buffers it reads
+            outputs = {present: self._cache[index] for index, (_, _, present) in enumerate(self._names)}
+            self._bound = bind(self._buffers, {**outputs, **logits})
+            return
         outputs = {new: self._new[index] for index, (_, new, _) in enumerate(self._names)}
-        outputs["logits"] = np.empty((rows, self.row_logits.shape[-1]), np.float32)
-        self._bound = bind({**self._buffers, "past_mask": self._mask}, outputs)
+        self._bound = bind({**self._buffers, "past_mask": self._mask}, {**outputs, **logits})
 
     @property
     def logits(self) -> np.ndarray:
@@ -892,7 +912,7 @@ class HostKVCache:
         capacity = self._cache.shape[3]
         grown = np.empty(self._cache.shape[:3] + (capacity + self.GROWTH,) + self._cache.shape[4:], np.float32)
         grown[:, :, :, :capacity] = self._cache
-        grown[:, :, :, capacity:] = 0.0  # masked, but read: kept finite
+        grown[:, :, :, capacity:] = 0.0  # masked (or past each row's length), but read: kept finite
         self._cache = grown
         spare = np.full((self._mask.shape[0], self.GROWTH), -np.inf, np.float32)
         self._mask = np.concatenate([self._mask, spare], axis=1)
@@ -903,17 +923,23 @@ class HostKVCache:
 
     def step_rows(self, tokens: np.ndarray) -> np.ndarray:
         """Feed one token per row → logits `[rows, V]`."""
-        if self.length == self._mask.shape[1]:
+        if self.length == self._cache.shape[3]:
             self._grow()
         feeds = {"token": np.asarray(tokens, np.int64).reshape(-1, 1), "position": self._positions}
-        if self._bound:
+        if self._in_place:
+            feeds["seqlens_k"] = self._lengths
+            feeds["total_sequence_length"] = np.array(self.length + 1, np.int32)
+            out = self._bound.run(feeds)  # each row's new key and value written at its own length
+        elif self._bound:
             out = self._bound.run(feeds)  # the new keys and values are in self._new already
         else:
             out = self._session.run({**feeds, "past_mask": self._mask, **self._buffers})
             for index, (_, new, _) in enumerate(self._names):
                 self._new[index] = out[new]
-        self._cache[:, :, :, self.length] = self._new[:, :, :, 0]
-        self._mask[:, self.length] = 0.0
+        if not self._in_place:
+            self._cache[:, :, :, self.length] = self._new[:, :, :, 0]
+            self._mask[:, self.length] = 0.0
+        self._lengths = self._lengths + 1
         self.length += 1
         self._positions = self._positions + 1
         self.row_logits = out["logits"].copy()  # the bound array is overwritten by the next step
@@ -923,6 +949,9 @@ class HostKVCache:
         """Drop the rows not in `keep` (finished sequences stop costing a step)."""
         self._cache = np.ascontiguousarray(self._cache[:, keep])
         self._mask = np.ascontiguousarray(self._mask[keep])
+        self._lengths = self._lengths[keep]
+        if self._in_place:  # rows write at their own lengths: the longest kept row's is the next to fill up
+            self.length = int(self._lengths.max())
         self._positions = self._positions[keep]
         self.row_logits = self.row_logits[keep]
         self._bind()
