@@ -53,7 +53,8 @@ def english_graphs(bundle: str) -> tuple[str, ...]:
     here = {"gpt_prefill": synth.prefill_graph, "sovits_latent": synth.latent_graph,
             "sovits_vocoder": synth.vocoder_graph}
     graphs = synth.bundle.manifest.graphs
-    tail = ("sovits_vocoder_tail",) if synth._vocoder_tail else ()  # the 8-bit vocoder's float tail, split off
+    # the 8-bit vocoder's float tail, where it runs split off in a process that has loaded no OpenVINO graph yet
+    tail = ("sovits_vocoder_tail",) if synth._vocoder_tail and synth._split_here() else ()
     return tuple(here.get(g, g) if g in graphs else "gpt_step" for g in ENGLISH_GRAPHS) + tail
 REFERENCE_GRAPHS = ("hubert_codes", "ref_encoder")
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")

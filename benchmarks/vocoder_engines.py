@@ -8,8 +8,10 @@ length); this shows the trade behind the table in export/gpt_sovits/vocoder_engi
     python benchmarks/vocoder_engines.py --fp32 FP32_BUNDLE --int8 INT8_BUNDLE [--frames 128 280 512] [--threads 2]
 
 INT8_BUNDLE: made with `edgevoice quantize ... --vocoder-engine onnxruntime` (on a CPU with VNNI) so that it has both.
-Engines: `fp32` (OpenVINO FP32, the reference), `openvino-int8`, `onnxruntime-int8` (the 8-bit head, and its float
-stages as `sovits_vocoder_tail` on OpenVINO where `quantize` split them off), and on the same IRs computed
+Engines: `fp32` (OpenVINO FP32, the reference), `openvino-int8`, `onnxruntime-int8` (as a process that loads no
+OpenVINO runs it: the one graph, or head + float tail where the bundle ships only the split),
+`onnxruntime-int8-split` (head + float tail on OpenVINO, as a process that loads OpenVINO anyway runs a bundle with
+the split beside the one graph; the one graph where `quantize` kept no split), and on the same IRs computed
 in bf16 `openvino-bf16`, `openvino-int8-bf16` (why compute.py keeps the vocoder's float parts f32). Accuracy: SNR
 and log-mel L1 (what `quantize`'s vocoder gates judge) of the worst frame count against FP32. Time: best of 3 calls after one
 warm-up; the masked graphs run padded to the runtime's frame buckets, as the synthesizer runs them.
@@ -31,7 +33,7 @@ from edgevoice_export.quant_accuracy import log_mel_l1
 from limits import cpu_info
 
 GRAPHS = {"fp32": "sovits_vocoder", "openvino-int8": "sovits_vocoder", "onnxruntime-int8": "sovits_vocoder_vnni",
-          "openvino-bf16": "sovits_vocoder", "openvino-int8-bf16": "sovits_vocoder"}
+          "onnxruntime-int8-split": "sovits_vocoder_vnni", "openvino-bf16": "sovits_vocoder", "openvino-int8-bf16": "sovits_vocoder"}
 # The bf16 rows: the FP32 IR, and the INT8 IR's float parts, computed in bf16 (OpenVINO's precision hint; only
 # CPUs with native bf16 compute it, others fall back to f32). The evidence behind compute.py's vocoder choice.
 BF16_ENGINES = ("openvino-bf16", "openvino-int8-bf16")
@@ -54,7 +56,10 @@ def child(engine: str, bundle: str, frames: list[int], threads: int, out: Path) 
     if graph == "sovits_vocoder_vnni":  # as the synthesizer runs it: its float tail apart where quantize split it off
         from edgevoice.gpt_sovits.synthesizer import Synthesizer
 
-        session = Synthesizer(loaded, backend=backend)._session(graph)
+        synth = Synthesizer(loaded, backend=backend)
+        if engine == "onnxruntime-int8-split" and synth._vocoder_tail:
+            synth._split_here = lambda: True  # what a process that loads OpenVINO anyway runs
+        session = synth._session(graph)
     else:
         session = backend.session(loaded, graph)
     result = {"engine": engine, "load_mib": rss_mib() - base, "seconds": {}}

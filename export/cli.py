@@ -266,10 +266,11 @@ def _methods(items) -> dict[str, str]:
 @click.option("--latent-engine", type=click.Choice(ENGINE_CHOICES), default="auto", show_default=True,
               help="GPT-SoVITS INT8, CPUs with VNNI: the same for SoVITS's encoder and flow (sovits_latent) as "
                    "onnxruntime's static INT8")
-@click.option("--vocoder-tail", type=click.Choice(VOCODER_TAIL_CHOICES), default="whole", show_default=True,
-              help="GPT-SoVITS INT8 with onnxruntime's 8-bit vocoder: split tries its float stages as their own "
-                   "graph on OpenVINO and keeps that where measured faster (~10 % faster vocoder, ~100 MiB more "
-                   "peak memory when nothing else loads OpenVINO); whole keeps them inside it")
+@click.option("--vocoder-tail", type=click.Choice(VOCODER_TAIL_CHOICES), default="auto", show_default=True,
+              help="GPT-SoVITS INT8 with onnxruntime's 8-bit vocoder: its float stages as their own graph on "
+                   "OpenVINO, kept where measured faster (~10 % faster vocoder, ~100 MiB more peak memory where "
+                   "nothing else loads OpenVINO); auto ships it beside the one graph and runs it where OpenVINO is "
+                   "loaded anyway, split in its place, whole not at all")
 def quantize(bundle, out, voice_paths, references, reference_texts, reference_languages, calibration_texts,
              text_language, sentences, max_tokens, subset_size, precision, methods, accuracy_drop, threads,
              overwrite, compute, decode_engine, vocoder_engine, prefill_engine, latent_engine, vocoder_tail):
@@ -297,7 +298,7 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
         fail("--decode-engine is for GPT-SoVITS INT8 bundles")
     for flag, value in (("--vocoder-engine", vocoder_engine), ("--prefill-engine", prefill_engine),
                         ("--latent-engine", latent_engine), ("--vocoder-tail", vocoder_tail)):
-        if value not in ("auto", "whole") and family != "gpt-sovits":
+        if value != "auto" and family != "gpt-sovits":
             fail(f"{flag} is for GPT-SoVITS INT8 bundles")
     if family == "metavoice":
         if voice_paths or references or calibration_texts or methods or accuracy_drop is not None:

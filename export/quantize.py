@@ -239,10 +239,11 @@ class QuantizeOptions:
     `vocoder_engine` (GPT-SoVITS INT8, CPUs with VNNI): "auto" adds onnxruntime's 8-bit vocoder where it measured
     faster and as accurate (`gpt_sovits.vocoder_engine`), "onnxruntime" always, "openvino" never.
     `prefill_engine`, `latent_engine` (GPT-SoVITS INT8, CPUs with VNNI): the same for onnxruntime's dynamic-INT8
-    prefill and QDQ-INT8 encoder + flow (`gpt_sovits.stand_ins`). `vocoder_tail` (with that 8-bit vocoder):
-    "whole" keeps its float stages in it, "split" tries them as their own graph on the backend's engine and keeps
-    that where measured faster (`gpt_sovits.vocoder_tail`: faster, but OpenVINO's libraries and buffers in a
-    process that otherwise loads none cost ~100 MiB, past the 600 MB goal, hence not the default)."""
+    prefill and QDQ-INT8 encoder + flow (`gpt_sovits.stand_ins`). `vocoder_tail` (with that 8-bit vocoder): "split"
+    tries its float stages as their own graph on the backend's engine and ships that in its place where measured
+    faster (`gpt_sovits.vocoder_tail`: faster, but OpenVINO's libraries and buffers in a process that otherwise
+    loads none cost ~100 MiB, past the 600 MB goal); "auto" ships it beside the one graph, for the runtime to run
+    where OpenVINO is loaded anyway; "whole" keeps the float stages inside."""
 
     precision: str = "int8"  # or "bf16"
     subset_size: int = 300  # NNCF calibration items per graph
@@ -257,11 +258,11 @@ class QuantizeOptions:
     vocoder_engine: str = "auto"  # one of ENGINE_CHOICES
     prefill_engine: str = "auto"  # one of ENGINE_CHOICES
     latent_engine: str = "auto"  # one of ENGINE_CHOICES
-    vocoder_tail: str = "whole"  # one of VOCODER_TAIL_CHOICES
+    vocoder_tail: str = "auto"  # one of VOCODER_TAIL_CHOICES
 
 
 ENGINE_CHOICES = ("auto", "openvino", "onnxruntime")
-VOCODER_TAIL_CHOICES = ("whole", "split")
+VOCODER_TAIL_CHOICES = ("auto", "whole", "split")
 
 
 def sample_sentences(count: int | None, sentences: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:

@@ -113,14 +113,13 @@ def test_drop_input_masks_only_drops_masks():
 
 # ---------------------------------------------------------------- the float tail split off (split_vocoder)
 
-@pytest.fixture(scope="module")
-def split_bundle(exact_bundle, tmp_path_factory):
+def _split_copy(exact_bundle, out, beside: bool):
     """`exact_bundle` with its vocoder cut before the last two upsampling stages: the head on onnxruntime (float
-    here), the tail from the masked FP32 vocoder in one fixed window, as `quantize` writes it."""
+    here) in place of the one graph or (`beside`) next to it, the tail from the masked FP32 vocoder in fixed
+    windows, as `quantize` writes them. Returns the cut."""
     from edgevoice_export.gpt_sovits.vocoder_engine import float_tails
     from edgevoice_export.gpt_sovits.vocoder_tail import cut_float_tail, install_split
 
-    out = tmp_path_factory.mktemp("split") / "tiny-split"
     shutil.copytree(exact_bundle, out)
     bundle = Bundle.load(out)
     whole = onnx.load(str(bundle.file(bundle.manifest.graphs[EXACT_VOCODER].files["onnx"])))
@@ -130,12 +129,22 @@ def split_bundle(exact_bundle, tmp_path_factory):
              "ge": rng.standard_normal((1, 512, 1)).astype(np.float32)}
     manifest = bundle.manifest
     cut = cut_float_tail(bundle, whole, first, probe, manifest.model["sovits"]["vocoder_context_frames"], threads=1)
-    install_split(out, manifest, cut)
-    (out / f"{EXACT_VOCODER}.onnx").unlink()
+    install_split(out, manifest, cut, beside)
+    if not beside:
+        (out / f"{EXACT_VOCODER}.onnx").unlink()
+    head = "sovits_vocoder_vnni_head" if beside else EXACT_VOCODER
     manifest.extra["quantization"]["vocoder_engine"]["float_tail"] = {
-        "taken": True, "graph": "sovits_vocoder_tail", "part_of": EXACT_VOCODER, "reason": "a test split"}
+        "taken": True, "graph": "sovits_vocoder_tail", "part_of": EXACT_VOCODER, "head": head, "beside": beside,
+        "reason": "a test split"}
     write_manifest(out, manifest)
-    return out, cut
+    return cut
+
+
+@pytest.fixture(scope="module")
+def split_bundle(exact_bundle, tmp_path_factory):
+    """The split alone (`quantize --vocoder-tail split`): (bundle, cut)."""
+    out = tmp_path_factory.mktemp("split") / "tiny-split"
+    return out, _split_copy(exact_bundle, out, beside=False)
 
 
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
@@ -231,3 +240,33 @@ def test_a_bf16_tail_that_fails_the_gate_is_not_kept(split_bundle, tmp_path):
     assert len(gated) == 1 and not record["taken"] and record["worst_log_mel_l1"] == 1.5
     assert "fails the ladder's gate" in record["reason"] and set(record["seconds"]) == {"held_out", "long_window"}
     assert Bundle.load(out).manifest.graphs[VOCODER_TAIL].runtime_options == {}
+
+
+def test_the_split_beside_the_one_graph_runs_where_openvino_is_loaded(exact_bundle, tmp_path, monkeypatch):
+    """`quantize --vocoder-tail auto` ships head + tail beside the one graph: a process whose backend has loaded no
+    OpenVINO graph runs the one graph (no ~100 MiB of OpenVINO for the tail), one that has (a voice made: HuBERT)
+    runs the split, with the same samples to float rounding; onnxruntime alone never splits."""
+    from edgevoice.gpt_sovits.split_vocoder import VOCODER_HEAD, VOCODER_TAIL, SplitVocoder
+
+    out = tmp_path / "tiny-beside"
+    _split_copy(exact_bundle, out, beside=True)
+    graphs = Bundle.load(out).manifest.graphs
+    assert {EXACT_VOCODER, VOCODER_HEAD, VOCODER_TAIL} <= set(graphs)
+    assert [t.name for t in graphs[EXACT_VOCODER].outputs] == ["audio"]
+    assert [t.name for t in graphs[VOCODER_HEAD].outputs] == ["hidden"]
+    fresh = _load(out, VNNI, monkeypatch)
+    assert not fresh.backend.openvino_loaded and not isinstance(fresh._session(EXACT_VOCODER), SplitVocoder)
+    loaded = _load(out, VNNI, monkeypatch)
+    loaded._session("ref_encoder")  # an OpenVINO graph, as making a voice opens
+    assert loaded.backend.openvino_loaded and isinstance(loaded._session(EXACT_VOCODER), SplitVocoder)
+    rng = np.random.default_rng(9)
+    z = (0.7 * rng.standard_normal((1, 192, 90))).astype(np.float32)
+    ge = (0.3 * rng.standard_normal((1, 512, 1))).astype(np.float32)
+    assert _snr_db(fresh._vocode(z, ge), loaded._vocode(z, ge)) >= 90
+    ort = _load(out, VNNI, monkeypatch, "onnxruntime")
+    ort._session("ref_encoder")
+    assert not isinstance(ort._session(EXACT_VOCODER), SplitVocoder)
+    manifest = Bundle.load(out).manifest
+    assert "when its float tail runs on OpenVINO" in precision_here(manifest, VOCODER_HEAD, VNNI).why
+    assert "not run on this CPU" in precision_here(manifest, VOCODER_HEAD, AVX2).why
+    assert "else the one graph" in precision_here(manifest, VOCODER_TAIL, VNNI).why

@@ -235,7 +235,7 @@ def test_vocoder_engine_onnxruntime(fixture_bundle, reference, tmp_path):
 
     out = tmp_path / "tiny-int8-vocoder"
     result = _quantize_forced(fixture_bundle, reference, out, ("gpt_prefill", "bert", "hubert_codes", "sovits_latent"),
-                              "--vocoder-engine", extra=("--vocoder-tail", "split"))
+                              "--vocoder-engine")  # the default --vocoder-tail auto: a split beside the one graph
     if result is None:
         return
     assert "vocoder: onnxruntime on CPUs with VNNI" in result.output
@@ -263,25 +263,28 @@ def test_vocoder_engine_onnxruntime(fixture_bundle, reference, tmp_path):
 
 
 def _check_float_tail(bundle, record):
-    """Where the ladder kept float stages, `quantize` tried them as their own graph (`vocoder_tail`): a split bundle
-    has head (→ `hidden`) and tail, no one-graph file; an unsplit one no trace of the attempt."""
-    from edgevoice.gpt_sovits.split_vocoder import VOCODER_TAIL
+    """Where the ladder kept float stages, `quantize` tried them as their own graph (`vocoder_tail`): a bundle that
+    took the split has head (→ `hidden`) and tail beside the one graph (`--vocoder-tail auto`); one that did not,
+    no trace of the attempt."""
+    from edgevoice.gpt_sovits.split_vocoder import VOCODER_HEAD, VOCODER_TAIL
     from edgevoice.gpt_sovits.synthesizer import EXACT_VOCODER
 
     graphs, files = bundle.manifest.graphs, set(bundle.manifest.files)
     assert ("float_tail" in record) == (record["float_stages"] > 0)
     tail = record.get("float_tail", {"taken": False})
-    assert (VOCODER_TAIL in graphs) == tail["taken"] == any(f.startswith(VOCODER_TAIL) for f in files)
-    if "float_tail" in record:  # tried (`--vocoder-tail split`)
-        assert tail["worst_snr_vs_one_graph_db"] >= 90 and tail["context_frames"] >= 1
+    assert (VOCODER_TAIL in graphs) == (VOCODER_HEAD in graphs) == tail["taken"]
+    assert tail["taken"] == any(f.startswith(VOCODER_TAIL) for f in files)
+    if "float_tail" in record:  # tried
+        assert tail["worst_snr_vs_one_graph_db"] >= 90 and tail["context_frames"] >= 1 and tail["beside"]
         assert {k: set(v) for k, v in tail["seconds"].items()} == {
             "held_out": {"one graph", "split"}, "long_window": {"one graph", "split"}} and tail["reason"]
     if tail["taken"]:
-        assert [t.name for t in graphs[EXACT_VOCODER].outputs] == ["hidden"]
+        assert [t.name for t in graphs[VOCODER_HEAD].outputs] == ["hidden"]
         sovits = bundle.manifest.model["sovits"]
         assert sovits["vocoder_tail_context_frames"] == tail["context_frames"]
         assert sovits["vocoder_tail_windows"] == tail["windows"] == sorted(tail["windows"])
-    assert sum(f.startswith(EXACT_VOCODER) and f.endswith(".onnx") for f in files) == 1
+    assert [t.name for t in graphs[EXACT_VOCODER].outputs] == ["audio"]  # the one graph stays either way
+    assert sum(f.startswith(EXACT_VOCODER) and f.endswith(".onnx") for f in files) == 1 + tail["taken"]
 
 
 def test_prefill_and_latent_engines_onnxruntime(fixture_bundle, reference, tmp_path, monkeypatch):

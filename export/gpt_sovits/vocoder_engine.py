@@ -44,7 +44,7 @@ from ..onnx_masks import drop_input_masks
 from ..quant_accuracy import graph_errors
 from ..quantize import (OnnxRuntimeStatic, QuantizeOptions, best_seconds, onnx_module_paths_of,
                         quantize_static_onnxruntime, run_all, split_items)
-from .vocoder_tail import split_float_tail
+from .vocoder_tail import TailOptions, split_float_tail
 
 VOCODER = "sovits_vocoder"
 VOCODER_RECIPE = OnnxRuntimeStatic(op_types=("Conv", "LeakyRelu", "Add"))
@@ -164,7 +164,7 @@ def choose_vocoder_engine(source: Bundle, folder: Path, manifest: Manifest, cali
     if record["taken"]:
         manifest.graphs[EXACT_VOCODER].accuracy = {"int8_vs_fp32": errors}
         if record["float_stages"] and options.vocoder_tail == "whole":
-            record["float_tail"] = {"taken": False, "reason": "kept inside (quantize --vocoder-tail split tries "
+            record["float_tail"] = {"taken": False, "reason": "kept inside (quantize --vocoder-tail auto|split tries "
                                                               "them on OpenVINO: faster, ~100 MiB more memory)"}
         elif record["float_stages"]:
             float_nodes = float_tails(model, MAX_FLOAT_STAGES)[record["float_stages"]]
@@ -173,8 +173,9 @@ def choose_vocoder_engine(source: Bundle, folder: Path, manifest: Manifest, cali
                 audio = graph_errors(EXACT_VOCODER, reference, run_all(split, exact_held))["audio"]
                 return _accurate({"audio": audio}, baseline), audio["log_mel_l1"]["worst"]
 
-            record["float_tail"] = split_float_tail(source, folder, manifest, float_nodes, exact_held, session,
-                                                    options.threads, bf16_gate if cpu.native_bf16 else None)
+            tail = TailOptions(options.threads, beside=options.vocoder_tail == "auto",
+                               bf16_gate=bf16_gate if cpu.native_bf16 else None)
+            record["float_tail"] = split_float_tail(source, folder, manifest, float_nodes, exact_held, session, tail)
     else:
         del manifest.graphs[EXACT_VOCODER]
         (folder / target).unlink()

@@ -8,17 +8,21 @@ vocoder's operations and took 0.53–0.60 s of its ~1.08 s on onnxruntime (16- a
 vocoder as a whole went from 1.08 to 0.97 s with the windows below.
 onnxruntime's NCHWc kernels (the tail rewritten as 2-d convolutions) were slower, 0.74 s.
 
-So, asked to (`quantize --vocoder-tail split`: in a process that otherwise loads no OpenVINO, its libraries,
-runtime and buffers cost ~100 MiB, which took the full-size v2 past the 600 MB goal, so it is not the default) and
-where the ladder kept float stages, `quantize` cuts the 8-bit graph where they begin (its head then returns
+So, where the ladder kept float stages, `quantize` cuts the 8-bit graph where they begin (its head then returns
 `hidden`), takes the same stages from the FP32 vocoder with their masks (`valid_frames`) as `sovits_vocoder_tail`
 run at a few window lengths, measures how many frames of context the tail needs (`tail_reach_frames`), checks that
-head + tail give the one graph's audio, and keeps the split where it is faster on the held-out calls.
+head + tail give the one graph's audio, and keeps the split where it is faster on the held-out calls. In a process
+that otherwise loads no OpenVINO (a voice read from a file) its libraries, runtime and buffers cost ~100 MiB, which
+took the full-size v2 past the 600 MB goal (602 MB), so by default (`--vocoder-tail auto`) the head is written
+beside the one graph (`sovits_vocoder_vnni_head`) and the synthesizer runs the split only where its backend already
+runs OpenVINO; `--vocoder-tail split` ships the split alone, `whole` does not try it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -26,7 +30,7 @@ from onnx import helper
 
 from edgevoice.backends import OpenVINOBackend
 from edgevoice.bundle import Bundle, GraphEntry, Manifest, TensorSpec, write_manifest
-from edgevoice.gpt_sovits.split_vocoder import VOCODER_TAIL, SplitVocoder
+from edgevoice.gpt_sovits.split_vocoder import VOCODER_HEAD, VOCODER_TAIL, SplitVocoder
 from edgevoice.gpt_sovits.synthesizer import EXACT_VOCODER, EXACT_VOCODER_WINDOW_FRAMES
 
 from ..onnx_split import subgraph
@@ -136,18 +140,18 @@ def cut_float_tail(source: Bundle, quantised: onnx.ModelProto, first_node: str, 
     return {"head": head, "tail": tail, "channels": channels, "per_frame": per_frame, "context": context}
 
 
-def install_split(folder: Path, manifest: Manifest, cut: dict) -> dict[str, str]:
+def install_split(folder: Path, manifest: Manifest, cut: dict, beside: bool = False) -> dict[str, str]:
     """Write head and tail into the bundle being made, with the tail's context and window lengths; returns their
-    files."""
+    files. The head replaces the one graph, or (`beside`) joins it as `VOCODER_HEAD`."""
     entry = manifest.graphs[EXACT_VOCODER]
     files = _write_split(folder, cut["head"], cut["tail"])
     hidden = [TensorSpec("hidden", "float32", [1, cut["channels"], "samples"])]
     manifest.graphs[VOCODER_TAIL] = GraphEntry(
         VOCODER_TAIL, {"onnx": files["tail_onnx"], "openvino": files["tail_openvino"]}, "fp32",
         hidden + [TensorSpec("valid_frames", "int64", [1])], list(entry.outputs))
-    manifest.graphs[EXACT_VOCODER] = GraphEntry(EXACT_VOCODER, {"onnx": files["head"]}, entry.precision,
-                                                list(entry.inputs), hidden, accuracy=entry.accuracy,
-                                                engine=entry.engine)
+    head = VOCODER_HEAD if beside else EXACT_VOCODER
+    manifest.graphs[head] = GraphEntry(head, {"onnx": files["head"]}, entry.precision, list(entry.inputs), hidden,
+                                       accuracy=entry.accuracy, engine=entry.engine)
     manifest.model["sovits"]["vocoder_tail_context_frames"] = cut["context"]
     manifest.model["sovits"]["vocoder_tail_windows"] = [kept + 2 * cut["context"] for kept in TAIL_WINDOW_FRAMES]
     write_manifest(folder, manifest)
@@ -158,7 +162,8 @@ def _split_session(folder: Path, threads: int) -> SplitVocoder:
     """Head + tail as the runtime runs them, from the bundle being written."""
     bundle, backend = Bundle.load(folder), OpenVINOBackend(threads=threads)
     sovits = bundle.manifest.model["sovits"]
-    return SplitVocoder(backend.session(bundle, EXACT_VOCODER), backend.session(bundle, VOCODER_TAIL),
+    head = VOCODER_HEAD if VOCODER_HEAD in bundle.manifest.graphs else EXACT_VOCODER
+    return SplitVocoder(backend.session(bundle, head), backend.session(bundle, VOCODER_TAIL),
                         sovits["vocoder_tail_context_frames"], tuple(sovits["vocoder_tail_windows"]))
 
 
@@ -186,41 +191,54 @@ def _compared(seconds: dict, new: str, old: str) -> str:
 
 
 def split_float_tail(source: Bundle, folder: Path, manifest: Manifest, float_nodes: tuple[str, ...],
-                     held: list[dict], one_graph, threads: int, bf16_gate=None) -> dict:
+                     held: list[dict], one_graph, options: "TailOptions") -> dict:
     """Split the 8-bit vocoder written in `folder` (`one_graph`: its session) where its float nodes begin and keep
-    head + tail where they give its audio and are faster on `held` (exact-length feeds); returns the record.
-    `bf16_gate` (a CPU with native bf16): `gate(session) -> (accurate, worst log-mel L1)`, the float ladder's
-    accuracy test, which a bf16 tail must pass to be kept (`_try_bf16`)."""
+    head + tail (in its place, or beside it: `options.beside`) where they give its audio and are faster on `held`
+    (exact-length feeds); returns the record."""
     whole = manifest.graphs[EXACT_VOCODER]
     cut = cut_float_tail(source, onnx.load(str(folder / whole.files["onnx"])), float_nodes[0], held[0],
-                         manifest.model["sovits"]["vocoder_context_frames"], threads)
-    files = install_split(folder, manifest, cut)
-    split = _split_session(folder, threads)
+                         manifest.model["sovits"]["vocoder_context_frames"], options.threads)
+    files = install_split(folder, manifest, cut, options.beside)
+    split = _split_session(folder, options.threads)
     calls = held + [_long_window(held, manifest.model["sovits"]["vocoder_context_frames"])]
     same = min(_snr_db(a["audio"].reshape(-1), b["audio"].reshape(-1))
                for a, b in zip(run_all(one_graph, calls), run_all(split, calls)))
     seconds = _seconds({"one graph": one_graph, "split": split}, held, calls[-1:])
     taken = same >= SAME_AUDIO_DB and _faster(seconds, "split", "one graph")
-    if taken:
+    if taken and not options.beside:
         (folder / whole.files["onnx"]).unlink()
-    else:  # back to the one graph
+    elif not taken:  # back to the one graph alone
         for name in [*files.values(), files["tail_openvino"][: -len(".xml")] + ".bin"]:
             (folder / name).unlink()
         for key in ("vocoder_tail_context_frames", "vocoder_tail_windows"):
             del manifest.model["sovits"][key]
-        del manifest.graphs[VOCODER_TAIL]
+        for name in (VOCODER_TAIL, VOCODER_HEAD):
+            manifest.graphs.pop(name, None)
         manifest.graphs[EXACT_VOCODER] = whole
     write_manifest(folder, manifest)
+    where = " beside the one graph, run where OpenVINO is already loaded" if options.beside else ""
     record = {"taken": taken, "graph": VOCODER_TAIL, "part_of": EXACT_VOCODER, "first_float_node": float_nodes[0],
+              "head": VOCODER_HEAD if options.beside else EXACT_VOCODER, "beside": options.beside,
               "context_frames": cut["context"], "windows": list(split.windows),
               "seconds": seconds, "worst_snr_vs_one_graph_db": round(same, 1),
               "reason": f"8-bit head on onnxruntime + float tail on OpenVINO vs the one onnxruntime graph: "
                         f"{_compared(seconds, 'split', 'one graph')}, audio equal to {same:.0f} dB; "
-                        + ("split" if taken else "kept whole")}
-    if taken and bf16_gate is not None:
-        record["bf16"] = _try_bf16(folder, manifest, split, (held, calls[-1:]), bf16_gate, threads)
+                        + (f"split{where}" if taken else "kept whole")}
+    if taken and options.bf16_gate is not None:
+        record["bf16"] = _try_bf16(folder, manifest, split, (held, calls[-1:]), options.bf16_gate, options.threads)
         record["reason"] += f"; tail in bf16: {record['bf16']['reason']}"
     return record
+
+
+@dataclass(frozen=True)
+class TailOptions:
+    """How `split_float_tail` tries the split: `beside` keeps the one graph too (the runtime picks); `bf16_gate` (a
+    CPU with native bf16): `gate(session) -> (accurate, worst log-mel L1)`, the float ladder's accuracy test, which
+    a bf16 tail must pass to be kept (`_try_bf16`)."""
+
+    threads: int = 1
+    beside: bool = True
+    bf16_gate: Callable | None = None
 
 
 def _try_bf16(folder: Path, manifest: Manifest, f32_split: SplitVocoder, calls: tuple[list, list], gate,

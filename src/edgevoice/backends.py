@@ -61,6 +61,11 @@ class OpenVINOBackend:
     def runs(self, graph: GraphEntry) -> bool:
         return "openvino" in graph.files or (graph.engine == "onnxruntime" and "onnx" in graph.files)
 
+    @property
+    def openvino_loaded(self) -> bool:
+        """Whether this backend has opened an OpenVINO graph (its libraries and runtime are in the process)."""
+        return self._openvino_core is not None
+
     def config_for(self, graph: GraphEntry) -> dict:
         config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
                   "INFERENCE_NUM_THREADS": self.threads or default_threads(),

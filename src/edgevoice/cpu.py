@@ -135,6 +135,14 @@ def precision_here(manifest, name: str, cpu: CpuInfo | None = None) -> GraphPrec
     if graph.engine == "onnxruntime":
         # the quantiser's record for this graph: one naming it (a static-INT8 graph), else the decode engine's
         own = _engine_records(quantization, "graph", name)
+        head = [r for r in _engine_records(quantization, "head", name) if r.get("beside")]
+        if head:  # the 8-bit vocoder's head beside the one graph (split_vocoder)
+            why = (f"the head of {head[0].get('part_of', '?')} when its float tail runs on OpenVINO: "
+                   f"{head[0].get('reason', 'split off')}")
+            if not cpu.int8_dot:
+                why += "; not run on this CPU (no VNNI)"
+            return GraphPrecision(f"onnxruntime, {graph.precision} weights + activations", graph.precision,
+                                  _printable(why))
         record = own[0] if own else _section(quantization, "decode_engine")
         chosen_on = _section(quantization, "compute").get("cpu_class", "?")
         why = f"onnxruntime runs it: {record.get('reason', 'the bundle says so')} (chosen on {chosen_on})"
@@ -162,6 +170,8 @@ def precision_here(manifest, name: str, cpu: CpuInfo | None = None) -> GraphPrec
     part = next((r for r in _engine_records(quantization, "graph", name) if r.get("part_of")), None)
     if part:  # a part split off an onnxruntime graph to run on this backend's engine
         why = f"{part.get('reason', 'split off')} (the float part of {part['part_of']})"
+        if part.get("beside"):
+            why += "; runs where this process loads OpenVINO anyway, else the one graph"
         if not cpu.int8_dot:
             why += f"; not run on this CPU: {part['part_of']} needs 8-bit dot products (VNNI)"
     elif runs != asked:

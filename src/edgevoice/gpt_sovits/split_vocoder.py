@@ -6,7 +6,10 @@ operations, took half its time (full-size v2, 10 s of audio, Zen 4, 2 threads: 0
 0.38–0.47 s on OpenVINO f32 in the windows below; onnxruntime's NCHWc 2-d convolutions were slower still, 0.74 s).
 So `quantize` may cut the graph where the float stages begin (`sovits_vocoder_vnni` then returns `hidden`, the
 tensor the tail starts from) and add the tail as `sovits_vocoder_tail`, the same operators taken from the FP32
-vocoder, masks included.
+vocoder, masks included. Or (the default) it keeps the one graph and adds the head beside it as
+`sovits_vocoder_vnni_head`: OpenVINO's libraries, runtime and buffers cost ~100 MiB in a process that otherwise loads
+none (a voice read from a file), so the synthesizer runs the split only where its backend already runs OpenVINO
+(a voice made in the process: HuBERT is an OpenVINO graph), else the one graph (`Synthesizer._split_here`).
 
 The tail runs at a few fixed window lengths only (OpenVINO keeps memory and kernels per input shape: at the exact
 length of every call its RSS grew by hundreds of MiB over a dozen lengths), each window keeping the frames it sees
@@ -23,6 +26,7 @@ from ..errors import BundleError
 from .chunking import vocoder_windows
 
 VOCODER_TAIL = "sovits_vocoder_tail"
+VOCODER_HEAD = "sovits_vocoder_vnni_head"  # the head beside the one graph (bundles that keep both)
 
 
 class SplitVocoder:

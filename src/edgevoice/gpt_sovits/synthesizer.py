@@ -44,7 +44,7 @@ from .chunking import (LONG_FRAGMENT_CONTEXT, LONG_FRAGMENT_TOKENS, SOVITS_TOKEN
 from .options import MAX_BATCH
 from .sampler import MAX_TOKENS, SamplingOptions, sample_token, upstream_token_limit
 from .spectrogram import kaldi_fbank, linear_spectrogram
-from .split_vocoder import VOCODER_TAIL, SplitVocoder
+from .split_vocoder import VOCODER_HEAD, VOCODER_TAIL, SplitVocoder
 from .voice import Voice
 
 # The inputs this host code feeds each graph; a bundle whose graphs differ was made by another edgevoice version.
@@ -57,6 +57,7 @@ GRAPH_INPUTS = {
     "sovits_vocoder": {"z", "ge", "valid_frames"},
     "sovits_vocoder_vnni": {"z", "ge"},
     "sovits_vocoder_tail": {"hidden", "valid_frames"},
+    "sovits_vocoder_vnni_head": {"z", "ge"},
 }
 # gpt_step's two cache interfaces (`HostKVCache`): the exported masked step, or the fused one writing in place
 STEP_CACHE_INPUTS = ({"past_mask"}, {"seqlens_k", "total_sequence_length"})
@@ -245,12 +246,23 @@ class Synthesizer:
 
     def _session(self, name: str):
         if name not in self._sessions:
-            if name == EXACT_VOCODER and self._vocoder_tail:  # the head and the float tail behind one session
-                head, tail = (self.backend.session(self.bundle, graph) for graph in (name, VOCODER_TAIL))
-                self._sessions[name] = SplitVocoder(head, tail, *self._vocoder_tail)
+            if name == EXACT_VOCODER and self._vocoder_tail and self._split_here():
+                head = VOCODER_HEAD if VOCODER_HEAD in self.bundle.manifest.graphs else name
+                head, tail = (self.backend.session(self.bundle, graph) for graph in (head, VOCODER_TAIL))
+                self._sessions[name] = SplitVocoder(head, tail, *self._vocoder_tail)  # behind one session
             else:
                 self._sessions[name] = self.backend.session(self.bundle, name)
         return self._sessions[name]
+
+    def _split_here(self) -> bool:
+        """Whether the 8-bit vocoder runs as head + float tail (`split_vocoder`): always where the bundle ships only
+        the split; where it ships the split beside the one graph, only once this backend runs OpenVINO anyway (the
+        tail's ~100 MiB are paid then: full-size v2, Zen 4, a voice made in the process peaks 16 MiB *lower* with
+        the split) - a process that loads no OpenVINO graph keeps the one onnxruntime graph. Decided when the
+        vocoder is opened; both give the same samples to float rounding (>= 90 dB, tests/test_exact_vocoder.py)."""
+        if VOCODER_HEAD not in self.bundle.manifest.graphs:
+            return True
+        return bool(getattr(self.backend, "openvino_loaded", False))
 
     @serialized
     def release_graphs(self, names: Sequence[str] | None = None) -> list[str]:
