@@ -5,7 +5,7 @@ Why: `edgevoice quantize --decode-engine auto` keeps whichever is faster on the 
 trade (block sizes, 4-bit weights, the thread pool's spinning, batched rows) behind the numbers written next to
 `STEP_NBITS` in export/gpt_sovits/quantize.py.
 
-    python benchmarks/decode_engines.py --fp32 FP32_BUNDLE --openvino INT8_BUNDLE [--filled 50 400 1000]
+    python benchmarks/decode_engines.py --fp32 FP32_BUNDLE [--openvino INT8_BUNDLE] [--filled 50 400 1000]
         [--rows 1 8] [--variants 8:128 8:32 8:256 4:128] [--steps 30] [--threads 2] [--attention plain fused]
 
 FP32_BUNDLE: an exported bundle (its `gpt_step.onnx` is quantised here for each variant BITS:BLOCK); INT8_BUNDLE:
@@ -106,7 +106,7 @@ def openvino_ms(bundle: str, threads: int, filled_list: list[int], rows_list: li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fp32", required=True, help="FP32 bundle (its gpt_step.onnx is quantised per variant)")
-    parser.add_argument("--openvino", required=True, help="INT8 bundle with the stateful gpt_decode")
+    parser.add_argument("--openvino", help="INT8 bundle with the stateful gpt_decode (its row is left out without)")
     parser.add_argument("--filled", type=int, nargs="+", default=[50, 400, 1000])
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--variants", nargs="+", default=["8:128", "8:32", "8:256", "4:128"],
@@ -130,8 +130,10 @@ def main() -> None:
     columns = [(rows, filled) for rows in args.rows for filled in args.filled]
     print("| decode | " + " | ".join(f"{r} row{'s' * (r > 1)} @ {f}" for r, f in columns) + " |")
     print("|---|" + "---|" * len(columns))
-    ov = openvino_ms(args.openvino, args.threads, args.filled, args.rows, args.steps)
-    print("| OpenVINO stateful INT8 (the bundle's options) | " + " | ".join(f"{ov[c]:.2f}" for c in columns) + " |")
+    if args.openvino:
+        ov = openvino_ms(args.openvino, args.threads, args.filled, args.rows, args.steps)
+        print("| OpenVINO stateful INT8 (the bundle's options) | " + " | ".join(f"{ov[c]:.2f}" for c in columns)
+              + " |")
     plain = source.file(source.graph("gpt_step").files["onnx"])
     with tempfile.TemporaryDirectory(prefix="decode-engines-") as scratch:
         fused = Path(scratch) / "step-fused.onnx"

@@ -888,7 +888,7 @@ class HostKVCache:
         for index, (_, _, present) in enumerate(self._names):
             for row, out in enumerate(prefill_outs):
                 self._cache[index, row, :, : out[present].shape[2]] = out[present][0]
-        self._mask = _slot_mask(lengths, self._cache.shape[3])
+        self._mask = None if self._in_place else _slot_mask(lengths, self._cache.shape[3])
         self.row_logits = np.stack([out["logits"][0] for out in prefill_outs])
         self._positions = np.array(prompt_lens, np.int64)  # audio position of each row's next fed token
         self._bind()
@@ -926,8 +926,9 @@ class HostKVCache:
         grown[:, :, :, :capacity] = self._cache
         grown[:, :, :, capacity:] = 0.0  # masked (or past each row's length), but read: kept finite
         self._cache = grown
-        spare = np.full((self._mask.shape[0], self.GROWTH), -np.inf, np.float32)
-        self._mask = np.concatenate([self._mask, spare], axis=1)
+        if self._mask is not None:
+            spare = np.full((self._mask.shape[0], self.GROWTH), -np.inf, np.float32)
+            self._mask = np.concatenate([self._mask, spare], axis=1)
         self._bind()
 
     def step(self, token: int) -> np.ndarray:
@@ -960,7 +961,8 @@ class HostKVCache:
     def keep_rows(self, keep: np.ndarray) -> None:
         """Drop the rows not in `keep` (finished sequences stop costing a step)."""
         self._cache = np.ascontiguousarray(self._cache[:, keep])
-        self._mask = np.ascontiguousarray(self._mask[keep])
+        if self._mask is not None:
+            self._mask = np.ascontiguousarray(self._mask[keep])
         self._lengths = self._lengths[keep]
         if self._in_place:  # rows write at their own lengths: the longest kept row's is the next to fill up
             self.length = int(self._lengths.max())
