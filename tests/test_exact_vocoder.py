@@ -213,6 +213,21 @@ def test_a_split_bundle_without_the_tails_context_or_windows_is_refused(split_bu
     assert _load(out, AVX2, monkeypatch).vocoder_graph == "sovits_vocoder"  # only the VNNI path needs it
 
 
+def test_a_head_without_hidden_is_a_bundle_error(split_bundle, exact_bundle, tmp_path, monkeypatch):
+    """A split bundle whose head file is the whole vocoder (it returns audio, not `hidden`): a one-line
+    BundleError when the vocoder opens, not a KeyError in the middle of a synthesis."""
+    from edgevoice.errors import BundleError
+
+    out = tmp_path / "wrong-head"
+    shutil.copytree(split_bundle[0], out)
+    manifest = Bundle.load(out).manifest
+    head = manifest.graphs[EXACT_VOCODER].files["onnx"]
+    shutil.copy(exact_bundle / f"{EXACT_VOCODER}.onnx", out / head)
+    write_manifest(out, manifest)  # hashes the swapped file: only its interface is wrong
+    with pytest.raises(BundleError, match="no 'hidden' output"):
+        _load(out, VNNI, monkeypatch)._session(EXACT_VOCODER)
+
+
 def test_info_says_what_the_tail_is_and_where_it_runs(split_bundle):
     from edgevoice.gpt_sovits.split_vocoder import VOCODER_TAIL
 

@@ -38,6 +38,10 @@ class SplitVocoder:
     output_names = ["audio"]
 
     def __init__(self, head, tail, context: int, windows: tuple[int, ...]):
+        for session, what, output in ((head, "head", "hidden"), (tail, VOCODER_TAIL, "audio")):
+            if output not in getattr(session, "output_names", [output]):
+                raise BundleError(f"the 8-bit vocoder's {what} has no {output!r} output (it has "
+                                  f"{', '.join(session.output_names)[:200]}); re-quantise the bundle")
         self._head, self._tail = head, tail
         self.context = context
         self.windows = tuple(windows)
