@@ -64,16 +64,15 @@ def onnxruntime_ms(session, model: dict, filled: int, rows: int, steps: int) -> 
     return step_ms(lambda: session.run(None, feeds), steps)
 
 
-def host_cache_ms(session, model: dict, filled: int, rows: int, steps: int) -> float:
+def host_cache_ms(session, bundle, filled: int, rows: int, steps: int) -> float:
     """One step as the synthesizer runs it: `HostKVCache` over the session, `rows` rows prefilled `filled` deep."""
     from edgevoice.backends import OnnxRuntimeSession
     from edgevoice.gpt_sovits.synthesizer import HostKVCache
 
-    gpt = model["gpt"]
-    heads, head_dim = gpt["heads"], gpt["hidden"] // gpt["heads"]
-    rng = np.random.default_rng(0)
-    prefill = {f"present_{kind}.{i}": rng.standard_normal((1, heads, filled, head_dim), dtype=np.float32)
-               for kind in ("key", "value") for i in range(gpt["n_layer"])}
+    from gpt_step_speed import random_caches
+
+    gpt = bundle.manifest.model["gpt"]
+    prefill = {f"present_{name}": value for name, value in random_caches(bundle, filled).items()}
     prefill["logits"] = np.zeros((1, gpt["vocab_size"]), np.float32)
     cache = HostKVCache.of_rows(OnnxRuntimeSession(session, "gpt_step"), [prefill] * rows, gpt["n_layer"],
                                 [filled] * rows)
@@ -155,7 +154,7 @@ def main() -> None:
                 quantize_matmuls_nbits(fused, fused_path, BlockQuantization(bits=bits, block_size=block))
                 for name, graph in (("plain attention", path), ("fused attention", fused_path)):
                     session = ortsession(graph, args.threads, True)
-                    figures = [host_cache_ms(session, model, f, r, args.steps) for r, f in columns]
+                    figures = [host_cache_ms(session, source, f, r, args.steps) for r, f in columns]
                     print(f"| {label}, {name}, host cache | " + " | ".join(f"{ms:.2f}" for ms in figures) + " |")
     print("\nms per step (median). OpenVINO's cache is u8 with the bundle's options; onnxruntime's is the host's "
           "f32 buffers.")

@@ -20,11 +20,11 @@ from edgevoice.bundle import Bundle
 from edgevoice.gpt_sovits.synthesizer import HostKVCache, StatefulCache
 
 
-def random_caches(bundle: Bundle, filled: int, capacity: int | None = None) -> dict[str, np.ndarray]:
+def random_caches(bundle: Bundle, filled: int) -> dict[str, np.ndarray]:
     gpt = bundle.manifest.model["gpt"]
     heads, head_dim = gpt["heads"], gpt["hidden"] // gpt["heads"]
     rng = np.random.default_rng(0)
-    shape = (1, heads, capacity or filled, head_dim)
+    shape = (1, heads, filled, head_dim)
     return {f"{kind}.{i}": rng.standard_normal(shape).astype(np.float32)
             for kind in ("key", "value") for i in range(gpt["n_layer"])}
 

@@ -101,10 +101,11 @@ def fuse_cached_attention(model: onnx.ModelProto, layers: int, heads: int, head_
     readers = [node for n in names for key in ("past_key", "past_value") for node in graph.read_by[n[key]]]
     region = graph.region(splits + readers + graph.read_by["past_mask"])
     attention_out = _check_region(graph, region, names, splits)
+    layer_of = {id(split): layer for layer, split in enumerate(splits)}
     fused = []
     for node in graph.nodes:  # topological order: each layer's node where its split was
-        if id(node) in {id(s) for s in splits}:
-            layer = next(i for i, s in enumerate(splits) if s is node)
+        if id(node) in layer_of:
+            layer = layer_of[id(node)]
             fused.append(helper.make_node(
                 "GroupQueryAttention",
                 [node.input[0], "", "", names[layer]["past_key"], names[layer]["past_value"], "seqlens_k",
@@ -114,7 +115,7 @@ def fuse_cached_attention(model: onnx.ModelProto, layers: int, heads: int, head_
                 scale=1.0 / math.sqrt(head_dim)))
         elif id(node) not in region:
             fused.append(node)
-    return _with_interface(model, fused, layers, heads, head_dim)
+    return _with_interface(model, fused)
 
 
 def _check_region(graph: _Graph, region: set[int], names: list[dict], splits: list) -> list[str]:
@@ -161,7 +162,8 @@ def _reads_cache(graph: _Graph, tensor: str, names: dict, region: set[int]) -> b
     return len(reached) == 2
 
 
-def _with_interface(model: onnx.ModelProto, nodes: list, layers: int, heads: int, head_dim: int) -> onnx.ModelProto:
+def _with_interface(model: onnx.ModelProto, nodes: list) -> onnx.ModelProto:
+    """`model`'s graph with `nodes`, the in-place interface (`IN_PLACE_INPUTS`, `present_*`) and contrib opset."""
     graph = model.graph
     dtype = {"int32": TensorProto.INT32}
     inputs = [v for v in graph.input if v.name != "past_mask"]

@@ -189,7 +189,8 @@ def _drop_graph(folder: Path, manifest: Manifest, name: str) -> None:
 # onnxruntime runs the step's attention as ~20 small nodes per layer; `fused_attention` makes it one contrib node per
 # layer that also writes the new keys and values into the bound cache itself (688 -> 352 nodes after onnxruntime's
 # own fusions). Full-size v2, INT8 step, Zen 4, 2 threads, both bundles quantised from one FP32 export, one process,
-# blocks of 20 steps through `HostKVCache` alternating (/work/scratch/s15/ab_step.py, twice), ms per step at 50 /
+# blocks of 20 steps through `HostKVCache` alternating (twice; `benchmarks/decode_engines.py --attention plain
+# fused` drives both the same way, one after the other), ms per step at 50 /
 # 400 / 1000 cached positions: fused 4.6-4.9 / 5.4-5.8 / 7.6 against plain 5.8-6.2 / 6.6-7.3 / 8.8 (1.25 / 1.21-1.25
 # / 1.16x; benchmarks/RESULTS.md, session 15). The rewrite is exact up to float rounding: the fused FP32 step must
 # match the plain one this closely before it is quantised, else the plain step stays.

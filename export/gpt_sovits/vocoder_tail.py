@@ -34,6 +34,7 @@ from edgevoice.gpt_sovits.split_vocoder import VOCODER_HEAD, VOCODER_TAIL, Split
 from edgevoice.gpt_sovits.synthesizer import EXACT_VOCODER, EXACT_VOCODER_WINDOW_FRAMES
 
 from ..onnx_split import subgraph
+from ..quant_accuracy import snr_db
 from ..quantize import best_seconds, run_all
 
 # Frames the tail's windows keep (each also computes its reach on both sides): full windows keep the most, a
@@ -108,11 +109,6 @@ def _masked_tail(source: Bundle, first_node: str, per_frame: int) -> tuple[onnx.
     tail = subgraph(model, {"audio": "audio"}, {first.input[0]: hidden}, VOCODER_TAIL)
     _frames_from_hidden(tail, per_frame)
     return tail, channels
-
-
-def _snr_db(reference: np.ndarray, other: np.ndarray) -> float:
-    noise = float(np.sum((reference - other) ** 2))
-    return float(10 * np.log10(float(np.sum(reference ** 2)) / max(noise, 1e-30)))
 
 
 def _session(model: onnx.ModelProto, threads: int):
@@ -201,7 +197,7 @@ def split_float_tail(source: Bundle, folder: Path, manifest: Manifest, float_nod
     files = install_split(folder, manifest, cut, options.beside)
     split = _split_session(folder, options.threads)
     calls = held + [_long_window(held, manifest.model["sovits"]["vocoder_context_frames"])]
-    same = min(_snr_db(a["audio"].reshape(-1), b["audio"].reshape(-1))
+    same = min(snr_db(a["audio"], b["audio"])
                for a, b in zip(run_all(one_graph, calls), run_all(split, calls)))
     seconds = _seconds({"one graph": one_graph, "split": split}, held, calls[-1:])
     taken = same >= SAME_AUDIO_DB and _faster(seconds, "split", "one graph")

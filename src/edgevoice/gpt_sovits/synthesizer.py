@@ -903,15 +903,15 @@ class HostKVCache:
         (onnxruntime's `bind`): each step then passes only the tokens and positions. Again after the buffers are
         replaced."""
         rows = self._cache.shape[1]
+        logits = {"logits": np.empty((rows, self.row_logits.shape[-1]), np.float32)}
+        if self._in_place:  # the graph writes the new rows into the very buffers it reads (bind checked in _fill)
+            outputs = {present: self._cache[index] for index, (_, _, present) in enumerate(self._names)}
+            self._bound = self._session.bind(self._buffers, {**outputs, **logits})
+            return
         self._new = np.empty(self._cache.shape[:3] + (1,) + self._cache.shape[4:], np.float32)
         bind = getattr(self._session, "bind", None)
         if bind is None:
             self._bound = None
-            return
-        logits = {"logits": np.empty((rows, self.row_logits.shape[-1]), np.float32)}
-        if self._in_place:  # the graph writes the new rows into the very buffers it reads
-            outputs = {present: self._cache[index] for index, (_, _, present) in enumerate(self._names)}
-            self._bound = bind(self._buffers, {**outputs, **logits})
             return
         outputs = {new: self._new[index] for index, (_, new, _) in enumerate(self._names)}
         self._bound = bind({**self._buffers, "past_mask": self._mask}, {**outputs, **logits})
