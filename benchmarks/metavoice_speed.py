@@ -5,10 +5,12 @@ Protocol (one run, one machine): the memory read bandwidth is measured first (nu
 thread per core, best of 5). Every measurement then runs in its own process under `/usr/bin/time` (a small parent,
 so the peak RSS is the measured process's own):
 
-* `steps`: the stateful stage-1 graph with its KV cache filled to 64 / 600 / 1500 positions by prefill chunks; 3
-  warm-up steps, then the median of `--steps` timed steps (the bundle's own KV-cache precision: f32 for FP32, u8 for
-  the INT8/INT4 variants). The bound is (weight bytes of the IR + the cache bytes read at that position)
-  ÷ the measured bandwidth: the least time a step can take when every weight and cached key/value is read once.
+* `steps`: the bundle's stage-1 decode graph (OpenVINO's stateful `stage1`, or onnxruntime's `stage1_step` where
+  `quantize` chose it) through the runtime's own decoder, its KV cache filled to 64 / 600 / 1500 positions by a
+  prefill; 3 warm-up steps, then the median of `--steps` timed steps (the bundle's own KV-cache precision: f32 for
+  FP32, u8 for OpenVINO's INT8/INT4 variants, half precision for onnxruntime's). The bound is (the graph's weight
+  bytes + the cache bytes read at that position) ÷ the measured bandwidth: the least time a step can take when
+  every weight and cached key/value is read once.
 * `stages`: stage 2 over its whole block, EnCodec for 10 s of audio (750 frames), the speaker encoder on a 34 s
   reference (host DSP + LSTM).
 * `e2e`: a fresh process loads the bundle, makes a voice from the reference, and speaks a sentence with
@@ -16,10 +18,10 @@ so the peak RSS is the measured process's own):
   4-token call that compiles the remaining graphs; real-time factor = seconds of compute per second of audio; peak
   RSS of the whole process.
 
-    python benchmarks/metavoice_speed.py --models DIR --bundle FP32_BUNDLE [--int8 B] [--int4 B] [--json FILE]
+    python benchmarks/metavoice_speed.py --bundle FP32_BUNDLE [--int8 B] [--int4 B] [--also NAME=B] [--json FILE]
 
-`DIR` is `edgevoice make-test-model --family metavoice --size full --out DIR`; FP32_BUNDLE its export, INT8/INT4
-the `edgevoice quantize --precision int8|int4` variants. Results go to stdout and benchmarks/results/metavoice_speed.md.
+FP32_BUNDLE is the export of `edgevoice make-test-model --family metavoice --size full --out DIR`, INT8/INT4 its
+`edgevoice quantize --precision int8|int4` variants. Results go to stdout and benchmarks/results/metavoice_speed.md.
 """
 
 from __future__ import annotations
@@ -56,33 +58,31 @@ def worker_steps(bundle: str, threads: int, steps: int) -> dict:
 
     synth = edgevoice.load(bundle, backend=OpenVINOBackend(threads=threads))
     s1 = synth.model["stage1"]
-    graph = synth.bundle.graph("stage1")
-    session = synth.backend.session(synth.bundle, "stage1")
-    rng = np.random.default_rng(0)
-    heads, head_dim = s1["n_head"], s1["n_embd"] // s1["n_head"]
-    weights = sum(synth.bundle.file(f).stat().st_size for f in synth.bundle.manifest.files if f.startswith("stage1.")
-                  and f.endswith(".bin"))
-    out = {"weight_bytes": weights, "positions": {}}
-    speaker = np.full((1, synth.model["speaker"]["embedding"]), 1 / 16, np.float32)
-    for position in (p for p in POSITIONS if p + steps + 3 < s1["block_size"]):
-        # the cache is filled as in production, by prefill chunks inside the plugin (its own layout and precision)
-        session.set_states({variable: np.zeros((2, heads, 0, head_dim), np.float32) for variable in graph.states})
-        feeds = {"speaker": speaker, "beam_idx": np.arange(2, dtype=np.int32)}
-        for first in range(0, position, 100):
-            feeds["ids"] = rng.integers(0, 2048, (1, min(100, position - first)))
-            feeds["start"] = np.array([first], np.int64)
-            session.run(feeds)
-        feeds["ids"] = np.array([[5]], np.int64)
-        times = []
-        for i in range(steps + 3):
-            feeds["start"] = np.array([position + i], np.int64)
-            start = time.perf_counter()
-            session.run(feeds)
-            times.append(time.perf_counter() - start)
+    # the decode graph the bundle runs on a CPU: OpenVINO's stateful `stage1`, or onnxruntime's `stage1_step`
+    name = "stage1" if "stage1" in synth.bundle.manifest.graphs else "stage1_step"
+    graph = synth.bundle.graph(name)
+    weights = sum(synth.bundle.file(f).stat().st_size for f in synth.bundle.manifest.files
+                  if f.startswith(name + ".") and f.endswith((".bin", ".data", ".onnx")))
+    if name == "stage1":
         kv_bytes = {"u8": 1, "f16": 2, "bf16": 2}.get(graph.runtime_options.get("openvino", {}).get(
             "KV_CACHE_PRECISION"), 4)
+    else:
+        kv_bytes = np.dtype(next(t.dtype for t in graph.inputs if t.name == "past_key.0")).itemsize
+    rng = np.random.default_rng(0)
+    heads, head_dim = s1["n_head"], s1["n_embd"] // s1["n_head"]
+    out = {"graph": name, "weight_bytes": weights, "kv_bytes": kv_bytes, "positions": {}}
+    speaker = np.full((1, synth.model["speaker"]["embedding"]), 1 / 16, np.float32)
+    for position in (p for p in POSITIONS if p + steps + 3 < s1["block_size"]):
+        # the cache is filled as in production: a prefill through the runtime's own decoder
+        decoder = synth._stage1(rng.integers(0, 2048, position), speaker, steps + 3)
+        times = []
+        for i in range(steps + 3):
+            start = time.perf_counter()
+            decoder.step(5)
+            times.append(time.perf_counter() - start)
         cache_bytes = 2 * s1["n_layer"] * 2 * heads * (position + steps // 2) * head_dim * kv_bytes
         out["positions"][position] = {"ms": 1000 * float(np.median(times[3:])), "cache_bytes": cache_bytes}
+        del decoder
     return out
 
 
@@ -155,13 +155,16 @@ def markdown(results: dict) -> str:
              f"CPU: {results['cpu']}; {results['threads']} threads; memory read bandwidth {results['bandwidth_gbs']:.1f}"
              " GB/s (measured in this run). Full-size random weights (`make-test-model --family metavoice --size "
              "full`). Command: `" + results["command"] + "`", "",
-             "| precision | stage-1 weights | " + " | ".join(f"step @ {p} (bound)" for p in POSITIONS)
-             + " | e2e RTF | peak RSS (e2e) | of which file-mapped |", "|---" * (5 + len(POSITIONS)) + "|"]
+             "| variant | decode graph (KV cache) | stage-1 weights | "
+             + " | ".join(f"step @ {p} (bound)" for p in POSITIONS)
+             + " | e2e RTF | peak RSS (e2e) | of which file-mapped |", "|---" * (6 + len(POSITIONS)) + "|"]
     for name, r in results["variants"].items():
         steps = r["steps"]["positions"]
         cells = [f"{steps[str(p)]['ms']:.1f} ms ({steps[str(p)]['bound_ms']:.1f}, ×{steps[str(p)]['ratio']:.2f})"
                  if str(p) in steps else "–" for p in POSITIONS]
-        lines.append(f"| {name} | {r['steps']['weight_bytes'] / 1e9:.2f} GB | " + " | ".join(cells)
+        kv = {1: "u8", 2: "16-bit", 4: "f32"}[r["steps"]["kv_bytes"]]
+        lines.append(f"| {name} | {r['steps']['graph']} ({kv}) | {r['steps']['weight_bytes'] / 1e9:.2f} GB | "
+                     + " | ".join(cells)
                      + f" | {r['e2e']['rtf']:.1f} | {r['e2e']['peak_rss_mib']:.0f} MiB | {r['e2e']['rss_file_mib']:.0f} MiB |")
     st = results["stages"]
     lines += ["", f"Other stages (FP32): stage 2 over its block {st['stage2_block_s']:.2f} s; EnCodec "
@@ -179,6 +182,11 @@ def main() -> None:
     parser.add_argument("--bundle")
     parser.add_argument("--int8")
     parser.add_argument("--int4")
+    parser.add_argument("--also", action="append", default=[], metavar="NAME=BUNDLE",
+                        help="another variant to measure in the same run (e.g. an INT8 bundle quantised with "
+                             "--decode-engine openvino)")
+    parser.add_argument("--skip-fp32", action="store_true",
+                        help="measure only the variants (the FP32 bundle still gives the other stages' times)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--tokens", type=int, default=150)
@@ -194,9 +202,10 @@ def main() -> None:
     results = {"date": datetime.date.today().isoformat(), "cpu": cpu_description(), "threads": args.threads,
                "bandwidth_gbs": bandwidth, "tokens": args.tokens, "variants": {},
                "command": "python benchmarks/metavoice_speed.py " + shlex.join(sys.argv[1:])}
-    variants = {"fp32": args.bundle, "int8": args.int8, "int4": args.int4}
+    variants = {"fp32": args.bundle, "int8": args.int8, "int4": args.int4,
+                **dict(item.split("=", 1) for item in args.also)}
     for name, bundle in variants.items():
-        if not bundle:
+        if not bundle or (name == "fp32" and args.skip_fp32):
             continue
         steps = run_worker(["steps", bundle, str(args.steps)])
         for position, step in steps["positions"].items():

@@ -252,9 +252,10 @@ def _methods(items) -> dict[str, str]:
                    "native bf16, bf16 was measured faster for the graph and it passes the accuracy gate, else f32")
 @click.option("--decode-engine", type=click.Choice(ENGINE_CHOICES), default="auto",
               show_default=True,
-              help="GPT-SoVITS INT8: which engine runs the token-by-token decode; auto: time OpenVINO's stateful "
-                   "INT8 step against onnxruntime's block-INT8 step on this CPU and keep the faster (onnxruntime's "
-                   "also tries 4-bit blocks, kept only within an accuracy gate and 5 % faster)")
+              help="GPT-SoVITS and MetaVoice INT8: which engine runs the token-by-token decode; auto: time "
+                   "OpenVINO's stateful INT8 step against onnxruntime's block-INT8 step (attention fused, cache "
+                   "written in place) on this CPU and keep the faster (GPT-SoVITS's also tries 4-bit blocks, kept "
+                   "only within an accuracy gate and 5 % faster)")
 @click.option("--vocoder-engine", type=click.Choice(ENGINE_CHOICES), default="auto", show_default=True,
               help="GPT-SoVITS INT8, CPUs with VNNI: auto also writes the vocoder as onnxruntime's 8-bit operators "
                    "(run at exact lengths, on VNNI CPUs only; its last stages back in float until it is as "
@@ -294,8 +295,8 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
     family = guarded(lambda: Bundle.load(bundle, verify=False)).manifest.family
     if compute != "auto" and family != "gpt-sovits":
         fail("--compute is for GPT-SoVITS INT8 bundles (EmotiVoice's policy chooses bf16 per graph itself)")
-    if decode_engine != "auto" and family != "gpt-sovits":
-        fail("--decode-engine is for GPT-SoVITS INT8 bundles")
+    if decode_engine != "auto" and family not in ("gpt-sovits", "metavoice"):
+        fail("--decode-engine is for GPT-SoVITS and MetaVoice INT8 bundles")
     for flag, value in (("--vocoder-engine", vocoder_engine), ("--prefill-engine", prefill_engine),
                         ("--latent-engine", latent_engine), ("--vocoder-tail", vocoder_tail)):
         if value != "auto" and family != "gpt-sovits":

@@ -16,6 +16,7 @@ from edgevoice.backends import OnnxRuntimeSession  # noqa: E402
 from edgevoice.gpt_sovits.synthesizer import HostKVCache, Synthesizer  # noqa: E402
 from edgevoice_export.fused_attention import (FusionError, check_fused_step, fuse_cached_attention,  # noqa: E402
                                               fuse_step_file)
+from edgevoice_export.gpt_sovits.quantize import gpt_step_feeds  # noqa: E402
 
 
 def _shape(synth: Synthesizer) -> tuple[int, int, int]:
@@ -39,7 +40,8 @@ def test_fused_step_matches_the_plain_step(fused_step):
     assert ops.count("GroupQueryAttention") == shape[0]
     assert "Softmax" not in ops and len(ops) < len(onnx.load(str(plain)).graph.node) / 1.5
     # one row, and two rows filled to different lengths (each writes its new key at its own slot)
-    assert check_fused_step(plain, fused, *shape, lengths=((1,), (7,), (3, 12))) < 1e-5
+    calls = (((1,), 1), ((7,), 1), ((3, 12), 1))
+    assert check_fused_step(plain, fused, *shape, gpt_step_feeds, calls) < 1e-5
 
 
 def test_host_cache_drives_the_fused_step_in_place(fixture_bundle, gpt_sovits_set, fused_step):

@@ -12,20 +12,43 @@ pytest.importorskip("nncf")
 import edgevoice  # noqa: E402
 from edgevoice.errors import EdgevoiceError  # noqa: E402
 from edgevoice_export.metavoice import quantize as mq  # noqa: E402
+from edgevoice_export.metavoice import step_engine  # noqa: E402
 from edgevoice_export.quantize import QuantizeOptions  # noqa: E402
 
 
-@pytest.mark.parametrize("precision", ["int8", "int4"])
-def test_variant_is_written_with_its_accuracy_and_speaks(metavoice_bundle, tmp_path, precision):
+@pytest.mark.parametrize("precision, engine", [("int8", "openvino"), ("int8", "onnxruntime"), ("int4", "onnxruntime"),
+                                               ("int4", "openvino")])
+def test_variant_is_written_with_its_accuracy_and_speaks(metavoice_bundle, tmp_path, precision, engine):
+    """One stage-1 decode per variant: OpenVINO's stateful graph (the FP32 ONNX step stays for onnxruntime), or
+    onnxruntime's step on block weights of the variant's width with its attention fused and a half-precision cache
+    written in place (the stateful graph leaves the bundle); either passes the gate and speaks."""
     out = tmp_path / precision
-    report = mq.quantize_metavoice(metavoice_bundle[0], out, QuantizeOptions(precision=precision, progress=False))
+    options = QuantizeOptions(precision=precision, progress=False, decode_engine=engine)
+    report = mq.quantize_metavoice(metavoice_bundle[0], out, options)
     logits = report.accuracy["logits"]
     gate = mq.GATES[precision]
     assert logits["top1_agreement"] >= gate.min_top1 and logits["rel_l2"]["worst"] <= gate.max_rel_l2
-    assert report.sizes["variant_mb"] < report.sizes["fp32_mb"] / (3 if precision == "int8" else 4)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["graphs"]["stage1"]["precision"] == precision
-    assert manifest["graphs"]["stage1_step"]["precision"] == "fp32"  # onnxruntime keeps the FP32 ONNX
+    record = manifest["extra"]["quantization"]["decode_engine"]
+    graphs = manifest["graphs"]
+    if engine == "onnxruntime":
+        assert "stage1" not in graphs and not list(out.glob("stage1.*"))
+        step = graphs["stage1_step"]
+        assert (step["precision"], step["engine"], step["files"]) == (precision, "onnxruntime",
+                                                                      {"onnx": f"stage1_step.{precision}.onnx"})
+        inputs = {t["name"]: t["dtype"] for t in step["inputs"]}
+        assert "past_mask" not in inputs and inputs["seqlens_k"] == "int32" and inputs["past_key.0"] == "float16"
+        assert record["engine"] == "onnxruntime" and record["attention"]["fused"]
+        assert record["quantization"]["bits"] == int(precision[3:])
+        assert 0 < record["attention"]["difference"] <= step_engine.FUSED_STEP_TOLERANCE
+        assert set(record["ms_per_step"]) == {"openvino", "onnxruntime"}
+        assert step["accuracy"][f"{precision}_vs_fp32"]["logits"] == logits
+        assert not list(out.glob("stage1_step.onnx*"))  # the FP32 step is not shipped beside it
+    else:
+        assert graphs["stage1"]["precision"] == precision
+        assert graphs["stage1_step"]["precision"] == "fp32"  # onnxruntime keeps the FP32 ONNX
+        assert record["engine"] == "openvino"
+        assert report.sizes["variant_mb"] < report.sizes["fp32_mb"] / (3 if precision == "int8" else 4)
     synth = edgevoice.load(out)
     embedding = mq.gate_speaker(256)
     audio = synth.synthesize("Hello there.", embedding, seed=1, max_new_tokens=20)

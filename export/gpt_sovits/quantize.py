@@ -195,6 +195,13 @@ def _drop_graph(folder: Path, manifest: Manifest, name: str) -> None:
 # / 1.16x; benchmarks/RESULTS.md, session 15). The rewrite is exact up to float rounding: the fused FP32 step must
 # match the plain one this closely before it is quantised, else the plain step stays.
 FUSED_STEP_TOLERANCE = 1e-4  # largest logits / new-row difference, relative to the logits' largest magnitude
+# one row, and two rows filled to different lengths (each writes its new key at its own slot); one token each
+FUSED_STEP_CALLS = (((5,), 1), ((3, 19), 1))
+
+
+def gpt_step_feeds(filled: tuple[int, ...], new: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`gpt_step`'s inputs besides the caches: one token per row, at its row's position."""
+    return {"token": rng.integers(0, 100, (len(filled), new)).astype(np.int64), "position": np.array(filled, np.int64)}
 
 
 def step_to_quantise(source: Bundle, folder: Path, threads: int) -> tuple[Path, dict]:
@@ -208,7 +215,7 @@ def step_to_quantise(source: Bundle, folder: Path, threads: int) -> tuple[Path, 
         fuse_step_file(plain, fused, *shape)
     except FusionError as exc:
         return plain, {"fused": False, "reason": f"attention not fused: {exc}"}
-    difference = check_fused_step(plain, fused, *shape, threads=threads)
+    difference = check_fused_step(plain, fused, *shape, gpt_step_feeds, FUSED_STEP_CALLS, threads=threads)
     if not difference <= FUSED_STEP_TOLERANCE:
         fused.unlink()
         return plain, {"fused": False, "reason": f"attention not fused: the fused step differs from the plain one "
@@ -539,6 +546,8 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             report.notes.append(f"vocoder: {where} ({vocoder_engine['reason']})")
             if "float_tail" in vocoder_engine:
                 report.notes.append(f"vocoder's float stages: {vocoder_engine['float_tail']['reason']}")
+            for graph, layout in vocoder_engine.get("layout", {}).items():
+                report.notes.append(f"{graph} layout: {layout['reason']}")
         stand_ins = {}
         for spec in STAND_INS:
             if precision == "int8" and report.graphs.get(spec.replaces, {}).get("method") == "static":

@@ -37,9 +37,11 @@ from edgevoice.backends import OpenVINOBackend
 from edgevoice.bundle import Bundle, GraphEntry, Manifest, write_manifest
 from edgevoice.cpu import CpuInfo
 from edgevoice.errors import BundleError
+from edgevoice.gpt_sovits.split_vocoder import VOCODER_HEAD
 from edgevoice.gpt_sovits.synthesizer import EXACT_VOCODER
 from edgevoice_calibration.collect import CalibrationSet
 
+from ..onnx_layout import LayoutError, channels_last_graph, same_outputs
 from ..onnx_masks import drop_input_masks
 from ..quant_accuracy import graph_errors
 from ..quantize import (OnnxRuntimeStatic, QuantizeOptions, best_seconds, onnx_module_paths_of,
@@ -57,6 +59,8 @@ SNR_SLACK_DB = 1.0
 # The noise 8-bit tensors add is white, so it shows first in the bands the output has least of: the last
 # upsampling stages (the widest band) go back to float first, until the gate holds (at most this many).
 MAX_FLOAT_STAGES = 2
+# The channels-last rewrite only moves bytes (`onnx_layout`): its output must equal the source graph's (0.0 measured)
+LAYOUT_TOLERANCE = 1e-6
 
 
 def exact_feeds(items: list[dict]) -> list[dict]:
@@ -176,8 +180,41 @@ def choose_vocoder_engine(source: Bundle, folder: Path, manifest: Manifest, cali
             tail = TailOptions(options.threads, beside=options.vocoder_tail == "auto",
                                bf16_gate=bf16_gate if cpu.native_bf16 else None)
             record["float_tail"] = split_float_tail(source, folder, manifest, float_nodes, exact_held, session, tail)
+        record["layout"] = channels_last_files(folder, manifest, _extremes(exact_held), options.threads)
     else:
         del manifest.graphs[EXACT_VOCODER]
         (folder / target).unlink()
     write_manifest(folder, manifest)
+    return record
+
+
+def _extremes(feeds: list[dict]) -> list[dict]:
+    """The shortest and the longest of the recorded calls: the layout check runs at two lengths."""
+    by_length = sorted(feeds, key=lambda feed: feed["z"].shape[-1])
+    return [by_length[0], by_length[-1]] if len(by_length) > 1 else by_length
+
+
+def channels_last_files(folder: Path, manifest: Manifest, feeds: list[dict], threads: int) -> dict:
+    """Rewrite the 8-bit vocoder graphs the bundle ships (the one graph or the split's head, and a head beside it)
+    with their element-wise operators channels-last (`onnx_layout`), each kept only where its output on `feeds`
+    equals the graph it replaces; returns the record per graph."""
+    record = {}
+    for name in (EXACT_VOCODER, VOCODER_HEAD):
+        if name not in manifest.graphs:
+            continue
+        path = folder / manifest.graphs[name].files["onnx"]
+        model = onnx.load(str(path))
+        try:
+            rewritten, counts = channels_last_graph(model)
+        except LayoutError as exc:
+            record[name] = {"taken": False, "reason": str(exc)}
+            continue
+        difference = same_outputs(model, rewritten, feeds, threads)
+        taken = difference <= LAYOUT_TOLERANCE
+        if taken:
+            onnx.save(rewritten, str(path))
+        record[name] = {**counts, "difference": difference, "taken": taken,
+                        "reason": f"element-wise 8-bit operators channels-last: {counts['transposes_before']} → "
+                                  f"{counts['transposes_after']} transposes, output difference {difference:.1e} "
+                                  f"({'taken' if taken else 'over ' + str(LAYOUT_TOLERANCE) + ': kept the source'})"}
     return record

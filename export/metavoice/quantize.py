@@ -28,6 +28,7 @@ from edgevoice.metavoice.synthesizer import Synthesizer
 
 from ..graph_export import save_ir
 from ..quantize import GraphPolicy, QuantizeOptions, cpu_has_int8_dot
+from .step_engine import STEP, choose_stage1_engine
 
 PRECISIONS = ("int8", "int4")
 GRAPH = "stage1"
@@ -176,6 +177,11 @@ def quantize_metavoice(source_bundle: str | Path | Bundle, out: str | Path,
             if rel not in dropped:
                 shutil.copyfile(source.file(rel), folder / rel)
         write_manifest(folder, manifest)
+        report.sizes = {"fp32_mb": source.file(old_xml[: -len('.xml')] + '.bin').stat().st_size / 1e6,
+                        "variant_mb": (folder / xml.replace(".xml", ".bin")).stat().st_size / 1e6}
+        engine = choose_stage1_engine(source, folder, manifest, options)
+        report.sizes["variant_mb"] = engine.get("weights_mb") or report.sizes["variant_mb"]
+        report.notes.append(f"stage 1 decodes on {engine['engine']} ({engine['reason']})")
         reference = Synthesizer(source, backend=OpenVINOBackend(threads=options.threads, precision="f32"))
         test = Synthesizer(Bundle.load(folder), backend=OpenVINOBackend(threads=options.threads))
         report.accuracy = logits_accuracy(reference, test, options.progress)
@@ -183,14 +189,13 @@ def quantize_metavoice(source_bundle: str | Path | Bundle, out: str | Path,
         if failed:
             raise EdgevoiceError(f"the {precision} stage 1 misses its accuracy gate ({'; '.join(failed)}); nothing "
                                  "was written")
-        report.sizes = {"fp32_mb": source.file(old_xml[: -len('.xml')] + '.bin').stat().st_size / 1e6,
-                        "variant_mb": (folder / xml.replace(".xml", ".bin")).stat().st_size / 1e6}
         report.seconds = time.perf_counter() - start
-        entry.accuracy = {"fp32_vs_torch": {}, f"{precision}_vs_fp32": report.accuracy}
+        decoder = manifest.graphs[GRAPH if engine["engine"] == "openvino" else STEP]  # the stage-1 graph kept
+        decoder.accuracy = {"fp32_vs_torch": {}, f"{precision}_vs_fp32": report.accuracy}
         manifest.extra["quantization"] = {
             "precision": precision, "source_bundle_hash": source.bundle_hash,
             "policy": {GRAPH: {**POLICIES[precision].to_json(), "gate": GATES[precision].__dict__}},
-            "sizes": report.sizes, "cpu": {"int8_dot": cpu_has_int8_dot()},
+            "sizes": report.sizes, "cpu": {"int8_dot": cpu_has_int8_dot()}, "decode_engine": engine,
             "tools": {"nncf": nncf.__version__, "openvino": ov.__version__},
             "note": "random-weight accuracy is not a proxy for trained checkpoints: re-measure on real models",
             "seconds": round(report.seconds, 1),

@@ -322,7 +322,10 @@ class BoundRun:
             raise BundleError(f"graph {self._session.name!r} failed ({engine_message(exc)})") from None
         if self._all_given:
             return dict(self._outputs)
-        return {**dict(zip(self._session.output_names, self._binding.copy_outputs_to_cpu())), **self._outputs}
+        # only the outputs not written into given arrays are copied out (a bound cache can be hundreds of MB)
+        made = {name: value.numpy() for name, value in zip(self._session.output_names, self._binding.get_outputs())
+                if name not in self._outputs}
+        return {**made, **self._outputs}
 
 
 def runs_graph(backend, graph: GraphEntry) -> bool:

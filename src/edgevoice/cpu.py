@@ -113,6 +113,9 @@ NO_INT8_DOT_NOTE = ("no 8-bit dot products here: static INT8 measured 2x slower 
                     "AVX2-only EPYC (the vocoder 1.06x faster); quantised on this CPU they get weight-only INT8")
 
 
+_CACHE_NAMES = {"float32": "f32", "float16": "f16"}
+
+
 @dataclass(frozen=True)
 class GraphPrecision:
     weights: str  # "int8 weights + activations", "int8 weights", "f32 weights", "FP32 ONNX"
@@ -144,7 +147,7 @@ def precision_here(manifest, name: str, cpu: CpuInfo | None = None) -> GraphPrec
             return GraphPrecision(f"onnxruntime, {graph.precision} weights + activations", graph.precision,
                                   _printable(why))
         record = own[0] if own else _section(quantization, "decode_engine")
-        chosen_on = _section(quantization, "compute").get("cpu_class", "?")
+        chosen_on = _section(quantization, "compute").get("cpu_class") or record.get("cpu_class", "?")
         why = f"onnxruntime runs it: {record.get('reason', 'the bundle says so')} (chosen on {chosen_on})"
         if own:  # 8-bit operators with s8 weights: only run where the CPU has 8-bit dot products
             if not cpu.int8_dot:
@@ -156,9 +159,11 @@ def precision_here(manifest, name: str, cpu: CpuInfo | None = None) -> GraphPrec
             why += "; attention fused, the cache written in place"
         if chosen_on != cpu.cpu_class:
             why += "; quantise on this CPU to time its decode engines here"
+        cache = next((t.dtype for t in graph.inputs if t.name == "past_key.0"), "float32")
         return GraphPrecision("onnxruntime, " + (f"{graph.precision} block weights" if blocks
                                                  else f"{graph.precision} weights"),
-                              "int8 matmul / f32" if blocks else "f32", _printable(why), "f32" if blocks else "")
+                              "int8 matmul / f32" if blocks else "f32", _printable(why),
+                              _CACHE_NAMES.get(cache, cache) if blocks else "")
     if "openvino" not in graph.files:
         return GraphPrecision("FP32 ONNX", "f32", "no OpenVINO IR: onnxruntime runs it")
     method = _section(_section(quantization, "policy"), name).get("method")

@@ -33,6 +33,7 @@ from ..cpu import detect
 from ..threadsafe import serialized
 from ..bundle import Bundle
 from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceError
+from ..kv_cache import in_place_feeds
 from ..memory import cyclic_gc_paused
 from ..families import check_bundle
 from ..options import AudioChunk
@@ -940,8 +941,7 @@ class HostKVCache:
             self._grow()
         feeds = {"token": np.asarray(tokens, np.int64).reshape(-1, 1), "position": self._positions}
         if self._in_place:
-            feeds["seqlens_k"] = self._lengths
-            feeds["total_sequence_length"] = np.array(self.length + 1, np.int32)
+            feeds.update(in_place_feeds(self._lengths, 1))
             out = self._bound.run(feeds)  # each row's new key and value written at its own length
         elif self._bound:
             out = self._bound.run(feeds)  # the new keys and values are in self._new already

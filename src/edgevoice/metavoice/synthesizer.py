@@ -30,6 +30,7 @@ from ..backends import make_backend, runs_graph
 from ..bundle import Bundle
 from ..errors import BundleError, OptionsError, TextError, VoiceError
 from ..families import check_bundle
+from ..kv_cache import IN_PLACE_INPUT_NAMES, in_place_feeds
 from ..options import AudioChunk
 from ..threadsafe import serialized
 from . import adapters, sampling, speaker
@@ -40,8 +41,10 @@ from .voice import SpeakerVoice
 
 GRAPH_INPUTS = {"speaker_encoder": {"mels"}, "stage2": {"ids", "speaker"}, "encodec_decode": {"codes"}}
 # stage 1 as OpenVINO runs it (stateful) and as onnxruntime runs it (host buffers); a bundle has one or both
-STAGE1_INPUTS = {"stage1": {"ids", "start", "speaker", "beam_idx"},
-                 "stage1_step": {"ids", "start", "speaker", "past_mask"}}
+STAGE1_INPUTS = {"stage1": {"ids", "start", "speaker", "beam_idx"}, "stage1_step": {"ids", "start", "speaker"}}
+# the step reads a slot mask (the exported FP32 step) or its buffers' lengths (the CPU step whose attention
+# `quantize` fused: it writes each new key and value into the buffers itself)
+STEP_CACHE_INPUTS = ({"past_mask"}, set(IN_PLACE_INPUT_NAMES))
 MAX_TEXT_CHARS = 20000
 # Stage-1 tokens a character of text becomes, to plan long texts: speech runs at ~14 characters per second and
 # stage 1 emits 150 tokens per second of audio; a little more than that is planned for.
@@ -55,6 +58,10 @@ class Synthesizer:
         check_bundle(bundle, FAMILY, GRAPH_INPUTS)
         check_bundle(bundle, FAMILY, STAGE1_INPUTS, optional=True)
         manifest = bundle.manifest
+        step = manifest.graphs.get("stage1_step")
+        if step is not None and not any(names <= {t.name for t in step.inputs} for names in STEP_CACHE_INPUTS):
+            raise BundleError(f"{bundle.path}: graph 'stage1_step' has neither past_mask nor seqlens_k and "
+                              "total_sequence_length; re-export the bundle with this version")
         self.bundle = bundle
         self.backend = make_backend(backend, threads)
         self.sample_rate = manifest.sample_rate
@@ -127,7 +134,7 @@ class Synthesizer:
             raise OptionsError(f"{ids.size} text ids and {forced.size} forced tokens exceed stage 1's context of "
                                f"{self._s1['block_size']} positions")
         embedding = self._check_embedding(speaker_embedding)
-        decoder = self._stage1(ids, embedding)
+        decoder = self._stage1(ids, embedding, forced.size)
         rows = [decoder.logits]
         for token in forced:
             rows.append(decoder.step(int(token)))
@@ -168,7 +175,7 @@ class Synthesizer:
         text_ids = self._check_ids(text_ids, int(self._s1["vocab_size"]), "text_ids")
         embedding = self._check_embedding(embedding)
         with self._lock:
-            decoder = self._stage1(text_ids, embedding)
+            decoder = self._stage1(text_ids, embedding, max_new)
             tokens = []
             bar = _progress(self.show_progress, max_new)
             logits = decoder.logits
@@ -346,14 +353,19 @@ class Synthesizer:
 
     # ---------------------------------------------------------------- internals and checks
 
-    def _stage1(self, ids: np.ndarray, embedding: np.ndarray):
-        """A stage-1 decoder primed with `ids` (the prefill): `.logits` [2, vocab], `.step(token)`."""
+    def _stage1(self, ids: np.ndarray, embedding: np.ndarray, room: int):
+        """A stage-1 decoder primed with `ids` (the prefill) that will be fed at most `room` more tokens:
+        `.logits` [2, vocab], `.step(token)`."""
         shape = (2, int(self._s1["n_head"]), 0, int(self._s1["n_embd"]) // int(self._s1["n_head"]))
         if self._stateful:
-            return _StatefulStage1(self._session("stage1"), self.bundle.graph("stage1").states, shape, ids, embedding)
+            return StatefulStage1(self._session("stage1"), self.bundle.graph("stage1").states, shape, ids, embedding)
         if "stage1_step" not in self.bundle.manifest.graphs:
             raise BundleError(f"{self.bundle.path}: no stage-1 graph for the {self.backend.name} backend")
-        return _HostCacheStage1(self._session("stage1_step"), int(self._s1["n_layer"]), shape, ids, embedding)
+        session = self._session("stage1_step")
+        if "seqlens_k" in session.input_names:
+            cache = next(t for t in self.bundle.graph("stage1_step").inputs if t.name == "past_key.0")
+            return InPlaceStage1(session, self._s1, ids, embedding, ids.size + room, np.dtype(cache.dtype))
+        return HostCacheStage1(session, int(self._s1["n_layer"]), shape, ids, embedding)
 
     def _check_text(self, text: str) -> None:
         if not isinstance(text, str) or not text.strip():
@@ -391,7 +403,7 @@ def _progress(enabled: bool, total: int):
     return tqdm(total=total, desc="stage 1", unit="tok", disable=not enabled, leave=False)
 
 
-class _StatefulStage1:
+class StatefulStage1:
     """Both guidance rows' KV caches live in the OpenVINO request of the stateful `stage1` graph: the prefill
     starts them empty and every step appends its row in place; the host only feeds ids."""
 
@@ -416,7 +428,7 @@ class _StatefulStage1:
         return self.logits
 
 
-class _HostCacheStage1:
+class HostCacheStage1:
     """Host KV buffers `[2, H, capacity, Dh]` with a slot mask (onnxruntime): the step graph reads them in place
     and returns only the new rows, written here; buffers grow by `GROWTH` slots."""
 
@@ -453,6 +465,54 @@ class _HostCacheStage1:
         self._mask[:, self._filled:self._filled + new] = 0.0
         self._filled += new
         return out["logits"]
+
+    def step(self, token: int) -> np.ndarray:
+        self.logits = self._run(np.array([token]))
+        return self.logits
+
+
+class InPlaceStage1:
+    """Host KV buffers `[2, H, capacity, Dh]` that the step graph writes itself (its attention fused by `quantize`:
+    `edgevoice.kv_cache`), in the graph's cache precision. The buffers are made once for the prefill and every
+    token the caller may feed (`capacity`) and bound by address with the logits' array, so a step copies nothing;
+    zero pages are not resident until written, so memory follows the tokens actually cached."""
+
+    def __init__(self, session, stage1: dict, ids: np.ndarray, embedding: np.ndarray, capacity: int,
+                 dtype: np.dtype):
+        if not hasattr(session, "bind"):
+            raise BundleError("stage1_step writes its cache in place (seqlens_k): it needs a backend that binds "
+                              "buffers (onnxruntime)")
+        heads, layers = int(stage1["n_head"]), int(stage1["n_layer"])
+        self._session, self._speaker = session, embedding
+        self._names = [f"{kind}.{i}" for kind in ("key", "value") for i in range(layers)]
+        self._cache = np.zeros((2 * layers, 2, heads, max(capacity, 1), int(stage1["n_embd"]) // heads), dtype)
+        self._logits = np.empty((2, int(stage1["vocab_size"])), np.float32)
+        self._filled = 0
+        self._bind()
+        self.logits = self._run(ids)
+
+    def _bind(self) -> None:
+        buffers = {f"past_{name}": self._cache[index] for index, name in enumerate(self._names)}
+        written = {f"present_{name}": self._cache[index] for index, name in enumerate(self._names)}
+        self._bound = self._session.bind(buffers, {**written, "logits": self._logits})
+
+    def _grow(self, needed: int) -> None:
+        """Only where a caller feeds more than it announced: one copy, then bound again."""
+        grown = np.zeros(self._cache.shape[:3] + (needed + HostCacheStage1.GROWTH,) + self._cache.shape[4:],
+                         self._cache.dtype)
+        grown[:, :, :, : self._filled] = self._cache[:, :, :, : self._filled]
+        self._cache = grown
+        self._bind()
+
+    def _run(self, ids: np.ndarray) -> np.ndarray:
+        new = ids.size
+        if self._filled + new > self._cache.shape[3]:
+            self._grow(self._filled + new)
+        out = self._bound.run({"ids": ids.reshape(1, -1).astype(np.int64), "speaker": self._speaker,
+                               "start": np.array([self._filled], np.int64),
+                               **in_place_feeds(np.full(self._cache.shape[1], self._filled), new)})
+        self._filled += new
+        return out["logits"].copy()  # the bound array is overwritten by the next step
 
     def step(self, token: int) -> np.ndarray:
         self.logits = self._run(np.array([token]))
