@@ -74,7 +74,7 @@ def worker_steps(bundle: str, threads: int, steps: int) -> dict:
     speaker = np.full((1, synth.model["speaker"]["embedding"]), 1 / 16, np.float32)
     for position in (p for p in POSITIONS if p + steps + 3 < s1["block_size"]):
         # the cache is filled as in production: a prefill through the runtime's own decoder
-        decoder = synth._stage1(rng.integers(0, 2048, position), speaker, steps + 3)
+        decoder = synth.stage1_decoder(rng.integers(0, 2048, position), speaker, steps + 3)
         times = []
         for i in range(steps + 3):
             start = time.perf_counter()

@@ -9,8 +9,9 @@ for 0.12 GB more to read. onnxruntime's step on 8-bit block weights (`MatMulNBit
 each layer's attention one `GroupQueryAttention` node: 48 / 59 / 81 ms with an f32 cache, 46 / 61 / 80 ms with a
 half-precision one (its kernel converts as it reads, so half the bytes cost no time) — the same speed for half
 the memory (0.8 instead of 1.6 GB for two guidance rows at the full 2048 positions), so the cache is half
-precision. Its plain (unfused) step: 53 / 74 / 109 ms. `quantize` measures both engines through the runtime's own
-decoders and keeps one; the other's graphs leave the bundle.
+precision. Its plain (unfused) step: 53 / 74 / 109 ms. INT4 the same way (4-bit blocks): 31 / 43 / 75 ms against
+OpenVINO's 35 / 51 / 80 (benchmarks/results/metavoice_speed.md). `quantize` measures both engines through the
+runtime's own decoders and keeps one; the other's graphs leave the bundle.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def step_ms(synth: Synthesizer) -> dict[int, float]:
     vocab, block = int(synth.model["stage1"]["vocab_size"]), int(synth.model["stage1"]["block_size"])
     out = {}
     for position in (p for p in TIMED_POSITIONS if p + TIMED_STEPS + 2 < block):
-        decoder = synth._stage1(rng.integers(0, vocab, position), speaker, TIMED_STEPS + 2)
+        decoder = synth.stage1_decoder(rng.integers(0, vocab, position), speaker, TIMED_STEPS + 2)
         times = []
         for _ in range(TIMED_STEPS + 2):
             start = time.perf_counter()

@@ -134,7 +134,7 @@ class Synthesizer:
             raise OptionsError(f"{ids.size} text ids and {forced.size} forced tokens exceed stage 1's context of "
                                f"{self._s1['block_size']} positions")
         embedding = self._check_embedding(speaker_embedding)
-        decoder = self._stage1(ids, embedding, forced.size)
+        decoder = self.stage1_decoder(ids, embedding, forced.size)
         rows = [decoder.logits]
         for token in forced:
             rows.append(decoder.step(int(token)))
@@ -166,6 +166,20 @@ class Synthesizer:
 
     # ---------------------------------------------------------------- generation
 
+    def stage1_decoder(self, ids: np.ndarray, embedding: np.ndarray, room: int):
+        """A stage-1 decoder primed with `ids` (the prefill) that will be fed at most `room` more tokens:
+        `.logits` [2, vocab], `.step(token)`; one per caller (a decoder is not shared between threads)."""
+        shape = (2, int(self._s1["n_head"]), 0, int(self._s1["n_embd"]) // int(self._s1["n_head"]))
+        if self._stateful:
+            return StatefulStage1(self._session("stage1"), self.bundle.graph("stage1").states, shape, ids, embedding)
+        if "stage1_step" not in self.bundle.manifest.graphs:
+            raise BundleError(f"{self.bundle.path}: no stage-1 graph for the {self.backend.name} backend")
+        session = self._session("stage1_step")
+        if "seqlens_k" in session.input_names:
+            cache = next(t for t in self.bundle.graph("stage1_step").inputs if t.name == "past_key.0")
+            return InPlaceStage1(session, self._s1, ids, embedding, ids.size + room, np.dtype(cache.dtype))
+        return HostCacheStage1(session, int(self._s1["n_layer"]), shape, ids, embedding)
+
     def generate_first_stage(self, text_ids, embedding, options: SynthesisOptions, rng: np.random.Generator,
                              max_new: int) -> np.ndarray:
         """Sample stage-1 tokens after `text_ids` until end-of-audio or `max_new` tokens; returns the new tokens
@@ -175,7 +189,7 @@ class Synthesizer:
         text_ids = self._check_ids(text_ids, int(self._s1["vocab_size"]), "text_ids")
         embedding = self._check_embedding(embedding)
         with self._lock:
-            decoder = self._stage1(text_ids, embedding, max_new)
+            decoder = self.stage1_decoder(text_ids, embedding, max_new)
             tokens = []
             bar = _progress(self.show_progress, max_new)
             logits = decoder.logits
@@ -352,20 +366,6 @@ class Synthesizer:
         return np.concatenate([c.audio for c in self.stream(text, voice, language, options, **overrides)])
 
     # ---------------------------------------------------------------- internals and checks
-
-    def _stage1(self, ids: np.ndarray, embedding: np.ndarray, room: int):
-        """A stage-1 decoder primed with `ids` (the prefill) that will be fed at most `room` more tokens:
-        `.logits` [2, vocab], `.step(token)`."""
-        shape = (2, int(self._s1["n_head"]), 0, int(self._s1["n_embd"]) // int(self._s1["n_head"]))
-        if self._stateful:
-            return StatefulStage1(self._session("stage1"), self.bundle.graph("stage1").states, shape, ids, embedding)
-        if "stage1_step" not in self.bundle.manifest.graphs:
-            raise BundleError(f"{self.bundle.path}: no stage-1 graph for the {self.backend.name} backend")
-        session = self._session("stage1_step")
-        if "seqlens_k" in session.input_names:
-            cache = next(t for t in self.bundle.graph("stage1_step").inputs if t.name == "past_key.0")
-            return InPlaceStage1(session, self._s1, ids, embedding, ids.size + room, np.dtype(cache.dtype))
-        return HostCacheStage1(session, int(self._s1["n_layer"]), shape, ids, embedding)
 
     def _check_text(self, text: str) -> None:
         if not isinstance(text, str) or not text.strip():
