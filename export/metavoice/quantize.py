@@ -6,6 +6,8 @@ memory-bound), so its weight bytes are what to cut: FP32 4.97 GB → INT8 1.25 G
 step. Weight-only compression needs no calibration data. The other graphs stay FP32: stage 2 runs once per sentence,
 the speaker encoder once per voice, and EnCodec is a small convolutional decoder (its figures are in
 benchmarks/results/metavoice_speed.md). Random-weight accuracy is no proxy for trained checkpoints: re-measure.
+Which engine decodes the variant (OpenVINO's stateful graph compressed here, or onnxruntime's step on block weights
+of the same width with its attention fused) is measured on the CPU at hand: `step_engine`.
 """
 
 from __future__ import annotations
