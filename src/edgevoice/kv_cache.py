@@ -9,7 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import BundleError
+
 IN_PLACE_INPUT_NAMES = ("seqlens_k", "total_sequence_length")
+# a host-cache step reads a slot mask (as exported) or its buffers' lengths (its attention fused by `quantize`)
+STEP_CACHE_INPUTS = ({"past_mask"}, set(IN_PLACE_INPUT_NAMES))
+
+
+def check_step_cache_inputs(bundle, graph_name: str) -> None:
+    """Refuse a bundle whose host-cache step `graph_name` (if it has one) reads neither cache interface."""
+    step = bundle.manifest.graphs.get(graph_name)
+    if step is not None and not any(names <= {t.name for t in step.inputs} for names in STEP_CACHE_INPUTS):
+        raise BundleError(f"{bundle.path}: graph {graph_name!r} has neither past_mask nor seqlens_k and "
+                          "total_sequence_length; re-export the bundle with this version")
 
 
 def in_place_feeds(filled: np.ndarray, new: int) -> dict[str, np.ndarray]:

@@ -33,7 +33,7 @@ from ..cpu import detect
 from ..threadsafe import serialized
 from ..bundle import Bundle
 from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceError
-from ..kv_cache import in_place_feeds
+from ..kv_cache import check_step_cache_inputs, in_place_feeds
 from ..memory import cyclic_gc_paused
 from ..families import check_bundle
 from ..options import AudioChunk
@@ -60,8 +60,6 @@ GRAPH_INPUTS = {
     "sovits_vocoder_tail": {"hidden", "valid_frames"},
     "sovits_vocoder_vnni_head": {"z", "ge"},
 }
-# gpt_step's two cache interfaces (`HostKVCache`): the exported masked step, or the fused one writing in place
-STEP_CACHE_INPUTS = ({"past_mask"}, {"seqlens_k", "total_sequence_length"})
 # The vocoder as onnxruntime's 8-bit operators, without masks, run at each window's exact length: in INT8 bundles
 # quantised on a CPU with 8-bit dot products where it measured faster (edgevoice_export.gpt_sovits.vocoder_engine).
 EXACT_VOCODER = "sovits_vocoder_vnni"
@@ -180,10 +178,7 @@ class Synthesizer:
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
         check_bundle(bundle, FAMILY, GRAPH_INPUTS, optional=True)  # which graphs a bundle has depends on its version
         manifest = bundle.manifest
-        step = manifest.graphs.get("gpt_step")
-        if step and not any(names <= {t.name for t in step.inputs} for names in STEP_CACHE_INPUTS):
-            raise BundleError(f"{bundle.path}: graph 'gpt_step' has neither past_mask nor seqlens_k and "
-                              "total_sequence_length; re-export the bundle with this version")
+        check_step_cache_inputs(bundle, "gpt_step")
         self.bundle = bundle
         self.backend = make_backend(backend, threads)
         self.sample_rate = manifest.sample_rate

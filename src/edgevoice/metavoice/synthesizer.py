@@ -30,7 +30,7 @@ from ..backends import make_backend, runs_graph
 from ..bundle import Bundle
 from ..errors import BundleError, OptionsError, TextError, VoiceError
 from ..families import check_bundle
-from ..kv_cache import IN_PLACE_INPUT_NAMES, in_place_feeds
+from ..kv_cache import check_step_cache_inputs, in_place_feeds
 from ..options import AudioChunk
 from ..threadsafe import serialized
 from . import adapters, sampling, speaker
@@ -42,9 +42,6 @@ from .voice import SpeakerVoice
 GRAPH_INPUTS = {"speaker_encoder": {"mels"}, "stage2": {"ids", "speaker"}, "encodec_decode": {"codes"}}
 # stage 1 as OpenVINO runs it (stateful) and as onnxruntime runs it (host buffers); a bundle has one or both
 STAGE1_INPUTS = {"stage1": {"ids", "start", "speaker", "beam_idx"}, "stage1_step": {"ids", "start", "speaker"}}
-# the step reads a slot mask (the exported FP32 step) or its buffers' lengths (the CPU step whose attention
-# `quantize` fused: it writes each new key and value into the buffers itself)
-STEP_CACHE_INPUTS = ({"past_mask"}, set(IN_PLACE_INPUT_NAMES))
 MAX_TEXT_CHARS = 20000
 # Stage-1 tokens a character of text becomes, to plan long texts: speech runs at ~14 characters per second and
 # stage 1 emits 150 tokens per second of audio; a little more than that is planned for.
@@ -58,10 +55,7 @@ class Synthesizer:
         check_bundle(bundle, FAMILY, GRAPH_INPUTS)
         check_bundle(bundle, FAMILY, STAGE1_INPUTS, optional=True)
         manifest = bundle.manifest
-        step = manifest.graphs.get("stage1_step")
-        if step is not None and not any(names <= {t.name for t in step.inputs} for names in STEP_CACHE_INPUTS):
-            raise BundleError(f"{bundle.path}: graph 'stage1_step' has neither past_mask nor seqlens_k and "
-                              "total_sequence_length; re-export the bundle with this version")
+        check_step_cache_inputs(bundle, "stage1_step")
         self.bundle = bundle
         self.backend = make_backend(backend, threads)
         self.sample_rate = manifest.sample_rate
