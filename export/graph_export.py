@@ -137,8 +137,6 @@ class ParityCheckError(EdgevoiceError):
 def export_graph(spec: GraphSpec, folder: Path, threads: int = 2) -> tuple[GraphEntry, list[ParityResult]]:
     """Export one graph to ONNX and/or IR inside `folder`, check each against PyTorch, return its manifest entry.
     A graph with `stateful` caches ships only as a stateful IR (its ONNX is an intermediate)."""
-    import openvino as ov
-
     onnx_path, xml_path = folder / f"{spec.name}.onnx", folder / f"{spec.name}.xml"
     export_onnx(spec, onnx_path)
     options = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}

@@ -217,6 +217,14 @@ def best_seconds(calls: dict[str, tuple], rounds: int = 2) -> dict[str, float]:
     return {name: round(seconds, 3) for name, seconds in best.items()}
 
 
+def remove_graph_file(folder: Path, rel: str) -> None:
+    """Remove a graph file from the bundle being written in `folder`, with what travels with it: an ONNX file's
+    external weights (`.data`), an IR's weights (`.bin`)."""
+    companions = [rel + ".data"] + ([rel[: -len(".xml")] + ".bin"] if rel.endswith(".xml") else [])
+    for name in (rel, *companions):
+        (folder / name).unlink(missing_ok=True)
+
+
 def run_all(session, items: list[dict]) -> list[dict]:
     return [session.run(item) for item in items]
 

@@ -150,7 +150,7 @@ def split_bundle(exact_bundle, tmp_path_factory):
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
 @pytest.mark.parametrize("frames", [37, 330, 700])  # 37: one padded tail window; 700: two head windows
 def test_the_split_vocoder_gives_the_one_graphs_samples(split_bundle, exact_bundle, monkeypatch, frames, backend):
-    from edgevoice.gpt_sovits.split_vocoder import VOCODER_TAIL, SplitVocoder
+    from edgevoice.gpt_sovits.split_vocoder import SplitVocoder
 
     split, whole = _load(split_bundle[0], VNNI, monkeypatch, backend), _load(exact_bundle, VNNI, monkeypatch, backend)
     assert isinstance(split._session(EXACT_VOCODER), SplitVocoder)

@@ -40,7 +40,7 @@ from ..graph_export import save_ir
 from ..quant_accuracy import decode_errors, end_to_end, graph_errors, prefill_utterance
 from ..quantize import (ENGINE_CHOICES, BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions,
                         Threshold, cpu_flags, cpu_has_int8_dot, onnx_module_paths, quantize_graph,
-                        quantize_matmuls_nbits, run_all, split_items, vocoder_stages)
+                        quantize_matmuls_nbits, remove_graph_file, run_all, split_items, vocoder_stages)
 from .compute import ComputeChoice, choose_compute, compute_policies
 from .stand_ins import STAND_INS, choose_stand_in
 from .vocoder_engine import choose_vocoder_engine
@@ -181,9 +181,7 @@ def choose_decode_engine(requested: str, ms_per_step: dict[str, float]) -> tuple
 def _drop_graph(folder: Path, manifest: Manifest, name: str) -> None:
     """Remove graph `name` and its files (an IR's weights too) from the bundle being written."""
     for rel in manifest.graphs.pop(name).files.values():
-        (folder / rel).unlink(missing_ok=True)
-        if rel.endswith(".xml"):
-            (folder / (rel[: -len(".xml")] + ".bin")).unlink(missing_ok=True)
+        remove_graph_file(folder, rel)
 
 
 # onnxruntime runs the step's attention as ~20 small nodes per layer; `fused_attention` makes it one contrib node per

@@ -125,7 +125,12 @@ def write_sovits(path: Path, size: str, seed: int, overrides: dict | None = None
     torch.manual_seed(seed)
     model = SoVITS({**config, "model": {**config["model"], "version": version}}, sv_embedding_dim(SV_SIZES[size][0]))
     model.randomize_for_testing()
-    weights = _fp16({k: v for k, v in model.state_dict().items() if "enc_q" not in k})
+    save_sovits(path, _fp16({k: v for k, v in model.state_dict().items() if "enc_q" not in k}), config, version)
+
+
+def save_sovits(path: Path, weights: dict, config: dict, version: str) -> None:
+    """Write SoVITS `weights` (torch tensors) and `config` as upstream's `savee` does: the config pickled as
+    `utils.HParams`, and the v2Pro/Plus files' first two bytes replaced by their version marker."""
     hparams = _hparams_class()
     module = types.ModuleType("utils")
     module.HParams = hparams

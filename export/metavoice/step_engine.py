@@ -29,7 +29,7 @@ from edgevoice.errors import EdgevoiceError
 from edgevoice.metavoice.synthesizer import Synthesizer
 
 from ..fused_attention import FusionError, check_fused_step, fuse_step_file, in_place_specs
-from ..quantize import BlockQuantization, QuantizeOptions, quantize_matmuls_nbits
+from ..quantize import BlockQuantization, QuantizeOptions, quantize_matmuls_nbits, remove_graph_file
 
 STEP = "stage1_step"
 STATEFUL = "stage1"
@@ -52,24 +52,23 @@ TIMED_STEPS = 5
 TIMING_ROUNDS = 2
 
 
+def random_speaker(speaker_dim: int, rng: np.random.Generator) -> np.ndarray:
+    """A unit-length, non-negative speaker embedding `[1, speaker_dim]` (the encoder's are: ReLU, then normalised)."""
+    speaker = np.abs(rng.standard_normal((1, speaker_dim))).astype(np.float32)
+    return speaker / np.linalg.norm(speaker)
+
+
 def stage1_step_feeds(speaker_dim: int):
     """`check_fused_step`'s feeds for the stage-1 step: ids for both guidance rows, their start, a speaker."""
     def feeds(filled: tuple[int, ...], new: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        speaker = np.abs(rng.standard_normal((1, speaker_dim))).astype(np.float32)
         return {"ids": rng.integers(0, 1000, (1, new)).astype(np.int64), "start": np.array([filled[0]], np.int64),
-                "speaker": speaker / np.linalg.norm(speaker)}
+                "speaker": random_speaker(speaker_dim, rng)}
     return feeds
 
 
 def _sizes_mb(folder: Path, rel: str) -> float:
     files = [folder / rel, folder / (rel + ".data")]
     return round(sum(f.stat().st_size for f in files if f.exists()) / 1e6, 1)
-
-
-def _remove(folder: Path, rel: str) -> None:
-    for name in (rel, rel + ".data", rel[: -len(".xml")] + ".bin" if rel.endswith(".xml") else None):
-        if name:
-            (folder / name).unlink(missing_ok=True)
 
 
 def write_fused_step(source: Bundle, folder: Path, precision: str, threads: int) -> tuple[str, float]:
@@ -87,7 +86,7 @@ def write_fused_step(source: Bundle, folder: Path, precision: str, threads: int)
         if difference <= FUSED_STEP_TOLERANCE:
             quantize_matmuls_nbits(folder / fused, folder / target, STEP_NBITS[precision])
     finally:
-        _remove(folder, fused)
+        remove_graph_file(folder, fused)
     return target, difference
 
 
@@ -95,7 +94,7 @@ def step_ms(synth: Synthesizer) -> dict[int, float]:
     """Median ms per stage-1 step through the synthesizer's own decoder, after a prefill of each timed length
     (random text ids)."""
     rng = np.random.default_rng(0)
-    speaker = stage1_step_feeds(int(synth.model["speaker"]["embedding"]))((0,), 1, rng)["speaker"]
+    speaker = random_speaker(int(synth.model["speaker"]["embedding"]), rng)
     vocab, block = int(synth.model["stage1"]["vocab_size"]), int(synth.model["stage1"]["block_size"])
     out = {}
     for position in (p for p in TIMED_POSITIONS if p + TIMED_STEPS + 2 < block):
@@ -156,11 +155,11 @@ def choose_stage1_engine(source: Bundle, folder: Path, manifest: Manifest, optio
     taken = forced or mean["onnxruntime"] <= ONNXRUNTIME_MARGIN * mean["openvino"]
     if taken:  # the FP32 step stays in the FP32 bundle, for onnxruntime on CUDA
         manifest.graphs.pop(STATEFUL)
-        _remove(folder, stateful.files["openvino"])
-        _remove(folder, fp32_step.files["onnx"])
+        remove_graph_file(folder, stateful.files["openvino"])
+        remove_graph_file(folder, fp32_step.files["onnx"])
     else:
         manifest.graphs[STEP] = fp32_step
-        _remove(folder, target)
+        remove_graph_file(folder, target)
     write_manifest(folder, manifest)
     positions = " / ".join(str(p) for p in ms["onnxruntime"])
     times = {e: " / ".join(f"{v:.1f}" for v in t.values()) for e, t in ms.items()}

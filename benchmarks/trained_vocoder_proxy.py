@@ -1,0 +1,195 @@
+"""A SoVITS checkpoint whose vocoder has seen speech: the random full-size set with its HiFi-GAN trained briefly.
+
+Why: every quantisation choice for the vocoder is gated on its audio against FP32 (`edgevoice quantize`), and a
+random-weight vocoder makes a near-DC waveform whose other mel bands lie ~60 dB down, under the white noise that
+8-bit tensors (or bf16 rounding) add. So on random weights the gate keeps the last two upsampling stages in float
+and refuses a bf16 tail, and nobody can say what it would keep on a trained checkpoint, which cannot be downloaded
+here. This trains the checkpoint's own vocoder (`dec`, every weight) for a few hundred steps on the licensed speech
+in `../shared/data/speech` (multi-resolution log-STFT L1, no GAN) from a small spectrogram encoder whose output is
+held near the spread of the `z` that synthesis feeds the vocoder (a KL term), then writes the checkpoint back in
+upstream's container, everything else unchanged. The result is no usable vocoder (a few minutes of training, no
+adversary: buzzy, smeared speech) but its filters pass speech's bands, so its output is broadband like a trained
+one's: what the gate then keeps is an estimate of a trained checkpoint's choice, and its speed is what that choice
+runs at. Torch, export side; a few tens of minutes on 2 cores:
+
+    python benchmarks/trained_vocoder_proxy.py --sovits MODELS/sovits.pth --out PROXY/sovits.pth [--steps 400]
+
+then export and quantise a bundle from PROXY (the other model files copied or linked beside it) as usual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from edgevoice.audio import read_audio, resample_soxr
+from edgevoice.gpt_sovits.spectrogram import linear_spectrogram
+from edgevoice_export.checkpoints import load_sovits_checkpoint
+from edgevoice_export.gpt_sovits.models.sovits import SoVITS
+from edgevoice_export.gpt_sovits.random_model import save_sovits
+
+SHARED_SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
+CORPORA = ("ljspeech", "libritts", "librispeech", "cmu_arctic")
+SEGMENT_FRAMES = 32  # 0.64 s at 50 frames a second: upstream's training segment (20480 samples)
+STFT_SIZES = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop) of the multi-resolution loss
+
+
+def speech_clips(folder: Path, rate: int, most: int) -> list[np.ndarray]:
+    """Up to `most` clips of at least one segment, resampled to `rate`, peak-normalised to 0.9."""
+    clips = []
+    for corpus in CORPORA:
+        for path in sorted((folder / corpus).rglob("*.wav")) if (folder / corpus).is_dir() else []:
+            audio, clip_rate = read_audio(path)
+            audio = resample_soxr(audio, clip_rate, rate)
+            if audio.size > 2 * SEGMENT_FRAMES * 640 and np.abs(audio).max() > 0:
+                clips.append((0.9 * audio / np.abs(audio).max()).astype(np.float32))
+            if len(clips) == most:
+                return clips
+    return clips
+
+
+class SpectrogramEncoder(nn.Module):
+    """Log linear spectrogram `[B, bins, F]` → `z` `[B, channels, F]` by reparameterisation, its mean and
+    log-spread kept within a few `spread`s of synthesis' own (unbounded, the first steps' KL term explodes)."""
+
+    def __init__(self, bins: int, channels: int, spread: float, hidden: int = 256):
+        super().__init__()
+        self.log_spread = math.log(spread)
+        self.net = nn.Sequential(nn.Conv1d(bins, hidden, 5, padding=2), nn.LeakyReLU(0.1),
+                                 nn.Conv1d(hidden, hidden, 5, padding=2), nn.LeakyReLU(0.1),
+                                 nn.Conv1d(hidden, 2 * channels, 1))
+
+    def forward(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        raw_mean, raw_spread = self.net(torch.log(spec.clamp_min(1e-5)) / 5).chunk(2, dim=1)
+        mean = 3 * math.exp(self.log_spread) * torch.tanh(raw_mean / 3)
+        log_spread = self.log_spread + 3 * torch.tanh(raw_spread / 3)
+        return mean + torch.randn_like(mean) * torch.exp(log_spread), mean, log_spread
+
+
+def stft_loss(audio: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Multi-resolution log-magnitude L1 plus spectral convergence."""
+    total = audio.new_zeros(())
+    for n_fft, hop in STFT_SIZES:
+        window = torch.hann_window(n_fft)
+        a, t = (torch.stft(x, n_fft, hop, window=window, return_complex=True).abs().clamp_min(1e-5)
+                for x in (audio, target))
+        total = total + F.l1_loss(torch.log(a), torch.log(t)) + torch.linalg.norm(t - a) / torch.linalg.norm(t)  # over the batch: a silent segment alone would blow it up
+    return total / len(STFT_SIZES)
+
+
+def synthesis_z_spread(model: SoVITS, seed: int = 0) -> float:
+    """The standard deviation of the vocoder's input in synthesis (random codes and phones, noise scale 0.5)."""
+    generator = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, model.quantizer.codebook.embed.shape[0], (1, 1, 100), generator=generator)
+    phones = torch.randint(0, 300, (1, 60), generator=generator)
+    ge = torch.randn(1, model.dec.cond.in_channels, 1, generator=generator) * 0.1
+    noise = 0.5 * torch.randn(1, model.dec.conv_pre.in_channels, 200, generator=generator)
+    with torch.no_grad():
+        return float(model.latent(codes, phones, ge, noise).std())
+
+
+def batches(clips, specs, ges, hop: int, size: int, rng: np.random.Generator):
+    while True:
+        picks = rng.integers(0, len(clips), size)
+        starts = [int(rng.integers(0, specs[i].shape[-1] - SEGMENT_FRAMES)) for i in picks]
+        spec = torch.stack([specs[i][:, s:s + SEGMENT_FRAMES] for i, s in zip(picks, starts)])
+        audio = torch.stack([torch.from_numpy(clips[i][s * hop:(s + SEGMENT_FRAMES) * hop]) for i, s in zip(picks, starts)])
+        yield spec, torch.cat([ges[i] for i in picks]), audio
+
+
+def train(model: SoVITS, clips: list[np.ndarray], args) -> list[float]:
+    hop = 640
+    specs = [torch.from_numpy(linear_spectrogram(clip)[0, :, : clip.size // hop]) for clip in clips]
+    with torch.no_grad():
+        ges = [model.reference_embedding(spec[None]) for spec in specs]
+    spread = synthesis_z_spread(model)
+    print(f"synthesis feeds the vocoder z with standard deviation {spread:.3f}", flush=True)
+    encoder = SpectrogramEncoder(specs[0].shape[0], model.dec.conv_pre.in_channels, spread)
+    parameters = list(model.dec.parameters()) + list(encoder.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, betas=(0.8, 0.99))
+    model.dec.train()
+    losses, start = [], time.perf_counter()
+    stream = batches(clips, specs, ges, hop, args.batch, np.random.default_rng(args.seed))
+    for step in range(1, args.steps + 1):
+        spec, ge, target = next(stream)
+        z, mean, log_spread = encoder(spec)
+        audio = model.dec(z, ge)[:, 0]
+        # KL to N(0, spread²): the vocoder learns on inputs as widely spread as synthesis feeds it
+        kl = (0.5 * ((mean ** 2 + torch.exp(2 * log_spread)) / spread ** 2 - 1) - log_spread + math.log(spread)).mean()
+        loss = stft_loss(audio, target) + args.kl * kl
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 10.0)
+        optimizer.step()
+        losses.append(loss.item())
+        if step % 10 == 0 or step == args.steps:
+            print(f"step {step}/{args.steps}: loss {np.mean(losses[-10:]):.3f} (kl {kl.item():.3f}), "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
+    model.dec.eval()
+    return losses
+
+
+def band_shares(audio: np.ndarray, rate: int) -> dict[str, float]:
+    """Share of the waveform's energy per band: a near-DC output has almost all of it below 100 Hz."""
+    power = np.abs(np.fft.rfft(audio.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(audio.size, 1 / rate)
+    edges = (0, 100, 1000, 4000, rate / 2 + 1)
+    total = power.sum() or 1.0
+    return {f"{lo:.0f}-{hi:.0f} Hz": float(power[(freqs >= lo) & (freqs < hi)].sum() / total)
+            for lo, hi in zip(edges[:-1], edges[1:])}
+
+
+def synthesis_bands(model: SoVITS, rate: int) -> dict[str, float]:
+    generator = torch.Generator().manual_seed(1)
+    codes = torch.randint(0, model.quantizer.codebook.embed.shape[0], (1, 1, 100), generator=generator)
+    phones = torch.randint(0, 300, (1, 60), generator=generator)
+    ge = torch.randn(1, model.dec.cond.in_channels, 1, generator=generator) * 0.1
+    noise = 0.5 * torch.randn(1, model.dec.conv_pre.in_channels, 200, generator=generator)
+    with torch.no_grad():
+        return band_shares(model.decode(codes, phones, ge, noise)[0, 0].numpy(), rate)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sovits", required=True, help="a SoVITS checkpoint (make-test-model --size full)")
+    parser.add_argument("--out", required=True, help="where to write the checkpoint with the trained vocoder")
+    parser.add_argument("--speech", default=str(SHARED_SPEECH), help="folder of licensed speech (wav files)")
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--kl", type=float, default=0.01)
+    parser.add_argument("--clips", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    checkpoint = load_sovits_checkpoint(args.sovits)
+    model = SoVITS.from_checkpoint(checkpoint)
+    rate = checkpoint.config["data"]["sampling_rate"]
+    clips = speech_clips(Path(args.speech), rate, args.clips)
+    if not clips:
+        raise SystemExit(f"no speech clips found under {args.speech}")
+    print(f"{len(clips)} clips, {sum(c.size for c in clips) / rate:.0f} s of speech; synthesis before training: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in synthesis_bands(model, rate).items()), flush=True)
+    losses = train(model, clips, args)
+    print("synthesis after training: " + ", ".join(f"{k} {v:.3f}" for k, v in synthesis_bands(model, rate).items()))
+    weights = dict(checkpoint.weights)
+    for name, value in model.dec.state_dict().items():
+        weights[f"dec.{name}"] = value.detach().numpy().astype(checkpoint.weights[f"dec.{name}"].dtype)
+    save_sovits(Path(args.out), {k: torch.from_numpy(np.array(v)) for k, v in weights.items()},
+                checkpoint.config, checkpoint.version)
+    print(f"wrote {args.out} (vocoder trained {args.steps} steps, final loss {np.mean(losses[-10:]):.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
