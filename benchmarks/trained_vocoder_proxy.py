@@ -20,7 +20,6 @@ then export and quantise a bundle from PROXY (the other model files copied or li
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -57,21 +56,25 @@ def speech_clips(folder: Path, rate: int, most: int) -> list[np.ndarray]:
 
 
 class SpectrogramEncoder(nn.Module):
-    """Log linear spectrogram `[B, bins, F]` → `z` `[B, channels, F]` by reparameterisation, its mean and
-    log-spread kept within a few `spread`s of synthesis' own (unbounded, the first steps' KL term explodes)."""
+    """Log linear spectrogram `[B, bins, F]` → `z` `[B, channels, F]` with synthesis' own per-channel mean and
+    spread: a standardised code `u` (reparameterised, held near N(0, 1) by a KL term) times `scale` plus `offset`.
+    Synthesis feeds the vocoder `z` whose channels sit at different constant levels (random text encoder and flow);
+    a vocoder trained on centred inputs turns those levels into a DC offset ~4x its speech, so it learns on them."""
 
-    def __init__(self, bins: int, channels: int, spread: float, hidden: int = 256):
+    def __init__(self, bins: int, offset: torch.Tensor, scale: torch.Tensor, hidden: int = 256):
         super().__init__()
-        self.log_spread = math.log(spread)
+        self.register_buffer("offset", offset.reshape(1, -1, 1))
+        self.register_buffer("scale", scale.reshape(1, -1, 1))
         self.net = nn.Sequential(nn.Conv1d(bins, hidden, 5, padding=2), nn.LeakyReLU(0.1),
                                  nn.Conv1d(hidden, hidden, 5, padding=2), nn.LeakyReLU(0.1),
-                                 nn.Conv1d(hidden, 2 * channels, 1))
+                                 nn.Conv1d(hidden, 2 * offset.numel(), 1))
 
     def forward(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raw_mean, raw_spread = self.net(torch.log(spec.clamp_min(1e-5)) / 5).chunk(2, dim=1)
-        mean = 3 * math.exp(self.log_spread) * torch.tanh(raw_mean / 3)
-        log_spread = self.log_spread + 3 * torch.tanh(raw_spread / 3)
-        return mean + torch.randn_like(mean) * torch.exp(log_spread), mean, log_spread
+        mean = 3 * torch.tanh(raw_mean / 3)  # bounded: unbounded, the first steps' KL term explodes
+        log_spread = 3 * torch.tanh(raw_spread / 3)
+        code = mean + torch.randn_like(mean) * torch.exp(log_spread)
+        return self.offset + self.scale * code, mean, log_spread
 
 
 def stft_loss(audio: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -85,15 +88,20 @@ def stft_loss(audio: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return total / len(STFT_SIZES)
 
 
-def synthesis_z_spread(model: SoVITS, seed: int = 0) -> float:
-    """The standard deviation of the vocoder's input in synthesis (random codes and phones, noise scale 0.5)."""
+def synthesis_inputs(model: SoVITS, ge: torch.Tensor, draws: int = 8, tokens: int = 100, seed: int = 0
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`z` as synthesis feeds the vocoder for the voice `ge` (random codes and phones, noise scale 0.5) → its
+    per-channel mean and spread over `draws` utterances, and the last draw's `z`."""
     generator = torch.Generator().manual_seed(seed)
-    codes = torch.randint(0, model.quantizer.codebook.embed.shape[0], (1, 1, 100), generator=generator)
-    phones = torch.randint(0, 300, (1, 60), generator=generator)
-    ge = torch.randn(1, model.dec.cond.in_channels, 1, generator=generator) * 0.1
-    noise = 0.5 * torch.randn(1, model.dec.conv_pre.in_channels, 200, generator=generator)
-    with torch.no_grad():
-        return float(model.latent(codes, phones, ge, noise).std())
+    zs = []
+    for _ in range(draws):
+        codes = torch.randint(0, model.quantizer.codebook.embed.shape[0], (1, 1, tokens), generator=generator)
+        phones = torch.randint(0, 300, (1, tokens // 2), generator=generator)
+        noise = 0.5 * torch.randn(1, model.dec.conv_pre.in_channels, 2 * tokens, generator=generator)
+        with torch.no_grad():
+            zs.append(model.latent(codes, phones, ge, noise))
+    frames = torch.cat(zs, dim=-1)[0]
+    return frames.mean(dim=1), frames.std(dim=1), zs[-1]
 
 
 def batches(clips, specs, ges, hop: int, size: int, rng: np.random.Generator):
@@ -110,9 +118,10 @@ def train(model: SoVITS, clips: list[np.ndarray], args) -> list[float]:
     specs = [torch.from_numpy(linear_spectrogram(clip)[0, :, : clip.size // hop]) for clip in clips]
     with torch.no_grad():
         ges = [model.reference_embedding(spec[None]) for spec in specs]
-    spread = synthesis_z_spread(model)
-    print(f"synthesis feeds the vocoder z with standard deviation {spread:.3f}", flush=True)
-    encoder = SpectrogramEncoder(specs[0].shape[0], model.dec.conv_pre.in_channels, spread)
+    offset, scale, _ = synthesis_inputs(model, ges[0])
+    print(f"synthesis feeds the vocoder z with channel means spread {float(offset.std()):.3f} and channel spreads "
+          f"{float(scale.mean()):.3f} on average", flush=True)
+    encoder = SpectrogramEncoder(specs[0].shape[0], offset, scale)
     parameters = list(model.dec.parameters()) + list(encoder.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, betas=(0.8, 0.99))
     model.dec.train()
@@ -122,8 +131,7 @@ def train(model: SoVITS, clips: list[np.ndarray], args) -> list[float]:
         spec, ge, target = next(stream)
         z, mean, log_spread = encoder(spec)
         audio = model.dec(z, ge)[:, 0]
-        # KL to N(0, spread²): the vocoder learns on inputs as widely spread as synthesis feeds it
-        kl = (0.5 * ((mean ** 2 + torch.exp(2 * log_spread)) / spread ** 2 - 1) - log_spread + math.log(spread)).mean()
+        kl = (0.5 * (mean ** 2 + torch.exp(2 * log_spread) - 1) - log_spread).mean()  # to N(0, 1)
         loss = stft_loss(audio, target) + args.kl * kl
         optimizer.zero_grad()
         loss.backward()
@@ -147,14 +155,13 @@ def band_shares(audio: np.ndarray, rate: int) -> dict[str, float]:
             for lo, hi in zip(edges[:-1], edges[1:])}
 
 
-def synthesis_bands(model: SoVITS, rate: int) -> dict[str, float]:
-    generator = torch.Generator().manual_seed(1)
-    codes = torch.randint(0, model.quantizer.codebook.embed.shape[0], (1, 1, 100), generator=generator)
-    phones = torch.randint(0, 300, (1, 60), generator=generator)
-    ge = torch.randn(1, model.dec.cond.in_channels, 1, generator=generator) * 0.1
-    noise = 0.5 * torch.randn(1, model.dec.conv_pre.in_channels, 200, generator=generator)
+def synthesis_audio(model: SoVITS, ge: torch.Tensor, rate: int) -> dict[str, float]:
+    """What the vocoder makes of synthesis' own `z`: its level, DC share and band shares (DC removed)."""
+    _, _, z = synthesis_inputs(model, ge, draws=1, seed=1)
     with torch.no_grad():
-        return band_shares(model.decode(codes, phones, ge, noise)[0, 0].numpy(), rate)
+        audio = model.dec(z, ge)[0, 0].numpy().astype(np.float64)
+    level = {"rms": float(np.sqrt(np.mean(audio ** 2))), "dc share": float(audio.mean() ** 2 / np.mean(audio ** 2))}
+    return level | band_shares(audio - audio.mean(), rate)
 
 
 def main(argv=None) -> int:
@@ -178,10 +185,13 @@ def main(argv=None) -> int:
     clips = speech_clips(Path(args.speech), rate, args.clips)
     if not clips:
         raise SystemExit(f"no speech clips found under {args.speech}")
-    print(f"{len(clips)} clips, {sum(c.size for c in clips) / rate:.0f} s of speech; synthesis before training: "
-          + ", ".join(f"{k} {v:.3f}" for k, v in synthesis_bands(model, rate).items()), flush=True)
+    with torch.no_grad():  # a voice made from the first clip, as synthesis would
+        ge = model.reference_embedding(torch.from_numpy(linear_spectrogram(clips[0])))
+    print(f"{len(clips)} clips, {sum(c.size for c in clips) / rate:.0f} s of speech; the vocoder on synthesis' z "
+          "before training: " + ", ".join(f"{k} {v:.4f}" for k, v in synthesis_audio(model, ge, rate).items()),
+          flush=True)
     losses = train(model, clips, args)
-    print("synthesis after training: " + ", ".join(f"{k} {v:.3f}" for k, v in synthesis_bands(model, rate).items()))
+    print("after training: " + ", ".join(f"{k} {v:.4f}" for k, v in synthesis_audio(model, ge, rate).items()))
     weights = dict(checkpoint.weights)
     for name, value in model.dec.state_dict().items():
         weights[f"dec.{name}"] = value.detach().numpy().astype(checkpoint.weights[f"dec.{name}"].dtype)

@@ -22,7 +22,7 @@ import copy
 import logging
 import shutil
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from edgevoice.backends import OpenVINOBackend
 from edgevoice.bundle import Bundle, GraphEntry, Manifest, atomic_folder, write_manifest
-from edgevoice.cpu import detect
+from edgevoice.cpu import CpuInfo, detect
 from edgevoice.errors import BundleError
 from edgevoice.gpt_sovits.synthesizer import HostKVCache, StatefulCache, Synthesizer
 from edgevoice_calibration.collect import CalibrationInputs, CalibrationSet
@@ -436,164 +436,217 @@ def _policies(bundle: Bundle, methods: dict[str, str] | None) -> dict[str, Graph
     return policies
 
 
+@dataclass
+class _Job:
+    """One `quantize_bundle` call: what its stages read, and the bundle (`folder`, `manifest`) and report they write."""
+
+    source: Bundle
+    folder: Path
+    manifest: Manifest
+    calibration: CalibrationSet
+    options: QuantizeOptions
+    policies: dict[str, GraphPolicy]
+    report: QuantizationReport
+    cpu: CpuInfo
+    fp32_backend: OpenVINOBackend
+    bar: tqdm
+
+
 def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: CalibrationSet,
                     options: QuantizeOptions = QuantizeOptions()) -> QuantizationReport:
-    """Write the `options.precision` ("int8" or "bf16") variant of the FP32 bundle `source` to `out`."""
+    """Write the `options.precision` ("int8" or "bf16") variant of the FP32 bundle `source` to `out`: each graph's
+    IR quantised by its policy, then (INT8) the per-CPU engine choices, the accuracy gate on the written bundle and
+    the record of it all in the manifest."""
     import nncf
-    import openvino as ov
 
-    precision, subset_size, max_drop, methods = options.precision, options.subset_size, options.max_drop, options.methods
-    overwrite, threads, progress = options.overwrite, options.threads, options.progress
-
-    if precision not in ("int8", "bf16"):
-        raise BundleError(f"unknown precision {precision!r} (choose int8 or bf16)")
-    if options.decode_engine not in ENGINE_CHOICES:
-        raise BundleError(f"unknown decode engine {options.decode_engine!r} (choose {', '.join(ENGINE_CHOICES)})")
-    for what, engine in (("vocoder", options.vocoder_engine), ("prefill", options.prefill_engine),
-                         ("latent", options.latent_engine)):
-        if engine not in ENGINE_CHOICES:
-            raise BundleError(f"unknown {what} engine {engine!r} (choose {', '.join(ENGINE_CHOICES)})")
+    _check_options(options)
     nncf.set_log_level(logging.WARNING)
     start = time.perf_counter()
     source = source if isinstance(source, Bundle) else Bundle.load(source)
     _check_source(source)
-    policies = _policies(source, methods)
+    policies = _policies(source, options.methods)  # a wrong --method fails before anything is written
     cpu = detect()
     computes = compute_policies(cpu, options.compute)
     manifest: Manifest = copy.deepcopy(source.manifest)
-    report = QuantizationReport(Path(out), precision, 0.0)
-    fp32_backend = OpenVINOBackend(threads=threads, precision="f32")
-    test_backend = OpenVINOBackend(threads=threads)  # the manifest's hint decides, as in production
-    with atomic_folder(out, overwrite=overwrite) as folder:
+    report = QuantizationReport(Path(out), options.precision, 0.0)
+    with atomic_folder(out, overwrite=options.overwrite) as folder:
         for rel in source.manifest.files:
             shutil.copyfile(source.file(rel), folder / rel)
         names = [n for n in POLICY if n in manifest.graphs] + [n for n in manifest.graphs if n not in POLICY]
-        bar = tqdm(names, desc=f"{precision} graphs", unit="graph", disable=not progress)
+        bar = tqdm(names, desc=f"{options.precision} graphs", unit="graph", disable=not options.progress)
+        job = _Job(source, folder, manifest, calibration, options, policies, report, cpu,
+                   OpenVINOBackend(threads=options.threads, precision="f32"), bar)
         for name in bar:
             bar.set_postfix_str(name)
-            graph_start = time.perf_counter()
-            entry = manifest.graphs[name]
-            policy = policies.get(name, GraphPolicy("float", "no policy for this graph"))
-            if "openvino" not in entry.files:
-                continue  # ONNX-only graph: onnxruntime runs it unchanged
-            if precision == "bf16":
-                entry.precision = "bf16"
-                entry.runtime_options.setdefault("openvino", {})["INFERENCE_PRECISION_HINT"] = "bf16"
-                report.graphs[name] = {"method": "bf16-hint"}
-                continue
-            report.graphs[name] = {"method": policy.method, "reason": policy.reason}
-            if policy.method == "float":  # the FP32 IR as exported, in f32
-                report.graphs[name]["compute"] = {"precision": "f32", "reason": policy.reason}
-                continue
-            calib, held = split_items(calibration.items.get(name, []))
-            model = ov.Core().read_model(str(source.file(entry.files["openvino"])))
-            onnx_path = source.file(entry.files["onnx"]) if "onnx" in entry.files else None
-            if max_drop is not None and name == "sovits_vocoder" and policy.method == "static" and held:
-                bar.set_postfix_str(f"{name}, accuracy control")
-                fp32_session = fp32_backend.session(source, name)
-                reference_audio = [fp32_session.run(item)["audio"] for item in held]
-                quantised, control = quantize_within_budget(model, policy, calib, onnx_path, subset_size, held,
-                                                            reference_audio, max_drop, threads)
-                report.graphs[name]["accuracy_control"] = control
-                if not control["met"]:
-                    report.notes.append(f"note: sovits_vocoder stays above the log-mel L1 budget {max_drop} even "
-                                        f"with every part in float but the posterior-free glue "
-                                        f"({control['attempts'][-1]['log_mel_l1']:.4f}); kept the last attempt")
-            else:
-                quantised = quantize_graph(model, policy, calib, onnx_path, subset_size)
-            compute = _compute(name, quantised, source, entry, held, computes, fp32_backend)
-            report.graphs[name]["compute"] = compute
-            xml = f"{name}.int8.xml"
-            ov_options = dict(entry.runtime_options.get("openvino", {}), INFERENCE_PRECISION_HINT=compute["precision"])
-            if name in ("gpt_decode", "gpt_batch_decode"):
-                ov_options.update(decode_runtime_options(name))
-            for key, value in ov_options.items():
-                quantised.set_rt_info(str(value), ["runtime_options", key])
-            save_ir(quantised, folder / xml)
-            entry.files = dict(entry.files, openvino=xml)  # any ONNX stays FP32 (see module doc)
-            entry.precision = "int8"
-            entry.runtime_options["openvino"] = ov_options
-            parity = entry.accuracy.get("fp32_vs_torch", {})
-            entry.accuracy = {"fp32_vs_torch": {k: v for k, v in parity.items() if k == "onnxruntime"}}
-            report.graphs[name]["seconds"] = round(time.perf_counter() - graph_start, 1)
-            report.graphs[name]["calibration_items"] = len(calib) if policy.method == "static" else 0
-        for rel in [f for f in list(manifest.files) if f.endswith((".xml", ".bin"))]:
-            irs = [g.files["openvino"] for g in manifest.graphs.values() if "openvino" in g.files]
-            if not any(rel in (xml, xml[:-4] + ".bin") for xml in irs):
-                (folder / rel).unlink()  # the FP32 IR of a quantised graph
+            _quantize_graph(job, name, computes)
+        _drop_replaced_irs(folder, manifest)
         write_manifest(folder, manifest)
         _, held_utterances = split_items(calibration.utterances)
         held_utterances = held_utterances[:END_TO_END_UTTERANCES]
-        decode_engine = None
-        if (precision == "int8" and options.decode_engine != "openvino" and "gpt_step" in manifest.graphs
-                and "gpt_decode" in report.graphs and held_utterances):
-            bar.set_postfix_str("decode engine")
-            decode_engine = choose_step_engine(source, folder, manifest, held_utterances, options, fp32_backend)
-            if decode_engine["engine"] == "onnxruntime":
-                report.graphs = {n: info for n, info in report.graphs.items() if n in manifest.graphs}
-                report.graphs["gpt_step"] = {"method": "nbits", "reason": decode_engine["reason"]}
-            report.notes.append(f"decode: {decode_engine['engine']} ({decode_engine['reason']})")
-            if "four_bits" in decode_engine:
-                report.notes.append(four_bit_note(decode_engine["four_bits"], decode_engine["ms_per_step"]))
-            write_manifest(folder, manifest)
-        vocoder_engine = None
-        if precision == "int8" and report.graphs.get("sovits_vocoder", {}).get("method") == "static":
-            bar.set_postfix_str("vocoder engine")
-            vocoder_engine = choose_vocoder_engine(source, folder, manifest, calibration, options, cpu, fp32_backend)
-            where = "onnxruntime on CPUs with VNNI, OpenVINO elsewhere" if vocoder_engine["taken"] else "OpenVINO"
-            report.notes.append(f"vocoder: {where} ({vocoder_engine['reason']})")
-            if "float_tail" in vocoder_engine:
-                report.notes.append(f"vocoder's float stages: {vocoder_engine['float_tail']['reason']}")
-            for graph, layout in vocoder_engine.get("layout", {}).items():
-                report.notes.append(f"{graph} layout: {layout['reason']}")
-        stand_ins = {}
-        for spec in STAND_INS:
-            if precision == "int8" and report.graphs.get(spec.replaces, {}).get("method") == "static":
-                bar.set_postfix_str(spec.graph)
-                record = choose_stand_in(spec, source, folder, manifest, calibration, options, cpu, fp32_backend)
-                where = "onnxruntime on CPUs with VNNI, OpenVINO elsewhere" if record["taken"] else "OpenVINO"
-                report.notes.append(f"{spec.replaces}: {where} ({record['reason']})")
-                stand_ins[spec.option] = record
-        # Accuracy gate on the written bundle, exactly as the runtime will load it.
-        test = Bundle.load(folder)
-        for name, info in report.graphs.items():
-            if info["method"] == "float":
-                continue
-            accuracy = _gate(name, source, test, calibration, held_utterances, fp32_backend, test_backend)
-            info["accuracy"] = accuracy
-            manifest.graphs[name].accuracy[f"{precision}_vs_fp32"] = accuracy
-        report.end_to_end = end_to_end(Synthesizer(source, backend=fp32_backend),
-                                       Synthesizer(test, backend=test_backend), held_utterances)
-
-        if precision == "bf16":
-            compiled = test_backend.session(test, "gpt_decode" if "gpt_decode" in test.manifest.graphs
-                                            else "gpt_prefill").precision()
-            if "bf16" not in compiled:
-                # OpenVINO silently runs f32 on CPUs without native bf16 (e.g. AVX2-only): say so.
-                report.notes.append(f"note: this CPU compiled the bf16 bundle as {compiled}; the hint only takes "
-                                    "effect on CPUs with native bf16 (AVX512_BF16 / AMX)")
-        manifest.extra["quantization"] = {
-            "precision": precision, "source_bundle_hash": source.bundle_hash,
-            "policy": {n: policies[n].to_json() for n in report.graphs if n in policies} if precision == "int8" else
-                      {"all": "same FP32 IR, INFERENCE_PRECISION_HINT=bf16"},
-            "calibration": {"utterances": len(calibration.utterances), "items": calibration.counts(),
-                            "subset_size": subset_size, "collect_seconds": round(calibration.seconds, 1)},
-            "accuracy_control": report.graphs.get("sovits_vocoder", {}).get("accuracy_control"),
-            "decode_engine": decode_engine or {"engine": "openvino", "reason": "chosen by the caller"
-                                               if options.decode_engine == "openvino" else "not measured"},
-            "vocoder_engine": vocoder_engine or {"taken": False, "reason": "not measured"},
-            **{spec.option: stand_ins.get(spec.option, {"taken": False, "reason": "not measured"})
-               for spec in STAND_INS},
-            "compute": {"cpu": cpu.summary(), "cpu_class": cpu.cpu_class,
-                        "graphs": {n: info["compute"] for n, info in report.graphs.items() if "compute" in info}},
-            "end_to_end_vs_fp32": report.end_to_end,
-            "tools": {"nncf": nncf.__version__, "openvino": ov.__version__},
-            "note": "random-weight accuracy is not a proxy for trained checkpoints: re-measure on real models",
-        }
+        engines = _choose_engines(job, held_utterances) if options.precision == "int8" else {}
+        test_backend = OpenVINOBackend(threads=options.threads)  # the manifest's hint decides, as in production
+        _accuracy_gate(job, held_utterances, test_backend)
+        manifest.extra["quantization"] = _record(job, engines)
         report.seconds = time.perf_counter() - start
         manifest.extra["quantization"]["seconds"] = round(report.seconds, 1)
         write_manifest(folder, manifest)
     return report
+
+
+def _check_options(options: QuantizeOptions) -> None:
+    if options.precision not in ("int8", "bf16"):
+        raise BundleError(f"unknown precision {options.precision!r} (choose int8 or bf16)")
+    for what, engine in (("decode", options.decode_engine), ("vocoder", options.vocoder_engine),
+                         ("prefill", options.prefill_engine), ("latent", options.latent_engine)):
+        if engine not in ENGINE_CHOICES:
+            raise BundleError(f"unknown {what} engine {engine!r} (choose {', '.join(ENGINE_CHOICES)})")
+
+
+def _quantize_graph(job: _Job, name: str, computes: dict[str, ComputeChoice]) -> None:
+    """Graph `name`'s IR in the variant's precision: the bf16 hint, or its policy's NNCF quantisation (the
+    vocoder's under accuracy control with `--accuracy-drop`) with the compute precision chosen for this CPU."""
+    entry = job.manifest.graphs[name]
+    if "openvino" not in entry.files:
+        return  # ONNX-only graph: onnxruntime runs it unchanged
+    if job.options.precision == "bf16":
+        entry.precision = "bf16"
+        entry.runtime_options.setdefault("openvino", {})["INFERENCE_PRECISION_HINT"] = "bf16"
+        job.report.graphs[name] = {"method": "bf16-hint"}
+        return
+    import openvino as ov
+
+    graph_start = time.perf_counter()
+    policy = job.policies.get(name, GraphPolicy("float", "no policy for this graph"))
+    info = job.report.graphs[name] = {"method": policy.method, "reason": policy.reason}
+    if policy.method == "float":  # the FP32 IR as exported, in f32
+        info["compute"] = {"precision": "f32", "reason": policy.reason}
+        return
+    calib, held = split_items(job.calibration.items.get(name, []))
+    model = ov.Core().read_model(str(job.source.file(entry.files["openvino"])))
+    onnx_path = job.source.file(entry.files["onnx"]) if "onnx" in entry.files else None
+    max_drop = job.options.max_drop
+    if max_drop is not None and name == "sovits_vocoder" and policy.method == "static" and held:
+        job.bar.set_postfix_str(f"{name}, accuracy control")
+        fp32_session = job.fp32_backend.session(job.source, name)
+        reference_audio = [fp32_session.run(item)["audio"] for item in held]
+        quantised, control = quantize_within_budget(model, policy, calib, onnx_path, job.options.subset_size, held,
+                                                    reference_audio, max_drop, job.options.threads)
+        info["accuracy_control"] = control
+        if not control["met"]:
+            job.report.notes.append(f"note: sovits_vocoder stays above the log-mel L1 budget {max_drop} even with "
+                                    f"every part in float but the posterior-free glue "
+                                    f"({control['attempts'][-1]['log_mel_l1']:.4f}); kept the last attempt")
+    else:
+        quantised = quantize_graph(model, policy, calib, onnx_path, job.options.subset_size)
+    info["compute"] = _compute(name, quantised, job.source, entry, held, computes, job.fp32_backend)
+    xml = f"{name}.int8.xml"
+    ov_options = dict(entry.runtime_options.get("openvino", {}), INFERENCE_PRECISION_HINT=info["compute"]["precision"])
+    if name in ("gpt_decode", "gpt_batch_decode"):
+        ov_options.update(decode_runtime_options(name))
+    for key, value in ov_options.items():
+        quantised.set_rt_info(str(value), ["runtime_options", key])
+    save_ir(quantised, job.folder / xml)
+    entry.files = dict(entry.files, openvino=xml)  # any ONNX stays FP32 (see module doc)
+    entry.precision = "int8"
+    entry.runtime_options["openvino"] = ov_options
+    parity = entry.accuracy.get("fp32_vs_torch", {})
+    entry.accuracy = {"fp32_vs_torch": {k: v for k, v in parity.items() if k == "onnxruntime"}}
+    info["seconds"] = round(time.perf_counter() - graph_start, 1)
+    info["calibration_items"] = len(calib) if policy.method == "static" else 0
+
+
+def _drop_replaced_irs(folder: Path, manifest: Manifest) -> None:
+    """Remove the FP32 IR of every graph that now ships a quantised one."""
+    irs = [g.files["openvino"] for g in manifest.graphs.values() if "openvino" in g.files]
+    for rel in [f for f in list(manifest.files) if f.endswith((".xml", ".bin"))]:
+        if not any(rel in (xml, xml[:-4] + ".bin") for xml in irs):
+            (folder / rel).unlink()
+
+
+def _choose_engines(job: _Job, held_utterances: list) -> dict:
+    """INT8 only: which engine runs the decode, the vocoder and the stand-in graphs on this CPU (each measured;
+    `quantize`'s --*-engine options force one); returns their records, by manifest key."""
+    options, report, manifest = job.options, job.report, job.manifest
+    engines = {}
+    if (options.decode_engine != "openvino" and "gpt_step" in manifest.graphs and "gpt_decode" in report.graphs
+            and held_utterances):
+        job.bar.set_postfix_str("decode engine")
+        record = engines["decode_engine"] = choose_step_engine(job.source, job.folder, manifest, held_utterances,
+                                                               options, job.fp32_backend)
+        if record["engine"] == "onnxruntime":
+            report.graphs = {n: info for n, info in report.graphs.items() if n in manifest.graphs}
+            report.graphs["gpt_step"] = {"method": "nbits", "reason": record["reason"]}
+        report.notes.append(f"decode: {record['engine']} ({record['reason']})")
+        if "four_bits" in record:
+            report.notes.append(four_bit_note(record["four_bits"], record["ms_per_step"]))
+        write_manifest(job.folder, manifest)
+    if report.graphs.get("sovits_vocoder", {}).get("method") == "static":
+        job.bar.set_postfix_str("vocoder engine")
+        record = engines["vocoder_engine"] = choose_vocoder_engine(job.source, job.folder, manifest, job.calibration,
+                                                                   options, job.cpu, job.fp32_backend)
+        where = "onnxruntime on CPUs with VNNI, OpenVINO elsewhere" if record["taken"] else "OpenVINO"
+        report.notes.append(f"vocoder: {where} ({record['reason']})")
+        if "float_tail" in record:
+            report.notes.append(f"vocoder's float stages: {record['float_tail']['reason']}")
+        for graph, layout in record.get("layout", {}).items():
+            report.notes.append(f"{graph} layout: {layout['reason']}")
+    for spec in STAND_INS:
+        if report.graphs.get(spec.replaces, {}).get("method") == "static":
+            job.bar.set_postfix_str(spec.graph)
+            record = engines[spec.option] = choose_stand_in(spec, job.source, job.folder, manifest, job.calibration,
+                                                            options, job.cpu, job.fp32_backend)
+            where = "onnxruntime on CPUs with VNNI, OpenVINO elsewhere" if record["taken"] else "OpenVINO"
+            report.notes.append(f"{spec.replaces}: {where} ({record['reason']})")
+    return engines
+
+
+def _accuracy_gate(job: _Job, held_utterances: list, test_backend: OpenVINOBackend) -> None:
+    """Each quantised graph's error against FP32 and the end-to-end figures, on the written bundle exactly as the
+    runtime will load it (into the report and each graph's manifest entry)."""
+    test = Bundle.load(job.folder)
+    for name, info in job.report.graphs.items():
+        if info["method"] == "float":
+            continue
+        accuracy = _gate(name, job.source, test, job.calibration, held_utterances, job.fp32_backend, test_backend)
+        info["accuracy"] = accuracy
+        job.manifest.graphs[name].accuracy[f"{job.options.precision}_vs_fp32"] = accuracy
+    job.report.end_to_end = end_to_end(Synthesizer(job.source, backend=job.fp32_backend),
+                                       Synthesizer(test, backend=test_backend), held_utterances)
+    if job.options.precision == "bf16":
+        compiled = test_backend.session(test, "gpt_decode" if "gpt_decode" in test.manifest.graphs
+                                        else "gpt_prefill").precision()
+        if "bf16" not in compiled:
+            # OpenVINO silently runs f32 on CPUs without native bf16 (e.g. AVX2-only): say so.
+            job.report.notes.append(f"note: this CPU compiled the bf16 bundle as {compiled}; the hint only takes "
+                                    "effect on CPUs with native bf16 (AVX512_BF16 / AMX)")
+
+
+def _record(job: _Job, engines: dict) -> dict:
+    """The manifest's `quantization` record: policy, calibration, every engine choice and the end-to-end gate."""
+    import nncf
+    import openvino as ov
+
+    options, report = job.options, job.report
+    int8 = options.precision == "int8"
+    not_measured = {"taken": False, "reason": "not measured"}
+    return {
+        "precision": options.precision, "source_bundle_hash": job.source.bundle_hash,
+        "policy": {n: job.policies[n].to_json() for n in report.graphs if n in job.policies} if int8 else
+                  {"all": "same FP32 IR, INFERENCE_PRECISION_HINT=bf16"},
+        "calibration": {"utterances": len(job.calibration.utterances), "items": job.calibration.counts(),
+                        "subset_size": options.subset_size, "collect_seconds": round(job.calibration.seconds, 1)},
+        "accuracy_control": report.graphs.get("sovits_vocoder", {}).get("accuracy_control"),
+        "decode_engine": engines.get("decode_engine") or {
+            "engine": "openvino", "reason": "chosen by the caller" if options.decode_engine == "openvino"
+            else "not measured"},
+        "vocoder_engine": engines.get("vocoder_engine", not_measured),
+        **{spec.option: engines.get(spec.option, not_measured) for spec in STAND_INS},
+        "compute": {"cpu": job.cpu.summary(), "cpu_class": job.cpu.cpu_class,
+                    "graphs": {n: info["compute"] for n, info in report.graphs.items() if "compute" in info}},
+        "end_to_end_vs_fp32": report.end_to_end,
+        "tools": {"nncf": nncf.__version__, "openvino": ov.__version__},
+        "note": "random-weight accuracy is not a proxy for trained checkpoints: re-measure on real models",
+    }
 
 
 def calibrate_and_quantize(bundle: str | Path, out: str | Path, inputs: CalibrationInputs,
