@@ -463,143 +463,195 @@ def quantize_emotivoice(source_bundle: str | Path | Bundle, out: str | Path,
     import openvino as ov
 
     start = time.perf_counter()
-    precision, threads = options.precision, options.threads
-    if precision not in ("int8", "bf16"):
-        raise EdgevoiceError(f"unknown precision {precision!r} (choose int8 or bf16)")
-    if options.max_drop is not None:
-        raise EdgevoiceError("--accuracy-drop is the GPT-SoVITS vocoder's accuracy control; EmotiVoice graphs fall "
-                             "back by themselves when they miss the accuracy gate (leave it out)")
-    if options.subset_size < 1:
-        raise EdgevoiceError(f"subset size must be at least 1, not {options.subset_size}")
+    _check_options(options)
     source = source_bundle if isinstance(source_bundle, Bundle) else Bundle.load(source_bundle)
     _check_source(source)
-    policies = _policies(source, precision, options.methods)
+    policies = _policies(source, options.precision, options.methods)
     if Path(out).resolve() == source.path.resolve():
         raise BundleError(f"{out}: the output must not be the source bundle")
     if Path(out).exists() and not options.overwrite:
         raise BundleError(f"{out}: already exists (pass --overwrite to replace it)")
     nncf.set_log_level(logging.WARNING)
-    native_bf16 = cpu_has_native_bf16()
-    report = EmotiVoiceQuantizationReport(Path(out), precision, 0.0)
+    report = EmotiVoiceQuantizationReport(Path(out), options.precision, 0.0)
     if calibration is None:
-        calibration = collect_emotivoice_calibration(source, sentences, threads, options.progress)
-    report.calibration = {"sentences": len(calibration.sentences),
-                          "held_out_sentences": len(calibration.held_out_sentences),
-                          "audio_seconds": round(calibration.audio_seconds, 1), "items": calibration.counts(),
-                          "subset_size": options.subset_size, "collect_seconds": round(calibration.seconds, 1),
-                          "speakers": sorted({s.speaker for s in calibration.sentences}),
-                          "prompts": list(dict.fromkeys(s.prompt for s in calibration.sentences))}
-    if calibration.held_out is calibration.calibration:
-        report.notes.append("note: fewer than 5 calibration sentences: the accuracy gate is in-sample")
-    if precision == "bf16" or any(p.method == "bf16" for p in policies.values()):
-        if not native_bf16:
-            report.notes.append("note: this CPU has no native bf16 (avx512_bf16 / amx_bf16): OpenVINO runs the bf16 "
-                                "graphs in f32 (or emulates bf16) here; the figures say nothing about bf16 accuracy")
-
-    fp32_backend = OpenVINOBackend(threads=threads, precision="f32")
-    test_backend = OpenVINOBackend(threads=threads)  # the manifest's hint decides, as in production
-    core = ov.Core()
+        calibration = collect_emotivoice_calibration(source, sentences, options.threads, options.progress)
+    trial = _Trial(source, calibration, options, cpu_has_native_bf16(), OpenVINOBackend(threads=options.threads,
+                   precision="f32"), OpenVINOBackend(threads=options.threads), ov.Core())
+    report.calibration = _calibration_record(calibration, options.subset_size)
+    report.notes += _calibration_notes(calibration, options.precision, policies, trial.native_bf16)
     manifest: Manifest = copy.deepcopy(source.manifest)
     written: dict[str, object] = {}  # graph -> quantised ov.Model (NNCF methods only)
-    bar = tqdm(GRAPHS, desc=f"{precision} graphs", unit="graph", disable=not options.progress)
+    bar = tqdm(GRAPHS, desc=f"{options.precision} graphs", unit="graph", disable=not options.progress)
     for name in bar:
         bar.set_postfix_str(name)
-        graph_start = time.perf_counter()
-        policy, entry = policies[name], manifest.graphs[name]
-        held = calibration.held_out.get(name, [])
-        calib = calibration.calibration.get(name, [])
-        fallbacks = tuple(m for m in (VOCODER_FALLBACK if name == "hifigan" else FALLBACK)[policy.method]
-                          if m != "bf16" or native_bf16)  # a bf16 hint without native bf16 is just f32
-        info = {"planned": policy.method, "reason": policy.reason, "attempts": []}
-        reference = ([fp32_backend.session(source, name).run(item) for item in held]
-                     if held and policy.method != "float" else [])
-        for method in (policy.method, *fallbacks):
-            if method == "float":
-                info.update(method="float", accuracy={})
-                break
-            if method == "static" and not calib:
-                info["attempts"].append({"method": method, "failed": ["no calibration inputs recorded"]})
-                continue
-            model = None
-            if method in ("static", "weights"):
-                attempt_policy = static_policy(name, policy) if method == "static" else replace(policy, method=method)
-                onnx = source.file(entry.files["onnx"]) if "onnx" in entry.files else None
-                model = quantize_graph(core.read_model(str(source.file(entry.files["openvino"]))), attempt_policy,
-                                       calib, onnx, options.subset_size)
-                runtime = _runtime_entry(entry, method)
-                compiled = core.compile_model(model, "CPU", test_backend.config_for(runtime))
-            else:  # bf16: the FP32 IR with the hint, compiled as the runtime will
-                runtime = _runtime_entry(entry, method)
-                compiled = core.compile_model(str(source.file(entry.files["openvino"])), "CPU",
-                                              test_backend.config_for(runtime))
-            request = compiled.create_infer_request()
-            outputs = [port.get_any_name() for port in compiled.outputs]
-            tested = []
-            for item in held:
-                request.infer(item)
-                tested.append({o: request.get_tensor(o).data.copy() for o in outputs})
-            accuracy = graph_accuracy(name, reference, tested, source.manifest.sample_rate) if held else {}
-            failed = gate(name, accuracy) if held else []
-            info["attempts"].append({"method": method, "failed": failed,
-                                     "accuracy": accuracy})
-            if not failed:
-                info.update(method=method, accuracy=accuracy)
-                if model is not None:
-                    written[name] = model
-                break
-        if not held and info["method"] != "float":
-            report.notes.append(f"note: no held-out inputs for {name}: its accuracy was not checked")
-        if info["method"] != policy.method:
-            report.notes.append(f"note: {name} {policy.method} missed the accuracy gate; it is {info['method']} in this "
-                                "bundle")
-        info["seconds"] = round(time.perf_counter() - graph_start, 1)
-        info["calibration_items"] = len(calib) if info["method"] == "static" else 0
-        report.graphs[name] = info
-
+        report.graphs[name], model = _try_methods(trial, name, policies[name], manifest.graphs[name])
+        if model is not None:
+            written[name] = model
+        report.notes += _method_notes(name, policies[name], report.graphs[name], calibration)
     with atomic_folder(out, overwrite=options.overwrite) as folder:
-        dropped = set()
-        for name, info in report.graphs.items():
-            entry, method = manifest.graphs[name], info["method"]
-            if method == "float":
-                continue
-            runtime = _runtime_entry(entry, method)
-            entry.precision, entry.runtime_options = runtime.precision, runtime.runtime_options
-            parity = entry.accuracy.get("fp32_vs_torch", {})
-            if method in ("static", "weights"):
-                xml = f"{name}.int8.xml"
-                for key, value in runtime.runtime_options.get("openvino", {}).items():
-                    written[name].set_rt_info(str(value), ["runtime_options", key])
-                save_ir(written[name], folder / xml)
-                old = entry.files["openvino"]
-                dropped.update({old, old[: -len(".xml")] + ".bin"})
-                entry.files = dict(entry.files, openvino=xml)  # any ONNX stays FP32
-                # the OpenVINO-vs-torch figure was about the FP32 IR; onnxruntime still runs the FP32 ONNX
-                parity = {k: v for k, v in parity.items() if k == "onnxruntime"}
-            entry.accuracy = {"fp32_vs_torch": parity, f"{entry.precision}_vs_fp32": info["accuracy"]}
-        for rel in source.manifest.files:
-            if rel not in dropped:
-                shutil.copyfile(source.file(rel), folder / rel)
-        write_manifest(folder, manifest)
-
+        _write_graphs(folder, source, manifest, report, written)
         test = Bundle.load(folder)
-        report.end_to_end = end_to_end(Synthesizer(source, backend=fp32_backend),
-                                       Synthesizer(test, backend=test_backend),
+        report.end_to_end = end_to_end(Synthesizer(source, backend=trial.fp32_backend),
+                                       Synthesizer(test, backend=trial.test_backend),
                                        calibration.held_out_sentences[:END_TO_END_SENTENCES])
         report.seconds = time.perf_counter() - start
-        manifest.extra["quantization"] = {
-            "precision": precision, "source_bundle_hash": source.bundle_hash,
-            "policy": {n: {**policies[n].to_json(), "applied": report.graphs[n]["method"],
-                           "gate": [t.to_json() for t in GATE.get(n, ())],
-                           "attempts": [{"method": a["method"], "failed": a["failed"]}
-                                        for a in report.graphs[n]["attempts"]],
-                           "seconds": report.graphs[n]["seconds"]} for n in GRAPHS},
-            "calibration": report.calibration,
-            "end_to_end_vs_fp32": report.end_to_end,
-            "cpu": {**cpu_description(), "int8_dot": cpu_has_int8_dot(), "native_bf16": native_bf16},
-            "tools": {"nncf": nncf.__version__, "openvino": ov.__version__},
-            "notes": report.notes,
-            "note": "random-weight accuracy is not a proxy for trained checkpoints: re-measure on real models",
-            "seconds": round(report.seconds, 1),
-        }
+        manifest.extra["quantization"] = _record(trial, policies, report)
         write_manifest(folder, manifest)
     return report
+
+
+def _check_options(options: QuantizeOptions) -> None:
+    if options.precision not in ("int8", "bf16"):
+        raise EdgevoiceError(f"unknown precision {options.precision!r} (choose int8 or bf16)")
+    if options.max_drop is not None:
+        raise EdgevoiceError("--accuracy-drop is the GPT-SoVITS vocoder's accuracy control; EmotiVoice graphs fall "
+                             "back by themselves when they miss the accuracy gate (leave it out)")
+    if options.subset_size < 1:
+        raise EdgevoiceError(f"subset size must be at least 1, not {options.subset_size}")
+
+
+def _calibration_record(calibration: EmotiVoiceCalibration, subset_size: int) -> dict:
+    return {"sentences": len(calibration.sentences), "held_out_sentences": len(calibration.held_out_sentences),
+            "audio_seconds": round(calibration.audio_seconds, 1), "items": calibration.counts(),
+            "subset_size": subset_size, "collect_seconds": round(calibration.seconds, 1),
+            "speakers": sorted({s.speaker for s in calibration.sentences}),
+            "prompts": list(dict.fromkeys(s.prompt for s in calibration.sentences))}
+
+
+def _calibration_notes(calibration: EmotiVoiceCalibration, precision: str, policies: dict[str, GraphPolicy],
+                       native_bf16: bool) -> list[str]:
+    notes = []
+    if calibration.held_out is calibration.calibration:
+        notes.append("note: fewer than 5 calibration sentences: the accuracy gate is in-sample")
+    if (precision == "bf16" or any(p.method == "bf16" for p in policies.values())) and not native_bf16:
+        notes.append("note: this CPU has no native bf16 (avx512_bf16 / amx_bf16): OpenVINO runs the bf16 "
+                     "graphs in f32 (or emulates bf16) here; the figures say nothing about bf16 accuracy")
+    return notes
+
+
+@dataclass
+class _Trial:
+    """What trying a graph's methods needs: the source bundle, its recorded inputs, the options, and the backends
+    that run the FP32 reference and each attempt as the runtime will."""
+
+    source: Bundle
+    calibration: EmotiVoiceCalibration
+    options: QuantizeOptions
+    native_bf16: bool
+    fp32_backend: OpenVINOBackend
+    test_backend: OpenVINOBackend
+    core: object  # openvino.Core
+
+
+def _try_methods(trial: _Trial, name: str, policy: GraphPolicy, entry) -> tuple[dict, object | None]:
+    """The policy's method, then its fallbacks (`FALLBACK`), until one passes the graph's gate on the held-out
+    inputs; returns the graph's report (method, accuracy, every attempt) and the quantised model (NNCF methods)."""
+    graph_start = time.perf_counter()
+    held = trial.calibration.held_out.get(name, [])
+    calib = trial.calibration.calibration.get(name, [])
+    fallbacks = tuple(m for m in (VOCODER_FALLBACK if name == "hifigan" else FALLBACK)[policy.method]
+                      if m != "bf16" or trial.native_bf16)  # a bf16 hint without native bf16 is just f32
+    info = {"planned": policy.method, "reason": policy.reason, "attempts": []}
+    reference = ([trial.fp32_backend.session(trial.source, name).run(item) for item in held]
+                 if held and policy.method != "float" else [])
+    chosen = None
+    for method in (policy.method, *fallbacks):
+        if method == "float":
+            info.update(method="float", accuracy={})
+            break
+        if method == "static" and not calib:
+            info["attempts"].append({"method": method, "failed": ["no calibration inputs recorded"]})
+            continue
+        model, tested = _attempt(trial, name, replace(policy, method=method), entry, calib, held)
+        accuracy = graph_accuracy(name, reference, tested, trial.source.manifest.sample_rate) if held else {}
+        failed = gate(name, accuracy) if held else []
+        info["attempts"].append({"method": method, "failed": failed, "accuracy": accuracy})
+        if not failed:
+            info.update(method=method, accuracy=accuracy)
+            chosen = model
+            break
+    info["seconds"] = round(time.perf_counter() - graph_start, 1)
+    info["calibration_items"] = len(calib) if info["method"] == "static" else 0
+    return info, chosen
+
+
+def _attempt(trial: _Trial, name: str, policy: GraphPolicy, entry, calib: list[dict], held: list[dict]):
+    """Graph `name` made with `policy.method` (static / weights: NNCF on the FP32 IR; bf16: the FP32 IR with the
+    hint), compiled as the runtime will compile it, run on the held-out inputs → (the NNCF model or None, outputs)."""
+    runtime = _runtime_entry(entry, policy.method)
+    model = None
+    if policy.method in ("static", "weights"):
+        attempt_policy = static_policy(name, policy) if policy.method == "static" else policy
+        onnx = trial.source.file(entry.files["onnx"]) if "onnx" in entry.files else None
+        model = quantize_graph(trial.core.read_model(str(trial.source.file(entry.files["openvino"]))),
+                               attempt_policy, calib, onnx, trial.options.subset_size)
+        compiled = trial.core.compile_model(model, "CPU", trial.test_backend.config_for(runtime))
+    else:  # bf16: the FP32 IR with the hint
+        compiled = trial.core.compile_model(str(trial.source.file(entry.files["openvino"])), "CPU",
+                                            trial.test_backend.config_for(runtime))
+    request = compiled.create_infer_request()
+    outputs = [port.get_any_name() for port in compiled.outputs]
+    tested = []
+    for item in held:
+        request.infer(item)
+        tested.append({o: request.get_tensor(o).data.copy() for o in outputs})
+    return model, tested
+
+
+def _method_notes(name: str, policy: GraphPolicy, info: dict, calibration: EmotiVoiceCalibration) -> list[str]:
+    notes = []
+    if not calibration.held_out.get(name) and info["method"] != "float":
+        notes.append(f"note: no held-out inputs for {name}: its accuracy was not checked")
+    if info["method"] != policy.method:
+        notes.append(f"note: {name} {policy.method} missed the accuracy gate; it is {info['method']} in this bundle")
+    return notes
+
+
+def _write_graphs(folder: Path, source: Bundle, manifest: Manifest, report: EmotiVoiceQuantizationReport,
+                  written: dict[str, object]) -> None:
+    """Into the bundle being written: each graph's IR and manifest entry for the method it got, and every source
+    file not replaced."""
+    dropped = set()
+    for name, info in report.graphs.items():
+        entry, method = manifest.graphs[name], info["method"]
+        if method == "float":
+            continue
+        runtime = _runtime_entry(entry, method)
+        entry.precision, entry.runtime_options = runtime.precision, runtime.runtime_options
+        parity = entry.accuracy.get("fp32_vs_torch", {})
+        if method in ("static", "weights"):
+            xml = f"{name}.int8.xml"
+            for key, value in runtime.runtime_options.get("openvino", {}).items():
+                written[name].set_rt_info(str(value), ["runtime_options", key])
+            save_ir(written[name], folder / xml)
+            old = entry.files["openvino"]
+            dropped.update({old, old[: -len(".xml")] + ".bin"})
+            entry.files = dict(entry.files, openvino=xml)  # any ONNX stays FP32
+            # the OpenVINO-vs-torch figure was about the FP32 IR; onnxruntime still runs the FP32 ONNX
+            parity = {k: v for k, v in parity.items() if k == "onnxruntime"}
+        entry.accuracy = {"fp32_vs_torch": parity, f"{entry.precision}_vs_fp32": info["accuracy"]}
+    for rel in source.manifest.files:
+        if rel not in dropped:
+            shutil.copyfile(source.file(rel), folder / rel)
+    write_manifest(folder, manifest)
+
+
+def _record(trial: _Trial, policies: dict[str, GraphPolicy], report: EmotiVoiceQuantizationReport) -> dict:
+    """The manifest's `quantization` record: each graph's plan, gate and attempts, calibration, end to end."""
+    import nncf
+    import openvino as ov
+
+    return {
+        "precision": report.precision, "source_bundle_hash": trial.source.bundle_hash,
+        "policy": {n: {**policies[n].to_json(), "applied": report.graphs[n]["method"],
+                       "gate": [t.to_json() for t in GATE.get(n, ())],
+                       "attempts": [{"method": a["method"], "failed": a["failed"]} for a in report.graphs[n]["attempts"]],
+                       "seconds": report.graphs[n]["seconds"]} for n in GRAPHS},
+        "calibration": report.calibration,
+        "end_to_end_vs_fp32": report.end_to_end,
+        "cpu": {**cpu_description(), "int8_dot": cpu_has_int8_dot(), "native_bf16": trial.native_bf16},
+        "tools": {"nncf": nncf.__version__, "openvino": ov.__version__},
+        "notes": report.notes,
+        "note": "random-weight accuracy is not a proxy for trained checkpoints: re-measure on real models",
+        "seconds": round(report.seconds, 1),
+    }
