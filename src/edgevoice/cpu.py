@@ -130,42 +130,54 @@ class GraphPrecision:
 def precision_here(manifest, name: str, cpu: CpuInfo | None = None) -> GraphPrecision:
     """What graph `name` of a bundle runs in on this CPU with the OpenVINO backend, and why (the reason its
     quantiser recorded, or the load-time fallback)."""
-    from .bundle import openvino_options
-
     cpu = cpu or detect()
     graph = manifest.graphs[name]
     quantization = _section(manifest.extra, "quantization")
     if graph.engine == "onnxruntime":
-        # the quantiser's record for this graph: one naming it (a static-INT8 graph), else the decode engine's
-        own = _engine_records(quantization, "graph", name)
-        head = [r for r in _engine_records(quantization, "head", name) if r.get("beside")]
-        if head:  # the 8-bit vocoder's head beside the one graph (split_vocoder)
-            why = (f"the head of {head[0].get('part_of', '?')} when its float tail runs on OpenVINO: "
-                   f"{head[0].get('reason', 'split off')}")
-            if not cpu.int8_dot:
-                why += "; not run on this CPU (no VNNI)"
-            return GraphPrecision(f"onnxruntime, {graph.precision} weights + activations", graph.precision,
-                                  _printable(why))
-        record = own[0] if own else _section(quantization, "decode_engine")
-        chosen_on = _section(quantization, "compute").get("cpu_class") or record.get("cpu_class", "?")
-        why = f"onnxruntime runs it: {record.get('reason', 'the bundle says so')} (chosen on {chosen_on})"
-        if own:  # 8-bit operators with s8 weights: only run where the CPU has 8-bit dot products
-            if not cpu.int8_dot:
-                why += "; not run on this CPU (no VNNI: its s8 products would saturate), the OpenVINO graph instead"
-            return GraphPrecision(f"onnxruntime, {graph.precision} weights + activations", graph.precision,
-                                  _printable(why))
-        blocks = graph.precision in ("int8", "int4")  # MatMulNBits: int8 activations and dot products either way
-        if _section(record, "attention").get("fused"):
-            why += "; attention fused, the cache written in place"
-        if chosen_on != cpu.cpu_class:
-            why += "; quantise on this CPU to time its decode engines here"
-        cache = next((t.dtype for t in graph.inputs if t.name == "past_key.0"), "float32")
-        return GraphPrecision("onnxruntime, " + (f"{graph.precision} block weights" if blocks
-                                                 else f"{graph.precision} weights"),
-                              "int8 matmul / f32" if blocks else "f32", _printable(why),
-                              _CACHE_NAMES.get(cache, cache) if blocks else "")
+        return _onnxruntime_precision(graph, name, quantization, cpu)
     if "openvino" not in graph.files:
         return GraphPrecision("FP32 ONNX", "f32", "no OpenVINO IR: onnxruntime runs it")
+    return _openvino_precision(manifest, graph, name, quantization, cpu)
+
+
+def _onnxruntime_precision(graph, name: str, quantization: dict, cpu: CpuInfo) -> GraphPrecision:
+    """A graph the bundle runs on onnxruntime: a static-INT8 stand-in, the split vocoder's head, or the decode step
+    on block weights; the reason from the quantiser's record of it."""
+    # the quantiser's record for this graph: one naming it (a static-INT8 graph), else the decode engine's
+    own = _engine_records(quantization, "graph", name)
+    head = [r for r in _engine_records(quantization, "head", name) if r.get("beside")]
+    if head:  # the 8-bit vocoder's head beside the one graph (split_vocoder)
+        why = (f"the head of {head[0].get('part_of', '?')} when its float tail runs on OpenVINO: "
+               f"{head[0].get('reason', 'split off')}")
+        if not cpu.int8_dot:
+            why += "; not run on this CPU (no VNNI)"
+        return GraphPrecision(f"onnxruntime, {graph.precision} weights + activations", graph.precision,
+                              _printable(why))
+    record = own[0] if own else _section(quantization, "decode_engine")
+    chosen_on = _section(quantization, "compute").get("cpu_class") or record.get("cpu_class", "?")
+    why = f"onnxruntime runs it: {record.get('reason', 'the bundle says so')} (chosen on {chosen_on})"
+    if own:  # 8-bit operators with s8 weights: only run where the CPU has 8-bit dot products
+        if not cpu.int8_dot:
+            why += "; not run on this CPU (no VNNI: its s8 products would saturate), the OpenVINO graph instead"
+        return GraphPrecision(f"onnxruntime, {graph.precision} weights + activations", graph.precision,
+                              _printable(why))
+    blocks = graph.precision in ("int8", "int4")  # MatMulNBits: int8 activations and dot products either way
+    if _section(record, "attention").get("fused"):
+        why += "; attention fused, the cache written in place"
+    if chosen_on != cpu.cpu_class:
+        why += "; quantise on this CPU to time its decode engines here"
+    cache = next((t.dtype for t in graph.inputs if t.name == "past_key.0"), "float32")
+    return GraphPrecision("onnxruntime, " + (f"{graph.precision} block weights" if blocks
+                                             else f"{graph.precision} weights"),
+                          "int8 matmul / f32" if blocks else "f32", _printable(why),
+                          _CACHE_NAMES.get(cache, cache) if blocks else "")
+
+
+def _openvino_precision(manifest, graph, name: str, quantization: dict, cpu: CpuInfo) -> GraphPrecision:
+    """A graph OpenVINO runs: its weights by the quantiser's method, the compute precision its hint asks and this
+    CPU can run, and why."""
+    from .bundle import openvino_options
+
     method = _section(_section(quantization, "policy"), name).get("method")
     weights = _WEIGHTS.get(method, "int8 weights") if graph.precision == "int8" else "f32 weights"
     options = openvino_options(graph)
