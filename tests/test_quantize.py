@@ -487,3 +487,20 @@ def test_decode_runtime_options_follow_the_cpu(tmp_path):
     assert decode_runtime_options("gpt_batch_decode", avx512) == {"KV_CACHE_PRECISION": "u8"}
     for graph in ("gpt_decode", "gpt_batch_decode"):
         assert decode_runtime_options(graph, avx2) == {"KV_CACHE_PRECISION": "f32"}
+
+
+def test_audio_warnings_name_the_graphs_over_the_audible_level():
+    from edgevoice_export.gpt_sovits.quantize import AUDIBLE_LOG_MEL_L1, audio_warnings
+    from edgevoice_export.quantize import QuantizationReport
+
+    def audio(worst):
+        return {"audio": {"log_mel_l1": {"mean": worst / 2, "worst": worst}}}
+
+    report = QuantizationReport(Path("out"), "int8", 0.0, graphs={
+        "sovits_vocoder": {"method": "static", "accuracy": audio(AUDIBLE_LOG_MEL_L1 + 0.22)},
+        "sovits_latent": {"method": "static", "accuracy": {"z": {"rel_l2": {"worst": 0.9}}}},
+        "gpt_step": {"method": "nbits"}}, end_to_end=audio(AUDIBLE_LOG_MEL_L1 - 0.25))
+    notes = audio_warnings(report)
+    assert len(notes) == 1 and "sovits_vocoder" in notes[0] and "0.52" in notes[0] and "x1.7" in notes[0]
+    report.end_to_end = audio(AUDIBLE_LOG_MEL_L1 + 0.01)
+    assert [n.split("'")[0] for n in audio_warnings(report)] == ["note: sovits_vocoder", "note: end to end"]

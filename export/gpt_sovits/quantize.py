@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -46,6 +47,11 @@ from .stand_ins import STAND_INS, choose_stand_in
 from .vocoder_engine import choose_vocoder_engine
 
 END_TO_END_UTTERANCES = 6
+# Above this worst held-out log-mel L1 against FP32 (mel bands off by a factor of 1.35 on average) `quantize` warns
+# that the audio may sound different. OpenVINO's INT8 vocoder measured 0.10-0.13 on random full-size weights but 0.52
+# on a vocoder trained briefly on speech (`benchmarks/trained_vocoder_proxy.py`, RESULTS.md session 17): random
+# weights hide what 8 bits cost a real vocoder, so the report says so where it shows.
+AUDIBLE_LOG_MEL_L1 = 0.3
 
 _SDPA = ("ScaledDotProductAttention",)
 POLICY: dict[str, GraphPolicy] = {
@@ -612,6 +618,7 @@ def _accuracy_gate(job: _Job, held_utterances: list, test_backend: OpenVINOBacke
         job.manifest.graphs[name].accuracy[f"{job.options.precision}_vs_fp32"] = accuracy
     job.report.end_to_end = end_to_end(Synthesizer(job.source, backend=job.fp32_backend),
                                        Synthesizer(test, backend=test_backend), held_utterances)
+    job.report.notes += audio_warnings(job.report)
     if job.options.precision == "bf16":
         compiled = test_backend.session(test, "gpt_decode" if "gpt_decode" in test.manifest.graphs
                                         else "gpt_prefill").precision()
@@ -619,6 +626,17 @@ def _accuracy_gate(job: _Job, held_utterances: list, test_backend: OpenVINOBacke
             # OpenVINO silently runs f32 on CPUs without native bf16 (e.g. AVX2-only): say so.
             job.report.notes.append(f"note: this CPU compiled the bf16 bundle as {compiled}; the hint only takes "
                                     "effect on CPUs with native bf16 (AVX512_BF16 / AMX)")
+
+
+def audio_warnings(report: QuantizationReport) -> list[str]:
+    """A note for each graph (and the end-to-end run) whose worst held-out audio is over `AUDIBLE_LOG_MEL_L1`."""
+    worst = {name: info.get("accuracy", {}).get("audio", {}).get("log_mel_l1", {}).get("worst")
+             for name, info in report.graphs.items()}
+    worst["end to end"] = report.end_to_end.get("audio", {}).get("log_mel_l1", {}).get("worst")
+    return [f"note: {name}'s audio differs from FP32 by log-mel L1 {value:.2f} on held-out calls (mel bands off by "
+            f"x{math.exp(value):.1f} on average, over {AUDIBLE_LOG_MEL_L1}): listen to it before shipping; "
+            f"`--accuracy-drop {AUDIBLE_LOG_MEL_L1}` puts the vocoder's parts back in float until it holds"
+            for name, value in worst.items() if value is not None and value > AUDIBLE_LOG_MEL_L1]
 
 
 def _record(job: _Job, engines: dict) -> dict:
