@@ -6,13 +6,14 @@ random-weight vocoder makes a near-DC waveform whose other mel bands lie ~60 dB 
 and refuses a bf16 tail, and nobody can say what it would keep on a trained checkpoint, which cannot be downloaded
 here. This trains the checkpoint's own vocoder (`dec`, every weight) for a few hundred steps on the licensed speech
 in `../shared/data/speech` (multi-resolution log-STFT L1, no GAN) from a small spectrogram encoder whose output is
-held near the spread of the `z` that synthesis feeds the vocoder (a KL term), then writes the checkpoint back in
-upstream's container, everything else unchanged. The result is no usable vocoder (a few minutes of training, no
-adversary: buzzy, smeared speech) but its filters pass speech's bands, so its output is broadband like a trained
-one's: what the gate then keeps is an estimate of a trained checkpoint's choice, and its speed is what that choice
-runs at. Torch, export side; a few tens of minutes on 2 cores:
+held, per channel, at the mean and spread of the `z` that synthesis feeds the vocoder (a KL term), then writes the
+checkpoint back in upstream's container, everything else unchanged. The result is no usable vocoder (half an hour
+of training, no adversary: quiet, buzzy, smeared speech) but its filters pass speech's bands, so its output is
+broadband like a trained one's: what the gate then keeps is an estimate of a trained checkpoint's choice, and its
+speed is what that choice runs at (benchmarks/RESULTS.md, session 17). Torch, export side; 28 minutes on 2 cores
+(full size, 500 steps):
 
-    python benchmarks/trained_vocoder_proxy.py --sovits MODELS/sovits.pth --out PROXY/sovits.pth [--steps 400]
+    python benchmarks/trained_vocoder_proxy.py --sovits MODELS/sovits.pth --out PROXY/sovits.pth [--steps 500]
 
 then export and quantise a bundle from PROXY (the other model files copied or linked beside it) as usual.
 """
@@ -169,9 +170,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sovits", required=True, help="a SoVITS checkpoint (make-test-model --size full)")
     parser.add_argument("--out", required=True, help="where to write the checkpoint with the trained vocoder")
     parser.add_argument("--speech", default=str(SHARED_SPEECH), help="folder of licensed speech (wav files)")
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--kl", type=float, default=0.01)
     parser.add_argument("--clips", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)

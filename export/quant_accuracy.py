@@ -18,6 +18,12 @@ SAMPLE_RATE = 32000
 N_FFT = 2048
 LOG_FLOOR = 1e-5
 SNR_CAP_DB = 200.0
+# Above this worst held-out log-mel L1 against FP32 (mel bands off by a factor of 1.35 on average) audio may sound
+# different: `quantize` warns, and no optional speed-up (a bf16 vocoder tail) may take the audio there. OpenVINO's
+# INT8 vocoder measured 0.10-0.13 on random full-size weights but 0.52 on a vocoder trained briefly on speech, where a
+# bf16 tail gave 0.38 against the f32 tail's 0.045 (`benchmarks/trained_vocoder_proxy.py`, RESULTS.md session 17):
+# random weights hide what low precision costs a real vocoder, and a gate relative to another 8-bit graph follows it.
+AUDIBLE_LOG_MEL_L1 = 0.3
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

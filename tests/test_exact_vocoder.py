@@ -253,7 +253,7 @@ def test_a_bf16_tail_that_fails_the_gate_is_not_kept(split_bundle, tmp_path):
     record = _try_bf16(out, manifest, _split_session(out, 1), (calls[:1], calls[1:]),
                        lambda split: gated.append(split) or (False, 1.5), threads=1)
     assert len(gated) == 1 and not record["taken"] and record["worst_log_mel_l1"] == 1.5
-    assert "fails the ladder's gate" in record["reason"] and set(record["seconds"]) == {"held_out", "long_window"}
+    assert "fails its gate" in record["reason"] and set(record["seconds"]) == {"held_out", "long_window"}
     assert Bundle.load(out).manifest.graphs[VOCODER_TAIL].runtime_options == {}
 
 

@@ -38,7 +38,7 @@ from edgevoice_calibration.collect import CalibrationInputs, CalibrationSet
 
 from ..fused_attention import FusionError, check_fused_step, fuse_step_file, in_place_specs
 from ..graph_export import save_ir
-from ..quant_accuracy import decode_errors, end_to_end, graph_errors, prefill_utterance
+from ..quant_accuracy import AUDIBLE_LOG_MEL_L1, decode_errors, end_to_end, graph_errors, prefill_utterance
 from ..quantize import (ENGINE_CHOICES, BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions,
                         Threshold, cpu_flags, cpu_has_int8_dot, onnx_module_paths, quantize_graph,
                         quantize_matmuls_nbits, remove_graph_file, run_all, split_items, vocoder_stages)
@@ -47,11 +47,6 @@ from .stand_ins import STAND_INS, choose_stand_in
 from .vocoder_engine import choose_vocoder_engine
 
 END_TO_END_UTTERANCES = 6
-# Above this worst held-out log-mel L1 against FP32 (mel bands off by a factor of 1.35 on average) `quantize` warns
-# that the audio may sound different. OpenVINO's INT8 vocoder measured 0.10-0.13 on random full-size weights but 0.52
-# on a vocoder trained briefly on speech (`benchmarks/trained_vocoder_proxy.py`, RESULTS.md session 17): random
-# weights hide what 8 bits cost a real vocoder, so the report says so where it shows.
-AUDIBLE_LOG_MEL_L1 = 0.3
 
 _SDPA = ("ScaledDotProductAttention",)
 POLICY: dict[str, GraphPolicy] = {
@@ -633,10 +628,10 @@ def audio_warnings(report: QuantizationReport) -> list[str]:
     worst = {name: info.get("accuracy", {}).get("audio", {}).get("log_mel_l1", {}).get("worst")
              for name, info in report.graphs.items()}
     worst["end to end"] = report.end_to_end.get("audio", {}).get("log_mel_l1", {}).get("worst")
+    remedy = {"sovits_vocoder": f"; `--accuracy-drop {AUDIBLE_LOG_MEL_L1}` puts its parts back in float until it holds"}
     return [f"note: {name}'s audio differs from FP32 by log-mel L1 {value:.2f} on held-out calls (mel bands off by "
-            f"x{math.exp(value):.1f} on average, over {AUDIBLE_LOG_MEL_L1}): listen to it before shipping; "
-            f"`--accuracy-drop {AUDIBLE_LOG_MEL_L1}` puts the vocoder's parts back in float until it holds"
-            for name, value in worst.items() if value is not None and value > AUDIBLE_LOG_MEL_L1]
+            f"x{math.exp(value):.1f} on average, over {AUDIBLE_LOG_MEL_L1}): listen to it before shipping"
+            + remedy.get(name, "") for name, value in worst.items() if value is not None and value > AUDIBLE_LOG_MEL_L1]
 
 
 def _record(job: _Job, engines: dict) -> dict:

@@ -43,7 +43,7 @@ from edgevoice_calibration.collect import CalibrationSet
 
 from ..onnx_layout import LayoutError, channels_last_graph, same_outputs
 from ..onnx_masks import drop_input_masks
-from ..quant_accuracy import graph_errors
+from ..quant_accuracy import AUDIBLE_LOG_MEL_L1, graph_errors
 from ..quantize import (OnnxRuntimeStatic, QuantizeOptions, best_seconds, onnx_module_paths_of,
                         quantize_static_onnxruntime, run_all, split_items)
 from .vocoder_tail import TailOptions, split_float_tail
@@ -173,9 +173,10 @@ def choose_vocoder_engine(source: Bundle, folder: Path, manifest: Manifest, cali
         elif record["float_stages"]:
             float_nodes = float_tails(model, MAX_FLOAT_STAGES)[record["float_stages"]]
 
-            def bf16_gate(split) -> tuple[bool, float]:
+            def bf16_gate(split) -> tuple[bool, float]:  # a speed-up may not take the audio past the audible level
                 audio = graph_errors(EXACT_VOCODER, reference, run_all(split, exact_held))["audio"]
-                return _accurate({"audio": audio}, baseline), audio["log_mel_l1"]["worst"]
+                worst = audio["log_mel_l1"]["worst"]
+                return _accurate({"audio": audio}, baseline) and worst <= AUDIBLE_LOG_MEL_L1, worst
 
             tail = TailOptions(options.threads, beside=options.vocoder_tail == "auto",
                                bf16_gate=bf16_gate if cpu.native_bf16 else None)
