@@ -42,14 +42,14 @@ SEGMENT_FRAMES = 32  # 0.64 s at 50 frames a second: upstream's training segment
 STFT_SIZES = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop) of the multi-resolution loss
 
 
-def speech_clips(folder: Path, rate: int, most: int) -> list[np.ndarray]:
-    """Up to `most` clips of at least one segment, resampled to `rate`, peak-normalised to 0.9."""
+def speech_clips(folder: Path, rate: int, hop: int, most: int) -> list[np.ndarray]:
+    """Up to `most` clips of at least two segments, resampled to `rate`, peak-normalised to 0.9."""
     clips = []
     for corpus in CORPORA:
         for path in sorted((folder / corpus).rglob("*.wav")) if (folder / corpus).is_dir() else []:
             audio, clip_rate = read_audio(path)
             audio = resample_soxr(audio, clip_rate, rate)
-            if audio.size > 2 * SEGMENT_FRAMES * 640 and np.abs(audio).max() > 0:
+            if audio.size > 2 * SEGMENT_FRAMES * hop and np.abs(audio).max() > 0:
                 clips.append((0.9 * audio / np.abs(audio).max()).astype(np.float32))
             if len(clips) == most:
                 return clips
@@ -85,7 +85,8 @@ def stft_loss(audio: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         window = torch.hann_window(n_fft)
         a, t = (torch.stft(x, n_fft, hop, window=window, return_complex=True).abs().clamp_min(1e-5)
                 for x in (audio, target))
-        total = total + F.l1_loss(torch.log(a), torch.log(t)) + torch.linalg.norm(t - a) / torch.linalg.norm(t)  # over the batch: a silent segment alone would blow it up
+        # spectral convergence over the whole batch: one silent segment alone would blow it up
+        total = total + F.l1_loss(torch.log(a), torch.log(t)) + torch.linalg.norm(t - a) / torch.linalg.norm(t)
     return total / len(STFT_SIZES)
 
 
@@ -97,7 +98,7 @@ def synthesis_inputs(model: SoVITS, ge: torch.Tensor, draws: int = 8, tokens: in
     zs = []
     for _ in range(draws):
         codes = torch.randint(0, model.quantizer.codebook.embed.shape[0], (1, 1, tokens), generator=generator)
-        phones = torch.randint(0, 300, (1, tokens // 2), generator=generator)
+        phones = torch.randint(0, model.enc_p.text_embedding.num_embeddings, (1, tokens // 2), generator=generator)
         noise = 0.5 * torch.randn(1, model.dec.conv_pre.in_channels, 2 * tokens, generator=generator)
         with torch.no_grad():
             zs.append(model.latent(codes, phones, ge, noise))
@@ -110,13 +111,20 @@ def batches(clips, specs, ges, hop: int, size: int, rng: np.random.Generator):
         picks = rng.integers(0, len(clips), size)
         starts = [int(rng.integers(0, specs[i].shape[-1] - SEGMENT_FRAMES)) for i in picks]
         spec = torch.stack([specs[i][:, s:s + SEGMENT_FRAMES] for i, s in zip(picks, starts)])
-        audio = torch.stack([torch.from_numpy(clips[i][s * hop:(s + SEGMENT_FRAMES) * hop]) for i, s in zip(picks, starts)])
+        audio = torch.stack([torch.from_numpy(clips[i][s * hop:(s + SEGMENT_FRAMES) * hop])
+                             for i, s in zip(picks, starts)])
         yield spec, torch.cat([ges[i] for i in picks]), audio
 
 
-def train(model: SoVITS, clips: list[np.ndarray], args) -> list[float]:
-    hop = 640
-    specs = [torch.from_numpy(linear_spectrogram(clip)[0, :, : clip.size // hop]) for clip in clips]
+def spectrogram(clip: np.ndarray, data: dict) -> torch.Tensor:
+    """The checkpoint's linear spectrogram `[bins, frames]` of a clip (its `data` section's sizes)."""
+    magnitude = linear_spectrogram(clip, data["filter_length"], data["hop_length"], data["win_length"])
+    return torch.from_numpy(magnitude[0, :, : clip.size // data["hop_length"]])
+
+
+def train(model: SoVITS, clips: list[np.ndarray], data: dict, args) -> list[float]:
+    hop = data["hop_length"]
+    specs = [spectrogram(clip, data) for clip in clips]
     with torch.no_grad():
         ges = [model.reference_embedding(spec[None]) for spec in specs]
     offset, scale, _ = synthesis_inputs(model, ges[0])
@@ -182,16 +190,17 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     checkpoint = load_sovits_checkpoint(args.sovits)
     model = SoVITS.from_checkpoint(checkpoint)
-    rate = checkpoint.config["data"]["sampling_rate"]
-    clips = speech_clips(Path(args.speech), rate, args.clips)
+    data = checkpoint.config["data"]
+    rate = data["sampling_rate"]
+    clips = speech_clips(Path(args.speech), rate, data["hop_length"], args.clips)
     if not clips:
         raise SystemExit(f"no speech clips found under {args.speech}")
     with torch.no_grad():  # a voice made from the first clip, as synthesis would
-        ge = model.reference_embedding(torch.from_numpy(linear_spectrogram(clips[0])))
+        ge = model.reference_embedding(spectrogram(clips[0], data)[None])
     print(f"{len(clips)} clips, {sum(c.size for c in clips) / rate:.0f} s of speech; the vocoder on synthesis' z "
           "before training: " + ", ".join(f"{k} {v:.4f}" for k, v in synthesis_audio(model, ge, rate).items()),
           flush=True)
-    losses = train(model, clips, args)
+    losses = train(model, clips, data, args)
     print("after training: " + ", ".join(f"{k} {v:.4f}" for k, v in synthesis_audio(model, ge, rate).items()))
     weights = dict(checkpoint.weights)
     for name, value in model.dec.state_dict().items():

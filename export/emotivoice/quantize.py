@@ -475,8 +475,10 @@ def quantize_emotivoice(source_bundle: str | Path | Bundle, out: str | Path,
     report = EmotiVoiceQuantizationReport(Path(out), options.precision, 0.0)
     if calibration is None:
         calibration = collect_emotivoice_calibration(source, sentences, options.threads, options.progress)
-    trial = _Trial(source, calibration, options, cpu_has_native_bf16(), OpenVINOBackend(threads=options.threads,
-                   precision="f32"), OpenVINOBackend(threads=options.threads), ov.Core())
+    trial = _Trial(source, calibration, options, native_bf16=cpu_has_native_bf16(),
+                   fp32_backend=OpenVINOBackend(threads=options.threads, precision="f32"),
+                   test_backend=OpenVINOBackend(threads=options.threads),  # the manifest's hint decides
+                   core=ov.Core())
     report.calibration = _calibration_record(calibration, options.subset_size)
     report.notes += _calibration_notes(calibration, options.precision, policies, trial.native_bf16)
     manifest: Manifest = copy.deepcopy(source.manifest)
@@ -645,7 +647,8 @@ def _record(trial: _Trial, policies: dict[str, GraphPolicy], report: EmotiVoiceQ
         "precision": report.precision, "source_bundle_hash": trial.source.bundle_hash,
         "policy": {n: {**policies[n].to_json(), "applied": report.graphs[n]["method"],
                        "gate": [t.to_json() for t in GATE.get(n, ())],
-                       "attempts": [{"method": a["method"], "failed": a["failed"]} for a in report.graphs[n]["attempts"]],
+                       "attempts": [{"method": a["method"], "failed": a["failed"]}
+                                    for a in report.graphs[n]["attempts"]],
                        "seconds": report.graphs[n]["seconds"]} for n in GRAPHS},
         "calibration": report.calibration,
         "end_to_end_vs_fp32": report.end_to_end,

@@ -131,12 +131,12 @@ def decode_runtime_options(graph: str = "gpt_decode", cpuinfo: Path = Path("/pro
 # (4.2 / 5.2 / 7.1), of 256 no faster (3.7 / 4.9 / 7.8). 4-bit blocks of 128 are faster again (2.9 / 4.2 / 6.0) but
 # fail any useful gate on these random weights: teacher-forced logits against the FP32 decode (3 sentences × 60
 # random tokens) rel-L2 worst 0.111, top-1 0.831, against 0.012 / 0.960 for 8 bits, so they are only offered behind
-# a gate measured on the model at hand (`STEP_4BIT_GATE` below). Logits against FP32 on held-out sentences: rel-L2 worst 0.011, top-1 1.000 (W8 on
-# OpenVINO: 0.007, 0.989). The thread pool spins between calls (with spinning off 4.8 / 6.4 / 9.1 ms): the host's
-# work between steps is short and a synthesizer runs one graph at a time. Not measured on AVX2-only CPUs, so
-# `quantize` times both engines on the held-out sentences on the CPU at hand and keeps the faster
-# (`choose_decode_engine`). The prefill does not use these block-INT8 matmuls: 216 ms at 280 positions against
-# 127 ms for OpenVINO's static INT8 graph (its onnxruntime stand-in is dynamic INT8: `stand_ins.py`).
+# a gate measured on the model at hand (`STEP_4BIT_GATE` below). Logits against FP32 on held-out sentences: rel-L2
+# worst 0.011, top-1 1.000 (W8 on OpenVINO: 0.007, 0.989). The thread pool spins between calls (with spinning off
+# 4.8 / 6.4 / 9.1 ms): the host's work between steps is short and a synthesizer runs one graph at a time. Not
+# measured on AVX2-only CPUs, so `quantize` times both engines on the held-out sentences on the CPU at hand and
+# keeps the faster (`choose_decode_engine`). The prefill does not use these block-INT8 matmuls: 216 ms at 280
+# positions against 127 ms for OpenVINO's static INT8 graph (its onnxruntime stand-in is dynamic INT8: `stand_ins.py`).
 STEP_NBITS = BlockQuantization(bits=8, block_size=128, accuracy_level=4)
 # 4-bit blocks of 128 read half the weight bytes and step faster again (above), at ten times 8 bits' logit error on
 # random weights. `quantize` tries them on the model at hand and takes them only where its held-out decode stays
@@ -280,8 +280,9 @@ def four_bit_note(record: dict, ms_per_step: dict) -> str:
 
 def try_four_bit_step(source: Bundle, fp32_step: Path, folder: Path, manifest: Manifest, utterances,
                       options: QuantizeOptions, fp32_backend: OpenVINOBackend, eight_bit_ms: float) -> dict:
-    """Quantise the FP32 step `fp32_step` to `STEP_4BIT` and keep it in place of the 8-bit one where its held-out decode passes
-    `STEP_4BIT_GATE` against the FP32 decode and it is at least `STEP_4BIT_MARGIN` faster. Returns the record."""
+    """Quantise the FP32 step `fp32_step` to `STEP_4BIT` and keep it in place of the 8-bit one where its held-out
+    decode passes `STEP_4BIT_GATE` against the FP32 decode and it is at least `STEP_4BIT_MARGIN` faster. Returns the
+    record."""
     entry = manifest.graphs["gpt_step"]
     eight_bit = entry.files["onnx"]
     target = "gpt_step.int4.onnx"
@@ -449,6 +450,7 @@ class _Job:
     policies: dict[str, GraphPolicy]
     report: QuantizationReport
     cpu: CpuInfo
+    computes: dict[str, ComputeChoice]  # what each graph's float parts compute in on this CPU (`compute.py`)
     fp32_backend: OpenVINOBackend
     bar: tqdm
 
@@ -475,11 +477,11 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
             shutil.copyfile(source.file(rel), folder / rel)
         names = [n for n in POLICY if n in manifest.graphs] + [n for n in manifest.graphs if n not in POLICY]
         bar = tqdm(names, desc=f"{options.precision} graphs", unit="graph", disable=not options.progress)
-        job = _Job(source, folder, manifest, calibration, options, policies, report, cpu,
+        job = _Job(source, folder, manifest, calibration, options, policies, report, cpu, computes,
                    OpenVINOBackend(threads=options.threads, precision="f32"), bar)
         for name in bar:
             bar.set_postfix_str(name)
-            _quantize_graph(job, name, computes)
+            _quantize_graph(job, name)
         _drop_replaced_irs(folder, manifest)
         write_manifest(folder, manifest)
         _, held_utterances = split_items(calibration.utterances)
@@ -503,7 +505,7 @@ def _check_options(options: QuantizeOptions) -> None:
             raise BundleError(f"unknown {what} engine {engine!r} (choose {', '.join(ENGINE_CHOICES)})")
 
 
-def _quantize_graph(job: _Job, name: str, computes: dict[str, ComputeChoice]) -> None:
+def _quantize_graph(job: _Job, name: str) -> None:
     """Graph `name`'s IR in the variant's precision: the bf16 hint, or its policy's NNCF quantisation (the
     vocoder's under accuracy control with `--accuracy-drop`) with the compute precision chosen for this CPU."""
     entry = job.manifest.graphs[name]
@@ -539,7 +541,7 @@ def _quantize_graph(job: _Job, name: str, computes: dict[str, ComputeChoice]) ->
                                     f"({control['attempts'][-1]['log_mel_l1']:.4f}); kept the last attempt")
     else:
         quantised = quantize_graph(model, policy, calib, onnx_path, job.options.subset_size)
-    info["compute"] = _compute(name, quantised, job.source, entry, held, computes, job.fp32_backend)
+    info["compute"] = _compute(name, quantised, job.source, entry, held, job.computes, job.fp32_backend)
     xml = f"{name}.int8.xml"
     ov_options = dict(entry.runtime_options.get("openvino", {}), INFERENCE_PRECISION_HINT=info["compute"]["precision"])
     if name in ("gpt_decode", "gpt_batch_decode"):

@@ -256,8 +256,8 @@ def _try_bf16(folder: Path, manifest: Manifest, f32_split: SplitVocoder, calls: 
         write_manifest(folder, manifest)
     return {"taken": taken, "seconds": seconds, "worst_log_mel_l1": worst,
             "reason": f"{_compared(seconds, 'bf16', 'f32')}, worst log-mel L1 {worst:.4f} "
-                      f"({'passes' if accurate else 'fails'} its gate: as accurate as OpenVINO's INT8 vocoder and log-mel L1 "
-                      f"<= {AUDIBLE_LOG_MEL_L1}); " + ("taken" if taken else "kept f32")}
+                      f"({'passes' if accurate else 'fails'} its gate: as accurate as OpenVINO's INT8 vocoder and "
+                      f"log-mel L1 <= {AUDIBLE_LOG_MEL_L1}); " + ("taken" if taken else "kept f32")}
 
 
 def _write_split(folder: Path, head: onnx.ModelProto, tail: onnx.ModelProto) -> dict[str, str]:
