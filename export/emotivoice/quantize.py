@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import platform
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -36,6 +35,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from edgevoice import cpu
 from edgevoice.backends import OpenVINOBackend
 from edgevoice.bundle import Bundle, Manifest, accuracy_summary, atomic_folder, write_manifest
 from edgevoice.emotivoice.synthesizer import Synthesizer
@@ -139,45 +139,18 @@ GATE: dict[str, tuple[Threshold, ...]] = {
 
 # ------------------------------------------------------------------------------------------------ CPU
 
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16", "amx_bf16", "amx_tile")
-_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+def cpu_has_native_bf16(cpuinfo: Path | None = None) -> bool:
+    """Whether the CPU computes bf16 natively (AVX512_BF16 or AMX-BF16; `edgevoice.cpu`, the runtime's reader);
+    without it OpenVINO runs a bf16 hint in f32 (or emulates it)."""
+    return cpu.detect(cpuinfo).native_bf16
 
 
-def _flags(cpuinfo: Path) -> set[str] | None:
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.split(":")[0].strip() in ("flags", "Features"):
-                return set(line.partition(":")[2].split())
-        return set()
-    except OSError:
-        return None
-
-
-def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU computes bf16 natively (AVX512_BF16 or AMX-BF16); without it OpenVINO runs a bf16 hint in
-    f32 (or emulates it). Where /proc/cpuinfo cannot be read, OpenVINO's own capability list decides."""
-    flags = _flags(cpuinfo)
-    if flags is not None:
-        return any(flag in flags for flag in _BF16_FLAGS)
-    try:
-        import openvino as ov
-
-        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    except Exception:  # noqa: BLE001 - no OpenVINO CPU plugin: no bf16
-        return False
-
-
-def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
-    model = platform.processor() or "unknown"
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.split(":")[0].strip() == "model name":
-                model = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    flags = _flags(cpuinfo) or set()
-    return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags]}
+def _cpu_record(native_bf16: bool) -> dict:
+    """The CPU a variant was made on, for its manifest: what chose its policies."""
+    here = cpu.detect()
+    return {"model": here.model, "flags": [f for f in cpu.REPORTED_FLAGS if f in here.flags],
+            "int8_dot": cpu_has_int8_dot(), "native_bf16": native_bf16}
 
 
 def default_policies(has_int8_dot: bool | None = None, has_native_bf16: bool | None = None
@@ -652,7 +625,7 @@ def _record(trial: _Trial, policies: dict[str, GraphPolicy], report: EmotiVoiceQ
                        "seconds": report.graphs[n]["seconds"]} for n in GRAPHS},
         "calibration": report.calibration,
         "end_to_end_vs_fp32": report.end_to_end,
-        "cpu": {**cpu_description(), "int8_dot": cpu_has_int8_dot(), "native_bf16": trial.native_bf16},
+        "cpu": _cpu_record(trial.native_bf16),
         "tools": {"nncf": nncf.__version__, "openvino": ov.__version__},
         "notes": report.notes,
         "note": "random-weight accuracy is not a proxy for trained checkpoints: re-measure on real models",
