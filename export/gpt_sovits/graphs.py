@@ -112,15 +112,40 @@ def _cache_names(prefix: str, n_layer: int) -> list[str]:
 
 
 def gpt_graphs(gpt: Text2SemanticDecoder) -> list[GraphSpec]:
-    vocab, n = gpt.vocab_size, gpt.n_layer
-    heads, head_dim = gpt.heads, gpt.dim // gpt.heads
+    """The GPT's graphs: the prefill, onnxruntime's decode step, and OpenVINO's stateful decode step for one
+    sequence and for a batch."""
+    return [_prefill_spec(gpt), _step_spec(gpt), *_decode_specs(gpt)]
+
+
+def _cache_shape(gpt: Text2SemanticDecoder) -> tuple[int, int]:
+    return gpt.heads, gpt.dim // gpt.heads
+
+
+def _prefill_spec(gpt: Text2SemanticDecoder) -> GraphSpec:
+    heads, head_dim = _cache_shape(gpt)
     phones = gpt.ar_text_embedding.word_embeddings.num_embeddings
 
-    def prefill_example(n_phones, n_prompt, seed):
+    def example(n_phones, n_prompt, seed):
         return (seeded_randint(phones, 1, n_phones, seed=seed), seeded_randn(1, 1024, n_phones, seed=seed + 1),
-                seeded_randint(vocab - 1, 1, n_prompt, seed=seed + 2))
+                seeded_randint(gpt.vocab_size - 1, 1, n_prompt, seed=seed + 2))
 
-    def step_example(capacity, filled, seed, rows=1):
+    return GraphSpec(
+        "gpt_prefill", GptPrefillGraph(gpt),
+        [TensorSpec("phone_ids", "int64", [1, "phones"]), TensorSpec("bert_features", "float32", [1, 1024, "phones"]),
+         TensorSpec("prompt_tokens", "int64", [1, "prompt"])],
+        [TensorSpec("logits", "float32", [1, gpt.vocab_size])]
+        + [TensorSpec(name, "float32", [1, heads, "context", head_dim])
+           for name in _cache_names("present", gpt.n_layer)],
+        [example(17, 23, 1), example(9, 31, 10), example(60, 12, 20)],
+    )
+
+
+def _step_spec(gpt: Text2SemanticDecoder) -> GraphSpec:
+    """onnxruntime's decode step, for one sequence or a batch (OpenVINO runs the stateful gpt_decode for both)."""
+    vocab, n = gpt.vocab_size, gpt.n_layer
+    heads, head_dim = _cache_shape(gpt)
+
+    def example(capacity, filled, seed, rows=1):
         """`rows` sequences with `filled`, `filled - 3`, ... slots in use (a batch has its gaps masked)."""
         caches = tuple(seeded_randn(rows, heads, capacity, head_dim, seed=seed + i) for i in range(2 * n))
         mask = torch.zeros(rows, capacity)
@@ -129,28 +154,26 @@ def gpt_graphs(gpt: Text2SemanticDecoder) -> list[GraphSpec]:
         positions = torch.tensor([filled - 7 - 2 * row for row in range(rows)])
         return (seeded_randint(vocab - 1, rows, 1, seed=seed), positions, mask, *caches)
 
-    prefill = GraphSpec(
-        "gpt_prefill", GptPrefillGraph(gpt),
-        [TensorSpec("phone_ids", "int64", [1, "phones"]), TensorSpec("bert_features", "float32", [1, 1024, "phones"]),
-         TensorSpec("prompt_tokens", "int64", [1, "prompt"])],
-        [TensorSpec("logits", "float32", [1, vocab])]
-        + [TensorSpec(name, "float32", [1, heads, "context", head_dim]) for name in _cache_names("present", n)],
-        [prefill_example(17, 23, 1), prefill_example(9, 31, 10), prefill_example(60, 12, 20)],
-    )
-    # onnxruntime's decode step, for one sequence or a batch (OpenVINO runs the stateful gpt_decode for both)
-    step = GraphSpec(
+    return GraphSpec(
         "gpt_step", GptStepGraph(gpt),
         [TensorSpec("token", "int64", ["batch", 1]), TensorSpec("position", "int64", ["batch"]),
          TensorSpec("past_mask", "float32", ["batch", "capacity"])]
         + [TensorSpec(name, "float32", ["batch", heads, "capacity", head_dim]) for name in _cache_names("past", n)],
         [TensorSpec("logits", "float32", ["batch", vocab])]
         + [TensorSpec(name, "float32", ["batch", heads, 1, head_dim]) for name in _cache_names("new", n)],
-        [step_example(30, 30, 100), step_example(64, 57, 200), step_example(9, 9, 300), step_example(128, 75, 400),
-         step_example(40, 33, 500, rows=3), step_example(96, 90, 600, rows=2)],
+        [example(30, 30, 100), example(64, 57, 200), example(9, 9, 300), example(128, 75, 400),
+         example(40, 33, 500, rows=3), example(96, 90, 600, rows=2)],
         formats=("onnx",),
     )
 
-    def decode_example(past, seed, rows=1, masked=False):
+
+def _decode_specs(gpt: Text2SemanticDecoder) -> list[GraphSpec]:
+    """OpenVINO's decode steps: the cache stays in the request (stateful), the host feeds the token and its
+    position; one graph for a single sequence and one for a batch."""
+    vocab, n = gpt.vocab_size, gpt.n_layer
+    heads, head_dim = _cache_shape(gpt)
+
+    def example(past, seed, rows=1, masked=False):
         """`rows` sequences; with `masked`, row r > 0 has its first 2r cache slots masked as padding (a batch)."""
         caches = tuple(seeded_randn(rows, heads, past, head_dim, seed=seed + i) for i in range(2 * n))
         positions = torch.tensor([past - 7 - row for row in range(rows)])
@@ -161,16 +184,15 @@ def gpt_graphs(gpt: Text2SemanticDecoder) -> list[GraphSpec]:
             mask[row, : 2 * row] = float("-inf")
         return (seeded_randint(vocab - 1, rows, 1, seed=seed), positions, mask, *caches)
 
-    caches = ([TensorSpec(name, "float32", ["batch", heads, "past", head_dim]) for name in _cache_names("past", n)],
-              [TensorSpec("logits", "float32", ["batch", vocab])]
-              + [TensorSpec(name, "float32", ["batch", heads, "present", head_dim])
-                 for name in _cache_names("present", n)])
+    fed = [TensorSpec("token", "int64", ["batch", 1]), TensorSpec("position", "int64", ["batch"])]
+    past = [TensorSpec(name, "float32", ["batch", heads, "past", head_dim]) for name in _cache_names("past", n)]
+    outputs = ([TensorSpec("logits", "float32", ["batch", vocab])]
+               + [TensorSpec(name, "float32", ["batch", heads, "present", head_dim])
+                  for name in _cache_names("present", n)])
     states = dict(zip(_cache_names("past", n), _cache_names("present", n)))
-    # OpenVINO's decode step: the cache stays in the request (stateful), the host feeds the token and its position.
     decode = GraphSpec(
-        "gpt_decode", GptDecodeGraph(gpt),
-        [TensorSpec("token", "int64", ["batch", 1]), TensorSpec("position", "int64", ["batch"])] + caches[0],
-        caches[1], [decode_example(30, 500), decode_example(200, 600), decode_example(9, 700)],
+        "gpt_decode", GptDecodeGraph(gpt), fed + past, outputs,
+        [example(30, 500), example(200, 600), example(9, 700)],
         formats=("openvino",), stateful=states,
     )
     # The same step for a batch of sequences prefilled to different lengths: a mask hides each shorter row's
@@ -178,13 +200,12 @@ def gpt_graphs(gpt: Text2SemanticDecoder) -> list[GraphSpec]:
     # (full-size INT8, u8 cache, 50 / 400 positions: 10.7 / 11.8 ms masked vs 8.2 / 10.6 ms; Zen 4, 2 threads).
     batch_decode = GraphSpec(
         "gpt_batch_decode", GptBatchDecodeGraph(gpt),
-        [TensorSpec("token", "int64", ["batch", 1]), TensorSpec("position", "int64", ["batch"]),
-         TensorSpec("past_mask", "float32", ["batch", "present"])] + caches[0],
-        caches[1], [decode_example(30, 900, rows=3, masked=True), decode_example(200, 1000, rows=2, masked=True),
-                    decode_example(9, 1100, masked=True)],
+        fed + [TensorSpec("past_mask", "float32", ["batch", "present"])] + past, outputs,
+        [example(30, 900, rows=3, masked=True), example(200, 1000, rows=2, masked=True),
+         example(9, 1100, masked=True)],
         formats=("openvino",), stateful=states,
     )
-    return [prefill, step, decode, batch_decode]
+    return [decode, batch_decode]
 
 
 def sovits_graphs(sovits, hubert: HubertContent, sv_trunk=None, sample_rate_hz: int = 16000) -> list[GraphSpec]:
