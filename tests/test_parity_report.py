@@ -261,3 +261,15 @@ def test_cuda_passes_the_fp32_gates(cuda, fixture_bundle, reference, tmp_path):
     assert run["meta"]["device"] == "cuda" and run["precision"] == "fp32" and run["passed"]
     replay = _run("parity", "--bundle", fixture_bundle[0], "--backend", "onnxruntime-cuda", "--against", case)
     assert replay.exit_code == 0, replay.output
+
+
+def test_parity_table_rows_follow_the_family_columns():
+    from edgevoice.parity import AUDIO_SNR, Column, table_lines
+
+    columns = (Column("top-1", "top1_agreement", "6.3f"), AUDIO_SNR)
+    lines = table_lines(columns, [{"label": "a" * 40, "top1_agreement": 0.98765, "audio_snr_db": 85.04},
+                                  {"label": "same", "top1_agreement": 1.0, "audio_snr_db": None}])
+    assert lines[0].split() == ["run", "top-1", "audio", "SNR"]
+    assert lines[1].startswith("  " + "a" * 34 + " ") and lines[1].endswith(" 0.988    85.0 dB")
+    assert lines[2].endswith(" 1.000  identical")
+    assert len({len(line) for line in lines}) == 1  # the columns line up

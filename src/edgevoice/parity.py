@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import subprocess
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -94,3 +95,37 @@ def audio_difference(reference: np.ndarray, test: np.ndarray) -> dict:
     noise = float(np.sum((reference - test) ** 2))
     snr = None if noise == 0 else float(10 * np.log10(max(float(np.sum(reference ** 2)), 1e-30) / noise))
     return {"audio_snr_db": snr, "audio_max_abs": float(np.abs(reference - test).max())}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One figure of the parity table each family prints: its title, the result key, its number format, and what
+    stands in the cell when the figure is None (an SNR of identical audio)."""
+
+    title: str
+    key: str
+    spec: str  # width.precision and type, e.g. "9.1e"
+    unit: str = ""
+    missing: str = "-"
+
+    def cell(self, result: dict) -> str:
+        width, _, precision = self.spec.partition(".")
+        value = result[self.key]
+        text = self.missing if value is None else f"{value:.{precision}}{self.unit}"
+        return text.rjust(int(width))
+
+    def heading(self) -> str:
+        return self.title.rjust(int(self.spec.partition(".")[0]))
+
+
+AUDIO_SNR = Column("audio SNR", "audio_snr_db", "10.1f", unit=" dB", missing="identical")
+AUDIO_MAX_ABS = Column("max|Δ|", "audio_max_abs", "9.1e")
+LABEL_WIDTH = 34
+
+
+def table_lines(columns: tuple[Column, ...], results: list[dict]) -> list[str]:
+    """The table under a family's reference line: a header, then one row per compared run."""
+    lines = [f"  {'run':{LABEL_WIDTH}s} " + " ".join(c.heading() for c in columns)]
+    for r in results:
+        lines.append(f"  {r['label'][:LABEL_WIDTH]:{LABEL_WIDTH}s} " + " ".join(c.cell(r) for c in columns))
+    return lines

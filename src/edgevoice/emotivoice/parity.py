@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import EdgevoiceError
 from ..npzfile import atomic_savez, read_npz
-from ..parity import audio_difference, describe
+from ..parity import AUDIO_MAX_ABS, AUDIO_SNR, Column, audio_difference, describe, table_lines
 from ..parity_report import FreeRun, Gate, free_run_arrays, free_runs_from
 from .synthesizer import SpeakerStyle, Synthesizer
 
@@ -105,15 +105,14 @@ def compare_runs(reference: ParityRun, test: ParityRun) -> dict:
     }
 
 
+COLUMNS = (Column("style rel", "style_max_rel", "10.1e"), Column("durations", "durations_agreement", "9.3f"),
+           Column("mel rel", "mel_max_rel", "9.1e"), AUDIO_SNR, AUDIO_MAX_ABS)
+
+
 def report_lines(reference: ParityRun, results: list[dict]) -> list[str]:
-    lines = [f"reference: {reference.label} ({reference.meta.get('machine', '?')}), {reference.durations.size} "
-             f"phonemes, {reference.mel.shape[0]} frames, {reference.audio.size} samples",
-             f"  {'run':34s} {'style rel':>10s} {'durations':>9s} {'mel rel':>9s} {'audio SNR':>10s} {'max|Δ|':>9s}"]
-    for r in results:
-        snr = "identical" if r["audio_snr_db"] is None else f"{r['audio_snr_db']:.1f} dB"
-        lines.append(f"  {r['label'][:34]:34s} {r['style_max_rel']:10.1e} {r['durations_agreement']:9.3f} "
-                     f"{r['mel_max_rel']:9.1e} {snr:>10s} {r['audio_max_abs']:9.1e}")
-    return lines
+    return [f"reference: {reference.label} ({reference.meta.get('machine', '?')}), {reference.durations.size} "
+            f"phonemes, {reference.mel.shape[0]} frames, {reference.audio.size} samples",
+            *table_lines(COLUMNS, results)]
 
 
 def save_case(path: str | Path, case: ParityCase, reference: ParityRun) -> Path:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import EdgevoiceError
 from ..npzfile import atomic_savez, read_npz
-from ..parity import audio_difference, describe
+from ..parity import AUDIO_MAX_ABS, AUDIO_SNR, Column, audio_difference, describe, table_lines
 from ..parity_report import FreeRun, Gate, free_run_arrays, free_runs_from
 from .sampler import SamplingOptions
 from .synthesizer import Synthesizer
@@ -128,15 +128,13 @@ def compare_runs(reference: ParityRun, test: ParityRun) -> dict:
     }
 
 
+COLUMNS = (Column("logits max|Δ|", "logits_max_abs", "14.2e"), Column("rel", "logits_max_rel", "9.1e"),
+           Column("top-1", "top1_agreement", "6.3f"), AUDIO_SNR, AUDIO_MAX_ABS)
+
+
 def report_lines(reference: ParityRun, results: list[dict]) -> list[str]:
-    lines = [f"reference: {reference.label} ({reference.meta.get('machine', '?')}), {reference.logits.shape[0]} "
-             f"forced tokens, {reference.audio.size} samples",
-             f"  {'run':34s} {'logits max|Δ|':>14s} {'rel':>9s} {'top-1':>6s} {'audio SNR':>10s} {'max|Δ|':>9s}"]
-    for r in results:
-        snr = "identical" if r["audio_snr_db"] is None else f"{r['audio_snr_db']:.1f} dB"
-        lines.append(f"  {r['label'][:34]:34s} {r['logits_max_abs']:14.2e} {r['logits_max_rel']:9.1e} "
-                     f"{r['top1_agreement']:6.3f} {snr:>10s} {r['audio_max_abs']:9.1e}")
-    return lines
+    return [f"reference: {reference.label} ({reference.meta.get('machine', '?')}), {reference.logits.shape[0]} "
+            f"forced tokens, {reference.audio.size} samples", *table_lines(COLUMNS, results)]
 
 
 def save_case(path: str | Path, case: ParityCase, reference: ParityRun) -> Path:

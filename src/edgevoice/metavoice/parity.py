@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import EdgevoiceError
 from ..npzfile import atomic_savez, read_npz
-from ..parity import audio_difference, describe
+from ..parity import AUDIO_SNR, Column, audio_difference, describe, table_lines
 from ..parity_report import FreeRun, Gate, free_run_arrays, free_runs_from
 from . import adapters
 from .synthesizer import Synthesizer
@@ -117,15 +117,13 @@ def compare_runs(reference: ParityRun, test: ParityRun) -> dict:
     }
 
 
+COLUMNS = (Column("logits rel", "logits_max_rel", "10.1e"), Column("top-1", "top1_agreement", "6.3f"),
+           Column("stage-2 rel", "stage2_max_rel", "11.1e"), Column("agree", "stage2_agreement", "6.3f"), AUDIO_SNR)
+
+
 def report_lines(reference: ParityRun, results: list[dict]) -> list[str]:
-    lines = [f"reference: {reference.label} ({reference.meta.get('machine', '?')}), {reference.logits.shape[0]} "
-             f"forced stage-1 tokens, {reference.audio.size} samples",
-             f"  {'run':34s} {'logits rel':>10s} {'top-1':>6s} {'stage-2 rel':>11s} {'agree':>6s} {'audio SNR':>10s}"]
-    for r in results:
-        snr = "identical" if r["audio_snr_db"] is None else f"{r['audio_snr_db']:.1f} dB"
-        lines.append(f"  {r['label'][:34]:34s} {r['logits_max_rel']:10.1e} {r['top1_agreement']:6.3f} "
-                     f"{r['stage2_max_rel']:11.1e} {r['stage2_agreement']:6.3f} {snr:>10s}")
-    return lines
+    return [f"reference: {reference.label} ({reference.meta.get('machine', '?')}), {reference.logits.shape[0]} "
+            f"forced stage-1 tokens, {reference.audio.size} samples", *table_lines(COLUMNS, results)]
 
 
 def save_case(path: str | Path, case: ParityCase, reference: ParityRun) -> Path:
