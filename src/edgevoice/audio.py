@@ -7,7 +7,6 @@ import math
 import os
 import struct
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import soundfile
 import soxr
 
 from .errors import AudioError
+from .files import atomic_file
 
 
 
@@ -143,17 +143,6 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
-def current_umask() -> int:
-    """The process umask, read without changing it (os.umask would, for a moment, in every thread)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
 def check_output(path: str | Path, error: type = AudioError) -> None:
     """Refuse, before any work is done, an output path that cannot become a file: a folder, or a path under
     something that is not a folder. Nothing is created; write errors that only writing reveals (a full disk, a
@@ -213,18 +202,5 @@ def _write_stream(handle, data: bytes, name: str) -> None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    except OSError as exc:
-        raise AudioError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp makes 0600; a new file should look like any other
-        os.replace(temp, path)
-    except OSError as exc:
-        raise AudioError(f"{path}: write failed ({exc.strerror or exc})") from None
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+    with atomic_file(path, AudioError) as out:
+        out.write(data)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .audio import current_umask
 from .errors import EdgevoiceError
+from .files import atomic_file
 
 
 def atomic_savez(path: str | Path, header: dict, error: type = EdgevoiceError, **arrays: np.ndarray) -> Path:
@@ -21,22 +19,8 @@ def atomic_savez(path: str | Path, header: dict, error: type = EdgevoiceError, *
     path = Path(path)
     if path.is_dir():
         raise error(f"{path}: is a folder; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    except OSError as exc:
-        raise error(f"{path}: cannot write ({exc.strerror or exc})") from None
-    os.close(handle)
-    try:
-        with open(temp, "wb") as out:
-            np.savez(out, header=np.array(json.dumps(header, ensure_ascii=False)), **arrays)
-        os.chmod(temp, 0o666 & ~current_umask())  # mkstemp makes 0600; a voice file should look like any other
-        os.replace(temp, path)
-    except OSError as exc:
-        raise error(f"{path}: write failed ({exc.strerror or exc})") from None
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+    with atomic_file(path, error) as out:
+        np.savez(out, header=np.array(json.dumps(header, ensure_ascii=False)), **arrays)
     return path
 
 
