@@ -3,17 +3,17 @@
 Stages (all observable upstream behaviour, including its quirks, which the trained models saw):
 CJK sentence marks to ASCII, ordinals written "N. ", arithmetic between operands, negative
 numbers, digit grouping commas, clock times, a few unit suffixes, pound/dollar amounts,
-decimals, fractions, "1st"-style ordinals, remaining integers (spelled out with `inflect`),
-accent stripping, removal of everything outside ``A-Za-z '.,?!-``, "i.e."/"e.g.", a space
-before every capital that follows a non-space, and collapsing of punctuation runs.
+decimals, fractions, "1st"-style ordinals, remaining integers (spelled out as `inflect` does, by
+`number_words`), accent stripping, removal of everything outside ``A-Za-z '.,?!-``, "i.e."/"e.g.",
+a space before every capital that follows a non-space, and collapsing of punctuation runs.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
 
+from . import number_words
 from .errors import FrontendError
 
 # Upstream's mapping table is applied with its keys escaped, so only these literal strings
@@ -40,7 +40,7 @@ _UNIT_ALTERNATION = "m|km|km/h|ft|L|tbsp|tsp|h|min|s|°C|°F"
 
 SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹ˣʸⁿ"
 _OPERAND = (
-    rf"((-?)((\d+)(\.\d+)?[{SUPERSCRIPTS}]*)|(\.\d+[{SUPERSCRIPTS}]*)|([A-Za-z][{SUPERSCRIPTS}]*))"
+    rf"((-?)(?<!\d)((\d+)(\.\d+)?[{SUPERSCRIPTS}]*)|(\.\d+[{SUPERSCRIPTS}]*)|([A-Za-z][{SUPERSCRIPTS}]*))"
 )
 _ARITHMETIC_RE = re.compile(_OPERAND + r"\s+([\+\-\×÷=])\s+" + _OPERAND)
 _OPERATOR_WORDS = {"+": " plus ", "-": " minus ", "×": " times ", "÷": " divided by ", "=": " Equals "}
@@ -51,12 +51,12 @@ _GROUPED_NUMBER_RE = re.compile(r"([0-9][0-9\,]+[0-9])")
 _TIME_RE = re.compile(r"\b([01]?[0-9]|2[0-3]):([0-5][0-9])\b")
 _UNIT_RE = re.compile(rf"\b([0-9]+(\.[0-9]+)?({_UNIT_ALTERNATION}))\b")
 _POUNDS_BEFORE_RE = re.compile(r"£([0-9\.\,]*[0-9]+)")
-_POUNDS_AFTER_RE = re.compile(r"([0-9\.\,]*[0-9]+)£")
+_POUNDS_AFTER_RE = re.compile(r"(?<![0-9\.\,])([0-9\.\,]*[0-9]+)£")
 _DOLLARS_BEFORE_RE = re.compile(r"\$([0-9\.\,]*[0-9]+)")
-_DOLLARS_AFTER_RE = re.compile(r"([(0-9\.\,]*[0-9]+)\$")  # '(' in the class: upstream quirk
-_DECIMAL_RE = re.compile(r"([0-9]+\.\s*[0-9]+)")
-_FRACTION_RE = re.compile(r"([0-9]+/[0-9]+)")
-_ORDINAL_SUFFIX_RE = re.compile(r"[0-9]+(st|nd|rd|th)")
+_DOLLARS_AFTER_RE = re.compile(r"(?<![(0-9\.\,])([(0-9\.\,]*[0-9]+)\$")  # '(' in the class: upstream quirk
+_DECIMAL_RE = re.compile(r"(?<![0-9])([0-9]+\.\s*[0-9]+)")
+_FRACTION_RE = re.compile(r"(?<![0-9])([0-9]+/[0-9]+)")
+_ORDINAL_SUFFIX_RE = re.compile(r"(?<![0-9])[0-9]+(st|nd|rd|th)")
 _INTEGER_RE = re.compile(r"[0-9]+")
 _NOT_KEPT_RE = re.compile(r"[^ A-Za-z'.,?!\-]")
 _THAT_IS_RE = re.compile(r"(?i)i\.e\.")
@@ -65,24 +65,33 @@ _CAPITAL_AFTER_NONSPACE_RE = re.compile(r"(?<!^)(?<![\s])([A-Z])")
 _PUNCT_RUN_RE = re.compile(r"([!?…,.\-\s])([!?…,.\-])+")
 
 
-@lru_cache(maxsize=1)
-def _inflect_engine():
-    import inflect  # imported lazily: it is only needed for English numbers
-
-    return inflect.engine()
+_MAX_DIGITS = 4300  # Python's own limit on int(str): upstream's conversions fail beyond it with a traceback
 
 
-def _number_words(number, **options) -> str:
-    import inflect
+def _readable(digits: str) -> str:
+    if len(digits) > _MAX_DIGITS:
+        raise FrontendError(f"a number of {len(digits)} digits is too long to read out")
+    return digits
 
+
+def _int(digits: str) -> int:
+    return int(_readable(digits))
+
+
+def _too_large(number: str) -> str:
+    shown = number if len(number) <= 40 else f"{number[:12]}...{number[-8:]} ({len(number)} digits)"
+    return f"English number too large to read out: {shown} (the largest is 36 digits, decillions)"
+
+
+def _number_words(number: int, andword: str = "and") -> str:
     try:
-        return _inflect_engine().number_to_words(number, **options)
-    except inflect.NumOutOfRangeError as exc:
-        raise FrontendError(f"English number too large to read out: {number}") from exc
+        return number_words.cardinal(number, andword)
+    except number_words.NumberTooLarge:
+        raise FrontendError(_too_large(str(number))) from None
 
 
 def _ordinal_dot(match: re.Match) -> str:
-    return _inflect_engine().ordinal(match.group(1)) + ", "
+    return number_words.ordinal_suffix(_readable(match.group(1))) + ", "
 
 
 def _arithmetic(match: re.Match) -> str:
@@ -107,7 +116,7 @@ def _clock_time(match: re.Match) -> str:
 
 def _unit(match: re.Match) -> str:
     unit = match.group(3)
-    digits = int(match.group(1).replace(unit, "").replace(".", ""))
+    digits = _int(match.group(1).replace(unit, "").replace(".", ""))
     plural = not (match.group(2) is None and digits == 1)
     return match.group(1).replace(unit, " " + _UNITS[unit][1 if plural else 0])
 
@@ -117,8 +126,8 @@ def _money(amount: str, major: tuple[str, str], minor: tuple[str, str], zero: st
     if len(parts) > 2:
         return amount + " " + major[1]
     try:
-        whole = int(parts[0]) if parts[0] else 0
-        cents = int(parts[1].ljust(2, "0")) if len(parts) > 1 and parts[1] else 0
+        whole = _int(parts[0]) if parts[0] else 0
+        cents = _int(parts[1].ljust(2, "0")) if len(parts) > 1 and parts[1] else 0
     except ValueError as exc:  # e.g. "$,5": upstream fails the same way
         raise FrontendError(f"cannot read the amount {amount!r}") from exc
     pieces = []
@@ -143,24 +152,27 @@ def _decimal(match: re.Match) -> str:
 
 
 def _fraction(match: re.Match) -> str:
-    numerator, denominator = (int(x) for x in match.group(0).split("/"))
+    numerator, denominator = (_int(x) for x in match.group(0).split("/"))
     numerator_words = _number_words(numerator)
     if denominator == 2:
         return f"{numerator_words} {'half' if numerator == 1 else 'halves'}"
     if denominator == 1:
         return numerator_words
-    denominator_words = _inflect_engine().ordinal(_number_words(denominator))
+    denominator_words = number_words.ordinal_of_words(_number_words(denominator))
     if numerator > 1:
         denominator_words += "s"
     return f"{numerator_words} {denominator_words}"
 
 
 def _ordinal_suffix(match: re.Match) -> str:
-    return _number_words(match.group(0))
+    try:
+        return number_words.ordinal_number(_readable(match.group(0)))
+    except number_words.NumberTooLarge:
+        raise FrontendError(_too_large(match.group(0))) from None
 
 
 def _integer(match: re.Match) -> str:
-    number = int(match.group(0))
+    number = _int(match.group(0))
     if 1000 < number < 3000:  # read like a year
         if number == 2000:
             return "two thousand"
@@ -168,7 +180,7 @@ def _integer(match: re.Match) -> str:
             return "two thousand " + _number_words(number % 100)
         if number % 100 == 0:
             return _number_words(number // 100) + " hundred"
-        return _number_words(number, andword="", zero="oh", group=2).replace(", ", " ")
+        return number_words.year(number)
     return _number_words(number, andword="")
 
 
