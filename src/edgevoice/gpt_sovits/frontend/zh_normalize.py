@@ -31,7 +31,7 @@ _FULL_TO_HALF[0x3000] = ord(" ")
 
 _SUP = "⁰¹²³⁴⁵⁶⁷⁸⁹ˣʸⁿ"
 _SUP_VALUES = dict(zip(_SUP, "0123456789xyn"))
-_OPERAND = rf"((-?)((\d+)(\.\d+)?[{_SUP}]*)|(\.\d+[{_SUP}]*)|([A-Za-z][{_SUP}]*))"
+_OPERAND = rf"((-?)(?<!\d)((\d+)(\.\d+)?[{_SUP}]*)|(\.\d+[{_SUP}]*)|([A-Za-z][{_SUP}]*))"
 _ARITHMETIC_RE = re.compile(_OPERAND + r"([\+\-\×÷=])" + _OPERAND)
 _OPERATOR_WORDS = {"+": "加", "-": "减", "×": "乘", "÷": "除", "=": "等于"}
 _POWER_RE = re.compile(rf"[{_SUP}]+")
@@ -43,9 +43,9 @@ _TIME_RE = re.compile(_CLOCK)
 _TIME_RANGE_RE = re.compile(_CLOCK + r"(~|-)" + _CLOCK)
 
 _RANGE_UNITS = r"(%|°C|℃|度|摄氏度|cm2|cm²|cm3|cm³|cm|db|ds|kg|km|m2|m²|m³|m3|ml|m|mm|s)"
-_SIGNED = r"((-?)((\d+)(\.\d+)?)|(\.(\d+)))"
+_SIGNED = r"((-?)(?<!\d)((\d+)(\.\d+)?)|(\.(\d+)))"
 _TO_RANGE_RE = re.compile(_SIGNED + _RANGE_UNITS + "[~]" + _SIGNED + _RANGE_UNITS)
-_TEMPERATURE_RE = re.compile(r"(-?)(\d+(\.\d+)?)(°C|℃|度|摄氏度)")
+_TEMPERATURE_RE = re.compile(r"(-?)(?<!\d)(\d+(\.\d+)?)(°C|℃|度|摄氏度)")
 # Unit suffixes replaced anywhere in the sentence, in this order (so "cm2" before "cm", "m").
 _MEASURES = (
     ("cm2", "平方厘米"), ("cm²", "平方厘米"), ("cm3", "立方厘米"), ("cm³", "立方厘米"),
@@ -53,15 +53,15 @@ _MEASURES = (
     ("m2", "平方米"), ("m²", "平方米"), ("m³", "立方米"), ("m3", "立方米"), ("ml", "毫升"),
     ("m", "米"), ("mm", "毫米"), ("s", "秒"),
 )
-_FRACTION_RE = re.compile(r"(-?)(\d+)/(\d+)")
-_PERCENT_RE = re.compile(r"(-?)(\d+(\.\d+)?)%")
+_FRACTION_RE = re.compile(r"(-?)(?<!\d)(\d+)/(\d+)")
+_PERCENT_RE = re.compile(r"(-?)(?<!\d)(\d+(\.\d+)?)%")
 _MOBILE_RE = re.compile(r"(?<!\d)((\+?86 ?)?1([38]\d|5[0-35-9]|7[678]|9[89])\d{8})(?!\d)")
 _LANDLINE_RE = re.compile(r"(?<!\d)((0(10|2[1-3]|[3-9]\d{2})-?)?[1-9]\d{6,7})(?!\d)")
 _SERVICE_NUMBER_RE = re.compile(r"(400)(-)?\d{3}(-)?\d{4}")
 _RANGE_RE = re.compile(r"(?<![\d\+\-\×÷=])((-?)((\d+)(\.\d+)?))[-~]((-?)((\d+)(\.\d+)?))(?![\d\+\-\×÷=])")
 _NEGATIVE_RE = re.compile(r"(-)(\d+)")
-_VERSION_RE = re.compile(r"((\d+)(\.\d+)(\.\d+)?(\.\d+)+)")
-_DECIMAL_RE = re.compile(r"(-?)((\d+)(\.\d+))|(\.(\d+))")
+_VERSION_RE = re.compile(r"(?<!\d)((\d+)(\.\d+)(\.\d+)?(\.\d+)+)")
+_DECIMAL_RE = re.compile(r"(-?)(?<!\d)((\d+)(\.\d+))|(\.(\d+))")
 _MEASURE_WORDS = (
     "(处|台|架|枚|趟|幅|平|方|堵|间|床|株|批|项|例|列|篇|栋|注|亩|封|艘|把|目|套|段|人|所|朵|匹|张|座|回|场|尾|条|个|"
     "首|阙|阵|网|炮|顶|丘|棵|只|支|袭|辆|挑|担|颗|壳|窠|曲|墙|群|腔|砣|座|客|贯|扎|捆|刀|令|打|手|罗|坡|山|岭|江|溪|"
@@ -71,7 +71,7 @@ _MEASURE_WORDS = (
     "纪|岁|世|更|夜|春|夏|秋|冬|代|伏|辈|丸|泡|粒|颗|幢|堆|条|根|支|道|面|片|张|颗|块|元|(亿|千万|百万|万|千|百)|"
     "(亿|千万|百万|万|千|百|美|)元|(亿|千万|百万|万|千|百|十|)吨|(亿|千万|百万|万|千|百|)块|角|毛|分)"
 )
-_QUANTITY_RE = re.compile(r"(\d+)([多余几\+])?" + _MEASURE_WORDS)
+_QUANTITY_RE = re.compile(r"(?<!\d)(\d+)([多余几\+])?" + _MEASURE_WORDS)
 _DIGIT_STRING_RE = re.compile(r"\d{3}\d*")
 _NUMBER_RE = re.compile(r"(-?)((\d+)(\.\d+)?)|(\.(\d+))")
 
