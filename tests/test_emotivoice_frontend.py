@@ -343,3 +343,12 @@ def test_wordpiece_equals_transformers(wordpiece, simbert_dir):
     expected = reference(texts)["input_ids"]
     for text, ids in zip(texts, expected):
         assert wordpiece.encode(text).tolist() == ids, repr(text)
+
+
+def test_a_long_number_is_refused_in_a_short_line():
+    from edgevoice.emotivoice.numerals import tn_chinese
+    from edgevoice.errors import TextError
+
+    with pytest.raises(TextError, match=r"\(1000 characters\) has more than 16 digits") as error:
+        tn_chinese("1" * 1000)
+    assert len(str(error.value)) < 200
