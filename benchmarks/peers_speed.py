@@ -62,13 +62,15 @@ from pathlib import Path
 
 import numpy as np
 
-TOKENS_PER_SECOND = 25
+from e2e_speed import TOKENS_PER_SECOND  # numpy and the standard library only: every environment here imports it
+
 REFERENCE_RATE = 32000
 HUBERT_RATE = 16000
 GENIE_VERSION = "2.0.2"
 
 
 def peak_rss_mb() -> float:
+    """VmHWM, as run.py's (repeated: the peers' environments cannot import run.py, which needs OpenVINO)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024 / 1e6
@@ -222,7 +224,6 @@ class UpstreamTTS:
 
 
 def upstream_worker(spec: dict) -> dict:
-    sys.path.insert(0, str(Path(__file__).parent))  # the sentences of e2e_speed.py
     start = time.perf_counter()
     engine = UpstreamTTS(spec["upstream_root"], spec["models"], spec["threads"], spec["tokens"])
     load_s = time.perf_counter() - start

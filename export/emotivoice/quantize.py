@@ -150,7 +150,7 @@ def _cpu_record(native_bf16: bool) -> dict:
     """The CPU a variant was made on, for its manifest: what chose its policies."""
     here = cpu.detect()
     return {"model": here.model, "flags": [f for f in cpu.REPORTED_FLAGS if f in here.flags],
-            "int8_dot": cpu_has_int8_dot(), "native_bf16": native_bf16}
+            "int8_dot": here.int8_dot, "native_bf16": native_bf16}
 
 
 def default_policies(has_int8_dot: bool | None = None, has_native_bf16: bool | None = None

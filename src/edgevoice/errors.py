@@ -23,3 +23,11 @@ class VoiceError(EdgevoiceError):
 
 class OptionsError(EdgevoiceError):
     """A synthesis option outside its valid range."""
+
+
+def abbreviated(text: str, limit: int = 40, quoted: bool = False) -> str:
+    """`text` for a one-line error (in quotes with `quoted`): whole when at most `limit` characters, else its two ends
+    and its length (a 5,000-digit number would otherwise fill the terminal)."""
+    shown = text if len(text) <= limit else f"{text[:12]}...{text[-8:]}"
+    shown = f"'{shown}'" if quoted else shown
+    return shown if len(text) <= limit else f"{shown} ({len(text)} characters)"

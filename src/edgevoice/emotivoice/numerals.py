@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import TextError
+from ..errors import TextError, abbreviated
 
 DIGIT_RUN_RE = re.compile(r"(\d[\d.]*)")
 
@@ -31,11 +31,6 @@ _MAX_INTEGER_DIGITS = 16
 _MAX_DECIMAL_DIGITS = 16
 
 
-def _shown(number: str) -> str:
-    """A number for a one-line error: whole when short, else its ends and its length."""
-    return repr(number) if len(number) <= 40 else f"'{number[:12]}...{number[-8:]}' ({len(number)} characters)"
-
-
 def integer_to_chinese(digits: str) -> str:
     """ASCII digit string (leading zeros allowed) -> Chinese numerals."""
     significant = digits.lstrip("0")
@@ -43,8 +38,8 @@ def integer_to_chinese(digits: str) -> str:
         return "零"
     if len(significant) > _MAX_INTEGER_DIGITS:
         raise TextError(
-            f"the number {_shown(digits)} has more than {_MAX_INTEGER_DIGITS} digits before the decimal point "
-            "(EmotiVoice's number reader does not support it)"
+            f"the number {abbreviated(digits, quoted=True)} has more than {_MAX_INTEGER_DIGITS} digits before the "
+            "decimal point (EmotiVoice's number reader does not support it)"
         )
     out: list[str] = []
     zero_pending = False  # zeros seen since the last non-zero digit: read as one 零 before the next
@@ -76,12 +71,12 @@ def number_to_chinese(run: str) -> str:
     bad = next((c for c in run if c not in "0123456789."), None)
     if bad is not None:
         raise TextError(
-            f"the number {_shown(run)} contains the digit {bad!r} (U+{ord(bad):04X}); "
+            f"the number {abbreviated(run, quoted=True)} contains the digit {bad!r} (U+{ord(bad):04X}); "
             "EmotiVoice's number reader accepts only ASCII digits 0-9"
         )
     parts = run.split(".")
     if len(parts) > 2:
-        raise TextError(f"cannot read the number {_shown(run)}: it has more than one decimal point")
+        raise TextError(f"cannot read the number {abbreviated(run, quoted=True)}: it has more than one decimal point")
     text = integer_to_chinese(parts[0])
     if len(parts) == 2 and parts[1]:
         text += "点" + "".join(_DIGITS[int(d)] for d in parts[1][:_MAX_DECIMAL_DIGITS])

@@ -14,6 +14,7 @@ import re
 import unicodedata
 
 from . import number_words
+from ...errors import abbreviated
 from .errors import FrontendError
 
 # Upstream's mapping table is applied with its keys escaped, so only these literal strings
@@ -79,8 +80,7 @@ def _int(digits: str) -> int:
 
 
 def _too_large(number: str) -> str:
-    shown = number if len(number) <= 40 else f"{number[:12]}...{number[-8:]} ({len(number)} digits)"
-    return f"English number too large to read out: {shown} (the largest is 36 digits, decillions)"
+    return f"English number too large to read out: {abbreviated(number)} (the largest is 36 digits, decillions)"
 
 
 def _number_words(number: int, andword: str = "and") -> str:
@@ -128,8 +128,10 @@ def _money(amount: str, major: tuple[str, str], minor: tuple[str, str], zero: st
     try:
         whole = _int(parts[0]) if parts[0] else 0
         cents = _int(parts[1].ljust(2, "0")) if len(parts) > 1 and parts[1] else 0
+    except FrontendError:
+        raise  # a run of digits too long to convert: already one line
     except ValueError as exc:  # e.g. "$,5": upstream fails the same way
-        raise FrontendError(f"cannot read the amount {amount!r}") from exc
+        raise FrontendError(f"cannot read the amount {abbreviated(amount, quoted=True)}") from exc
     pieces = []
     if whole:
         pieces.append(f"{whole} {major[0] if whole == 1 else major[1]}")
