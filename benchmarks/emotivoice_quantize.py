@@ -48,16 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-SENTENCES = [
-    ("en short", "The quick brown fox jumps over the lazy dog."),
-    ("zh short", "今天天气很好，我们一起去公园散步吧。"),
-    ("mixed short", "我们明天上午开一个 online meeting，讨论一下 project 的进度。"),
-    ("en long", "My sister walks her small brown dog along the river every evening and watches the boats sail "
-                "under the old bridge."),
-    ("zh long", "春天到了，公园里的花都开了，孩子们在草地上放风筝，老人们坐在长椅上聊天，湖面上还有几只白色的小船慢慢地划过。"),
-    ("mixed long", "这个周末我想去 library 借几本关于 history 的书，然后和朋友一起去喝 coffee，晚上再回家看一部 movie。"),
-]
-PROMPT = "Happy"
+from emotivoice_speed import PROMPT, SENTENCES  # the same sentences as the speed benchmark; numpy only
 GRAPHS = ("style_bert", "am_front", "am_back", "hifigan")
 VARIANTS = ("fp32", "int8", "bf16")
 
