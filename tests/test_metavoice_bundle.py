@@ -203,3 +203,15 @@ def test_parity_across_backends_saves_and_replays(metavoice_bundle, fixtures, tm
     replayed = subprocess.run(run + ["--backend", "onnxruntime", "--against", str(tmp_path / "case.npz")],
                               capture_output=True, text=True)
     assert replayed.returncode == 0 and json.loads(replayed.stdout)["passed"], replayed.stderr[-2000:]
+
+
+def test_cli_phonemize_shows_the_stage_one_ids(metavoice_bundle, fixtures):
+    data = np.load(fixtures / "text_tiny.npz")
+    index = int(np.flatnonzero(data["status"] == 0)[0])
+    text, offsets = str(data["text"][index]), data["s1_offsets"]
+    result = subprocess.run([sys.executable, "-m", "edgevoice.cli", "phonemize", "--bundle", str(metavoice_bundle[0]),
+                             "--json", text], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ids"] == data["s1_ids"][offsets[index]:offsets[index + 1]].tolist()
+    assert len(report["pieces"]) == len(report["ids"]) - 1 and "".join(report["pieces"]) == report["norm_text"]

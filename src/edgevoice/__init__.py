@@ -7,17 +7,18 @@
 """
 
 from .errors import AudioError, BundleError, EdgevoiceError, OptionsError, TextError, VoiceError
-from .families import load as _load
-from .gpt_sovits import SynthesisOptions, Synthesizer, Voice
+from .families import load
 from .options import AudioChunk
 
 __all__ = ["load", "Synthesizer", "SynthesisOptions", "AudioChunk", "Voice", "EdgevoiceError", "BundleError",
            "AudioError", "OptionsError", "TextError", "VoiceError"]
+_GPT_SOVITS_NAMES = {"Synthesizer", "SynthesisOptions", "Voice"}  # the first family's, kept at the top for its users
 
 
-def load(bundle_dir, backend="openvino", threads=None, verify=True, cache_dir=True):
-    """Open a bundle with its family's synthesizer; `backend` is "openvino" (default), "onnxruntime" or
-    "onnxruntime-cuda". OpenVINO keeps compiled graphs in `cache_dir`: True (default) for the user's cache folder
-    ($EDGEVOICE_CACHE_DIR, else $XDG_CACHE_HOME/edgevoice/openvino, else ~/.cache/edgevoice/openvino), a folder,
-    or None for no cache."""
-    return _load(bundle_dir, backend=backend, threads=threads, verify=verify, cache_dir=cache_dir)
+def __getattr__(name: str):
+    # imported on first use: a process that opens only another family's bundles never imports GPT-SoVITS
+    if name in _GPT_SOVITS_NAMES:
+        from . import gpt_sovits
+
+        return getattr(gpt_sovits, name)
+    raise AttributeError(f"module 'edgevoice' has no attribute {name!r}")

@@ -351,21 +351,18 @@ def engine_message(exc: BaseException) -> str:
     return message if len(message) <= 300 else message[:297] + "..."
 
 
-BACKENDS = {"openvino": OpenVINOBackend, "onnxruntime": OnnxRuntimeBackend}
+BACKEND_NAMES = ("openvino", "onnxruntime", "onnxruntime-cuda")  # what `make_backend`, the CLI and the server take
 
 
 def make_backend(backend, threads: int | None = None, cache_dir: str | os.PathLike | bool | None = None):
-    """A backend instance from a name ("openvino", "onnxruntime", "onnxruntime-cuda") or an instance; `cache_dir`
-    is OpenVINO's compile cache (True: the user's folder), ignored by the others."""
+    """A backend instance from one of `BACKEND_NAMES` or an instance; `cache_dir` is OpenVINO's compile cache (True:
+    the user's folder), ignored by the others."""
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise EdgevoiceError(f"threads must be a whole number of at least 1 (or None for all), not {threads!r}")
     if not isinstance(backend, str):
         return backend
-    if backend == "onnxruntime-cuda":
-        return OnnxRuntimeBackend(threads=threads, device="cuda")
     if backend == "openvino":
         return OpenVINOBackend(threads=threads, cache_dir=cache_dir)
-    try:
-        return BACKENDS[backend](threads=threads)
-    except KeyError:
-        raise EdgevoiceError(f"unknown backend {backend!r} (choose from openvino, onnxruntime, onnxruntime-cuda)") from None
+    if backend in ("onnxruntime", "onnxruntime-cuda"):
+        return OnnxRuntimeBackend(threads=threads, device="cuda" if backend.endswith("-cuda") else "cpu")
+    raise EdgevoiceError(f"unknown backend {backend!r} (choose from {', '.join(BACKEND_NAMES)})")

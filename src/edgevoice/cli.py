@@ -16,9 +16,10 @@ from importlib.metadata import entry_points
 
 import click
 
+from .backends import BACKEND_NAMES
 from .errors import EdgevoiceError
 
-BACKEND_CHOICES = click.Choice(["openvino", "onnxruntime", "onnxruntime-cuda"])
+BACKEND_CHOICES = click.Choice(BACKEND_NAMES)
 LANGUAGE_HELP = "language of the text: en, zh, ja, auto (mixed), all_zh, all_ja (GPT-SoVITS; EmotiVoice reads mixed zh/en)"
 COMMAND_GROUP = "edgevoice.commands"
 
@@ -500,7 +501,7 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
 @main.command()
 @click.argument("text")
 @click.option("--bundle", type=click.Path(), default=None,
-              help="the bundle whose front end to use (needed for EmotiVoice; default: GPT-SoVITS v2's)")
+              help="the bundle whose front end to use (needed for EmotiVoice and MetaVoice; default: GPT-SoVITS v2's)")
 @click.option("--language", default="en", show_default=True, help=LANGUAGE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def phonemize(text, bundle, language, as_json):

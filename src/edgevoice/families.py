@@ -42,13 +42,30 @@ def check_bundle(bundle: Bundle, family: str, graph_inputs: dict[str, set[str]],
                               f"feeds ({', '.join(sorted(expected))}); re-export the bundle with this version")
 
 
-def load(path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True,
-         cache_dir: str | PathLike | bool | None = True):
-    """Open a bundle with its family's synthesizer. `cache_dir`: where OpenVINO keeps compiled graphs (True: the
-    user's cache folder, see `compile_cache`; None: no cache)."""
+def _open_bundle(path, verify: bool) -> Bundle:
     if not isinstance(path, (str, PathLike)):
         raise BundleError(f"a bundle is a folder path, not {type(path).__name__}")
     bundle = Bundle.load(path, verify=verify, lazy=True)
     hand_back_large_blocks()
+    return bundle
+
+
+def load(path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True,
+         cache_dir: str | PathLike | bool | None = True):
+    """Open a bundle with its family's synthesizer. `backend`: "openvino" (default), "onnxruntime",
+    "onnxruntime-cuda" or a backend instance. `cache_dir`: where OpenVINO keeps compiled graphs: True (default) for
+    the user's cache folder ($EDGEVOICE_CACHE_DIR, else $XDG_CACHE_HOME/edgevoice/openvino, else
+    ~/.cache/edgevoice/openvino, see `compile_cache`), a folder, or None for no cache."""
+    bundle = _open_bundle(path, verify)
     backend = make_backend(backend, threads, cache_dir)  # a named backend; an instance passes through unchanged
     return family_module(bundle.manifest.family).Synthesizer(bundle, backend=backend, threads=threads)
+
+
+class FamilySynthesizer:
+    """What every family's `Synthesizer` inherits: `load`, the same as `edgevoice.load` but refusing a bundle of
+    another family (the constructor checks)."""
+
+    @classmethod
+    def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True,
+             cache_dir: str | PathLike | bool | None = True):
+        return cls(_open_bundle(path, verify), backend=make_backend(backend, threads, cache_dir), threads=threads)

@@ -19,7 +19,6 @@ import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from numbers import Integral
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -29,7 +28,7 @@ from ..backends import make_backend
 from ..threadsafe import serialized
 from ..bundle import Bundle
 from ..errors import OptionsError, TextError, VoiceError
-from ..families import check_bundle
+from ..families import FamilySynthesizer, check_bundle
 from ..options import AudioChunk
 from .frontend import Frontend, split_sentences
 from .options import FAMILY, SynthesisOptions
@@ -58,7 +57,7 @@ class SpeakerStyle:
     style: np.ndarray  # [hidden]
 
 
-class Synthesizer:
+class Synthesizer(FamilySynthesizer):
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
         check_bundle(bundle, FAMILY, GRAPH_INPUTS)
         manifest = bundle.manifest
@@ -74,10 +73,6 @@ class Synthesizer:
         self._frontend: Frontend | None = None
         self._tokenizer: WordPiece | None = None
         self._styles: OrderedDict[str, np.ndarray] = OrderedDict()
-
-    @classmethod
-    def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
-        return cls(Bundle.load(path, verify=verify, lazy=True), backend, threads)
 
     def _read_lines(self, rel: str) -> list[str]:
         return self.bundle.file(rel).read_text(encoding="utf-8").splitlines()

@@ -35,7 +35,7 @@ from ..bundle import Bundle
 from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceError
 from ..kv_cache import check_step_cache_inputs, in_place_feeds
 from ..memory import cyclic_gc_paused
-from ..families import check_bundle
+from ..families import FamilySynthesizer, check_bundle
 from ..options import AudioChunk
 from .options import FAMILY, SynthesisOptions, stretched_frames
 from .chunking import (LONG_FRAGMENT_CONTEXT, LONG_FRAGMENT_TOKENS, SOVITS_TOKEN_BUCKETS, STREAM_CHUNK_GROWTH,
@@ -173,7 +173,7 @@ def _finite(values, what: str) -> np.ndarray:
     return array
 
 
-class Synthesizer:
+class Synthesizer(FamilySynthesizer):
     stream_chunk_tokens = STREAM_CHUNK_TOKENS  # chunk size for callers that stream without choosing one
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
         check_bundle(bundle, FAMILY, GRAPH_INPUTS, optional=True)  # which graphs a bundle has depends on its version
@@ -220,10 +220,6 @@ class Synthesizer:
         entry = self.bundle.manifest.graphs.get(stand_in)
         on_cpu = getattr(self.backend, "device", "cpu") == "cpu"
         return stand_in if entry and on_cpu and runs_graph(self.backend, entry) and detect().int8_dot else name
-
-    @classmethod
-    def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
-        return cls(Bundle.load(path, verify=verify, lazy=True), backend, threads)
 
     def _tail_shape(self) -> tuple[int, tuple[int, ...]] | None:
         """(context frames, window frames) of the 8-bit vocoder's float tail where the bundle split it off

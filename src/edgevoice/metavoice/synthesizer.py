@@ -29,7 +29,7 @@ import numpy as np
 from ..backends import make_backend, runs_graph
 from ..bundle import Bundle
 from ..errors import BundleError, OptionsError, TextError, VoiceError
-from ..families import check_bundle
+from ..families import FamilySynthesizer, check_bundle
 from ..kv_cache import check_step_cache_inputs, in_place_feeds
 from ..options import AudioChunk
 from ..threadsafe import serialized
@@ -50,7 +50,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 _CLAUSE_END = re.compile(r"(?<=[,])\s+")
 
 
-class Synthesizer:
+class Synthesizer(FamilySynthesizer):
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
         check_bundle(bundle, FAMILY, GRAPH_INPUTS)
         check_bundle(bundle, FAMILY, STAGE1_INPUTS, optional=True)
@@ -67,10 +67,6 @@ class Synthesizer:
         self._sessions: dict = {}
         self._lock = threading.RLock()  # see edgevoice.threadsafe
         self._tokenizer: BpeTokenizer | None = None
-
-    @classmethod
-    def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True):
-        return cls(Bundle.load(path, verify=verify, lazy=True), backend, threads)
 
     def _run(self, name: str, **feeds) -> dict[str, np.ndarray]:
         return self._session(name).run(feeds)
@@ -108,6 +104,14 @@ class Synthesizer:
 
     def stage2_text_tokens(self, text: str) -> np.ndarray:
         return np.array(self.tokenizer.text_ids(text, int(self._s2["text_offset"])), np.int64)
+
+    def phoneme_report(self, text: str, language: str | None = None) -> dict:
+        """What stage 1 reads for `text` (`edgevoice phonemize`): MetaVoice has no phones, so the normalised text,
+        its BPE pieces and the stage-1 ids (end-of-text last)."""
+        ids = self.text_tokens(text)
+        offset = int(self._s1["text_offset"])
+        pieces = [self.tokenizer.decode([index - offset]) for index in ids[:-1]]
+        return {"norm_text": normalize_text(text), "pieces": pieces, "ids": ids.tolist()}
 
     @serialized
     def speaker_embedding(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:

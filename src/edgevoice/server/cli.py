@@ -6,10 +6,11 @@ from __future__ import annotations
 import click
 
 from ..cli import cache_options, chosen_cache_dir
+from ..backends import BACKEND_NAMES
 from ..errors import EdgevoiceError
 from .config import API_KEY_ENV, Limits
 
-BACKENDS = click.Choice(["openvino", "onnxruntime", "onnxruntime-cuda"])
+BACKENDS = click.Choice(BACKEND_NAMES)
 DEFAULT_LIMITS = Limits()
 
 
