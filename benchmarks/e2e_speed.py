@@ -87,7 +87,7 @@ def run_pytorch(models: str, threads: int, tokens: int) -> dict:
     from edgevoice.gpt_sovits.reference import HUBERT_RATE
     from edgevoice.gpt_sovits.sampler import SamplingOptions, sample_token
     from edgevoice.gpt_sovits.spectrogram import linear_spectrogram
-    from edgevoice_export.checkpoints import load_gpt_checkpoint, load_sovits_checkpoint
+    from edgevoice_export.gpt_sovits.checkpoints import load_gpt_checkpoint, load_sovits_checkpoint
     from edgevoice_export.gpt_sovits.models.gpt import Text2SemanticDecoder
     from edgevoice_export.gpt_sovits.models.sovits import SoVITS
     from edgevoice_export.gpt_sovits.models.ssl import HubertContent

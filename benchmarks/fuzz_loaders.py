@@ -266,8 +266,8 @@ def worker(kind: str, seeds: Path, out: Path, name: str, seed: int, count: int) 
     sys.path.insert(0, str(REPO / "src"))
     from edgevoice.bundle import Bundle
     from edgevoice.errors import BundleError
-    from edgevoice_export.checkpoints import (CheckpointError, load_gpt_checkpoint, load_sovits_checkpoint,
-                                              load_sv_checkpoint, read_safetensors)
+    from edgevoice_export.checkpoints import CheckpointError, read_safetensors
+    from edgevoice_export.gpt_sovits.checkpoints import load_gpt_checkpoint, load_sovits_checkpoint, load_sv_checkpoint
 
     loaders = {"sv": lambda p: load_sv_checkpoint(p).weights, "gpt": lambda p: load_gpt_checkpoint(p).weights,
                "sovits": lambda p: load_sovits_checkpoint(p).weights, "safetensors": read_safetensors}

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from edgevoice.audio import read_audio, resample_soxr
 from edgevoice.gpt_sovits.spectrogram import linear_spectrogram
-from edgevoice_export.checkpoints import load_sovits_checkpoint
+from edgevoice_export.gpt_sovits.checkpoints import load_sovits_checkpoint
 from edgevoice_export.gpt_sovits.models.sovits import SoVITS
 from edgevoice_export.gpt_sovits.random_model import save_sovits
 

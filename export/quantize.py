@@ -133,37 +133,12 @@ def onnx_module_paths_of(model) -> dict[str, str]:
     return paths
 
 
-def vocoder_stages(module_paths: dict[str, str]) -> list[list[str]]:
-    """Per upsampling stage of the vocoder (input side first): patterns for its `ups.i` layer and its resblocks."""
-    ups = {int(m.group(1)) for p in module_paths.values() if (m := re.match(r"sovits\.dec\.ups\.(\d+)$", p))}
-    blocks = {int(m.group(1)) for p in module_paths.values()
-              if (m := re.match(r"sovits\.dec\.resblocks\.(\d+)", p))}
-    if not ups:
-        return []
-    per_stage = (max(blocks) + 1) // (max(ups) + 1) if blocks else 0
-    return [[rf"sovits\.dec\.ups\.{i}$"]
-            + [rf"sovits\.dec\.resblocks\.{b}(\.|$)" for b in range(i * per_stage, (i + 1) * per_stage)]
-            for i in range(max(ups) + 1)]
-
-
-def _expand_last_stage(patterns: tuple[str, ...], module_paths: dict[str, str]) -> list[str]:
-    """Replace `<last-stage>` by the vocoder's last upsampling layer and the resblocks that follow it."""
-    stages = vocoder_stages(module_paths)
-    expanded = []
-    for pattern in patterns:
-        if pattern != "<last-stage>":
-            expanded.append(pattern)
-        elif stages:
-            expanded.extend(stages[-1])
-    return expanded
-
-
 def float_node_names(onnx_path: Path, model, patterns: tuple[str, ...]) -> list[str]:
     """OpenVINO op names that come from torch modules matching `patterns`. OpenVINO keeps ONNX node names as
     friendly names (sometimes with a `/suffix`); a weighted op renamed on import (ConvTranspose becomes
     `ConvolutionBackpropData_N` + a bias Add named after the ONNX node) is found through that bias Add."""
     module_paths = onnx_module_paths(onnx_path)
-    regexes = [re.compile(p) for p in _expand_last_stage(patterns, module_paths)]
+    regexes = [re.compile(p) for p in patterns]
     onnx_nodes = {node for node, path in module_paths.items() if any(r.search(path) for r in regexes)}
     names = set()
     for op in model.get_ops():

@@ -221,7 +221,7 @@ def test_reference_free_voices_match_the_pytorch_reference(fixture_bundle, gpt_s
     import torch
 
     from edgevoice import SynthesisOptions, Voice
-    from edgevoice_export.checkpoints import load_gpt_checkpoint
+    from edgevoice_export.gpt_sovits.checkpoints import load_gpt_checkpoint
     from edgevoice_export.gpt_sovits.models.gpt import Text2SemanticDecoder
 
     gpt = _load(gpt_sovits_set, "gpt_en_tiny.npz")

@@ -21,9 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgevoice.errors import EdgevoiceError
-from edgevoice_export.checkpoints import (CheckpointError, load_gpt_checkpoint, load_hf_weights,
-                                          load_sovits_checkpoint, load_sv_checkpoint, read_safetensors,
-                                          read_torch_archive)
+from edgevoice_export.checkpoints import CheckpointError, load_hf_weights, read_safetensors, read_torch_archive
+from edgevoice_export.gpt_sovits.checkpoints import load_gpt_checkpoint, load_sovits_checkpoint, load_sv_checkpoint
 
 # ---------------------------------------------------------------------------------------------------------------
 # a tiny pickle assembler (protocol 2), enough to write what torch.save writes

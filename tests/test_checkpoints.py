@@ -10,8 +10,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from edgevoice_export.checkpoints import (CheckpointError, UnsupportedVersionError, load_gpt_checkpoint,
-                                          load_hf_weights, load_sovits_checkpoint, read_torch_archive)
+from edgevoice_export.checkpoints import CheckpointError, load_hf_weights, read_torch_archive
+from edgevoice_export.gpt_sovits.checkpoints import UnsupportedVersionError, load_gpt_checkpoint, load_sovits_checkpoint
 
 
 def test_fixture_gpt_checkpoint(gpt_sovits_set):

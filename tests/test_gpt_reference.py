@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edgevoice.gpt_sovits.sampler import SamplingOptions, sample_token  # noqa: E402
-from edgevoice_export.checkpoints import load_gpt_checkpoint  # noqa: E402
+from edgevoice_export.gpt_sovits.checkpoints import load_gpt_checkpoint  # noqa: E402
 from edgevoice_export.gpt_sovits.models.gpt import Text2SemanticDecoder  # noqa: E402
 
 

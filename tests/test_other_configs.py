@@ -11,7 +11,8 @@ pytest.importorskip("torch")
 
 from edgevoice import BundleError, EdgevoiceError, SynthesisOptions, Synthesizer  # noqa: E402
 from edgevoice.audio import write_wav  # noqa: E402
-from edgevoice_export.checkpoints import CheckpointError, load_sovits_checkpoint  # noqa: E402
+from edgevoice_export.checkpoints import CheckpointError  # noqa: E402
+from edgevoice_export.gpt_sovits.checkpoints import load_sovits_checkpoint  # noqa: E402
 from edgevoice_export.gpt_sovits.exporter import GptSovitsFiles, export_gpt_sovits  # noqa: E402
 from edgevoice_export.graph_export import ExportOptions  # noqa: E402
 from edgevoice_export.gpt_sovits.random_model import make_test_model, write_gpt, write_sovits  # noqa: E402

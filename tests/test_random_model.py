@@ -10,7 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgevoice_export.checkpoints import load_gpt_checkpoint, load_hf_weights, load_sovits_checkpoint  # noqa: E402
+from edgevoice_export.checkpoints import load_hf_weights  # noqa: E402
+from edgevoice_export.gpt_sovits.checkpoints import load_gpt_checkpoint, load_sovits_checkpoint  # noqa: E402
 from edgevoice_export.gpt_sovits.models.gpt import Text2SemanticDecoder  # noqa: E402
 from edgevoice_export.gpt_sovits.models.sovits import SoVITS  # noqa: E402
 from edgevoice_export.gpt_sovits.random_model import make_test_model, write_gpt, write_sovits  # noqa: E402

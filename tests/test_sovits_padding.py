@@ -126,7 +126,7 @@ def test_a_stream_pads_its_first_window_less(fixture_bundle, gpt_sovits_set):
 @pytest.mark.parametrize("speed_frames", [None, 37])  # speed 1, and a slower rate (frames from the noise)
 def test_the_pytorch_reference_masks_every_layer(gpt_sovits_set, speed_frames):
     torch = pytest.importorskip("torch", reason="the PyTorch reference needs the export extra")
-    from edgevoice_export.checkpoints import load_sovits_checkpoint
+    from edgevoice_export.gpt_sovits.checkpoints import load_sovits_checkpoint
     from edgevoice_export.gpt_sovits.models.sovits import SoVITS
 
     model = SoVITS.from_checkpoint(load_sovits_checkpoint(gpt_sovits_set / "models" / "s2_v2_tiny.pth"))
@@ -151,7 +151,7 @@ def test_the_vocoder_reach_bounds_what_a_frame_changes(gpt_sovits_set):
     """`vocoder_context_frames` (worked out from the kernels and strides) against the PyTorch vocoder: a change to
     one frame of `z` moves no sample further away than that, and windows with that context equal the whole."""
     torch = pytest.importorskip("torch", reason="the PyTorch reference needs the export extra")
-    from edgevoice_export.checkpoints import load_sovits_checkpoint
+    from edgevoice_export.gpt_sovits.checkpoints import load_sovits_checkpoint
     from edgevoice_export.gpt_sovits.models.sovits import SoVITS
 
     model = SoVITS.from_checkpoint(load_sovits_checkpoint(gpt_sovits_set / "models" / "s2_v2_tiny.pth"))

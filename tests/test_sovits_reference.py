@@ -15,7 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgevoice_export.checkpoints import load_sovits_checkpoint  # noqa: E402
+from edgevoice_export.gpt_sovits.checkpoints import load_sovits_checkpoint  # noqa: E402
 from edgevoice_export.gpt_sovits.models.sovits import SoVITS, SoVITSConfigError  # noqa: E402
 from edgevoice_export.gpt_sovits.models.sovits_layers import MultiHeadAttention  # noqa: E402
 

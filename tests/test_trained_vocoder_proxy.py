@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edgevoice_export.checkpoints import load_sovits_checkpoint  # noqa: E402
+from edgevoice_export.gpt_sovits.checkpoints import load_sovits_checkpoint  # noqa: E402
 
 from conftest import SHARED_DIR  # noqa: E402
 

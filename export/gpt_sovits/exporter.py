@@ -18,7 +18,8 @@ from edgevoice.bundle import Manifest, atomic_folder, write_manifest
 from edgevoice.gpt_sovits.frontend.symbols import symbol_table
 from edgevoice.gpt_sovits.options import FAMILY, SynthesisOptions
 
-from ..checkpoints import CheckpointError, load_gpt_checkpoint, load_sovits_checkpoint, load_sv_checkpoint
+from ..checkpoints import CheckpointError
+from .checkpoints import load_gpt_checkpoint, load_sovits_checkpoint, load_sv_checkpoint
 from ..conv_rewrite import rewrite_conv_transpose
 from ..graphs import GraphSpec
 from .graphs import bert_graph, gpt_graphs, sovits_graphs

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import re
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -41,7 +42,7 @@ from ..graph_export import save_ir
 from ..quant_accuracy import AUDIBLE_LOG_MEL_L1, decode_errors, end_to_end, graph_errors, prefill_utterance
 from ..quantize import (ENGINE_CHOICES, BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions,
                         Threshold, cpu_flags, cpu_has_int8_dot, onnx_module_paths, quantize_graph,
-                        quantize_matmuls_nbits, remove_graph_file, run_all, split_items, vocoder_stages)
+                        quantize_matmuls_nbits, remove_graph_file, run_all, split_items)
 from .compute import ComputeChoice, choose_compute, compute_policies
 from .stand_ins import STAND_INS, choose_stand_in
 from .vocoder_engine import choose_vocoder_engine
@@ -49,6 +50,9 @@ from .vocoder_engine import choose_vocoder_engine
 END_TO_END_UTTERANCES = 6
 
 _SDPA = ("ScaledDotProductAttention",)
+# in a policy's float modules: the vocoder's last upsampling layer and its resblocks, named after the config's
+# stage count (`with_last_stage` fills the names in once the graph's module paths are known)
+LAST_STAGE = "<last-stage>"
 POLICY: dict[str, GraphPolicy] = {
     # One token per call reads every weight for little compute: bandwidth-bound. W8 gave 1.5x per token at 2.7 %
     # logit error; static INT8 gave no speed-up at 2-3x the error (§4).
@@ -87,7 +91,7 @@ POLICY: dict[str, GraphPolicy] = {
                                             "speed/quality point on the HiFi-GAN (tooling.md §6)",
                                   mixed_preset=True,
                                   float_modules=(r"sovits\.dec\.conv_pre$", r"sovits\.dec\.conv_post$",
-                                                 "<last-stage>")),
+                                                 LAST_STAGE)),
     # SoVITS's text encoder and flow, the recipe they had inside the one SoVITS graph before the vocoder was split
     # off: full-size v2 at 256 tokens (Zen 4, 2 threads) static INT8 49 ms vs 104 ms FP32, z rel-L2 0.054; attention
     # float as in prefill.
@@ -309,6 +313,26 @@ def try_four_bit_step(source: Bundle, fp32_step: Path, folder: Path, manifest: M
     return record
 
 
+def vocoder_stages(module_paths: dict[str, str]) -> list[list[str]]:
+    """Per upsampling stage of SoVITS's HiFi-GAN (input side first): patterns for its `ups.i` layer and resblocks."""
+    ups = {int(m.group(1)) for p in module_paths.values() if (m := re.match(r"sovits\.dec\.ups\.(\d+)$", p))}
+    blocks = {int(m.group(1)) for p in module_paths.values()
+              if (m := re.match(r"sovits\.dec\.resblocks\.(\d+)", p))}
+    if not ups:
+        return []
+    per_stage = (max(blocks) + 1) // (max(ups) + 1) if blocks else 0
+    return [[rf"sovits\.dec\.ups\.{i}$"]
+            + [rf"sovits\.dec\.resblocks\.{b}(\.|$)" for b in range(i * per_stage, (i + 1) * per_stage)]
+            for i in range(max(ups) + 1)]
+
+
+def with_last_stage(policy: GraphPolicy, stages: list[list[str]]) -> GraphPolicy:
+    """`policy` with `LAST_STAGE` in its float modules replaced by the last stage's patterns (`vocoder_stages`)."""
+    patterns = [p for pattern in policy.float_modules
+                for p in ((stages[-1] if stages else []) if pattern == LAST_STAGE else [pattern])]
+    return replace(policy, float_modules=tuple(patterns))
+
+
 def quantize_within_budget(model, policy: GraphPolicy, calibration: list[dict], onnx_path: Path, subset_size: int,
                            validation: list[dict], reference_audio: list[np.ndarray], max_log_mel_l1: float,
                            threads: int = 1):
@@ -324,7 +348,8 @@ def quantize_within_budget(model, policy: GraphPolicy, calibration: list[dict], 
     from ..quant_accuracy import log_mel_l1
 
     stages = vocoder_stages(onnx_module_paths(onnx_path))
-    kept_float = 1 if "<last-stage>" in policy.float_modules else 0
+    kept_float = 1 if LAST_STAGE in policy.float_modules else 0
+    policy = with_last_stage(policy, stages)
     # Output side first. The ops the vocoder runs between its stages (LeakyReLU, the resblock sum and its average)
     # belong to no stage module; they go first: on the tiny model the stages alone moved log-mel L1 only from 0.139
     # to 0.132, while with them the whole SoVITS in float except 20 quantisers reached 0.006.
@@ -540,6 +565,8 @@ def _quantize_graph(job: _Job, name: str) -> None:
                                     f"every part in float but the posterior-free glue "
                                     f"({control['attempts'][-1]['log_mel_l1']:.4f}); kept the last attempt")
     else:
+        if LAST_STAGE in policy.float_modules:
+            policy = with_last_stage(policy, vocoder_stages(onnx_module_paths(onnx_path)))
         quantised = quantize_graph(model, policy, calib, onnx_path, job.options.subset_size)
     info["compute"] = _compute(name, quantised, job.source, entry, held, job.computes, job.fp32_backend)
     xml = f"{name}.int8.xml"

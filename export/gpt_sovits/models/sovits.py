@@ -24,7 +24,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...checkpoints import Checkpoint, CheckpointError
+from ...checkpoints import CheckpointError
+from ..checkpoints import Checkpoint
 from .sovits_layers import (RESBLOCKS, Flow, Generator, MelStyleEncoder, MultiHeadAttention, RelPosEncoder,
                             fold_weight_norm, masked, vocoder_reach_frames)
 
