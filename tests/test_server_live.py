@@ -86,6 +86,26 @@ def test_a_client_that_leaves_stops_the_synthesis(live):
     assert 0 < spoken < full_seconds / 2, (spoken, full_seconds)
 
 
+def test_a_client_that_leaves_before_its_whole_file_stops_the_synthesis(live):
+    body = json.dumps({**STREAMING, "stream": False}).encode()
+    seconds_before = _metric(live.url, 'edgevoice_audio_seconds_total{model="gs"}')
+    whole = httpx.post(f"{live.url}/v1/audio/speech", content=body, timeout=60,
+                       headers={"content-type": "application/json"})
+    assert whole.status_code == 200, whole.text
+    full_seconds = len(whole.content) / 2 / 32000
+    seconds_before += full_seconds
+    cancelled_before = _metric(live.url, 'edgevoice_streams_cancelled_total{model="gs"}')
+    host, port = live.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        _wait_for(lambda: _health(live.url)["busy"] == 1)
+    _wait_for(lambda: _health(live.url)["busy"] == 0)  # hung up before a byte of the answer
+    _wait_for(lambda: _metric(live.url, 'edgevoice_streams_cancelled_total{model="gs"}') == cancelled_before + 1)
+    spoken = _metric(live.url, 'edgevoice_audio_seconds_total{model="gs"}') - seconds_before
+    assert spoken < full_seconds / 2, (spoken, full_seconds)
+
+
 def test_a_full_queue_answers_429_and_a_long_wait_503(live):
     results: dict[str, httpx.Response] = {}
 

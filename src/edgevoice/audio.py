@@ -144,20 +144,38 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
 
 
 def check_output(path: str | Path, error: type = AudioError) -> None:
-    """Refuse, before any work is done, an output path that cannot become a file: a folder, or a path under
-    something that is not a folder. Nothing is created; write errors that only writing reveals (a full disk, a
-    read-only folder) come from the write itself."""
+    """Refuse, before any work is done, an output path that cannot become a file: a folder, a path under
+    something that is not a folder, a name the file system refuses, a link into a folder that does not exist.
+    Nothing is created; write errors that only writing reveals (a full disk, a read-only folder) come from the
+    write itself."""
     if str(path) == "-":
         return
     path = Path(path)
-    target = path.resolve() if path.is_symlink() else path
-    if target.is_dir():
-        raise error(f"{path}: is a folder; give a file name")
-    for parent in target.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise error(f"{path}: cannot write ({parent} is not a folder)")
-            return
+    target = output_target(path, error)
+    try:
+        if target.is_dir():
+            raise error(f"{path}: is a folder; give a file name")
+        for parent in target.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise error(f"{path}: cannot write ({parent} is not a folder)")
+                return
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise error(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def output_target(path: Path, error: type = AudioError) -> Path:
+    """Where writing `path` lands: a symlink's target, else the path itself. Folders are made for a new file's
+    path, never through a link: a link into a folder that does not exist is refused."""
+    try:
+        if not path.is_symlink():
+            return path
+        target = path.resolve()
+    except OSError as exc:
+        raise error(f"{path}: cannot write ({exc.strerror or exc})") from None
+    if not target.parent.is_dir():
+        raise error(f"{path}: is a link to {target}, whose folder does not exist")
+    return target
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:
@@ -174,16 +192,24 @@ def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:
         _write_stream(sys.stdout.buffer, data, "standard output")
         return Path("-")
     path = Path(path)
-    target = path.resolve() if path.is_symlink() else path
-    if target.exists() and not target.is_file():
-        if target.is_dir():
-            raise AudioError(f"{path}: is a folder; give a file name for the wav")
+    target = output_target(path)
+    if _special_file(target, path):
         # a device or FIFO: written in place, never replaced; unbuffered, so a write error surfaces in the write
         with _opened(target) as handle:
             _write_stream(handle, data, str(path))
         return path
     _write_atomically(target, data)
     return path
+
+
+def _special_file(target: Path, path: Path) -> bool:
+    """Whether `target` exists and is neither a regular file nor a folder (a device, a FIFO)."""
+    try:
+        if target.exists() and target.is_dir():
+            raise AudioError(f"{path}: is a folder; give a file name for the wav")
+        return target.exists() and not target.is_file()
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def _opened(path: Path):

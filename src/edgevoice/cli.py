@@ -65,12 +65,19 @@ class _Commands(click.Group):
         except ImportError as exc:
             return _missing_extra(name, exc)
 
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:  # a path the system refuses where it is first touched (a name too long, a loop)
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(f"{where}{exc.strerror or exc}")
+
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgevoice")
 def main():
-    """edgevoice: voice-cloning and expressive TTS (GPT-SoVITS, EmotiVoice) on ordinary CPUs, checked against
-    PyTorch."""
+    """edgevoice: voice-cloning and expressive TTS (GPT-SoVITS, EmotiVoice, MetaVoice-1B) on ordinary CPUs,
+    checked against PyTorch."""
 
 
 # ------------------------------------------------------------------------------------------------ runtime
@@ -290,7 +297,8 @@ def _say_streaming(synth, text, voice, language, options, stream_format: str, ch
 
     keywords = {}
     if "chunk_tokens" in inspect.signature(synth.stream).parameters:
-        keywords["chunk_tokens"] = chunk_tokens or synth.stream_chunk_tokens
+        if chunk_tokens is not None or options.batch_size == 1:  # batched sentences stream sentence by sentence
+            keywords["chunk_tokens"] = synth.stream_chunk_tokens if chunk_tokens is None else chunk_tokens
     elif chunk_tokens is not None:
         fail(f"--chunk-tokens does not apply to {synth.bundle.manifest.family}: it streams sentence by sentence")
     sink = sys.stdout.buffer

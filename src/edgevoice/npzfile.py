@@ -44,6 +44,8 @@ def read_npz(path: str | Path, what: str, error: type = ValueError, max_bytes: i
             arrays = {name: data[name] for name in data.files if name != "header"}
     except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError) as exc:
         raise error(f"{path}: not an edgevoice {what} ({type(exc).__name__}: {exc})") from None
+    except RecursionError:
+        raise error(f"{path}: not an edgevoice {what} (its header is nested too deeply)") from None
     if not isinstance(header, dict):
         raise error(f"{path}: not an edgevoice {what} (its header is not an object)")
     return header, arrays

@@ -12,6 +12,10 @@ from .sampler import UPSTREAM_MIN_TOKENS, SamplingOptions
 FAMILY = "gpt-sovits"
 SPEED_RANGE = (0.25, 4.0)
 MAX_BATCH = 64  # fragments decoded together; the KV cache is allocated per row
+# Upstream fixes the flow's noise scale at 0.5 (its interfaces offer no other); 1e8 already turns the audio into a
+# full-scale square wave, so a scale far from upstream's is refused rather than returned as noise.
+MAX_NOISE_SCALE = 2.0
+MAX_FRAGMENT_INTERVAL = 10.0  # seconds of silence after a fragment (upstream's WebUI offers 0.01–1)
 
 
 def stretched_frames(tokens: int, speed: float = 1.0) -> int:
@@ -41,10 +45,11 @@ class SynthesisOptions(ModelOptions):
     def __post_init__(self):
         super().__post_init__()
         self.sampling()  # validates the sampling fields
-        if self.noise_scale < 0:
-            raise OptionsError("noise_scale must not be negative")
-        if self.fragment_interval < 0:
-            raise OptionsError("fragment_interval must not be negative")
+        if not 0 <= self.noise_scale <= MAX_NOISE_SCALE:
+            raise OptionsError(f"noise_scale must be 0…{MAX_NOISE_SCALE} (upstream's is 0.5), not {self.noise_scale}")
+        if not 0 <= self.fragment_interval <= MAX_FRAGMENT_INTERVAL:
+            raise OptionsError(f"fragment_interval must be 0…{MAX_FRAGMENT_INTERVAL:g} seconds, not "
+                               f"{self.fragment_interval}")
         if not 1 <= self.batch_size <= MAX_BATCH:
             raise OptionsError(f"batch_size must be 1…{MAX_BATCH}, not {self.batch_size}")
         if not SPEED_RANGE[0] <= self.speed <= SPEED_RANGE[1]:

@@ -38,6 +38,7 @@ from .models import ApiError, Conflict, NotFound, ServedModel, SpeechSpec, load_
 log = logging.getLogger("edgevoice.server")
 VOICES_ROUTE = "/v1/voices"
 MULTIPART_OVERHEAD = 64 * 1024  # form fields and part headers around an uploaded clip
+CLIENT_CLOSED_REQUEST = 499  # the status nginx logs for a request whose client left before the answer
 
 
 class Unauthorized(ApiError):
@@ -286,13 +287,22 @@ class Server:
         synth = await model.pool.acquire()
         job = None
         try:
-            job = await anyio.to_thread.run_sync(model.start, synth, spec)
-            first = await anyio.to_thread.run_sync(job.next_bytes)
+            if not await request.is_disconnected():  # a client that left while queued gets no work done
+                job = await anyio.to_thread.run_sync(model.start, synth, spec)
+                first = await self._first_bytes(job, request)
         except BaseException:
             if job is not None:
                 job.close()
             model.pool.release(synth)
             raise
+        if job is None or first is None:
+            model.pool.release(synth)
+            if job is None:
+                self.metrics.cancelled.inc(model.name)
+            else:
+                job.close()
+                self._finished(model, job, started, "cancelled")
+            return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody is listening; for the access log
         self.metrics.first_byte.observe(time.monotonic() - started, model.name)
         headers = {"X-Sample-Rate": str(job.output_rate), "Cache-Control": "no-store"}
         media_type = spec.format.media_type
@@ -302,6 +312,17 @@ class Server:
             return Response(first, media_type=media_type, headers=headers)
         return _StreamedAudio(self._rest(model, synth, job, first, started), media_type=media_type,
                               headers=headers)
+
+    @staticmethod
+    async def _first_bytes(job, request: Request) -> bytes | None:
+        """The response's first bytes. A whole file is made a chunk per call, and abandoned (None) as soon as its
+        client has gone: a long text must not hold a synthesizer for nobody."""
+        first = await anyio.to_thread.run_sync(job.next_bytes)
+        while job.building:
+            if await request.is_disconnected():
+                return None
+            first = await anyio.to_thread.run_sync(job.next_bytes)
+        return first
 
     async def _rest(self, model: ServedModel, synth, job, first: bytes, started: float):
         outcome = "cancelled"  # unless the loop ends or fails: the client went away (or the server is stopping)

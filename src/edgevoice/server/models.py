@@ -207,6 +207,7 @@ class SpeechJob:
         self._budget = int(max_seconds * sample_rate)
         self.samples = 0
         self.done = False
+        self._parts: list[np.ndarray] = []  # a whole file's audio so far
         self._encoder = Encoder(spec.format, sample_rate, spec.output_rate) if spec.streaming else None
         self.output_rate = (self._encoder.rate if self._encoder
                             else spec.output_rate or spec.format.output_rate(sample_rate))
@@ -225,15 +226,21 @@ class SpeechJob:
         self.samples += audio.size
         return audio
 
+    @property
+    def building(self) -> bool:
+        """A whole file still being made: `next_bytes` returns b"" per chunk until the last call encodes it."""
+        return self._encoder is None and not self.done
+
     def next_bytes(self) -> bytes | None:
         if self.done:
             return None
-        if self._encoder is None:  # whole file: every chunk, then one encode with exact headers
-            parts = []
-            while (audio := self._next_audio()) is not None:
-                parts.append(audio)
+        if self._encoder is None:  # whole file: one chunk per call (the caller may stop between), then one encode
+            audio = self._next_audio()
+            if audio is not None:
+                self._parts.append(audio)
+                return b""
             self.done = True
-            audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+            audio = np.concatenate(self._parts) if self._parts else np.zeros(0, np.float32)
             return encode_whole(audio, self.sample_rate, self.spec.format, self.spec.output_rate)[0]
         while True:
             audio = self._next_audio()
@@ -339,8 +346,9 @@ class ServedModel:
             keywords["language"] = spec.language
         if _accepts(synth.stream, "chunked"):
             keywords["chunked"] = spec.streaming  # a family that can emit audio within a sentence, sooner
-        if spec.streaming and _accepts(synth.stream, "chunk_tokens"):
-            keywords["chunk_tokens"] = synth.stream_chunk_tokens  # GPT-SoVITS: audio while the GPT still writes
+        # GPT-SoVITS: audio while the GPT still writes; batched sentences come sentence by sentence instead
+        if spec.streaming and getattr(options, "batch_size", 1) == 1 and _accepts(synth.stream, "chunk_tokens"):
+            keywords["chunk_tokens"] = synth.stream_chunk_tokens
         chunks = synth.stream(spec.text, voice, **keywords)
         return SpeechJob(iter(chunks), self.sample_rate, spec, self.limits.max_audio_seconds)
 
