@@ -38,7 +38,6 @@ import datetime
 import json
 import os
 import pickle
-import re
 import shlex
 import statistics
 import subprocess
@@ -139,7 +138,7 @@ def speed(args, bundles: dict[str, Path]) -> dict:
         voices[name] = synth.voice_for(prompt=PROMPT)
         for _, text in SENTENCES:  # warm-up: compile, jieba, the CMU dictionary
             synth.synthesize(text, voices[name])
-        compiled[name] = {g: re.sub(r"<Type: '(\w+)'>", r"\1", s.precision()) for g, s in synth._sessions.items()
+        compiled[name] = {g: s.precision() for g, s in synth._sessions.items()
                           if hasattr(s, "precision")}
     rows = {name: [] for name in bundles}
     for _ in range(args.rounds):

@@ -142,7 +142,7 @@ def sweep_case(case: Case, sessions: dict, rounds: int) -> dict:
         ratios = [f32 / t for ref, mine in zip(times["f32"], times[name]) for f32, t in zip(ref, mine)]
         rows[name] = {"ms": statistics.median(per_round) * 1e3, "rounds_ms": [t * 1e3 for t in per_round],
                       "speedup": statistics.median(ratios),
-                      "compiled": str(session.precision()).replace("<Type: '", "").replace("'>", ""),
+                      "compiled": session.precision(),
                       "accuracy": graph_errors(case.graph, reference, outputs)}
         if case.audio_seconds:
             rows[name]["rtf"] = statistics.median(per_round) * len(case.items) / case.audio_seconds
@@ -173,7 +173,7 @@ def sweep_decode(case: Case, sessions: dict, prefill, states: dict, rounds: int)
     for name, session in sessions.items():
         rows[name] = {"ms": statistics.median(times[name]) * 1e3, "rounds_ms": [t * 1e3 for t in times[name]],
                       "speedup": statistics.median(f / t for f, t in zip(times["f32"], times[name])),
-                      "compiled": str(session.precision()).replace("<Type: '", "").replace("'>", ""),
+                      "compiled": session.precision(),
                       "accuracy": graph_errors("gpt_decode", outputs["f32"], outputs[name])}
     return rows
 

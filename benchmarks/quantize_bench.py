@@ -80,7 +80,7 @@ def main() -> None:
     backend = OpenVINOBackend(threads=args.threads)  # each manifest's own precision hint, as in production
     sessions = {(v, g): backend.session(b, g) for v, b in bundles.items() for g in calibration.items}
     precision_graph = "gpt_decode" if "gpt_decode" in fp32.manifest.graphs else "gpt_step"
-    precisions = {v: str(backend.session(b, precision_graph).precision()).replace("<Type: ", "").strip(">'")
+    precisions = {v: backend.session(b, precision_graph).precision()
                   for v, b in bundles.items()}
 
     graph_ms: dict = {}

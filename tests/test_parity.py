@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from edgevoice.errors import EdgevoiceError
 from edgevoice.gpt_sovits import parity
 from edgevoice.cli import main
 from edgevoice.gpt_sovits.synthesizer import Synthesizer
@@ -91,3 +92,11 @@ def test_cuda_matches_cpu(fixture_bundle, reference):
     result = parity.compare_runs(parity.run_case(cpu, case), parity.run_case(cuda, case))
     assert result["logits_max_rel"] < 1e-3 and result["top1_agreement"] == 1.0
     assert np.isfinite(result["audio_max_abs"]) and (result["audio_snr_db"] is None or result["audio_snr_db"] > 40)
+
+
+@pytest.mark.skipif(_cuda_available(), reason="checks the message on machines without CUDA")
+def test_asking_for_cuda_without_it_is_one_clear_line(fixture_bundle, reference):
+    synth = Synthesizer.load(fixture_bundle[0], backend="onnxruntime-cuda")
+    with pytest.raises(EdgevoiceError, match="no CUDA provider: install onnxruntime-gpu") as caught:
+        synth.create_voice(reference[0], reference[1], "en")  # the first graph it opens
+    assert "\n" not in str(caught.value)

@@ -161,6 +161,9 @@ def test_a_third_family_needs_nothing_of_its_own(metavoice_bundle, metavoice_set
         audio, rate = soundfile.read(io.BytesIO(response.content))
         assert rate == edgevoice.load(metavoice_bundle[0]).sample_rate and audio.size > 0
         assert_error(speak(client, model="mv", input="Hello.", voice="long-ref", prompt="Happy"), 400, "voice_error")
+        # OpenAI's speed at its neutral 1.0 asks nothing of a model without a rate option; another speed is refused
+        assert speak(client, model="mv", input="Hi.", voice="long-ref", max_new_tokens=8, speed=1.0).status_code == 200
+        assert speak(client, model="mv", input="Hi.", voice="long-ref", max_new_tokens=8, speed=1.5).status_code == 400
 
 
 def test_api_key_is_required_when_set(config):

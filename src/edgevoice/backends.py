@@ -194,7 +194,8 @@ class OpenVINOSession:
         return {state.name: state.state.data.copy() for state in self._request.query_state()}
 
     def precision(self) -> str:
-        return str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        """The precision OpenVINO compiled the float parts in: "f32", "bf16" or "f16"."""
+        return self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
     def profiling_info(self) -> list:
         """Per-node timings of the last inference (compile with PERF_COUNT=True)."""
@@ -228,6 +229,9 @@ class OnnxRuntimeBackend:
         for key, value in settings.items():
             options.add_session_config_entry(key, str(value))
         if self.device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise EdgevoiceError("this onnxruntime has no CUDA provider: install onnxruntime-gpu (and CUDA) "
+                                     "for --backend onnxruntime-cuda")
             # Parity runs: deterministic kernels, no TF32, and an error instead of a silent CPU fallback.
             options.use_deterministic_compute = True
             options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
@@ -351,14 +355,16 @@ def engine_message(exc: BaseException) -> str:
     return message if len(message) <= 300 else message[:297] + "..."
 
 
-BACKEND_NAMES = ("openvino", "onnxruntime", "onnxruntime-cuda")  # what `make_backend`, the CLI and the server take
+BACKEND_NAMES = ("openvino", "onnxruntime", "onnxruntime-cuda")
+MAX_THREADS = 1024  # past what any CPU has; a larger number only reaches the engines as an overflow  # what `make_backend`, the CLI and the server take
 
 
 def make_backend(backend, threads: int | None = None, cache_dir: str | os.PathLike | bool | None = None):
     """A backend instance from one of `BACKEND_NAMES` or an instance; `cache_dir` is OpenVINO's compile cache (True:
     the user's folder), ignored by the others."""
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise EdgevoiceError(f"threads must be a whole number of at least 1 (or None for all), not {threads!r}")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
+                                or not 1 <= threads <= MAX_THREADS):
+        raise EdgevoiceError(f"threads must be a whole number 1…{MAX_THREADS} (or None for all), not {threads!r}")
     if not isinstance(backend, str):
         return backend
     if backend == "openvino":

@@ -156,12 +156,17 @@ def _option_types(options_class: type) -> dict[str, pydantic.TypeAdapter]:
 INT_LIMIT = 2 ** 31  # sampling integers beyond this are mistakes, and numpy would overflow on some
 
 
+OPENAI_NEUTRAL = {"speed": 1.0}  # OpenAI's speech fields whose value here means "as the model speaks anyway"
+
+
 def options_for(defaults, given: dict[str, Any]):
     """The model's defaults with the request's options, each checked against the option's declared type (a JSON
     body carries any type); unknown names are the family's OptionsError."""
     types = _option_types(type(defaults))
     checked = {}
     for name, value in given.items():
+        if name not in types and OPENAI_NEUTRAL.get(name, object()) == value:
+            continue  # OpenAI's field at its neutral value asks nothing of a model that lacks the option
         if value is None or name not in types:
             checked[name] = value
             continue
