@@ -100,3 +100,12 @@ def test_asking_for_cuda_without_it_is_one_clear_line(fixture_bundle, reference)
     with pytest.raises(EdgevoiceError, match="no CUDA provider: install onnxruntime-gpu") as caught:
         synth.create_voice(reference[0], reference[1], "en")  # the first graph it opens
     assert "\n" not in str(caught.value)
+
+
+def test_a_case_from_another_model_is_named_as_such(fixture_bundle, reference):
+    synth = Synthesizer.load(fixture_bundle[0], backend="onnxruntime", threads=1)
+    voice = synth.create_voice(reference[0], reference[1], "en")
+    case = parity.make_case(synth, voice, "Hello there.", max_tokens=4)
+    case.voice.model_fingerprint = "0" * 64
+    with pytest.raises(EdgevoiceError, match="parity case was recorded with a different model"):
+        parity.run_case(synth, case)

@@ -92,16 +92,16 @@ class EmotiVoiceFiles:
             raise CheckpointError(f"{base}: EmotiVoice root is not a directory")
 
         def where(explicit, relative: str, option: str, directory: bool = False) -> Path:
-            """`option` names what to pass, e.g. "lexicon=..." (one line of the error message)."""
+            """`option` names what to pass, e.g. "lexicon" (`_how` words it for Python and the CLI)."""
             if explicit is not None:
                 path = Path(explicit)
             elif base is not None:
                 path = base / relative
             else:
-                raise CheckpointError(f"EmotiVoice: no upstream root given (pass {option} or the root)")
+                raise CheckpointError(f"EmotiVoice: no upstream root given (pass {_how(option)}, or {_how('root')})")
             if not (path.is_dir() if directory else path.is_file()):
                 kind = "folder" if directory else "file"
-                raise CheckpointError(f"{path}: EmotiVoice {kind} not found (pass {option} to point at it)")
+                raise CheckpointError(f"{path}: EmotiVoice {kind} not found (pass {_how(option)} to point at it)")
             return path
 
         am = Path(am_checkpoint) if am_checkpoint is not None else _newest(base, AM_CKPT_DIR, "g_", "am_checkpoint")
@@ -109,37 +109,47 @@ class EmotiVoiceFiles:
                  else _newest(base, STYLE_CKPT_DIR, "checkpoint_", "style_checkpoint"))
         texts = {}
         for name in TEXT_ASSETS:
-            hint = f"text_dir=... or {name}=..."
+            hint = "text_dir"
             if text_files.get(name) is not None:
-                texts[name] = where(text_files[name], "", f"{name}=...")
+                texts[name] = where(text_files[name], "", name)
             elif text_dir is not None:
                 texts[name] = where(Path(text_dir) / name, "", hint)
             else:
                 texts[name] = where(None, f"{TEXT_DIR}/{name}", hint)
         return cls(
-            am_checkpoint=where(am, "", "am_checkpoint=..."),
-            style_checkpoint=where(style, "", "style_checkpoint=..."),
-            bert_dir=where(bert_dir, BERT_DIR, "bert_dir=...", directory=True),
-            config_yaml=where(config_yaml, CONFIG_YAML, "config_yaml=..."),
-            lexicon=where(lexicon, LEXICON, "lexicon=..."),
+            am_checkpoint=where(am, "", "am_checkpoint"),
+            style_checkpoint=where(style, "", "style_checkpoint"),
+            bert_dir=where(bert_dir, BERT_DIR, "bert_dir", directory=True),
+            config_yaml=where(config_yaml, CONFIG_YAML, "config_yaml"),
+            lexicon=where(lexicon, LEXICON, "lexicon"),
             **texts,
         )
+
+
+# How each file is named where it is given: `from_root`'s keyword and `edgevoice export emotivoice`'s option.
+_CLI_OPTIONS = {"root": "--root", "am_checkpoint": "--am", "style_checkpoint": "--style", "bert_dir": "--bert",
+                "config_yaml": "--config", "lexicon": "--lexicon", "text_dir": "--text-assets"}
+
+
+def _how(option: str) -> str:
+    flag = _CLI_OPTIONS.get(option)
+    return f"{option}=... or {flag}" if flag else f"{option}=..."
 
 
 def _newest(root: Path | None, relative: str, prefix: str, option: str) -> Path:
     """The checkpoint with the highest step number among `root/relative/<prefix>NNN` (upstream's naming)."""
     if root is None:
-        raise CheckpointError(f"EmotiVoice: no {option} given (pass {option}=... or the upstream root)")
+        raise CheckpointError(f"EmotiVoice: no {option} given (pass {_how(option)}, or {_how('root')})")
     folder = root / relative
     if not folder.is_dir():
-        raise CheckpointError(f"{folder}: folder not found (pass {option}=... to point at the checkpoint)")
+        raise CheckpointError(f"{folder}: folder not found (pass {_how(option)} to point at the checkpoint)")
     found = []
     for path in folder.iterdir():
         step = path.name[len(prefix):]
         if path.is_file() and path.name.startswith(prefix) and step.isascii() and step.isdigit():
             found.append((int(step), path.name, path))
     if not found:
-        raise CheckpointError(f"{folder}: no {prefix}* checkpoint (pass {option}=... to point at it)")
+        raise CheckpointError(f"{folder}: no {prefix}* checkpoint (pass {_how(option)} to point at it)")
     return max(found)[2]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .backends import make_backend
 from .bundle import Bundle
-from .errors import BundleError
+from .errors import BundleError, VoiceError
 from .memory import hand_back_large_blocks
 
 FAMILIES = {"gpt-sovits": "edgevoice.gpt_sovits", "emotivoice": "edgevoice.emotivoice",
@@ -25,6 +25,14 @@ def family_module(name: str):
     except KeyError:
         raise BundleError(f"model family {name!r} is not supported by this edgevoice "
                           f"(it runs {', '.join(sorted(FAMILIES))}); is edgevoice older than the bundle?") from None
+
+
+def check_voice_family(header: dict, source, family: str) -> None:
+    """Refuse by name a voice file another family made (its arrays would not fit this family's model)."""
+    made_for = header.get("family")
+    if made_for != family and made_for in FAMILIES:
+        raise VoiceError(f"{source}: this voice was made for a {made_for} model, not {family}; create the voice with "
+                         "this bundle")
 
 
 def check_bundle(bundle: Bundle, family: str, graph_inputs: dict[str, set[str]], optional: bool = False) -> None:

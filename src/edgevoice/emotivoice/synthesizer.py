@@ -201,8 +201,8 @@ class Synthesizer(FamilySynthesizer):
         if voice is not None:
             if isinstance(voice, SpeakerStyle):
                 return voice
-            raise VoiceError("EmotiVoice has built-in speakers: give --speaker NAME_OR_ROW (and --prompt STYLE), "
-                             "not a cloned --voice")
+            raise VoiceError("EmotiVoice has built-in speakers: give a speaker (a name or a row) and a style "
+                             "prompt, not a cloned voice")
         row = self.speaker_row(self.speakers[0] if speaker is None else speaker)
         prompt = "" if prompt is None else prompt
         return SpeakerStyle(row, self.speakers[row], prompt, self.style_embedding(prompt))

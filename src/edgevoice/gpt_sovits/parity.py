@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgevoiceError
+from ..errors import EdgevoiceError, VoiceError
 from ..npzfile import atomic_savez, read_npz
 from ..parity import AUDIO_MAX_ABS, AUDIO_SNR, Column, audio_difference, describe, table_lines
 from ..parity_report import FreeRun, Gate, free_run_arrays, free_runs_from
@@ -85,6 +85,9 @@ def make_case(synth: Synthesizer, voice: Voice, text: str, language: str = "en",
 
 def run_case(synth: Synthesizer, case: ParityCase, label: str | None = None) -> ParityRun:
     """The case through one synthesiser: its own front-end and BERT, the case's voice, tokens and noise."""
+    if case.voice.model_fingerprint != synth.bundle.manifest.model_fingerprint:
+        raise VoiceError("this parity case was recorded with a different model; record it again with this bundle "
+                         "(--save) or compare it on the bundle it came from")
     synth.check_voice(case.voice)
     phones, bert = synth.phonemize(case.text, case.language)
     voice = case.voice

@@ -503,9 +503,10 @@ class Synthesizer(FamilySynthesizer):
         """The voice a command line names: a voice file made by `create_voice` (GPT-SoVITS has no built-in
         speakers and no style prompt)."""
         if speaker is not None or prompt is not None:
-            raise OptionsError("GPT-SoVITS clones a voice: give --voice (from 'voice create'), not --speaker/--prompt")
+            raise OptionsError("GPT-SoVITS clones a voice: give a voice (a file from 'edgevoice voice create'), not "
+                               "a speaker or a style prompt")
         if voice is None:
-            raise VoiceError("GPT-SoVITS needs a voice: make one with 'edgevoice voice create' and pass --voice")
+            raise VoiceError("GPT-SoVITS needs a voice: give one (make it with 'edgevoice voice create')")
         if not isinstance(voice, (Voice, str, PathLike)):
             raise VoiceError(f"a voice is a Voice or the path of a voice file, not {type(voice).__name__}")
         voice = voice if isinstance(voice, Voice) else Voice.load(voice)

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VoiceError
+from ..families import check_voice_family
 from ..npzfile import atomic_savez, read_npz
+from .options import FAMILY
 from .reference import REFERENCE_MAX_S
 
 VOICE_FORMAT = "edgevoice-voice"
@@ -89,6 +91,7 @@ class Voice:
     @classmethod
     def load(cls, path: str | Path) -> "Voice":
         header, arrays = read_npz(path, "voice file", VoiceError, max_bytes=MAX_VOICE_FILE_BYTES)
+        check_voice_family(header, path, FAMILY)
         missing = [k for k in _ARRAYS if k not in arrays]
         if missing:
             raise VoiceError(f"{path}: not an edgevoice voice file (no {', '.join(missing)})")

@@ -280,8 +280,8 @@ class Synthesizer(FamilySynthesizer):
     def voice_for(self, voice=None, speaker=None, prompt=None) -> SpeakerVoice:
         """A voice file path, a `SpeakerVoice`, or a raw speaker embedding `[dim]` / `[1, dim]`."""
         if speaker is not None or prompt is not None:
-            raise VoiceError("MetaVoice clones a voice from a reference: give --voice (made by `edgevoice voice "
-                             "create --audio REF.wav`), not --speaker/--prompt")
+            raise VoiceError("MetaVoice clones a voice from a reference: give a voice (made by 'edgevoice voice "
+                             "create --audio REF.wav'), not a speaker or a style prompt")
         if voice is None:
             raise VoiceError("MetaVoice needs a voice: make one with `edgevoice voice create --bundle B --audio "
                              "REF.wav --out V.npz` (a reference of at least 30 s)")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VoiceError
+from ..families import check_voice_family
 from ..npzfile import atomic_savez, read_npz
 from .options import FAMILY
 
@@ -40,6 +41,7 @@ class SpeakerVoice:
     @classmethod
     def load(cls, path: str | Path) -> "SpeakerVoice":
         header, arrays = read_npz(path, "voice file", VoiceError)
+        check_voice_family(header, path, FAMILY)
         if header.get("format") != VOICE_FORMAT or "speaker_embedding" not in arrays:
             raise VoiceError(f"{path}: not an edgevoice voice file")
         if header.get("family") != FAMILY:
