@@ -183,6 +183,8 @@ def make_test_model(family, size, out, seed, version):
         paths = write(out, size=size, seed=seed)
         for name, path in paths.items():
             click.echo(f"{name:16s} {path}")
+        options = " ".join(f"--{name.replace('_', '-')} {path}" for name, path in paths.items())
+        click.echo(f"export it with: edgevoice export metavoice {options} --out BUNDLE")
         return
     from .gpt_sovits.random_model import make_test_model as write
 

@@ -48,6 +48,10 @@ def test_say_errors(fixture_bundle, tmp_path):
     _assert_one_line_error(_run("say", "--bundle", bundle, "--voice", junk, "--text", "hi",
                                 "--out", tmp_path / "o.wav"), "not an edgevoice voice file")
     assert not (tmp_path / "o.wav").exists()
+    too_long = tmp_path / ("x" * 300)  # a name the file system refuses, wherever it is first touched
+    _assert_one_line_error(_run("say", "--bundle", bundle, "--voice", too_long, "--text", "hi",
+                                "--out", tmp_path / "o.wav"), "File name too long")
+    _assert_one_line_error(_run("info", too_long), "File name too long")
 
 
 def test_voice_create_rejects_bad_audio(fixture_bundle, tmp_path):

@@ -96,6 +96,9 @@ def test_bundle_writers_lock_their_target_and_clear_dead_partials(tmp_path):
                 pass
     assert (target / "manifest.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no lock, partial or old folder left
+    from edgevoice.files import current_umask
+
+    assert target.stat().st_mode & 0o777 == 0o777 & ~current_umask()  # readable as any folder, not mkdtemp's 0700
     with pytest.raises(BundleError, match="already exists"):
         with atomic_folder(target):
             pass
@@ -119,3 +122,19 @@ def test_voice_and_case_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_output_names_the_system_refuses_are_one_line_errors(tmp_path):
+    from edgevoice.audio import check_output, write_wav
+
+    too_long = tmp_path / ("a" * 300 + ".wav")
+    for call in (lambda: check_output(too_long), lambda: write_wav(too_long, np.zeros(10, np.float32), 16000)):
+        with pytest.raises(AudioError, match="cannot write .*too long"):
+            call()
+    missing = tmp_path / "nowhere" / "deeper" / "out.wav"
+    link = tmp_path / "link.wav"
+    link.symlink_to(missing)
+    for call in (lambda: check_output(link), lambda: write_wav(link, np.zeros(10, np.float32), 16000)):
+        with pytest.raises(AudioError, match="whose folder does not exist"):
+            call()
+    assert not (tmp_path / "nowhere").exists()  # no folder is made through a link

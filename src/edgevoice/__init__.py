@@ -10,9 +10,9 @@ from .errors import AudioError, BundleError, EdgevoiceError, OptionsError, TextE
 from .families import load
 from .options import AudioChunk
 
-__all__ = ["load", "Synthesizer", "SynthesisOptions", "AudioChunk", "Voice", "EdgevoiceError", "BundleError",
-           "AudioError", "OptionsError", "TextError", "VoiceError"]
-_GPT_SOVITS_NAMES = {"Synthesizer", "SynthesisOptions", "Voice"}  # the first family's, kept at the top for its users
+__all__ = ["load", "Synthesizer", "SynthesisOptions", "AudioChunk", "Voice", "BatchRequest", "EdgevoiceError",
+           "BundleError", "AudioError", "OptionsError", "TextError", "VoiceError"]
+_GPT_SOVITS_NAMES = {"Synthesizer", "SynthesisOptions", "Voice", "BatchRequest"}  # the first family's, kept at the top for its users
 
 
 def __getattr__(name: str):

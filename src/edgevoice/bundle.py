@@ -42,6 +42,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from .errors import BundleError
+from .files import current_umask
 
 FORMAT = "edgevoice-bundle"
 FORMAT_VERSION = 1
@@ -585,6 +586,7 @@ def atomic_folder(target: str | Path, overwrite: bool = False) -> Iterator[Path]
         temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
         try:
             yield temp
+            os.chmod(temp, 0o777 & ~current_umask())  # mkdtemp makes 0700: a bundle should read like any folder
             if target.exists():
                 old = target.with_name(f".{target.name}.old")
                 shutil.rmtree(old, ignore_errors=True)

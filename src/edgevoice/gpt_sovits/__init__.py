@@ -1,7 +1,7 @@
 """GPT-SoVITS at run time: reference clips → voices, text → phones → GPT tokens → SoVITS audio."""
 
 from .options import SynthesisOptions
-from .synthesizer import Synthesizer
+from .synthesizer import BatchRequest, Synthesizer
 from .voice import Voice
 
-__all__ = ["Synthesizer", "SynthesisOptions", "Voice"]
+__all__ = ["BatchRequest", "Synthesizer", "SynthesisOptions", "Voice"]
