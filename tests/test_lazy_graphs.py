@@ -6,7 +6,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 import edgevoice
+from edgevoice.errors import BundleError
 
 TEXT = "Hello there, how are you today?"
 
@@ -48,3 +51,11 @@ def test_reference_graphs_are_released_and_come_back(fixture_bundle, gpt_sovits_
     audio = synth.synthesize(TEXT, voice, "en", _options(3))
     assert audio.shape == expected.shape and abs(audio - expected).max() < 1e-5
 
+
+
+def test_chinese_on_a_bundle_without_bert_is_refused_not_spoken_with_zeros(fixture_bundle):
+    synth = edgevoice.load(fixture_bundle[0], threads=1)
+    del synth.bundle.manifest.graphs["bert"]  # as `export` writes it without --bert
+    assert not synth.phonemize("Hello there.", "en")[1].any()  # English: zero features, as upstream
+    with pytest.raises(BundleError, match="no BERT graph, which Chinese text needs; export it with --bert"):
+        synth.phonemize("我们一起去公园散步。", "zh")

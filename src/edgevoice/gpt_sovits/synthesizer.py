@@ -46,7 +46,7 @@ from .options import MAX_BATCH
 from .sampler import MAX_TOKENS, SamplingOptions, sample_token, upstream_token_limit
 from .spectrogram import kaldi_fbank, linear_spectrogram
 from .split_vocoder import VOCODER_HEAD, VOCODER_TAIL, SplitVocoder
-from .voice import Voice
+from .voice import BERT_FEATURES, Voice
 
 # The inputs this host code feeds each graph; a bundle whose graphs differ was made by another edgevoice version.
 GRAPH_INPUTS = {
@@ -320,7 +320,8 @@ class Synthesizer(FamilySynthesizer):
     def bert_features(self, norm_text: str, word2ph) -> np.ndarray:
         """Chinese BERT `hidden_states[-3]` per character, repeated `word2ph[i]` times → `[1024, N]`."""
         if "bert" not in self.bundle.manifest.graphs:
-            raise BundleError(f"{self.bundle.path}: bundle has no BERT graph; export it with --bert for Chinese")
+            raise BundleError(f"{self.bundle.path}: this bundle has no BERT graph, which Chinese text needs; export "
+                              "it with --bert")
         if len(word2ph) != len(norm_text):
             raise TextError(f"internal: word2ph has {len(word2ph)} entries for {len(norm_text)} characters")
         ids = [self._bert_token_id(ch) for ch in norm_text]
@@ -441,12 +442,13 @@ class Synthesizer(FamilySynthesizer):
         result = frontend.phonemize(text, language, version=self.bundle.manifest.upstream_version)
         features = []
         for segment in result.segments:
-            n = len(segment.phone_ids)
-            if segment.lang == "zh" and "bert" in self.bundle.manifest.graphs:
+            # upstream reads Chinese through BERT and gives every other language zeros; a bundle exported without
+            # BERT (English and Japanese only) refuses Chinese rather than speak it with features upstream never uses
+            if segment.lang == "zh":
                 features.append(self.bert_features(segment.norm_text, segment.word2ph))
             else:
-                features.append(np.zeros((1024, n), np.float32))
-        bert = np.concatenate(features, axis=1) if features else np.zeros((1024, 0), np.float32)
+                features.append(np.zeros((BERT_FEATURES, len(segment.phone_ids)), np.float32))
+        bert = np.concatenate(features, axis=1) if features else np.zeros((BERT_FEATURES, 0), np.float32)
         return result, bert
 
     def phoneme_report(self, text: str, language: str) -> dict:
@@ -487,7 +489,7 @@ class Synthesizer(FamilySynthesizer):
             prompt_tokens, prompt_phones, norm_text = self.reference_codes(wav16k), phones.phone_ids, phones.norm_text
         else:
             prompt_tokens, prompt_phones, norm_text = np.zeros(0, np.int64), [], ""
-            bert = np.zeros((1024, 0), np.float32)
+            bert = np.zeros((BERT_FEATURES, 0), np.float32)
         voice = Voice(
             prompt_tokens=np.asarray(prompt_tokens, np.int64), prompt_phone_ids=np.asarray(prompt_phones, np.int64),
             prompt_bert=bert, ge=np.mean([self.timbre(clip) for clip in timbres], axis=0).astype(np.float32),
@@ -731,9 +733,9 @@ class Synthesizer(FamilySynthesizer):
         phone_ids = _ids(phone_ids, self._phone_count, "phone ids")
         bert = _finite(bert_features, "bert_features")
         phones = phone_ids.shape[1]
-        if bert.shape[-2:] != (1024, phones) or bert.size != 1024 * phones:
-            raise OptionsError(f"bert_features {list(bert.shape)} do not match {phones} phones ([1024, {phones}] "
-                               "expected)")
+        if bert.shape[-2:] != (BERT_FEATURES, phones) or bert.size != BERT_FEATURES * phones:
+            raise OptionsError(f"bert_features {list(bert.shape)} do not match {phones} phones "
+                               f"([{BERT_FEATURES}, {phones}] expected)")
         bert = bert.reshape(1, *bert.shape[-2:])
         prompt = _ids(prompt_tokens, self._model["gpt"]["vocab_size"], "prompt tokens")
         with self._lock:
