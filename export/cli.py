@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from edgevoice.cli import fail, guarded
+from edgevoice_calibration.collect import DEFAULT_MAX_TOKENS
 
 from .quantize import ENGINE_CHOICES, VOCODER_TAIL_CHOICES
 
@@ -232,13 +233,14 @@ def _methods(items) -> dict[str, str]:
               help="reference clip (repeatable; also calibrates hubert_codes/ref_encoder)")
 @click.option("--reference-text", "reference_texts", multiple=True, help="transcript of each --reference")
 @click.option("--reference-language", "reference_languages", multiple=True,
-              help="language of each --reference (default en)")
+              help="language of each --reference  [default: en]")
 @click.option("--calibration-texts", type=click.Path(), default=None,
               help="sentences, one a line (LANG<TAB>TEXT or plain text); default: the built-in corpus")
 @click.option("--text-language", default="en", show_default=True, help="language of plain calibration lines")
 @click.option("--sentences", type=int, default=60, show_default=True,
               help="how many calibration sentences to synthesise (spread over the texts)")
-@click.option("--max-tokens", type=int, default=None, help="cap on tokens per calibration sentence")
+@click.option("--max-tokens", type=int, default=None,
+              help=f"GPT-SoVITS: cap on tokens per calibration sentence  [default: {DEFAULT_MAX_TOKENS}]")
 @click.option("--subset-size", type=int, default=300, show_default=True, help="NNCF calibration items per graph")
 @click.option("--precision", type=click.Choice(["int8", "bf16", "int4"]), default="int8", show_default=True,
               help="int4: MetaVoice's stage 1 only (weight-only, group-wise)")

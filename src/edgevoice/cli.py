@@ -20,7 +20,8 @@ from .backends import BACKEND_NAMES
 from .errors import EdgevoiceError
 
 BACKEND_CHOICES = click.Choice(BACKEND_NAMES)
-LANGUAGE_HELP = "language of the text: en, zh, ja, auto (mixed), all_zh, all_ja (GPT-SoVITS; EmotiVoice reads mixed zh/en)"
+LANGUAGE_HELP = ("language of the text: en, zh, ja, auto (mixed), all_zh, all_ja (GPT-SoVITS; EmotiVoice reads mixed "
+                 "zh/en, MetaVoice English)")
 COMMAND_GROUP = "edgevoice.commands"
 
 
@@ -206,9 +207,12 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
 @click.option("--seed", type=int, default=None, help="random seed (same seed, same audio)")
 @click.option("--backend", type=BACKEND_CHOICES, default="openvino", show_default=True)
 @click.option("--threads", type=int, default=None, help="CPU threads (default: all)")
-@click.option("--top-k", type=int, default=None, help="GPT-SoVITS sampling  [default: the model's]")
-@click.option("--top-p", type=float, default=None, help="GPT-SoVITS sampling  [default: the model's]")
-@click.option("--temperature", type=float, default=None, help="GPT-SoVITS sampling  [default: the model's]")
+@click.option("--top-k", type=int, default=None,
+              help="GPT-SoVITS, MetaVoice (stage 1; it replaces --top-p, as upstream) sampling  [default: the model's]")
+@click.option("--top-p", type=float, default=None,
+              help="GPT-SoVITS, MetaVoice (stage 1) sampling  [default: the model's]")
+@click.option("--temperature", type=float, default=None,
+              help="GPT-SoVITS, MetaVoice (stage 1) sampling  [default: the model's]")
 @click.option("--repetition-penalty", type=float, default=None, help="GPT-SoVITS sampling  [default: the model's]")
 @click.option("--split", "split_method", default=None,
               type=click.Choice(["cut0", "cut1", "cut2", "cut3", "cut4", "cut5"]),
