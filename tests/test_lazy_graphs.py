@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import edgevoice
@@ -59,3 +60,17 @@ def test_chinese_on_a_bundle_without_bert_is_refused_not_spoken_with_zeros(fixtu
     assert not synth.phonemize("Hello there.", "en")[1].any()  # English: zero features, as upstream
     with pytest.raises(BundleError, match="no BERT graph, which Chinese text needs; export it with --bert"):
         synth.phonemize("我们一起去公园散步。", "zh")
+
+
+def test_a_long_running_process_leaves_the_reference_graphs_to_onnxruntime(fixture_bundle, gpt_sovits_set):
+    """OpenVINO keeps kernels for every new clip length for good; onnxruntime's memory stays flat
+    (benchmarks/reference_shape_memory.py), so a server runs the graphs that see every length there."""
+    from edgevoice.backends import OnnxRuntimeSession, OpenVINOSession
+
+    default = edgevoice.load(fixture_bundle[0], threads=1)
+    server = edgevoice.load(fixture_bundle[0], threads=1, long_running=True)
+    voices = [_voice(synth, gpt_sovits_set) for synth in (default, server)]
+    assert isinstance(default._sessions["hubert_codes"], OpenVINOSession)
+    assert isinstance(server._sessions["hubert_codes"], OnnxRuntimeSession)
+    assert isinstance(server._session("gpt_prefill"), OpenVINOSession)  # the rest stays on OpenVINO
+    np.testing.assert_array_equal(voices[0].prompt_tokens, voices[1].prompt_tokens)

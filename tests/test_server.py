@@ -166,6 +166,16 @@ def test_a_third_family_needs_nothing_of_its_own(metavoice_bundle, metavoice_set
         assert speak(client, model="mv", input="Hi.", voice="long-ref", max_new_tokens=8, speed=1.5).status_code == 400
 
 
+def test_served_models_are_long_running_synthesizers(config):
+    """Voices uploaded one after another must not grow the server: the graphs that run at each clip's length go to
+    onnxruntime (`edgevoice.load(..., long_running=True)`, tests/test_lazy_graphs.py)."""
+    from edgevoice.server.models import load_models
+
+    models = load_models(config)
+    assert models["gs"].synthesizers[0].backend.onnxruntime_graphs == {"hubert_codes", "ref_encoder", "sv_embedding"}
+    assert models["ev"].synthesizers[0].backend.onnxruntime_graphs == frozenset()  # EmotiVoice declares none
+
+
 def test_api_key_is_required_when_set(config):
     keyed = ServerConfig(config.bundles, config.voices_dir, 1, 1, limits=LIMITS, api_key="s3cret-key-123")
     with TestClient(create_app(keyed)) as client:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Iterable, Protocol
 
 import numpy as np
 
@@ -49,6 +49,12 @@ class OpenVINOBackend:
     precision: str | None = None
     cache_dir: str | os.PathLike | bool | None = None
     extra_config: dict = field(default_factory=dict)
+    # Graphs opened through onnxruntime (their ONNX file, where the bundle has one) although this backend runs
+    # OpenVINO: for a long-running process, the graphs that see every input length. OpenVINO keeps ~9.5 MiB of
+    # kernels for each new length, for good (oneDNN's process-wide primitive cache; neither releasing the graph nor
+    # CPU_RUNTIME_CACHE_CAPACITY gives it back: 60 reference clip lengths +506 MiB, full-size HuBERT INT8, Zen 4),
+    # while onnxruntime's memory stays flat (benchmarks/reference_shape_memory.py).
+    onnxruntime_graphs: frozenset = frozenset()
     name: str = "openvino"
     file_format = "openvino"  # which of a graph's files this backend runs
 
@@ -82,7 +88,7 @@ class OpenVINOBackend:
 
     def session(self, bundle: Bundle, graph_name: str) -> "OpenVINOSession | OnnxRuntimeSession":
         graph = bundle.graph(graph_name)
-        if graph.engine == "onnxruntime":
+        if graph.engine == "onnxruntime" or (graph_name in self.onnxruntime_graphs and "onnx" in graph.files):
             if self._onnxruntime is None:
                 self._onnxruntime = OnnxRuntimeBackend(threads=self.threads)
             return self._onnxruntime.session(bundle, graph_name)
@@ -359,16 +365,17 @@ BACKEND_NAMES = ("openvino", "onnxruntime", "onnxruntime-cuda")
 MAX_THREADS = 1024  # past what any CPU has; a larger number only reaches the engines as an overflow  # what `make_backend`, the CLI and the server take
 
 
-def make_backend(backend, threads: int | None = None, cache_dir: str | os.PathLike | bool | None = None):
+def make_backend(backend, threads: int | None = None, cache_dir: str | os.PathLike | bool | None = None,
+                 onnxruntime_graphs: Iterable[str] = ()):
     """A backend instance from one of `BACKEND_NAMES` or an instance; `cache_dir` is OpenVINO's compile cache (True:
-    the user's folder), ignored by the others."""
+    the user's folder) and `onnxruntime_graphs` the graphs it leaves to onnxruntime, both ignored by the others."""
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
                                 or not 1 <= threads <= MAX_THREADS):
         raise EdgevoiceError(f"threads must be a whole number 1…{MAX_THREADS} (or None for all), not {threads!r}")
     if not isinstance(backend, str):
         return backend
     if backend == "openvino":
-        return OpenVINOBackend(threads=threads, cache_dir=cache_dir)
+        return OpenVINOBackend(threads=threads, cache_dir=cache_dir, onnxruntime_graphs=frozenset(onnxruntime_graphs))
     if backend in ("onnxruntime", "onnxruntime-cuda"):
         return OnnxRuntimeBackend(threads=threads, device="cuda" if backend.endswith("-cuda") else "cpu")
     raise EdgevoiceError(f"unknown backend {backend!r} (choose from {', '.join(BACKEND_NAMES)})")

@@ -59,21 +59,29 @@ def _open_bundle(path, verify: bool) -> Bundle:
 
 
 def load(path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True,
-         cache_dir: str | PathLike | bool | None = True):
+         cache_dir: str | PathLike | bool | None = True, long_running: bool = False):
     """Open a bundle with its family's synthesizer. `backend`: "openvino" (default), "onnxruntime",
     "onnxruntime-cuda" or a backend instance. `cache_dir`: where OpenVINO keeps compiled graphs: True (default) for
     the user's cache folder ($EDGEVOICE_CACHE_DIR, else $XDG_CACHE_HOME/edgevoice/openvino, else
-    ~/.cache/edgevoice/openvino, see `compile_cache`), a folder, or None for no cache."""
+    ~/.cache/edgevoice/openvino, see `compile_cache`), a folder, or None for no cache. `long_running` (a server):
+    with OpenVINO, the graphs that run at every input's own length (`Synthesizer.any_length_graphs`) go to
+    onnxruntime, so memory does not grow with each new length (`OpenVINOBackend.onnxruntime_graphs`)."""
     bundle = _open_bundle(path, verify)
-    backend = make_backend(backend, threads, cache_dir)  # a named backend; an instance passes through unchanged
-    return family_module(bundle.manifest.family).Synthesizer(bundle, backend=backend, threads=threads)
+    synthesizer = family_module(bundle.manifest.family).Synthesizer
+    flat = synthesizer.any_length_graphs if long_running else ()
+    backend = make_backend(backend, threads, cache_dir, flat)  # a named backend; an instance passes through
+    return synthesizer(bundle, backend=backend, threads=threads)
 
 
 class FamilySynthesizer:
     """What every family's `Synthesizer` inherits: `load`, the same as `edgevoice.load` but refusing a bundle of
-    another family (the constructor checks)."""
+    another family (the constructor checks), and `any_length_graphs`, the graphs it runs at each input's own length
+    rather than at a few fixed ones (see `load`'s `long_running`)."""
+
+    any_length_graphs: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True,
-             cache_dir: str | PathLike | bool | None = True):
-        return cls(_open_bundle(path, verify), backend=make_backend(backend, threads, cache_dir), threads=threads)
+             cache_dir: str | PathLike | bool | None = True, long_running: bool = False):
+        backend = make_backend(backend, threads, cache_dir, cls.any_length_graphs if long_running else ())
+        return cls(_open_bundle(path, verify), backend=backend, threads=threads)

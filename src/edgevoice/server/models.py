@@ -283,8 +283,8 @@ class ServedModel:
     @classmethod
     def load(cls, name: str, path: Path, config: ServerConfig, voices: VoiceStore) -> "ServedModel":
         threads = config.synthesizer_threads()
-        synthesizers = [load(path, backend=config.backend, threads=threads, cache_dir=config.cache_dir)
-                        for _ in range(config.workers)]
+        synthesizers = [load(path, backend=config.backend, threads=threads, cache_dir=config.cache_dir,
+                             long_running=True) for _ in range(config.workers)]
         return cls(name, synthesizers, config.limits, voices)
 
     def describe(self) -> dict:
