@@ -10,11 +10,13 @@ exactly that, each stage in its own process (its own thread pool), on the same t
 
 It prints, per configuration, the median seconds of one 250-token decode (prefill included) and of one vocoding
 of the same 250 tokens (10 s of audio, encoder and flow included): each stage alone at 2 and at 1 thread, both
-stages together at 1 + 1 and at 2 + 2 threads, and the verdict. Zen 4 (2 cores, 2026-12-06): alone 1.52 s + 1.02 s =
-2.54 s one after the other; together at 1 + 1 threads 2.12 s and 2.00 s, at best 2.12 s before any chunking
-overhead (the vocoder needs context on both sides of each chunk) and the last chunk's tail; at 2 + 2 threads both
-slow to 3.1 s (oversubscribed). So overlap could save at most ~15 % of those two stages and only with a second
-copy of every graph compiled for one thread (a single stage then runs at half speed): not built.
+stages together at 1 + 1 and at 2 + 2 threads, and the most overlap could save. Zen 4 (2 cores, 2026-12-06), two
+runs: one after the other 1.52 + 1.02 = 2.54 s and 1.69 + 1.04 = 2.73 s; side by side at 1 + 1 threads 2.12 / 2.00 s
+and 2.03 / 1.95 s, so at most 15-25 %; at 2 + 2 threads both slow to 2.7-3.2 s (oversubscribed). That ceiling
+is before the cost of overlapping: the vocoder must then work in chunks with 12 tokens of context on each side
+(`chunking.STREAM_CONTEXT_TOKENS`), ~25 % more vocoder work at 100-token chunks, which makes the one-thread
+vocoder (~2.4 s) the slower stage and leaves about what one after the other takes, plus the last chunk's tail and
+a second copy of every graph compiled for one thread. Not built; rerun it where the balance differs (Zen 5).
 """
 
 from __future__ import annotations
