@@ -30,7 +30,6 @@ from tqdm import tqdm
 from edgevoice.backends import OpenVINOBackend, runs_graph
 from edgevoice.bundle import Bundle
 from edgevoice.errors import VoiceError
-from edgevoice.gpt_sovits.sampler import SamplingOptions
 from edgevoice.gpt_sovits.synthesizer import Synthesizer
 from edgevoice.gpt_sovits.voice import Voice
 
@@ -153,7 +152,7 @@ class CollectOptions:
     max_tokens: int = DEFAULT_MAX_TOKENS
     step_stride: int = 4  # every n-th decode step is recorded
     max_items: int = 256  # per graph
-    noise_scale: float = 0.5
+    noise_scale: float | None = None  # None: the bundle's own (its synthesis default)
     seed: int = 0
     threads: int = 1
     progress: bool = True
@@ -180,7 +179,9 @@ def collect_calibration(bundle: Bundle, inputs: CalibrationInputs,
     if "bert" not in bundle.manifest.graphs:
         sentences = [(lang, text) for lang, text in sentences if lang != "zh"]
     rng = np.random.default_rng(seed)
-    sampling = SamplingOptions(max_tokens=max_tokens)
+    defaults = synth.default_options.with_overrides(max_tokens=max_tokens)  # the bundle's, as synthesis samples
+    sampling = defaults.sampling()
+    noise_scale = defaults.noise_scale if noise_scale is None else noise_scale
     result = CalibrationSet()
     for index, (language, text) in enumerate(tqdm(sentences, desc="calibrating", unit="sentence",
                                                   disable=not progress)):

@@ -25,7 +25,6 @@ from .voice import Voice
 CASE_FORMAT = "edgevoice-parity-case"
 CASE_FORMAT_VERSION = 1
 SAMPLED = True  # a free run samples its tokens and noise from the seed
-NOISE_SCALE = 0.5
 
 # Gate defaults per precision: `edgevoice parity` exits 1 when a run misses one, `--gate` changes them. Basis:
 # the worst of 8 cases (3 en texts and a zh one, two voices, two seeds, 60 forced tokens) against OpenVINO FP32 on
@@ -68,19 +67,28 @@ class ParityRun:
 
 
 def make_case(synth: Synthesizer, voice: Voice, text: str, language: str = "en", max_tokens: int = 60,
-              noise_scale: float = NOISE_SCALE, seed: int = 0) -> ParityCase:
-    """Sample the case's tokens with `synth` (seeded) and draw its noise."""
+              seed: int = 0) -> ParityCase:
+    """Sample the case's tokens with `synth` (seeded, the bundle's sampling options) and draw its noise."""
     synth.check_voice(voice)
     rng = np.random.default_rng(seed)
     phones, bert = synth.phonemize(text, language)
     tokens = synth.generate_tokens(np.concatenate([voice.prompt_phone_ids, phones.phone_ids]),
                                    np.concatenate([voice.prompt_bert, bert], axis=1), voice.prompt_tokens,
-                                   SamplingOptions(max_tokens=max_tokens), rng)
+                                   _sampling(synth, max_tokens), rng)
     if tokens.size == 0:
         raise EdgevoiceError("the reference run produced no tokens for this text")
+    return ParityCase(text, language, voice, tokens, _noise(synth, rng, tokens.size), max_tokens)
+
+
+def _sampling(synth: Synthesizer, max_tokens: int) -> SamplingOptions:
+    return synth.default_options.with_overrides(max_tokens=max_tokens).sampling()  # the bundle's, as `say` samples
+
+
+def _noise(synth: Synthesizer, rng: np.random.Generator, tokens: int) -> np.ndarray:
+    """The flow's noise for `tokens` tokens at the bundle's noise scale."""
     channels = synth.bundle.manifest.model["sovits"]["inter_channels"]
-    noise = rng.standard_normal((1, channels, 2 * tokens.size)).astype(np.float32) * noise_scale
-    return ParityCase(text, language, voice, tokens, noise, max_tokens)
+    scale = synth.default_options.noise_scale
+    return rng.standard_normal((1, channels, 2 * tokens)).astype(np.float32) * scale
 
 
 def run_case(synth: Synthesizer, case: ParityCase, label: str | None = None) -> ParityRun:
@@ -106,11 +114,10 @@ def free_run(synth: Synthesizer, case: ParityCase, seed: int) -> FreeRun:
     voice = case.voice
     tokens = synth.generate_tokens(np.concatenate([voice.prompt_phone_ids, phones.phone_ids]),
                                    np.concatenate([voice.prompt_bert, bert], axis=1), voice.prompt_tokens,
-                                   SamplingOptions(max_tokens=case.max_tokens or case.tokens.size), rng)
+                                   _sampling(synth, case.max_tokens or case.tokens.size), rng)
     if tokens.size == 0:  # EOS at once: no audio to compare, only the (empty) choice
         return FreeRun(seed, tokens, np.zeros(0, np.float32))
-    channels = synth.bundle.manifest.model["sovits"]["inter_channels"]
-    noise = rng.standard_normal((1, channels, 2 * tokens.size)).astype(np.float32) * NOISE_SCALE
+    noise = _noise(synth, rng, tokens.size)
     return FreeRun(seed, tokens, synth.decode_tokens(tokens, phones.phone_ids, noise=noise, ge=voice.ge))
 
 
