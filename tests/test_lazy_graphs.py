@@ -64,7 +64,7 @@ def test_chinese_on_a_bundle_without_bert_is_refused_not_spoken_with_zeros(fixtu
 
 def test_a_long_running_process_leaves_the_reference_graphs_to_onnxruntime(fixture_bundle, gpt_sovits_set):
     """OpenVINO keeps kernels for every new clip length for good; onnxruntime's memory stays flat
-    (benchmarks/reference_shape_memory.py), so a server runs the graphs that see every length there."""
+    (benchmarks/long_running_memory.py), so a server runs the graphs that see every length there."""
     from edgevoice.backends import OnnxRuntimeSession, OpenVINOSession
 
     default = edgevoice.load(fixture_bundle[0], threads=1)

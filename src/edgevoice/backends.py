@@ -53,7 +53,7 @@ class OpenVINOBackend:
     # OpenVINO: for a long-running process, the graphs that see every input length. OpenVINO keeps ~9.5 MiB of
     # kernels for each new length, for good (oneDNN's process-wide primitive cache; neither releasing the graph nor
     # CPU_RUNTIME_CACHE_CAPACITY gives it back: 60 reference clip lengths +506 MiB, full-size HuBERT INT8, Zen 4),
-    # while onnxruntime's memory stays flat (benchmarks/reference_shape_memory.py).
+    # while onnxruntime's memory stays flat (benchmarks/long_running_memory.py).
     onnxruntime_graphs: frozenset = frozenset()
     name: str = "openvino"
     file_format = "openvino"  # which of a graph's files this backend runs

@@ -58,6 +58,11 @@ class SpeakerStyle:
 
 
 class Synthesizer(FamilySynthesizer):
+    # Every graph runs at the text's own length. On OpenVINO a long-running process kept ~34 MiB for each new one
+    # (full size, 18 sentence lengths: +618 MiB, HiFi-GAN most of it); on onnxruntime +2 MiB, at about twice the
+    # time per second of audio (FP32 0.24 vs INT8 0.12, benchmarks/results/emotivoice_speed.md). A server takes flat.
+    any_length_graphs = tuple(GRAPH_INPUTS)
+
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
         check_bundle(bundle, FAMILY, GRAPH_INPUTS)
         manifest = bundle.manifest

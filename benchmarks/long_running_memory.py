@@ -1,0 +1,106 @@
+"""Resident memory of a process that meets one new input length after another, as a server does, where graphs run
+at each input's own length: GPT-SoVITS's HuBERT on reference clips (once per voice) and BERT on Chinese segments,
+EmotiVoice's every graph on each sentence.
+
+    python benchmarks/long_running_memory.py --bundle DIR [--lengths 40] [--threads 2]
+
+Each variant runs in its own process and prints VmRSS (MiB) every fifth length:
+
+* `openvino`: the default backend (`edgevoice.load(bundle)`);
+* `long-running`: `edgevoice.load(bundle, long_running=True)`, what `edgevoice serve` opens: the family's
+  `any_length_graphs` on onnxruntime.
+
+Zen 4, 2 threads (2026-12-06). GPT-SoVITS full-size v2 INT8, 60 clip lengths of 3–9 s: `openvino` 359 → 865 MiB
+(+9.5 MiB per length, still growing), `long-running` flat (442–476 MiB); HuBERT on a 5 s clip 0.20 s (OpenVINO
+INT8) vs 0.49 s (onnxruntime FP32). BERT (not moved: it runs per sentence, 0.04 vs 0.17 s on onnxruntime) grows
++7.6 MiB per new Chinese segment length on OpenVINO. EmotiVoice full size, 18 sentence lengths: +618 MiB on
+OpenVINO (HiFi-GAN +496 of it), +2 MiB long-running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+VARIANTS = ("openvino", "long-running")
+ENGLISH = "the quick brown fox jumps over the lazy dog and runs far away into the green forest by the river".split()
+CHINESE = "春天到了公园里的花都开了孩子们在草地上放风筝老人们坐在长椅上聊天湖面上还有几只白色的小船慢慢地划过"
+
+
+def _rss_mib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def _child(args) -> None:
+    import edgevoice
+
+    synth = edgevoice.load(args.bundle, threads=args.threads, long_running=args.variant == "long-running")
+    if synth.bundle.manifest.family == "emotivoice":
+        rows = {"sentences": _emotivoice_sentences(synth, args.lengths)}
+    else:
+        rows = {"clips": _gpt_sovits_clips(synth, args.lengths), "Chinese segments": _chinese(synth, args.lengths)}
+    print(json.dumps({"variant": args.variant, **rows}), flush=True)
+
+
+def _gpt_sovits_clips(synth, lengths: int) -> list[int]:
+    from e2e_speed import reference_clip
+
+    clip, rss = reference_clip(3.0 + 0.1 * lengths)[::2], []  # 16 kHz
+    for index in range(lengths):
+        synth.reference_codes(clip[: 48000 + 1600 * index])  # 3 s, then 0.1 s longer each time
+        if index % 5 == 4:
+            rss.append(_rss_mib())
+    return rss
+
+
+def _chinese(synth, lengths: int) -> list[int]:
+    rss = []
+    if "bert" in synth.bundle.manifest.graphs:
+        for index in range(min(lengths, len(CHINESE) - 4)):
+            synth.phonemize(CHINESE[: 4 + index] + "。", "zh")
+            if index % 5 == 4:
+                rss.append(_rss_mib())
+    return rss
+
+
+def _emotivoice_sentences(synth, lengths: int) -> list[int]:
+    voice = synth.voice_for(speaker=synth.speakers[0], prompt="Happy")
+    words, rss = (ENGLISH * (1 + lengths // len(ENGLISH)))[: lengths + 3], []
+    for index in range(lengths):
+        synth.synthesize(" ".join(words[: 3 + index]) + ".", voice)  # one word longer each time
+        if index % 5 == 4:
+            rss.append(_rss_mib())
+    return rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", required=True)
+    parser.add_argument("--lengths", type=int, default=40, help="how many distinct lengths each graph meets")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        return _child(args)
+    from edgevoice.cpu import detect
+
+    print(f"CPU: {detect().summary()}")
+    for variant in VARIANTS:
+        out = subprocess.run([sys.executable, __file__, "--variant", variant, "--bundle", args.bundle, "--lengths",
+                              str(args.lengths), "--threads", str(args.threads)], capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(f"{variant} failed: {out.stderr.strip().splitlines()[-1:]}")
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        for what, rss in row.items():
+            if what != "variant" and rss:
+                print(f"{variant:13s} {what}: {' → '.join(map(str, rss))} MiB")
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    main()
