@@ -335,7 +335,3 @@ def read_style_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
     if not any(k.startswith("bert.") for k in state):
         raise CheckpointError(f"{path}: not an EmotiVoice style encoder checkpoint (no bert.* weights)")
     return state
-
-
-def split_prefix(state: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}

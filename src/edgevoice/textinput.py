@@ -203,11 +203,6 @@ def spoken(char: str) -> bool:
     return category[0] in "LN" or (category == "So" and char != "°")
 
 
-def base_letter(char: str) -> str:
-    """The character without accents: the first character of its canonical decomposition (é → e, Å → A)."""
-    return unicodedata.normalize("NFD", char)[0]
-
-
 def unreadable(text: str, readable: Callable[[str], bool], reader: str) -> Unreadable:
     """The distinct spoken characters of `text` that `readable` says the front end cannot read."""
     distinct = [char for char in dict.fromkeys(text) if spoken(char)]  # in order of first appearance

@@ -37,7 +37,6 @@ N_MELS = 40
 PARTIAL_FRAMES = 160  # 1.6 s of mel frames per partial utterance
 PARTIAL_RATE = 1.3  # partials per second
 MIN_COVERAGE = 0.75
-EMBEDDING_SIZE = 256
 
 TRIM_TOP_DB = 20.0
 TRIM_FRAME = 2048

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import soundfile
@@ -157,20 +156,3 @@ def encode_whole(audio: np.ndarray, rate: int, fmt: Format, output_rate: int | N
     buffer = io.BytesIO()
     soundfile.write(buffer, np.asarray(audio, np.float32), target, fmt.subtype, format=fmt.soundfile_format)
     return buffer.getvalue(), target
-
-
-def encode_stream(chunks: Iterator[np.ndarray], rate: int, fmt: Format, output_rate: int | None = None
-                  ) -> Iterator[bytes]:
-    """The bytes of `fmt` as each chunk is encoded (formats that cannot stream come whole, at the end)."""
-    if not fmt.streams:
-        parts = list(chunks)
-        yield encode_whole(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate, fmt, output_rate)[0]
-        return
-    encoder = Encoder(fmt, rate, output_rate)
-    for chunk in chunks:
-        data = encoder.feed(chunk)
-        if data:
-            yield data
-    tail = encoder.close()
-    if tail:
-        yield tail

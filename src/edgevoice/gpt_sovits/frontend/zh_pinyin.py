@@ -16,7 +16,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 _TWO_LETTER_INITIALS = ("zh", "ch", "sh")
-_ONE_LETTER_INITIALS = set("bpmfdtnlgkhjqxrzcs")
 # Syllables pypinyin can produce that upstream's opencpop-strict table does not contain.
 _NOT_IN_UPSTREAM_TABLE = {"biang", "bong", "din", "fiao", "hm", "hng", "len", "m", "n", "ng", "nia", "wong", "ê"}
 
