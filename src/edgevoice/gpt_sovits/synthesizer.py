@@ -424,16 +424,16 @@ class Synthesizer(FamilySynthesizer):
         fixed lengths for `sovits_vocoder` → `[hop·F]`."""
         hop = self._model["sovits"]["hop_length"]
         pieces = []
-        size = EXACT_VOCODER_WINDOW_FRAMES + 2 * self._vocoder_context if self.vocoder_graph == EXACT_VOCODER \
+        longest = EXACT_VOCODER_WINDOW_FRAMES + 2 * self._vocoder_context if self.vocoder_graph == EXACT_VOCODER \
             else VOCODER_FRAME_BUCKETS[-1]
-        for window in vocoder_windows(z.shape[-1], context=self._vocoder_context, window=size):
+        for window in vocoder_windows(z.shape[-1], context=self._vocoder_context, window=longest):
             piece = z[:, :, window.start:window.stop]
             if self.vocoder_graph == EXACT_VOCODER:  # runs at any length: no padding, no masks
                 feeds = {"z": piece, "ge": ge}
             else:
                 real = window.stop - window.start
-                size = padded_length(real, VOCODER_FRAME_BUCKETS)
-                feeds = {"z": np.pad(piece, ((0, 0), (0, 0), (0, size - real))), "ge": ge,
+                padded = padded_length(real, VOCODER_FRAME_BUCKETS)
+                feeds = {"z": np.pad(piece, ((0, 0), (0, 0), (0, padded - real))), "ge": ge,
                          "valid_frames": np.array([real], np.int64)}
             audio = self._run(self.vocoder_graph, **feeds)["audio"].reshape(-1)
             pieces.append(audio[(window.keep_start - window.start) * hop:(window.keep_stop - window.start) * hop])
