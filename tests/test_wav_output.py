@@ -67,7 +67,7 @@ def test_say_to_standard_output(emotivoice_bundle):
                                        "--out", "-"])
     assert result.exit_code == 0, result.output
     data, rate = soundfile.read(io.BytesIO(result.stdout_bytes))
-    assert rate == 16000 and data.size > 0 and b"wrote -" in result.stderr_bytes
+    assert rate == 16000 and data.size > 0 and b"s of audio to standard output" in result.stderr_bytes
 
 
 def test_reference_with_nan_samples_is_refused(tmp_path):

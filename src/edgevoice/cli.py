@@ -285,8 +285,11 @@ def say(bundle, voice_path, speaker, prompt, text, text_file, strict, language, 
         fail("the model produced no audio for this text")
     audio = np.concatenate(chunks)
     path = guarded(lambda: write_wav(out, audio, synth.sample_rate))
-    # with --out - the wav itself is on standard output, so the summary goes to stderr
-    click.echo(f"wrote {path} ({audio.size / synth.sample_rate:.2f} s)", err=str(out) == "-")
+    seconds = audio.size / synth.sample_rate
+    if str(out) == "-":  # the wav itself is on standard output, so the summary goes to stderr
+        click.echo(f"wrote {seconds:.2f} s of audio to standard output", err=True)
+    else:
+        click.echo(f"wrote {path} ({seconds:.2f} s)")
 
 
 def _say_streaming(synth, text, voice, language, options, stream_format: str, chunk_tokens: int | None) -> None:
@@ -353,13 +356,14 @@ def info(bundle, as_json, no_verify):
     click.echo(f"{loaded.path}: {manifest.family} {manifest.upstream_version}, {manifest.sample_rate} Hz, "
                f"{len(manifest.graphs)} graphs, {size / 1e6:.1f} MB{' (verified)' if not no_verify else ''}")
     click.echo(f"model fingerprint {manifest.model_fingerprint[:16]}…")
-    click.echo(f"  {'graph':14s} {'prec.':5s} {'files':14s} accuracy (worst case)")
+    width = max(len("graph"), *map(len, manifest.graphs))  # the column fits the longest graph name
+    click.echo(f"  {'graph':{width}s} {'prec.':5s} {'files':14s} accuracy (worst case)")
     for name, graph in manifest.graphs.items():
         parity = graph.accuracy.get("fp32_vs_torch", {})
         figures = [f"FP32 vs torch ({backend}) rel {v['max_rel']:.1e}" for backend, v in parity.items()]
         figures += [f"{key.split('_')[0].upper()} vs FP32 {accuracy_summary(value)}"
                     for key, value in graph.accuracy.items() if key.endswith("_vs_fp32")]
-        click.echo(f"  {name:14s} {graph.precision:5s} {', '.join(sorted(graph.files)):14s} {'; '.join(figures)}")
+        click.echo(f"  {name:{width}s} {graph.precision:5s} {', '.join(sorted(graph.files)):14s} {'; '.join(figures)}")
     # what each graph runs in here with OpenVINO, and why (the quantiser's recorded choice or the load-time fallback)
     from .cpu import detect, precision_here
 
@@ -367,7 +371,7 @@ def info(bundle, as_json, no_verify):
     click.echo(f"on this CPU: {here.summary()}")
     for name in manifest.graphs:
         runs = precision_here(manifest, name, here)
-        click.echo(f"  {name:14s} {runs.summary():40s} {runs.why}")
+        click.echo(f"  {name:{width}s} {runs.summary():40s} {runs.why}")
 
 
 
