@@ -46,7 +46,9 @@ class TorchSession:
         self.output_names = [t.name for t in spec.outputs]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        inputs = [torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in self.input_names]
+        # an input the caller does not feed is left to the module's default (e.g. BERT's mask, for bundles from
+        # before it); inputs are positional, so only trailing ones may be missing
+        inputs = [torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in self.input_names if name in feeds]
         with torch.no_grad():
             outputs = self._spec.module(*inputs)
         outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)

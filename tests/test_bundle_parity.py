@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edgevoice import BundleError, Synthesizer  # noqa: E402
+from edgevoice import BundleError, EdgevoiceError, Synthesizer  # noqa: E402
 from edgevoice.bundle import Bundle  # noqa: E402
 from edgevoice.gpt_sovits.spectrogram import linear_spectrogram  # noqa: E402
 from edgevoice_export.gpt_sovits.exporter import GptSovitsFiles, export_gpt_sovits  # noqa: E402
@@ -121,6 +121,29 @@ def test_bert_features_match_upstream(fixture_bundle, gpt_sovits_set):
     features = synth.bert_features(str(text["target_norm_text"]), text["target_word2ph"])
     assert features.shape == text["target_bert"].shape
     assert np.abs(features - text["target_bert"]).max() < 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bert_is_padded_to_a_few_lengths_with_the_same_features(fixture_bundle, backend):
+    """BERT runs on ids padded to `BERT_TOKEN_BUCKETS` with their mask (so a long-running process meets a few
+    shapes, not one per segment length); the real tokens' states equal an unpadded run's."""
+    from edgevoice.gpt_sovits.chunking import BERT_TOKEN_BUCKETS
+
+    synth = Synthesizer.load(fixture_bundle[0], backend=backend, threads=1)
+    seen = []
+    session = synth._session("bert")
+    real_run = session.run
+    session.run = lambda feeds: seen.append(feeds["input_ids"].shape[1]) or real_run(feeds)
+    for text in ("我们一起去公园散步。", "春天到了，公园里的花都开了，孩子们在草地上放风筝，老人们坐在长椅上聊天。"):
+        phones, padded = synth.phonemize(text, "zh")
+        synth._bert_buckets = ()  # the same segments at their own lengths (all-ones masks)
+        _, exact = synth.phonemize(text, "zh")
+        synth._bert_buckets = BERT_TOKEN_BUCKETS
+        assert padded.shape == exact.shape and np.abs(padded - exact).max() < 1e-4 * max(1.0, np.abs(exact).max())
+    assert len(seen) == 4 and set(seen[::2]) <= set(BERT_TOKEN_BUCKETS)  # padded, then the exact runs
+    assert not set(seen[1::2]) & set(BERT_TOKEN_BUCKETS)
+    with pytest.raises(EdgevoiceError, match="longer than BERT reads"):
+        synth.phonemize("我们一起去公园散步" * 70, "zh")  # 630 characters without a break
 
 
 def test_corrupt_and_incomplete_bundles_are_refused(fixture_bundle, tmp_path):

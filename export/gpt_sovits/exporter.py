@@ -107,7 +107,8 @@ class ModelSet:
             "hubert": {"sample_rate": 16000},
         }
         if self.bert is not None:
-            facts["bert"] = {"vocab_file": "bert_vocab.txt"}
+            facts["bert"] = {"vocab_file": "bert_vocab.txt",
+                             "max_positions": self.bert.model.config.max_position_embeddings}
         if self.sv is not None:
             facts["sv"] = {"sample_rate": 16000, "fbank_bins": 80, "embedding_dim": self.sv.embedding_dim}
         return facts

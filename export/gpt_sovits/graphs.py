@@ -288,10 +288,16 @@ def sv_graph(sv_trunk) -> GraphSpec:
 
 
 def bert_graph(bert: BertPhoneFeatures, vocab_size: int) -> GraphSpec:
+    """BERT over ids padded to a few lengths, with their mask (`BertPhoneFeatures`); checked at three lengths, one
+    of them padded."""
     hidden = bert.model.config.hidden_size
+
+    def example(n: int, real: int) -> tuple:
+        return seeded_randint(vocab_size, 1, n, seed=n), (torch.arange(n) < real).long()[None]
+
     return GraphSpec(
         "bert", bert,
-        [TensorSpec("input_ids", "int64", [1, "tokens"])],
+        [TensorSpec("input_ids", "int64", [1, "tokens"]), TensorSpec("attention_mask", "int64", [1, "tokens"])],
         [TensorSpec("hidden", "float32", [1, "tokens", hidden])],
-        [(seeded_randint(vocab_size, 1, n, seed=n),) for n in (19, 33, 7)],
+        [example(19, 19), example(32, 21), example(7, 7)],
     )

@@ -95,6 +95,9 @@ class BertPhoneFeatures(nn.Module):
         _load_into(model, stripped, directory)
         return cls(model.eval())
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        mask = torch.ones_like(input_ids)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`attention_mask` (1 real, 0 padding): the runtime pads ids to a few lengths, so one compiled graph serves
+        every sentence with a bounded set of shapes; the real tokens' states are those of the unpadded ids (the
+        padding is masked out of every attention, positions count from the start). None: all real (upstream)."""
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         return self.model(input_ids=input_ids, attention_mask=mask, token_type_ids=torch.zeros_like(input_ids)).last_hidden_state

@@ -60,6 +60,11 @@ STREAM_FIRST_BUCKETS = (16, 32, 48) + SOVITS_TOKEN_BUCKETS
 # GPT writes the next chunk, several times faster than real time.
 STREAM_FIRST_CHUNK_TOKENS = STREAM_FIRST_BUCKETS[0] - STREAM_FIRST_CONTEXT_TOKENS
 MIN_PHONE_BUCKET = 32  # phones are padded to a power of two from here (they only feed the cheap text encoder)
+# BERT's ids ([CLS] + a Chinese segment + [SEP]) are padded to one of these lengths (bundles whose BERT takes an
+# attention mask): OpenVINO keeps ~7.6 MiB of kernels for good for every new length it meets, so a long-running
+# process would grow with each new segment length (benchmarks/long_running_memory.py). BERT's cost is mostly its
+# weights (read once per call, whatever the length), so padding a short segment costs little.
+BERT_TOKEN_BUCKETS = (32, 64, 128, 256, 512)
 # The longest fragment whose encoder reads it whole (20.5 s). Its attention grows with the square of the length:
 # full-size INT8, one fragment, peak RSS 1261 MiB at 700 tokens but 1930 MiB at 1300 (1199 through windows). Longer
 # fragments go through SoVITS in windows of this many tokens with `LONG_FRAGMENT_CONTEXT` tokens of context per side.

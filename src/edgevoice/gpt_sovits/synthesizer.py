@@ -38,7 +38,7 @@ from ..memory import cyclic_gc_paused
 from ..families import FamilySynthesizer, check_bundle
 from ..options import AudioChunk
 from .options import FAMILY, SynthesisOptions, stretched_frames
-from .chunking import (LONG_FRAGMENT_CONTEXT, LONG_FRAGMENT_TOKENS, SOVITS_TOKEN_BUCKETS, STREAM_CHUNK_GROWTH,
+from .chunking import (BERT_TOKEN_BUCKETS, LONG_FRAGMENT_CONTEXT, LONG_FRAGMENT_TOKENS, SOVITS_TOKEN_BUCKETS, STREAM_CHUNK_GROWTH,
                        STREAM_CHUNK_TOKENS, STREAM_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS, STREAM_FIRST_CHUNK_TOKENS,
                        STREAM_FIRST_CONTEXT_TOKENS, VOCODER_FRAME_BUCKETS, FrameNoise, Window, check_chunk_tokens,
                        next_window, padded_length, padded_phones, vocoder_windows, windows)
@@ -83,6 +83,7 @@ HUBERT_PAD_SAMPLES = 9600  # upstream appends int(32000 * 0.3) zeros to the *16 
 MAX_TEXT_CHARS = 5000
 MAX_TRANSCRIPT_CHARS = 1000  # a 10 s reference is read in about 200 characters
 MAX_AUX_CLIPS = 32  # extra timbre clips per voice (averaged: more add nothing but time)
+BERT_MAX_POSITIONS = 512  # chinese-roberta-wwm-ext-large's position table, for bundles that do not record theirs
 
 
 @dataclass
@@ -195,6 +196,9 @@ class Synthesizer(FamilySynthesizer):
         decode = manifest.graphs.get("gpt_decode")
         self._stateful_decode = decode is not None and runs_graph(self.backend, decode)
         self._bert_vocab: dict[str, int] | None = None
+        # the lengths BERT's ids are padded to; None: bundles from before its mask run it at each segment's length
+        bert = manifest.graphs.get("bert")
+        self._bert_buckets = BERT_TOKEN_BUCKETS if bert and "attention_mask" in {t.name for t in bert.inputs} else None
         # tokens kept when the GPT never ends a fragment, as upstream (from the GPT config's max_sec)
         self.token_limit = upstream_token_limit(self._model["gpt"].get("max_sec"))
         if not {"sovits_latent", "sovits_vocoder"} <= set(manifest.graphs):
@@ -328,10 +332,19 @@ class Synthesizer(FamilySynthesizer):
                               "it with --bert")
         if len(word2ph) != len(norm_text):
             raise TextError(f"internal: word2ph has {len(word2ph)} entries for {len(norm_text)} characters")
-        ids = [self._bert_token_id(ch) for ch in norm_text]
+        limit = self._model["bert"].get("max_positions", BERT_MAX_POSITIONS)
+        if len(norm_text) + 2 > limit:  # upstream's BERT fails there too (its position table ends)
+            raise TextError(f"a Chinese passage of {len(norm_text)} characters without a break is longer than BERT "
+                            f"reads ({limit - 2}); add punctuation")
         vocab = self._vocab()
-        input_ids = np.array([[vocab["[CLS]"], *ids, vocab["[SEP]"]]], dtype=np.int64)
-        hidden = self._run("bert", input_ids=input_ids)["hidden"][0, 1:-1]
+        ids = [vocab["[CLS]"], *(self._bert_token_id(ch) for ch in norm_text), vocab["[SEP]"]]
+        feeds = {"input_ids": np.array([ids], dtype=np.int64)}
+        if self._bert_buckets is not None:  # padded to one of a few lengths, the padding masked out
+            size = min(padded_length(len(ids), self._bert_buckets), limit)
+            feeds["input_ids"] = np.pad(feeds["input_ids"], ((0, 0), (0, size - len(ids))),
+                                        constant_values=vocab.get("[PAD]", 0))
+            feeds["attention_mask"] = (np.arange(size) < len(ids)).astype(np.int64)[None]
+        hidden = self._run("bert", **feeds)["hidden"][0, 1:len(ids) - 1]
         return np.repeat(hidden, np.asarray(word2ph, dtype=np.int64), axis=0).T.astype(np.float32)
 
     @serialized
