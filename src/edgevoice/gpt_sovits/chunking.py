@@ -62,9 +62,10 @@ STREAM_FIRST_CHUNK_TOKENS = STREAM_FIRST_BUCKETS[0] - STREAM_FIRST_CONTEXT_TOKEN
 MIN_PHONE_BUCKET = 32  # phones are padded to a power of two from here (they only feed the cheap text encoder)
 # BERT's ids ([CLS] + a Chinese segment + [SEP]) are padded to one of these lengths (bundles whose BERT takes an
 # attention mask): OpenVINO keeps ~7.6 MiB of kernels for good for every new length it meets, so a long-running
-# process would grow with each new segment length (benchmarks/long_running_memory.py). BERT's cost is mostly its
-# weights (read once per call, whatever the length), so padding a short segment costs little.
-BERT_TOKEN_BUCKETS = (32, 64, 128, 256, 512)
+# process would grow with each new segment length (benchmarks/long_running_memory.py); these eleven bound it at
+# ~85 MiB. Steps of at most half a bucket, because BERT's time grows with the padded length (full-size FP32, Zen 4:
+# 12 ids 0.054 s, padded to 32 0.105 s; 38 ids 0.128 s, padded to 64 0.196 s).
+BERT_TOKEN_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 # The longest fragment whose encoder reads it whole (20.5 s). Its attention grows with the square of the length:
 # full-size INT8, one fragment, peak RSS 1261 MiB at 700 tokens but 1930 MiB at 1300 (1199 through windows). Longer
 # fragments go through SoVITS in windows of this many tokens with `LONG_FRAGMENT_CONTEXT` tokens of context per side.
