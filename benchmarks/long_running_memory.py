@@ -1,6 +1,6 @@
 """Resident memory of a process that meets one new input length after another, as a server does, where graphs run
 at each input's own length: GPT-SoVITS's HuBERT on reference clips (once per voice) and BERT on Chinese segments,
-EmotiVoice's every graph on each sentence.
+EmotiVoice's every graph on each sentence, MetaVoice's stage 2 and EnCodec decoder.
 
     python benchmarks/long_running_memory.py --bundle DIR [--lengths 40] [--threads 2]
 
@@ -14,7 +14,8 @@ Zen 4, 2 threads (2026-12-06). GPT-SoVITS full-size v2 INT8, 60 clip lengths of 
 (+9.5 MiB per length, still growing), `long-running` flat (442–476 MiB); HuBERT on a 5 s clip 0.20 s (OpenVINO
 INT8) vs 0.49 s (onnxruntime FP32). BERT (not moved: it runs per sentence, 0.04 vs 0.17 s on onnxruntime) grows
 +7.6 MiB per new Chinese segment length on OpenVINO. EmotiVoice full size, 18 sentence lengths: +618 MiB on
-OpenVINO (HiFi-GAN +496 of it), +2 MiB long-running.
+OpenVINO (HiFi-GAN +496 of it), +2 MiB long-running. MetaVoice full-size INT8, 14 sentence lengths: +58 MiB on
+OpenVINO (EnCodec's decoder most of it), +16 MiB long-running (stage 1, which sets the pace, stays on OpenVINO).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def _child(args) -> None:
     synth = edgevoice.load(args.bundle, threads=args.threads, long_running=args.variant == "long-running")
     if synth.bundle.manifest.family == "emotivoice":
         rows = {"sentences": _emotivoice_sentences(synth, args.lengths)}
+    elif synth.bundle.manifest.family == "metavoice":
+        rows = {"sentences": _metavoice_sentences(synth, args.lengths)}
     else:
         rows = {"clips": _gpt_sovits_clips(synth, args.lengths), "Chinese segments": _chinese(synth, args.lengths)}
     print(json.dumps({"variant": args.variant, **rows}), flush=True)
@@ -66,6 +69,19 @@ def _chinese(synth, lengths: int) -> list[int]:
             synth.phonemize(CHINESE[: 4 + index] + "。", "zh")
             if index % 5 == 4:
                 rss.append(_rss_mib())
+    return rss
+
+
+def _metavoice_sentences(synth, lengths: int) -> list[int]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    embedding = synth.speaker_embedding(0.1 * rng.standard_normal(24000 * 31).astype(np.float32), 24000)
+    words, rss = (ENGLISH * (1 + lengths // len(ENGLISH)))[: lengths + 2], []
+    for index in range(lengths):  # greedy, stage 1 capped: the lengths, not the speech, are what is measured
+        synth.synthesize(" ".join(words[: 2 + index]) + ".", embedding, greedy=True, max_new_tokens=30 + 7 * index)
+        if index % 5 == 4:
+            rss.append(_rss_mib())
     return rss
 
 

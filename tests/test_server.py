@@ -164,6 +164,10 @@ def test_a_third_family_needs_nothing_of_its_own(metavoice_bundle, metavoice_set
         # OpenAI's speed at its neutral 1.0 asks nothing of a model without a rate option; another speed is refused
         assert speak(client, model="mv", input="Hi.", voice="long-ref", max_new_tokens=8, speed=1.0).status_code == 200
         assert speak(client, model="mv", input="Hi.", voice="long-ref", max_new_tokens=8, speed=1.5).status_code == 400
+    from edgevoice.server.models import load_models
+
+    served = load_models(config)["mv"].synthesizers[0]  # graphs that run at each text's length: onnxruntime
+    assert served.backend.onnxruntime_graphs == {"speaker_encoder", "stage2", "encodec_decode"}
 
 
 def test_served_models_are_long_running_synthesizers(config):

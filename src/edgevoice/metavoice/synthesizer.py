@@ -51,6 +51,11 @@ _CLAUSE_END = re.compile(r"(?<=[,])\s+")
 
 
 class Synthesizer(FamilySynthesizer):
+    # Graphs run at each text's (or clip's) own length. On OpenVINO a long-running process kept ~4 MiB for each new
+    # one (full-size INT8, 14 sentence lengths +58 MiB, the EnCodec decoder most of it), with these on onnxruntime
+    # ~1.2 MiB (the stateful stage 1, which sets the pace, stays on OpenVINO); a 150-token sentence 8.4 vs 8.2 s.
+    any_length_graphs = ("speaker_encoder", "stage2", "encodec_decode")
+
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
         check_bundle(bundle, FAMILY, GRAPH_INPUTS)
         check_bundle(bundle, FAMILY, STAGE1_INPUTS, optional=True)
