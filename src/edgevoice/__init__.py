@@ -12,7 +12,7 @@ from .options import AudioChunk
 
 __all__ = ["load", "Synthesizer", "SynthesisOptions", "AudioChunk", "Voice", "BatchRequest", "EdgevoiceError",
            "BundleError", "AudioError", "OptionsError", "TextError", "VoiceError"]
-_GPT_SOVITS_NAMES = {"Synthesizer", "SynthesisOptions", "Voice", "BatchRequest"}  # the first family's, kept at the top for its users
+_GPT_SOVITS_NAMES = {"Synthesizer", "SynthesisOptions", "Voice", "BatchRequest"}  # the first family's, kept here
 
 
 def __getattr__(name: str):

@@ -205,7 +205,7 @@ def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:
 def _special_file(target: Path, path: Path) -> bool:
     """Whether `target` exists and is neither a regular file nor a folder (a device, a FIFO)."""
     try:
-        if target.exists() and target.is_dir():
+        if target.is_dir():
             raise AudioError(f"{path}: is a folder; give a file name for the wav")
         return target.exists() and not target.is_file()
     except OSError as exc:

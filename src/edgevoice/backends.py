@@ -361,8 +361,8 @@ def engine_message(exc: BaseException) -> str:
     return message if len(message) <= 300 else message[:297] + "..."
 
 
-BACKEND_NAMES = ("openvino", "onnxruntime", "onnxruntime-cuda")
-MAX_THREADS = 1024  # past what any CPU has; a larger number only reaches the engines as an overflow  # what `make_backend`, the CLI and the server take
+BACKEND_NAMES = ("openvino", "onnxruntime", "onnxruntime-cuda")  # what `make_backend`, the CLI and the server take
+MAX_THREADS = 1024  # past what any CPU has; a larger number only reaches the engines as an overflow
 
 
 def make_backend(backend, threads: int | None = None, cache_dir: str | os.PathLike | bool | None = None,

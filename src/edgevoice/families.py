@@ -67,10 +67,7 @@ def load(path: str | Path, backend="openvino", threads: int | None = None, verif
     with OpenVINO, the graphs that run at every input's own length (`Synthesizer.any_length_graphs`) go to
     onnxruntime, so memory does not grow with each new length (`OpenVINOBackend.onnxruntime_graphs`)."""
     bundle = _open_bundle(path, verify)
-    synthesizer = family_module(bundle.manifest.family).Synthesizer
-    flat = synthesizer.any_length_graphs if long_running else ()
-    backend = make_backend(backend, threads, cache_dir, flat)  # a named backend; an instance passes through
-    return synthesizer(bundle, backend=backend, threads=threads)
+    return family_module(bundle.manifest.family).Synthesizer.open(bundle, backend, threads, cache_dir, long_running)
 
 
 class FamilySynthesizer:
@@ -83,5 +80,10 @@ class FamilySynthesizer:
     @classmethod
     def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True,
              cache_dir: str | PathLike | bool | None = True, long_running: bool = False):
+        return cls.open(_open_bundle(path, verify), backend, threads, cache_dir, long_running)
+
+    @classmethod
+    def open(cls, bundle: Bundle, backend, threads: int | None, cache_dir, long_running: bool):
+        """`load` on an opened bundle: a named backend is made here (an instance passes through unchanged)."""
         backend = make_backend(backend, threads, cache_dir, cls.any_length_graphs if long_running else ())
-        return cls(_open_bundle(path, verify), backend=backend, threads=threads)
+        return cls(bundle, backend=backend, threads=threads)

@@ -38,8 +38,8 @@ from ..memory import cyclic_gc_paused
 from ..families import FamilySynthesizer, check_bundle
 from ..options import AudioChunk
 from .options import FAMILY, SynthesisOptions, stretched_frames
-from .chunking import (BERT_TOKEN_BUCKETS, LONG_FRAGMENT_CONTEXT, LONG_FRAGMENT_TOKENS, SOVITS_TOKEN_BUCKETS, STREAM_CHUNK_GROWTH,
-                       STREAM_CHUNK_TOKENS, STREAM_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS, STREAM_FIRST_CHUNK_TOKENS,
+from .chunking import (BERT_TOKEN_BUCKETS, LONG_FRAGMENT_CONTEXT, LONG_FRAGMENT_TOKENS, SOVITS_TOKEN_BUCKETS,
+                       STREAM_CHUNK_GROWTH, STREAM_CHUNK_TOKENS, STREAM_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS, STREAM_FIRST_CHUNK_TOKENS,
                        STREAM_FIRST_CONTEXT_TOKENS, VOCODER_FRAME_BUCKETS, FrameNoise, Window, check_chunk_tokens,
                        next_window, padded_length, padded_phones, vocoder_windows, windows)
 from .options import MAX_BATCH
