@@ -74,7 +74,7 @@ def fp32_bundle(args) -> Path:
 
 def calibration(args, bundle: Path):
     from edgevoice.bundle import Bundle
-    from edgevoice_export.emotivoice.quantize import collect_emotivoice_calibration
+    from edgevoice_calibration.emotivoice import collect_emotivoice_calibration
 
     source = Bundle.load(bundle)
     cache = args.work / f"calibration-{source.bundle_hash[:12]}-{args.sentences}.pkl"

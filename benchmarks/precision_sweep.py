@@ -74,7 +74,7 @@ def record_inputs(fp32, audio_dir: Path, tokens: list[int], threads: int) -> lis
     from edgevoice.gpt_sovits.synthesizer import Synthesizer
     from edgevoice_calibration.collect import Recorder, RecordingBackend
 
-    recorder = Recorder(step_stride=1, max_items=64)
+    recorder = Recorder(max_items=64)
     synth = Synthesizer(fp32, backend=RecordingBackend(OpenVINOBackend(threads=threads, precision="f32"), recorder))
     voices = {lang: synth.create_voice(audio_dir / f"ref_{lang}.wav",
                                        (audio_dir / f"ref_{lang}.txt").read_text().strip(), lang)

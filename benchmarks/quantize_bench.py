@@ -30,9 +30,10 @@ ITEMS_PER_GRAPH = 6
 
 
 def _make_variant(bundle: Path, precision: str, work: Path, clip, sentences: int, threads: int) -> Path:
-    from edgevoice_calibration.collect import CalibrationInputs
+    from edgevoice_calibration.gpt_sovits import CalibrationInputs
     from edgevoice_export.gpt_sovits.quantize import calibrate_and_quantize
-    from edgevoice_export.quantize import QuantizeOptions, sample_sentences
+    from edgevoice_calibration import sample_sentences
+    from edgevoice_export.quantize import QuantizeOptions
 
     out = work / f"bundle-{precision}"
     inputs = CalibrationInputs(references=(clip,), sentences=tuple(sample_sentences(sentences)))
@@ -64,7 +65,7 @@ def main() -> None:
     from edgevoice.bundle import Bundle
     from edgevoice.gpt_sovits.sampler import SamplingOptions
     from edgevoice.gpt_sovits.synthesizer import Synthesizer
-    from edgevoice_calibration.collect import CalibrationInputs, CollectOptions, ReferenceClip, collect_calibration
+    from edgevoice_calibration.gpt_sovits import CalibrationInputs, CollectOptions, ReferenceClip, collect_calibration
 
     work = Path(tempfile.mkdtemp(prefix="quantize-bench-"))
     wav = write_wav(work / "reference.wav", reference_clip(), 32000)

@@ -1,4 +1,6 @@
-"""Calibration text corpus for INT8 post-training quantisation.
+"""Calibration for INT8 post-training quantisation: the text corpus, how sentences are picked from it and how
+recorded items are split into calibration and held-out sets (this module); the family-neutral recorder
+(`collect.py`); and what each family synthesises to feed it (`gpt_sovits.py`, `emotivoice.py`).
 
 NNCF's post-training quantisation needs *representative* inputs for every
 exported graph (BERT feature extractor, GPT text-to-semantic decoder, SoVITS
@@ -23,10 +25,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["LANGUAGES", "CORPUS_DIR", "load_corpus"]
+import numpy as np
+
+__all__ = ["LANGUAGES", "CORPUS_DIR", "HOLD_OUT_EVERY", "load_corpus", "sample_sentences", "split_items"]
 
 LANGUAGES: tuple[str, ...] = ("en", "zh", "ja")
 CORPUS_DIR: Path = Path(__file__).resolve().parent / "corpus"
+HOLD_OUT_EVERY = 5  # every 5th recorded item is held out of calibration and used only for the accuracy gate
 
 
 def _read_language(language: str) -> list[str]:
@@ -58,3 +63,20 @@ def load_corpus(languages=LANGUAGES) -> list[tuple[str, str]]:
     for language in languages:
         pairs.extend((language, s) for s in _read_language(language))
     return pairs
+
+
+def sample_sentences(count: int | None, sentences: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    """`count` sentences spread evenly over `sentences` (default: the calibration corpus, all languages)."""
+    sentences = list(sentences) if sentences is not None else load_corpus()
+    if count is None or count >= len(sentences):
+        return sentences
+    picks = np.linspace(0, len(sentences) - 1, max(1, count)).round().astype(int)
+    return [sentences[i] for i in dict.fromkeys(picks)]
+
+
+def split_items(items: list) -> tuple[list, list]:
+    """(calibration, held-out). With fewer than HOLD_OUT_EVERY items both are all items (in-sample check)."""
+    if len(items) < HOLD_OUT_EVERY:
+        return items, items
+    held = [item for i, item in enumerate(items) if i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1]
+    return [item for i, item in enumerate(items) if i % HOLD_OUT_EVERY != HOLD_OUT_EVERY - 1], held

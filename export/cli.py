@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from edgevoice.cli import fail, guarded
-from edgevoice_calibration.collect import DEFAULT_MAX_TOKENS
+from edgevoice_calibration.gpt_sovits import DEFAULT_MAX_TOKENS
 
 from .quantize import ENGINE_CHOICES, VOCODER_TAIL_CHOICES
 
@@ -92,10 +92,11 @@ def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, sv_path, out,
     options = ExportOptions(Path(out), tuple(formats), overwrite, threads)
     _print_export(guarded(lambda: run_export(files, options)))
     if int8:
-        from edgevoice_calibration.collect import CalibrationInputs, ReferenceClip
+        from edgevoice_calibration import sample_sentences
+        from edgevoice_calibration.gpt_sovits import CalibrationInputs, ReferenceClip
 
         from .gpt_sovits.quantize import calibrate_and_quantize
-        from .quantize import QuantizeOptions, sample_sentences
+        from .quantize import QuantizeOptions
 
         clip = ReferenceClip(Path(reference), reference_text, reference_language)
         inputs = CalibrationInputs(references=(clip,), sentences=tuple(sample_sentences(sentences)))
@@ -287,10 +288,11 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
     from edgevoice.bundle import Bundle
     from edgevoice.errors import VoiceError
     from edgevoice.gpt_sovits.voice import Voice
-    from edgevoice_calibration.collect import CalibrationInputs, ReferenceClip
+    from edgevoice_calibration import sample_sentences
+    from edgevoice_calibration.gpt_sovits import CalibrationInputs, ReferenceClip
 
     from .gpt_sovits.quantize import calibrate_and_quantize
-    from .quantize import QuantizeOptions, sample_sentences
+    from .quantize import QuantizeOptions
 
     options = QuantizeOptions(precision, subset_size, max_tokens, accuracy_drop, _methods(methods), overwrite,
                               threads, compute=compute, decode_engine=decode_engine,

@@ -1,5 +1,5 @@
 """The shared INT8 (NNCF) / BF16 machinery: per-graph policies as data (`GraphPolicy`), NNCF calls and node
-selection, the hold-out split, CPU feature checks, options and the report. Each family keeps its policy table,
+selection, CPU feature checks, options and the report. Each family keeps its policy table,
 calibration and variant writer in `<family>/quantize.py`.
 
 NNCF works on the OpenVINO IR (measured, research/tooling.md §4: the ONNX route quantises the attention MatMuls
@@ -24,13 +24,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from edgevoice.bundle import accuracy_summary
 from edgevoice.cpu import INT8_DOT_FLAGS, cpu_flags  # the one /proc/cpuinfo reader, shared with the runtime
 from edgevoice.errors import BundleError
-
-HOLD_OUT_EVERY = 5  # every 5th recorded item is held out of calibration and used only for the accuracy gate
 
 
 @dataclass(frozen=True)
@@ -101,14 +97,6 @@ class QuantizationReport:
                          f"{e2e['audio']['snr_db']['worst']:.1f} dB, log-mel L1 worst "
                          f"{e2e['audio']['log_mel_l1']['worst']:.4f}")
         return lines
-
-
-def split_items(items: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(calibration, held-out). With fewer than HOLD_OUT_EVERY items both are all items (in-sample check)."""
-    if len(items) < HOLD_OUT_EVERY:
-        return items, items
-    held = [item for i, item in enumerate(items) if i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1]
-    return [item for i, item in enumerate(items) if i % HOLD_OUT_EVERY != HOLD_OUT_EVERY - 1], held
 
 
 # ------------------------------------------------------------------------------------------------ node selection
@@ -246,17 +234,6 @@ class QuantizeOptions:
 
 ENGINE_CHOICES = ("auto", "openvino", "onnxruntime")
 VOCODER_TAIL_CHOICES = ("auto", "whole", "split")
-
-
-def sample_sentences(count: int | None, sentences: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
-    """`count` sentences spread evenly over `sentences` (default: the calibration corpus, all languages)."""
-    from edgevoice_calibration import load_corpus
-
-    sentences = list(sentences) if sentences is not None else load_corpus()
-    if count is None or count >= len(sentences):
-        return sentences
-    picks = np.linspace(0, len(sentences) - 1, max(1, count)).round().astype(int)
-    return [sentences[i] for i in dict.fromkeys(picks)]
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def test_v1_model_with_odd_sizes_exports_and_speaks_with_the_v1_front_end(tmp_pa
     assert not list((tmp_path / "bundle").glob("*.onnx")) and "gpt_step" not in manifest.graphs
     with pytest.raises(BundleError, match="exported with --format openvino only"):
         Synthesizer.load(tmp_path / "bundle", backend="onnxruntime").reference_embedding(np.ones((1025, 20)))
-    from edgevoice_calibration.collect import CalibrationInputs
+    from edgevoice_calibration.gpt_sovits import CalibrationInputs
     from edgevoice_export.gpt_sovits.quantize import calibrate_and_quantize
     from edgevoice_export.quantize import QuantizeOptions
 

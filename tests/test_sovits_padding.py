@@ -79,7 +79,7 @@ def test_the_vocoder_in_windows_equals_the_whole_vocoder(synth):
 
 
 def test_a_long_text_runs_sovits_at_few_shapes(fixture_bundle, gpt_sovits_set):
-    recorder = Recorder(step_stride=1, max_items=10_000)
+    recorder = Recorder(max_items=10_000)
     synth = edgevoice.load(fixture_bundle[0], backend=RecordingBackend(OpenVINOBackend(threads=2), recorder))
     audio = gpt_sovits_set / "audio"
     voice = synth.create_voice(audio / "ref_en.wav", (audio / "ref_en.txt").read_text().strip(), "en")
@@ -105,7 +105,7 @@ def test_a_long_text_runs_sovits_at_few_shapes(fixture_bundle, gpt_sovits_set):
 def test_a_stream_pads_its_first_window_less(fixture_bundle, gpt_sovits_set):
     """The first window decides when the first audio leaves: its 10 tokens + 6 of right context run as 16, not 64;
     later ones fill the usual buckets, and the joined audio is still the whole decode's."""
-    recorder = Recorder(step_stride=1, max_items=10_000)
+    recorder = Recorder(max_items=10_000)
     synth = edgevoice.load(fixture_bundle[0], backend=RecordingBackend(OpenVINOBackend(threads=2), recorder))
     audio = gpt_sovits_set / "audio"
     voice = synth.create_voice(audio / "ref_en.wav", (audio / "ref_en.txt").read_text().strip(), "en")

@@ -1,20 +1,19 @@
 """INT8 (NNCF) and BF16 variants of an FP32 EmotiVoice bundle, through the machinery GPT-SoVITS uses
-(`edgevoice_export.quantize`: `GraphPolicy`, `quantize_graph`, `split_items`; `edgevoice_calibration.collect`:
-`RecordingBackend`; `edgevoice_export.quant_accuracy`: `graph_errors` and friends).
+(`edgevoice_export.quantize`: `GraphPolicy`, `quantize_graph`; `edgevoice_export.quant_accuracy`: `graph_errors`
+and friends).
 
-1. Calibration: the FP32 bundle speaks a spread of the English and Chinese calibration corpus, each sentence with
-   another built-in speaker (rows spread over the speaker table) and another style prompt, behind a
-   `RecordingBackend`, so that `style_bert` (prompts and spoken text), `am_front`, `am_back` and `hifigan` are all
-   recorded with the inputs the runtime really feeds them. The sentences are split with `split_items` (every 5th
-   held out): graph inputs recorded on held-out sentences are used only by the accuracy gate.
+1. Calibration (`edgevoice_calibration.emotivoice`): the FP32 bundle speaks a spread of the English and Chinese
+   calibration corpus with its built-in speakers and style prompts, every graph's inputs recorded; inputs recorded
+   on held-out sentences are used only by the accuracy gate.
 2. A per-graph policy (`POLICY`, adjusted to the CPU by `default_policies`), each entry with the measurement it
    rests on. A BF16 graph is the FP32 IR compiled with `INFERENCE_PRECISION_HINT=bf16` (the manifest's
    `runtime_options`; a user-given backend precision still overrides it, see `OpenVINOBackend.config_for`).
 3. Accuracy gate: every changed graph runs the held-out inputs next to FP32, compiled exactly as the runtime
    compiles it; a graph outside its `GATE` falls back (`FALLBACK`: static → weights → bf16 (only where the CPU
-   has native bf16) → float for the transformer graphs, anything → float for the vocoder) and the report says so. End to end, a few held-out sentences go
-   through both bundles with FP32's durations forced (a flipped duration would otherwise shift every later frame,
-   and waveforms could not be compared sample by sample); the durations each bundle predicts are compared too.
+   has native bf16) → float for the transformer graphs, anything → float for the vocoder) and the report says
+   so. End to end, a few held-out sentences go through both bundles with FP32's durations forced (a flipped
+   duration would otherwise shift every later frame, and waveforms could not be compared sample by sample); the
+   durations each bundle predicts are compared too.
 4. The variant is written atomically; ONNX files stay FP32 (onnxruntime runs them unchanged, as for GPT-SoVITS).
 
 Random weights are not trained ones (no activation outliers; here the random 12-layer BERT amplifies every rounding
@@ -38,24 +37,16 @@ from tqdm import tqdm
 from edgevoice import cpu
 from edgevoice.backends import OpenVINOBackend
 from edgevoice.bundle import Bundle, Manifest, accuracy_summary, atomic_folder, write_manifest
-from edgevoice.emotivoice.numerals import tn_chinese
 from edgevoice.emotivoice.synthesizer import Synthesizer
-from edgevoice.errors import BundleError, EdgevoiceError, TextError
-from edgevoice_calibration import load_corpus
-from edgevoice_calibration.collect import Recorder, RecordingBackend
+from edgevoice.errors import BundleError, EdgevoiceError
+from edgevoice_calibration.emotivoice import EmotiVoiceCalibration, Sentence, collect_emotivoice_calibration
 
 from ..graph_export import save_ir
 from ..quant_accuracy import graph_errors, log_mel_l1_at, relative_l2, snr_db
-from ..quantize import (GraphPolicy, QuantizeOptions, Threshold, cpu_has_int8_dot, quantize_graph,
-                        sample_sentences, split_items)
+from ..quantize import GraphPolicy, QuantizeOptions, Threshold, cpu_has_int8_dot, quantize_graph
 
 GRAPHS = ("style_bert", "am_front", "am_back", "hifigan")
 METHODS = ("weights", "static", "float", "bf16")
-LANGUAGES = ("en", "zh")  # what EmotiVoice's front end reads
-PROMPTS = ("Happy", "Sad", "Angry", "开心", "生气", "平静", "")  # 7: coprime with SPEAKER_ROWS, 56 pairings
-SPEAKER_ROWS = 8  # speakers used for calibration, spread evenly over the speaker table
-DEFAULT_SENTENCES = 40  # 32 calibration + 8 held out; ~1 min of synthesis at full size on 2 threads
-MAX_ITEMS = 256  # recorded inputs kept per graph
 END_TO_END_SENTENCES = 6  # held-out sentences spoken end to end by both bundles
 
 _SDPA = ("ScaledDotProductAttention",)
@@ -218,94 +209,6 @@ def _check_source(bundle: Bundle) -> None:
                           "only): quantisation works on the IR, export with --format openvino")
 
 
-# ------------------------------------------------------------------------------------------------ calibration
-
-
-@dataclass(frozen=True)
-class Sentence:
-    language: str
-    text: str
-    speaker: str  # a name from the speaker table
-    prompt: str
-
-
-@dataclass
-class EmotiVoiceCalibration:
-    """Recorded graph inputs: `calibration` from the calibration sentences, `held_out` from the others."""
-
-    calibration: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
-    held_out: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
-    sentences: list[Sentence] = field(default_factory=list)
-    held_out_sentences: list[Sentence] = field(default_factory=list)
-    seconds: float = 0.0
-    audio_seconds: float = 0.0
-
-    def counts(self) -> dict:
-        return {"calibration": {n: len(v) for n, v in self.calibration.items()},
-                "held_out": {n: len(v) for n, v in self.held_out.items()}}
-
-
-def calibration_sentences(bundle: Bundle, sentences: int | Sequence[tuple[str, str]] | None = None
-                          ) -> list[Sentence]:
-    """`sentences` (a count spread over the English and Chinese calibration corpus, or (language, text) pairs),
-    each with the next speaker of `SPEAKER_ROWS` rows spread over the table and the next style prompt."""
-    if sentences is None or isinstance(sentences, int):
-        count = DEFAULT_SENTENCES if sentences is None else sentences
-        if count < 1:
-            raise EdgevoiceError(f"calibration needs at least one sentence, not {count}")
-        pairs = sample_sentences(count, [(lang, text) for lang, text in load_corpus(LANGUAGES) if _readable(text)])
-    else:
-        pairs = [(str(lang), str(text)) for lang, text in sentences]
-        if not pairs:
-            raise EdgevoiceError("calibration needs at least one sentence")
-    speakers = bundle.file(bundle.manifest.model["speakers_file"]).read_text(encoding="utf-8").splitlines()
-    rows = np.unique(np.linspace(0, len(speakers) - 1, min(SPEAKER_ROWS, len(speakers))).round().astype(int))
-    return [Sentence(lang, text, speakers[rows[i % len(rows)]], PROMPTS[i % len(PROMPTS)])
-            for i, (lang, text) in enumerate(pairs)]
-
-
-def _readable(text: str) -> bool:
-    """Whether EmotiVoice's number reader takes `text` (upstream's refuses e.g. a version "2.4.1", and so does ours:
-    such corpus sentences, written for GPT-SoVITS, are left out of EmotiVoice's calibration)."""
-    try:
-        tn_chinese(text)
-    except TextError:
-        return False
-    return True
-
-
-def collect_emotivoice_calibration(bundle: str | Path | Bundle,
-                                   sentences: int | Sequence[tuple[str, str]] | None = None, threads: int = 1,
-                                   progress: bool = True) -> EmotiVoiceCalibration:
-    """Synthesise the calibration sentences on the FP32 bundle and record every graph's inputs; the sentences
-    `split_items` holds out are recorded separately (their prompts embedded afresh), for the accuracy gate."""
-    bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
-    _check_source(bundle)
-    start = time.perf_counter()
-    plan = calibration_sentences(bundle, sentences)
-    calib, held = split_items(plan)
-    recorder = Recorder(step_stride=1, max_items=MAX_ITEMS)
-    synth = Synthesizer(bundle, backend=RecordingBackend(OpenVINOBackend(threads=threads, precision="f32"), recorder))
-    result = EmotiVoiceCalibration(sentences=calib, held_out_sentences=held)
-    bar = tqdm(total=len(calib) + (len(held) if held is not calib else 0), desc="calibrating", unit="sentence",
-               disable=not progress)
-    passes = [(calib, result.calibration)] + ([(held, result.held_out)] if held is not calib else [])
-    for group, target in passes:
-        recorder.items = {}
-        synth._styles.clear()  # a fresh pass embeds its prompts itself, so they are recorded in that pass
-        for sentence in group:
-            voice = synth.voice_for(speaker=sentence.speaker, prompt=sentence.prompt)
-            audio = synth.synthesize(sentence.text, voice)
-            result.audio_seconds += audio.size / synth.sample_rate
-            bar.update()
-        target.update(recorder.items)
-    bar.close()
-    if held is calib:  # fewer sentences than one hold-out period: the check is in-sample
-        result.held_out = result.calibration
-    result.seconds = time.perf_counter() - start
-    return result
-
-
 # ------------------------------------------------------------------------------------------------ accuracy
 
 
@@ -441,8 +344,9 @@ def quantize_emotivoice(source_bundle: str | Path | Bundle, out: str | Path,
     `options.methods` overrides graphs ({"am_front": "weights"}; methods: weights, static, float, bf16);
     `subset_size`, `threads`, `overwrite`, `progress` as for GPT-SoVITS; `max_tokens` does not apply (no
     autoregressive model) and `max_drop` (GPT-SoVITS vocoder accuracy control) is refused. `sentences`: how many
-    calibration sentences (default `DEFAULT_SENTENCES`) or (language, text) pairs; `calibration`: inputs already
-    recorded with `collect_emotivoice_calibration` on this bundle (then `sentences` is not used)."""
+    calibration sentences (default `edgevoice_calibration.emotivoice.DEFAULT_SENTENCES`) or (language, text)
+    pairs; `calibration`: inputs already recorded with `collect_emotivoice_calibration` on this bundle (then
+    `sentences` is not used)."""
     import nncf
     import openvino as ov
 

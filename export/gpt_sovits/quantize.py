@@ -35,14 +35,15 @@ from edgevoice.bundle import Bundle, GraphEntry, Manifest, atomic_folder, write_
 from edgevoice.cpu import CpuInfo, detect
 from edgevoice.errors import BundleError
 from edgevoice.gpt_sovits.synthesizer import HostKVCache, StatefulCache, Synthesizer
-from edgevoice_calibration.collect import CalibrationInputs, CalibrationSet
+from edgevoice_calibration import split_items
+from edgevoice_calibration.gpt_sovits import CalibrationInputs, CalibrationSet
 
 from ..fused_attention import FusionError, check_fused_step, fuse_step_file, in_place_specs
 from ..graph_export import save_ir
 from ..quant_accuracy import AUDIBLE_LOG_MEL_L1, decode_errors, end_to_end, graph_errors, prefill_utterance
 from ..quantize import (ENGINE_CHOICES, BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions,
                         Threshold, cpu_flags, cpu_has_int8_dot, onnx_module_paths, quantize_graph,
-                        quantize_matmuls_nbits, remove_graph_file, run_all, split_items)
+                        quantize_matmuls_nbits, remove_graph_file, run_all)
 from .compute import ComputeChoice, choose_compute, compute_policies
 from .stand_ins import STAND_INS, choose_stand_in
 from .vocoder_engine import choose_vocoder_engine
@@ -694,7 +695,7 @@ def _record(job: _Job, engines: dict) -> dict:
 def calibrate_and_quantize(bundle: str | Path, out: str | Path, inputs: CalibrationInputs,
                            options: QuantizeOptions = QuantizeOptions()) -> QuantizationReport:
     """Record calibration inputs on the FP32 bundle (see `edgevoice_calibration.collect`), then quantise."""
-    from edgevoice_calibration.collect import DEFAULT_MAX_TOKENS, CollectOptions, collect_calibration
+    from edgevoice_calibration.gpt_sovits import DEFAULT_MAX_TOKENS, CollectOptions, collect_calibration
 
     source = Bundle.load(bundle)
     _check_source(source)

@@ -36,11 +36,12 @@ from edgevoice.bundle import Bundle, GraphEntry, Manifest, write_manifest
 from edgevoice.cpu import CpuInfo
 from edgevoice.errors import BundleError
 from edgevoice.gpt_sovits.synthesizer import VNNI_STAND_INS
-from edgevoice_calibration.collect import CalibrationSet
+from edgevoice_calibration import split_items
+from edgevoice_calibration.gpt_sovits import CalibrationSet
 
 from ..quant_accuracy import graph_errors
 from ..quantize import (OnnxRuntimeDynamic, OnnxRuntimeStatic, QuantizeOptions, best_seconds,
-                        quantize_dynamic_onnxruntime, quantize_static_onnxruntime, run_all, split_items)
+                        quantize_dynamic_onnxruntime, quantize_static_onnxruntime, run_all)
 
 # At most this much slower than the OpenVINO graph on the held-out calls (they run once per sentence; each holds
 # tens to ~150 MiB less, table above).

@@ -39,13 +39,14 @@ from edgevoice.cpu import CpuInfo
 from edgevoice.errors import BundleError
 from edgevoice.gpt_sovits.split_vocoder import VOCODER_HEAD
 from edgevoice.gpt_sovits.synthesizer import EXACT_VOCODER
-from edgevoice_calibration.collect import CalibrationSet
+from edgevoice_calibration import split_items
+from edgevoice_calibration.gpt_sovits import CalibrationSet
 
 from ..onnx_layout import LayoutError, channels_last_graph, same_outputs
 from ..onnx_masks import drop_input_masks
 from ..quant_accuracy import AUDIBLE_LOG_MEL_L1, graph_errors
 from ..quantize import (OnnxRuntimeStatic, QuantizeOptions, best_seconds, onnx_module_paths_of,
-                        quantize_static_onnxruntime, run_all, split_items)
+                        quantize_static_onnxruntime, run_all)
 from .vocoder_tail import TailOptions, split_float_tail
 
 VOCODER = "sovits_vocoder"
