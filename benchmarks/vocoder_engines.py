@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevoice_export.quant_accuracy import log_mel_l1
+from edgevoice_export.gpt_sovits.accuracy import log_mel_l1
 from limits import cpu_info
 
 GRAPHS = {"fp32": "sovits_vocoder", "openvino-int8": "sovits_vocoder", "onnxruntime-int8": "sovits_vocoder_vnni",

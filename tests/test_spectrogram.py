@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from edgevoice.audio import periodic_hann
 from edgevoice.gpt_sovits.reference import normalize_reference_peak
-from edgevoice.gpt_sovits.spectrogram import HOP_LENGTH, linear_spectrogram, periodic_hann
+from edgevoice.gpt_sovits.spectrogram import HOP_LENGTH, linear_spectrogram
 
 # The fixture was computed with torch's float32 FFT; our float64 DFT differs from it by its rounding noise
 # (measured 7.6e-6 absolute, at spectrogram peaks of ~120, i.e. ~6e-8 relative to the peak).

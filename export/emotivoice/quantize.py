@@ -42,7 +42,7 @@ from edgevoice.errors import BundleError, EdgevoiceError
 from edgevoice_calibration.emotivoice import EmotiVoiceCalibration, Sentence, collect_emotivoice_calibration
 
 from ..graph_export import save_ir
-from ..quant_accuracy import graph_errors, log_mel_l1_at, relative_l2, snr_db
+from ..quant_accuracy import LogMel, graph_errors, relative_l2, snr_db
 from ..quantize import GraphPolicy, QuantizeOptions, Threshold, cpu_has_int8_dot, quantize_graph
 
 GRAPHS = ("style_bert", "am_front", "am_back", "hifigan")
@@ -223,8 +223,9 @@ def _stats(values: list[float], worst) -> dict:
 
 
 def graph_accuracy(name: str, reference: list[dict], test: list[dict], rate: int) -> dict:
-    """`graph_errors` plus max relative error of the mel, SNR and log-mel L1 of the waveform."""
-    result = graph_errors(name, reference, test)
+    """`graph_errors` (SNR and log-mel L1 for the waveform) plus the durations' agreement and the mel's max relative
+    error."""
+    result = graph_errors(name, reference, test, {"wav": LogMel(rate)})
     if name == "am_front":
         # one phone per rounding flip: pooled over every held-out phone, and how far any duration moved
         diffs = [np.abs(r["durations"].astype(np.int64) - t["durations"]) for r, t in zip(reference, test)]
@@ -233,10 +234,6 @@ def graph_accuracy(name: str, reference: list[dict], test: list[dict], rate: int
         result["durations"]["max_abs_frames"] = _stats([float(d.max(initial=0)) for d in diffs], max)
     if name == "am_back":
         result["mel"]["max_rel"] = _stats([max_rel(r["mel"], t["mel"]) for r, t in zip(reference, test)], max)
-    if name == "hifigan":
-        result["wav"]["snr_db"] = _stats([snr_db(r["wav"], t["wav"]) for r, t in zip(reference, test)], min)
-        result["wav"]["log_mel_l1"] = _stats([log_mel_l1_at(r["wav"], t["wav"], rate)
-                                              for r, t in zip(reference, test)], max)
     return result
 
 
@@ -275,7 +272,7 @@ def end_to_end(reference: Synthesizer, test: Synthesizer, sentences: list[Senten
             mel_max.append(max_rel(ref_mel, test_mel))
             mel_l1.append(float(np.mean(np.abs(ref_mel.astype(np.float64) - test_mel))))
             snrs.append(snr_db(ref_wav, test_wav))
-            wav_mel.append(log_mel_l1_at(ref_wav, test_wav, reference.sample_rate))
+            wav_mel.append(LogMel(reference.sample_rate).l1(ref_wav, test_wav))
     if not agree:
         return {}
     return {"sentences": len(sentences), "pieces": len(agree), "phones": phones,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from edgevoice.cpu import CLASSES, CpuInfo, detect
 from edgevoice.errors import EdgevoiceError
 
-from ..quant_accuracy import graph_errors
+from .accuracy import graph_errors
 from ..quantize import Threshold
 
 

@@ -40,7 +40,8 @@ from edgevoice_calibration.gpt_sovits import CalibrationInputs, CalibrationSet
 
 from ..fused_attention import FusionError, check_fused_step, fuse_step_file, in_place_specs
 from ..graph_export import save_ir
-from ..quant_accuracy import AUDIBLE_LOG_MEL_L1, decode_errors, end_to_end, graph_errors, prefill_utterance
+from ..quant_accuracy import AUDIBLE_LOG_MEL_L1
+from .accuracy import decode_errors, end_to_end, graph_errors, log_mel_l1, prefill_utterance
 from ..quantize import (ENGINE_CHOICES, BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions,
                         Threshold, cpu_flags, cpu_has_int8_dot, onnx_module_paths, quantize_graph,
                         quantize_matmuls_nbits, remove_graph_file, run_all)
@@ -346,7 +347,6 @@ def quantize_within_budget(model, policy: GraphPolicy, calibration: list[dict], 
     tiny vocoder) and had not finished ranking after 24 min on one core, so it is not used."""
     import openvino as ov
 
-    from ..quant_accuracy import log_mel_l1
 
     stages = vocoder_stages(onnx_module_paths(onnx_path))
     kept_float = 1 if LAST_STAGE in policy.float_modules else 0

@@ -39,7 +39,7 @@ from edgevoice.gpt_sovits.synthesizer import VNNI_STAND_INS
 from edgevoice_calibration import split_items
 from edgevoice_calibration.gpt_sovits import CalibrationSet
 
-from ..quant_accuracy import graph_errors
+from .accuracy import graph_errors
 from ..quantize import (OnnxRuntimeDynamic, OnnxRuntimeStatic, QuantizeOptions, best_seconds,
                         quantize_dynamic_onnxruntime, quantize_static_onnxruntime, run_all)
 

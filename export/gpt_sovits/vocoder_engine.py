@@ -44,7 +44,8 @@ from edgevoice_calibration.gpt_sovits import CalibrationSet
 
 from ..onnx_layout import LayoutError, channels_last_graph, same_outputs
 from ..onnx_masks import drop_input_masks
-from ..quant_accuracy import AUDIBLE_LOG_MEL_L1, graph_errors
+from ..quant_accuracy import AUDIBLE_LOG_MEL_L1
+from .accuracy import graph_errors
 from ..quantize import (OnnxRuntimeStatic, QuantizeOptions, best_seconds, onnx_module_paths_of,
                         quantize_static_onnxruntime, run_all)
 from .vocoder_tail import TailOptions, split_float_tail

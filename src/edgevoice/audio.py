@@ -1,4 +1,5 @@
-"""Audio in and out for every family: reading clips, resampling, and atomic 16-bit wav writing."""
+"""Audio in and out for every family: reading clips, resampling, atomic 16-bit wav writing, and the magnitude
+spectrogram."""
 
 from __future__ import annotations
 
@@ -16,12 +17,11 @@ import soxr
 from .errors import AudioError
 from .files import atomic_file
 
-
-
 # integer PCM given as an array is scaled as soundfile and librosa read such files: by the type's full scale
 INTEGER_FULL_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2.0 ** 31}
 # float samples beyond this are integer PCM stored as float (a clip a few dB over full scale is fine, 16 = +24 dB)
 MAX_FLOAT_PEAK = 16.0
+MAGNITUDE_EPS = 1e-8  # inside the square root of a spectrogram's magnitude, as upstream's
 
 
 def audio_array(audio, what: str = "audio") -> np.ndarray:
@@ -230,3 +230,43 @@ def _write_stream(handle, data: bytes, name: str) -> None:
 def _write_atomically(path: Path, data: bytes) -> None:
     with atomic_file(path, AudioError) as out:
         out.write(data)
+
+
+# ------------------------------------------------------------------------------------------------ spectrum
+
+
+def periodic_hann(length: int) -> np.ndarray:
+    """Periodic Hann window `0.5 − 0.5·cos(2πn/length)` in float32, following torch's `hann_window` recipe
+    (float32 angles, float32 arithmetic); cos is rounded from float64, which lands within 1 ulp of torch."""
+    angles = np.arange(length, dtype=np.float32) * np.float32(2.0 * np.pi / length)
+    cos = np.cos(angles.astype(np.float64)).astype(np.float32)
+    return np.float32(0.5) - np.float32(0.5) * cos
+
+
+def magnitude_spectrogram(audio: np.ndarray, n_fft: int, hop_length: int, win_length: int) -> np.ndarray:
+    """Waveform `[n]` or `[1, n]` → linear magnitude spectrogram `[1, n_fft//2+1, n//hop]` float32, as torch's
+    `stft(center=False)` after a reflect pad of (n_fft − hop)/2 a side (GPT-SoVITS' `spectrogram_torch`), with a
+    periodic Hann window and magnitude `sqrt(re² + im² + 1e-8)`.
+
+    The DFT runs in float64 on float32 frames and window; the result is rounded to float32 once.
+    """
+    audio = np.asarray(audio)
+    if audio.ndim == 2 and audio.shape[0] == 1:
+        audio = audio[0]
+    if audio.ndim != 1:
+        raise ValueError(f"expected mono audio of shape [n] or [1, n], got {audio.shape}")
+    if win_length > n_fft:
+        raise ValueError(f"win_length {win_length} exceeds n_fft {n_fft}")
+    pad = (n_fft - hop_length) // 2
+    if audio.shape[0] <= pad:
+        raise AudioError(f"audio too short for a spectrogram: {audio.shape[0]} samples, need more than {pad}")
+    padded = np.pad(audio.astype(np.float32), pad, mode="reflect")
+    n_frames = 1 + (padded.shape[0] - n_fft) // hop_length
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length][:n_frames]
+    # like torch.stft, a shorter window is zero-padded to n_fft, centred
+    window = np.zeros(n_fft, dtype=np.float32)
+    left = (n_fft - win_length) // 2
+    window[left:left + win_length] = periodic_hann(win_length)
+    spectrum = np.fft.rfft((frames * window).astype(np.float64), n=n_fft, axis=-1)
+    magnitude = np.sqrt(spectrum.real ** 2 + spectrum.imag ** 2 + MAGNITUDE_EPS)
+    return magnitude.T[None].astype(np.float32)
