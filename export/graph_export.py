@@ -32,6 +32,10 @@ from .onnx_export import ParityResult, compare, convert_to_openvino, export_onnx
 FORMATS = ("openvino", "onnx")
 # An FP32 graph that disagrees with PyTorch by more than this (relative to the output's peak) is a bug.
 FP32_PARITY_LIMIT = 1e-3
+# A graph whose outputs are all ids (HuBERT's codes: the nearest codebook entry of each frame) may differ from
+# PyTorch in at most this share of them: another engine's float rounding can flip a near-tie between two entries
+# (none measured on full-size random weights), but a wrong graph differs almost everywhere.
+ID_PARITY_LIMIT = 0.01
 
 
 @dataclass(frozen=True)
@@ -161,11 +165,13 @@ def export_graph(spec: GraphSpec, folder: Path, threads: int = 2) -> tuple[Graph
     if "onnx" not in spec.formats:
         onnx_path.unlink()
         onnx_path.with_name(onnx_path.name + ".data").unlink(missing_ok=True)
+    float_outputs = any(t.dtype.startswith("float") for t in spec.outputs)
+    limit, of_what = ((FP32_PARITY_LIMIT, "relative to the output's peak") if float_outputs
+                      else (ID_PARITY_LIMIT, "share of the ids that differ"))
     for result in results:
-        float_outputs = any(t.dtype.startswith("float") for t in spec.outputs)
-        if float_outputs and result.max_rel > FP32_PARITY_LIMIT:
-            raise ParityCheckError(f"parity check failed, nothing written: {result.line()} (limit "
-                                   f"{FP32_PARITY_LIMIT:g} relative to the output's peak)")
+        if result.max_rel > limit:
+            raise ParityCheckError(f"parity check failed, nothing written: {result.line()} (limit {limit:g}, "
+                                   f"{of_what})")
     entry = GraphEntry(spec.name, files, "fp32", inputs, outputs, {"openvino": options},
                        {"fp32_vs_torch": {r.backend: {"max_abs": r.max_abs, "max_rel": r.max_rel,
                                                        "shapes": r.shapes} for r in results}},

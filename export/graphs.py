@@ -7,6 +7,7 @@ exporter keep the relation symbolic.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -24,6 +25,20 @@ class GraphSpec:
     examples: list[tuple[torch.Tensor, ...]]  # [0] is traced; every one is checked after export
     formats: tuple[str, ...] = ("onnx", "openvino")  # the files the bundle ships for this graph
     stateful: dict[str, str] = field(default_factory=dict)  # cache input -> cache output, kept as OpenVINO state
+    # What the exported graph is checked against, where `module` rewrites upstream's layers for the exporter (the
+    # vocoders' transposed convolutions, conv_rewrite.py): the same graph on upstream's own layers.
+    reference: nn.Module | None = None
+
+    @property
+    def checked_against(self) -> nn.Module:
+        return self.module if self.reference is None else self.reference
+
+
+def sibling(module: nn.Module, **children: nn.Module) -> nn.Module:
+    """A shallow copy of `module` that shares every submodule but the ones named here, which it uses instead."""
+    clone = copy.copy(module)
+    clone._modules = {**module._modules, **children}
+    return clone
 
 
 def seeded_randint(high: int, *shape: int, seed: int) -> torch.Tensor:

@@ -42,6 +42,7 @@ def check_sources(bundle: Bundle, loaded: dict, folder) -> None:
 class TorchSession:
     def __init__(self, spec):
         self._spec = spec
+        spec.checked_against.eval()
         self.input_names = [t.name for t in spec.inputs]
         self.output_names = [t.name for t in spec.outputs]
 
@@ -50,6 +51,6 @@ class TorchSession:
         # before it); inputs are positional, so only trailing ones may be missing
         inputs = [torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in self.input_names if name in feeds]
         with torch.no_grad():
-            outputs = self._spec.module(*inputs)
+            outputs = self._spec.checked_against(*inputs)
         outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
         return {name: out.numpy() for name, out in zip(self.output_names, outputs)}

@@ -44,7 +44,7 @@ def test_export_checks_every_graph_at_several_lengths(metavoice_bundle):
     bundle, report = metavoice_bundle
     graphs = {r.graph for r in report.parity}
     assert graphs == {"speaker_encoder", "stage1", "stage1_step", "stage2", "encodec_decode"}
-    assert all(len(r.shapes) >= 2 and r.max_rel < 1e-4 for r in report.parity)
+    assert all(len(set(r.shapes)) >= 2 and r.max_rel < 1e-4 for r in report.parity)
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["family"] == "metavoice"
     assert manifest["model"]["stage1"]["end_of_audio"] == 2048 and manifest["model"]["encodec"]["n_q"] == 8

@@ -116,7 +116,7 @@ def hifigan_graph(vocoder: HiFiGAN) -> GraphSpec:
         return (seeded_randn(1, vocoder.initial_channel, frames, seed=seed, scale=1.5) - 2.0,)
 
     # Upsampling layers as plain convolutions (OpenVINO runs transposed ones slowly and never in INT8:
-    # conv_rewrite.py); on a copy, so the reference keeps upstream's layers.
+    # conv_rewrite.py), on a copy: the graph is checked against upstream's transposed layers (`reference`).
     exported = copy.deepcopy(vocoder)
     rewrite_conv_transpose(exported)
     return GraphSpec(
@@ -124,6 +124,7 @@ def hifigan_graph(vocoder: HiFiGAN) -> GraphSpec:
         [TensorSpec("mel", "float32", [1, vocoder.initial_channel, "frames"])],
         [TensorSpec("wav", "float32", [1, samples])],
         [example(24, 41), example(37, 42), example(5, 43)],
+        reference=HifiganGraph(vocoder),
     )
 
 

@@ -7,6 +7,7 @@ The bundle is assembled in a temporary folder and renamed into place only when e
 
 from __future__ import annotations
 
+import copy
 import shutil
 import time
 from dataclasses import dataclass
@@ -84,10 +85,11 @@ class ModelSet:
     def graph_specs(self) -> list[GraphSpec]:
         self.sovits.fold_weight_norm()
         # The vocoder's upsampling layers as plain convolutions: OpenVINO runs transposed ones on a slow f32 path
-        # and never in INT8 (measurements: conv_rewrite.py).
+        # and never in INT8 (measurements: conv_rewrite.py); the graph is checked against upstream's layers.
+        upstream_vocoder = copy.deepcopy(self.sovits.dec)
         rewrite_conv_transpose(self.sovits)
         self.hubert.fold_weight_norm()
-        specs = gpt_graphs(self.gpt) + sovits_graphs(self.sovits, self.hubert, self.sv)
+        specs = gpt_graphs(self.gpt) + sovits_graphs(self.sovits, self.hubert, self.sv, upstream_vocoder)
         if self.bert is not None:
             specs.append(bert_graph(self.bert, self.bert.model.config.vocab_size))
         return specs

@@ -12,7 +12,7 @@ from torch import nn
 from edgevoice.bundle import TensorSpec
 from edgevoice.gpt_sovits.options import stretched_frames
 
-from ..graphs import GraphSpec, seeded_randint, seeded_randn
+from ..graphs import GraphSpec, seeded_randint, seeded_randn, sibling
 from .models.gpt import Text2SemanticDecoder
 from .models.ssl import BertPhoneFeatures, HubertContent
 
@@ -208,7 +208,10 @@ def _decode_specs(gpt: Text2SemanticDecoder) -> list[GraphSpec]:
     return [decode, batch_decode]
 
 
-def sovits_graphs(sovits, hubert: HubertContent, sv_trunk=None, sample_rate_hz: int = 16000) -> list[GraphSpec]:
+def sovits_graphs(sovits, hubert: HubertContent, sv_trunk=None, upstream_vocoder: nn.Module | None = None,
+                  sample_rate_hz: int = 16000) -> list[GraphSpec]:
+    """`upstream_vocoder`: SoVITS's `dec` as upstream built it, where `sovits.dec` was rewritten for export (the
+    vocoder graph is then checked against it)."""
     gin = sovits.gin_channels
     inter = sovits.inter_channels
     phones = sovits.phone_vocab_size
@@ -258,6 +261,7 @@ def sovits_graphs(sovits, hubert: HubertContent, sv_trunk=None, sample_rate_hz: 
             # whole windows at two lengths, then windows padded past the real frames
             [vocoder_example(46, 46, 60), vocoder_example(80, 80, 70), vocoder_example(64, 37, 80),
              vocoder_example(32, 9, 90)],
+            reference=None if upstream_vocoder is None else SovitsVocoderGraph(sibling(sovits, dec=upstream_vocoder)),
         ),
     ]
 
