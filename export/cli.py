@@ -8,12 +8,15 @@ Only click is imported here at module level: `edgevoice --help` stays fast and t
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from edgevoice.cli import fail, guarded
-from edgevoice_calibration.gpt_sovits import DEFAULT_MAX_TOKENS
+from edgevoice.errors import OptionsError
+from edgevoice_calibration.emotivoice import DEFAULT_SENTENCES as EMOTIVOICE_SENTENCES
+from edgevoice_calibration.gpt_sovits import DEFAULT_MAX_TOKENS, DEFAULT_SENTENCES as GPT_SOVITS_SENTENCES
 
 from .quantize import ENGINE_CHOICES, VOCODER_TAIL_CHOICES
 
@@ -74,7 +77,7 @@ def export():
 @click.option("--reference", type=click.Path(), default=None, help="with --int8: a reference clip to calibrate on")
 @click.option("--reference-text", default=None, help="with --int8: the reference clip's transcript")
 @click.option("--reference-language", default="en", show_default=True, help="with --int8: its language")
-@click.option("--sentences", type=int, default=24, show_default=True,
+@click.option("--sentences", type=int, default=GPT_SOVITS_SENTENCES, show_default=True,
               help="with --int8: calibration corpus sentences to synthesise")
 def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, sv_path, out, formats, overwrite, threads, int8,
                       reference, reference_text, reference_language, sentences):
@@ -238,8 +241,9 @@ def _methods(items) -> dict[str, str]:
 @click.option("--calibration-texts", type=click.Path(), default=None,
               help="sentences, one a line (LANG<TAB>TEXT or plain text); default: the built-in corpus")
 @click.option("--text-language", default="en", show_default=True, help="language of plain calibration lines")
-@click.option("--sentences", type=int, default=60, show_default=True,
-              help="how many calibration sentences to synthesise (spread over the texts)")
+@click.option("--sentences", type=int, default=None,
+              help="how many calibration sentences to synthesise, spread over the texts  [default: the family's: "
+                   f"GPT-SoVITS {GPT_SOVITS_SENTENCES}, EmotiVoice {EMOTIVOICE_SENTENCES}]")
 @click.option("--max-tokens", type=int, default=None,
               help=f"GPT-SoVITS: cap on tokens per calibration sentence  [default: {DEFAULT_MAX_TOKENS}]")
 @click.option("--subset-size", type=int, default=300, show_default=True, help="NNCF calibration items per graph")
@@ -286,61 +290,96 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
     (onnxruntime runs them unchanged), except GPT-SoVITS' decode step where onnxruntime's block-INT8 one is
     measured faster on this CPU (--decode-engine)."""
     from edgevoice.bundle import Bundle
-    from edgevoice.errors import VoiceError
+
+    from .quantize import QuantizeOptions
+
+    family = guarded(lambda: Bundle.load(bundle, verify=False)).manifest.family
+    given = {"--compute": compute, "--decode-engine": decode_engine, "--vocoder-engine": vocoder_engine,
+             "--prefill-engine": prefill_engine, "--latent-engine": latent_engine, "--vocoder-tail": vocoder_tail}
+    for flag, value in given.items():
+        if value != "auto" and family not in FAMILY_FLAGS[flag]:
+            fail(f"{flag} is for {' and '.join(_FAMILY_NAMES[f] for f in FAMILY_FLAGS[flag])} bundles")
+    options = QuantizeOptions(precision, subset_size, max_tokens, accuracy_drop, _methods(methods), overwrite,
+                              threads, compute=compute, decode_engine=decode_engine,
+                              vocoder_engine=vocoder_engine, prefill_engine=prefill_engine,
+                              latent_engine=latent_engine, vocoder_tail=vocoder_tail)
+    calibration = CalibrationFlags(voice_paths, references, reference_texts, reference_languages, calibration_texts,
+                                   text_language, sentences)
+    run, show = QUANTIZERS[family]
+    show(guarded(lambda: run(bundle, out, options, calibration)))
+
+
+# Family-specific flags and the families that take them; given for another family's bundle, they are refused.
+FAMILY_FLAGS = {"--compute": ("gpt-sovits",), "--decode-engine": ("gpt-sovits", "metavoice"),
+                "--vocoder-engine": ("gpt-sovits",), "--prefill-engine": ("gpt-sovits",),
+                "--latent-engine": ("gpt-sovits",), "--vocoder-tail": ("gpt-sovits",)}
+_FAMILY_NAMES = {"gpt-sovits": "GPT-SoVITS", "emotivoice": "EmotiVoice", "metavoice": "MetaVoice"}
+
+
+@dataclass(frozen=True)
+class CalibrationFlags:
+    """What `quantize` was given to calibrate with; only GPT-SoVITS takes voices, clips and texts."""
+
+    voice_paths: tuple[str, ...]
+    references: tuple[str, ...]
+    reference_texts: tuple[str, ...]
+    reference_languages: tuple[str, ...]
+    calibration_texts: str | None
+    text_language: str
+    sentences: int | None
+
+    def sources(self) -> bool:
+        return bool(self.voice_paths or self.references or self.calibration_texts)
+
+
+def _quantize_gpt_sovits(bundle, out, options, flags: CalibrationFlags):
     from edgevoice.gpt_sovits.voice import Voice
     from edgevoice_calibration import sample_sentences
     from edgevoice_calibration.gpt_sovits import CalibrationInputs, ReferenceClip
 
     from .gpt_sovits.quantize import calibrate_and_quantize
-    from .quantize import QuantizeOptions
 
-    options = QuantizeOptions(precision, subset_size, max_tokens, accuracy_drop, _methods(methods), overwrite,
-                              threads, compute=compute, decode_engine=decode_engine,
-                              vocoder_engine=vocoder_engine, prefill_engine=prefill_engine,
-                              latent_engine=latent_engine, vocoder_tail=vocoder_tail)
-    family = guarded(lambda: Bundle.load(bundle, verify=False)).manifest.family
-    if compute != "auto" and family != "gpt-sovits":
-        fail("--compute is for GPT-SoVITS INT8 bundles (EmotiVoice's policy chooses bf16 per graph itself)")
-    if decode_engine != "auto" and family not in ("gpt-sovits", "metavoice"):
-        fail("--decode-engine is for GPT-SoVITS and MetaVoice INT8 bundles")
-    for flag, value in (("--vocoder-engine", vocoder_engine), ("--prefill-engine", prefill_engine),
-                        ("--latent-engine", latent_engine), ("--vocoder-tail", vocoder_tail)):
-        if value != "auto" and family != "gpt-sovits":
-            fail(f"{flag} is for GPT-SoVITS INT8 bundles")
-    if family == "metavoice":
-        if voice_paths or references or calibration_texts or methods or accuracy_drop is not None:
-            fail("MetaVoice's stage 1 is compressed weight-only (no calibration): leave out --voice, --reference, "
-                 "--calibration-texts, --method and --accuracy-drop")
-        from .metavoice.quantize import quantize_metavoice
+    if options.precision == "int4":
+        raise OptionsError("--precision int4 is for MetaVoice bundles (its memory-bound 1.2 B stage 1)")
+    if not flags.voice_paths and not flags.references:
+        raise OptionsError("give at least one --voice or --reference clip to calibrate with")
+    if len(flags.reference_texts) != len(flags.references):
+        raise OptionsError(f"{len(flags.references)} --reference clips but {len(flags.reference_texts)} "
+                         "--reference-text values")
+    languages = list(flags.reference_languages) + ["en"] * (len(flags.references) - len(flags.reference_languages))
+    clips = tuple(ReferenceClip(Path(a), t, lang) for a, t, lang in zip(flags.references, flags.reference_texts,
+                                                                          languages))
+    voices = tuple(Voice.load(path) for path in flags.voice_paths)
+    texts = _calibration_texts(flags.calibration_texts, flags.text_language) if flags.calibration_texts else None
+    count = GPT_SOVITS_SENTENCES if flags.sentences is None else flags.sentences
+    inputs = CalibrationInputs(clips, voices, tuple(sample_sentences(count, texts)))
+    return calibrate_and_quantize(bundle, out, inputs, options)
 
-        _print_metavoice(guarded(lambda: quantize_metavoice(bundle, out, options)))
-        return
-    if precision == "int4":
-        fail("--precision int4 is for MetaVoice bundles (its memory-bound 1.2 B stage 1)")
-    if family == "emotivoice":
-        if voice_paths or references or calibration_texts:
-            fail("EmotiVoice calibrates on its built-in speakers and corpus: leave out --voice, --reference and "
-                 "--calibration-texts")
-        from .emotivoice.quantize import quantize_emotivoice
 
-        _print_quantised(guarded(lambda: quantize_emotivoice(bundle, out, options, sentences=sentences)))
-        return
-    if not voice_paths and not references:
-        fail("give at least one --voice or --reference clip to calibrate with")
-    if len(reference_texts) != len(references):
-        fail(f"{len(references)} --reference clips but {len(reference_texts)} --reference-text values")
-    languages = list(reference_languages) + ["en"] * (len(references) - len(reference_languages))
-    clips = tuple(ReferenceClip(Path(a), t, lang) for a, t, lang in zip(references, reference_texts, languages))
+def _quantize_emotivoice(bundle, out, options, flags: CalibrationFlags):
+    from .emotivoice.quantize import quantize_emotivoice
 
-    def run():
-        voices = tuple(Voice.load(path) for path in voice_paths)
-        texts = _calibration_texts(calibration_texts, text_language) if calibration_texts else None
-        if not voices and not clips:
-            raise VoiceError("no voices to calibrate with")
-        inputs = CalibrationInputs(clips, voices, tuple(sample_sentences(sentences, texts)))
-        return calibrate_and_quantize(bundle, out, inputs, options)
+    if options.precision == "int4":
+        raise OptionsError("--precision int4 is for MetaVoice bundles (its memory-bound 1.2 B stage 1)")
+    if flags.sources():
+        raise OptionsError("EmotiVoice calibrates on its built-in speakers and corpus: leave out --voice, --reference "
+                         "and --calibration-texts")
+    return quantize_emotivoice(bundle, out, options, sentences=flags.sentences)
 
-    _print_quantised(guarded(run))
+
+def _quantize_metavoice(bundle, out, options, flags: CalibrationFlags):
+    from .metavoice.quantize import quantize_metavoice
+
+    if flags.sources() or options.methods or options.max_drop is not None or flags.sentences is not None:
+        raise OptionsError("MetaVoice's stage 1 is compressed weight-only (no calibration): leave out --voice, "
+                         "--reference, --calibration-texts, --sentences, --method and --accuracy-drop")
+    return quantize_metavoice(bundle, out, options)
+
+
+# family -> (run the quantiser, print its report)
+QUANTIZERS = {"gpt-sovits": (_quantize_gpt_sovits, _print_quantised),
+              "emotivoice": (_quantize_emotivoice, _print_quantised),
+              "metavoice": (_quantize_metavoice, _print_metavoice)}
 
 
 # ------------------------------------------------------------------------------------------------ demo

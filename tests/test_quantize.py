@@ -436,6 +436,26 @@ def test_quantize_errors(fixture_bundle, int8_bundle, reference, tmp_path):
     assert isinstance(Voice.load(path), Voice)
 
 
+def test_quantize_refuses_another_familys_flags(emotivoice_bundle, metavoice_bundle, reference, tmp_path):
+    """Each family-specific flag is refused by name for a bundle of a family that does not take it, before any
+    calibration starts (`FAMILY_FLAGS`, and each family's own calibration sources)."""
+    out = tmp_path / "o"
+    emotivoice, metavoice = emotivoice_bundle[0], metavoice_bundle[0]
+    _one_line_error(_run("quantize", "--bundle", emotivoice, "--out", out, "--compute", "f32"),
+                    "--compute is for GPT-SoVITS bundles")
+    _one_line_error(_run("quantize", "--bundle", emotivoice, "--out", out, "--decode-engine", "openvino"),
+                    "--decode-engine is for GPT-SoVITS and MetaVoice bundles")
+    _one_line_error(_run("quantize", "--bundle", metavoice, "--out", out, "--vocoder-tail", "split"),
+                    "--vocoder-tail is for GPT-SoVITS bundles")
+    _one_line_error(_run("quantize", "--bundle", emotivoice, "--out", out, "--reference", reference[0],
+                         "--reference-text", reference[1]), "built-in speakers")
+    _one_line_error(_run("quantize", "--bundle", emotivoice, "--out", out, "--precision", "int4"),
+                    "int4 is for MetaVoice")
+    _one_line_error(_run("quantize", "--bundle", metavoice, "--out", out, "--sentences", "5"),
+                    "leave out --voice, --reference, --calibration-texts, --sentences")
+    assert not out.exists()
+
+
 def test_static_int8_needs_int8_dot_product_instructions(tmp_path):
     from edgevoice_export.gpt_sovits.quantize import default_policies
     from edgevoice_export.quantize import cpu_has_int8_dot
