@@ -156,3 +156,16 @@ def test_int8_export_needs_both_formats(gpt_sovits_set, tmp_path):
                   "--int8", "--reference", gpt_sovits_set / "audio" / "ref_en.wav", "--reference-text", "Hello.")
     _assert_one_line_error(result, "--int8 quantises the OpenVINO IR")
     assert not (tmp_path / "bundle").exists()
+
+
+def test_a_command_that_cannot_load_says_why_in_one_line():
+    """A missing package of the export extra is named as such; an ImportError inside edgevoice's own packages is a
+    broken installation, not a missing extra."""
+    from edgevoice.cli import _missing_extra
+
+    missing = CliRunner().invoke(_missing_extra("export", ModuleNotFoundError("no nncf", name="nncf")), [])
+    assert missing.exit_code == 1 and "needs the export extra (nncf is missing)" in missing.output
+    broken = ImportError("cannot import name 'X' from 'edgevoice_calibration.collect'",
+                         name="edgevoice_calibration.collect")
+    result = CliRunner().invoke(_missing_extra("export", broken), [])
+    assert result.exit_code == 1 and "installation broken" in result.output and "extra" not in result.output

@@ -231,3 +231,15 @@ def test_files_are_verified_when_first_read(emotivoice_bundle, tmp_path):
         from edgevoice.bundle import Bundle
 
         Bundle.load(copy)  # eager by default ('edgevoice info' verifies everything)
+
+
+def test_phonemize_reads_the_text_say_would_read(emotivoice_bundle):
+    """Markup and terminal escapes are removed first (not read as letters and numbers); nothing left is an error."""
+    bundle = emotivoice_bundle[0]
+    clean = _run("phonemize", "--bundle", bundle, "--json", "hi there")
+    marked = _run("phonemize", "--bundle", bundle, "--json", "<b>hi</b> \x1b[31mthere\x07")
+    assert clean.exit_code == marked.exit_code == 0, marked.output
+    assert json.loads(marked.output)["phonemes"] == json.loads(clean.output)["phonemes"]
+    for empty in ("", "<b></b>", "\x1b[31m"):
+        _one_line_error(_run("phonemize", "--bundle", bundle, empty), "TEXT is empty")
+    _one_line_error(_run("phonemize", "--bundle", bundle, "😀"), "can read nothing in this text")

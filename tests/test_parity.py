@@ -75,6 +75,16 @@ def test_parity_errors(fixture_bundle, tmp_path):
     assert result.exit_code == 1 and "parity case file not found" in result.output
     result = _run("parity", "--bundle", fixture_bundle[0], "--pytorch-models", tmp_path, "--against", junk)
     assert result.exit_code == 1 and "checkpoints of this bundle not found" in result.output
+    # refused before any run, in one line each
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    for args, message in [(("--save", folder), "is a folder; give a file name"),
+                          (("--tokens", 0), "--tokens must be at least 1"),
+                          (("--min-snr-db", "nan"), "--min-snr-db must be a finite number"),
+                          (("--text", "<b></b>"), "--text is empty")]:
+        result = _run("parity", "--bundle", fixture_bundle[0], "--against", junk, *args)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1 and message in lines[0], result.output
 
 
 def _cuda_available() -> bool:

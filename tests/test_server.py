@@ -419,3 +419,29 @@ def test_fuzzed_speech_bodies_never_get_a_5xx(client, body):
         assert response.content
     else:
         assert_error(response, response.status_code)
+
+
+def test_error_codes_name_the_kind_of_error_in_snake_case():
+    """A family's own error class reports the kind it belongs to (MetaVoice's `ReferenceTooShort` once gave
+    `referencetooshort_error`)."""
+    from edgevoice.errors import AudioError, OptionsError, TextError
+    from edgevoice.metavoice.speaker import ReferenceTooShort
+    from edgevoice.server.app import error_code
+
+    assert error_code(ReferenceTooShort("short")) == "audio_error" == error_code(AudioError("x"))
+    assert error_code(OptionsError("x")) == "options_error" and error_code(TextError("x")) == "text_error"
+
+
+def test_a_job_that_makes_no_audio_is_a_request_error_not_an_empty_file():
+    from edgevoice.errors import TextError
+    from edgevoice.options import AudioChunk
+    from edgevoice.server.formats import FORMATS
+    from edgevoice.server.models import SpeechJob, SpeechSpec
+
+    for streaming in (False, True):
+        silent = (AudioChunk("hi", np.zeros(0, np.float32), 16000) for _ in range(2))
+        spec = SpeechSpec("hi", None, None, None, {}, FORMATS["wav"], streaming, None)
+        job = SpeechJob(silent, 16000, spec, max_seconds=10)
+        with pytest.raises(TextError, match="produced no audio"):
+            while job.next_bytes() is not None:
+                pass

@@ -28,3 +28,14 @@ def test_an_unknown_family_is_still_just_not_a_voice_file(tmp_path):
     path = atomic_savez(tmp_path / "x.npz", {"format": "something", "family": "other"}, a=np.zeros(1))
     with pytest.raises(VoiceError, match="not an edgevoice voice file"):
         SpeakerVoice.load(path)
+
+
+@pytest.mark.parametrize("family", [["gpt-sovits"], {"name": "metavoice"}, 7, None])
+def test_a_family_that_is_not_a_name_is_refused_in_one_line(tmp_path, family):
+    header = {"format": "edgevoice-voice", "format_version": 1}
+    if family is not None:
+        header["family"] = family
+    path = atomic_savez(tmp_path / "odd.npz", header, speaker_embedding=np.ones(4, np.float32) / 2)
+    for load in (Voice.load, SpeakerVoice.load):
+        with pytest.raises(VoiceError, match="not an edgevoice voice file"):
+            load(path)

@@ -7,7 +7,6 @@ import io
 import math
 import os
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import soundfile
 import soxr
 
 from .errors import AudioError
-from .files import atomic_file
+from .files import write_output
 
 # integer PCM given as an array is scaled as soundfile and librosa read such files: by the type's full scale
 INTEGER_FULL_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2.0 ** 31}
@@ -143,93 +142,11 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
-def check_output(path: str | Path, error: type = AudioError) -> None:
-    """Refuse, before any work is done, an output path that cannot become a file: a folder, a path under
-    something that is not a folder, a name the file system refuses, a link into a folder that does not exist.
-    Nothing is created; write errors that only writing reveals (a full disk, a read-only folder) come from the
-    write itself."""
-    if str(path) == "-":
-        return
-    path = Path(path)
-    target = output_target(path, error)
-    try:
-        if target.is_dir():
-            raise error(f"{path}: is a folder; give a file name")
-        for parent in target.parents:
-            if parent.exists():
-                if not parent.is_dir():
-                    raise error(f"{path}: cannot write ({parent} is not a folder)")
-                return
-    except OSError as exc:  # e.g. a name longer than the file system allows
-        raise error(f"{path}: cannot write ({exc.strerror or exc})") from None
-
-
-def output_target(path: Path, error: type = AudioError) -> Path:
-    """Where writing `path` lands: a symlink's target, else the path itself. Folders are made for a new file's
-    path, never through a link: a link into a folder that does not exist is refused."""
-    try:
-        if not path.is_symlink():
-            return path
-        target = path.resolve()
-    except OSError as exc:
-        raise error(f"{path}: cannot write ({exc.strerror or exc})") from None
-    if not target.parent.is_dir():
-        raise error(f"{path}: is a link to {target}, whose folder does not exist")
-    return target
-
-
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> Path:
-    """Write a 16-bit PCM wav file.
-
-    * `-` writes to standard output (pipes work);
-    * an existing device or FIFO (`/dev/null`, a named pipe) is written directly, never replaced;
-    * otherwise (absent or a regular file; a symlink is followed to its target) the file is written to a temporary
-      file in the same folder and renamed into place when complete, with permissions that follow the umask, so a
-      reader never sees half a file and a failed write leaves nothing behind.
-    Write errors are one-line `AudioError`s."""
-    data = wav_bytes(audio, sample_rate)
-    if str(path) == "-":
-        _write_stream(sys.stdout.buffer, data, "standard output")
-        return Path("-")
-    path = Path(path)
-    target = output_target(path)
-    if _special_file(target, path):
-        # a device or FIFO: written in place, never replaced; unbuffered, so a write error surfaces in the write
-        with _opened(target) as handle:
-            _write_stream(handle, data, str(path))
-        return path
-    _write_atomically(target, data)
-    return path
-
-
-def _special_file(target: Path, path: Path) -> bool:
-    """Whether `target` exists and is neither a regular file nor a folder (a device, a FIFO)."""
-    try:
-        if target.is_dir():
-            raise AudioError(f"{path}: is a folder; give a file name for the wav")
-        return target.exists() and not target.is_file()
-    except OSError as exc:
-        raise AudioError(f"{path}: cannot write ({exc.strerror or exc})") from None
-
-
-def _opened(path: Path):
-    try:
-        return open(path, "ab", buffering=0)
-    except OSError as exc:
-        raise AudioError(f"{path}: cannot write ({exc.strerror or exc})") from None
-
-
-def _write_stream(handle, data: bytes, name: str) -> None:
-    try:
-        handle.write(data)
-        handle.flush()
-    except OSError as exc:
-        raise AudioError(f"{name}: write failed ({exc.strerror or exc})") from None
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    with atomic_file(path, AudioError) as out:
-        out.write(data)
+    """Write a 16-bit PCM wav file where `files.write_output` puts an output: `-` is standard output, a device or
+    FIFO is written in place, a symlink is followed, anything else is replaced atomically. Write errors are
+    one-line `AudioError`s."""
+    return write_output(path, wav_bytes(audio, sample_rate), AudioError)
 
 
 # ------------------------------------------------------------------------------------------------ spectrum

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import sys
 from importlib.metadata import entry_points
@@ -38,8 +39,12 @@ def guarded(action):
 
 
 def _missing_extra(name: str, error: ImportError) -> click.Command:
+    """A stand-in command that says why `name` could not be loaded: a module is not installed (the export extra's), or
+    the installation is broken (a module that is there lacks a name edgevoice imports from it)."""
     def explain():
-        fail(f"'{name}' needs the export extra ({error.name or error} is missing): pip install 'edgevoice[export]'")
+        if isinstance(error, ModuleNotFoundError):
+            fail(f"'{name}' needs the export extra ({error.name or error} is missing): pip install 'edgevoice[export]'")
+        fail(f"'{name}' could not be loaded ({error}): is this edgevoice installation broken? reinstall it")
 
     return click.Command(name, callback=explain, help="(needs the export extra)", add_help_option=False,
                          context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -164,7 +169,7 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
     """Analyse a reference clip once and save it as a voice profile."""
     import warnings
 
-    from .audio import check_output
+    from .files import check_output
     from .errors import VoiceError
     from .textinput import UnreadableTextWarning, check_encoding, prepare_text
 
@@ -249,7 +254,8 @@ def say(bundle, voice_path, speaker, prompt, text, text_file, strict, language, 
     import numpy as np
     from tqdm import tqdm
 
-    from .audio import check_output, write_wav
+    from .audio import write_wav
+    from .files import check_output
     from .textinput import UnreadableTextWarning
 
     text = _text_given(text, text_file)
@@ -281,9 +287,9 @@ def say(bundle, voice_path, speaker, prompt, text, text_file, strict, language, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreadableTextWarning)  # reported above, once
         guarded(speak)
-    if not chunks:
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if not audio.size:  # pauses are audio too, so this is a model that ended every sentence at once
         fail("the model produced no audio for this text")
-    audio = np.concatenate(chunks)
     path = guarded(lambda: write_wav(out, audio, synth.sample_rate))
     seconds = audio.size / synth.sample_rate
     if str(out) == "-":  # the wav itself is on standard output, so the summary goes to stderr
@@ -397,12 +403,13 @@ def _reference_backend(bundle, folder: str, threads: int | None):
 @click.option("--backend", "backends", multiple=True, type=BACKEND_CHOICES,
               help="backend (repeatable)  [default: openvino and onnxruntime]")
 @click.option("--voice", "voice_path", type=click.Path(), default=None,
-              help="GPT-SoVITS: voice file from 'voice create'")
+              help="GPT-SoVITS, MetaVoice: voice file from 'voice create'")
 @click.option("--reference", type=click.Path(), default=None,
-              help="GPT-SoVITS, or: a reference clip to make the voice from")
+              help="GPT-SoVITS, MetaVoice: a reference clip to make the voice from, instead of --voice")
 @click.option("--speaker", default=None, help="EmotiVoice: built-in speaker (name or row)  [default: the first]")
 @click.option("--prompt", default=None, help="EmotiVoice: style prompt")
-@click.option("--reference-text", default=None, help="transcript of --reference")
+@click.option("--reference-text", default=None,
+              help="GPT-SoVITS: transcript of --reference (left out: a reference-free voice)")
 @click.option("--reference-language", default="en", show_default=True, help="language of --reference")
 @click.option("--text", default="The little boat drifted past the old stone bridge.", show_default=True)
 @click.option("--language", default="en", show_default=True, help=LANGUAGE_HELP)
@@ -436,6 +443,15 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
     from . import parity_report
     from .families import family_module
 
+    from . import textinput
+    from .files import check_output
+
+    _check_parity_options(max_tokens, min_snr_db, free_seeds, against_path)
+    text = guarded(lambda: textinput.prepare_text(textinput.check_encoding(text, "--text")))
+    if not text.strip():
+        fail("--text is empty once markup, escapes and invisible characters are removed")
+    if save_path:
+        guarded(lambda: check_output(save_path))  # before the runs, not after them
     backends = backends or ("openvino", "onnxruntime")
     synths = [(b, _synthesizer(bundle, b, threads)) for bundle in bundles for b in backends]
     first = synths[0][1].bundle
@@ -443,10 +459,6 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
     checks = importlib.import_module(f"{family.__name__}.parity")
     gates = guarded(lambda: parity_report.with_overrides({**checks.GATES, **parity_report.FREE_RUNNING_GATES},
                                                          gate_settings))
-    if free_seeds < 0:
-        fail(f"--seeds must not be negative, not {free_seeds}")
-    if free_seeds and against_path:
-        fail("--seeds does not go with --against: a replayed case brings the seeds it was saved with")
     if pytorch_models:
         torch_backend = guarded(lambda: _reference_backend(first, pytorch_models, threads))
         synths.insert(0, ("pytorch", family.Synthesizer(first, backend=torch_backend)))
@@ -458,12 +470,12 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
         if against_path:
             return checks.load_case(against_path)
         synth = synths[0][1]
-        if reference and reference_text:
+        if reference:
             profile = synth.create_voice(reference, reference_text, reference_language)
         elif voice_path or not hasattr(synth, "create_voice"):  # EmotiVoice: a built-in speaker and a prompt
             profile = synth.voice_for(voice=voice_path, speaker=speaker, prompt=prompt)
         else:
-            raise EdgevoiceError("give --voice, or --reference with --reference-text, or --against")
+            raise EdgevoiceError("give --voice, or --reference (a clip to make the voice from), or --against")
         case = checks.make_case(synths[0][1], profile, text, language, max_tokens, seed=seed)
         return case, checks.run_case(synths[0][1], case, label(*synths[0]))
 
@@ -487,7 +499,7 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
     for result, verdict in zip(results, verdicts):
         result.update(verdict.to_json())
     if save_path:
-        checks.save_case(save_path, case, reference_run)
+        guarded(lambda: checks.save_case(save_path, case, reference_run))
     if as_json:
         click.echo(json.dumps({"reference": {"label": reference_run.label, **reference_run.meta},
                                "tokens": int(case.tokens.size), "runs": results,
@@ -514,6 +526,17 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
         fail(f"parity gates failed: {'; '.join(failed)}")
 
 
+def _check_parity_options(max_tokens: int, min_snr_db: float | None, free_seeds: int, against_path) -> None:
+    if max_tokens < 1:
+        fail(f"--tokens must be at least 1, not {max_tokens}")
+    if min_snr_db is not None and not math.isfinite(min_snr_db):
+        fail(f"--min-snr-db must be a finite number of dB, not {min_snr_db}")
+    if free_seeds < 0:
+        fail(f"--seeds must not be negative, not {free_seeds}")
+    if free_seeds and against_path:
+        fail("--seeds does not go with --against: a replayed case brings the seeds it was saved with")
+
+
 @main.command()
 @click.argument("text")
 @click.option("--bundle", type=click.Path(), default=None,
@@ -521,9 +544,15 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
 @click.option("--language", default="en", show_default=True, help=LANGUAGE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def phonemize(text, bundle, language, as_json):
-    """Print the phones and ids the model would be fed for TEXT."""
+    """Print the phones and ids the model would be fed for TEXT (cleaned as `say` cleans it)."""
+    from . import textinput
+
+    text = guarded(lambda: textinput.prepare_text(textinput.check_encoding(text, "TEXT")))
+    if not text.strip():
+        fail("TEXT is empty once markup, escapes and invisible characters are removed")
     if bundle:
         synth = _synthesizer(bundle, "openvino", None)
+        _check_readable(synth, text, language, strict=False)
         report = guarded(lambda: synth.phoneme_report(text, language))
     else:
         from .gpt_sovits.synthesizer import phoneme_report

@@ -30,6 +30,8 @@ def family_module(name: str):
 def check_voice_family(header: dict, source, family: str) -> None:
     """Refuse by name a voice file another family made (its arrays would not fit this family's model)."""
     made_for = header.get("family")
+    if not isinstance(made_for, str):  # a crafted header's list or object: not a voice file of any family
+        raise VoiceError(f"{source}: not an edgevoice voice file (its family is not a name)")
     if made_for != family and made_for in FAMILIES:
         raise VoiceError(f"{source}: this voice was made for a {made_for} model, not {family}; create the voice with "
                          "this bundle")

@@ -1,13 +1,17 @@
-"""Writing a user's output file so that it is either whole or absent: to a temporary file beside it, renamed into
-place; a path that cannot be written is one error of the caller's kind, never a traceback or a partial file."""
+"""Writing a user's output file (audio, a voice, a parity case) so that it is either whole or absent: to a temporary
+file beside it, renamed into place; a device or FIFO is written in place and a symlink is followed, never replaced;
+a path that cannot be written is one error of the caller's kind, never a traceback or a partial file."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
+
+from .errors import EdgevoiceError
 
 
 def current_umask() -> int:
@@ -40,3 +44,87 @@ def atomic_file(path: Path, error: type[Exception]) -> Iterator[BinaryIO]:
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
+
+
+def check_output(path: str | Path, error: type = EdgevoiceError) -> None:
+    """Refuse, before any work is done, an output path that cannot become a file: a folder, a path under
+    something that is not a folder, a name the file system refuses, a link into a folder that does not exist.
+    Nothing is created; write errors that only writing reveals (a full disk, a read-only folder) come from the
+    write itself."""
+    if str(path) == "-":
+        return
+    path = Path(path)
+    target = output_target(path, error)
+    try:
+        if target.is_dir():
+            raise error(f"{path}: is a folder; give a file name")
+        for parent in target.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise error(f"{path}: cannot write ({parent} is not a folder)")
+                return
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise error(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def output_target(path: Path, error: type = EdgevoiceError) -> Path:
+    """Where writing `path` lands: a symlink's target, else the path itself. Folders are made for a new file's
+    path, never through a link: a link into a folder that does not exist is refused."""
+    try:
+        if not path.is_symlink():
+            return path
+        target = path.resolve()
+    except OSError as exc:
+        raise error(f"{path}: cannot write ({exc.strerror or exc})") from None
+    if not target.parent.is_dir():
+        raise error(f"{path}: is a link to {target}, whose folder does not exist")
+    return target
+
+
+def write_output(path: str | Path, data: bytes, error: type = EdgevoiceError) -> Path:
+    """Write `data` to the user's output `path`:
+
+    * `-` writes to standard output (pipes work);
+    * an existing device or FIFO (`/dev/null`, a named pipe) is written directly, never replaced;
+    * otherwise (absent or a regular file; a symlink is followed to its target) the file is written to a temporary
+      file in the same folder and renamed into place when complete, with permissions that follow the umask, so a
+      reader never sees half a file and a failed write leaves nothing behind.
+    Write errors are one-line `error`s."""
+    if str(path) == "-":
+        _write_stream(sys.stdout.buffer, data, "standard output", error)
+        return Path("-")
+    path = Path(path)
+    target = output_target(path, error)
+    if _special_file(target, path, error):
+        # a device or FIFO: written in place, never replaced; unbuffered, so a write error surfaces in the write
+        with _opened(target, error) as handle:
+            _write_stream(handle, data, str(path), error)
+        return path
+    with atomic_file(target, error) as out:
+        out.write(data)
+    return path
+
+
+def _special_file(target: Path, path: Path, error: type) -> bool:
+    """Whether `target` exists and is neither a regular file nor a folder (a device, a FIFO)."""
+    try:
+        if target.is_dir():
+            raise error(f"{path}: is a folder; give a file name")
+        return target.exists() and not target.is_file()
+    except OSError as exc:
+        raise error(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _opened(path: Path, error: type):
+    try:
+        return open(path, "ab", buffering=0)
+    except OSError as exc:
+        raise error(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _write_stream(handle, data: bytes, name: str, error: type) -> None:
+    try:
+        handle.write(data)
+        handle.flush()
+    except OSError as exc:
+        raise error(f"{name}: write failed ({exc.strerror or exc})") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import zipfile
@@ -10,18 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EdgevoiceError
-from .files import atomic_file
+from .files import write_output
 
 
 def atomic_savez(path: str | Path, header: dict, error: type = EdgevoiceError, **arrays: np.ndarray) -> Path:
-    """An `.npz` of plain arrays plus a JSON `header`, written to a temporary file and renamed into place; a path
-    that cannot be written is one `error`."""
-    path = Path(path)
-    if path.is_dir():
-        raise error(f"{path}: is a folder; give a file name")
-    with atomic_file(path, error) as out:
-        np.savez(out, header=np.array(json.dumps(header, ensure_ascii=False)), **arrays)
-    return path
+    """An `.npz` of plain arrays plus a JSON `header`, written where `files.write_output` puts a user's output
+    (atomically; a device or FIFO in place; a symlink followed); a path that cannot be written is one `error`."""
+    buffer = io.BytesIO()  # whole before anything is written, so a device or pipe never gets half a file
+    np.savez(buffer, header=np.array(json.dumps(header, ensure_ascii=False)), **arrays)
+    return write_output(path, buffer.getvalue(), error)
 
 
 def read_npz(path: str | Path, what: str, error: type = ValueError, max_bytes: int | None = None

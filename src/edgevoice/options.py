@@ -56,10 +56,14 @@ _ADMITTED = {"int": Integral, "float": Real, "bool": (bool, np.bool_), "str": st
 
 def _check_type(item, value) -> None:
     """Refuse a value of the wrong kind with a one-line OptionsError (instead of a TypeError deep inside)."""
-    name = str(item.type).split("|")[0].strip()
-    admitted = _ADMITTED.get(name)
-    if value is None or admitted is None:
-        return  # None where the annotation allows it is checked by the family; other types are not options
+    kinds = [kind.strip() for kind in str(item.type).split("|")]
+    name, admitted = kinds[0], _ADMITTED.get(kinds[0])
+    if admitted is None:
+        return  # other types are not options
+    if value is None:
+        if "None" not in kinds:
+            raise OptionsError(f"{item.name} must be {'a' if name != 'int' else 'an'} {name}, not None")
+        return  # None where the annotation allows it is checked by the family
     if not isinstance(value, admitted) or (name != "bool" and isinstance(value, (bool, np.bool_))):
         raise OptionsError(f"{item.name} must be {'a' if name != 'int' else 'an'} {name}, not "
                            f"{type(value).__name__} {value!r}")

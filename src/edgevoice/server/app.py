@@ -14,6 +14,7 @@ import contextlib
 import hmac
 import importlib.resources
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -87,13 +88,20 @@ def _api_error(request: Request, exc: ApiError) -> JSONResponse:
     return JSONResponse(error_body(str(exc), exc.type, exc.code, exc.param), exc.status, headers=headers)
 
 
+def error_code(exc: EdgevoiceError) -> str:
+    """The kind of error, as `edgevoice.errors` names it: text_error, voice_error, audio_error, options_error... (a
+    family's own subclass, e.g. MetaVoice's `ReferenceTooShort`, reports the kind it belongs to)."""
+    kind = next(c for c in type(exc).__mro__ if c.__module__ == EdgevoiceError.__module__)
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", kind.__name__).lower()
+
+
 def _edgevoice_error(request: Request, exc: EdgevoiceError) -> JSONResponse:
     if isinstance(exc, BundleError):  # the operator's bundle, not the caller's request
         log.error("bundle error while serving %s: %s", request.url.path, exc)
         _count_error(request, "bundle_error")
         return JSONResponse(error_body("the model's bundle failed; see the server log", "server_error",
                                        "bundle_error"), 500)
-    code = type(exc).__name__.removesuffix("Error").lower() + "_error"  # text_error, voice_error, audio_error...
+    code = error_code(exc)
     _count_error(request, code)
     return JSONResponse(error_body(str(exc), "invalid_request_error", code), 400)
 

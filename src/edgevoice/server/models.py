@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 import pydantic
 
-from ..errors import EdgevoiceError, OptionsError, VoiceError
+from ..errors import EdgevoiceError, OptionsError, TextError, VoiceError
 from ..families import load
 from .config import VOICE_NAME, Limits, ServerConfig
 from .formats import Encoder, Format, encode_whole
@@ -226,6 +226,8 @@ class SpeechJob:
             return None
         chunk = next(self._chunks, None)
         if chunk is None:
+            if not self.samples:  # pauses are audio too: every sentence ended at once (options the model can't use)
+                raise TextError("the model produced no audio for this text with these options")
             return None
         audio = np.asarray(chunk.audio, np.float32)[: self._budget - self.samples]
         self.samples += audio.size
