@@ -14,6 +14,7 @@ mel frames and keeps only each chunk's centre, so the joined audio equals one wh
 
 from __future__ import annotations
 
+import math
 import threading
 import unicodedata
 from collections import OrderedDict
@@ -27,11 +28,11 @@ from .. import textinput
 from ..backends import make_backend
 from ..threadsafe import serialized
 from ..bundle import Bundle
-from ..errors import OptionsError, TextError, VoiceError
+from ..errors import BundleError, OptionsError, TextError, VoiceError, abbreviated
 from ..families import FamilySynthesizer, check_bundle
 from ..options import AudioChunk
 from .frontend import Frontend, split_sentences
-from .options import FAMILY, SynthesisOptions
+from .options import FAMILY, SPEED_RANGE, SynthesisOptions, check_speed
 from .wordpiece import WordPiece
 
 # The inputs this host code feeds each graph; a bundle whose graphs differ was made by another edgevoice version.
@@ -45,6 +46,15 @@ STYLE_CACHE_SIZE = 256
 # frames, is conv_pre's 3 plus each stage's resblock reach divided by the upsampling so far (< 4 for upstream's
 # configuration); 16 leaves a wide margin, and the streaming test checks the join against a whole-sentence call.
 VOCODER_CONTEXT_FRAMES = 16
+# The model facts (manifest `model`) this class reads, each a positive integer, and the bundle files it opens; a
+# manifest edited by hand or written by another exporter is refused when the synthesizer is made, by name, instead
+# of failing later with a KeyError or running with a hop of 0.
+MODEL_COUNTS = ("n_mels", "hop", "bert_hidden", "bert_max_tokens")
+MODEL_FILES = ("speakers_file", "lexicon_file", "bert_vocab_file")
+# Checked when the manifest records them: the vocoder's rate, and table sizes (a speaker row, token id or BERT id
+# past its table makes onnxruntime fail and OpenVINO read whatever memory lies there, so the text files and the
+# symbol list may not have more entries).
+MODEL_TABLES = ("sample_rate", "n_speaker", "n_vocab", "bert_vocab_size")
 
 
 @dataclass(frozen=True)
@@ -67,11 +77,16 @@ class Synthesizer(FamilySynthesizer):
         check_bundle(bundle, FAMILY, GRAPH_INPUTS)
         manifest = bundle.manifest
         self.bundle = bundle
+        self.model = _checked_model(bundle)
         self.backend = make_backend(backend, threads)
         self.sample_rate = manifest.sample_rate
-        self.model = manifest.model
         self.default_options = SynthesisOptions.from_manifest(manifest.defaults)
-        self.speakers = self._read_lines(self.model["speakers_file"])
+        self.speakers = _without_trailing_blanks(self._read_lines(self.model["speakers_file"]))
+        if not self.speakers:
+            raise BundleError(f"{bundle.path}: {self.model['speakers_file']} lists no speakers (corrupt bundle)")
+        if len(self.speakers) > self.model.get("n_speaker", len(self.speakers)):
+            raise BundleError(f"{bundle.path}: {self.model['speakers_file']} lists {len(self.speakers)} speakers; the "
+                              f"model has {self.model['n_speaker']} (corrupt bundle)")
         self._speaker_rows = {name: row for row, name in enumerate(self.speakers)}
         self._sessions: dict = {}
         self._lock = threading.RLock()  # see edgevoice.threadsafe
@@ -79,8 +94,18 @@ class Synthesizer(FamilySynthesizer):
         self._tokenizer: WordPiece | None = None
         self._styles: OrderedDict[str, np.ndarray] = OrderedDict()
 
+    def _read_text(self, rel: str) -> str:
+        path = self.bundle.file(rel)
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:  # the hash only says the file is the one exported, not that it is text
+            raise BundleError(f"{self.bundle.path}: {rel} is not UTF-8 text (byte {exc.start}; corrupt "
+                              "bundle)") from None
+        except OSError as exc:
+            raise BundleError(f"{self.bundle.path}: cannot read {rel} ({exc.strerror or exc})") from None
+
     def _read_lines(self, rel: str) -> list[str]:
-        return self.bundle.file(rel).read_text(encoding="utf-8").splitlines()
+        return self._read_text(rel).splitlines()
 
     def _run(self, name: str, **feeds) -> dict[str, np.ndarray]:
         if name not in self._sessions:
@@ -90,13 +115,23 @@ class Synthesizer(FamilySynthesizer):
     @property
     def frontend(self) -> Frontend:
         if self._frontend is None:
-            self._frontend = Frontend(self.bundle.manifest.symbols, self.bundle.file(self.model["lexicon_file"]))
+            self._frontend = Frontend(self.bundle.manifest.symbols,
+                                      lexicon_text=self._read_text(self.model["lexicon_file"]))
         return self._frontend
 
     @property
     def tokenizer(self) -> WordPiece:
         if self._tokenizer is None:
-            self._tokenizer = WordPiece.from_vocab(self._read_lines(self.model["bert_vocab_file"]))
+            rel = self.model["bert_vocab_file"]
+            lines = self._read_lines(rel)
+            tokens = len(_without_trailing_blanks(lines))  # an empty token is never looked up
+            if tokens > self.model.get("bert_vocab_size", tokens):
+                raise BundleError(f"{self.bundle.path}: {rel} has {tokens} tokens; the style encoder has "
+                                  f"{self.model['bert_vocab_size']} (corrupt bundle)")
+            try:
+                self._tokenizer = WordPiece.from_vocab(lines)
+            except ValueError as exc:  # WordPiece's own refusal: a special token is missing
+                raise BundleError(f"{self.bundle.path}: {rel}: {exc} (corrupt bundle)") from None
         return self._tokenizer
 
     # ---------------------------------------------------------------- stage entry points
@@ -118,7 +153,7 @@ class Synthesizer(FamilySynthesizer):
             self._styles.move_to_end(text)
             return self._styles[text]
         ids = self.tokenizer.encode(text)
-        limit = int(self.model["bert_max_tokens"])
+        limit = self.model["bert_max_tokens"]
         if ids.size > limit:
             raise TextError(f"the text gives {ids.size} BERT tokens; the style encoder reads at most {limit} "
                             "(shorten the prompt, or let long text be split into sentences)")
@@ -133,6 +168,7 @@ class Synthesizer(FamilySynthesizer):
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Token ids `[phones]`, a speaker row and two `[hidden]` embeddings → (durations `[phones]`,
         mel `[frames, n_mels]`). At `speed` 1 the durations are the graph's own (upstream's rounding)."""
+        speed = check_speed(speed)
         front = self._front(token_ids, speaker_row, style, content)
         durations = front["durations"][0]
         if speed != 1:
@@ -145,10 +181,21 @@ class Synthesizer(FamilySynthesizer):
     def acoustic_with_durations(self, token_ids, speaker_row: int, style, content, durations) -> np.ndarray:
         """The mel `[frames, n_mels]` with given durations instead of predicted ones (parity runs)."""
         front = self._front(token_ids, speaker_row, style, content)
-        durations = np.asarray(durations, np.int64).reshape(-1)
-        if durations.shape != front["durations"][0].shape or durations.min(initial=0) < 0:
-            raise OptionsError(f"durations must be {front['durations'].shape[1]} non-negative integers")
-        return self._back(front["hidden"], durations)
+        phones = front["durations"].shape[1]
+        given = _array(durations, "durations", OptionsError)
+        if given.size != phones or given.ndim > 2 or given.dtype.kind not in "iu":
+            raise OptionsError(f"durations must be {phones} non-negative integers, not {given.dtype} "
+                               f"{list(given.shape)}")
+        given = given.reshape(-1)
+        # At most what `acoustic` gives these phones at the slowest speed (at least one frame per phone, upstream's
+        # all-zero case): replayed durations come from the same model at speed 1, so this leaves a 4x margin and
+        # still refuses a count that would run for minutes (10**6 frames) or overflow the sum (2**62).
+        slowest = (np.exp(front["log_durations"][0].astype(np.float64)) - 1) / SPEED_RANGE[0]
+        cap = max(int(np.maximum(np.round(slowest), 0).sum()), phones)
+        if given.min() < 0 or given.max() > cap or int(given.sum(dtype=np.int64)) > cap:
+            raise OptionsError(f"durations must be {phones} non-negative integers of at most {cap} frames in all "
+                               f"(what the slowest speed gives); found {abbreviated(str(given.tolist()))}")
+        return self._back(front["hidden"], given.astype(np.int64))
 
     def _front(self, token_ids, speaker_row: int, style, content) -> dict[str, np.ndarray]:
         ids = self._check_ids(token_ids)
@@ -165,21 +212,21 @@ class Synthesizer(FamilySynthesizer):
     @serialized
     def vocode(self, mel) -> np.ndarray:
         """HiFi-GAN: mel `[frames, n_mels]` (what `acoustic` returns) or `[1, n_mels, frames]` → waveform."""
-        mel = np.asarray(mel, np.float32)
-        n_mels = int(self.model["n_mels"])
-        if mel.ndim == 2 and mel.shape[1] == n_mels:
-            mel = mel.T[None]
-        if not (mel.ndim == 3 and mel.shape[:2] == (1, n_mels) and mel.shape[2] > 0):
-            raise OptionsError(f"mel must be [frames, {n_mels}] or [1, {n_mels}, frames] with frames ≥ 1, not "
-                               f"{list(mel.shape)}")
-        if not np.isfinite(mel).all():
-            raise OptionsError("mel contains NaN or infinite values")
-        return self._run("hifigan", mel=np.ascontiguousarray(mel))["wav"][0]
+        wav = self._run("hifigan", mel=self._check_mel(mel))["wav"][0]
+        if not np.isfinite(wav).all():  # finite float32 mels near 3e38 still overflow inside the vocoder
+            raise OptionsError("the vocoder gives NaN for this mel: its values are far outside a log-mel's range")
+        return wav
 
-    def vocode_chunks(self, mel: np.ndarray, chunk_frames: int) -> Iterator[np.ndarray]:
-        """The waveform of `mel` `[frames, n_mels]` in pieces of `chunk_frames` frames, each vocoded with
-        `VOCODER_CONTEXT_FRAMES` of context on both sides that is then cut away."""
-        hop, total = int(self.model["hop"]), mel.shape[0]
+    def vocode_chunks(self, mel, chunk_frames: int) -> Iterator[np.ndarray]:
+        """The waveform of `mel` (either layout `vocode` takes) in pieces of `chunk_frames` frames, each vocoded
+        with `VOCODER_CONTEXT_FRAMES` of context on both sides that is then cut away."""
+        mel = self._check_mel(mel)[0].T  # [frames, n_mels]; checked now, not when the first chunk is asked for
+        if isinstance(chunk_frames, (bool, np.bool_)) or not isinstance(chunk_frames, Integral) or chunk_frames < 1:
+            raise OptionsError(f"chunk_frames must be a positive whole number, not {chunk_frames!r}")
+        return self._chunks(mel, int(chunk_frames))
+
+    def _chunks(self, mel: np.ndarray, chunk_frames: int) -> Iterator[np.ndarray]:
+        hop, total = self.model["hop"], mel.shape[0]
         for start in range(0, total, chunk_frames):
             stop = min(total, start + chunk_frames)
             left, right = max(0, start - VOCODER_CONTEXT_FRAMES), min(total, stop + VOCODER_CONTEXT_FRAMES)
@@ -191,15 +238,22 @@ class Synthesizer(FamilySynthesizer):
     def speaker_row(self, speaker: str | int) -> int:
         """A speaker by name (a line of upstream's speaker2 list: names are numbers, so "1088" is the speaker
         named 1088) or, when no speaker has that name, by row number."""
+        integer = isinstance(speaker, Integral) and not isinstance(speaker, (bool, np.bool_))
+        if integer and not -2 ** 63 <= speaker < 2 ** 63:  # str() refuses over 4,300 digits; no name is that long
+            return self._check_row(speaker)
         key = str(speaker).strip()
         if key in self._speaker_rows:
             return self._speaker_rows[key]
-        try:
-            row = int(key)
-        except ValueError:
-            raise VoiceError(f"no speaker named {key!r} in this bundle ({len(self.speakers)} speakers, e.g. "
-                             f"{', '.join(self.speakers[:3])})") from None
-        return self._check_row(row)
+        if integer:
+            return self._check_row(speaker)
+        # a row number is plain ASCII digits: int() would also take "1_0" (row 10), "+5", "-0" and other scripts'
+        # digits ("١")
+        if not (key.isascii() and key.isdigit()):
+            raise VoiceError(f"no speaker named {abbreviated(key, quoted=True)} in this bundle ({len(self.speakers)} "
+                             f"speakers, e.g. {', '.join(self.speakers[:3])})")
+        if len(key.lstrip("0")) > len(str(len(self.speakers))):  # int() refuses over 4,300 digits
+            raise VoiceError(f"speaker row {abbreviated(key)} is outside 0…{len(self.speakers) - 1}")
+        return self._check_row(int(key))
 
     def voice_for(self, voice=None, speaker=None, prompt=None) -> SpeakerStyle:
         """A speaker (name or row; default: the first) with a style prompt (default: upstream's neutral "")."""
@@ -218,7 +272,7 @@ class Synthesizer(FamilySynthesizer):
                    ) -> list[str]:
         """The sentences `stream` will speak, one chunk each (after `textinput.prepare_text`)."""
         text = self._checked_text(text)
-        return split_sentences(text, (options or self.default_options).max_sentence_chars)
+        return split_sentences(text, self._checked_options(options).max_sentence_chars)
 
     def unreadable_text(self, text: str, language: str | None = None) -> textinput.Unreadable:
         """The characters of `text` the front end cannot read (it leaves them out): it reads the ideographs
@@ -231,9 +285,7 @@ class Synthesizer(FamilySynthesizer):
         English). With `chunked`, each sentence also comes out in vocoder chunks as soon as they are ready.
         Markup and escapes are removed first (`textinput.prepare_text`); characters the front end cannot read are
         named in an `UnreadableTextWarning`."""
-        options = options or self.default_options
-        if not isinstance(options, SynthesisOptions):
-            raise OptionsError(f"options must be SynthesisOptions, not {type(options).__name__}")
+        options = self._checked_options(options)
         voice = self.voice_for(voice)
         text = self._checked_text(text)
         unreadable = self.unreadable_text(text)
@@ -265,6 +317,16 @@ class Synthesizer(FamilySynthesizer):
 
     # ---------------------------------------------------------------- checks
 
+    def _checked_options(self, options) -> SynthesisOptions:
+        options = self.default_options if options is None else options
+        if not isinstance(options, SynthesisOptions):
+            # every family's class is called SynthesisOptions: its module says which one was given
+            kind = type(options)
+            given = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__} {kind.__qualname__}"
+            raise OptionsError(f"options must be EmotiVoice's SynthesisOptions ({SynthesisOptions.__module__}), "
+                               f"not {given}")
+        return options
+
     def _checked_text(self, text: str) -> textinput.PreparedText:
         text = textinput.prepare_text(text)
         if not text.strip():
@@ -274,7 +336,7 @@ class Synthesizer(FamilySynthesizer):
         return text
 
     def _check_ids(self, token_ids) -> np.ndarray:
-        ids = np.asarray(token_ids).reshape(-1)
+        ids = _array(token_ids, "token ids", TextError).reshape(-1)
         if ids.size == 0 or ids.dtype.kind not in "iu":
             raise TextError("token ids must be a non-empty sequence of integers")
         if ids.min() < 0 or ids.max() >= len(self.bundle.manifest.symbols):
@@ -285,17 +347,41 @@ class Synthesizer(FamilySynthesizer):
         if isinstance(row, (bool, np.bool_)) or not isinstance(row, Integral):
             raise VoiceError(f"a speaker row is a whole number, not {type(row).__name__} {row!r}")
         if not 0 <= int(row) < len(self.speakers):
-            raise VoiceError(f"speaker row {row} is outside 0…{len(self.speakers) - 1}")
+            shown = f" {row}" if -2 ** 63 <= row < 2 ** 63 else ""  # str() refuses over 4,300 digits
+            raise VoiceError(f"speaker row{shown} is outside 0…{len(self.speakers) - 1}")
         return int(row)
 
     def _embedding(self, vector, what: str) -> np.ndarray:
-        vector = np.asarray(vector, np.float32).reshape(-1)
-        hidden = int(self.model["bert_hidden"])
-        if vector.size != hidden:
-            raise OptionsError(f"{what} embedding must have {hidden} values, not {vector.size}")
+        """`[hidden]` or `[1, hidden]` floats in −1…1 → `[1, hidden]` float32."""
+        vector = _array(vector, f"the {what} embedding", OptionsError)
+        hidden = self.model["bert_hidden"]
+        if vector.dtype.kind != "f" or vector.shape not in ((hidden,), (1, hidden)):
+            raise OptionsError(f"the {what} embedding must be {hidden} real numbers ([{hidden}] or [1, {hidden}]), "
+                               f"not {vector.dtype} {list(vector.shape)}")
         if not np.isfinite(vector).all():
-            raise OptionsError(f"{what} embedding contains NaN or infinite values")
-        return vector[None]
+            raise OptionsError(f"the {what} embedding contains NaN or infinite values")
+        # `style_embedding` gives SimBERT's pooled output, a tanh; values far beyond it (1e38) make a NaN mel
+        if np.abs(vector).max() > 1:
+            raise OptionsError(f"the {what} embedding has values outside −1…1 (SimBERT's pooled output is a tanh); "
+                               "make it with style_embedding()")
+        return vector.reshape(1, hidden).astype(np.float32)
+
+    def _check_mel(self, mel) -> np.ndarray:
+        """mel `[frames, n_mels]` or `[1, n_mels, frames]` of finite real numbers → `[1, n_mels, frames]` float32."""
+        mel = _array(mel, "mel", OptionsError)
+        n_mels = self.model["n_mels"]
+        if mel.dtype.kind != "f":
+            raise OptionsError(f"mel must be real (floating-point) numbers, not {mel.dtype}")
+        if mel.ndim == 2 and mel.shape[1] == n_mels:
+            mel = mel.T[None]
+        if not (mel.ndim == 3 and mel.shape[:2] == (1, n_mels) and mel.shape[2] > 0):
+            raise OptionsError(f"mel must be [frames, {n_mels}] or [1, {n_mels}, frames] with frames ≥ 1, not "
+                               f"{list(mel.shape)}")
+        with np.errstate(over="ignore"):  # float64 values beyond float32 become inf, refused just below
+            mel = mel.astype(np.float32)
+        if not np.isfinite(mel).all():
+            raise OptionsError("mel contains NaN or infinite values")
+        return np.ascontiguousarray(mel)
 
 
 def _readable(char: str) -> bool:
@@ -306,6 +392,47 @@ def _readable(char: str) -> bool:
         return True
     plain = "".join(c for c in unicodedata.normalize("NFD", char) if not unicodedata.combining(c)).lower()
     return any("a" <= c <= "z" for c in plain)
+
+
+def _array(value, what: str, error: type) -> np.ndarray:
+    """`value` as a numpy array; a ragged or unconvertible value is a one-line `error`."""
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nesting, objects numpy cannot hold
+        raise error(f"{what} is not an array ({abbreviated(str(exc), 80)})") from None
+
+
+def _without_trailing_blanks(lines: list[str]) -> list[str]:
+    """`lines` up to the last one that is not blank (a text file may end in empty lines; they name nothing)."""
+    end = len(lines)
+    while end and not lines[end - 1].strip():
+        end -= 1
+    return lines[:end]
+
+
+def _checked_model(bundle: Bundle) -> dict:
+    """The manifest's model facts, refused by name when one this class reads is missing, of the wrong type, not
+    positive, or at odds with another fact (`sample_rate` is the vocoder's, `hop` its total upsampling)."""
+    manifest = bundle.manifest
+    model, where = manifest.model, f"{bundle.path}: manifest model"
+    for key in MODEL_COUNTS + MODEL_FILES:
+        if key not in model:  # Bundle.load has checked the file paths that are there
+            raise BundleError(f"{where} has no {key!r} (made by another exporter? re-export the bundle)")
+    for key in MODEL_COUNTS + MODEL_TABLES:
+        value = model.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise BundleError(f"{where} {key} must be a positive integer, found {abbreviated(repr(value))}")
+    if model.get("sample_rate", manifest.sample_rate) != manifest.sample_rate:
+        raise BundleError(f"{where}: the bundle's sample_rate {manifest.sample_rate} is not the vocoder's "
+                          f"{model['sample_rate']}")
+    rates = model.get("upsample_rates")
+    if isinstance(rates, list) and rates and all(isinstance(r, int) and not isinstance(r, bool) for r in rates):
+        if math.prod(rates) != model["hop"]:  # vocode_chunks cuts the audio at hop samples a frame
+            raise BundleError(f"{where} hop {model['hop']} is not the vocoder's upsampling {rates}")
+    if len(manifest.symbols) > model.get("n_vocab", len(manifest.symbols)):
+        raise BundleError(f"{where}: the bundle has {len(manifest.symbols)} symbols; the model has "
+                          f"{model['n_vocab']}")
+    return model
 
 
 def _string(text, what: str) -> str:
