@@ -4,12 +4,17 @@ temperature 1, speaker guidance 3; stage 2: top-k 200, temperature 1) and travel
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Integral
 
 from ..errors import OptionsError
 from ..options import ModelOptions
 
 FAMILY = "metavoice"
 MIN_REFERENCE_SECONDS = 30.0  # upstream's check_audio_file threshold
+# Speaker guidance multiplies the logits by g and (1 - g): a finite but huge g (1e39) overflows float32 to inf and
+# NaN, and the sampler then ends every sentence at once. Upstream's default is 3 (1: none); 100 is far beyond any
+# useful strength and keeps the guided logits (|logit| ~ tens) far from overflow.
+MAX_GUIDANCE = 100.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,8 @@ class SynthesisOptions(ModelOptions):
         super().__post_init__()
         if self.guidance < 1:
             raise OptionsError(f"guidance {self.guidance} must be at least 1 (upstream asserts it)")
+        if self.guidance > MAX_GUIDANCE:
+            raise OptionsError(f"guidance {self.guidance} is over {MAX_GUIDANCE:g} (upstream's default is 3)")
         if self.prompt_guidance != 1:
             raise OptionsError("prompt guidance other than 1 needs a prompt row, which MetaVoice-1B's inference "
                                "never builds; leave it at 1")
@@ -41,8 +48,10 @@ class SynthesisOptions(ModelOptions):
             raise OptionsError(f"top_p {self.top_p} is outside (0, 1]")
         for name in ("top_k", "stage2_top_k", "max_new_tokens"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, Integral) or value < 1):
                 raise OptionsError(f"{name} must be a positive integer, not {value!r}")
+            if value is not None:  # numpy integers as plain ints: top_k goes into the bundle's JSON manifest
+                object.__setattr__(self, name, int(value))
         for name in ("temperature", "stage2_temperature"):
             if not 0.01 <= getattr(self, name) <= 10:
                 raise OptionsError(f"{name} {getattr(self, name)} is outside 0.01–10")

@@ -16,11 +16,16 @@ p_i; upstream uses it on the fast path and it lets tests inject torch's recorded
 
 from __future__ import annotations
 
+import math
+from numbers import Real
+
 import numpy as np
 
-from edgevoice.errors import OptionsError
+from edgevoice.errors import OptionsError, abbreviated
 
-__all__ = ["guided_logits", "logits_to_probs", "top_p_probs", "top_k_probs", "reference_top_p",
+from .options import MAX_GUIDANCE
+
+__all__ = ["guided_logits", "guidance_scales", "logits_to_probs", "top_p_probs", "top_k_probs", "reference_top_p",
            "sample_probs", "sample_logits", "greedy"]
 
 MIN_TEMPERATURE = 1e-5  # upstream's clamp in logits_to_probs
@@ -34,17 +39,37 @@ def guided_logits(cond: np.ndarray, uncond: np.ndarray, guidance: tuple[float, f
     ``(g_spk + g_prompt - 1)·cond + (1 - g_spk)·uncond + (1 - g_prompt)·uncond_prompt``, float32,
     in that order (bit-exact with upstream); without a prompt row the last term is ``+ 0.0``.
     """
-    spk, prompt = (float(g) for g in guidance)
-    if spk < 1 or prompt < 1:
-        raise OptionsError(f"guidance scales must be >= 1, got ({spk}, {prompt})")
+    spk, prompt = guidance_scales(guidance)
     if prompt > 1 and uncond_prompt is None:
         raise OptionsError(f"prompt guidance {prompt} needs the prompt-unconditioned logits")
     cond = np.asarray(cond, dtype=np.float32)
     uncond = np.asarray(uncond, dtype=np.float32)
-    out = np.float32(spk + prompt - 1) * cond + np.float32(1 - spk) * uncond
-    if prompt > 1:
-        return out + np.float32(1 - prompt) * np.asarray(uncond_prompt, dtype=np.float32)
-    return out + np.float32(0.0)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused below, in one line
+        out = np.float32(spk + prompt - 1) * cond + np.float32(1 - spk) * uncond
+        if prompt > 1:
+            out = out + np.float32(1 - prompt) * np.asarray(uncond_prompt, dtype=np.float32)
+        else:
+            out = out + np.float32(0.0)
+    # NaN or inf would make every draw the first token (argmax of NaN) or end-of-audio: silent garbage
+    if not np.isfinite(out).all():
+        raise OptionsError("the guided logits are not finite: the logits given hold NaN, infinite or huge values")
+    return out
+
+
+def guidance_scales(guidance) -> tuple[float, float]:
+    """(speaker, prompt) guidance as two finite floats in 1…`MAX_GUIDANCE`; anything else is an `OptionsError`."""
+    try:
+        scales = tuple(guidance)
+    except TypeError:  # a number or a 0-d array: not a pair
+        scales = ()
+    if len(scales) != 2 or not all(isinstance(g, Real) and not isinstance(g, (bool, np.bool_)) for g in scales):
+        raise OptionsError(f"guidance must be two numbers (speaker, prompt), not {abbreviated(repr(guidance))}")
+    spk, prompt = (float(g) for g in scales)
+    if not (math.isfinite(spk) and math.isfinite(prompt)) or spk < 1 or prompt < 1:
+        raise OptionsError(f"guidance scales must be finite and >= 1, got ({spk}, {prompt})")
+    if spk > MAX_GUIDANCE or prompt > MAX_GUIDANCE:  # far beyond, the guided logits overflow float32
+        raise OptionsError(f"guidance scales must be at most {MAX_GUIDANCE:g}, got ({spk}, {prompt})")
+    return spk, prompt
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ The LSTM itself (mels → partial embeddings) is a graph in the bundle. ``fam.ll
 from __future__ import annotations
 
 import math
+from numbers import Real
 
 import numpy as np
 import soxr
@@ -30,6 +31,10 @@ SAMPLE_RATE = 16000
 # librosa.load's default rate: upstream's check_audio_file measures the duration of the clip resampled to it
 CHECK_SAMPLE_RATE = 22050
 MIN_REFERENCE_S = 30.0
+# Rates a reference may claim: telephone audio is 8 kHz and studio formats reach 768 kHz. A clip read with a wrong
+# rate (1 Hz) would be resampled to billions of samples; one far below 8 kHz holds no speech band to embed.
+MIN_REFERENCE_RATE = 4000
+MAX_REFERENCE_RATE = 768000
 
 N_FFT = 400  # 25 ms window
 HOP_LENGTH = 160  # 10 ms: one mel frame
@@ -74,8 +79,12 @@ def as_mono_float32(audio: np.ndarray) -> np.ndarray:
 
 
 def _check_rate(sample_rate: int) -> int:
-    if isinstance(sample_rate, bool) or int(sample_rate) != sample_rate or sample_rate <= 0:
+    if (isinstance(sample_rate, (bool, np.bool_)) or not isinstance(sample_rate, Real)
+            or not math.isfinite(sample_rate) or int(sample_rate) != sample_rate or sample_rate <= 0):
         raise AudioError(f"sample rate must be a positive integer, got {sample_rate!r}")
+    if not MIN_REFERENCE_RATE <= sample_rate <= MAX_REFERENCE_RATE:
+        raise AudioError(f"sample rate {int(sample_rate)} Hz is outside {MIN_REFERENCE_RATE}–{MAX_REFERENCE_RATE} Hz "
+                         "for a speaker reference")
     return int(sample_rate)
 
 

@@ -21,11 +21,13 @@ import hashlib
 import json
 import re
 import threading
+from numbers import Integral
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from .. import textinput
 from ..backends import make_backend, runs_graph
 from ..bundle import Bundle
 from ..errors import BundleError, OptionsError, TextError, VoiceError
@@ -105,10 +107,10 @@ class Synthesizer(FamilySynthesizer):
 
     def text_tokens(self, text: str) -> np.ndarray:
         """Stage-1 ids: upstream's normalisation, BPE, end-of-text, plus the stage-1 offset."""
-        return np.array(self.tokenizer.text_ids(text, int(self._s1["text_offset"])), np.int64)
+        return np.array(self.tokenizer.text_ids(_string(text), int(self._s1["text_offset"])), np.int64)
 
     def stage2_text_tokens(self, text: str) -> np.ndarray:
-        return np.array(self.tokenizer.text_ids(text, int(self._s2["text_offset"])), np.int64)
+        return np.array(self.tokenizer.text_ids(_string(text), int(self._s2["text_offset"])), np.int64)
 
     def phoneme_report(self, text: str, language: str | None = None) -> dict:
         """What stage 1 reads for `text` (`edgevoice phonemize`): MetaVoice has no phones, so the normalised text,
@@ -131,6 +133,7 @@ class Synthesizer(FamilySynthesizer):
     def first_stage_logits(self, text_ids, speaker_embedding, forced_tokens=(), guidance=(3.0, 1.0)
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Teacher-forced stage 1: the prefill, then each forced token fed in turn → (cond, uncond, guided)."""
+        sampling.guidance_scales(guidance)  # before the model runs
         ids = self._check_ids(text_ids, int(self._s1["vocab_size"]), "text_ids")
         forced = self._check_ids(forced_tokens, int(self._s1["vocab_size"]), "forced_tokens", allow_empty=True)
         if ids.size + forced.size > int(self._s1["block_size"]):
@@ -143,7 +146,7 @@ class Synthesizer(FamilySynthesizer):
             rows.append(decoder.step(int(token)))
         logits = np.stack(rows)
         cond, uncond = logits[:, 0], logits[:, 1]
-        return cond, uncond, sampling.guided_logits(cond, uncond, tuple(guidance))
+        return cond, uncond, sampling.guided_logits(cond, uncond, guidance)
 
     @serialized
     def second_stage_logits(self, stage2_input_ids, speaker_embedding) -> np.ndarray:
@@ -188,9 +191,16 @@ class Synthesizer(FamilySynthesizer):
         """Sample stage-1 tokens after `text_ids` until end-of-audio or `max_new` tokens; returns the new tokens
         (the end-of-audio token included when it came)."""
         end = int(self._s1["end_of_audio"])
+        options = self._check_options(options)
         guidance = (options.guidance, options.prompt_guidance)
         text_ids = self._check_ids(text_ids, int(self._s1["vocab_size"]), "text_ids")
         embedding = self._check_embedding(embedding)
+        block = int(self._s1["block_size"])
+        if isinstance(max_new, (bool, np.bool_)) or not isinstance(max_new, Integral) or max_new < 1:
+            raise OptionsError(f"max_new must be a positive integer, not {max_new!r}")
+        if text_ids.size + max_new > block:  # past the position table: garbage (OpenVINO) or a backend error
+            raise OptionsError(f"{text_ids.size} text ids and {max_new} new tokens exceed stage 1's context of "
+                               f"{block} positions")
         with self._lock:
             decoder = self.stage1_decoder(text_ids, embedding, max_new)
             tokens = []
@@ -307,9 +317,9 @@ class Synthesizer(FamilySynthesizer):
         """The pieces `stream` speaks. A text that fits both stages' contexts is spoken whole, as upstream does;
         a longer one (upstream has no long-text support) is cut into runs of sentences, then at commas, then
         between words, each small enough for its audio to fit."""
-        self._check_text(text)
+        text = self._checked_text(text)
         normalize_text(text)  # refuse unsupported characters before any work
-        options = options or self.default_options
+        options = self._check_options(options)
         return self._group(_SENTENCE_END.split(text.strip()), options, _CLAUSE_END)
 
     def _fits(self, piece: str, options: SynthesisOptions) -> bool:
@@ -350,9 +360,11 @@ class Synthesizer(FamilySynthesizer):
 
     def stream(self, text: str, voice=None, language: str | None = None,
                options: SynthesisOptions | None = None, **overrides) -> Iterator[AudioChunk]:
-        """Speak `text` sentence by sentence (MetaVoice reads English; `language` is accepted and ignored)."""
-        options = (options or self.default_options).with_overrides(**overrides)
+        """Speak `text` sentence by sentence (MetaVoice reads English; `language` is accepted and ignored). Markup
+        and escapes are removed first (`textinput.prepare_text`)."""
+        options = self._check_options(options).with_overrides(**overrides)
         voice = self.voice_for(voice)
+        text = self._checked_text(text)
         sentences = self.split_text(text, language, options)
         if not sentences:
             raise TextError("the text contains nothing to speak")
@@ -370,11 +382,24 @@ class Synthesizer(FamilySynthesizer):
 
     # ---------------------------------------------------------------- internals and checks
 
-    def _check_text(self, text: str) -> None:
-        if not isinstance(text, str) or not text.strip():
+    def _checked_text(self, text: str) -> textinput.PreparedText:
+        """`text` without markup, character references and escapes (as every family cleans it), not empty."""
+        text = textinput.prepare_text(text)
+        if not text.strip():
             raise TextError("the text to synthesise is empty")
         if len(text) > MAX_TEXT_CHARS:
             raise TextError(f"the text is {len(text)} characters long; the limit is {MAX_TEXT_CHARS} per call")
+        return text
+
+    def _check_options(self, options) -> SynthesisOptions:
+        """`options`, or the bundle's defaults for None; another family's options are refused by name."""
+        options = self.default_options if options is None else options
+        if not isinstance(options, SynthesisOptions):
+            kind = type(options)
+            # every family's class is called SynthesisOptions: its module says whose it is
+            shown = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+            raise OptionsError(f"options must be MetaVoice's SynthesisOptions, not {shown}")
+        return options
 
     @staticmethod
     def _check_ids(ids, vocab: int, what: str, allow_empty: bool = False) -> np.ndarray:
@@ -398,6 +423,12 @@ class Synthesizer(FamilySynthesizer):
         if not np.isfinite(vector).all():
             raise VoiceError("the speaker embedding contains NaN or infinite values")
         return vector.reshape(1, dim).astype(np.float32)
+
+
+def _string(text) -> str:
+    if not isinstance(text, str):
+        raise TextError(f"the text must be a string, not {type(text).__name__}")
+    return text
 
 
 def _progress(enabled: bool, total: int):

@@ -11,13 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import VoiceError
+from ..errors import VoiceError, abbreviated
 from ..families import check_voice_family
 from ..npzfile import atomic_savez, read_npz
 from .options import FAMILY
 
 VOICE_FORMAT = "edgevoice-voice"
 VOICE_FORMAT_VERSION = 1
+# The speaker encoder's output is L2-normalised (float32 rounding leaves ~1e-7); a norm off by more than this was
+# scaled or edited, and stage 1 and 2, trained on unit vectors, would be conditioned on something they never saw
+UNIT_NORM_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -41,16 +44,26 @@ class SpeakerVoice:
     @classmethod
     def load(cls, path: str | Path) -> "SpeakerVoice":
         header, arrays = read_npz(path, "voice file", VoiceError)
+        if not isinstance(header.get("family"), str):  # missing, or a list or object that names no family
+            raise VoiceError(f"{path}: not an edgevoice voice file (its header names no model family)")
         check_voice_family(header, path, FAMILY)
         if header.get("format") != VOICE_FORMAT or "speaker_embedding" not in arrays:
             raise VoiceError(f"{path}: not an edgevoice voice file")
-        if header.get("family") != FAMILY:
-            raise VoiceError(f"{path}: this voice was made for a {header.get('family')!r} model, not MetaVoice")
-        if header.get("format_version") != VOICE_FORMAT_VERSION:
-            raise VoiceError(f"{path}: voice format version {header.get('format_version')} is not supported")
+        if header["family"] != FAMILY:
+            raise VoiceError(f"{path}: this voice was made for a {header['family']!r} model, not MetaVoice")
+        version = header.get("format_version")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise VoiceError(f"{path}: corrupt voice file (its format version must be an integer, not "
+                             f"{abbreviated(repr(version))})")
+        if version != VOICE_FORMAT_VERSION:
+            raise VoiceError(f"{path}: voice format version {version} is not supported")
         embedding = arrays["speaker_embedding"]
         if embedding.ndim != 1 or embedding.dtype != np.float32 or not np.isfinite(embedding).all():
             raise VoiceError(f"{path}: corrupt voice file (the speaker embedding is not a finite float32 vector)")
+        norm = float(np.linalg.norm(embedding.astype(np.float64)))
+        if not abs(norm - 1) <= UNIT_NORM_TOLERANCE:
+            raise VoiceError(f"{path}: corrupt voice file (the speaker embedding has length {norm:.4g}; a speaker "
+                             "embedding is a unit vector)")
         seconds = header.get("reference_seconds", 0.0)
         return cls(embedding, str(header.get("speaker_encoder_sha256", "")),
                    str(header.get("source_audio_sha256", "")), float(seconds) if isinstance(seconds, (int, float))
