@@ -305,7 +305,8 @@ def _cases() -> list[Case]:
 
     # --- audio
     add("reference missing", "audio", lambda e: e.create(e.work / "absent.wav"), "audio file not found")
-    add("reference a folder", "audio", lambda e: e.create(e.work), "audio file not found")
+    add("reference a folder", "audio", lambda e: e.create(e.work), "is a folder, not an audio file")
+    add("reference a device", "audio", lambda e: e.create(Path("/dev/null")), "is a device or pipe, not an audio file")
     add("reference is text", "audio", lambda e: e.create(e.file("a.wav", "not audio")), "cannot read audio")
     add("reference random bytes", "audio", lambda e: e.create(e.file("r.wav", os.urandom(4096))), "cannot read audio")
     add("reference truncated header", "audio",

@@ -58,9 +58,7 @@ def audio_array(audio, what: str = "audio") -> np.ndarray:
 
 def audio_duration(path: str | Path) -> float:
     """Seconds of audio in a file, from its header (nothing is decoded)."""
-    path = _audio_path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: audio file not found")
+    path = _existing_audio_file(path)
     try:
         info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError) as exc:
@@ -74,11 +72,21 @@ def _audio_path(path) -> Path:
     return Path(path)
 
 
+def _existing_audio_file(path) -> Path:
+    """`path` if it is a regular file; otherwise one line saying what it is (a folder, a device, nothing)."""
+    path = _audio_path(path)
+    try:
+        if path.is_file():
+            return path
+        what = "a folder" if path.is_dir() else "a device or pipe" if path.exists() else None
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    raise AudioError(f"{path}: audio file not found" if what is None else f"{path}: is {what}, not an audio file")
+
+
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """Mono float32 samples (channels averaged, as librosa does) and the file's sample rate."""
-    path = _audio_path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: audio file not found")
+    path = _existing_audio_file(path)
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError) as exc:
