@@ -189,3 +189,61 @@ def test_a_unit_voice_embedding_loads(tmp_path, embedding):
     assert np.array_equal(SpeakerVoice.load(_voice_file(tmp_path, embedding)).embedding, embedding)
     near = np.ones(256, np.float32) / 16 * np.float32(1.005)  # within the tolerance (float16 round trips and such)
     assert SpeakerVoice.load(_voice_file(tmp_path, near)).embedding.shape == (256,)
+
+
+# ---------------------------------------------------------------- model facts and text files in the bundle
+
+
+def _tampered(source, folder, edit=None, files: dict | None = None):
+    """A copy of the bundle with its manifest's model facts edited and/or files replaced, rehashed the supported
+    way (`write_manifest`), so that only the content is wrong."""
+    import shutil
+
+    from edgevoice.bundle import Bundle, write_manifest
+
+    shutil.copytree(source, folder)
+    manifest = Bundle.load(folder, verify=False).manifest
+    for rel, content in (files or {}).items():
+        (folder / rel).write_bytes(content)
+    if edit:
+        edit(manifest.model)
+    write_manifest(folder, manifest)
+    return folder
+
+
+def _set(section, key, value):
+    def edit(model):
+        if value is KeyError:
+            del model[section][key]
+        else:
+            model[section][key] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit, match", [
+    (_set("stage1", "n_head", 0), "stage1.n_head must be a positive integer"),
+    (_set("stage1", "n_head", 3), "not a multiple of n_head"),
+    (_set("stage1", "n_head", 4), "heads of 16 are not its step graph's cache"),
+    (_set("stage1", "n_layer", 3), "not its step graph's 2 cache layers"),
+    (_set("encodec", "hop", 0), "encodec.hop must be a positive integer"),
+    (_set("encodec", "bins", 5000), "not twice encodec.bins"),
+    (_set("encodec", "sample_rate", 8000), "is not EnCodec's 8000"),
+    (_set("encodec", "n_q", 4), "is not the decoder graph's 8"),
+    (_set("stage2", "block_size", KeyError), "stage2.block_size must be a positive integer, found None"),
+    (_set("stage2", "vocab_sizes", [5]), "stage2.vocab_sizes must be 2 positive integers"),
+    (lambda model: model.pop("stage2"), "stage2.block_size must be a positive integer"),
+])
+def test_model_facts_are_checked_when_loading(metavoice_bundle, tmp_path, edit, match):
+    from edgevoice.errors import BundleError
+
+    folder = _tampered(metavoice_bundle[0], tmp_path / "b", edit)
+    with pytest.raises(BundleError, match=match):
+        edgevoice.load(folder, threads=1)
+
+
+def test_a_tokenizer_file_that_is_not_json_is_a_bundle_error(metavoice_bundle, tmp_path):
+    from edgevoice.errors import BundleError
+
+    folder = _tampered(metavoice_bundle[0], tmp_path / "b", files={"tokenizer.json": b'{"model": '})
+    with pytest.raises(BundleError, match="tokenizer.json is not the tokenizer's JSON"):
+        edgevoice.load(folder, threads=1).text_tokens("Hi")

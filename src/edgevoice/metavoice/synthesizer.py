@@ -66,7 +66,7 @@ class Synthesizer(FamilySynthesizer):
         self.bundle = bundle
         self.backend = make_backend(backend, threads)
         self.sample_rate = manifest.sample_rate
-        self.model = manifest.model
+        self.model = _checked_model(bundle)
         self.default_options = SynthesisOptions.from_manifest(manifest.defaults)
         self.show_progress = False  # the CLI turns on a progress bar: a CPU run takes minutes
         stateful = manifest.graphs.get("stage1")
@@ -86,8 +86,13 @@ class Synthesizer(FamilySynthesizer):
     @property
     def tokenizer(self) -> BpeTokenizer:
         if self._tokenizer is None:
-            path = self.bundle.file(self.model["tokenizer_file"])
-            self._tokenizer = BpeTokenizer.from_json(json.loads(path.read_text(encoding="utf-8")))
+            rel = self.model["tokenizer_file"]
+            try:
+                spec = json.loads(self.bundle.file(rel).read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # the hash says only that it is the file made
+                raise BundleError(f"{self.bundle.path}: {rel} is not the tokenizer's JSON ({exc}; corrupt "
+                                  "bundle)") from None
+            self._tokenizer = BpeTokenizer.from_json(spec)
         return self._tokenizer
 
     @property
@@ -423,6 +428,61 @@ class Synthesizer(FamilySynthesizer):
         if not np.isfinite(vector).all():
             raise VoiceError("the speaker embedding contains NaN or infinite values")
         return vector.reshape(1, dim).astype(np.float32)
+
+
+# The model facts (manifest `model`) this class reads: whole numbers, most of them positive. A manifest edited by
+# hand or written by another exporter is refused by name when the synthesizer is made, instead of a KeyError, a
+# division by zero or an engine error mid-sentence.
+MODEL_FACTS = {"stage1": ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "text_offset", "end_of_audio"),
+               "stage2": ("block_size", "hierarchies", "text_offset"), "speaker": ("embedding",),
+               "encodec": ("n_q", "bins", "hop", "sample_rate")}
+
+
+def _checked_model(bundle: Bundle) -> dict:
+    """The manifest's model facts, each present and a positive integer, consistent with one another (stage 1's
+    tokens are EnCodec's two first codebooks interleaved, its end-of-audio token right after them; the bundle's
+    rate is EnCodec's) and with the graphs' own input shapes."""
+    manifest = bundle.manifest
+    model, where = manifest.model, f"{bundle.path}: manifest model"
+
+    def fact(section: str, key: str) -> int:
+        value = model[section].get(key) if isinstance(model.get(section), dict) else None
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise BundleError(f"{where} {section}.{key} must be a positive integer, found {value!r} (made by "
+                              "another exporter? re-export the bundle)")
+        return value
+
+    facts = {section: {key: fact(section, key) for key in keys} for section, keys in MODEL_FACTS.items()}
+    s1, s2, encodec = facts["stage1"], facts["stage2"], facts["encodec"]
+    vocab = model["stage2"].get("vocab_sizes")
+    if (not isinstance(vocab, list) or len(vocab) != s2["hierarchies"]
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in vocab)):
+        raise BundleError(f"{where} stage2.vocab_sizes must be {s2['hierarchies']} positive integers")
+    if not isinstance(model.get("tokenizer_file"), str):
+        raise BundleError(f"{where} has no tokenizer_file")
+    problems = [
+        (s1["n_embd"] % s1["n_head"] != 0, f"stage1.n_embd {s1['n_embd']} is not a multiple of n_head"),
+        (s1["end_of_audio"] != 2 * encodec["bins"], f"stage1.end_of_audio {s1['end_of_audio']} is not twice "
+                                                     f"encodec.bins {encodec['bins']}"),
+        (not s1["end_of_audio"] < s1["text_offset"] < s1["vocab_size"], "stage 1's text ids do not follow its "
+                                                                          "audio tokens inside its vocabulary"),
+        (encodec["sample_rate"] != manifest.sample_rate, f"the bundle's sample_rate {manifest.sample_rate} is not "
+                                                         f"EnCodec's {encodec['sample_rate']}"),
+    ]
+    step = manifest.graphs.get("stage1_step")  # the host-cache step: its cache inputs say the heads and layers
+    keys = [t.shape for t in step.inputs if t.name.startswith("past_key.")] if step is not None else []
+    head = [2, s1["n_head"], s1["n_embd"] // s1["n_head"]]
+    problems += [(bool(keys) and len(keys) != s1["n_layer"],
+                  f"stage1.n_layer {s1['n_layer']} is not its step graph's {len(keys)} cache layers"),
+                 (any(list(k[:2]) + [k[-1]] != head for k in keys),
+                  f"stage 1's {s1['n_head']} heads of {head[2]} are not its step graph's cache {keys[:1]}")]
+    codes = [t.shape for t in manifest.graphs["encodec_decode"].inputs if t.name == "codes"]
+    problems.append((bool(codes) and codes[0][1] != encodec["n_q"],
+                     f"encodec.n_q {encodec['n_q']} is not the decoder graph's {codes[0][1] if codes else None}"))
+    found = [text for wrong, text in problems if wrong]
+    if found:
+        raise BundleError(f"{where}: {found[0]} (corrupt bundle)")
+    return model
 
 
 def _string(text) -> str:
