@@ -180,7 +180,8 @@ def make_test_model(family, size, out, seed, version):
         from .emotivoice.random_model import make_test_model as write
 
         root = write(out, size=size, seed=seed)
-        click.echo(f"upstream-style EmotiVoice folder written to {root}: edgevoice export emotivoice --root {root} ...")
+        click.echo(f"upstream-style EmotiVoice folder written to {root}")
+        click.echo(f"export it with: edgevoice export emotivoice --root {root} --out BUNDLE")
         return
     if family == "metavoice":
         from .metavoice.random_model import make_test_model as write
@@ -196,6 +197,8 @@ def make_test_model(family, size, out, seed, version):
     paths = write(out, size, seed, version=version)
     for name, path in paths.items():
         click.echo(f"{name:7s} {path}")
+    options = " ".join(f"--{name} {path}" for name, path in paths.items())  # the flags are named as these keys
+    click.echo(f"export it with: edgevoice export gpt-sovits {options} --out BUNDLE")
 
 
 # ------------------------------------------------------------------------------------------------ quantize

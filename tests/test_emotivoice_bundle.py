@@ -193,13 +193,16 @@ def test_cuda_matches_cpu(emotivoice_bundle):
 def test_cli_make_test_model_export_and_say(tmp_path):
     pytest.importorskip("torch", reason="exporting needs the export extra (torch)")
     root, bundle, wav = tmp_path / "EmotiVoice", tmp_path / "bundle", tmp_path / "hi.wav"
-    result = _run("make-test-model", "--family", "emotivoice", "--size", "tiny", "--seed", 3, "--out", root)
-    assert result.exit_code == 0, result.output
+    made = _run("make-test-model", "--family", "emotivoice", "--size", "tiny", "--seed", 3, "--out", root)
+    assert made.exit_code == 0, made.output
     _one_line_error(_run("export", "emotivoice", "--root", tmp_path / "missing", "--out", bundle), "not a directory")
     _one_line_error(_run("export", "emotivoice", "--root", root, "--lexicon", tmp_path / "none.txt", "--out", bundle),
                     "not found")
     assert not bundle.exists()
-    result = _run("export", "emotivoice", "--root", root, "--out", bundle, "--format", "openvino")
+    # the command make-test-model printed, as printed
+    printed = [line for line in made.output.splitlines() if line.startswith("export it with: edgevoice ")]
+    command = printed[0].removeprefix("export it with: edgevoice ").split()
+    result = _run(*[bundle if word == "BUNDLE" else word for word in command], "--format", "openvino")
     assert result.exit_code == 0 and "hifigan" in result.output, result.output
     result = _run("say", "--bundle", bundle, "--speaker", 12, "--prompt", "Sad", "--speed", 1.5,
                   "--text", "Random weights, but a whole pipeline. 随机的权重。", "--out", wav)

@@ -223,7 +223,7 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
               type=click.Choice(["cut0", "cut1", "cut2", "cut3", "cut4", "cut5"]),
               help="GPT-SoVITS sentence splitting  [default: the model's]")
 @click.option("--speed", type=float, default=None,
-              help="speech rate, 0.25–4 (2 = twice as fast)  [default: the model's, 1]")
+              help="GPT-SoVITS, EmotiVoice: speech rate, 0.25–4 (2 = twice as fast)  [default: the model's, 1]")
 @click.option("--guidance", type=float, default=None,
               help="MetaVoice: speaker guidance scale, ≥ 1 (how closely to follow the voice)  [default: the model's, 3]")
 @click.option("--greedy", is_flag=True, flag_value=True, default=None,

@@ -18,6 +18,7 @@ from .options import FAMILY
 
 VOICE_FORMAT = "edgevoice-voice"
 VOICE_FORMAT_VERSION = 1
+MAX_VOICE_FILE_BYTES = 1 << 20  # one embedding of a few hundred floats is ~3 KB; docs/input.md promises at most 64 MiB
 # The speaker encoder's output is L2-normalised (float32 rounding leaves ~1e-7); a norm off by more than this was
 # scaled or edited, and stage 1 and 2, trained on unit vectors, would be conditioned on something they never saw
 UNIT_NORM_TOLERANCE = 0.01
@@ -43,7 +44,7 @@ class SpeakerVoice:
 
     @classmethod
     def load(cls, path: str | Path) -> "SpeakerVoice":
-        header, arrays = read_npz(path, "voice file", VoiceError)
+        header, arrays = read_npz(path, "voice file", VoiceError, max_bytes=MAX_VOICE_FILE_BYTES)
         if not isinstance(header.get("family"), str):  # missing, or a list or object that names no family
             raise VoiceError(f"{path}: not an edgevoice voice file (its header names no model family)")
         check_voice_family(header, path, FAMILY)
