@@ -298,14 +298,16 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
 
     family = guarded(lambda: Bundle.load(bundle, verify=False)).manifest.family
     given = {"--compute": compute, "--decode-engine": decode_engine, "--vocoder-engine": vocoder_engine,
-             "--prefill-engine": prefill_engine, "--latent-engine": latent_engine, "--vocoder-tail": vocoder_tail}
+             "--prefill-engine": prefill_engine, "--latent-engine": latent_engine, "--vocoder-tail": vocoder_tail,
+             "--max-tokens": max_tokens, "--accuracy-drop": accuracy_drop}
     for flag, value in given.items():
-        if value != "auto" and family not in FAMILY_FLAGS[flag]:
+        if value not in (None, "auto") and family not in FAMILY_FLAGS[flag]:
             fail(f"{flag} is for {' and '.join(_FAMILY_NAMES[f] for f in FAMILY_FLAGS[flag])} bundles")
-    options = QuantizeOptions(precision, subset_size, max_tokens, accuracy_drop, _methods(methods), overwrite,
-                              threads, compute=compute, decode_engine=decode_engine,
-                              vocoder_engine=vocoder_engine, prefill_engine=prefill_engine,
-                              latent_engine=latent_engine, vocoder_tail=vocoder_tail)
+    options = QuantizeOptions(precision, subset_size, _methods(methods), overwrite, threads,
+                              decode_engine=decode_engine, family=FAMILY_CHOICES[family](
+                                  max_tokens=max_tokens, max_drop=accuracy_drop, compute=compute,
+                                  vocoder_engine=vocoder_engine, prefill_engine=prefill_engine,
+                                  latent_engine=latent_engine, vocoder_tail=vocoder_tail))
     calibration = CalibrationFlags(voice_paths, references, reference_texts, reference_languages, calibration_texts,
                                    text_language, sentences)
     run, show = QUANTIZERS[family]
@@ -315,7 +317,23 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
 # Family-specific flags and the families that take them; given for another family's bundle, they are refused.
 FAMILY_FLAGS = {"--compute": ("gpt-sovits",), "--decode-engine": ("gpt-sovits", "metavoice"),
                 "--vocoder-engine": ("gpt-sovits",), "--prefill-engine": ("gpt-sovits",),
-                "--latent-engine": ("gpt-sovits",), "--vocoder-tail": ("gpt-sovits",)}
+                "--latent-engine": ("gpt-sovits",), "--vocoder-tail": ("gpt-sovits",),
+                "--max-tokens": ("gpt-sovits",), "--accuracy-drop": ("gpt-sovits",)}
+
+
+def _no_choices(**given) -> None:
+    """A family without choices of its own (its flags were refused above)."""
+    return None
+
+
+def _gpt_sovits_choices(**given):
+    from .gpt_sovits.choices import GptSovitsChoices
+
+    return GptSovitsChoices(**given)
+
+
+# family -> its `QuantizeOptions.family` from the flags
+FAMILY_CHOICES = {"gpt-sovits": _gpt_sovits_choices, "emotivoice": _no_choices, "metavoice": _no_choices}
 _FAMILY_NAMES = {"gpt-sovits": "GPT-SoVITS", "emotivoice": "EmotiVoice", "metavoice": "MetaVoice"}
 
 
@@ -373,9 +391,9 @@ def _quantize_emotivoice(bundle, out, options, flags: CalibrationFlags):
 def _quantize_metavoice(bundle, out, options, flags: CalibrationFlags):
     from .metavoice.quantize import quantize_metavoice
 
-    if flags.sources() or options.methods or options.max_drop is not None or flags.sentences is not None:
+    if flags.sources() or options.methods or flags.sentences is not None:
         raise OptionsError("MetaVoice's stage 1 is compressed weight-only (no calibration): leave out --voice, "
-                         "--reference, --calibration-texts, --sentences, --method and --accuracy-drop")
+                           "--reference, --calibration-texts, --sentences and --method")
     return quantize_metavoice(bundle, out, options)
 
 

@@ -201,35 +201,20 @@ def cpu_has_int8_dot(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 @dataclass(frozen=True)
 class QuantizeOptions:
-    """How a variant is made. `methods` overrides the policy per graph ({"gpt_prefill": "weights"}); `max_drop`
-    turns on accuracy control for `sovits_vocoder`: the largest held-out log-mel L1 against FP32 allowed (see
-    `quantize_within_budget`); `max_tokens` caps each calibration sentence. `compute` (GPT-SoVITS INT8): "auto"
-    lets the CPU's class choose each quantised graph's float-part precision (`gpt_sovits.compute`), "f32" keeps
-    them all f32. `decode_engine` (GPT-SoVITS INT8): "auto" times OpenVINO's stateful decode against
-    onnxruntime's block-INT8 step on this CPU and keeps the faster; "openvino" / "onnxruntime" take one.
-    `vocoder_engine` (GPT-SoVITS INT8, CPUs with VNNI): "auto" adds onnxruntime's 8-bit vocoder where it measured
-    faster and as accurate (`gpt_sovits.vocoder_engine`), "onnxruntime" always, "openvino" never.
-    `prefill_engine`, `latent_engine` (GPT-SoVITS INT8, CPUs with VNNI): the same for onnxruntime's dynamic-INT8
-    prefill and QDQ-INT8 encoder + flow (`gpt_sovits.stand_ins`). `vocoder_tail` (with that 8-bit vocoder): "split"
-    tries its float stages as their own graph on the backend's engine and ships that in its place where measured
-    faster (`gpt_sovits.vocoder_tail`: faster, but OpenVINO's libraries and buffers in a process that otherwise
-    loads none cost ~100 MiB, past the 600 MB goal); "auto" ships it beside the one graph, for the runtime to run
-    where OpenVINO is loaded anyway; "whole" keeps the float stages inside."""
+    """How a variant is made, for every family. `methods` overrides the policy per graph ({"gpt_prefill":
+    "weights"}); `decode_engine` (families with a token-by-token decode: GPT-SoVITS, MetaVoice): "auto" times
+    OpenVINO's stateful decode against onnxruntime's block-INT8 step on this CPU and keeps the faster, "openvino" /
+    "onnxruntime" take one. `family`: the family's own choices (GPT-SoVITS: `gpt_sovits.choices.GptSovitsChoices`);
+    None takes its defaults, and a family refuses another's."""
 
-    precision: str = "int8"  # or "bf16"
+    precision: str = "int8"  # or "bf16" (MetaVoice: "int4")
     subset_size: int = 300  # NNCF calibration items per graph
-    max_tokens: int | None = None
-    max_drop: float | None = None
     methods: dict[str, str] | None = None
     overwrite: bool = False
     threads: int = 1
     progress: bool = True
-    compute: str = "auto"
     decode_engine: str = "auto"  # one of ENGINE_CHOICES
-    vocoder_engine: str = "auto"  # one of ENGINE_CHOICES
-    prefill_engine: str = "auto"  # one of ENGINE_CHOICES
-    latent_engine: str = "auto"  # one of ENGINE_CHOICES
-    vocoder_tail: str = "auto"  # one of VOCODER_TAIL_CHOICES
+    family: object | None = None
 
 
 ENGINE_CHOICES = ("auto", "openvino", "onnxruntime")

@@ -146,8 +146,11 @@ def test_bad_methods(emotivoice_bundle, tmp_path, methods, fragment):
 
 
 def test_refusals(emotivoice_bundle, int8, tmp_path):
-    with pytest.raises(EdgevoiceError, match="accuracy-drop"):
-        quantize_emotivoice(emotivoice_bundle[0], tmp_path / "o", QuantizeOptions(max_drop=0.1, **FAST))
+    from edgevoice_export.gpt_sovits.choices import GptSovitsChoices
+
+    with pytest.raises(EdgevoiceError, match="EmotiVoice takes no family choices .*GptSovitsChoices"):
+        quantize_emotivoice(emotivoice_bundle[0], tmp_path / "o",
+                            QuantizeOptions(family=GptSovitsChoices(max_drop=0.1), **FAST))
     with pytest.raises(EdgevoiceError, match="not FP32"):
         quantize_emotivoice(int8[0], tmp_path / "o", QuantizeOptions(**FAST))
     with pytest.raises(EdgevoiceError, match="already exists"):

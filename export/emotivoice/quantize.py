@@ -339,8 +339,8 @@ def quantize_emotivoice(source_bundle: str | Path | Bundle, out: str | Path,
     of the FP32 EmotiVoice bundle `source_bundle` to `out`.
 
     `options.methods` overrides graphs ({"am_front": "weights"}; methods: weights, static, float, bf16);
-    `subset_size`, `threads`, `overwrite`, `progress` as for GPT-SoVITS; `max_tokens` does not apply (no
-    autoregressive model) and `max_drop` (GPT-SoVITS vocoder accuracy control) is refused. `sentences`: how many
+    `subset_size`, `threads`, `overwrite`, `progress` as for GPT-SoVITS; family choices (`options.family`, such as
+    GPT-SoVITS' vocoder accuracy control) are refused. `sentences`: how many
     calibration sentences (default `edgevoice_calibration.emotivoice.DEFAULT_SENTENCES`) or (language, text)
     pairs; `calibration`: inputs already recorded with `collect_emotivoice_calibration` on this bundle (then
     `sentences` is not used)."""
@@ -390,9 +390,10 @@ def quantize_emotivoice(source_bundle: str | Path | Bundle, out: str | Path,
 def _check_options(options: QuantizeOptions) -> None:
     if options.precision not in ("int8", "bf16"):
         raise EdgevoiceError(f"unknown precision {options.precision!r} (choose int8 or bf16)")
-    if options.max_drop is not None:
-        raise EdgevoiceError("--accuracy-drop is the GPT-SoVITS vocoder's accuracy control; EmotiVoice graphs fall "
-                             "back by themselves when they miss the accuracy gate (leave it out)")
+    if options.family is not None:  # e.g. GPT-SoVITS' accuracy control: EmotiVoice's graphs fall back by themselves
+        raise EdgevoiceError(f"EmotiVoice takes no family choices in QuantizeOptions (given "
+                             f"{type(options.family).__name__}): its graphs fall back by themselves when they miss "
+                             "the accuracy gate")
     if options.subset_size < 1:
         raise EdgevoiceError(f"subset size must be at least 1, not {options.subset_size}")
 

@@ -45,6 +45,7 @@ from .accuracy import decode_errors, end_to_end, graph_errors, log_mel_l1, prefi
 from ..quantize import (ENGINE_CHOICES, BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions,
                         Threshold, cpu_flags, cpu_has_int8_dot, onnx_module_paths, quantize_graph,
                         quantize_matmuls_nbits, remove_graph_file, run_all)
+from .choices import choices
 from .compute import ComputeChoice, choose_compute, compute_policies
 from .stand_ins import STAND_INS, choose_stand_in
 from .vocoder_engine import choose_vocoder_engine
@@ -495,7 +496,7 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
     _check_source(source)
     policies = _policies(source, options.methods)  # a wrong --method fails before anything is written
     cpu = detect()
-    computes = compute_policies(cpu, options.compute)
+    computes = compute_policies(cpu, choices(options).compute)
     manifest: Manifest = copy.deepcopy(source.manifest)
     report = QuantizationReport(Path(out), options.precision, 0.0)
     with atomic_folder(out, overwrite=options.overwrite) as folder:
@@ -525,10 +526,9 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
 def _check_options(options: QuantizeOptions) -> None:
     if options.precision not in ("int8", "bf16"):
         raise BundleError(f"unknown precision {options.precision!r} (choose int8 or bf16)")
-    for what, engine in (("decode", options.decode_engine), ("vocoder", options.vocoder_engine),
-                         ("prefill", options.prefill_engine), ("latent", options.latent_engine)):
-        if engine not in ENGINE_CHOICES:
-            raise BundleError(f"unknown {what} engine {engine!r} (choose {', '.join(ENGINE_CHOICES)})")
+    if options.decode_engine not in ENGINE_CHOICES:
+        raise BundleError(f"unknown decode engine {options.decode_engine!r} (choose {', '.join(ENGINE_CHOICES)})")
+    choices(options)  # another family's choices are refused before anything is written
 
 
 def _quantize_graph(job: _Job, name: str) -> None:
@@ -553,7 +553,7 @@ def _quantize_graph(job: _Job, name: str) -> None:
     calib, held = split_items(job.calibration.items.get(name, []))
     model = ov.Core().read_model(str(job.source.file(entry.files["openvino"])))
     onnx_path = job.source.file(entry.files["onnx"]) if "onnx" in entry.files else None
-    max_drop = job.options.max_drop
+    max_drop = choices(job.options).max_drop
     if max_drop is not None and name == "sovits_vocoder" and policy.method == "static" and held:
         job.bar.set_postfix_str(f"{name}, accuracy control")
         fp32_session = job.fp32_backend.session(job.source, name)
@@ -705,5 +705,6 @@ def calibrate_and_quantize(bundle: str | Path, out: str | Path, inputs: Calibrat
     if Path(out).exists() and not options.overwrite:
         raise BundleError(f"{out}: already exists (pass --overwrite to replace it)")
     calibration = collect_calibration(source, inputs, CollectOptions(
-        max_tokens=options.max_tokens or DEFAULT_MAX_TOKENS, threads=options.threads, progress=options.progress))
+        max_tokens=choices(options).max_tokens or DEFAULT_MAX_TOKENS, threads=options.threads,
+        progress=options.progress))
     return quantize_bundle(source, out, calibration, options)

@@ -40,6 +40,7 @@ from edgevoice_calibration import split_items
 from edgevoice_calibration.gpt_sovits import CalibrationSet
 
 from .accuracy import graph_errors
+from .choices import choices
 from ..quantize import (OnnxRuntimeDynamic, OnnxRuntimeStatic, QuantizeOptions, best_seconds,
                         quantize_dynamic_onnxruntime, quantize_static_onnxruntime, run_all)
 
@@ -55,7 +56,7 @@ class StandIn:
     """How one OpenVINO graph's onnxruntime stand-in is made and judged."""
 
     replaces: str
-    option: str  # the QuantizeOptions field that asks for it ("auto", "openvino", "onnxruntime")
+    option: str  # the GptSovitsChoices field that asks for it ("auto", "openvino", "onnxruntime")
     recipe: OnnxRuntimeDynamic | OnnxRuntimeStatic
     compared: tuple[str, ...]  # outputs (as `graph_errors` pools them) whose worst rel-L2 is gated
 
@@ -81,11 +82,11 @@ STAND_INS = (PREFILL, LATENT)
 
 def _not_made(spec: StandIn, options: QuantizeOptions, cpu: CpuInfo) -> str | None:
     """Why no stand-in is made here, or None; raises where the caller asked for one this CPU can't run."""
-    if getattr(options, spec.option) == "openvino":
+    if getattr(choices(options), spec.option) == "openvino":
         return "chosen by the caller"
     if cpu.int8_dot:
         return None
-    if getattr(options, spec.option) == "onnxruntime":
+    if getattr(choices(options), spec.option) == "onnxruntime":
         raise BundleError(f"{spec.flag} onnxruntime needs a CPU with 8-bit dot products (VNNI): without them its s8 "
                           "weights saturate")
     return "no 8-bit dot products (VNNI) on this CPU: onnxruntime's s8 weights would saturate"
@@ -118,7 +119,7 @@ def choose_stand_in(spec: StandIn, source: Bundle, folder: Path, manifest: Manif
     seconds = best_seconds({engine: (session, held) for engine, session in sessions.items()})
     accurate = all(worst["onnxruntime"][k] <= ACCURACY_SLACK * worst["openvino"][k] for k in spec.compared)
     fast = seconds["onnxruntime"] <= ONNXRUNTIME_MARGIN * seconds["openvino"]
-    forced = getattr(options, spec.option) == "onnxruntime"
+    forced = getattr(choices(options), spec.option) == "onnxruntime"
     record = {"taken": forced or (accurate and fast), "graph": spec.graph, "replaces": spec.replaces,
               "quantization": spec.recipe.to_json(), "quantised_ops": ops, "threads": options.threads,
               "calls": len(held), "seconds_on_held_out": seconds, "worst_rel_l2": worst,

@@ -48,6 +48,7 @@ from ..quant_accuracy import AUDIBLE_LOG_MEL_L1
 from .accuracy import graph_errors
 from ..quantize import (OnnxRuntimeStatic, QuantizeOptions, best_seconds, onnx_module_paths_of,
                         quantize_static_onnxruntime, run_all)
+from .choices import choices
 from .vocoder_tail import TailOptions, split_float_tail
 
 VOCODER = "sovits_vocoder"
@@ -133,10 +134,10 @@ def choose_vocoder_engine(source: Bundle, folder: Path, manifest: Manifest, cali
     """Add `EXACT_VOCODER` (onnxruntime static INT8, mask-free) to the bundle being written in `folder` where this CPU
     has 8-bit dot products and it is as accurate as the quantised `sovits_vocoder` and no slower on the held-out
     recorded calls; returns the record (written into the manifest's quantization section)."""
-    if options.vocoder_engine == "openvino":
+    if choices(options).vocoder_engine == "openvino":
         return {"taken": False, "reason": "chosen by the caller"}
     if not cpu.int8_dot:
-        if options.vocoder_engine == "onnxruntime":
+        if choices(options).vocoder_engine == "onnxruntime":
             raise BundleError("--vocoder-engine onnxruntime needs a CPU with 8-bit dot products (VNNI): without "
                               "them its s8 weights saturate")
         return {"taken": False, "reason": "no 8-bit dot products (VNNI) on this CPU: onnxruntime's s8 weights would "
@@ -160,7 +161,7 @@ def choose_vocoder_engine(source: Bundle, folder: Path, manifest: Manifest, cali
     attempts, session, errors = _float_ladder(model, folder, manifest, exact_feeds(calib), exact_held, reference,
                                               baseline, options.threads)
     seconds = best_seconds({"openvino": (openvino, held), "onnxruntime": (session, exact_held)})
-    forced = options.vocoder_engine == "onnxruntime"
+    forced = choices(options).vocoder_engine == "onnxruntime"
     fast = seconds["onnxruntime"] <= ONNXRUNTIME_VOCODER_MARGIN * seconds["openvino"]
     record = {"taken": forced or (attempts[-1]["accurate"] and fast), "graph": EXACT_VOCODER, "replaces": VOCODER,
               "masks_dropped": masks, "quantization": VOCODER_RECIPE.to_json(),
@@ -169,7 +170,7 @@ def choose_vocoder_engine(source: Bundle, folder: Path, manifest: Manifest, cali
               "reason": _reason(seconds, attempts[-1], baseline, forced)}
     if record["taken"]:
         manifest.graphs[EXACT_VOCODER].accuracy = {"int8_vs_fp32": errors}
-        if record["float_stages"] and options.vocoder_tail == "whole":
+        if record["float_stages"] and choices(options).vocoder_tail == "whole":
             record["float_tail"] = {"taken": False, "reason": "kept inside (quantize --vocoder-tail auto|split tries "
                                                               "them on OpenVINO: faster, ~100 MiB more memory)"}
         elif record["float_stages"]:
@@ -180,7 +181,7 @@ def choose_vocoder_engine(source: Bundle, folder: Path, manifest: Manifest, cali
                 worst = audio["log_mel_l1"]["worst"]
                 return _accurate({"audio": audio}, baseline) and worst <= AUDIBLE_LOG_MEL_L1, worst
 
-            tail = TailOptions(options.threads, beside=options.vocoder_tail == "auto",
+            tail = TailOptions(options.threads, beside=choices(options).vocoder_tail == "auto",
                                bf16_gate=bf16_gate if cpu.native_bf16 else None)
             record["float_tail"] = split_float_tail(source, folder, manifest, float_nodes, exact_held, session, tail)
         record["layout"] = channels_last_files(folder, manifest, _extremes(exact_held), options.threads)

@@ -157,6 +157,9 @@ def quantize_metavoice(source_bundle: str | Path | Bundle, out: str | Path,
     source = source_bundle if isinstance(source_bundle, Bundle) else Bundle.load(source_bundle)
     precision = options.precision
     _check_source(source, precision)
+    if options.family is not None:
+        raise EdgevoiceError(f"MetaVoice takes no family choices in QuantizeOptions (given "
+                             f"{type(options.family).__name__})")
     if Path(out).resolve() == source.path.resolve():
         raise BundleError(f"{out}: the output must not be the source bundle")
     nncf.set_log_level(logging.WARNING)

@@ -109,8 +109,9 @@ def runnable_hint(hint: str, cpu: CpuInfo | None = None) -> str:
 # ------------------------------------------------------------------------------------------------ what runs here
 
 _WEIGHTS = {"static": "int8 weights + activations", "weights": "int8 weights"}
-NO_INT8_DOT_NOTE = ("no 8-bit dot products here: static INT8 measured 2x slower than FP32 for prefill and bert on an "
-                    "AVX2-only EPYC (the vocoder 1.06x faster); quantised on this CPU they get weight-only INT8")
+NO_INT8_DOT_NOTE = ("no 8-bit dot products here: static INT8 can run slower than FP32 on such CPUs (2x slower for a "
+                    "transformer's matmuls on an AVX2-only EPYC); quantised on this CPU, graphs where it was measured "
+                    "so get weight-only INT8")
 
 
 _CACHE_NAMES = {"float32": "f32", "float16": "f16"}
