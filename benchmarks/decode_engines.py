@@ -7,6 +7,7 @@ trade (block sizes, 4-bit weights, the thread pool's spinning, batched rows) beh
 
     python benchmarks/decode_engines.py --fp32 FP32_BUNDLE [--openvino INT8_BUNDLE] [--filled 50 400 1000]
         [--rows 1 8] [--variants 8:128 8:32 8:256 4:128] [--steps 30] [--threads 2] [--attention plain fused]
+        [--cache-dtypes float32 float16]
 
 FP32_BUNDLE: an exported bundle (its `gpt_step.onnx` is quantised here for each variant BITS:BLOCK); INT8_BUNDLE:
 a quantised one that keeps the stateful `gpt_decode` (`quantize --decode-engine openvino`). Each figure is the
@@ -14,7 +15,9 @@ median of `--steps` steps after 3 warm-up steps, from random caches `filled` dee
 same values); "spin 0" is onnxruntime with its thread pool's spinning off (the backend's default for other graphs).
 `--attention fused` adds, per variant, the step whose attention `quantize` fuses (`edgevoice_export.fused_attention`)
 and the plain step beside it, both driven as the synthesizer drives them (`HostKVCache`, buffers bound, the fused
-step writing its new rows in place); the other rows pass every buffer on every call.
+step writing its new rows in place); the other rows pass every buffer on every call. `--cache-dtypes` adds, per
+variant, the fused step with its cache buffers in each type (`fuse_cached_attention(cache_dtype=...)`: float16
+halves the cache's memory), every buffer bound in place and only the token fed, the same driver for each type.
 """
 
 from __future__ import annotations
@@ -80,6 +83,25 @@ def host_cache_ms(session, bundle, filled: int, rows: int, steps: int) -> float:
     return step_ms(lambda: cache.step_rows(tokens), steps)
 
 
+def bound_fused_ms(session, model: dict, filled: int, rows: int, steps: int, dtype: str) -> float:
+    """One step of a fused step whose cache buffers (`dtype`) are bound as both its inputs and its outputs, as the
+    synthesizer binds them; each step writes its row at slot `filled` again, so every step reads the same depth."""
+    from edgevoice.backends import BoundRun, OnnxRuntimeSession
+
+    gpt = model["gpt"]
+    heads, head_dim = gpt["heads"], gpt["hidden"] // gpt["heads"]
+    rng = np.random.default_rng(0)
+    buffers, outputs = {}, {"logits": np.zeros((rows, gpt["vocab_size"]), np.float32)}
+    for kind in ("key", "value"):
+        for i in range(gpt["n_layer"]):
+            buffer = rng.standard_normal((rows, heads, filled + 64, head_dim), dtype=np.float32).astype(dtype)
+            buffers[f"past_{kind}.{i}"] = outputs[f"present_{kind}.{i}"] = buffer
+    run = BoundRun(OnnxRuntimeSession(session, "gpt_step"), buffers, outputs)
+    feeds = {"token": np.full((rows, 1), 5, np.int64), "position": np.full(rows, filled, np.int64),
+             "seqlens_k": np.full(rows, filled, np.int32), "total_sequence_length": np.array([filled + 1], np.int32)}
+    return step_ms(lambda: run.run(feeds), steps)
+
+
 def openvino_ms(bundle: str, threads: int, filled_list: list[int], rows_list: list[int], steps: int) -> dict:
     """The stateful graphs through the synthesizer's own `StatefulCache` (as benchmarks/run.py drives them)."""
     import edgevoice
@@ -114,6 +136,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--attention", nargs="+", choices=["plain", "fused"], default=["plain"],
                         help="fused: also the step with its attention fused, beside the plain one, via HostKVCache")
+    parser.add_argument("--cache-dtypes", nargs="+", choices=["float32", "float16"], default=[],
+                        help="also the fused step with its cache in each of these types, every buffer bound")
     args = parser.parse_args()
 
     from edgevoice.bundle import Bundle
@@ -156,6 +180,17 @@ def main() -> None:
                     session = ortsession(graph, args.threads, True)
                     figures = [host_cache_ms(session, source, f, r, args.steps) for r, f in columns]
                     print(f"| {label}, {name}, host cache | " + " | ".join(f"{ms:.2f}" for ms in figures) + " |")
+            for dtype in args.cache_dtypes:
+                typed = Path(scratch) / f"step-fused-{dtype}.onnx"
+                gpt = model["gpt"]
+                fuse_step_file(plain, typed, gpt["n_layer"], gpt["heads"], gpt["hidden"] // gpt["heads"],
+                               cache_dtype=dtype)
+                typed_path = Path(scratch) / f"step-fused-{dtype}-{bits}-{block}.onnx"
+                quantize_matmuls_nbits(typed, typed_path, BlockQuantization(bits=bits, block_size=block))
+                session = ortsession(typed_path, args.threads, True)
+                figures = [bound_fused_ms(session, model, f, r, args.steps, dtype) for r, f in columns]
+                print(f"| {label}, fused attention, {dtype} cache, bound | "
+                      + " | ".join(f"{ms:.2f}" for ms in figures) + " |")
     print("\nms per step (median). OpenVINO's cache is u8 with the bundle's options; onnxruntime's is the host's "
           "f32 buffers.")
 

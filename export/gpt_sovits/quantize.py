@@ -201,6 +201,15 @@ def _drop_graph(folder: Path, manifest: Manifest, name: str) -> None:
 # / 1.16x; benchmarks/RESULTS.md, session 15). The rewrite is exact up to float rounding: the fused FP32 step must
 # match the plain one this closely before it is quantised, else the plain step stays.
 FUSED_STEP_TOLERANCE = 1e-4  # largest logits / new-row difference, relative to the logits' largest magnitude
+# The fused step's cache stays f32. In half precision it would hold half the memory (49 instead of 98 MB at 1000
+# positions, full-size v2), but onnxruntime's CPU attention converts it as it reads: the full-size 8-bit step, one
+# row, every buffer bound, medians of 30-60 steps, four runs in alternating order (`benchmarks/decode_engines.py
+# --variants 8:128 --cache-dtypes float32 float16`, Zen 4, 2 threads, session 20), ms at 50 / 400 / 1000
+# positions: f32 4.86 / 6.39 / 11.26, 5.61 / 6.91 / 10.29, 3.77 / 5.41 / 7.86, 4.49 / 7.57 / 8.98 against f16
+# 5.01 / 6.80 / 8.69, 4.81 / 7.40 / 10.69, 4.76 / 6.17 / 8.91, 6.34 / 7.58 / 10.27: f32 faster in 9 of 12 pairs,
+# and the 600 MB peak-memory goal is met with it. (MetaVoice's step, 1.2 GB of weights and caches 16x larger, keeps
+# f16: there memory is the limit and the time was equal, `metavoice/step_engine.py`.)
+STEP_CACHE_DTYPE = "float32"
 # one row, and two rows filled to different lengths (each writes its new key at its own slot); one token each
 FUSED_STEP_CALLS = (((5,), 1), ((3, 19), 1))
 
@@ -218,7 +227,7 @@ def step_to_quantise(source: Bundle, folder: Path, threads: int) -> tuple[Path, 
     shape = (gpt["n_layer"], gpt["heads"], gpt["hidden"] // gpt["heads"])
     fused = folder / "gpt_step.fused.onnx"
     try:
-        fuse_step_file(plain, fused, *shape)
+        fuse_step_file(plain, fused, *shape, cache_dtype=STEP_CACHE_DTYPE)
     except FusionError as exc:
         return plain, {"fused": False, "reason": f"attention not fused: {exc}"}
     difference = check_fused_step(plain, fused, *shape, gpt_step_feeds, FUSED_STEP_CALLS, threads=threads)
