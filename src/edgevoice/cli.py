@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 
 import click
@@ -440,10 +441,7 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
     """Show that backends, precisions and machines give the same result: the same voice, tokens and noise through
     every BUNDLE x BACKEND, compared with the first run (or with a case saved by --save, with --against). Every
     run is held to gates that depend on its precision; the command exits 1 when one fails."""
-    from . import parity_report
-    from .families import family_module
-
-    from . import textinput
+    from . import parity_report, textinput
     from .files import check_output
 
     _check_parity_options(max_tokens, min_snr_db, free_seeds, against_path)
@@ -452,70 +450,127 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
         fail("--text is empty once markup, escapes and invisible characters are removed")
     if save_path:
         guarded(lambda: check_output(save_path))  # before the runs, not after them
-    backends = backends or ("openvino", "onnxruntime")
-    synths = [(b, _synthesizer(bundle, b, threads)) for bundle in bundles for b in backends]
-    first = synths[0][1].bundle
-    family = family_module(first.manifest.family)
-    checks = importlib.import_module(f"{family.__name__}.parity")
-    gates = guarded(lambda: parity_report.with_overrides({**checks.GATES, **parity_report.FREE_RUNNING_GATES},
-                                                         gate_settings))
-    if pytorch_models:
-        torch_backend = guarded(lambda: _reference_backend(first, pytorch_models, threads))
-        synths.insert(0, ("pytorch", family.Synthesizer(first, backend=torch_backend)))
-
-    def label(backend, synth):
-        return f"{backend} {synth.bundle.path.name}"
-
-    def prepare():
-        if against_path:
-            return checks.load_case(against_path)
-        synth = synths[0][1]
-        if reference:
-            profile = synth.create_voice(reference, reference_text, reference_language)
-        elif voice_path or not hasattr(synth, "create_voice"):  # EmotiVoice: a built-in speaker and a prompt
-            profile = synth.voice_for(voice=voice_path, speaker=speaker, prompt=prompt)
-        else:
-            raise EdgevoiceError("give --voice, or --reference (a clip to make the voice from), or --against")
-        case = checks.make_case(synths[0][1], profile, text, language, max_tokens, seed=seed)
-        return case, checks.run_case(synths[0][1], case, label(*synths[0]))
-
-    case, reference_run = guarded(prepare)
+    request = _ParityRequest(text, language, max_tokens, seed, free_seeds, against_path,
+                             _VoiceChoice(voice_path, reference, reference_text, reference_language, speaker, prompt))
+    synths, checks = _parity_synthesizers(bundles, backends or ("openvino", "onnxruntime"), threads, pytorch_models)
+    all_gates = {**checks.GATES, **parity_report.FREE_RUNNING_GATES}
+    gates = guarded(lambda: parity_report.with_overrides(all_gates, gate_settings))
+    case, reference_run = guarded(lambda: request.reference_case(checks, *synths[0]))
     tested = synths if against_path else synths[1:]  # without --against the first run is the reference itself
-    runs = [guarded(lambda: checks.run_case(synth, case, label(backend, synth))) for backend, synth in tested]
-    if against_path:
-        seeds = [free.seed for free in reference_run.free_runs]
-    else:
-        seeds = list(range(seed, seed + free_seeds) if checks.SAMPLED else range(seed, seed + min(free_seeds, 1)))
+    runs = [guarded(lambda: checks.run_case(synth, case, label)) for label, synth in tested]
+    seeds = request.seeds(checks, reference_run)
+    if not against_path:
         reference_run.free_runs = guarded(lambda: [checks.free_run(synths[0][1], case, s) for s in seeds])
     for run, (_, synth) in zip(runs, tested):
         run.free_runs = guarded(lambda: [checks.free_run(synth, case, s) for s in seeds])
-    results = [guarded(lambda run=run: checks.compare_runs(reference_run, run)) for run in runs]
     rate = synths[0][1].sample_rate
-    reference_view = parity_report.ReportRun.of(reference_run)
-    views = [parity_report.ReportRun.of(run) for run in runs]
-    verdicts = [guarded(lambda view=view, result=result: parity_report.judge(reference_view, view, result, gates,
-                                                                            rate))
-                for view, result in zip(views, results)]
-    for result, verdict in zip(results, verdicts):
-        result.update(verdict.to_json())
+    results, verdicts = _judged(checks, reference_run, runs, gates, rate)
     if save_path:
         guarded(lambda: checks.save_case(save_path, case, reference_run))
+    _print_parity(checks, case, reference_run, results, verdicts, as_json, save_path)
+    if report_dir:
+        facts = {"text": case.text, "forced_steps": int(case.tokens.size), "seed": None if against_path else seed,
+                 "free_running_seeds": seeds, "replayed_from": against_path}
+        family = synths[0][1].bundle.manifest.family
+        reference_view = parity_report.ReportRun.of(reference_run)
+        doc = parity_report.document(family, facts, reference_view, verdicts, gates, all_gates)
+        views = [parity_report.ReportRun.of(run) for run in runs]
+        paths = guarded(lambda: parity_report.write_report(report_dir, doc, reference_view, views, rate))
+        click.echo(f"report written to {paths[1]}", err=as_json)
+    _fail_parity(results, verdicts, min_snr_db)
+
+
+@dataclass(frozen=True)
+class _VoiceChoice:
+    """How `parity` gets its voice: a voice file, a reference clip (with a transcript where the family reads one),
+    or a built-in speaker and prompt (EmotiVoice)."""
+
+    path: str | None
+    reference: str | None
+    reference_text: str | None
+    reference_language: str
+    speaker: str | None
+    prompt: str | None
+
+    def of(self, synth):
+        if self.reference:
+            return synth.create_voice(self.reference, self.reference_text, self.reference_language)
+        if self.path or not hasattr(synth, "create_voice"):  # EmotiVoice: a built-in speaker and a prompt
+            return synth.voice_for(voice=self.path, speaker=self.speaker, prompt=self.prompt)
+        raise EdgevoiceError("give --voice, or --reference (a clip to make the voice from), or --against")
+
+
+@dataclass(frozen=True)
+class _ParityRequest:
+    """What `parity` compares: a case made on the first run (text, forced tokens, seed, voice), or one replayed
+    from a file (`against`), and the seeds of its free runs."""
+
+    text: str
+    language: str
+    max_tokens: int
+    seed: int
+    free_seeds: int
+    against: str | None
+    voice: _VoiceChoice
+
+    def reference_case(self, checks, label: str, synth):
+        """(case, reference run): the saved one, or a case made and run on the first synthesizer."""
+        if self.against:
+            return checks.load_case(self.against)
+        case = checks.make_case(synth, self.voice.of(synth), self.text, self.language, self.max_tokens,
+                                seed=self.seed)
+        return case, checks.run_case(synth, case, label)
+
+    def seeds(self, checks, reference_run) -> list[int]:
+        if self.against:  # a replayed case brings the seeds it was saved with
+            return [free.seed for free in reference_run.free_runs]
+        count = self.free_seeds if checks.SAMPLED else min(self.free_seeds, 1)  # unsampled runs: one is all
+        return list(range(self.seed, self.seed + count))
+
+
+def _parity_synthesizers(bundles, backends, threads: int | None, pytorch_models: str | None):
+    """([(label, synthesizer)] for every bundle x backend, our PyTorch reference first with --pytorch-models; the
+    family's parity module)."""
+    from .families import family_module
+
+    opened = [(backend, _synthesizer(bundle, backend, threads)) for bundle in bundles for backend in backends]
+    synths = [(f"{backend} {synth.bundle.path.name}", synth) for backend, synth in opened]
+    first = synths[0][1].bundle
+    family = family_module(first.manifest.family)
+    if pytorch_models:
+        torch_backend = guarded(lambda: _reference_backend(first, pytorch_models, threads))
+        synths.insert(0, (f"pytorch {first.path.name}", family.Synthesizer(first, backend=torch_backend)))
+    return synths, importlib.import_module(f"{family.__name__}.parity")
+
+
+def _judged(checks, reference_run, runs, gates, rate: int):
+    """Each run compared with the reference (the family's figures) and judged by its precision's gates."""
+    from . import parity_report
+
+    results = [guarded(lambda run=run: checks.compare_runs(reference_run, run)) for run in runs]
+    reference_view = parity_report.ReportRun.of(reference_run)
+    verdicts = [guarded(lambda run=run, result=result: parity_report.judge(
+        reference_view, parity_report.ReportRun.of(run), result, gates, rate)) for run, result in zip(runs, results)]
+    for result, verdict in zip(results, verdicts):
+        result.update(verdict.to_json())
+    return results, verdicts
+
+
+def _print_parity(checks, case, reference_run, results, verdicts, as_json: bool, save_path) -> None:
+    from . import parity_report
+
     if as_json:
         click.echo(json.dumps({"reference": {"label": reference_run.label, **reference_run.meta},
                                "tokens": int(case.tokens.size), "runs": results,
                                "passed": all(v.passed for v in verdicts)}, indent=1))
-    else:
-        click.echo("\n".join(checks.report_lines(reference_run, results) + parity_report.gate_lines(verdicts)))
-        if save_path:
-            click.echo(f"case written to {save_path}")
-    if report_dir:
-        case_facts = {"text": case.text, "forced_steps": int(case.tokens.size),
-                      "seed": None if against_path else seed, "free_running_seeds": seeds,
-                      "replayed_from": against_path}
-        doc = parity_report.document(first.manifest.family, case_facts, reference_view, verdicts, gates,
-                                     {**checks.GATES, **parity_report.FREE_RUNNING_GATES})
-        paths = guarded(lambda: parity_report.write_report(report_dir, doc, reference_view, views, rate))
-        click.echo(f"report written to {paths[1]}", err=as_json)
+        return
+    click.echo("\n".join(checks.report_lines(reference_run, results) + parity_report.gate_lines(verdicts)))
+    if save_path:
+        click.echo(f"case written to {save_path}")
+
+
+def _fail_parity(results, verdicts, min_snr_db: float | None) -> None:
+    """Exit 1 naming the runs below --min-snr-db, or those that failed their gates."""
     if min_snr_db is not None:
         below = [f"{r['label']} ({r['audio_snr_db']:.1f} dB)" for r in results
                  if r["audio_snr_db"] is not None and r["audio_snr_db"] < min_snr_db]
