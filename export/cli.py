@@ -7,6 +7,7 @@ Only click is imported here at module level: `edgevoice --help` stays fast and t
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,7 +182,7 @@ def make_test_model(family, size, out, seed, version):
 
         root = write(out, size=size, seed=seed)
         click.echo(f"upstream-style EmotiVoice folder written to {root}")
-        click.echo(f"export it with: edgevoice export emotivoice --root {root} --out BUNDLE")
+        click.echo(f"export it with: edgevoice export emotivoice --root {shlex.quote(str(root))} --out BUNDLE")
         return
     if family == "metavoice":
         from .metavoice.random_model import make_test_model as write
@@ -189,7 +190,7 @@ def make_test_model(family, size, out, seed, version):
         paths = write(out, size=size, seed=seed)
         for name, path in paths.items():
             click.echo(f"{name:16s} {path}")
-        options = " ".join(f"--{name.replace('_', '-')} {path}" for name, path in paths.items())
+        options = " ".join(f"--{name.replace('_', '-')} {shlex.quote(str(path))}" for name, path in paths.items())
         click.echo(f"export it with: edgevoice export metavoice {options} --out BUNDLE")
         return
     from .gpt_sovits.random_model import make_test_model as write
@@ -197,7 +198,8 @@ def make_test_model(family, size, out, seed, version):
     paths = write(out, size, seed, version=version)
     for name, path in paths.items():
         click.echo(f"{name:7s} {path}")
-    options = " ".join(f"--{name} {path}" for name, path in paths.items())  # the flags are named as these keys
+    # the flags are named as these keys; paths quoted for a shell
+    options = " ".join(f"--{name} {shlex.quote(str(path))}" for name, path in paths.items())
     click.echo(f"export it with: edgevoice export gpt-sovits {options} --out BUNDLE")
 
 

@@ -66,6 +66,21 @@ def test_voice_create_rejects_bad_audio(fixture_bundle, tmp_path):
                                 "--text", "Hello.", "--out", tmp_path / "v.npz"), "audio file not found")
 
 
+def test_a_voice_written_to_standard_output_is_the_npz_alone(fixture_bundle, gpt_sovits_set):
+    import io
+
+    import numpy as np
+
+    audio = gpt_sovits_set / "audio" / "ref_en.wav"
+    text = (gpt_sovits_set / "audio" / "ref_en.txt").read_text().strip()
+    result = CliRunner().invoke(main, ["voice", "create", "--bundle", str(fixture_bundle[0]), "--audio", str(audio),
+                                       "--text", text, "--out", "-"])
+    assert result.exit_code == 0, result.output
+    assert "voice written to standard output" in result.stderr and result.stdout_bytes.endswith(b"\x00\x00")
+    with np.load(io.BytesIO(result.stdout_bytes)) as arrays:  # the zip's end record is the stream's last bytes
+        assert "prompt_tokens" in arrays.files
+
+
 @pytest.mark.parametrize("case", ["missing", "not_checkpoint", "unsupported_version"])
 def test_export_errors(gpt_sovits_set, tmp_path, case):
     pytest.importorskip("torch")

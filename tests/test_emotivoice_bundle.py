@@ -246,3 +246,7 @@ def test_phonemize_reads_the_text_say_would_read(emotivoice_bundle):
     for empty in ("", "<b></b>", "\x1b[31m"):
         _one_line_error(_run("phonemize", "--bundle", bundle, empty), "TEXT is empty")
     _one_line_error(_run("phonemize", "--bundle", bundle, "😀"), "can read nothing in this text")
+    _one_line_error(_run("phonemize", "😀"), "can read nothing in this text")  # GPT-SoVITS' front end, no bundle
+    reference = emotivoice_bundle[0] / "speakers.txt"  # any existing path: refused before it is read
+    _one_line_error(_run("parity", "--bundle", bundle, "--reference", reference, "--tokens", 3),
+                    "built-in speakers, not cloned voices")

@@ -81,7 +81,10 @@ def test_parity_errors(fixture_bundle, tmp_path):
     for args, message in [(("--save", folder), "is a folder; give a file name"),
                           (("--tokens", 0), "--tokens must be at least 1"),
                           (("--min-snr-db", "nan"), "--min-snr-db must be a finite number"),
-                          (("--text", "<b></b>"), "--text is empty")]:
+                          (("--text", "<b></b>"), "--text is empty"),
+                          (("--voice", junk, "--reference", junk), "not both"),
+                          (("--reference-text", "hi"), "give the clip too"),
+                          (("--json", "--save", "-"), "both write to standard output")]:
         result = _run("parity", "--bundle", fixture_bundle[0], "--against", junk, *args)
         lines = result.output.strip().splitlines()
         assert result.exit_code == 1 and len(lines) == 1 and message in lines[0], result.output

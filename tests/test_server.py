@@ -442,6 +442,8 @@ def test_a_job_that_makes_no_audio_is_a_request_error_not_an_empty_file():
         silent = (AudioChunk("hi", np.zeros(0, np.float32), 16000) for _ in range(2))
         spec = SpeechSpec("hi", None, None, None, {}, FORMATS["wav"], streaming, None)
         job = SpeechJob(silent, 16000, spec, max_seconds=10)
+        sent = []  # no byte (not even a wav header) may leave before the refusal: it would start a 200
         with pytest.raises(TextError, match="produced no audio"):
-            while job.next_bytes() is not None:
-                pass
+            while (data := job.next_bytes()) is not None:
+                sent.append(data)
+        assert not b"".join(sent)

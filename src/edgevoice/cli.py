@@ -185,13 +185,14 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
         warnings.simplefilter("ignore", UnreadableTextWarning)  # reported above, once
         profile = guarded(lambda: synth.create_voice(audio, text, language, aux_audio))
     path = guarded(lambda: profile.save(out))
+    where, to_stderr = ("standard output", True) if str(out) == "-" else (path, False)  # keep the npz alone there
     if hasattr(profile, "summary"):
-        click.echo(f"voice written to {path} ({profile.summary()})")
+        click.echo(f"voice written to {where} ({profile.summary()})", err=to_stderr)
     elif profile.reference_free:
-        click.echo(f"reference-free voice written to {path} (no transcript: timbre only)")
+        click.echo(f"reference-free voice written to {where} (no transcript: timbre only)", err=to_stderr)
     else:
-        click.echo(f"voice written to {path} ({profile.prompt_tokens.size} prompt tokens, "
-                   f"{profile.prompt_phone_ids.size} phones)")
+        click.echo(f"voice written to {where} ({profile.prompt_tokens.size} prompt tokens, "
+                   f"{profile.prompt_phone_ids.size} phones)", err=to_stderr)
 
 
 @main.command()
@@ -450,8 +451,11 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
         fail("--text is empty once markup, escapes and invisible characters are removed")
     if save_path:
         guarded(lambda: check_output(save_path))  # before the runs, not after them
-    request = _ParityRequest(text, language, max_tokens, seed, free_seeds, against_path,
-                             _VoiceChoice(voice_path, reference, reference_text, reference_language, speaker, prompt))
+    if as_json and str(save_path) == "-":
+        fail("--json and --save - would both write to standard output: save the case to a file")
+    voice = _VoiceChoice(voice_path, reference, reference_text, reference_language, speaker, prompt)
+    voice.check()
+    request = _ParityRequest(text, language, max_tokens, seed, free_seeds, against_path, voice)
     synths, checks = _parity_synthesizers(bundles, backends or ("openvino", "onnxruntime"), threads, pytorch_models)
     all_gates = {**checks.GATES, **parity_report.FREE_RUNNING_GATES}
     gates = guarded(lambda: parity_report.with_overrides(all_gates, gate_settings))
@@ -492,7 +496,16 @@ class _VoiceChoice:
     speaker: str | None
     prompt: str | None
 
+    def check(self) -> None:
+        if self.path and self.reference:
+            fail("give --voice or --reference, not both")
+        if self.reference_text is not None and not self.reference:
+            fail("--reference-text is the transcript of --reference: give the clip too")
+
     def of(self, synth):
+        if self.reference and not hasattr(synth, "create_voice"):
+            raise EdgevoiceError(f"{synth.bundle.manifest.family} bundles have built-in speakers, not cloned "
+                                 "voices: give --speaker and --prompt instead of --reference")
         if self.reference:
             return synth.create_voice(self.reference, self.reference_text, self.reference_language)
         if self.path or not hasattr(synth, "create_voice"):  # EmotiVoice: a built-in speaker and a prompt
@@ -564,9 +577,11 @@ def _print_parity(checks, case, reference_run, results, verdicts, as_json: bool,
                                "tokens": int(case.tokens.size), "runs": results,
                                "passed": all(v.passed for v in verdicts)}, indent=1))
         return
-    click.echo("\n".join(checks.report_lines(reference_run, results) + parity_report.gate_lines(verdicts)))
+    to_stderr = str(save_path) == "-"  # the case itself is on standard output
+    click.echo("\n".join(checks.report_lines(reference_run, results) + parity_report.gate_lines(verdicts)),
+               err=to_stderr)
     if save_path:
-        click.echo(f"case written to {save_path}")
+        click.echo(f"case written to {'standard output' if to_stderr else save_path}", err=to_stderr)
 
 
 def _fail_parity(results, verdicts, min_snr_db: float | None) -> None:
@@ -610,8 +625,12 @@ def phonemize(text, bundle, language, as_json):
         _check_readable(synth, text, language, strict=False)
         report = guarded(lambda: synth.phoneme_report(text, language))
     else:
+        from .gpt_sovits import frontend
         from .gpt_sovits.synthesizer import phoneme_report
 
+        unreadable = guarded(lambda: textinput.unreadable(text, lambda char: frontend.reads(char, language),
+                                                          f"the {language!r} front end"))
+        guarded(unreadable.refuse_if_nothing_is_read)
         report = guarded(lambda: phoneme_report(text, language))
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))

@@ -254,6 +254,8 @@ class SpeechJob:
             if audio is None:
                 self.done = True
                 return self._encoder.close()
+            if not audio.size:  # nothing to encode: a wav header alone would start a 200 with no audio after it
+                continue
             data = self._encoder.feed(audio)
             if data:
                 return data
