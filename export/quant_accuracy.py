@@ -6,6 +6,7 @@ Each family's end-to-end protocol lives beside its quantiser (GPT-SoVITS: `gpt_s
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,13 +79,9 @@ class LogMel:
         return float(np.mean(np.abs(self.of(reference) - self.of(test))))
 
 
-_FILTERBANKS: dict[LogMel, np.ndarray] = {}
-
-
+@functools.cache  # one per view: a gate compares hundreds of waveforms in the same view
 def _filterbank(view: LogMel) -> np.ndarray:
-    if view not in _FILTERBANKS:
-        _FILTERBANKS[view] = mel_filterbank(view.bands, view.n_fft, view.rate)
-    return _FILTERBANKS[view]
+    return mel_filterbank(view.bands, view.n_fft, view.rate)
 
 
 def logits_agreement(reference: np.ndarray, test: np.ndarray) -> dict[str, float]:

@@ -128,6 +128,16 @@ def _text_given(text: str | None, text_file: str | None) -> str:
     return guarded(lambda: textinput.prepare_text(textinput.check_encoding(text, "--text")))
 
 
+def _cleaned_text(text: str, what: str) -> str:
+    """`text` UTF-8 checked, markup and escapes removed (as `say` reads it); nothing left is an error naming `what`."""
+    from . import textinput
+
+    text = guarded(lambda: textinput.prepare_text(textinput.check_encoding(text, what)))
+    if not text.strip():
+        fail(f"{what} is empty once markup, escapes and invisible characters are removed")
+    return text
+
+
 def _check_readable(synth, text: str, language: str, strict: bool) -> None:
     """Name the characters the family's front end cannot read: a warning, or with --strict an error. Families
     without the check refuse such text themselves (MetaVoice reads Latin-1 and says so)."""
@@ -185,14 +195,14 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
         warnings.simplefilter("ignore", UnreadableTextWarning)  # reported above, once
         profile = guarded(lambda: synth.create_voice(audio, text, language, aux_audio))
     path = guarded(lambda: profile.save(out))
-    where, to_stderr = ("standard output", True) if str(out) == "-" else (path, False)  # keep the npz alone there
     if hasattr(profile, "summary"):
-        click.echo(f"voice written to {where} ({profile.summary()})", err=to_stderr)
+        what, facts = "voice", profile.summary()
     elif profile.reference_free:
-        click.echo(f"reference-free voice written to {where} (no transcript: timbre only)", err=to_stderr)
+        what, facts = "reference-free voice", "no transcript: timbre only"
     else:
-        click.echo(f"voice written to {where} ({profile.prompt_tokens.size} prompt tokens, "
-                   f"{profile.prompt_phone_ids.size} phones)", err=to_stderr)
+        what, facts = "voice", f"{profile.prompt_tokens.size} prompt tokens, {profile.prompt_phone_ids.size} phones"
+    to_stdout = str(out) == "-"  # the npz itself is there: the summary goes to stderr
+    click.echo(f"{what} written to {'standard output' if to_stdout else path} ({facts})", err=to_stdout)
 
 
 @main.command()
@@ -442,13 +452,11 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
     """Show that backends, precisions and machines give the same result: the same voice, tokens and noise through
     every BUNDLE x BACKEND, compared with the first run (or with a case saved by --save, with --against). Every
     run is held to gates that depend on its precision; the command exits 1 when one fails."""
-    from . import parity_report, textinput
+    from . import parity_report
     from .files import check_output
 
     _check_parity_options(max_tokens, min_snr_db, free_seeds, against_path)
-    text = guarded(lambda: textinput.prepare_text(textinput.check_encoding(text, "--text")))
-    if not text.strip():
-        fail("--text is empty once markup, escapes and invisible characters are removed")
+    text = _cleaned_text(text, "--text")
     if save_path:
         guarded(lambda: check_output(save_path))  # before the runs, not after them
     if as_json and str(save_path) == "-":
@@ -615,21 +623,15 @@ def _check_parity_options(max_tokens: int, min_snr_db: float | None, free_seeds:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def phonemize(text, bundle, language, as_json):
     """Print the phones and ids the model would be fed for TEXT (cleaned as `say` cleans it)."""
-    from . import textinput
-
-    text = guarded(lambda: textinput.prepare_text(textinput.check_encoding(text, "TEXT")))
-    if not text.strip():
-        fail("TEXT is empty once markup, escapes and invisible characters are removed")
+    text = _cleaned_text(text, "TEXT")
     if bundle:
         synth = _synthesizer(bundle, "openvino", None)
         _check_readable(synth, text, language, strict=False)
         report = guarded(lambda: synth.phoneme_report(text, language))
     else:
-        from .gpt_sovits import frontend
-        from .gpt_sovits.synthesizer import phoneme_report
+        from .gpt_sovits.synthesizer import phoneme_report, unreadable_text
 
-        unreadable = guarded(lambda: textinput.unreadable(text, lambda char: frontend.reads(char, language),
-                                                          f"the {language!r} front end"))
+        unreadable = guarded(lambda: unreadable_text(text, language))
         guarded(unreadable.refuse_if_nothing_is_read)
         report = guarded(lambda: phoneme_report(text, language))
     if as_json:

@@ -147,6 +147,11 @@ def phoneme_report(text: str, language: str, version: str = "v2") -> dict:
             "word2ph": None if result.word2ph is None else list(result.word2ph)}
 
 
+def unreadable_text(text: str, language: str) -> textinput.Unreadable:
+    """The characters of `text` that the front end for `language` cannot read (it leaves them out)."""
+    return textinput.unreadable(text, lambda char: frontend.reads(char, language), f"the {language!r} front end")
+
+
 def _row(array, dtype) -> np.ndarray:
     """Accept `[N]` or `[1, N]` and return `[1, N]` of the given dtype."""
     array = np.asarray(array)
@@ -538,9 +543,7 @@ class Synthesizer(FamilySynthesizer):
         return frontend.split_target_text(text, language, (options or self.default_options).split_method)
 
     def unreadable_text(self, text: str, language: str) -> textinput.Unreadable:
-        """The characters of `text` that the front end for `language` cannot read (it leaves them out)."""
-        return textinput.unreadable(text, lambda char: frontend.reads(char, language),
-                                    f"the {language!r} front end")
+        return unreadable_text(text, language)
 
     def check_voice(self, voice: Voice) -> None:
         """Refuse a voice made with other weights, or whose arrays this bundle cannot take (ids beyond its tables,
