@@ -272,6 +272,14 @@ def _accuracy_text(name: str, acc: dict) -> str:
 # ------------------------------------------------------------------------------------------------ report
 
 
+def _cpu_record(found) -> dict:
+    """The CPU as the report names it: its model and the flags its kernels depend on (`edgevoice.cpu`)."""
+    from edgevoice import cpu
+
+    return {"model": found.model, "class": found.cpu_class,
+            "flags": [f for f in cpu.REPORTED_FLAGS if f in found.flags]}
+
+
 def markdown(info: dict) -> str:
     cpu = info["cpu"]
     lines = [f"`{info['command']}` — {info['date']}, {cpu['model']} ({', '.join(cpu['flags'])}), "
@@ -360,7 +368,7 @@ def main() -> None:
     import nncf
     import openvino
 
-    from edgevoice_export.emotivoice.quantize import cpu_description
+    from edgevoice import cpu
 
     bundle = fp32_bundle(args)
     cal = calibration(args, bundle)
@@ -369,7 +377,8 @@ def main() -> None:
         return
     started, load = time.perf_counter(), os.getloadavg()
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__), *sys.argv[1:]])
-    info = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "command": command, "cpu": cpu_description(),
+    info = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "command": command,
+            "cpu": _cpu_record(cpu.detect()),
             "args": {k: str(v) for k, v in vars(args).items()}, "load": load,
             "versions": {"openvino": openvino.__version__.split("-")[0], "nncf": nncf.__version__},
             "calibration": {"sentences": len(cal.sentences) + len(cal.held_out_sentences),

@@ -233,6 +233,10 @@ def main() -> None:
 
     start, load_before = time.time(), os.getloadavg()[0]
     bundles = {"fp32": Bundle.load(args.fp32), "int8": Bundle.load(args.int8)}
+    missing = [g for g in args.graphs if g not in bundles["int8"].manifest.graphs]
+    if missing:  # checked before minutes of recording: gpt_decode is absent where onnxruntime's step was taken
+        sys.exit(f"{args.int8} has no {', '.join(missing)} (an INT8 bundle whose decode runs on onnxruntime keeps no "
+                 "gpt_decode: make one with `quantize --decode-engine openvino`, or leave it out with --graphs)")
     cases = [c for c in record_inputs(bundles["fp32"], args.audio, args.tokens, args.threads)
              if c.graph in args.graphs]
     results = []

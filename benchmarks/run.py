@@ -30,7 +30,7 @@ SoVITS's two graphs, and py-spy over one pipeline's synthesis for the host side 
 `--models` is `edgevoice make-test-model --size full` output (any version: v2, v2ProPlus, ...), `--bundle` its
 export with both formats, `--int8-bundle` its `edgevoice quantize` variant. `--write-results` rewrites only the
 part of `--results` (benchmarks/RESULTS.md) between `<!-- run.py:begin -->` and `<!-- run.py:end -->`, one block
-per model version, and appends that part when absent.
+per model version and CPU class, and appends that part when absent.
 """
 
 from __future__ import annotations
@@ -593,8 +593,11 @@ def make_row(pipeline: Pipeline, runs: list[dict], model: dict, limits: dict) ->
              "vocoder": graph_s.get("sovits_vocoder", 0.0) + graph_s.get("sovits_vocoder_vnni", 0.0)}
     split["other graphs"] = sum(graph_s.values()) - sum(split.values())
     split["host"] = ready - sum(graph_s.values())
-    # a vocoder left in float by the quantiser is held against the f32 peak
-    vocoder = "f32" if pipeline.gemm == "int8" and model["precision"]["sovits_vocoder"] != "int8" else pipeline.gemm
+    # an INT8 bundle's vocoder is held against the peak of what it computes in: int8, bf16 (`--method
+    # sovits_vocoder=bf16`) or, left in float by the quantiser, f32
+    vocoder = pipeline.gemm
+    if pipeline.gemm == "int8":
+        vocoder = {"int8": "int8", "bf16": "bf16"}.get(model["precision"]["sovits_vocoder"], "f32")
     gemm = limits["gemm"].get(vocoder, limits["gemm"]["f32"])
     return Row(
         pipeline=pipeline.name,
@@ -687,8 +690,9 @@ def header_lines(report: dict) -> list[str]:
     gemm = "; ".join(f"{p} {g['gflops']:.0f} GFLOP/s ({g['kernel']})" for p, g in lim["gemm"].items())
     m, k, n = next(iter(lim["gemm"].values()))["shape"]
     return [
-        f"<!-- run.py:model={model['version']} -->",
-        f"### GPT-SoVITS {model['version']}, {model['model']['gpt']['n_layer']}-layer GPT ({report['date']})", "",
+        f"<!-- run.py:model={results_key(report)} -->",
+        f"### GPT-SoVITS {model['version']}, {model['model']['gpt']['n_layer']}-layer GPT, CPU class "
+        f"{results_key(report).split('/')[1]} ({report['date']})", "",
         f"`{report['command']}`", "",
         f"CPU: {cpu['model']}, {cpu['logical_cores']} logical cores, flags {' '.join(cpu['flags'])}; "
         f"{report['threads']} thread(s); load average {report['load'][0]:.1f} at the start, "
@@ -758,6 +762,14 @@ def markdown(report: dict, rows: list[Row]) -> str:
     lines += [f"Not run: {name}: {why}." for name, why in report["skipped"].items()]
     lines += [f"**Failed**: {name}: {why}" for name, why in report["failed"].items()]
     return "\n".join(lines) + "\n"
+
+
+def results_key(report: dict) -> str:
+    """The block a run replaces in RESULTS.md: one per model version and CPU class (`edgevoice.cpu.cpu_class`), so a
+    sitting on an AMX Xeon does not overwrite the one on an AVX-512 EPYC."""
+    from edgevoice.cpu import cpu_class
+
+    return f"{report['model']['version']}/{cpu_class(set(report['cpu']['flags']))}"
 
 
 def write_results(path: Path, text: str, key: str) -> None:
@@ -910,7 +922,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str))
     if args.write_results:
-        write_results(Path(args.results), text, fp32_model["version"])
+        write_results(Path(args.results), text, results_key(report))
     if failed:
         sys.exit(f"failed: {', '.join(failed)}")
 

@@ -255,7 +255,8 @@ def _methods(items) -> dict[str, str]:
 @click.option("--precision", type=click.Choice(["int8", "bf16", "int4"]), default="int8", show_default=True,
               help="int4: MetaVoice's stage 1 only (weight-only, group-wise)")
 @click.option("--method", "methods", multiple=True, metavar="GRAPH=METHOD",
-              help="override the policy for one graph: weights, static, float, or bf16 (EmotiVoice) (repeatable)")
+              help="override the policy for one graph: weights, static, float, or bf16 (the FP32 graph computed in "
+                   "bf16) (repeatable)")
 @click.option("--accuracy-drop", type=float, default=None,
               help="accuracy control for sovits_vocoder: the largest held-out log-mel L1 vs FP32 allowed; "
                    "parts go back to float, output side first, until it holds")

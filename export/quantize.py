@@ -180,6 +180,25 @@ def best_seconds(calls: dict[str, tuple], rounds: int = 2) -> dict[str, float]:
     return {name: round(seconds, 3) for name, seconds in best.items()}
 
 
+# A static INT8 graph has to be faster than the FP32 graph it replaces on the CPU that quantises it. Not a given:
+# OpenVINO's AMX INT8 convolutions (brgconv_avx512_amx_I8) ran GPT-SoVITS' vocoder at 0.39x FP32 on an AMX Xeon, ~6x
+# slower than its AVX-512 VNNI kernel on the same machine (2026-12-07, benchmarks/results/gpt_sovits_precision_amx.md).
+# Only a clear loss sends a graph back to float: a noisy neighbour moves a run by far less.
+INT8_SLOWDOWN_LIMIT = 1.25
+
+
+def int8_speed(fp32_session, int8_session, items: list[dict], rounds: int = 2) -> dict:
+    """Held-out calls of a static INT8 graph and of its FP32 original on this CPU (`best_seconds`): whether the INT8
+    one is worth keeping (`INT8_SLOWDOWN_LIMIT`), with the figures and the reason."""
+    seconds = best_seconds({"fp32": (fp32_session, items), "int8": (int8_session, items)}, rounds)
+    kept = seconds["int8"] <= INT8_SLOWDOWN_LIMIT * seconds["fp32"]
+    ratio = seconds["fp32"] / max(seconds["int8"], 1e-9)
+    reason = (f"static INT8 {seconds['int8']:.3f} s vs FP32 {seconds['fp32']:.3f} s on {len(items)} held-out calls on "
+              f"this CPU ({ratio:.2f}x): " + ("kept" if kept else f"more than {INT8_SLOWDOWN_LIMIT}x slower, the FP32 "
+                                                              "graph kept instead"))
+    return {"kept": kept, "seconds_on_held_out": seconds, "calls": len(items), "reason": reason}
+
+
 def remove_graph_file(folder: Path, rel: str) -> None:
     """Remove a graph file from the bundle being written in `folder`, with what travels with it: an ONNX file's
     external weights (`.data`), an IR's weights (`.bin`)."""

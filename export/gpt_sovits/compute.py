@@ -69,11 +69,33 @@ NATIVE_BF16: dict[str, ComputeChoice] = {
 NO_NATIVE_BF16 = {name: ComputeChoice("f32", "no native bf16 on this CPU class: f32 float parts, the INT8 policy as "
                                              "measured on an AVX2-only EPYC (Zen 1)") for name in NATIVE_BF16}
 
+# Measured on an Intel Xeon with AMX (family 6 model 167; amx_bf16, amx_int8, avx512_bf16, avx512_vnni), 2 threads,
+# OpenVINO 2026.4.1, 2026-12-07: `python benchmarks/precision_sweep.py --rounds 3`
+# (benchmarks/results/gpt_sovits_precision_amx.md). The same choices as on AVX512_BF16, now measured: AMX's bf16
+# tiles make bf16 alone 1.9-3.6x FP32, but where a graph is INT8 the INT8 kernels decide.
+AMX: dict[str, ComputeChoice] = {
+    "sovits_vocoder": ComputeChoice("f32", "the INT8 IR runs 0.39x FP32 whatever its float parts (1536 ms with bf16 vs "
+                                          "1556 f32 at 100 tokens: OpenVINO's AMX INT8 convolutions, "
+                                          "brgconv_avx512_amx_I8, are ~6x slower than its AVX-512 VNNI ones on these "
+                                          "1-d convolutions and add ~3.6 GiB on their first call); this CPU runs "
+                                          "onnxruntime's 8-bit vocoder instead (vocoder_engine.py). The FP32 IR in "
+                                          "bf16 is 3.55x FP32 (0.042 s per s of audio) but log-mel L1 1.06"),
+    "sovits_latent": NATIVE_BF16["sovits_latent"],
+    "gpt_decode": ComputeChoice("f32", "not swept: onnxruntime's block-INT8 step is taken on this CPU (6.47 vs 9.25 ms "
+                                       "per step for OpenVINO's INT8 decode, quantize's own measurement)"),
+    "gpt_batch_decode": NATIVE_BF16["gpt_batch_decode"],
+    "gpt_prefill": ComputeChoice("f32", "INT8 + bf16 2.30x FP32 vs INT8 + f32 2.52x (74 vs 81 ms at the sweep's "
+                                        "prompts), same logits (rel-L2 0.205 vs 0.204); bf16 alone 1.94x"),
+    "bert": ComputeChoice("bf16", "INT8 + bf16 3.69x FP32 vs INT8 + f32 3.51x, same error (hidden rel-L2 0.039)"),
+    "hubert_codes": ComputeChoice("bf16", "INT8 + bf16 2.27x FP32 vs INT8 + f32 1.30x, prompt tokens agreeing 0.928 "
+                                          "both (the FP32 IR in bf16: 2.94x at 0.964, with 4x the weights)"),
+    "ref_encoder": ComputeChoice("f32", "kept float (once per voice, 3.2 ms; bf16 1.41x at ge rel-L2 0.0034)"),
+    "sv_embedding": NATIVE_BF16["sv_embedding"],
+}
+
 COMPUTE_POLICY: dict[str, dict[str, ComputeChoice]] = {
     "avx512_bf16": NATIVE_BF16,
-    # not measured: AMX takes the AVX512_BF16 row (its bf16 tiles are faster still, so bf16 may win more graphs there:
-    # re-measure with the sweep on such a CPU)
-    "amx": NATIVE_BF16,
+    "amx": AMX,
     **{name: NO_NATIVE_BF16 for name in CLASSES if name not in ("avx512_bf16", "amx")},
 }
 COMPUTE_MODES = ("auto", "f32")

@@ -43,7 +43,7 @@ from ..graph_export import save_ir
 from ..quant_accuracy import AUDIBLE_LOG_MEL_L1
 from .accuracy import decode_errors, end_to_end, graph_errors, log_mel_l1, prefill_utterance
 from ..quantize import (ENGINE_CHOICES, BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions,
-                        Threshold, cpu_flags, cpu_has_int8_dot, onnx_module_paths, quantize_graph,
+                        Threshold, cpu_flags, cpu_has_int8_dot, int8_speed, onnx_module_paths, quantize_graph,
                         quantize_matmuls_nbits, remove_graph_file, run_all)
 from .choices import choices
 from .compute import ComputeChoice, choose_compute, compute_policies
@@ -451,13 +451,20 @@ def default_policies(has_int8_dot: bool | None = None) -> dict[str, GraphPolicy]
     return policies
 
 
+# What `--method GRAPH=METHOD` may ask for. bf16: the FP32 IR with a bf16 hint, no INT8 at all. Measured on an AMX Xeon
+# (benchmarks/results/gpt_sovits_precision_amx.md): the vocoder so is 3.55x FP32 (0.042 s per s of audio, ~2x
+# onnxruntime's 8-bit vocoder), SNR 55 dB, but log-mel L1 1.06 against FP32 on random weights, over the audible level
+# `quantize` warns at (0.3): the caller's choice, never the default.
+METHODS = ("weights", "static", "float", "bf16")
+
+
 def _policies(bundle: Bundle, methods: dict[str, str] | None) -> dict[str, GraphPolicy]:
     policies = default_policies()
     for name, method in (methods or {}).items():
         if name not in bundle.manifest.graphs:
             raise BundleError(f"{bundle.path}: no graph {name!r} (graphs: {', '.join(bundle.manifest.graphs)})")
-        if method not in ("weights", "static", "float"):
-            raise BundleError(f"unknown method {method!r} for {name} (choose weights, static or float)")
+        if method not in METHODS:
+            raise BundleError(f"unknown method {method!r} for {name} (choose {', '.join(METHODS)})")
         if "openvino" not in bundle.manifest.graphs[name].files:
             raise BundleError(f"{name} has no OpenVINO IR in this bundle (onnxruntime runs it in FP32)")
         if method == "static" and bundle.manifest.graphs[name].states:
@@ -523,6 +530,8 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
         _, held_utterances = split_items(calibration.utterances)
         held_utterances = held_utterances[:END_TO_END_UTTERANCES]
         engines = _choose_engines(job, held_utterances) if options.precision == "int8" else {}
+        if options.precision == "int8":
+            engines["int8_speed"] = _check_int8_speed(job, engines)
         test_backend = OpenVINOBackend(threads=options.threads)  # the manifest's hint decides, as in production
         _accuracy_gate(job, held_utterances, test_backend)
         manifest.extra["quantization"] = _record(job, engines)
@@ -558,6 +567,11 @@ def _quantize_graph(job: _Job, name: str) -> None:
     info = job.report.graphs[name] = {"method": policy.method, "reason": policy.reason}
     if policy.method == "float":  # the FP32 IR as exported, in f32
         info["compute"] = {"precision": "f32", "reason": policy.reason}
+        return
+    if policy.method == "bf16":  # the FP32 IR as exported, computed in bf16 (f32 where the CPU has no native bf16)
+        entry.precision = "bf16"
+        entry.runtime_options.setdefault("openvino", {})["INFERENCE_PRECISION_HINT"] = "bf16"
+        info["compute"] = {"precision": "bf16", "reason": policy.reason}
         return
     calib, held = split_items(job.calibration.items.get(name, []))
     model = ov.Core().read_model(str(job.source.file(entry.files["openvino"])))
@@ -640,6 +654,37 @@ def _choose_engines(job: _Job, held_utterances: list) -> dict:
     return engines
 
 
+def _check_int8_speed(job: _Job, engines: dict) -> dict:
+    """Every static INT8 graph OpenVINO runs on this CPU (no onnxruntime stand-in taken in its place) against its
+    FP32 IR on the held-out calls (`int8_speed`); one clearly slower goes back to the FP32 IR. Returns the records."""
+    replaced = {record.get("replaces") for record in engines.values() if record.get("taken")}
+    static = [n for n, info in job.report.graphs.items() if info["method"] == "static" and n not in replaced]
+    bundle, records = Bundle.load(job.folder), {}
+    for name in static:
+        _, held = split_items(job.calibration.items.get(name, []))
+        if not held:
+            continue
+        job.bar.set_postfix_str(f"{name} speed")
+        int8_session = OpenVINOBackend(threads=job.options.threads).session(bundle, name)
+        record = records[name] = int8_speed(job.fp32_backend.session(job.source, name), int8_session, held)
+        if not record["kept"]:
+            _back_to_fp32(job, name, record["reason"])
+            job.report.notes.append(f"{name}: FP32 ({record['reason']})")
+    write_manifest(job.folder, job.manifest)
+    return records
+
+
+def _back_to_fp32(job: _Job, name: str, reason: str) -> None:
+    """Graph `name` as the FP32 bundle has it (IR, hints, parity record), in place of its INT8 IR."""
+    entry, original = job.manifest.graphs[name], job.source.manifest.graphs[name]
+    remove_graph_file(job.folder, entry.files["openvino"])
+    xml = original.files["openvino"]
+    for rel in (xml, xml[: -len(".xml")] + ".bin"):
+        shutil.copyfile(job.source.file(rel), job.folder / rel)
+    job.manifest.graphs[name] = copy.deepcopy(original)
+    job.report.graphs[name] = {"method": "float", "reason": reason, "compute": {"precision": "f32", "reason": reason}}
+
+
 def _accuracy_gate(job: _Job, held_utterances: list, test_backend: OpenVINOBackend) -> None:
     """Each quantised graph's error against FP32 and the end-to-end figures, on the written bundle exactly as the
     runtime will load it (into the report and each graph's manifest entry)."""
@@ -649,7 +694,7 @@ def _accuracy_gate(job: _Job, held_utterances: list, test_backend: OpenVINOBacke
             continue
         accuracy = _gate(name, job.source, test, job.calibration, held_utterances, job.fp32_backend, test_backend)
         info["accuracy"] = accuracy
-        job.manifest.graphs[name].accuracy[f"{job.options.precision}_vs_fp32"] = accuracy
+        job.manifest.graphs[name].accuracy[f"{job.manifest.graphs[name].precision}_vs_fp32"] = accuracy
     job.report.end_to_end = end_to_end(Synthesizer(job.source, backend=job.fp32_backend),
                                        Synthesizer(test, backend=test_backend), held_utterances)
     job.report.notes += audio_warnings(job.report)
@@ -692,6 +737,7 @@ def _record(job: _Job, engines: dict) -> dict:
             "engine": "openvino", "reason": "chosen by the caller" if options.decode_engine == "openvino"
             else "not measured"},
         "vocoder_engine": engines.get("vocoder_engine", not_measured),
+        "int8_speed": engines.get("int8_speed", {}),  # static INT8 against FP32 where OpenVINO runs it
         **{spec.option: engines.get(spec.option, not_measured) for spec in STAND_INS},
         "compute": {"cpu": job.cpu.summary(), "cpu_class": job.cpu.cpu_class,
                     "graphs": {n: info["compute"] for n, info in report.graphs.items() if "compute" in info}},

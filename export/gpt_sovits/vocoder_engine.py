@@ -11,6 +11,11 @@ on `z` recorded from synthesis, 280 frames; benchmarks/RESULTS.md, session 11, h
 | the same, its last two stages in float (what `quantize` took on these weights) | 1.08 | 94 + 37 MiB | 97.8 dB |
 | variants at 280 frames (OpenVINO padded to 512: 1.09 s): all 8-bit / last stage float / last two float | 0.34 / 0.50 / 0.62 | | log-mel L1 2.95 / 0.54 / 0.014 (OpenVINO 0.13); SNR 48.7 / 71.3 / 98.5 dB |
 
+On an Intel Xeon with AMX (2026-12-07, same script, 500 frames): FP32 1.66 s, OpenVINO static INT8 4.08 s (its AMX
+INT8 convolutions, ~6x slower than its own AVX-512 VNNI kernel there, and +3.6 GiB on the first call), onnxruntime
+8-bit 1.01 s (0.80 s with its float tail on OpenVINO), the FP32 IR in bf16 0.47 s (log-mel L1 1.0: not a default,
+`--method sovits_vocoder=bf16`); `quantize`'s own held-out timing: onnxruntime 1.02 s vs OpenVINO 6.07 s.
+
 onnxruntime's convolutions run near the INT8 peak (516 ms of a 1.36 s profile of the masked graph); the rest of
 that profile was dequantising for every mask multiplication and layout transposes around them. Without the masks
 each LeakyReLU and residual sum stays on 8 bits (`QLinearLeakyRelu` is a table lookup), the graph runs at each
