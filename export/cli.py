@@ -277,7 +277,7 @@ def _methods(items) -> dict[str, str]:
                    "accurate as OpenVINO's) where it is no slower; onnxruntime takes it regardless, openvino never")
 @click.option("--prefill-engine", type=click.Choice(ENGINE_CHOICES), default="auto", show_default=True,
               help="GPT-SoVITS INT8, CPUs with VNNI: auto also writes the prefill as onnxruntime's dynamic INT8 "
-                   "(run on VNNI CPUs only; less memory) where it is as accurate as OpenVINO's and at most 25 % "
+                   "(run on VNNI CPUs only; less memory) where it is as accurate as OpenVINO's and at most 1.75x "
                    "slower; onnxruntime takes it regardless, openvino never")
 @click.option("--latent-engine", type=click.Choice(ENGINE_CHOICES), default="auto", show_default=True,
               help="GPT-SoVITS INT8, CPUs with VNNI: the same for SoVITS's encoder and flow (sovits_latent) as "

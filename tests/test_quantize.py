@@ -161,7 +161,10 @@ def test_int8_manifest(fixture_bundle, int8_bundle):
         assert attempts[-1]["accurate"] and not any(a["accurate"] for a in attempts[:-1])
         assert attempts[-1]["worst_snr_db"] >= vocoder["openvino_worst"]["snr_db"] - 1
         assert vocoder["seconds_on_held_out"]["onnxruntime"] <= vocoder["seconds_on_held_out"]["openvino"]
-    # so were the onnxruntime prefill and encoder + flow: taken only as accurate as OpenVINO's and at most 25 % slower
+    # so were the onnxruntime prefill and encoder + flow: taken only as accurate as OpenVINO's and at most
+    # ONNXRUNTIME_MARGIN slower
+    from edgevoice_export.gpt_sovits.stand_ins import ONNXRUNTIME_MARGIN
+
     for option, graph, outputs in (("prefill_engine", "gpt_prefill_vnni", ("logits", "caches")),
                                    ("latent_engine", "sovits_latent_vnni", ("z",))):
         record = info[option]
@@ -169,7 +172,7 @@ def test_int8_manifest(fixture_bundle, int8_bundle):
         if record["taken"]:
             worst, seconds = record["worst_rel_l2"], record["seconds_on_held_out"]
             assert all(worst["onnxruntime"][k] <= 1.1 * worst["openvino"][k] for k in outputs)
-            assert seconds["onnxruntime"] <= 1.25 * seconds["openvino"]
+            assert seconds["onnxruntime"] <= ONNXRUNTIME_MARGIN * seconds["openvino"]
         else:
             assert not any(f.startswith(graph) for f in quantised.manifest.files)
     json.dumps(quantised.manifest.to_json(), allow_nan=False)  # strict JSON: no inf/nan figures
