@@ -43,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -272,14 +273,6 @@ def _accuracy_text(name: str, acc: dict) -> str:
 # ------------------------------------------------------------------------------------------------ report
 
 
-def _cpu_record(found) -> dict:
-    """The CPU as the report names it: its model and the flags its kernels depend on (`edgevoice.cpu`)."""
-    from edgevoice import cpu
-
-    return {"model": found.model, "class": found.cpu_class,
-            "flags": [f for f in cpu.REPORTED_FLAGS if f in found.flags]}
-
-
 def markdown(info: dict) -> str:
     cpu = info["cpu"]
     lines = [f"`{info['command']}` — {info['date']}, {cpu['model']} ({', '.join(cpu['flags'])}), "
@@ -368,7 +361,7 @@ def main() -> None:
     import nncf
     import openvino
 
-    from edgevoice import cpu
+    from limits import cpu_info  # the benchmarks' CPU record (model, flags), as vocoder_engines.py writes it
 
     bundle = fp32_bundle(args)
     cal = calibration(args, bundle)
@@ -378,7 +371,7 @@ def main() -> None:
     started, load = time.perf_counter(), os.getloadavg()
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__), *sys.argv[1:]])
     info = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "command": command,
-            "cpu": _cpu_record(cpu.detect()),
+            "cpu": asdict(cpu_info()),
             "args": {k: str(v) for k, v in vars(args).items()}, "load": load,
             "versions": {"openvino": openvino.__version__.split("-")[0], "nncf": nncf.__version__},
             "calibration": {"sentences": len(cal.sentences) + len(cal.held_out_sentences),

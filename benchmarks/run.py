@@ -687,12 +687,13 @@ def time_lines(rows: list[Row], host: dict | None, host_pipeline: str | None) ->
 
 def header_lines(report: dict) -> list[str]:
     cpu, lim, model = report["cpu"], report["limits"], report["model"]
+    key = results_key(report)
     gemm = "; ".join(f"{p} {g['gflops']:.0f} GFLOP/s ({g['kernel']})" for p, g in lim["gemm"].items())
     m, k, n = next(iter(lim["gemm"].values()))["shape"]
     return [
-        f"<!-- run.py:model={results_key(report)} -->",
+        f"<!-- run.py:model={key} -->",
         f"### GPT-SoVITS {model['version']}, {model['model']['gpt']['n_layer']}-layer GPT, CPU class "
-        f"{results_key(report).split('/')[1]} ({report['date']})", "",
+        f"{key.split('/')[1]} ({report['date']})", "",
         f"`{report['command']}`", "",
         f"CPU: {cpu['model']}, {cpu['logical_cores']} logical cores, flags {' '.join(cpu['flags'])}; "
         f"{report['threads']} thread(s); load average {report['load'][0]:.1f} at the start, "
