@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from edgevoice.bundle import TensorSpec
 from edgevoice.kv_cache import IN_PLACE_INPUT_NAMES, in_place_feeds
@@ -138,24 +138,72 @@ def fuse_cached_attention(model: onnx.ModelProto, layers: int, heads: int, head_
     for node in graph.nodes:  # topological order
         if id(node) in first_reader:
             layer = first_reader[id(node)]
-            fused += _attention_node(layer, packed[layer], attention_out[layer], names[layer], heads, head_dim,
-                                     cache_dtype)
+            query_scaling = _prescale_query(model.graph, graph, packed[layer], layer, heads * head_dim,
+                                            1.0 / math.sqrt(head_dim))
+            fused += query_scaling
+            query = query_scaling[-1].output[0] if query_scaling else packed[layer]
+            fused += _attention_node(layer, query, attention_out[layer], names[layer], heads, cache_dtype)
         elif id(node) not in region:
             fused.append(node)
     return _with_interface(model, _live(fused, {value.name for value in model.graph.output}), cache_dtype)
 
 
-def _attention_node(layer: int, packed: str, out: str, names: dict, heads: int, head_dim: int,
-                    cache_dtype: str) -> list:
-    """One layer's `GroupQueryAttention` (with casts around it for a half-precision cache)."""
+def _prescale_query(onnx_graph: onnx.GraphProto, graph: _Graph, packed: str, layer: int, width: int,
+                    factor: float) -> list:
+    """Scale the query (the first `width` columns of the packed projection) by `factor` = 1/sqrt(head_dim), so the
+    fused node runs with `scale` 1. Why: onnxruntime's CPU attention multiplies q·kᵀ through MLAS' SGEMM, which
+    only takes its one-row kernel (reading the cached keys in place) when alpha is 1; any other alpha packs every
+    head's keys into a transposed panel on every step. Folded into the projection's own weight and bias where the
+    packed tensor is `MatMul(x, W) [+ b]` with constants no other node reads (no node added); else one `Mul`
+    node, returned for the caller to place. Measured (full-size GPT-SoVITS v2 8-bit step, one row, every buffer
+    bound, AMX Xeon, 2 threads, the two steps alternating in one process, medians of 40 steps; RESULTS.md session
+    22): 3.6 → 3.4 / 7.3 → 7.1 / 12.7 → 11.1 ms at 50 / 400 / 1000 positions in a first run of 3 rounds, 8.6 →
+    8.2 / 13.4 → 13.3 ms at 400 / 1000 in a second of 6 (a slower sitting); 8 rows at 1000: 70.2 → 63.1 ms."""
+    weights = _projection_constants(onnx_graph, graph, packed, 3 * width)
+    if weights is not None:
+        for tensor in weights:
+            values = numpy_helper.to_array(tensor).copy()
+            values[..., :width] *= np.asarray(factor, values.dtype)
+            tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
+        return []
+    scales = np.ones(3 * width, np.float32)
+    scales[:width] = factor
+    name = f"cached_attention_{layer}_query_scale"
+    onnx_graph.initializer.append(numpy_helper.from_array(scales, name))
+    return [helper.make_node("Mul", [packed, name], [f"{packed}/scaled_query"], name=name)]
+
+
+def _projection_constants(onnx_graph: onnx.GraphProto, graph: _Graph, packed: str, columns: int) -> list | None:
+    """The weight (and bias) initializers `packed` = `MatMul(x, W) [+ b]` is made from, each [..., `columns`] and
+    read by that node alone; None where the projection is any other shape."""
+    initializers = {t.name: t for t in onnx_graph.initializer}
+    found, node = [], graph.made_by.get(packed)
+    if node is not None and node.op_type == "Add":
+        bias = [t for t in node.input if t in initializers]
+        others = [t for t in node.input if t not in initializers]
+        if len(bias) != 1 or len(others) != 1:
+            return None
+        found.append(initializers[bias[0]])
+        node = graph.made_by.get(others[0])
+    if node is None or node.op_type != "MatMul" or node.input[1] not in initializers:
+        return None
+    found.append(initializers[node.input[1]])
+    for tensor in found:
+        if tensor.dims[-1] != columns or len(graph.read_by[tensor.name]) != 1 or tensor.data_type != TensorProto.FLOAT:
+            return None
+    return found
+
+
+def _attention_node(layer: int, packed: str, out: str, names: dict, heads: int, cache_dtype: str) -> list:
+    """One layer's `GroupQueryAttention` (with casts around it for a half-precision cache); its query comes
+    scaled (`_prescale_query`)."""
     half = cache_dtype == "float16"
     query, attended = (f"{packed}/half", f"{out}/half") if half else (packed, out)
     node = helper.make_node(
         "GroupQueryAttention",
         [query, "", "", names["past_key"], names["past_value"], "seqlens_k", "total_sequence_length"],
         [attended, f"present_key.{layer}", f"present_value.{layer}"],
-        name=f"cached_attention_{layer}", domain=_MS_DOMAIN, num_heads=heads, kv_num_heads=heads,
-        scale=1.0 / math.sqrt(head_dim))
+        name=f"cached_attention_{layer}", domain=_MS_DOMAIN, num_heads=heads, kv_num_heads=heads, scale=1.0)
     if not half:
         return [node]
     return [helper.make_node("Cast", [packed], [query], to=TensorProto.FLOAT16, name=f"cached_attention_{layer}_in"),

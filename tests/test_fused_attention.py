@@ -44,6 +44,44 @@ def test_fused_step_matches_the_plain_step(fused_step):
     assert check_fused_step(plain, fused, *shape, gpt_step_feeds, calls) < 1e-5
 
 
+def _query_scales(model) -> list[float]:
+    return [attr.f for node in model.graph.node if node.op_type == "GroupQueryAttention"
+            for attr in node.attribute if attr.name == "scale"]
+
+
+def test_the_query_comes_scaled_so_the_attention_runs_with_scale_one(fused_step):
+    """onnxruntime's CPU attention reads the cached keys in place only with scale 1 (MLAS' one-row SGEMM kernel
+    takes alpha 1 alone), so 1/sqrt(head_dim) is folded into each layer's q projection: weight and bias columns
+    of the query scaled, the key and value columns untouched, no node added."""
+    plain, fused, (layers, heads, head_dim) = fused_step
+    plain_model, fused_model = onnx.load(str(plain)), onnx.load(str(fused))
+    assert _query_scales(fused_model) == [1.0] * layers
+    assert not [node for node in fused_model.graph.node if node.name.endswith("_query_scale")]
+    before = {t.name: onnx.numpy_helper.to_array(t) for t in plain_model.graph.initializer}
+    after = {t.name: onnx.numpy_helper.to_array(t) for t in fused_model.graph.initializer}
+    width = heads * head_dim
+    changed = [name for name in after if name in before and not np.array_equal(after[name], before[name])]
+    assert len(changed) >= layers  # each layer's packed projection weight (its bias too, unless all zeros)
+    for name in changed:
+        np.testing.assert_allclose(after[name][..., :width], before[name][..., :width] / np.sqrt(head_dim),
+                                   rtol=1e-6)
+        np.testing.assert_array_equal(after[name][..., width:], before[name][..., width:])
+
+
+def test_a_shared_projection_is_scaled_by_a_node_instead(fused_step, tmp_path):
+    """A projection bias another node also reads is left alone: that layer's query is scaled by a `Mul`."""
+    plain, _, shape = fused_step
+    model = onnx.load(str(plain))
+    bias = next(t.name for t in model.graph.initializer if t.name.endswith("layers.0.self_attn.in_proj_bias"))
+    model.graph.node.append(onnx.helper.make_node("Identity", [bias], ["bias_also_read_here"]))
+    fused = tmp_path / "fused.onnx"
+    onnx.save(fuse_cached_attention(model, *shape), str(fused))
+    fused_model = onnx.load(str(fused))
+    scaling = [node for node in fused_model.graph.node if node.name.endswith("_query_scale")]
+    assert [node.op_type for node in scaling] == ["Mul"] and _query_scales(fused_model) == [1.0] * shape[0]
+    assert check_fused_step(plain, fused, *shape, gpt_step_feeds, (((4,), 1), ((2, 9), 1))) < 1e-5
+
+
 def test_host_cache_drives_the_fused_step_in_place(fixture_bundle, gpt_sovits_set, fused_step):
     """`HostKVCache` over the fused step gives the masked step's logits: two rows prefilled to different lengths,
     past a buffer growth (which rebinds), one row dropped."""
