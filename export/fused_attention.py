@@ -155,10 +155,13 @@ def _prescale_query(onnx_graph: onnx.GraphProto, graph: _Graph, packed: str, lay
     only takes its one-row kernel (reading the cached keys in place) when alpha is 1; any other alpha packs every
     head's keys into a transposed panel on every step. Folded into the projection's own weight and bias where the
     packed tensor is `MatMul(x, W) [+ b]` with constants no other node reads (no node added); else one `Mul`
-    node, returned for the caller to place. Measured (full-size GPT-SoVITS v2 8-bit step, one row, every buffer
-    bound, AMX Xeon, 2 threads, the two steps alternating in one process, medians of 40 steps; RESULTS.md session
-    22): 3.6 → 3.4 / 7.3 → 7.1 / 12.7 → 11.1 ms at 50 / 400 / 1000 positions in a first run of 3 rounds, 8.6 →
-    8.2 / 13.4 → 13.3 ms at 400 / 1000 in a second of 6 (a slower sitting); 8 rows at 1000: 70.2 → 63.1 ms."""
+    node, returned for the caller to place. Measured (full-size GPT-SoVITS v2 8-bit step, every buffer bound, AMX
+    Xeon, 2 threads, the two steps alternating in one process, medians; RESULTS.md session 22): one row 3.9 → 3.4 /
+    7.3 → 7.2 / 12.7 → 11.5 ms at 50 / 400 / 1000 positions, and 8.6 → 8.2 / 13.4 → 13.3 at 400 / 1000 in a
+    slower sitting; 8 rows 13.2 → 13.4 / 34.5 → 33.2 / 70.8 → 63.1: 1-13 % faster in 7 of 8 pairs. The attention
+    nodes alone, without the step's weights around them (`benchmarks/attention_cache.py --scales 1 0`), ran the
+    same either way, so what it saves is probably the packing's traffic through the caches the weights pass
+    through, not arithmetic."""
     weights = _projection_constants(onnx_graph, graph, packed, 3 * width)
     if weights is not None:
         for tensor in weights:

@@ -208,7 +208,14 @@ FUSED_STEP_TOLERANCE = 1e-4  # largest logits / new-row difference, relative to 
 # positions: f32 4.86 / 6.39 / 11.26, 5.61 / 6.91 / 10.29, 3.77 / 5.41 / 7.86, 4.49 / 7.57 / 8.98 against f16
 # 5.01 / 6.80 / 8.69, 4.81 / 7.40 / 10.69, 4.76 / 6.17 / 8.91, 6.34 / 7.58 / 10.27: f32 faster in 9 of 12 pairs,
 # and the 600 MB peak-memory goal is met with it. (MetaVoice's step, 1.2 GB of weights and caches 16x larger, keeps
-# f16: there memory is the limit and the time was equal, `metavoice/step_engine.py`.)
+# f16: there memory is the limit and the time was equal, `metavoice/step_engine.py`.) Again on an AMX Xeon (session
+# 22, the query pre-scaled): one row f32 3.92 / 7.91 / 12.51 and 4.35 / 8.38 / 10.65 against f16 4.58 / 8.71 / 11.77
+# and 5.10 / 8.38 / 11.17 ms; 8 rows f32 13.4 / 32.9 / 56.3 against f16 20.7 / 36.7 / 50.4. The attention alone
+# (24 nodes, one row, `benchmarks/attention_cache.py`) shows the trade: f32 0.52 / 1.40 / 1.95 / 3.56 / 6.01 ms at
+# 100 / 400 / 600 / 800 / 1000 positions, f16 2.00 / 1.80 / 2.58 / 2.88 / 3.66 — f32 reads a cache the last-level
+# cache holds at ~30 GB/s but one that spills to memory at ~15 GB/s (half this box's streaming bandwidth), where
+# half the bytes win; at the positions a sentence reaches (~150-600) the conversion costs more than it saves, so
+# f32 stays.
 STEP_CACHE_DTYPE = "float32"
 # one row, and two rows filled to different lengths (each writes its new key at its own slot); one token each
 FUSED_STEP_CALLS = (((5,), 1), ((3, 19), 1))

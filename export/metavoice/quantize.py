@@ -35,6 +35,12 @@ from .step_engine import STEP, choose_stage1_engine
 PRECISIONS = ("int8", "int4")
 GRAPH = "stage1"
 INT4_GROUP = 128  # NNCF's default group size for INT4 weights; smaller input widths use one group per row
+# The modes, measured (`python benchmarks/metavoice_weight_modes.py`, full-size random weights, OpenVINO stateful
+# stage 1 with its u8 cache, AMX Xeon, 2 threads, session 22; benchmarks/results/metavoice_weight_modes.md): INT8_ASYM
+# top-1 0.896, worst rel-L2 0.0786, 72.8 / 88.4 ms per step at 64 / 600 positions; INT8_SYM 0.885 / 0.0785, 73.0 /
+# 89.2 — the same, so ASYM stays. INT4_ASYM groups of 128: 0.219 / 0.734, 44.6 / 61.4 ms, 651 MB; of 64: 0.245 /
+# 0.657, 50.5 / 62.6 ms, 675 MB; INT4_SYM groups of 128: 0.234 / 0.719, 47.3 / 60.8 ms, 646 MB. Groups of 64 buy a
+# little accuracy on random weights (where every 4-bit mode is far off) for a slower short-context step, so 128.
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,11 @@ each layer's attention one `GroupQueryAttention` node: 48 / 59 / 81 ms with an f
 half-precision one (its kernel converts as it reads, so half the bytes cost no time) — the same speed for half
 the memory (0.8 instead of 1.6 GB for two guidance rows at the full 2048 positions), so the cache is half
 precision. Its plain (unfused) step: 53 / 74 / 109 ms. INT4 the same way (4-bit blocks): 31 / 43 / 75 ms against
-OpenVINO's 35 / 51 / 80 (benchmarks/results/metavoice_speed.md). `quantize` measures both engines through the
-runtime's own decoders and keeps one; the other's graphs leave the bundle.
+OpenVINO's 35 / 51 / 80 (benchmarks/results/metavoice_speed.md). Since session 22 the attention runs at scale 1
+with 1/√d folded into the query projection (`fused_attention`): the full-size INT8 step, two guidance rows, half
+cache, the two fusions alternating (AMX Xeon, a slower sitting), 81.4 → 78.9 / 99.4 → 90.4 / 131.1 → 114.7 ms.
+`quantize` measures both engines through the runtime's own decoders and keeps one; the other's graphs leave the
+bundle.
 """
 
 from __future__ import annotations
