@@ -33,7 +33,10 @@ def compressor(mode: str):
     import nncf
 
     name, _, group = mode.partition(":")
-    weight_mode = getattr(nncf.CompressWeightsMode, name.upper())
+    weight_mode = getattr(nncf.CompressWeightsMode, name.upper(), None)
+    if weight_mode is None or not name.startswith(("int8", "int4")) or (group and not group.isdigit()):
+        raise ValueError(f"{mode!r} is not a mode: NAME[:GROUP] with NAME an NNCF INT8/INT4 weight mode "
+                         f"(e.g. {', '.join(MODES)})")
 
     def compress(model, precision: str, width: int):
         if not group:
@@ -86,7 +89,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the variant bundles in --work")
     args = parser.parse_args()
     for mode in args.modes:
-        compressor(mode)  # an unknown mode fails before any work
+        try:
+            compressor(mode)  # an unknown mode fails before any work
+        except ValueError as exc:
+            parser.error(str(exc))
 
     work = Path(args.work or tempfile.mkdtemp(prefix="mv-modes-"))
     rows, times = [], {}

@@ -678,6 +678,8 @@ def _check_int8_speed(job: _Job, engines: dict) -> dict:
         if not held:
             continue
         job.bar.set_postfix_str(f"{name} speed")
+        # a backend per graph, dropped after it: at most one INT8 graph compiled at a time (OpenVINO's AMX INT8
+        # vocoder alone took +3.6 GiB on its first call)
         int8_session = OpenVINOBackend(threads=job.options.threads).session(bundle, name)
         record = records[name] = int8_speed(job.fp32_backend.session(job.source, name), int8_session, held)
         if not record["kept"]:
