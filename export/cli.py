@@ -267,7 +267,7 @@ def _methods(items) -> dict[str, str]:
                    "native bf16, bf16 was measured faster for the graph and it passes the accuracy gate, else f32")
 @click.option("--decode-engine", type=click.Choice(ENGINE_CHOICES), default="auto",
               show_default=True,
-              help="GPT-SoVITS and MetaVoice INT8: which engine runs the token-by-token decode; auto: time "
+              help="GPT-SoVITS INT8 and MetaVoice INT8/INT4: which engine runs the token-by-token decode; auto: time "
                    "OpenVINO's stateful INT8 step against onnxruntime's block-INT8 step (attention fused, cache "
                    "written in place) on this CPU and keep the faster (GPT-SoVITS's also tries 4-bit blocks, kept "
                    "only within an accuracy gate and 5 % faster)")
@@ -292,9 +292,9 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
              overwrite, compute, decode_engine, vocoder_engine, prefill_engine, latent_engine, vocoder_tail):
     """Make an INT8 (NNCF) or BF16 variant of an FP32 bundle, calibrated on real synthesis, with an accuracy
     report; the precision of each graph is chosen for this CPU. GPT-SoVITS calibrates with --voice/--reference
-    clips, EmotiVoice with its built-in speakers. Only the OpenVINO IR is quantised and the ONNX files stay FP32
-    (onnxruntime runs them unchanged), except GPT-SoVITS' decode step where onnxruntime's block-INT8 one is
-    measured faster on this CPU (--decode-engine)."""
+    clips, EmotiVoice with its built-in speakers. NNCF quantises the OpenVINO IR; the ONNX files stay FP32 except
+    the graphs made for onnxruntime where they measured faster on this CPU (GPT-SoVITS' decode step, 8-bit vocoder
+    and VNNI stand-ins, MetaVoice's stage-1 step: --decode-engine and the other engine options)."""
     from edgevoice.bundle import Bundle
 
     from .quantize import QuantizeOptions

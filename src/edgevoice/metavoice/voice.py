@@ -18,7 +18,7 @@ from .options import FAMILY
 
 VOICE_FORMAT = "edgevoice-voice"
 VOICE_FORMAT_VERSION = 1
-MAX_VOICE_FILE_BYTES = 1 << 20  # one embedding of a few hundred floats is ~3 KB; docs/input.md promises at most 64 MiB
+MAX_VOICE_FILE_BYTES = 1 << 20  # one embedding of a few hundred floats is ~3 KB (docs/input.md says 1 MiB)
 # The speaker encoder's output is L2-normalised (float32 rounding leaves ~1e-7); a norm off by more than this was
 # scaled or edited, and stage 1 and 2, trained on unit vectors, would be conditioned on something they never saw
 UNIT_NORM_TOLERANCE = 0.01
