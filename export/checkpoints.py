@@ -92,6 +92,18 @@ class HParams:
         return self.__dict__[key]
 
 
+class _StateDict(collections.OrderedDict):
+    """What a pickle's `collections.OrderedDict` becomes. torch stores a state dict's `_metadata` as the object's
+    state (pickle BUILD); anything else there, above all a name that shadows a dict method (`items`, `keys`, …: a
+    crafted file could make `items()` hide every weight from the checks), is refused."""
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict) or any(not isinstance(k, str) or k.startswith("_") and k != "_metadata"
+                                              or hasattr(collections.OrderedDict, k) for k in state):
+            raise _Corrupt(f"a dict's pickled state {_short(state)} is not a state dict's metadata")
+        self.__dict__.update(state)
+
+
 @dataclass(frozen=True)
 class _StorageType:
     name: str
@@ -191,7 +203,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler for torch zip archives that admits only tensors, dicts, bytes and upstream's HParams."""
 
     _ALLOWED = {
-        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("collections", "OrderedDict"): _StateDict,
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
         ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
         ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
@@ -421,7 +433,7 @@ def require_weights(weights: Any, path: Path, what: str) -> dict[str, np.ndarray
     if not isinstance(weights, dict):
         raise CheckpointError(f"{path}: not a {what} checkpoint (the weights are a {type(weights).__name__}, not a "
                               "dict)")
-    for key, value in weights.items():
+    for key, value in dict.items(weights):  # the dict's own items, whatever the object claims
         if not isinstance(key, str):
             raise CheckpointError(f"{path}: corrupt {what} checkpoint (weight name {_short(key)} is not a string)")
         if not isinstance(value, np.ndarray):
@@ -466,3 +478,65 @@ def load_hf_weights(directory: str | Path) -> tuple[dict[str, np.ndarray], dict]
     else:
         raise CheckpointError(f"{directory}: no model.safetensors or pytorch_model.bin")
     return dict(weights), config
+
+
+# ------------------------------------------------------------------------------------------------ model configs
+
+# A checkpoint's config sizes the model before any weight is compared with it, so a crafted one could ask torch for
+# terabytes or for a billion layers. The largest whole number in a released config of the supported families is
+# ~32768 (max_wav_value, sampling rates), the largest count (layers, heads) 48.
+MAX_CONFIG_SIZE = 1 << 20
+MAX_CONFIG_COUNT = 1024
+
+
+def config_ints(section: Any, keys: tuple[str, ...], source: Path, what: str, counts: tuple[str, ...] = ()) -> None:
+    """Refuse, in one line, a config `section` whose `keys` (those present) are not whole numbers 1…MAX_CONFIG_SIZE
+    (or lists of them, nested), or whose `counts` exceed MAX_CONFIG_COUNT."""
+    if not isinstance(section, dict):
+        raise CheckpointError(f"{source}: corrupt {what} config (a {type(section).__name__}, not a dict)")
+
+    def whole(value: Any, limit: int) -> bool:
+        if isinstance(value, list):
+            return len(value) <= MAX_CONFIG_COUNT and all(whole(v, limit) for v in value)
+        return _is_int(value) and 1 <= value <= limit
+
+    for key in keys:
+        if key in section:
+            limit = MAX_CONFIG_COUNT if key in counts else MAX_CONFIG_SIZE
+            if not whole(section[key], limit):
+                raise CheckpointError(f"{source}: {what} config {key} = {_short(section[key])} is not a whole number "
+                                      f"in 1…{limit}")
+
+
+def planned_shapes(build, source: Path, what: str) -> dict[str, tuple[int, ...]]:
+    """The parameter and buffer shapes of the model `build()` makes from a checkpoint's config, made on torch's meta
+    device (no memory), so a config the model cannot be built from is a one-line error before anything is
+    allocated; compare them with the file's weights (`require_shapes`) before building the real model."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = build()
+    except CheckpointError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, OverflowError) as exc:
+        # what a config of the wrong types or sizes raises inside the model's constructor
+        raise CheckpointError(f"{source}: the {what} config cannot build a model ({type(exc).__name__}: "
+                              f"{_one_line(str(exc), 160)})") from None
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def require_shapes(planned: dict[str, tuple[int, ...]], weights: dict[str, np.ndarray], source: Path, what: str,
+                   ignored: tuple[str, ...] = ()) -> None:
+    """Every weight the config's model has is in the file with its shape, and the file has no other (`ignored`:
+    names the model does not hold, e.g. training-only buffers)."""
+    names = {k for k in weights if k not in ignored}
+    missing, unexpected = sorted(set(planned) - names), sorted(names - set(planned))
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: the {what} weights do not match its config: {len(missing)} missing "
+                              f"{_short(missing[:3])}, {len(unexpected)} unexpected {_short(unexpected[:3])}")
+    wrong = [f"{k} {tuple(np.shape(weights[k]))} vs {shape}" for k, shape in planned.items()
+             if tuple(np.shape(weights[k])) != shape]
+    if wrong:
+        raise CheckpointError(f"{source}: the {what} weights have other shapes than its config gives: "
+                              f"{_short(wrong[:3], 240)}")

@@ -79,6 +79,9 @@ def test_batch_options_are_checked(synth_and_voices):
         synth.synthesize_batch([BatchRequest("Hi.", voices["en"])], batch_size=1000)
     with pytest.raises(OptionsError, match="BatchRequest"):
         synth.synthesize_batch(["Hi."])
+    for nothing in ([], None, "Hi."):  # an IndexError / TypeError before (a probe's)
+        with pytest.raises(OptionsError, match="non-empty list of BatchRequest"):
+            synth.synthesize_batch(nothing)
     with pytest.raises(OptionsError, match="batch_size 1"):
         next(synth.stream("Hi.", voices["en"], "en", SynthesisOptions(batch_size=2), chunk_tokens=10))
 

@@ -245,6 +245,19 @@ def test_weights_that_are_not_tensors(tmp_path):
     _refused(_write(tmp_path, _archive(pkl)), load_gpt_checkpoint, match="not a dict")
 
 
+def test_a_state_dict_cannot_hide_its_weights_behind_its_own_state(tmp_path):
+    """A pickle may BUILD attributes onto a dict: `items` set to a class made `items()` return nothing, so no
+    weight was checked (found by a probe). Only torch's `_metadata` may be set, and it still loads."""
+    ordered = _global("collections", "OrderedDict")
+    hiding = ordered + b")R" + _obj("conv1.weight") + _obj("not a tensor") + b"s" + b"}(" + _obj("items") + ordered
+    _refused(_write(tmp_path, _archive(_pickle(hiding + b"ub"))), load_sv_checkpoint, match="not a state dict")
+    metadata = (ordered + b")R" + _obj("w") + _tensor(0, (4,), (1,)) + b"s" + b"}(" + _obj("_metadata")
+                + _dict({"": _dict({"version": _obj(1)})}) + b"ub")
+    loaded = read_torch_archive(_write(tmp_path, _archive(_pickle(metadata), {"0": FOUR_HALVES}), "meta.ckpt"))
+    np.testing.assert_array_equal(loaded["w"], np.arange(4, dtype=np.float16))
+    assert loaded._metadata == {"": {"version": 1}}
+
+
 def test_scalar_where_a_matrix_is_expected(tmp_path):
     weights = _dict({"model.ar_text_embedding.word_embeddings.weight": _tensor(0, (), ())})
     pkl = _pickle(_dict({"weight": weights, "config": _dict({"model": b"}"})}))

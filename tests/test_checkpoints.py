@@ -96,7 +96,7 @@ def test_version_headers_are_detected_and_refused(gpt_sovits_set, tmp_path, head
 @pytest.mark.parametrize("header, version", [(b"05", "v2Pro"), (b"06", "v2ProPlus")])
 def test_pro_headers_are_read_and_their_weights_checked(gpt_sovits_set, tmp_path, header, version):
     pytest.importorskip("torch")
-    from edgevoice_export.gpt_sovits.models.sovits import SoVITS, SoVITSConfigError
+    from edgevoice_export.gpt_sovits.models.sovits import SoVITS
 
     data = (gpt_sovits_set / "models" / "s2_v2_tiny.pth").read_bytes()
     path = tmp_path / "marked.pth"
@@ -104,7 +104,7 @@ def test_pro_headers_are_read_and_their_weights_checked(gpt_sovits_set, tmp_path
     loaded = load_sovits_checkpoint(path)
     assert loaded.version == version
     # a v2 weight set under a Pro marker lacks the speaker branch: a clear error, not a half-built model
-    with pytest.raises(SoVITSConfigError, match="missing"):
+    with pytest.raises(CheckpointError, match="missing"):
         SoVITS.from_checkpoint(loaded)
 
 
@@ -167,3 +167,37 @@ def test_v1_header_is_read_as_v1_and_checked_against_the_weights(gpt_sovits_set,
     loaded = load_sovits_checkpoint(tmp_path / "marked.pth")
     assert loaded.version == "v1" and loaded.weights["enc_p.text_embedding.weight"].shape[0] == 322
     assert load_sovits_checkpoint(tmp_path / "v1.pth").version == "v1"  # no marker: told by the weights
+
+
+GPT_CONFIGS = [({"head": 0}, "head = 0 is not a whole number"), ({"n_layer": "2"}, "n_layer = '2'"),
+               ({"embedding_dim": 10 ** 7, "hidden_dim": 10 ** 7}, "embedding_dim = 10000000"),
+               ({"n_layer": 1000}, "missing"), ({"vocab_size": 3}, "cannot build a model"),
+               ({"phoneme_vocab_size": 733}, "other shapes")]
+
+
+@pytest.mark.parametrize("change, message", GPT_CONFIGS)
+def test_a_gpt_config_is_checked_against_its_weights_before_the_model_is_built(gpt_sovits_set, change, message):
+    """A crafted config (a probe's: head 0, a string count, 10^7-wide layers) used to raise deep inside torch or
+    ask it for 40 GB; now sizes, then every shape (built on torch's meta device) are checked first, in one line."""
+    from edgevoice_export.gpt_sovits.models.gpt import Text2SemanticDecoder
+
+    checkpoint = load_gpt_checkpoint(gpt_sovits_set / "models" / "s1_v2_tiny.ckpt")
+    checkpoint.config["model"].update(change)
+    with pytest.raises(CheckpointError, match=message) as error:
+        Text2SemanticDecoder.from_checkpoint(checkpoint)
+    assert "\n" not in str(error.value) and "s1_v2_tiny.ckpt" in str(error.value)
+
+
+@pytest.mark.parametrize("section, change, message", [
+    ("model", {"inter_channels": 10 ** 12}, "inter_channels = 1000000000000"),
+    ("model", {"n_layers": 5000}, "n_layers = 5000"), ("model", {"hidden_channels": 100}, "other shapes"),
+    ("model", {"upsample_rates": [10, "8", 2, 2, 2]}, "upsample_rates"), ("data", {"filter_length": 0}, "filter_length")])
+def test_a_sovits_config_is_checked_against_its_weights_before_the_model_is_built(gpt_sovits_set, section, change,
+                                                                                  message):
+    from edgevoice_export.gpt_sovits.models.sovits import SoVITS
+
+    checkpoint = load_sovits_checkpoint(gpt_sovits_set / "models" / "s2_v2_tiny.pth")
+    checkpoint.config[section].update(change)
+    with pytest.raises(CheckpointError, match=message) as error:
+        SoVITS.from_checkpoint(checkpoint)
+    assert "\n" not in str(error.value)

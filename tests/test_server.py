@@ -447,3 +447,18 @@ def test_a_job_that_makes_no_audio_is_a_request_error_not_an_empty_file():
             while (data := job.next_bytes()) is not None:
                 sent.append(data)
         assert not b"".join(sent)
+
+
+def test_an_unexpected_failure_is_a_json_500_with_no_traceback(config):
+    """A bug, or a bundle broken in a way no check foresaw (a probe's: a manifest asking numpy for terabytes), got a
+    plain-text 500 from the framework; the API's clients expect its JSON error."""
+    app = create_app(config)
+
+    def broken():
+        raise MemoryError("Unable to allocate 36.4 TiB")
+
+    app.add_api_route("/v1/broken", broken)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/v1/broken")
+    error = assert_error(response, 500, "internal_error")
+    assert "TiB" not in error["message"] and "Traceback" not in response.text

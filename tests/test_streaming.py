@@ -172,6 +172,8 @@ def test_say_streams_wav_and_pcm_to_standard_output(fixture_bundle, server_voice
     assert refused.returncode != 0 and b"--out -" in refused.stderr and b"Traceback" not in refused.stderr
     assert not (tmp_path / "x.wav").exists()
     assert soundfile.info(io.BytesIO(streamed.stdout[:44] + b"\0" * 8)).samplerate == rate
+    unspeakable = _say(bundle, voice, "--out", "-", "--stream", "wav", "--text", "?!,;")  # the last --text counts
+    assert unspeakable.returncode == 1 and unspeakable.stdout == b""  # not even a header (a probe's find)
 
 
 def test_a_very_long_fragment_goes_through_windows(synth_and_voice):

@@ -50,6 +50,8 @@ def test_invalid_utf8_names_the_byte_offset(tmp_path):
         check_encoding(argument, "--text")
     with pytest.raises(TextError, match="not valid UTF-8"):
         prepare_text(argument)
+    with pytest.raises(TextError, match=r"U\+D800 at byte offset 6"):  # a lone surrogate from Python (a probe's)
+        prepare_text("Hello \ud800 world")
     path = tmp_path / "t.txt"
     path.write_bytes(data)
     with pytest.raises(TextError, match=rf"{path}: the text is not valid UTF-8 .*offset 8"):

@@ -39,3 +39,34 @@ def test_a_family_that_is_not_a_name_is_refused_in_one_line(tmp_path, family):
     for load in (Voice.load, SpeakerVoice.load):
         with pytest.raises(VoiceError, match="not an edgevoice voice file"):
             load(path)
+
+
+def _voice(**arrays) -> Voice:
+    parts = {"prompt_tokens": np.arange(3), "prompt_phone_ids": np.arange(2), "prompt_bert": np.zeros((1024, 2)),
+             "ge": np.ones((1, 8, 1))}
+    parts.update(arrays)
+    return Voice(**parts, text="t", language="en", norm_text="t", model_fingerprint="f", family="gpt-sovits",
+                 upstream_version="v2")
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"ge": np.ones((1, 8, 1)) * 1e30}, "ge has values up to 1e"),  # a probe's: every sample came out NaN
+    ({"prompt_bert": np.full((1024, 2), -5e4)}, "prompt_bert has values up to 5e"),
+    ({"prompt_tokens": np.zeros(0, np.int64)}, "0 prompt tokens but 2 transcript phones"),
+    ({"prompt_phone_ids": np.zeros(0, np.int64), "prompt_bert": np.zeros((1024, 0))}, "3 prompt tokens but 0")])
+def test_voice_arrays_no_model_makes_are_refused(arrays, message):
+    _voice()  # the base voice is fine, and so is a reference-free one
+    _voice(prompt_tokens=np.zeros(0, np.int64), prompt_phone_ids=np.zeros(0, np.int64),
+           prompt_bert=np.zeros((1024, 0)))
+    with pytest.raises(VoiceError, match=message):
+        _voice(**arrays)
+
+
+def test_audio_that_is_not_finite_never_leaves_a_synthesizer():
+    """Every family's audio passes through AudioChunk: NaN would be written as silence without a word."""
+    from edgevoice.errors import SynthesisError
+    from edgevoice.options import AudioChunk
+
+    AudioChunk("fine", np.zeros(4, np.float32), 16000)
+    with pytest.raises(SynthesisError, match="2 of 4 samples as NaN or infinity for 'Hello'"):
+        AudioChunk("Hello", np.array([0, np.nan, np.inf, 0], np.float32), 16000)

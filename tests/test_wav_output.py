@@ -70,6 +70,22 @@ def test_say_to_standard_output(emotivoice_bundle):
     assert rate == 16000 and data.size > 0 and b"s of audio to standard output" in result.stderr_bytes
 
 
+def test_say_refuses_a_name_that_promises_another_format(emotivoice_bundle, tmp_path):
+    """`--out x.mp3` used to get WAV bytes under an .mp3 name (a probe's find); refused before any synthesis."""
+    from click.testing import CliRunner
+
+    from edgevoice.cli import main
+
+    for name in ("x.mp3", "x.FLAC"):
+        result = CliRunner().invoke(main, ["say", "--bundle", str(emotivoice_bundle[0]), "--text", "Hello.", "--out",
+                                           str(tmp_path / name)])
+        assert result.exit_code == 1 and "say writes 16-bit WAV" in result.output
+        assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / name).exists()
+    result = CliRunner().invoke(main, ["say", "--bundle", str(emotivoice_bundle[0]), "--text", "Hello.", "--out",
+                                       str(tmp_path / "x.WAV")])
+    assert result.exit_code == 0, result.output
+
+
 def test_reference_with_nan_samples_is_refused(tmp_path):
     from edgevoice.audio import read_audio
 

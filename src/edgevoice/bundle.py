@@ -64,6 +64,8 @@ GRAPH_ENGINES = ("", "onnxruntime")
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MAX_PATH = 1024
+# above every audio rate in use (the families make 16, 24 and 32 kHz); a manifest's rate sizes buffers per second
+MAX_SAMPLE_RATE = 384_000
 _MAX_OPTION_TEXT = 64
 _MAX_NESTING = 64
 
@@ -333,8 +335,8 @@ class Manifest:
         family = _expect(data["family"], str, "family", "a string")
         upstream_version = _expect(data["upstream_version"], str, "upstream_version", "a string")
         sample_rate = _expect(data["sample_rate"], int, "sample_rate", "an integer")
-        if sample_rate <= 0:
-            raise BundleError(f"sample_rate must be positive, found {sample_rate}")
+        if not 0 < sample_rate <= MAX_SAMPLE_RATE:
+            raise BundleError(f"sample_rate must be 1…{MAX_SAMPLE_RATE} Hz, found {sample_rate}")
         symbols = _expect(data["symbols"], list, "symbols", "a list")
         for symbol in symbols:
             _expect(symbol, str, "each symbol", "a string")

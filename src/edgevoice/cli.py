@@ -276,6 +276,10 @@ def say(bundle, voice_path, speaker, prompt, text, text_file, strict, language, 
     if chunk_tokens is not None and not stream_format:
         fail("--chunk-tokens applies to --stream")
     guarded(lambda: check_output(out))  # before minutes of synthesis, not after
+    suffix = os.path.splitext(str(out))[1]
+    if str(out) != "-" and suffix.lower() not in ("", ".wav", ".wave"):
+        fail(f"--out {out}: say writes 16-bit WAV, not {suffix}; name it .wav (`edgevoice serve` gives flac, mp3 "
+             "and opus)")
     synth = _synthesizer(bundle, backend, threads, chosen_cache_dir(cache_dir, no_cache))
     if hasattr(synth, "show_progress"):  # token-level progress for families whose sentences take minutes
         synth.show_progress = sys.stderr.isatty()
@@ -340,12 +344,13 @@ def _say_streaming(synth, text, voice, language, options, stream_format: str, ch
 
     def speak() -> None:
         nonlocal samples
-        if stream_format == "wav":
-            write(wav_header(synth.sample_rate))
+        # the header waits for the first chunk: text refused before any audio must leave nothing on the output
+        header = wav_header(synth.sample_rate) if stream_format == "wav" else b""
         with tqdm(desc="speaking", unit=" s of audio", file=sys.stderr, disable=None,
                   bar_format="{desc}: {n:.1f}{unit} [{elapsed}]") as bar:
             for chunk in synth.stream(text, voice, language, options, **keywords):
-                write(to_int16(chunk.audio).tobytes())
+                write(header + to_int16(chunk.audio).tobytes())
+                header = b""
                 samples += chunk.audio.size
                 bar.update(chunk.audio.size / synth.sample_rate)
 

@@ -25,6 +25,10 @@ class OptionsError(EdgevoiceError):
     """A synthesis option outside its valid range."""
 
 
+class SynthesisError(EdgevoiceError):
+    """Inputs that passed every check still made the model produce unusable output (NaN or infinite audio)."""
+
+
 def abbreviated(text: str, limit: int = 40, quoted: bool = False) -> str:
     """`text` for a one-line error (in quotes with `quoted`): whole when at most `limit` characters, else its two ends
     and its length (a 5,000-digit number would otherwise fill the terminal)."""

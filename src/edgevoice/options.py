@@ -14,7 +14,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from .errors import OptionsError
+from .errors import OptionsError, SynthesisError, abbreviated
 
 
 @dataclass(frozen=True)
@@ -77,3 +77,11 @@ class AudioChunk:
     audio: np.ndarray  # float32 in [-1, 1]
     sample_rate: int
     tokens: np.ndarray | None = None  # the semantic tokens behind it, for token-based families
+
+    def __post_init__(self):
+        # every family's audio leaves through here: NaN would be written as silence (or noise) without a word
+        bad = int(np.count_nonzero(~np.isfinite(self.audio)))
+        if bad:
+            raise SynthesisError(f"the model produced {bad} of {self.audio.size} samples as NaN or infinity for "
+                                 f"{abbreviated(self.text, quoted=True)}: an input far outside what it was trained on "
+                                 "(a hand-edited voice or embedding?)")

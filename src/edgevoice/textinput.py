@@ -102,9 +102,10 @@ def check_encoding(text: str, source: str = "the text") -> str:
         raise TextError(f"{source} must be a string, not {type(text).__name__}")
     for index, char in enumerate(text):
         if "\ud800" <= char <= "\udfff":
-            offset = len(text[:index].encode("utf-8", "surrogateescape"))
-            value = char.encode("utf-8", "surrogateescape")
-            shown = f"byte 0x{value[0]:02x}" if len(value) == 1 else f"U+{ord(char):04X}"
+            offset = len(text[:index].encode("utf-8"))  # the first surrogate: none before it
+            # U+DC80…U+DCFF stand for the undecodable bytes 0x80…0xff; any other is a lone surrogate from Python
+            escaped = "\udc80" <= char <= "\udcff"
+            shown = f"byte 0x{ord(char) - 0xDC00:02x}" if escaped else f"U+{ord(char):04X}"
             raise TextError(f"{source} is not valid UTF-8 ({shown} at byte offset {offset})")
     return text
 

@@ -22,6 +22,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...checkpoints import config_ints, planned_shapes, require_shapes
+
+# the model config's whole numbers the GPT is built from (checked before it is: `from_checkpoint`)
+CONFIG_SIZES = ("embedding_dim", "hidden_dim", "head", "n_layer", "vocab_size", "phoneme_vocab_size")
+
 
 def sine_positions(positions: torch.Tensor, dim: int) -> torch.Tensor:
     """Interleaved sin/cos table rows for float positions `[L]` → `[L, dim]` (upstream's float32 recipe)."""
@@ -152,6 +157,11 @@ class Text2SemanticDecoder(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, checkpoint) -> "Text2SemanticDecoder":
+        """Built from the file's config once it has been checked against the file's weights (sizes, then every
+        shape on torch's meta device), so a crafted config is a one-line error, never a huge allocation."""
+        config_ints(checkpoint.config.get("model"), CONFIG_SIZES, checkpoint.path, "GPT", counts=("head", "n_layer"))
+        require_shapes(planned_shapes(lambda: cls(checkpoint.config), checkpoint.path, "GPT"), checkpoint.weights,
+                       checkpoint.path, "GPT")
         model = cls(checkpoint.config)
         state = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in checkpoint.weights.items()}
         model.load_state_dict(state, strict=True)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...checkpoints import CheckpointError
+from ...checkpoints import CheckpointError, config_ints, planned_shapes, require_shapes
 from ..checkpoints import Checkpoint
 from .sovits_layers import (RESBLOCKS, Flow, Generator, MelStyleEncoder, MultiHeadAttention, RelPosEncoder,
                             fold_weight_norm, masked, vocoder_reach_frames)
@@ -40,6 +40,12 @@ PHONE_SYMBOLS = {"v1": 322, "v2": 732, "v2Pro": 732, "v2ProPlus": 732}  # rows o
 SUPPORTED = ("v1", "v2", "v2Pro", "v2ProPlus")
 PRO_VERSIONS = ("v2Pro", "v2ProPlus")  # add a speaker-verification embedding to `ge`
 SV_DIM = 20480                # upstream's `sv_emb` input: ERes2NetV2's 2048 channels × 10 frequency rows
+# the config's whole numbers the model is built from (checked before it is: `from_checkpoint`)
+CONFIG_SIZES = ("inter_channels", "hidden_channels", "filter_channels", "n_heads", "n_layers", "kernel_size",
+                "upsample_initial_channel", "gin_channels", "upsample_rates", "upsample_kernel_sizes",
+                "resblock_kernel_sizes", "resblock_dilation_sizes")
+CONFIG_COUNTS = ("n_heads", "n_layers")
+DATA_SIZES = ("filter_length", "hop_length", "win_length", "sampling_rate")
 
 
 def length_mask(valid: torch.Tensor, length: int) -> torch.Tensor:
@@ -210,7 +216,13 @@ class SoVITS(nn.Module):
     def from_checkpoint(cls, checkpoint: Checkpoint) -> "SoVITS":
         """Build from the checkpoint's config and load its weights strictly (fp16 values computed in fp32)."""
         sv = checkpoint.weights.get("sv_emb.weight")
-        model = cls(checkpoint.config, SV_DIM if sv is None else int(sv.shape[1]))
+        sv_dim = SV_DIM if sv is None or sv.ndim != 2 else int(sv.shape[1])
+        config = checkpoint.config
+        config_ints(config.get("model"), CONFIG_SIZES, checkpoint.path, "SoVITS", counts=CONFIG_COUNTS)
+        config_ints(config.get("data"), DATA_SIZES, checkpoint.path, "SoVITS data")
+        require_shapes(planned_shapes(lambda: cls(config, sv_dim), checkpoint.path, "SoVITS"), checkpoint.weights,
+                       checkpoint.path, "SoVITS")
+        model = cls(config, sv_dim)
         model.load_weights(checkpoint.float32())
         return model
 

@@ -32,7 +32,7 @@ from ..backends import make_backend, runs_graph
 from ..cpu import detect
 from ..threadsafe import serialized
 from ..bundle import Bundle
-from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceError
+from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceError, abbreviated
 from ..kv_cache import check_step_cache_inputs, in_place_feeds
 from ..memory import cyclic_gc_paused
 from ..families import FamilySynthesizer, check_bundle
@@ -45,6 +45,7 @@ from .chunking import (BERT_TOKEN_BUCKETS, LONG_FRAGMENT_CONTEXT, LONG_FRAGMENT_
 from .options import MAX_BATCH
 from .sampler import MAX_TOKENS, SamplingOptions, sample_token, upstream_token_limit
 from .spectrogram import kaldi_fbank, linear_spectrogram
+from .model_facts import checked_model
 from .split_vocoder import VOCODER_HEAD, VOCODER_TAIL, SplitVocoder
 from .voice import BERT_FEATURES, Voice
 
@@ -192,7 +193,7 @@ class Synthesizer(FamilySynthesizer):
         self.bundle = bundle
         self.backend = make_backend(backend, threads)
         self.sample_rate = manifest.sample_rate
-        self._model = manifest.model
+        self._model = checked_model(bundle)
         self.default_options = SynthesisOptions.from_manifest(manifest.defaults)  # the model's own defaults
         self._sessions: dict = {}
         self._lock = threading.RLock()  # see edgevoice.threadsafe
@@ -606,6 +607,9 @@ class Synthesizer(FamilySynthesizer):
         audio `synthesize` gives it alone with the same options."""
         if not 1 <= batch_size <= MAX_BATCH:
             raise OptionsError(f"batch_size must be 1…{MAX_BATCH}, not {batch_size}")
+        if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence) or not requests:
+            raise OptionsError(f"requests must be a non-empty list of BatchRequest objects, not "
+                               f"{abbreviated(repr(requests))}")
         jobs: list[tuple[int, _FragmentJob, np.ndarray]] = []
         for index, request in enumerate(requests):
             if not isinstance(request, BatchRequest):

@@ -31,6 +31,9 @@ PROMPT_TOKENS_PER_S = 25
 MAX_PROMPT_TOKENS = 2 * math.ceil(PROMPT_TOKENS_PER_S * (REFERENCE_MAX_S + 0.6))
 MAX_PROMPT_PHONES = 1024  # the transcript of a 10 s clip has about 150; 1024 is a minute of speech
 MAX_VOICE_FILE_BYTES = 64 << 20  # a voice at the limits above is about 4 MB
+# BERT's hidden states and the reference encoder's `ge` lie within a few tens of zero; values past this were
+# written by hand (a probe's `ge` × 1e30 turned every sample into NaN)
+MAX_FEATURE = 1e4
 _ARRAYS = ("prompt_tokens", "prompt_phone_ids", "prompt_bert", "ge")
 _REQUIRED_HEADER = ("text", "language", "norm_text", "model_fingerprint", "family", "upstream_version")
 _TEXT_FIELDS = _REQUIRED_HEADER + ("source_audio_sha256",)
@@ -63,6 +66,9 @@ class Voice:
                              f"{self.prompt_phone_ids.size}] (BERT features do not match the phones)")
         if self.ge.shape[0] != 1 or self.ge.shape[2] != 1:
             raise VoiceError(f"ge has shape {list(self.ge.shape)}, not [1, channels, 1]")
+        if (self.prompt_tokens.size == 0) != (self.prompt_phone_ids.size == 0):
+            raise VoiceError(f"the voice has {self.prompt_tokens.size} prompt tokens but {self.prompt_phone_ids.size} "
+                             "transcript phones: both come from the reference (none in a reference-free voice)")
         for name in _TEXT_FIELDS:
             if not isinstance(getattr(self, name), str):
                 raise VoiceError(f"{name} must be text, not {type(getattr(self, name)).__name__}")
@@ -140,4 +146,6 @@ def _floats(values, name: str, ndim: int) -> np.ndarray:
                          f"{list(array.shape)}")
     if not np.isfinite(array).all():
         raise VoiceError(f"{name} contains NaN or infinite values")
+    if array.size and np.abs(array).max() > MAX_FEATURE:
+        raise VoiceError(f"{name} has values up to {np.abs(array).max():.3g}; a model makes them within ±{MAX_FEATURE:g}")
     return array.astype(np.float32)
