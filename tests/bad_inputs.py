@@ -286,6 +286,7 @@ def _cases() -> list[Case]:
     add("transcript only markup", "text", lambda e: e.create(e.reference, text="<b></b>"),
         "empty once markup is removed")
     add("transcript too long", "text", lambda e: e.create(e.reference, text="word " * 300), "at most 1000")
+    add("transcript empty", "text", lambda e: e.create(e.reference, text=""), "--text is empty")
     add("transcript unreadable, strict", "text", lambda e: e.create(e.reference, "--strict", text="Hi Привет."),
         "refused: --strict")
     add("transcript nothing readable", "text", lambda e: e.create(e.reference, text="Привет."),
@@ -316,6 +317,7 @@ def _cases() -> list[Case]:
     add("reference 11 s", "audio", lambda e: e.create(e.wav("l.wav", 11)), "needs 3–10 s")
     add("reference 2 min", "audio", lambda e: e.create(e.wav("h.wav", 120, rate=8000)), "needs 3–10 s")
     add("reference silent", "audio", lambda e: e.create(e.wav("z.wav", 5, fill=0.0)), "silent")
+    add("reference at 1 Hz", "audio", lambda e: e.create(e.wav("hz.wav", 5, rate=1)), "1 Hz is outside 4000–768000")
     add("reference with NaN", "audio", lambda e: e.create(e.wav("n.wav", 5, fill=float("nan"), subtype="FLOAT")),
         "NaN or infinite")
     add("reference with inf", "audio", lambda e: e.create(e.wav("i.wav", 5, fill=float("inf"), subtype="FLOAT")),
@@ -357,6 +359,10 @@ def _cases() -> list[Case]:
     add("onnx graph garbage, rehashed", "bundle",
         lambda e: e.say("--backend", "onnxruntime",
                         bundle=replace_file(clone_bundle(e), "gpt_prefill.onnx", b"\x08\x07garbage")),
+        "gpt_prefill.onnx is not a well-formed ONNX graph")
+    add("onnx graph without a graph, rehashed", "bundle",  # well-formed protobuf: onnxruntime's own refusal
+        lambda e: e.say("--backend", "onnxruntime",
+                        bundle=replace_file(clone_bundle(e), "gpt_prefill.onnx", b"\x08\x07")),
         "graph 'gpt_prefill' cannot be loaded")
     add("graph file missing", "bundle", lambda e: e.say(bundle=_without(clone_bundle(e), "gpt_prefill.xml")), "")
     add("CACHE_DIR in runtime options", "bundle",

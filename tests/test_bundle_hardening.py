@@ -327,6 +327,69 @@ def test_backend_refuses_an_unlisted_ir_weights_file(bundle, outside):
         OpenVINOBackend(threads=1).session(loaded, "g")
 
 
+def _graph_with_external_weights(folder: Path, location: str, in_subgraph: bool) -> bytes:
+    """y = x + w with `w` stored in the file `location` beside the graph (inside an `If` branch with
+    `in_subgraph`), as onnx writes external data; returns the weights' bytes."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.arange(4, dtype=np.float32)
+    tensor = numpy_helper.from_array(weights, "w")
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value=location)
+    tensor.external_data.add(key="length", value=str(weights.nbytes))
+    (folder / location).write_bytes(weights.tobytes())
+    x, y = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4]), helper.make_tensor_value_info("y", 1, [4])
+    if in_subgraph:
+        branch = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "branch", [], [y], [tensor])
+        other = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other", [], [y])
+        flag = numpy_helper.from_array(np.array(True), "flag")
+        nodes = [helper.make_node("If", ["flag"], ["y"], then_branch=branch, else_branch=other)]
+        graph = helper.make_graph(nodes, "g", [x], [y], [flag])
+    else:
+        graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y], [tensor])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (folder / "g.onnx").write_bytes(model.SerializeToString())
+    return weights.tobytes()
+
+
+@pytest.mark.parametrize("in_subgraph", [False, True])
+def test_onnxruntime_reads_no_weights_file_the_manifest_does_not_list(bundle, in_subgraph):
+    """onnxruntime opens a graph's external-data files on its own: a probe re-saved a graph with its weights in
+    `hidden.dat`, listed only the graph, and changed the weights unnoticed. Every location (subgraphs too) must be
+    a listed, hashed file."""
+    pytest.importorskip("onnx")
+    import numpy as np
+
+    from edgevoice.backends import OnnxRuntimeBackend
+    from edgevoice.onnx_files import external_data_locations
+
+    _graph_with_external_weights(bundle, "hidden.dat", in_subgraph)
+    assert external_data_locations((bundle / "g.onnx").read_bytes()) == {"hidden.dat"}
+    data = _manifest(bundle)
+    data["files"]["g.onnx"] = _sha(bundle / "g.onnx")
+    _rewrite(bundle, data)
+    with pytest.raises(BundleError, match="keeps weights in 'hidden.dat', a file the manifest does not list"):
+        OnnxRuntimeBackend(threads=1).session(Bundle.load(bundle), "g")
+    data["files"]["hidden.dat"] = _sha(bundle / "hidden.dat")
+    _rewrite(bundle, data)
+    session = OnnxRuntimeBackend(threads=1).session(Bundle.load(bundle), "g")
+    np.testing.assert_array_equal(session.run({"x": np.ones(4, np.float32)})["y"], np.arange(1, 5))
+    (bundle / "hidden.dat").write_bytes(bytes(16))  # changed after loading: the lazy hash check on opening
+    with pytest.raises(BundleError, match="hidden.dat does not match its sha256"):
+        OnnxRuntimeBackend(threads=1).session(Bundle.load(bundle, lazy=True), "g")
+
+
+@pytest.mark.parametrize("data", [b"\x0a\xff\xff\xff", b"\x3a\x02\x2a", b"\x0b", b"\x3a" + b"\x80" * 11])
+def test_a_malformed_graph_is_refused_before_onnxruntime_opens_it(data):
+    from edgevoice.onnx_files import MalformedGraph, external_data_locations
+
+    with pytest.raises(MalformedGraph):
+        external_data_locations(data)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # manifests of the wrong shape
 
@@ -372,7 +435,8 @@ def _set(path: str, value):
     (_set("files.g.xml", "abc"), "not 64 lowercase hex digits"),
     (_set("sample_rate", "32000"), "sample_rate must be an integer"),
     (_set("sample_rate", True), "sample_rate must be an integer"),
-    (_set("sample_rate", -1), "sample_rate must be positive"),
+    (_set("sample_rate", -1), "sample_rate must be 1…384000 Hz"),
+    (_set("sample_rate", 10 ** 13), "sample_rate must be 1…384000 Hz, found 10000000000000"),  # a probe's
     (_set("symbols", [1]), "each symbol must be a string"),
     (_set("symbols", "ab"), "symbols must be a list"),
     (_set("model", []), "model must be an object"),

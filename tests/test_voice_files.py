@@ -70,3 +70,16 @@ def test_audio_that_is_not_finite_never_leaves_a_synthesizer():
     AudioChunk("fine", np.zeros(4, np.float32), 16000)
     with pytest.raises(SynthesisError, match="2 of 4 samples as NaN or infinity for 'Hello'"):
         AudioChunk("Hello", np.array([0, np.nan, np.inf, 0], np.float32), 16000)
+
+
+def test_a_metavoice_voice_must_name_its_speaker_encoder(tmp_path):
+    """A probe deleted the header's speaker_encoder_sha256 and the voice went through to any bundle."""
+    from edgevoice.npzfile import read_npz
+
+    path = SpeakerVoice(np.ones(4, np.float32) / 2, "enc", "clip", 31.0).save(tmp_path / "mv.npz")
+    header, arrays = read_npz(path, "voice file", VoiceError)
+    del header["speaker_encoder_sha256"]
+    atomic_savez(tmp_path / "bare.npz", header, **arrays)
+    with pytest.raises(VoiceError, match="names no speaker encoder"):
+        SpeakerVoice.load(tmp_path / "bare.npz")
+    assert SpeakerVoice.load(path).speaker_encoder_sha256 == "enc"

@@ -84,8 +84,15 @@ def _existing_audio_file(path) -> Path:
     raise AudioError(f"{path}: audio file not found" if what is None else f"{path}: is {what}, not an audio file")
 
 
+# Rates a reference clip may claim: telephone audio is 8 kHz and studio formats reach 768 kHz. A clip read with a
+# wrong rate (1 Hz) would be resampled to billions of samples; one far below 8 kHz holds no speech band to embed.
+MIN_REFERENCE_RATE = 4000
+MAX_REFERENCE_RATE = 768000
+
+
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Mono float32 samples (channels averaged, as librosa does) and the file's sample rate."""
+    """Mono float32 samples (channels averaged, as librosa does) and the file's sample rate (refused outside
+    MIN_REFERENCE_RATE…MAX_REFERENCE_RATE)."""
     path = _existing_audio_file(path)
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
@@ -93,6 +100,8 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
         raise AudioError(f"{path}: cannot read audio ({exc})") from None
     if data.shape[0] == 0:
         raise AudioError(f"{path}: audio file is empty")
+    if not MIN_REFERENCE_RATE <= rate <= MAX_REFERENCE_RATE:
+        raise AudioError(f"{path}: sample rate {rate} Hz is outside {MIN_REFERENCE_RATE}–{MAX_REFERENCE_RATE} Hz")
     bad = np.count_nonzero(~np.isfinite(data))
     if bad:  # float wavs can hold NaN/inf; they would poison the voice silently
         raise AudioError(f"{path}: {bad} samples are NaN or infinite")

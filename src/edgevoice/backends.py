@@ -26,6 +26,7 @@ from .bundle import Bundle, GraphEntry, onnxruntime_options, openvino_options
 from .cpu import runnable_hint
 from .compile_cache import cache_folder, graph_cache_folder
 from .errors import BundleError, EdgevoiceError
+from .onnx_files import check_external_data
 
 
 class Session(Protocol):
@@ -247,9 +248,7 @@ class OnnxRuntimeBackend:
         else:
             raise EdgevoiceError(f"unknown onnxruntime device {self.device!r} (use 'cpu' or 'cuda')")
         onnx = graph.files["onnx"]
-        weights = onnx + ".data"  # external weights of graphs over protobuf's 2 GB, read by onnxruntime itself
-        if weights in bundle.manifest.files or os.path.lexists(bundle.path / weights):
-            bundle.file(weights)  # listed, hashed and no link, like every file a graph reads
+        check_external_data(bundle, onnx)  # files onnxruntime would read on its own: listed and hashed
         try:
             session = ort.InferenceSession(str(bundle.file(onnx)), options, providers=providers)
         except _onnxruntime_errors() as exc:

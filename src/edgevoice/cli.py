@@ -185,6 +185,8 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
     from .textinput import UnreadableTextWarning, check_encoding, prepare_text
 
     guarded(lambda: check_output(out, VoiceError))
+    if text is not None and not text.strip():  # "" used to make a reference-free voice, "  " an error
+        fail("--text is empty: give the clip's transcript, or leave --text out for a reference-free voice")
     synth = _synthesizer(bundle, backend, threads, chosen_cache_dir(cache_dir, no_cache))
     if not hasattr(synth, "create_voice"):
         fail(f"{synth.bundle.manifest.family} bundles have built-in speakers, not cloned voices: "

@@ -25,16 +25,13 @@ from numbers import Real
 import numpy as np
 import soxr
 
+from ..audio import MAX_REFERENCE_RATE, MIN_REFERENCE_RATE
 from ..errors import AudioError
 
 SAMPLE_RATE = 16000
 # librosa.load's default rate: upstream's check_audio_file measures the duration of the clip resampled to it
 CHECK_SAMPLE_RATE = 22050
 MIN_REFERENCE_S = 30.0
-# Rates a reference may claim: telephone audio is 8 kHz and studio formats reach 768 kHz. A clip read with a wrong
-# rate (1 Hz) would be resampled to billions of samples; one far below 8 kHz holds no speech band to embed.
-MIN_REFERENCE_RATE = 4000
-MAX_REFERENCE_RATE = 768000
 
 N_FFT = 400  # 25 ms window
 HOP_LENGTH = 160  # 10 ms: one mel frame

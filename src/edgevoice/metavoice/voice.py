@@ -65,7 +65,11 @@ class SpeakerVoice:
         if not abs(norm - 1) <= UNIT_NORM_TOLERANCE:
             raise VoiceError(f"{path}: corrupt voice file (the speaker embedding has length {norm:.4g}; a speaker "
                              "embedding is a unit vector)")
+        # what ties the embedding to a speaker encoder ("" where the bundle recorded no source hashes)
+        encoder = header.get("speaker_encoder_sha256")
+        if not isinstance(encoder, str):
+            raise VoiceError(f"{path}: corrupt voice file (its header names no speaker encoder)")
         seconds = header.get("reference_seconds", 0.0)
-        return cls(embedding, str(header.get("speaker_encoder_sha256", "")),
+        return cls(embedding, encoder,
                    str(header.get("source_audio_sha256", "")), float(seconds) if isinstance(seconds, (int, float))
                    else 0.0)

@@ -1,0 +1,123 @@
+"""The files an ONNX graph makes onnxruntime read besides itself: the `location` of every tensor stored as external
+data, found by walking the protobuf wire format (the runtime does not depend on the `onnx` package).
+
+onnxruntime opens those files itself, relative to the graph, so a bundle could make it read a file the manifest
+never lists or hashes (a probe did: a graph re-saved with its weights in `hidden.dat`). `Bundle`-side callers
+check each location against the manifest before the graph is opened.
+
+Only the messages that can hold a tensor are walked, wherever the schema nests them: a model's graph and functions,
+a graph's nodes and (sparse) initializers, a node's attributes, an attribute's tensors and subgraphs (an `If`, `Loop`
+or `Scan` body). Every other field is skipped by its length, so a graph's inline weights cost one pass.
+"""
+
+from __future__ import annotations
+
+import mmap
+import posixpath
+
+from .errors import BundleError
+
+# field number → message type, per message type (onnx.proto3)
+_TENSOR, _SPARSE, _GRAPH, _NODE, _ATTRIBUTE, _FUNCTION, _ENTRY = range(7)
+_FIELDS = {
+    "model": {7: _GRAPH, 25: _FUNCTION},
+    _GRAPH: {1: _NODE, 5: _TENSOR, 15: _SPARSE},
+    _FUNCTION: {7: _NODE, 11: _ATTRIBUTE},
+    _NODE: {5: _ATTRIBUTE},
+    _ATTRIBUTE: {5: _TENSOR, 6: _GRAPH, 10: _TENSOR, 11: _GRAPH, 22: _SPARSE, 23: _SPARSE},
+    _SPARSE: {1: _TENSOR, 2: _TENSOR},
+    _TENSOR: {13: _ENTRY},  # external_data: repeated StringStringEntryProto {1: key, 2: value}
+}
+_MAX_DEPTH = 64  # subgraphs inside subgraphs; real graphs nest two or three deep
+
+
+class MalformedGraph(ValueError):
+    """The bytes are not a well-formed protobuf message where the ONNX schema expects one."""
+
+
+def external_data_locations(data: bytes | memoryview) -> set[str]:
+    """Every external-data `location` named anywhere in the serialized ONNX model `data`."""
+    found: set[str] = set()
+    problem = None
+    try:
+        _walk(memoryview(data), "model", found, 0)
+    except MalformedGraph as exc:
+        problem = str(exc)
+    if problem is not None:
+        # raised afresh, out of the handler: the first one's traceback holds slices of `data`, and a memory map
+        # cannot be closed while any exists
+        raise MalformedGraph(problem)
+    return found
+
+
+def _varint(data: memoryview, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(data) or shift > 63:
+            raise MalformedGraph("a truncated or over-long varint")
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def _walk(data: memoryview, kind, found: set[str], depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise MalformedGraph(f"messages nested deeper than {_MAX_DEPTH} levels")
+    fields = _FIELDS.get(kind, {})
+    entry: dict[int, bytes] = {}
+    at = 0
+    while at < len(data):
+        key, at = _varint(data, at)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, at = _varint(data, at)
+        elif wire == 1:
+            at += 8
+        elif wire == 5:
+            at += 4
+        elif wire == 2:
+            length, at = _varint(data, at)
+            if at + length > len(data):
+                raise MalformedGraph("a field runs past the end of its message")
+            body = data[at:at + length]
+            at += length
+            if kind == _ENTRY and number in (1, 2):
+                entry[number] = bytes(body)
+            elif number in fields:
+                _walk(body, fields[number], found, depth + 1)
+        else:
+            raise MalformedGraph(f"wire type {wire} (groups are not used by ONNX)")
+        if at > len(data):
+            raise MalformedGraph("a field runs past the end of its message")
+    if kind == _ENTRY and entry.get(1) == b"location":
+        try:
+            found.add(entry.get(2, b"").decode("utf-8"))
+        except UnicodeDecodeError:
+            raise MalformedGraph("an external-data location that is not UTF-8") from None
+
+
+def check_external_data(bundle, onnx_rel: str) -> None:
+    """Refuse, before onnxruntime opens the graph `onnx_rel`, any file it stores weights in that the manifest of
+    `bundle` does not list; the listed ones are hash-checked like every file a graph reads (`Bundle.file`). The
+    graph is memory-mapped: skipping a tensor's inline bytes by their length touches none of their pages."""
+    path = bundle.file(onnx_rel)
+    try:
+        with open(path, "rb") as handle:
+            if not handle.seek(0, 2):
+                return  # empty: onnxruntime says it is no graph
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                locations = external_data_locations(data)
+    except MalformedGraph as exc:
+        raise BundleError(f"{bundle.path}: {onnx_rel} is not a well-formed ONNX graph ({exc})") from None
+    except OSError as exc:
+        raise BundleError(f"{bundle.path}: cannot read {onnx_rel} ({exc.strerror or exc})") from None
+    base = posixpath.dirname(onnx_rel)
+    for location in sorted(locations):
+        rel = posixpath.normpath(posixpath.join(base, location))
+        if rel not in bundle.manifest.files:
+            raise BundleError(f"{bundle.path}: graph {onnx_rel} keeps weights in {location[:80]!r}, a file the "
+                              "manifest does not list (corrupt or tampered bundle)")
+        bundle.file(rel)
