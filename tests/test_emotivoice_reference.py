@@ -139,6 +139,24 @@ def test_style_checkpoint_key_errors(tmp_path, files, models_root, change, messa
         load_style_bert(EmotiVoiceFiles.from_root(models_root, style_checkpoint=bad))
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"encoder_n_hidden": 10 ** 9, "decoder_n_hidden": 10 ** 9}, "encoder_n_hidden = 1000000000"),
+    ({"decoder_n_layers": 10 ** 6}, "decoder_n_layers = 1000000 is not a whole number in 1…1024"),
+    ({"variance_n_hidden": "256"}, "variance_n_hidden = '256'"), ({"variance_n_hidden": 7}, "has shape")])
+def test_a_crafted_config_is_refused_before_any_model_is_built(tmp_path, files, models_root, change, message):
+    """Sizes are checked, then the weights against a model built on torch's meta device: a config asking for
+    10^9-wide layers used to be allocated before any weight was compared with it."""
+    import yaml
+
+    config = yaml.safe_load(files.config_yaml.read_text(encoding="utf-8"))
+    config["model"].update(change)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_am_and_vocoder(EmotiVoiceFiles.from_root(models_root, config_yaml=path))
+    assert "\n" not in str(info.value)
+
+
 def test_bert_weights_come_from_the_style_checkpoint(model, files):
     parent = read_torch_archive(files.bert_dir / "pytorch_model.bin")
     ours = model.style_bert.bert.embeddings.word_embeddings.weight.detach().numpy()

@@ -134,6 +134,8 @@ def test_random_model_has_the_released_geometry_and_loads(tmp_path):
     full = GPTArgs.from_model_args(model_args(1, "full"), tmp_path)
     count = sum(int(np.prod(s)) for k, s in full.expected_shapes(256).items() if k != "lm_heads.0.weight")
     assert count == 1_243_191_296  # the released stage 1's unique parameters
+    with pytest.raises(CheckpointError, match="n_layer 500000 / n_head 16: at most 1024"):  # would list 5M shapes
+        GPTArgs.from_model_args({**model_args(1, "full"), "n_layer": 500_000}, tmp_path)
     paths = make_test_model(tmp_path / "tiny", "tiny", seed=3)
     model = MetaVoiceModel.load(MetaVoiceFiles(paths["first_stage"], paths["second_stage"], paths["speaker_encoder"],
                                                paths["encodec"], paths["encodec_config"]))

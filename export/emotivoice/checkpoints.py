@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from ..checkpoints import CheckpointError, read_torch_archive
+from ..checkpoints import CheckpointError, config_ints, read_torch_archive
 
 # Relative paths of upstream's layout (from its `config/joint/config.py` and `inference_am_vocoder_joint.py`).
 AM_CKPT_DIR = "outputs/prompt_tts_open_source_joint/ckpt"
@@ -200,6 +200,9 @@ def load_bert_config(directory: str | Path) -> dict:
     for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):
         if not isinstance(config.get(key), int) or config[key] <= 0:
             raise CheckpointError(f"{path}: BERT config has no valid {key}")
+    config_ints(config, ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+                         "max_position_embeddings", "type_vocab_size"), path, "BERT",
+                counts=("num_hidden_layers", "num_attention_heads"))
     return config
 
 
@@ -220,6 +223,10 @@ def load_config(files: EmotiVoiceFiles) -> dict:
         missing.insert(0, "n_mels")
     if missing:
         raise CheckpointError(f"{files.config_yaml}: config.yaml lacks model keys {missing[:5]}")
+    # sizes before anything is built from them (a crafted config could ask for terabytes or a billion layers)
+    config_ints(model, tuple(k for k in _MODEL_KEYS if k != "resblock"), files.config_yaml, "EmotiVoice",
+                counts=tuple(k for k in _MODEL_KEYS if k.endswith(("_layers", "_heads"))))
+    config_ints(config, ("n_mels",), files.config_yaml, "EmotiVoice")
     if len(model["upsample_rates"]) != len(model["upsample_kernel_sizes"]):
         raise CheckpointError(f"{files.config_yaml}: upsample_rates and upsample_kernel_sizes differ in length")
     config = dict(config)

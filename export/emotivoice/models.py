@@ -404,12 +404,21 @@ def build_am_and_vocoder(config: dict) -> tuple[AcousticModel, HiFiGAN]:
         raise CheckpointError(f"EmotiVoice config.yaml: cannot build the model ({exc})") from None
 
 
+def _on_meta(build):
+    """What `build()` makes, on torch's meta device: its parameters' shapes, with no memory behind them, to check a
+    file's weights against before the real model is allocated."""
+    with torch.device("meta"):
+        return build()
+
+
 def load_am_and_vocoder(files: EmotiVoiceFiles, config: dict | None = None) -> tuple[AcousticModel, HiFiGAN]:
-    """The g_* checkpoint into our AcousticModel and HiFiGAN (weight norm folded, keys and shapes checked)."""
+    """The g_* checkpoint into our AcousticModel and HiFiGAN (weight norm folded, keys and shapes checked before
+    the model is built)."""
     config = load_config(files) if config is None else config
-    am, vocoder = build_am_and_vocoder(config)
-    expected = {**_expected(am, "am."), **_expected(vocoder, "generator.")}
+    planned_am, planned_vocoder = _on_meta(lambda: build_am_and_vocoder(config))
+    expected = {**_expected(planned_am, "am."), **_expected(planned_vocoder, "generator.")}
     state = check_state(read_am_checkpoint(files.am_checkpoint), expected, files.am_checkpoint, AM_IGNORED)
+    am, vocoder = build_am_and_vocoder(config)
     _load(am, state, "am.")
     _load(vocoder, state, "generator.")
     return am.eval(), vocoder.eval()
@@ -419,9 +428,9 @@ def load_style_bert(files: EmotiVoiceFiles, bert_config: dict | None = None,
                     attn_implementation: str = "sdpa") -> StyleBert:
     """The style checkpoint's `bert.*` into a BertModel built from the SimBERT config.json."""
     bert_config = load_bert_config(files.bert_dir) if bert_config is None else bert_config
-    bert = StyleBert(bert_config, attn_implementation)
-    expected = _expected(bert, "")
+    expected = _expected(_on_meta(lambda: StyleBert(bert_config, attn_implementation)), "")
     state = check_state(read_style_checkpoint(files.style_checkpoint), expected, files.style_checkpoint,
                         STYLE_IGNORED)
+    bert = StyleBert(bert_config, attn_implementation)
     _load(bert, state, "")
     return bert.eval()

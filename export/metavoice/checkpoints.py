@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoints import CheckpointError, read_torch_archive
+from ..checkpoints import MAX_CONFIG_COUNT, CheckpointError, read_torch_archive
 
 COMPILED_PREFIX = "_orig_mod."
 SPEAKER_IGNORED = ("similarity_weight", "similarity_bias")
@@ -116,6 +116,9 @@ class GPTArgs:
     def _check(self, args: dict, path: Path) -> None:
         if self.vocab_sizes is None:
             raise CheckpointError(f"{path}: model_args has no vocab_sizes")
+        if max(self.n_layer, self.n_head) > MAX_CONFIG_COUNT:  # each layer's shapes are listed before any load
+            raise CheckpointError(f"{path}: model_args n_layer {self.n_layer} / n_head {self.n_head}: at most "
+                                  f"{MAX_CONFIG_COUNT}")
         if self.n_embd % self.n_head:
             raise CheckpointError(f"{path}: n_embd {self.n_embd} is not a multiple of n_head {self.n_head}")
         if self.norm_type not in _NORMS or self.nonlinearity_type not in _NONLINEARITIES:
