@@ -392,6 +392,18 @@ def _cases() -> list[Case]:
         lambda e: e.say(bundle=tampered(e, lambda m: m["files"].__setitem__("/etc/passwd", "0" * 64))), "")
     add("sample rate a string", "bundle", lambda e: e.say(bundle=tampered(e, _setitem("sample_rate", "fast"))), "")
     add("symbols not a list", "bundle", lambda e: e.say(bundle=tampered(e, _setitem("symbols", 5))), "")
+    # the model facts (a probe's: tracebacks, or numpy asked for terabytes)
+    add("hop length zero", "bundle", lambda e: e.say(bundle=tampered(e, _setitem("model.sovits.hop_length", 0))),
+        "sovits.hop_length must be a whole number")
+    add("channels past the graphs'", "bundle",
+        lambda e: e.say(bundle=tampered(e, _setitem("model.sovits.inter_channels", 193))),
+        "inter_channels 193 does not match sovits_latent's noise")
+    add("layer count a string", "bundle", lambda e: e.say(bundle=tampered(e, _setitem("model.gpt.n_layer", "2"))),
+        "gpt.n_layer must be a whole number")
+    add("end token past the vocabulary", "bundle",
+        lambda e: e.say(bundle=tampered(e, _setitem("model.gpt.eos", 5000))), "gpt.eos 5000 is not a token id")
+    add("max_sec NaN", "bundle", lambda e: e.say(bundle=tampered(e, _setitem("model.gpt.max_sec", float("nan")))),
+        "gpt.max_sec must be a positive number")
 
     # --- crafted checkpoints (export)
     needs = ("models", "torch")

@@ -36,7 +36,8 @@ def checked_model(bundle: Bundle) -> dict:
     for section, limits in (("gpt", GPT_FACTS), ("sovits", SOVITS_FACTS)):
         values = model.get(section)
         if not isinstance(values, dict):
-            raise BundleError(f"{where} has no {section!r} section (made by another exporter? re-export the bundle)")
+            raise BundleError(f"{where} has no {section!r} section of facts (made by another exporter? re-export the "
+                              "bundle)")
         for key, limit in limits.items():
             if key not in values and key in OPTIONAL:
                 continue
@@ -68,11 +69,12 @@ def _check_shapes(bundle: Bundle, facts: dict, where: str) -> None:
     graphs = bundle.manifest.graphs
     for fact, graph, tensor, axis in SHAPED:
         entry = graphs.get(graph)
-        spec = entry and next((t for t in [*entry.inputs, *entry.outputs] if t.name == tensor), None)
-        if spec and len(spec.shape) > max(axis, -axis - 1):
-            size = spec.shape[axis]
-            if isinstance(size, int) and size != facts[fact]:
-                raise BundleError(f"{where} {fact} {facts[fact]} does not match {graph}'s {tensor} {spec.shape}")
+        specs = [] if entry is None else [t for t in (*entry.inputs, *entry.outputs) if t.name == tensor]
+        if not specs or not -len(specs[0].shape) <= axis < len(specs[0].shape):
+            continue  # a graph this bundle lacks, or a tensor of another form (older exports): nothing to compare
+        size = specs[0].shape[axis]
+        if isinstance(size, int) and size != facts[fact]:
+            raise BundleError(f"{where} {fact} {facts[fact]} does not match {graph}'s {tensor} {specs[0].shape}")
     prefill = graphs.get("gpt_prefill")
     if prefill is not None:
         layers = sum(t.name.startswith("present_key.") for t in prefill.outputs)
