@@ -75,6 +75,8 @@ class _Commands(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            raise  # the reader left (`edgevoice info B | head -1`): click exits quietly, as other tools do
         except OSError as exc:  # a path the system refuses where it is first touched (a name too long, a loop)
             where = f"{exc.filename}: " if exc.filename else ""
             fail(f"{where}{exc.strerror or exc}")
@@ -640,6 +642,8 @@ def phonemize(text, bundle, language, as_json):
 
         unreadable = guarded(lambda: unreadable_text(text, language))
         guarded(unreadable.refuse_if_nothing_is_read)
+        if unreadable:  # as `say` says it
+            click.echo(f"Warning: {unreadable.warning()}", err=True)
         report = guarded(lambda: phoneme_report(text, language))
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
