@@ -3,6 +3,7 @@ PyTorch on every example before its manifest entry is made. Knows no model famil
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -57,6 +58,12 @@ class ExportReport:
 
     def lines(self) -> list[str]:
         return [r.line() for r in self.parity]
+
+
+def input_paths(files) -> list[Path]:
+    """The paths a family's files dataclass (`GptSovitsFiles`, …) names: what `--overwrite` must never remove."""
+    values = (getattr(files, item.name) for item in dataclasses.fields(files))
+    return [Path(v) for v in values if isinstance(v, (str, Path)) and v]
 
 
 def folder_hash(folder: Path) -> str:

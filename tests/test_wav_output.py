@@ -4,9 +4,11 @@ standard output, folders refused with one line."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,6 +120,59 @@ def test_bundle_writers_lock_their_target_and_clear_dead_partials(tmp_path):
     with pytest.raises(BundleError, match="already exists"):
         with atomic_folder(target):
             pass
+
+
+def test_overwrite_replaces_only_a_bundle_that_holds_no_input(tmp_path):
+    """A probe's data loss: --overwrite with --out naming the checkpoints' folder (or the folder above the source
+    bundle) replaced it, inputs and all."""
+    from edgevoice.bundle import FORMAT, atomic_folder
+    from edgevoice.errors import BundleError
+
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "gpt.ckpt").write_bytes(b"weights")
+    plain = tmp_path / "notes.txt"
+    plain.write_text("mine")
+    for target, message in ((checkpoints, "is not an edgevoice bundle"), (plain, "is not an edgevoice bundle")):
+        with pytest.raises(BundleError, match=message):
+            with atomic_folder(target, overwrite=True, keep=[checkpoints / "gpt.ckpt"]):
+                raise AssertionError("no work may start")
+    assert (checkpoints / "gpt.ckpt").read_bytes() == b"weights" and plain.read_text() == "mine"
+    bundle = tmp_path / "bundle"
+    with atomic_folder(bundle) as folder:
+        (folder / "manifest.json").write_text(json.dumps({"format": FORMAT}))
+        (folder / "inner").mkdir()
+    with pytest.raises(BundleError, match="holds the input"):
+        with atomic_folder(bundle, overwrite=True, keep=[bundle / "inner"]):
+            raise AssertionError("no work may start")
+    with atomic_folder(bundle, overwrite=True, keep=[checkpoints]) as folder:  # a bundle: replaced
+        (folder / "manifest.json").write_text(json.dumps({"format": FORMAT, "new": True}))
+    assert json.loads((bundle / "manifest.json").read_text())["new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "checkpoints", "notes.txt"]
+
+
+def test_a_terminated_export_leaves_no_partial_bundle(gpt_sovits_set, tmp_path):
+    """SIGTERM (a kill, a container stopping) used to leave the partial folder and the lock: now it unwinds like
+    Ctrl-C."""
+    pytest.importorskip("torch")
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    models = gpt_sovits_set / "models"
+    command = [str(Path(sys.executable).with_name("edgevoice")), "export", "gpt-sovits", "--gpt",
+               str(models / "s1_v2_tiny.ckpt"), "--sovits", str(models / "s2_v2_tiny.pth"), "--hubert",
+               str(models / "chinese-hubert-base"), "--bert", str(models / "chinese-roberta-wwm-ext-large"), "--out",
+               str(tmp_path / "bundle")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".bundle.*.partial")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, "the export ended before it could be interrupted"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []  # no partial folder, no lock, no bundle
 
 
 def test_failed_bundle_write_leaves_nothing(tmp_path):

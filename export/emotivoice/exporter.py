@@ -17,7 +17,7 @@ import torch
 from edgevoice.bundle import Manifest, atomic_folder, sha256_file, write_manifest
 from edgevoice.emotivoice.options import FAMILY, SynthesisOptions
 
-from ..graph_export import ExportOptions, ExportReport, check_formats, export_graphs, folder_hash
+from ..graph_export import ExportOptions, ExportReport, check_formats, export_graphs, folder_hash, input_paths
 from .checkpoints import EmotiVoiceFiles
 from .reference import EmotiVoiceModel
 
@@ -50,7 +50,7 @@ def export_emotivoice(files: EmotiVoiceFiles, options: ExportOptions) -> ExportR
     check_formats(options.formats)
     torch.set_num_threads(options.threads)
     model = EmotiVoiceModel.load(files)
-    with atomic_folder(options.out, overwrite=options.overwrite) as folder:
+    with atomic_folder(options.out, overwrite=options.overwrite, keep=input_paths(files)) as folder:
         graphs, parity = export_graphs(model.graph_specs(), folder, options.formats, options.threads,
                                        options.progress)
         shutil.copyfile(files.speaker2, folder / SPEAKERS_FILE)

@@ -375,7 +375,7 @@ def quantize_emotivoice(source_bundle: str | Path | Bundle, out: str | Path,
         if model is not None:
             written[name] = model
         report.notes += _method_notes(name, policies[name], report.graphs[name], calibration)
-    with atomic_folder(out, overwrite=options.overwrite) as folder:
+    with atomic_folder(out, overwrite=options.overwrite, keep=[source.path]) as folder:
         _write_graphs(folder, source, manifest, report, written)
         test = Bundle.load(folder)
         report.end_to_end = end_to_end(Synthesizer(source, backend=trial.fp32_backend),

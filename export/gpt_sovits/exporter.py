@@ -28,7 +28,7 @@ from .models.gpt import Text2SemanticDecoder
 from .models.sovits import PRO_VERSIONS, SoVITS
 from .models.sv import ERes2NetV2Trunk
 from .models.ssl import BertPhoneFeatures, HubertContent
-from ..graph_export import ExportOptions, ExportReport, check_formats, export_graphs, folder_hash
+from ..graph_export import ExportOptions, ExportReport, check_formats, export_graphs, folder_hash, input_paths
 
 @dataclass
 class ModelSet:
@@ -133,7 +133,7 @@ def export_gpt_sovits(files: GptSovitsFiles, options: ExportOptions) -> ExportRe
     check_formats(options.formats)
     torch.set_num_threads(options.threads)
     models = ModelSet.load(files.gpt, files.sovits, files.hubert, files.bert, files.sv)
-    with atomic_folder(options.out, overwrite=options.overwrite) as folder:
+    with atomic_folder(options.out, overwrite=options.overwrite, keep=input_paths(files)) as folder:
         graphs, parity = export_graphs(models.graph_specs(), folder, options.formats, options.threads,
                                        options.progress)
         if models.bert_dir is not None:

@@ -528,7 +528,7 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
     computes = compute_policies(cpu, choices(options).compute)
     manifest: Manifest = copy.deepcopy(source.manifest)
     report = QuantizationReport(Path(out), options.precision, 0.0)
-    with atomic_folder(out, overwrite=options.overwrite) as folder:
+    with atomic_folder(out, overwrite=options.overwrite, keep=[source.path]) as folder:
         for rel in source.manifest.files:
             shutil.copyfile(source.file(rel), folder / rel)
         names = [n for n in POLICY if n in manifest.graphs] + [n for n in manifest.graphs if n not in POLICY]

@@ -17,7 +17,7 @@ import torch
 from edgevoice.bundle import Manifest, atomic_folder, sha256_file, write_manifest
 from edgevoice.metavoice.options import FAMILY, SynthesisOptions
 
-from ..graph_export import ExportOptions, ExportReport, check_formats, export_graphs
+from ..graph_export import ExportOptions, ExportReport, check_formats, export_graphs, input_paths
 from .checkpoints import MetaVoiceFiles
 from .reference import MetaVoiceModel
 
@@ -40,7 +40,7 @@ def export_metavoice(files: MetaVoiceFiles, options: ExportOptions) -> ExportRep
     torch.set_num_threads(options.threads)
     model = MetaVoiceModel.load(files)
     facts = model.facts()
-    with atomic_folder(options.out, overwrite=options.overwrite) as folder:
+    with atomic_folder(options.out, overwrite=options.overwrite, keep=input_paths(files)) as folder:
         graphs, parity = export_graphs(model.graph_specs(), folder, options.formats, options.threads,
                                        options.progress)
         (folder / TOKENIZER_FILE).write_text(json.dumps(model.tokenizer_json()), encoding="utf-8")

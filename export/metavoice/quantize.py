@@ -175,7 +175,7 @@ def quantize_metavoice(source_bundle: str | Path | Bundle, out: str | Path,
     old_xml = entry.files["openvino"]
     dropped = {old_xml, old_xml[: -len(".xml")] + ".bin"}
     report = MetaVoiceQuantizationReport(Path(out), precision, 0.0)
-    with atomic_folder(out, overwrite=options.overwrite) as folder:
+    with atomic_folder(out, overwrite=options.overwrite, keep=[source.path]) as folder:
         model = compress_stage1(ov.Core().read_model(str(source.file(old_xml))), precision,
                                 int(manifest.model["stage1"]["n_embd"]))
         save_ir(model, folder / xml)

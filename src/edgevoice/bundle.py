@@ -39,7 +39,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .errors import BundleError
 from .files import current_umask
@@ -565,6 +565,25 @@ def _writer_lock(target: Path) -> Iterator[None]:
         os.close(handle)
 
 
+def _check_replaceable(target: Path, keep: Iterable[str | Path]) -> None:
+    """`--overwrite` replaces a bundle and nothing else: a probe pointed --out at the folder holding the checkpoints
+    (and at the folder above the source bundle) and lost them."""
+    manifest = target / MANIFEST
+    try:
+        is_bundle = (not target.is_symlink() and target.is_dir() and _is_regular(manifest)
+                     and json.loads(manifest.read_bytes()).get("format") == FORMAT)
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError, RecursionError):
+        is_bundle = False  # unreadable, not JSON, or JSON that is not an object: not one of ours
+    if not is_bundle:
+        raise BundleError(f"{target}: exists and is not an edgevoice bundle; --overwrite replaces only bundles "
+                          "(move it away or choose another --out)")
+    inside = target.resolve()
+    for path in keep:
+        resolved = Path(path).resolve()
+        if resolved == inside or inside in resolved.parents:
+            raise BundleError(f"{target}: holds the input {path}; choose another --out")
+
+
 def _remove_stale_partials(target: Path) -> None:
     """Leftovers of writers that died (killed exports); only the lock holder may write, so none is live."""
     for stale in target.parent.glob(f".{target.name}.*.partial"):
@@ -573,17 +592,20 @@ def _remove_stale_partials(target: Path) -> None:
 
 
 @contextmanager
-def atomic_folder(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_folder(target: str | Path, overwrite: bool = False, keep: Iterable[str | Path] = ()) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces `target`, on error it is removed. A lock beside
-    `target` makes concurrent writers of one folder fail cleanly, and partial folders of dead writers are removed."""
+    `target` makes concurrent writers of one folder fail cleanly, and partial folders of dead writers are removed.
+    With `overwrite` only an existing bundle is replaced, and never one that holds a path in `keep` (the inputs)."""
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BundleError(f"{target}: cannot write ({exc.strerror or exc})") from None
     with _writer_lock(target):
-        if target.exists() and not overwrite:
-            raise BundleError(f"{target}: already exists (pass --overwrite to replace it)")
+        if target.exists() or target.is_symlink():
+            if not overwrite:
+                raise BundleError(f"{target}: already exists (pass --overwrite to replace it)")
+            _check_replaceable(target, keep)
         _remove_stale_partials(target)
         temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
         try:

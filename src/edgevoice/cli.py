@@ -8,10 +8,12 @@ when invoked or asked for help, and a missing extra is a one-line error.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -51,6 +53,24 @@ def _missing_extra(name: str, error: ImportError) -> click.Command:
                          context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 
 
+@contextlib.contextmanager
+def _terminated_as_exit():
+    """SIGTERM (a `kill`, a container stopping) as SystemExit, so that every `finally` runs: an interrupted export or
+    quantize removes its partial bundle and lock (Ctrl-C already did; a probe's SIGTERM left 515 MB behind)."""
+    def leave(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, leave)
+    except ValueError:  # not the main thread (an embedding application's): leave its signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class _Commands(click.Group):
     """The runtime's own commands plus the plug-in ones, loaded only when used."""
 
@@ -74,7 +94,8 @@ class _Commands(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with _terminated_as_exit():
+                return super().invoke(ctx)
         except BrokenPipeError:
             raise  # the reader left (`edgevoice info B | head -1`): click exits quietly, as other tools do
         except OSError as exc:  # a path the system refuses where it is first touched (a name too long, a loop)

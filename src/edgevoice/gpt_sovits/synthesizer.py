@@ -251,14 +251,17 @@ class Synthesizer(FamilySynthesizer):
         return context, tuple(windows)
 
     def _session(self, name: str):
-        if name not in self._sessions:
-            if name == EXACT_VOCODER and self._vocoder_tail and self._split_here():
-                head = VOCODER_HEAD if VOCODER_HEAD in self.bundle.manifest.graphs else name
-                head, tail = (self.backend.session(self.bundle, graph) for graph in (head, VOCODER_TAIL))
-                self._sessions[name] = SplitVocoder(head, tail, *self._vocoder_tail)  # behind one session
-            else:
-                self._sessions[name] = self.backend.session(self.bundle, name)
-        return self._sessions[name]
+        # under the lock: a stream opens its decode graph between its own locked calls, while another thread may
+        # be releasing graphs (a probe's `dictionary changed size during iteration`) or opening the same one
+        with self._lock:
+            if name not in self._sessions:
+                if name == EXACT_VOCODER and self._vocoder_tail and self._split_here():
+                    head = VOCODER_HEAD if VOCODER_HEAD in self.bundle.manifest.graphs else name
+                    head, tail = (self.backend.session(self.bundle, graph) for graph in (head, VOCODER_TAIL))
+                    self._sessions[name] = SplitVocoder(head, tail, *self._vocoder_tail)  # behind one session
+                else:
+                    self._sessions[name] = self.backend.session(self.bundle, name)
+            return self._sessions[name]
 
     def _split_here(self) -> bool:
         """Whether the 8-bit vocoder runs as head + float tail (`split_vocoder`): always where the bundle ships only
@@ -275,6 +278,9 @@ class Synthesizer(FamilySynthesizer):
         """Unload compiled graphs (all loaded ones when `names` is None), giving their memory back; a later call that
         needs one compiles it again (from the compile cache: a fraction of a second). Returns the names unloaded.
         A stream in progress keeps the graphs it holds until it ends."""
+        if names is not None and (isinstance(names, str) or not isinstance(names, Sequence)
+                                  or not all(isinstance(n, str) for n in names)):
+            raise OptionsError(f"names must be a list of graph names, not {abbreviated(repr(names))}")
         unloaded = [name for name in self._sessions if names is None or name in names]
         for name in unloaded:
             del self._sessions[name]
