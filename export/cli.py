@@ -30,8 +30,10 @@ def bundle_output_options(command):
                      default=("openvino", "onnx"), show_default=True,
                      help="files to ship (repeatable): openvino for the OpenVINO runtime, onnx for onnxruntime "
                           "CPU/CUDA; one alone makes the bundle about half the size"),
-        click.option("--overwrite", is_flag=True, help="replace an existing bundle"),
-        click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for export and checks"),
+        click.option("--overwrite", is_flag=True, help="replace an existing bundle (nothing else: a folder that "
+                                                       "is no bundle, or one holding an input, is refused)"),
+        click.option("--threads", type=click.IntRange(1), default=2, show_default=True,
+                     help="CPU threads for export and checks"),
     )):
         command = option(command)
     return command
@@ -78,7 +80,7 @@ def export():
 @click.option("--reference", type=click.Path(), default=None, help="with --int8: a reference clip to calibrate on")
 @click.option("--reference-text", default=None, help="with --int8: the reference clip's transcript")
 @click.option("--reference-language", default="en", show_default=True, help="with --int8: its language")
-@click.option("--sentences", type=int, default=GPT_SOVITS_SENTENCES, show_default=True,
+@click.option("--sentences", type=click.IntRange(1), default=GPT_SOVITS_SENTENCES, show_default=True,
               help="with --int8: calibration corpus sentences to synthesise")
 def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, sv_path, out, formats, overwrite, threads, int8,
                       reference, reference_text, reference_language, sentences):
@@ -171,12 +173,13 @@ def export_metavoice(first_stage, second_stage, speaker_encoder, encodec, encode
 @click.option("--family", type=click.Choice(["gpt-sovits", "emotivoice", "metavoice"]), default="gpt-sovits",
               show_default=True)
 @click.option("--size", type=click.Choice(["tiny", "full"]), default="tiny", show_default=True)
-@click.option("--out", required=True, type=click.Path(), help="folder for the checkpoints")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(), help="folder for the checkpoints (new or empty)")
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True)
 @click.option("--version", "version", type=click.Choice(["v1", "v2", "v2Pro", "v2ProPlus"]), default="v2",
               show_default=True, help="GPT-SoVITS version (v2Pro/v2ProPlus also write the speaker model)")
 def make_test_model(family, size, out, seed, version):
     """Write random-weight checkpoints in upstream's exact file formats and layout."""
+    _require_empty_folder(out)
     if family == "emotivoice":
         from .emotivoice.random_model import make_test_model as write
 
@@ -201,6 +204,18 @@ def make_test_model(family, size, out, seed, version):
     # the flags are named as these keys; paths quoted for a shell
     options = " ".join(f"--{name} {shlex.quote(str(path))}" for name, path in paths.items())
     click.echo(f"export it with: edgevoice export gpt-sovits {options} --out BUNDLE")
+
+
+def _require_empty_folder(out: str) -> None:
+    """Random weights are written under upstream's real names (`chinese-hubert-base`, `s1v3.ckpt`, …): into a
+    folder of real checkpoints they would replace them, so only a new or empty folder is taken."""
+    path = Path(out)
+    try:
+        taken = path.is_symlink() or path.exists() and (not path.is_dir() or any(path.iterdir()))
+    except OSError as exc:
+        fail(f"{out}: cannot write ({exc.strerror or exc})")
+    if taken:
+        fail(f"{out}: exists and is not an empty folder; random test weights go into a new or empty one")
 
 
 # ------------------------------------------------------------------------------------------------ quantize
@@ -246,12 +261,12 @@ def _methods(items) -> dict[str, str]:
 @click.option("--calibration-texts", type=click.Path(), default=None,
               help="sentences, one a line (LANG<TAB>TEXT or plain text); default: the built-in corpus")
 @click.option("--text-language", default="en", show_default=True, help="language of plain calibration lines")
-@click.option("--sentences", type=int, default=None,
+@click.option("--sentences", type=click.IntRange(1), default=None,
               help="how many calibration sentences to synthesise, spread over the texts  [default: the family's: "
                    f"GPT-SoVITS {GPT_SOVITS_SENTENCES}, EmotiVoice {EMOTIVOICE_SENTENCES}]")
-@click.option("--max-tokens", type=int, default=None,
+@click.option("--max-tokens", type=click.IntRange(1), default=None,
               help=f"GPT-SoVITS: cap on tokens per calibration sentence  [default: {DEFAULT_MAX_TOKENS}]")
-@click.option("--subset-size", type=int, default=300, show_default=True, help="NNCF calibration items per graph")
+@click.option("--subset-size", type=click.IntRange(1), default=300, show_default=True, help="NNCF calibration items per graph")
 @click.option("--precision", type=click.Choice(["int8", "bf16", "int4"]), default="int8", show_default=True,
               help="int4: MetaVoice's stage 1 only (weight-only, group-wise)")
 @click.option("--method", "methods", multiple=True, metavar="GRAPH=METHOD",
@@ -260,8 +275,10 @@ def _methods(items) -> dict[str, str]:
 @click.option("--accuracy-drop", type=float, default=None,
               help="accuracy control for sovits_vocoder: the largest held-out log-mel L1 vs FP32 allowed; "
                    "parts go back to float, output side first, until it holds")
-@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for calibration and checks")
-@click.option("--overwrite", is_flag=True, help="replace an existing output bundle")
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True,
+              help="CPU threads for calibration and checks")
+@click.option("--overwrite", is_flag=True, help="replace an existing output bundle (only a bundle, never one holding "
+                                                "the source)")
 @click.option("--compute", type=click.Choice(["auto", "f32"]), default="auto", show_default=True,
               help="GPT-SoVITS INT8: what the quantised graphs' float parts run in; auto: bf16 where this CPU has "
                    "native bf16, bf16 was measured faster for the graph and it passes the accuracy gate, else f32")
@@ -422,6 +439,8 @@ def demo(out, text):
     from .gpt_sovits.random_model import make_test_model as write_test_model
     from .graph_export import ExportOptions
 
+    if out:
+        _require_empty_folder(out)
     work = Path(out) if out else Path(tempfile.mkdtemp(prefix="edgevoice-demo-"))
     click.echo(f"1/4 writing random-weight GPT-SoVITS v2 checkpoints (upstream formats) to {work / 'checkpoints'}")
     paths = write_test_model(work / "checkpoints", "tiny", seed=0)

@@ -201,3 +201,18 @@ def test_a_sovits_config_is_checked_against_its_weights_before_the_model_is_buil
     with pytest.raises(CheckpointError, match=message) as error:
         SoVITS.from_checkpoint(checkpoint)
     assert "\n" not in str(error.value)
+
+
+def test_a_v2_sovits_under_a_pro_marker_is_named_not_a_key_error(gpt_sovits_set, tmp_path):
+    """A probe's: a v2 SoVITS re-marked "05" (v2Pro), given --sv, raised KeyError: 'sv_emb.weight'."""
+    pytest.importorskip("torch")
+    from edgevoice_export.gpt_sovits.exporter import ModelSet
+    from edgevoice_export.gpt_sovits.random_model import write_sv
+
+    models = gpt_sovits_set / "models"
+    data = (models / "s2_v2_tiny.pth").read_bytes()
+    (tmp_path / "marked.pth").write_bytes(b"05" + data[2:])
+    write_sv(tmp_path / "sv.ckpt", "tiny", 0)
+    with pytest.raises(CheckpointError, match="marked GPT-SoVITS v2Pro but it has no speaker projection"):
+        ModelSet.load(models / "s1_v2_tiny.ckpt", tmp_path / "marked.pth", models / "chinese-hubert-base", None,
+                      tmp_path / "sv.ckpt")

@@ -110,6 +110,9 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "random" in result.output and "edgevoice export gpt-sovits" in result.output
     data, rate = soundfile.read(tmp_path / "demo.wav")
     assert rate == 32000 and data.size > 32000
+    # into a folder that holds anything (real checkpoints under upstream's names, say): refused, nothing replaced
+    _assert_one_line_error(_run("demo", "--out", tmp_path), "exists and is not an empty folder")
+    assert soundfile.read(tmp_path / "demo.wav")[0].size == data.size
 
 
 def test_voice_from_another_model_is_refused(fixture_bundle, gpt_sovits_set, tmp_path):

@@ -195,6 +195,9 @@ def test_cli_make_test_model_export_and_say(tmp_path):
     root, bundle, wav = tmp_path / "EmotiVoice", tmp_path / "bundle", tmp_path / "hi.wav"
     made = _run("make-test-model", "--family", "emotivoice", "--size", "tiny", "--seed", 3, "--out", root)
     assert made.exit_code == 0, made.output
+    _one_line_error(_run("make-test-model", "--family", "emotivoice", "--out", root), "not an empty folder")
+    huge = _run("make-test-model", "--seed", 10 ** 20, "--out", tmp_path / "huge")  # an overflow traceback before
+    assert huge.exit_code == 2 and "--seed" in huge.output and not (tmp_path / "huge").exists()
     _one_line_error(_run("export", "emotivoice", "--root", tmp_path / "missing", "--out", bundle), "not a directory")
     _one_line_error(_run("export", "emotivoice", "--root", root, "--lexicon", tmp_path / "none.txt", "--out", bundle),
                     "not found")

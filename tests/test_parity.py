@@ -73,6 +73,8 @@ def test_parity_errors(fixture_bundle, tmp_path):
     assert result.exit_code == 1 and "not an edgevoice parity case" in result.output
     result = _run("parity", "--bundle", fixture_bundle[0], "--against", tmp_path / "missing.npz")
     assert result.exit_code == 1 and "parity case file not found" in result.output
+    result = _run("parity", "--bundle", fixture_bundle[0], "--against", tmp_path)
+    assert result.exit_code == 1 and "is a folder, not a parity case file" in result.output
     result = _run("parity", "--bundle", fixture_bundle[0], "--pytorch-models", tmp_path, "--against", junk)
     assert result.exit_code == 1 and "checkpoints of this bundle not found" in result.output
     # refused before any run, in one line each
@@ -84,7 +86,10 @@ def test_parity_errors(fixture_bundle, tmp_path):
                           (("--text", "<b></b>"), "--text is empty"),
                           (("--voice", junk, "--reference", junk), "not both"),
                           (("--reference-text", "hi"), "give the clip too"),
-                          (("--json", "--save", "-"), "both write to standard output")]:
+                          (("--json", "--save", "-"), "both write to standard output"),
+                          (("--seed", -1), "--seed must be 0…2⁶³−1"), (("--seeds", 10 ** 6), "--seeds must be 0…100"),
+                          (("--report", junk / "r"), "is not a folder"),
+                          (("--voice", junk), "replays a saved case with its own voice")]:
         result = _run("parity", "--bundle", fixture_bundle[0], "--against", junk, *args)
         lines = result.output.strip().splitlines()
         assert result.exit_code == 1 and len(lines) == 1 and message in lines[0], result.output

@@ -435,6 +435,22 @@ def test_bf16_writes_hint(fixture_bundle, reference, tmp_path):
     assert bundle.manifest.extra["quantization"]["precision"] == "bf16"
 
 
+def test_a_graph_the_calibration_never_ran_is_quantised_weight_only(fixture_bundle, reference, tmp_path):
+    """English-only calibration texts never run BERT (Chinese only): its static INT8 used to fail the whole run
+    ("static INT8 needs recorded calibration inputs"); it is now weight-only INT8, said and recorded."""
+    texts = tmp_path / "en.txt"
+    texts.write_text("The cat sat on the mat.\nA quick brown fox jumps.\n", encoding="utf-8")
+    out = tmp_path / "tiny-en"
+    floats = [f"--method={g}=float" for g in ("gpt_prefill", "hubert_codes", "sovits_vocoder", "sovits_latent")]
+    result = _run("quantize", "--bundle", fixture_bundle[0], "--out", out, "--reference", reference[0],
+                  "--reference-text", reference[1], "--calibration-texts", texts, "--decode-engine", "openvino",
+                  *floats, "--sentences", "2", *FAST[2:])
+    assert result.exit_code == 0, result.output
+    assert "bert: the calibration sentences never ran it; weight-only INT8 instead of static" in result.output
+    policy = Bundle.load(out).manifest.extra["quantization"]["policy"]["bert"]
+    assert policy["method"] == "weights" and "never ran bert" in policy["reason"]
+
+
 def test_quantize_errors(fixture_bundle, int8_bundle, reference, tmp_path):
     bundle = fixture_bundle[0]
     _one_line_error(_run("quantize", "--bundle", tmp_path / "nothing", "--out", tmp_path / "o", "--reference",

@@ -56,9 +56,13 @@ class ModelSet:
             if sv_path is None:
                 raise CheckpointError(f"SoVITS {sovits_ckpt.version} needs the speaker-verification model: pass --sv "
                                       "pretrained_eres2netv2w24s4ep4.ckpt (upstream's pretrained_models/sv/)")
+            sv_emb = sovits_ckpt.weights.get("sv_emb.weight")
+            if sv_emb is None or sv_emb.ndim != 2:  # a v2 file under a Pro version marker, say
+                raise CheckpointError(f"{sovits_ckpt.path}: marked GPT-SoVITS {sovits_ckpt.version} but it has no "
+                                      "speaker projection (sv_emb.weight): not a v2Pro/v2ProPlus SoVITS")
             sv_ckpt = load_sv_checkpoint(sv_path)
             sv = ERes2NetV2Trunk.from_weights(sv_ckpt.weights, sv_path)
-            expected = int(sovits_ckpt.weights["sv_emb.weight"].shape[1])
+            expected = int(sv_emb.shape[1])
             if sv.embedding_dim != expected:
                 raise CheckpointError(f"{sv_path}: speaker embedding is {sv.embedding_dim} wide but the SoVITS "
                                       f"sv_emb takes {expected}")

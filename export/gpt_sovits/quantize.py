@@ -577,6 +577,14 @@ def _quantize_graph(job: _Job, name: str) -> None:
 
     graph_start = time.perf_counter()
     policy = job.policies.get(name, GraphPolicy("float", "no policy for this graph"))
+    if policy.method == "static" and not job.calibration.items.get(name):
+        # nothing recorded for it (BERT runs only for Chinese text: an English-only --calibration-texts): data-free
+        # weight-only INT8 instead of failing the whole run
+        policy = job.policies[name] = replace(
+            policy, method="weights", reason=f"weight-only: the calibration never ran {name} (static INT8 needs its "
+                                             f"inputs; {policy.reason})")  # what the manifest records
+        hint = " (BERT runs for Chinese text only: add Chinese sentences to calibrate it)" if name == "bert" else ""
+        tqdm.write(f"{name}: the calibration sentences never ran it; weight-only INT8 instead of static{hint}")
     info = job.report.graphs[name] = {"method": policy.method, "reason": policy.reason}
     if policy.method == "float":  # the FP32 IR as exported, in f32
         info["compute"] = {"precision": "f32", "reason": policy.reason}

@@ -485,16 +485,24 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
     from . import parity_report
     from .files import check_output
 
-    _check_parity_options(max_tokens, min_snr_db, free_seeds, against_path)
+    _check_parity_options(max_tokens, seed, min_snr_db, free_seeds, against_path)
     text = _cleaned_text(text, "--text")
     if save_path:
         guarded(lambda: check_output(save_path))  # before the runs, not after them
+    if report_dir:
+        _check_report_folder(report_dir)
     if as_json and str(save_path) == "-":
         fail("--json and --save - would both write to standard output: save the case to a file")
     voice = _VoiceChoice(voice_path, reference, reference_text, reference_language, speaker, prompt)
     voice.check()
+    if against_path and (voice_path or reference or speaker or prompt):
+        fail("--against replays a saved case with its own voice: leave out --voice, --reference, --speaker and "
+             "--prompt")
     request = _ParityRequest(text, language, max_tokens, seed, free_seeds, against_path, voice)
     synths, checks = _parity_synthesizers(bundles, backends or ("openvino", "onnxruntime"), threads, pytorch_models)
+    if len(synths) < 2 and not (against_path or save_path):
+        fail("one run has nothing to compare with: add a --backend or a bundle, or --save the case to compare on "
+             "another machine (--against)")
     all_gates = {**checks.GATES, **parity_report.FREE_RUNNING_GATES}
     gates = guarded(lambda: parity_report.with_overrides(all_gates, gate_settings))
     case, reference_run = guarded(lambda: request.reference_case(checks, *synths[0]))
@@ -634,15 +642,37 @@ def _fail_parity(results, verdicts, min_snr_db: float | None) -> None:
         fail(f"parity gates failed: {'; '.join(failed)}")
 
 
-def _check_parity_options(max_tokens: int, min_snr_db: float | None, free_seeds: int, against_path) -> None:
+# free runs are whole syntheses on every run: a hundred already takes hours at full size
+MAX_FREE_SEEDS = 100
+
+
+def _check_parity_options(max_tokens: int, seed: int, min_snr_db: float | None, free_seeds: int,
+                          against_path) -> None:
     if max_tokens < 1:
         fail(f"--tokens must be at least 1, not {max_tokens}")
+    if not 0 <= seed < 2 ** 63:
+        fail(f"--seed must be 0…2⁶³−1, not {seed}")
     if min_snr_db is not None and not math.isfinite(min_snr_db):
         fail(f"--min-snr-db must be a finite number of dB, not {min_snr_db}")
-    if free_seeds < 0:
-        fail(f"--seeds must not be negative, not {free_seeds}")
+    if not 0 <= free_seeds <= MAX_FREE_SEEDS:
+        fail(f"--seeds must be 0…{MAX_FREE_SEEDS}, not {free_seeds}")
     if free_seeds and against_path:
         fail("--seeds does not go with --against: a replayed case brings the seeds it was saved with")
+
+
+def _check_report_folder(report_dir: str) -> None:
+    """--report names a folder the report can be written into: checked before the runs, not after them."""
+    from pathlib import Path
+
+    path = Path(report_dir)
+    try:
+        for place in (path, *path.parents):
+            if place.exists():
+                if not place.is_dir():
+                    fail(f"--report {report_dir}: {place} is not a folder")
+                return
+    except OSError as exc:
+        fail(f"--report {report_dir}: {exc.strerror or exc}")
 
 
 @main.command()

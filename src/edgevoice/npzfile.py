@@ -29,7 +29,7 @@ def read_npz(path: str | Path, what: str, error: type = ValueError, max_bytes: i
     anything is allocated, so a crafted header cannot ask for terabytes."""
     path = Path(path)
     if not path.is_file():
-        raise error(f"{path}: {what} not found")
+        raise error(f"{path}: is a folder, not a {what}" if path.is_dir() else f"{path}: {what} not found")
     try:
         problem = _size_problem(path, max_bytes)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
