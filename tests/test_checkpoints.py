@@ -172,7 +172,7 @@ def test_v1_header_is_read_as_v1_and_checked_against_the_weights(gpt_sovits_set,
 GPT_CONFIGS = [({"head": 0}, "head = 0 is not a whole number"), ({"n_layer": "2"}, "n_layer = '2'"),
                ({"embedding_dim": 10 ** 7, "hidden_dim": 10 ** 7}, "embedding_dim = 10000000"),
                ({"n_layer": 1000}, "missing"), ({"vocab_size": 3}, "cannot build a model"),
-               ({"phoneme_vocab_size": 733}, "other shapes")]
+               ({"phoneme_vocab_size": 733}, "other shapes"), ({"head": 7}, "head 7 does not divide")]
 
 
 @pytest.mark.parametrize("change, message", GPT_CONFIGS)
@@ -191,7 +191,8 @@ def test_a_gpt_config_is_checked_against_its_weights_before_the_model_is_built(g
 @pytest.mark.parametrize("section, change, message", [
     ("model", {"inter_channels": 10 ** 12}, "inter_channels = 1000000000000"),
     ("model", {"n_layers": 5000}, "n_layers = 5000"), ("model", {"hidden_channels": 100}, "other shapes"),
-    ("model", {"upsample_rates": [10, "8", 2, 2, 2]}, "upsample_rates"), ("data", {"filter_length": 0}, "filter_length")])
+    ("model", {"upsample_rates": [10, "8", 2, 2, 2]}, "upsample_rates"), ("data", {"filter_length": 0}, "filter_length"),
+    ("data", {"win_length": 99999}, "not one STFT's sizes")])
 def test_a_sovits_config_is_checked_against_its_weights_before_the_model_is_built(gpt_sovits_set, section, change,
                                                                                   message):
     from edgevoice_export.gpt_sovits.models.sovits import SoVITS

@@ -197,9 +197,10 @@ def load_bert_config(directory: str | Path) -> dict:
         raise CheckpointError(f"{path}: invalid JSON ({exc})") from None
     if not isinstance(config, dict) or config.get("model_type", "bert") != "bert":
         raise CheckpointError(f"{path}: expected a BERT config.json (model_type 'bert')")
-    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"):
-        if not isinstance(config.get(key), int) or config[key] <= 0:
-            raise CheckpointError(f"{path}: BERT config has no valid {key}")
+    missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                           "vocab_size") if k not in config]
+    if missing:
+        raise CheckpointError(f"{path}: BERT config has no {', '.join(missing)}")
     config_ints(config, ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
                          "max_position_embeddings", "type_vocab_size"), path, "BERT",
                 counts=("num_hidden_layers", "num_attention_heads"))

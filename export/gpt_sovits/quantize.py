@@ -562,6 +562,20 @@ def _check_options(options: QuantizeOptions) -> None:
     choices(options)  # another family's choices are refused before anything is written
 
 
+def _policy_with_data(job: _Job, name: str) -> GraphPolicy:
+    """`name`'s policy, made weight-only (data-free) where it is static INT8 but the calibration never ran the graph
+    (BERT runs only for Chinese text: an English-only --calibration-texts), instead of failing the whole run; the
+    manifest records the policy used."""
+    policy = job.policies.get(name, GraphPolicy("float", "no policy for this graph"))
+    if policy.method != "static" or job.calibration.items.get(name):
+        return policy
+    job.policies[name] = replace(policy, method="weights", reason=f"weight-only: the calibration never ran {name} "
+                                                                  f"(static INT8 needs its inputs; {policy.reason})")
+    hint = " (BERT runs for Chinese text only: add Chinese sentences to calibrate it)" if name == "bert" else ""
+    tqdm.write(f"{name}: the calibration sentences never ran it; weight-only INT8 instead of static{hint}")
+    return job.policies[name]
+
+
 def _quantize_graph(job: _Job, name: str) -> None:
     """Graph `name`'s IR in the variant's precision: the bf16 hint, or its policy's NNCF quantisation (the
     vocoder's under accuracy control with `--accuracy-drop`) with the compute precision chosen for this CPU."""
@@ -576,15 +590,7 @@ def _quantize_graph(job: _Job, name: str) -> None:
     import openvino as ov
 
     graph_start = time.perf_counter()
-    policy = job.policies.get(name, GraphPolicy("float", "no policy for this graph"))
-    if policy.method == "static" and not job.calibration.items.get(name):
-        # nothing recorded for it (BERT runs only for Chinese text: an English-only --calibration-texts): data-free
-        # weight-only INT8 instead of failing the whole run
-        policy = job.policies[name] = replace(
-            policy, method="weights", reason=f"weight-only: the calibration never ran {name} (static INT8 needs its "
-                                             f"inputs; {policy.reason})")  # what the manifest records
-        hint = " (BERT runs for Chinese text only: add Chinese sentences to calibrate it)" if name == "bert" else ""
-        tqdm.write(f"{name}: the calibration sentences never ran it; weight-only INT8 instead of static{hint}")
+    policy = _policy_with_data(job, name)
     info = job.report.graphs[name] = {"method": policy.method, "reason": policy.reason}
     if policy.method == "float":  # the FP32 IR as exported, in f32
         info["compute"] = {"precision": "f32", "reason": policy.reason}

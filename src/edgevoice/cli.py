@@ -53,12 +53,17 @@ def _missing_extra(name: str, error: ImportError) -> click.Command:
                          context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 
 
+class _Terminated(SystemExit):
+    """SIGTERM, raised where the process was, so that every `finally` on the way out runs."""
+
+
 @contextlib.contextmanager
 def _terminated_as_exit():
-    """SIGTERM (a `kill`, a container stopping) as SystemExit, so that every `finally` runs: an interrupted export or
-    quantize removes its partial bundle and lock (Ctrl-C already did; a probe's SIGTERM left 515 MB behind)."""
+    """SIGTERM (a `kill`, a container stopping) unwinds the command like Ctrl-C, so an interrupted export or quantize
+    removes its partial bundle and lock (a probe's SIGTERM left 515 MB behind), and then the process still ends by
+    the signal, as service managers expect of a stop. A long native call (an ONNX export, NNCF) finishes first."""
     def leave(signum, _frame):
-        raise SystemExit(128 + signum)
+        raise _Terminated(128 + signum)
 
     try:
         previous = signal.signal(signal.SIGTERM, leave)
@@ -67,8 +72,13 @@ def _terminated_as_exit():
         return
     try:
         yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)  # everything has unwound: end by the signal itself
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:  # None: a handler installed from C, which cannot be put back from Python
+            signal.signal(signal.SIGTERM, previous)
 
 
 class _Commands(click.Group):

@@ -146,6 +146,8 @@ class Text2SemanticDecoder(nn.Module):
             raise ValueError(f"GPT config: EOS ({self.eos}) must be vocab_size - 1 ({self.vocab_size - 1})")
         self.n_layer = model["n_layer"]
         self.heads = model["head"]
+        if dim % self.heads:  # no weight's shape says so: the attention would fail at its first reshape
+            raise ValueError(f"GPT config: head {self.heads} does not divide embedding_dim {dim}")
         self.bert_proj = nn.Linear(1024, dim)
         self.ar_text_embedding = TokenEmbedding(model["phoneme_vocab_size"], dim)
         self.ar_text_position = ScaledPositions(dim)

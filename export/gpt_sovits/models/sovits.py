@@ -220,6 +220,12 @@ class SoVITS(nn.Module):
         config = checkpoint.config
         config_ints(config.get("model"), CONFIG_SIZES, checkpoint.path, "SoVITS", counts=CONFIG_COUNTS)
         config_ints(config.get("data"), DATA_SIZES, checkpoint.path, "SoVITS data")
+        data = config["data"]
+        if not data["hop_length"] <= data.get("win_length", data["filter_length"]) <= data["filter_length"]:
+            # no weight's shape depends on them, and the runtime refuses a bundle whose STFT they cannot make
+            raise SoVITSConfigError(f"{checkpoint.path}: SoVITS data hop_length {data['hop_length']}, win_length "
+                                    f"{data.get('win_length')} and filter_length {data['filter_length']} are not one "
+                                    "STFT's sizes (hop ≤ window ≤ FFT)")
         require_shapes(planned_shapes(lambda: cls(config, sv_dim), checkpoint.path, "SoVITS"), checkpoint.weights,
                        checkpoint.path, "SoVITS")
         model = cls(config, sv_dim)

@@ -311,6 +311,8 @@ class Synthesizer(FamilySynthesizer):
             return SpeakerVoice(self._check_embedding(voice)[0], self._speaker_encoder_sha256())
         self._check_embedding(voice.embedding)
         mine = self._speaker_encoder_sha256()
+        # an empty hash (an embedding given as numbers, or a bundle without source hashes) is taken on trust: its
+        # size and unit length are checked, and what a foreign encoder's vector can do is speak in the wrong voice
         if voice.speaker_encoder_sha256 and mine and voice.speaker_encoder_sha256 != mine:
             raise VoiceError("this voice was made with another speaker encoder; create it again with this bundle")
         return voice
