@@ -435,7 +435,7 @@ def _cases() -> list[Case]:
 
     # --- voice files
     add("voice missing", "voice", lambda e: e.say(voice=e.work / "absent.npz"), "voice file not found")
-    add("voice a folder", "voice", lambda e: e.say(voice=e.work), "voice file not found")
+    add("voice a folder", "voice", lambda e: e.say(voice=e.work), "is a folder, not a voice file")
     add("voice empty", "voice", lambda e: e.say(voice=e.file("v.npz", b"")), "not an edgevoice voice file")
     add("voice junk", "voice", lambda e: e.say(voice=e.file("v.npz", os.urandom(512))), "not an edgevoice voice file")
     add("voice zip without arrays", "voice",

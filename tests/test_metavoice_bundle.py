@@ -200,7 +200,8 @@ def test_parity_across_backends_saves_and_replays(metavoice_bundle, fixtures, tm
     result = json.loads(saved.stdout)
     assert result["passed"] and result["runs"][0]["top1_agreement"] == 1.0
     assert result["runs"][0]["stage2_agreement"] == 1.0 and result["runs"][0]["audio_snr_db"] >= 60
-    replayed = subprocess.run(run + ["--backend", "onnxruntime", "--against", str(tmp_path / "case.npz")],
+    replay = [r for r in run if r not in ("--voice", str(voice))]  # the case brings its voice
+    replayed = subprocess.run(replay + ["--backend", "onnxruntime", "--against", str(tmp_path / "case.npz")],
                               capture_output=True, text=True)
     assert replayed.returncode == 0 and json.loads(replayed.stdout)["passed"], replayed.stderr[-2000:]
 

@@ -163,7 +163,8 @@ def test_a_whole_float_rate_is_a_rate(reference):
 
 def _voice_file(tmp_path, embedding=None, **header):
     unit = np.ones(256, np.float32) / 16
-    header = {"format": "edgevoice-voice", "format_version": 1, "family": "metavoice", **header}
+    header = {"format": "edgevoice-voice", "format_version": 1, "family": "metavoice", "speaker_encoder_sha256": "",
+              **header}
     header = {k: v for k, v in header.items() if v is not None}
     return atomic_savez(tmp_path / "v.npz", header, speaker_embedding=unit if embedding is None else embedding)
 
