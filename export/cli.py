@@ -330,8 +330,18 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
                                   latent_engine=latent_engine, vocoder_tail=vocoder_tail))
     calibration = CalibrationFlags(voice_paths, references, reference_texts, reference_languages, calibration_texts,
                                    text_language, sentences)
+    _check_inputs_outside(out, [*voice_paths, *references, *([calibration_texts] if calibration_texts else [])])
     run, show = QUANTIZERS[family]
     show(guarded(lambda: run(bundle, out, options, calibration)))
+
+
+def _check_inputs_outside(out: str, inputs: list[str]) -> None:
+    """The calibration's own files may not lie inside --out: an --overwrite would delete them with the old bundle
+    (the quantiser itself keeps the source bundle safe the same way)."""
+    target = Path(out).resolve()
+    for path in inputs:
+        if target in Path(path).resolve().parents:
+            fail(f"--out {out} holds the input {path}; choose another --out")
 
 
 # Family-specific flags and the families that take them; given for another family's bundle, they are refused.

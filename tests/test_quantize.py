@@ -472,6 +472,9 @@ def test_quantize_errors(fixture_bundle, int8_bundle, reference, tmp_path):
     _one_line_error(_run("quantize", "--bundle", bundle, "--out", tmp_path / "o", "--voice", path, *FAST),
                     "different model")
     assert not (tmp_path / "o").exists()
+    # a calibration file inside the output (an --overwrite would delete it with the old bundle)
+    _one_line_error(_run("quantize", "--bundle", bundle, "--out", tmp_path, "--voice", path, "--overwrite", *FAST),
+                    "holds the input")
     assert isinstance(Voice.load(path), Voice)
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from edgevoice.bundle import Manifest, atomic_folder, write_manifest
+from edgevoice.bundle import Bundle, Manifest, atomic_folder, write_manifest
+from edgevoice.gpt_sovits.model_facts import checked_model
 from edgevoice.gpt_sovits.frontend.symbols import symbol_table
 from edgevoice.gpt_sovits.options import FAMILY, SynthesisOptions
 
@@ -149,4 +150,5 @@ def export_gpt_sovits(files: GptSovitsFiles, options: ExportOptions) -> ExportRe
             defaults=SynthesisOptions().to_manifest(), sources=models.sources,
         )
         write_manifest(folder, manifest)
+        checked_model(Bundle.load(folder, verify=False))  # the runtime's own limits: never a bundle it would refuse
     return ExportReport(Path(options.out), time.perf_counter() - start, parity)
