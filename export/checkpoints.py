@@ -508,22 +508,26 @@ def config_ints(section: Any, keys: tuple[str, ...], source: Path, what: str, co
                                       f"in 1…{limit}")
 
 
-def planned_shapes(build, source: Path, what: str) -> dict[str, tuple[int, ...]]:
-    """The parameter and buffer shapes of the model `build()` makes from a checkpoint's config, made on torch's meta
-    device (no memory), so a config the model cannot be built from is a one-line error before anything is
-    allocated; compare them with the file's weights (`require_shapes`) before building the real model."""
+def built_on_meta(build, source: Path, what: str):
+    """What `build()` makes from a checkpoint's config, on torch's meta device (shapes, no memory), so a config the
+    model cannot be built from is a one-line error before anything is allocated; compare its shapes with the
+    file's weights before building the real model."""
     import torch
 
     try:
         with torch.device("meta"):
-            model = build()
+            return build()
     except CheckpointError as exc:
         raise CheckpointError(f"{source}: {exc}") from None
     except (TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, OverflowError) as exc:
         # what a config of the wrong types or sizes raises inside the model's constructor
         raise CheckpointError(f"{source}: the {what} config cannot build a model ({type(exc).__name__}: "
                               f"{_one_line(str(exc), 160)})") from None
-    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def planned_shapes(build, source: Path, what: str) -> dict[str, tuple[int, ...]]:
+    """The parameter and buffer shapes of `built_on_meta(build)`, for `require_shapes`."""
+    return {key: tuple(value.shape) for key, value in built_on_meta(build, source, what).state_dict().items()}
 
 
 def require_shapes(planned: dict[str, tuple[int, ...]], weights: dict[str, np.ndarray], source: Path, what: str,

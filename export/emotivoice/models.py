@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoints import built_on_meta
 from .checkpoints import (AM_IGNORED, STYLE_IGNORED, CheckpointError, EmotiVoiceFiles, check_state, load_bert_config,
                           load_config, read_am_checkpoint, read_style_checkpoint)
 
@@ -404,21 +405,11 @@ def build_am_and_vocoder(config: dict) -> tuple[AcousticModel, HiFiGAN]:
         raise CheckpointError(f"EmotiVoice config.yaml: cannot build the model ({exc})") from None
 
 
-def _on_meta(build, source):
-    """What `build()` makes, on torch's meta device: its parameters' shapes, with no memory behind them, to check a
-    file's weights against before the real model is allocated. A config it cannot be built from is one line."""
-    try:
-        with torch.device("meta"):
-            return build()
-    except (ValueError, TypeError, KeyError, ZeroDivisionError) as exc:  # e.g. heads that do not divide the width
-        raise CheckpointError(f"{source}: cannot build the model from its config ({exc})") from None
-
-
 def load_am_and_vocoder(files: EmotiVoiceFiles, config: dict | None = None) -> tuple[AcousticModel, HiFiGAN]:
     """The g_* checkpoint into our AcousticModel and HiFiGAN (weight norm folded, keys and shapes checked before
     the model is built)."""
     config = load_config(files) if config is None else config
-    planned_am, planned_vocoder = _on_meta(lambda: build_am_and_vocoder(config), files.config_yaml)
+    planned_am, planned_vocoder = built_on_meta(lambda: build_am_and_vocoder(config), files.config_yaml, "EmotiVoice")
     expected = {**_expected(planned_am, "am."), **_expected(planned_vocoder, "generator.")}
     state = check_state(read_am_checkpoint(files.am_checkpoint), expected, files.am_checkpoint, AM_IGNORED)
     am, vocoder = build_am_and_vocoder(config)
@@ -431,8 +422,9 @@ def load_style_bert(files: EmotiVoiceFiles, bert_config: dict | None = None,
                     attn_implementation: str = "sdpa") -> StyleBert:
     """The style checkpoint's `bert.*` into a BertModel built from the SimBERT config.json."""
     bert_config = load_bert_config(files.bert_dir) if bert_config is None else bert_config
-    expected = _expected(_on_meta(lambda: StyleBert(bert_config, attn_implementation), files.bert_dir / "config.json"),
-                         "")
+    planned = built_on_meta(lambda: StyleBert(bert_config, attn_implementation), files.bert_dir / "config.json",
+                            "SimBERT")
+    expected = _expected(planned, "")
     state = check_state(read_style_checkpoint(files.style_checkpoint), expected, files.style_checkpoint,
                         STYLE_IGNORED)
     bert = StyleBert(bert_config, attn_implementation)

@@ -500,7 +500,7 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
     if save_path:
         guarded(lambda: check_output(save_path))  # before the runs, not after them
     if report_dir:
-        _check_report_folder(report_dir)
+        guarded(lambda: check_output(report_dir, folder=True))  # before the runs, not after them
     if as_json and str(save_path) == "-":
         fail("--json and --save - would both write to standard output: save the case to a file")
     voice = _VoiceChoice(voice_path, reference, reference_text, reference_language, speaker, prompt)
@@ -668,21 +668,6 @@ def _check_parity_options(max_tokens: int, seed: int, min_snr_db: float | None, 
         fail(f"--seeds must be 0…{MAX_FREE_SEEDS}, not {free_seeds}")
     if free_seeds and against_path:
         fail("--seeds does not go with --against: a replayed case brings the seeds it was saved with")
-
-
-def _check_report_folder(report_dir: str) -> None:
-    """--report names a folder the report can be written into: checked before the runs, not after them."""
-    from pathlib import Path
-
-    path = Path(report_dir)
-    try:
-        for place in (path, *path.parents):
-            if place.exists():
-                if not place.is_dir():
-                    fail(f"--report {report_dir}: {place} is not a folder")
-                return
-    except OSError as exc:
-        fail(f"--report {report_dir}: {exc.strerror or exc}")
 
 
 @main.command()

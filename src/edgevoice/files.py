@@ -46,17 +46,19 @@ def atomic_file(path: Path, error: type[Exception]) -> Iterator[BinaryIO]:
             os.unlink(temp)
 
 
-def check_output(path: str | Path, error: type = EdgevoiceError) -> None:
-    """Refuse, before any work is done, an output path that cannot become a file: a folder, a path under
-    something that is not a folder, a name the file system refuses, a link into a folder that does not exist.
-    Nothing is created; write errors that only writing reveals (a full disk, a read-only folder) come from the
-    write itself."""
+def check_output(path: str | Path, error: type = EdgevoiceError, folder: bool = False) -> None:
+    """Refuse, before any work is done, an output path that cannot become a file (with `folder`: a folder): a
+    folder (a file), a path under something that is not a folder, a name the file system refuses, a link into a
+    folder that does not exist. Nothing is created; write errors that only writing reveals (a full disk, a
+    read-only folder) come from the write itself."""
     if str(path) == "-":
         return
     path = Path(path)
     target = output_target(path, error)
     try:
-        if target.is_dir():
+        if folder and target.exists() and not target.is_dir():
+            raise error(f"{path}: is not a folder")
+        if not folder and target.is_dir():
             raise error(f"{path}: is a folder; give a file name")
         for parent in target.parents:
             if parent.exists():
