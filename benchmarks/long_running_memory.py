@@ -8,13 +8,19 @@ Each variant runs in its own process and prints VmRSS (MiB) every fifth length:
 
 * `openvino`: the default backend (`edgevoice.load(bundle)`);
 * `long-running`: `edgevoice.load(bundle, long_running=True)`, what `edgevoice serve` opens: the family's
-  `any_length_graphs` on onnxruntime.
+  `any_length_graphs` on onnxruntime, and EmotiVoice's vocoder on OpenVINO at a few fixed mel lengths;
+* `onnxruntime`: every graph on onnxruntime (`backend="onnxruntime"`), for comparison.
+
+Each variant also prints the seconds its whole run took (the same sentences or clips in each).
 
 Zen 4, 2 threads (2026-12-06). GPT-SoVITS full-size v2 INT8, 60 clip lengths of 3–9 s: `openvino` 359 → 865 MiB
 (+9.5 MiB per length, still growing), `long-running` flat (442–476 MiB); HuBERT on a 5 s clip 0.20 s (OpenVINO
 INT8) vs 0.49 s (onnxruntime FP32). BERT (not moved: it runs per sentence, 0.04 vs 0.17 s on onnxruntime) grows
 +7.6 MiB per new Chinese segment length on OpenVINO. EmotiVoice full size, 18 sentence lengths: +618 MiB on
-OpenVINO (HiFi-GAN +496 of it), +2 MiB long-running. MetaVoice full-size INT8, 14 sentence lengths: +58 MiB on
+OpenVINO (HiFi-GAN +496 of it), +2 MiB long-running. Since the vocoder runs at fixed mel lengths on OpenVINO
+(`emotivoice/synthesizer.py` VOCODER_FIXED_FRAMES; AMX Xeon, full-size INT8, 30 lengths, 2026-12-07): `openvino`
+8.6 s, 636 → 943 MiB (BERT and the acoustic model), `long-running` 9.2 s, flat at 890–948, `onnxruntime` 18.3 s,
+flat at 674; before it, `openvino` took 26.1 s and grew 737 → 3408 MiB. MetaVoice full-size INT8, 14 sentence lengths: +58 MiB on
 OpenVINO (EnCodec's decoder most of it), +16 MiB long-running (stage 1, which sets the pace, stays on OpenVINO).
 """
 
@@ -24,9 +30,10 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-VARIANTS = ("openvino", "long-running")
+VARIANTS = ("openvino", "long-running", "onnxruntime")
 ENGLISH = "the quick brown fox jumps over the lazy dog and runs far away into the green forest by the river".split()
 CHINESE = "春天到了公园里的花都开了孩子们在草地上放风筝老人们坐在长椅上聊天湖面上还有几只白色的小船慢慢地划过"
 
@@ -41,14 +48,16 @@ def _rss_mib() -> int:
 def _child(args) -> None:
     import edgevoice
 
-    synth = edgevoice.load(args.bundle, threads=args.threads, long_running=args.variant == "long-running")
+    backend = "onnxruntime" if args.variant == "onnxruntime" else "openvino"
+    synth = edgevoice.load(args.bundle, backend, threads=args.threads, long_running=args.variant == "long-running")
+    start = time.perf_counter()
     if synth.bundle.manifest.family == "emotivoice":
         rows = {"sentences": _emotivoice_sentences(synth, args.lengths)}
     elif synth.bundle.manifest.family == "metavoice":
         rows = {"sentences": _metavoice_sentences(synth, args.lengths)}
     else:
         rows = {"clips": _gpt_sovits_clips(synth, args.lengths), "Chinese segments": _chinese(synth, args.lengths)}
-    print(json.dumps({"variant": args.variant, **rows}), flush=True)
+    print(json.dumps({"variant": args.variant, "seconds": round(time.perf_counter() - start, 2), **rows}), flush=True)
 
 
 def _gpt_sovits_clips(synth, lengths: int) -> list[int]:
@@ -113,6 +122,7 @@ def main() -> None:
         if out.returncode:
             raise SystemExit(f"{variant} failed: {out.stderr.strip().splitlines()[-1:]}")
         row = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{variant:13s} {row.pop('seconds')} s for the whole run (the same work in each variant)")
         for what, rss in row.items():
             if what != "variant" and rss:
                 print(f"{variant:13s} {what}: {' → '.join(map(str, rss))} MiB")

@@ -123,6 +123,48 @@ def test_speed_streaming_and_bad_input(emotivoice_bundle):
         synth.acoustic([0, 10_000], 0, voice.style, voice.style)
 
 
+class _LengthRecorder:
+    """A session that notes the frame counts it is fed and passes them on."""
+
+    prepares_each_shape = True
+
+    def __init__(self, session):
+        self.session, self.frames = session, []
+
+    def run(self, feeds):
+        self.frames.append(feeds["mel"].shape[2])
+        return self.session.run(feeds)
+
+
+def test_openvino_vocoder_runs_at_fixed_shapes_with_the_same_audio(emotivoice_bundle, emotivoice_set):
+    """On OpenVINO, which prepares each new input length on its first run (seconds) and keeps it (memory), the
+    vocoder runs at a few mel lengths whatever the sentence, with the samples of one whole call (`fixed_shapes.py`);
+    a server's synthesizer (`long_running`) keeps it there."""
+    from edgevoice.emotivoice.synthesizer import VOCODER_CONTEXT_FRAMES, VOCODER_FIXED_FRAMES
+
+    synth = edgevoice.load(emotivoice_bundle[0], threads=1)
+    recorder = _LengthRecorder(synth.backend.session(synth.bundle, "hifigan"))
+    synth._sessions["hifigan"] = recorder
+    rng = np.random.default_rng(5)
+    lengths = (7, 33, 100, VOCODER_FIXED_FRAMES[0], VOCODER_FIXED_FRAMES[-1] + 1, 700)
+    for frames in lengths:
+        mel = (rng.standard_normal((frames, synth.model["n_mels"])) * 1.5 - 2).astype(np.float32)
+        whole = recorder.session.run({"mel": mel.T[None]})["wav"][0]  # one call at the mel's own length
+        np.testing.assert_allclose(synth.vocode(mel), whole, atol=2e-5, err_msg=f"{frames} frames")
+    assert set(recorder.frames) == {7, 2 * VOCODER_CONTEXT_FRAMES, *VOCODER_FIXED_FRAMES}
+    e2e = _fixture(emotivoice_set, "e2e_en1_tiny.npz")
+    voice = synth.voice_for(speaker=str(e2e["speaker_name"]), prompt=str(e2e["prompt"]))
+    whole = synth.synthesize(str(e2e["text"]), voice)
+    assert _snr_db(e2e["audio_int16"], to_int16(whole)) >= 60
+    chunks = synth.stream(str(e2e["text"]), voice, options=synth.default_options.with_overrides(
+        vocoder_chunk_frames=40), chunked=True)
+    assert _snr_db(whole, np.concatenate([c.audio for c in chunks])) >= 60
+    served = edgevoice.load(emotivoice_bundle[0], threads=1, long_running=True)
+    assert served.backend.onnxruntime_graphs == {"style_bert", "am_front", "am_back"}
+    assert served._vocoder_fixed_shapes()
+    assert not edgevoice.load(emotivoice_bundle[0], backend="onnxruntime")._vocoder_fixed_shapes()
+
+
 def _run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 

@@ -116,6 +116,18 @@ def test_embeddings_are_checked(synth, stage, which, vector, match):
     synth.acoustic(ids, 0, style[None], style[None])  # [1, hidden] is taken too
 
 
+def test_an_embedding_rounded_just_past_one_is_taken(synth, stage):
+    """onnxruntime's tanh gave 1.0000001 in SimBERT's pooled output for one sentence in 30 (full size): a served
+    EmotiVoice refused that sentence until the check allowed the engine's rounding."""
+    ids, style, _, _ = stage
+    over = np.array(style, np.float32).reshape(-1)
+    over[0] = np.nextafter(np.float32(1), np.float32(2))
+    synth.acoustic(ids, 0, over, over)
+    over[0] = 1.001
+    with pytest.raises(OptionsError, match="outside −1…1"):
+        synth.acoustic(ids, 0, style, over)
+
+
 # ---------------------------------------------------------------- 2. speaker rows
 
 @pytest.mark.parametrize("key", ["1_0", "١", "+5", "-0", " +1 ", "0x1", "5.0"])

@@ -158,6 +158,12 @@ _MADV_DONTNEED = 4
 
 
 class OpenVINOSession:
+    # The first run at a new input shape prepares kernels and buffers for it, which it keeps for good: EmotiVoice's
+    # full-size vocoder took 0.7-2.5 s at each new mel length against 0.10-0.44 s run again (AMX Xeon, bf16), and a
+    # process grew ~90 MiB per length (benchmarks/long_running_memory.py). Families pad or cut such graphs' inputs to
+    # a few lengths where they can (`fixed_shapes.py`, GPT-SoVITS' buckets).
+    prepares_each_shape = True
+
     def __init__(self, compiled, name: str = "graph", mapped_files: list[str] | None = None):
         self._compiled = compiled
         self.name = name
@@ -267,6 +273,8 @@ class OnnxRuntimeSession:
     The decode step, run per token through `bind`, keeps its arena: its activations are small. What handing back
     costs is page faults: 83 k vs 50 k per 10 s synthesis with arenas kept, tens of ms in a VM, for ~200 MiB less
     peak (benchmarks/RESULTS.md, session 13)."""
+
+    prepares_each_shape = False  # a new input shape costs no more than a repeated one; the arena is bounded
 
     _SHRINK = ("memory.enable_memory_arena_shrinkage", "cpu:0")
 

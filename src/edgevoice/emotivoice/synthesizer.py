@@ -30,6 +30,7 @@ from ..threadsafe import serialized
 from ..bundle import Bundle
 from ..errors import BundleError, OptionsError, TextError, VoiceError, abbreviated
 from ..families import FamilySynthesizer, check_bundle
+from ..fixed_shapes import fixed_shape_calls
 from ..options import AudioChunk
 from .frontend import Frontend, split_sentences
 from .options import FAMILY, SPEED_RANGE, SynthesisOptions, check_speed
@@ -42,10 +43,25 @@ GRAPH_INPUTS = {
 }
 MAX_TEXT_CHARS = 20000
 STYLE_CACHE_SIZE = 256
-# Mel frames of context on each side of a streamed vocoder chunk. HiFi-GAN's receptive field, counted in input
-# frames, is conv_pre's 3 plus each stage's resblock reach divided by the upsampling so far (< 4 for upstream's
-# configuration); 16 leaves a wide margin, and the streaming test checks the join against a whole-sentence call.
+TANH_SLACK = 1e-5  # how far past ±1 an engine's tanh may round (a style or content embedding is one)
+# Mel frames of context on each side of a vocoder call cut out of a longer mel (streamed chunks, fixed shapes).
+# HiFi-GAN's receptive field, counted in input frames, is conv_pre's 3 plus each stage's transposed-convolution and
+# resblock reach divided by the upsampling so far: for upstream's configuration a change in one mel frame moves
+# the samples of 12.4 frames to either side (measured on the tiny set, which keeps upstream's kernels and rates);
+# 16 leaves a margin, and the streaming and fixed-shape tests check the joins against one whole-sentence call.
 VOCODER_CONTEXT_FRAMES = 16
+# Mel frames the vocoder runs at on OpenVINO (`fixed_shapes.py`): a sentence is cut into windows of 128 frames
+# (the last 16 frames of a shorter one come from a call of 32), because OpenVINO prepares each new input length on
+# its first run (0.7-2.5 s for the full-size vocoder, against 0.10-0.44 s run again) and keeps it. Full-size INT8
+# (bf16 vocoder), AMX Xeon, 2 threads, a fresh process speaking six sentences, 15.4 s of audio
+# (`python benchmarks/emotivoice_shapes.py --bundle B --frames 64,128,192,256 128`, two rounds): vocoder 4.36 / 6.68 s
+# at each sentence's own length, 1.28 / 1.30 s with these, 3.14 / 3.16 s with (64, 128, 192, 256), 2.45 / 1.27 s with
+# (128,); peak RSS 1140 MiB own length, 650 with these. Once every length is prepared the own length is faster
+# (0.023 against 0.035 s per s of audio), but a process seldom meets a length twice: 30 sentence lengths
+# (benchmarks/long_running_memory.py) took 26.1 s and 737 → 3408 MiB at the own lengths, 8.6 s and 636 → 943 MiB
+# with these (the rest of the growth is the acoustic model's and BERT's). onnxruntime, which prepares nothing per
+# length, runs each mel whole.
+VOCODER_FIXED_FRAMES = (64, 128)
 # The model facts (manifest `model`) this class reads, each a positive integer, and the bundle files it opens; a
 # manifest edited by hand or written by another exporter is refused when the synthesizer is made, by name, instead
 # of failing later with a KeyError or running with a hop of 0.
@@ -68,10 +84,10 @@ class SpeakerStyle:
 
 
 class Synthesizer(FamilySynthesizer):
-    # Every graph runs at the text's own length. On OpenVINO a long-running process kept ~34 MiB for each new one
-    # (full size, 18 sentence lengths: +618 MiB, HiFi-GAN most of it); on onnxruntime +2 MiB, at about twice the
-    # time per second of audio (FP32 0.24 vs INT8 0.12, benchmarks/results/emotivoice_speed.md). A server takes flat.
-    any_length_graphs = tuple(GRAPH_INPUTS)
+    # The acoustic model and BERT run at the text's own length: on OpenVINO a long-running process kept memory for
+    # each new one (full size, 18 sentence lengths: +618 MiB, HiFi-GAN +496 of it), on onnxruntime +2 MiB. The
+    # vocoder, most of the time, stays on OpenVINO: it runs at a few fixed lengths (`vocode`).
+    any_length_graphs = ("style_bert", "am_front", "am_back")
 
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
         check_bundle(bundle, FAMILY, GRAPH_INPUTS)
@@ -211,11 +227,34 @@ class Synthesizer(FamilySynthesizer):
 
     @serialized
     def vocode(self, mel) -> np.ndarray:
-        """HiFi-GAN: mel `[frames, n_mels]` (what `acoustic` returns) or `[1, n_mels, frames]` → waveform."""
-        wav = self._run("hifigan", mel=self._check_mel(mel))["wav"][0]
+        """HiFi-GAN: mel `[frames, n_mels]` (what `acoustic` returns) or `[1, n_mels, frames]` → waveform. On
+        OpenVINO the same samples come from calls at a few lengths (`VOCODER_FIXED_FRAMES`)."""
+        mel = self._check_mel(mel)
+        if not self._vocoder_fixed_shapes():
+            wav = self._vocoder_call(mel)
+        else:
+            hop = self.model["hop"]
+            parts = []
+            for call in fixed_shape_calls(mel.shape[2], VOCODER_CONTEXT_FRAMES, VOCODER_FIXED_FRAMES):
+                piece = mel[:, :, call.start: call.stop]
+                if call.length > piece.shape[2]:  # the padding's samples are cut away: any mel-like values do
+                    piece = np.pad(piece, ((0, 0), (0, 0), (0, call.length - piece.shape[2])), mode="edge")
+                offset = call.keep_start - call.start
+                parts.append(self._vocoder_call(piece)[offset * hop: (offset + call.keep_stop - call.keep_start) * hop])
+            wav = np.concatenate(parts)
         if not np.isfinite(wav).all():  # finite float32 mels near 3e38 still overflow inside the vocoder
             raise OptionsError("the vocoder gives NaN for this mel: its values are far outside a log-mel's range")
         return wav
+
+    def _vocoder_call(self, mel: np.ndarray) -> np.ndarray:
+        return self._run("hifigan", mel=mel)["wav"][0]
+
+    def _vocoder_fixed_shapes(self) -> bool:
+        """Whether the vocoder runs at `VOCODER_FIXED_FRAMES` only: where its engine prepares each new input shape
+        (OpenVINO; sessions that do not say run at fixed shapes too, as both give the same samples)."""
+        if "hifigan" not in self._sessions:
+            self._sessions["hifigan"] = self.backend.session(self.bundle, "hifigan")
+        return getattr(self._sessions["hifigan"], "prepares_each_shape", True)
 
     def vocode_chunks(self, mel, chunk_frames: int) -> Iterator[np.ndarray]:
         """The waveform of `mel` (either layout `vocode` takes) in pieces of `chunk_frames` frames, each vocoded
@@ -360,8 +399,9 @@ class Synthesizer(FamilySynthesizer):
                                f"not {vector.dtype} {list(vector.shape)}")
         if not np.isfinite(vector).all():
             raise OptionsError(f"the {what} embedding contains NaN or infinite values")
-        # `style_embedding` gives SimBERT's pooled output, a tanh; values far beyond it (1e38) make a NaN mel
-        if np.abs(vector).max() > 1:
+        # `style_embedding` gives SimBERT's pooled output, a tanh; values far beyond it (1e38) make a NaN mel. A few
+        # ulps over 1 are the engine's tanh (onnxruntime's gave 1.0000001 on one sentence in 30)
+        if np.abs(vector).max() > 1 + TANH_SLACK:
             raise OptionsError(f"the {what} embedding has values outside −1…1 (SimBERT's pooled output is a tanh); "
                                "make it with style_embedding()")
         return vector.reshape(1, hidden).astype(np.float32)

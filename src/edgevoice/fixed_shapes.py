@@ -1,0 +1,59 @@
+"""Exact output of a local sequence graph from calls at a few fixed lengths, without masks (shared; knows no family).
+
+Why: OpenVINO keeps memory for every input length a graph has run at, for good (benchmarks/long_running_memory.py),
+so a long-running process that feeds a convolutional vocoder each sentence at its own length grows with every new
+one. A graph whose every output frame depends only on the input frames within `reach` of it (a HiFi-GAN: its
+convolutions see a few frames to each side) gives, for the frames at least `reach` away from where a call's input
+was padded or cut, exactly what one call on the whole input gives. So a sequence of any length is covered by calls
+at a handful of lengths:
+
+* up to `2·reach` frames: one call at the sequence's own length (few, small shapes);
+* up to the longest length: one call padded at the end to the smallest length that holds it, which yields every
+  frame but the last `reach`, and one call on the last `2·reach` frames alone (its start is cut, its end is the true
+  end), which yields those;
+* longer: windows of the longest length, each keeping the frames `reach` away from its cut edges; the last ends at
+  the sequence's end.
+
+Graphs with a length mask (GPT-SoVITS' vocoder) pad without the tail call (`gpt_sovits/chunking.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Call:
+    """Input frames `[start, stop)`, padded at the end to `length`; the output of frames `[keep_start, keep_stop)`
+    (absolute) is kept."""
+
+    start: int
+    stop: int
+    length: int
+    keep_start: int
+    keep_stop: int
+
+
+def fixed_shape_calls(frames: int, reach: int, lengths: tuple[int, ...]) -> list[Call]:
+    """The calls that cover `frames` input frames at the lengths `lengths` (ascending, the first above `2·reach`),
+    or at a length of at most `2·reach` for a short sequence. Each frame is kept from exactly one call, in order."""
+    if frames < 1 or reach < 1 or not lengths or lengths[0] <= 2 * reach or list(lengths) != sorted(set(lengths)):
+        raise ValueError(f"no fixed-shape plan for {frames} frames, reach {reach}, lengths {lengths}")
+    tail = 2 * reach
+    if frames <= tail or frames in lengths:
+        return [Call(0, frames, frames, 0, frames)]
+    longest = lengths[-1]
+    if frames < longest:
+        padded = next(length for length in lengths if length >= frames)
+        return [Call(0, frames, padded, 0, frames - reach),
+                Call(frames - tail, frames, tail, frames - reach, frames)]
+    calls, kept = [], 0
+    while kept < frames:
+        start = max(0, kept - reach)
+        if start + longest >= frames:  # the last window ends at the true end, reaching back as far as it must
+            start = frames - longest
+            calls.append(Call(start, frames, longest, kept, frames))
+            break
+        calls.append(Call(start, start + longest, longest, kept, start + longest - reach))
+        kept = start + longest - reach
+    return calls
