@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -32,12 +33,18 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+def _bare_env() -> dict[str, str]:
+    """No PATH and no site packages beyond the runtime's; the test session's own compile cache (conftest), never the
+    user's ~/.cache."""
+    return {"PYTHONPATH": str(SRC), "PATH": "", "EDGEVOICE_CACHE_DIR": os.environ["EDGEVOICE_CACHE_DIR"]}
+
+
 def test_runtime_end_to_end_without_torch(fixture_bundle, gpt_sovits_set, tmp_path):
     bundle, _ = fixture_bundle
     audio = gpt_sovits_set / "audio" / "ref_en.wav"
     text = (gpt_sovits_set / "audio" / "ref_en.txt").read_text().strip()
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(bundle), str(audio), text, str(tmp_path)],
-                            capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(SRC), "PATH": ""})
+                            capture_output=True, text=True, timeout=300, env=_bare_env())
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["torch_loaded"] is False
@@ -64,7 +71,7 @@ CLI = textwrap.dedent("""
 
 def _cli(*args, cwd=None):
     result = subprocess.run([sys.executable, "-c", CLI, *map(str, args)], capture_output=True, text=True, timeout=300,
-                            env={"PYTHONPATH": str(SRC), "PATH": ""}, cwd=cwd)
+                            env=_bare_env(), cwd=cwd)
     assert "LEAKED:\n" in result.stderr or result.stderr.rstrip().endswith("LEAKED:"), result.stderr[-2000:]
     return result
 

@@ -106,13 +106,23 @@ def test_a_client_that_leaves_before_its_whole_file_stops_the_synthesis(live):
     assert spoken < full_seconds / 2, (spoken, full_seconds)
 
 
-def test_a_full_queue_answers_429_and_a_long_wait_503(live):
+def test_a_full_queue_answers_429_and_a_long_wait_503(live, monkeypatch):
+    from edgevoice.server.models import ServedModel
+
     results: dict[str, httpx.Response] = {}
+    release, start = threading.Event(), ServedModel.start
+
+    def held(self, synth, spec):  # the holder keeps the only synthesizer until the test lets it go, on any CPU
+        if spec.text == "Hold the line.":
+            release.wait(30)
+        return start(self, synth, spec)
+
+    monkeypatch.setattr(ServedModel, "start", held)
 
     def request(name: str, body: dict) -> None:
         results[name] = httpx.post(f"{live.url}/v1/audio/speech", json=body, timeout=60)
 
-    holder = threading.Thread(target=request, args=("holder", STREAMING))
+    holder = threading.Thread(target=request, args=("holder", {**STREAMING, "input": "Hold the line."}))
     holder.start()
     _wait_for(lambda: _health(live.url)["busy"] == 1)
     waiter = threading.Thread(target=request, args=("waiter", {**STREAMING, "input": "Wait for me."}))
@@ -120,6 +130,7 @@ def test_a_full_queue_answers_429_and_a_long_wait_503(live):
     _wait_for(lambda: _health(live.url)["waiting"] == 1)
     refused = httpx.post(f"{live.url}/v1/audio/speech", json={**STREAMING, "input": "No room."}, timeout=10)
     waiter.join(30)
+    release.set()
     holder.join(60)
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "queue_full"
     assert refused.headers["retry-after"] == "1"
