@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from edgevoice.bundle import GraphEntry, TensorSpec, sha256_file
+from edgevoice.bundle import Bundle, GraphEntry, Manifest, TensorSpec, sha256_file, write_manifest
 from edgevoice.errors import EdgevoiceError
 
 from .graphs import GraphSpec
@@ -64,6 +64,16 @@ def input_paths(files) -> list[Path]:
     """The paths a family's files dataclass (`GptSovitsFiles`, …) names: what `--overwrite` must never remove."""
     values = (getattr(files, item.name) for item in dataclasses.fields(files))
     return [Path(v) for v in values if isinstance(v, (str, Path)) and v]
+
+
+def write_checked_manifest(folder: Path, manifest: Manifest) -> None:
+    """`write_manifest`, then the bundle opened as the runtime opens it (its family's synthesizer; no graph is
+    compiled): every check the runtime makes of a manifest runs before the bundle is renamed into place, so an export
+    never leaves a bundle the runtime would refuse (a one-line BundleError names the fact instead)."""
+    from edgevoice.families import family_module
+
+    write_manifest(folder, manifest)
+    family_module(manifest.family).Synthesizer(Bundle.load(folder, verify=False), backend="openvino", threads=1)
 
 
 def folder_hash(folder: Path) -> str:

@@ -165,6 +165,22 @@ def test_openvino_vocoder_runs_at_fixed_shapes_with_the_same_audio(emotivoice_bu
     assert not edgevoice.load(emotivoice_bundle[0], backend="onnxruntime")._vocoder_fixed_shapes()
 
 
+def test_an_export_the_runtime_would_refuse_is_not_written(emotivoice_set, tmp_path, monkeypatch):
+    """The exporter opens what it wrote as the runtime does before renaming it into place (`write_checked_manifest`,
+    shared by every family): a model fact at odds with the graphs is a one-line error and leaves no bundle."""
+    from edgevoice.errors import BundleError
+    from edgevoice_export.emotivoice.exporter import export_emotivoice, resolve_files
+    from edgevoice_export.emotivoice.reference import EmotiVoiceModel
+    from edgevoice_export.graph_export import ExportOptions
+
+    facts = EmotiVoiceModel.facts
+    monkeypatch.setattr(EmotiVoiceModel, "facts", lambda self: {**facts(self), "hop": facts(self)["hop"] + 1})
+    out = tmp_path / "bundle"
+    with pytest.raises(BundleError, match="hop") as info:
+        export_emotivoice(resolve_files(emotivoice_set / "models", {}), ExportOptions(out, progress=False))
+    assert "\n" not in str(info.value) and not out.exists() and list(tmp_path.iterdir()) == []
+
+
 def _run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
-from edgevoice.bundle import Manifest, atomic_folder, sha256_file, write_manifest
+from edgevoice.bundle import Manifest, atomic_folder, sha256_file
 from edgevoice.emotivoice.options import FAMILY, SynthesisOptions
 
-from ..graph_export import ExportOptions, ExportReport, check_formats, export_graphs, folder_hash, input_paths
+from ..graph_export import (ExportOptions, ExportReport, check_formats, export_graphs,
+                            folder_hash, input_paths, write_checked_manifest)
 from .checkpoints import EmotiVoiceFiles
 from .reference import EmotiVoiceModel
 
@@ -63,5 +64,5 @@ def export_emotivoice(files: EmotiVoiceFiles, options: ExportOptions) -> ExportR
             symbols=list(model.tokens), model=facts, graphs=graphs,
             defaults=SynthesisOptions().to_manifest(), sources=source_hashes(files),
         )
-        write_manifest(folder, manifest)
+        write_checked_manifest(folder, manifest)
     return ExportReport(Path(options.out), time.perf_counter() - start, parity)

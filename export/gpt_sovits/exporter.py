@@ -15,8 +15,7 @@ from pathlib import Path
 
 import torch
 
-from edgevoice.bundle import Bundle, Manifest, atomic_folder, write_manifest
-from edgevoice.gpt_sovits.model_facts import checked_model
+from edgevoice.bundle import Manifest, atomic_folder
 from edgevoice.gpt_sovits.frontend.symbols import symbol_table
 from edgevoice.gpt_sovits.options import FAMILY, SynthesisOptions
 
@@ -29,7 +28,8 @@ from .models.gpt import Text2SemanticDecoder
 from .models.sovits import PRO_VERSIONS, SoVITS
 from .models.sv import ERes2NetV2Trunk
 from .models.ssl import BertPhoneFeatures, HubertContent
-from ..graph_export import ExportOptions, ExportReport, check_formats, export_graphs, folder_hash, input_paths
+from ..graph_export import (ExportOptions, ExportReport, check_formats, export_graphs,
+                            folder_hash, input_paths, write_checked_manifest)
 
 @dataclass
 class ModelSet:
@@ -149,6 +149,5 @@ def export_gpt_sovits(files: GptSovitsFiles, options: ExportOptions) -> ExportRe
             symbols=list(symbol_table(models.version)), model=models.model_facts(), graphs=graphs,
             defaults=SynthesisOptions().to_manifest(), sources=models.sources,
         )
-        write_manifest(folder, manifest)
-        checked_model(Bundle.load(folder, verify=False))  # the runtime's own limits: never a bundle it would refuse
+        write_checked_manifest(folder, manifest)
     return ExportReport(Path(options.out), time.perf_counter() - start, parity)

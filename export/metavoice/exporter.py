@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
-from edgevoice.bundle import Manifest, atomic_folder, sha256_file, write_manifest
+from edgevoice.bundle import Manifest, atomic_folder, sha256_file
 from edgevoice.metavoice.options import FAMILY, SynthesisOptions
 
-from ..graph_export import ExportOptions, ExportReport, check_formats, export_graphs, input_paths
+from ..graph_export import (ExportOptions, ExportReport, check_formats, export_graphs,
+                            input_paths, write_checked_manifest)
 from .checkpoints import MetaVoiceFiles
 from .reference import MetaVoiceModel
 
@@ -49,5 +50,5 @@ def export_metavoice(files: MetaVoiceFiles, options: ExportOptions) -> ExportRep
             symbols=[], model={**facts, "tokenizer_file": TOKENIZER_FILE}, graphs=graphs,
             defaults=SynthesisOptions().to_manifest(), sources=source_hashes(files),
         )
-        write_manifest(folder, manifest)
+        write_checked_manifest(folder, manifest)
     return ExportReport(Path(options.out), time.perf_counter() - start, parity)
