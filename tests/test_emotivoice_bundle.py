@@ -104,11 +104,14 @@ def test_speed_streaming_and_bad_input(emotivoice_bundle):
     whole = synth.synthesize(text, voice)
     fast = synth.synthesize(text, voice, options=base.with_overrides(speed=2.0))
     assert 0.35 * whole.size < fast.size < 0.65 * whole.size
-    pieces = [c.audio for c in synth.stream(text, voice, options=base.with_overrides(vocoder_chunk_frames=16),
-                                            chunked=True)]
-    assert len(pieces) > 3
-    joined = np.concatenate(pieces)
-    assert joined.size == whole.size and _snr_db(whole, joined) >= 60
+    # on onnxruntime the chunks are `vocoder_chunk_frames` long; on OpenVINO they are its fixed-length calls
+    ort = edgevoice.load(emotivoice_bundle[0], backend="onnxruntime", threads=1)
+    for streamer, at_least in ((ort, 4), (synth, 2)):
+        pieces = [c.audio for c in streamer.stream(text, voice, options=base.with_overrides(vocoder_chunk_frames=16),
+                                                   chunked=True)]
+        assert len(pieces) >= at_least
+        joined = np.concatenate(pieces)
+        assert joined.size == whole.size and _snr_db(whole, joined) >= 60
     two = synth.synthesize("第一句话。Second sentence here.", voice)
     assert two.size > int(0.2 * 16000)  # two sentences with a pause between them
     with pytest.raises(TextError):

@@ -36,7 +36,7 @@ class SynthesisOptions(ModelOptions):
     speed: float = 1.0
     sentence_pause: float = 0.2  # seconds of silence between the sentences of a longer text (none before the first)
     max_sentence_chars: int = 120  # long sentences are cut at clause marks, then spaces, to stay under this
-    vocoder_chunk_frames: int = 64  # mel frames per vocoder call when streaming (audio leaves sooner)
+    vocoder_chunk_frames: int = 64  # mel frames per streamed chunk on onnxruntime (OpenVINO: its fixed windows)
     seed: int | None = None  # EmotiVoice is deterministic; accepted so every family takes --seed
 
     def __post_init__(self):

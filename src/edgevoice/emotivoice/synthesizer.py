@@ -231,23 +231,45 @@ class Synthesizer(FamilySynthesizer):
         OpenVINO the same samples come from calls at a few lengths (`VOCODER_FIXED_FRAMES`)."""
         mel = self._check_mel(mel)
         if not self._vocoder_fixed_shapes():
-            wav = self._vocoder_call(mel)
-        else:
-            hop = self.model["hop"]
-            parts = []
-            for call in fixed_shape_calls(mel.shape[2], VOCODER_CONTEXT_FRAMES, VOCODER_FIXED_FRAMES):
-                piece = mel[:, :, call.start: call.stop]
-                if call.length > piece.shape[2]:  # the padding's samples are cut away: any mel-like values do
-                    piece = np.pad(piece, ((0, 0), (0, 0), (0, call.length - piece.shape[2])), mode="edge")
-                offset = call.keep_start - call.start
-                parts.append(self._vocoder_call(piece)[offset * hop: (offset + call.keep_stop - call.keep_start) * hop])
-            wav = np.concatenate(parts)
+            return self._vocoder_call(mel)
+        return np.concatenate(list(self._fixed_shape_pieces(mel)))
+
+    def vocode_chunks(self, mel, chunk_frames: int) -> Iterator[np.ndarray]:
+        """The waveform of `mel` (either layout `vocode` takes) in pieces of `chunk_frames` frames, each vocoded
+        with `VOCODER_CONTEXT_FRAMES` of context on both sides that is then cut away. On OpenVINO the pieces are
+        the fixed-length calls' (`VOCODER_FIXED_FRAMES`: 96–112 frames each, ~1.6 s of audio), whatever
+        `chunk_frames`: each smaller piece would cost a whole call."""
+        mel = self._check_mel(mel)  # checked now, not when the first chunk is asked for
+        if isinstance(chunk_frames, (bool, np.bool_)) or not isinstance(chunk_frames, Integral) or chunk_frames < 1:
+            raise OptionsError(f"chunk_frames must be a positive whole number, not {chunk_frames!r}")
+        if self._vocoder_fixed_shapes():
+            return self._fixed_shape_pieces(mel)
+        return self._chunks(mel, int(chunk_frames))
+
+    def _chunks(self, mel: np.ndarray, chunk_frames: int) -> Iterator[np.ndarray]:
+        hop, total = self.model["hop"], mel.shape[2]
+        for start in range(0, total, chunk_frames):
+            stop = min(total, start + chunk_frames)
+            left, right = max(0, start - VOCODER_CONTEXT_FRAMES), min(total, stop + VOCODER_CONTEXT_FRAMES)
+            wav = self.vocode(mel[:, :, left:right])
+            yield wav[(start - left) * hop: (stop - left) * hop]
+
+    def _fixed_shape_pieces(self, mel: np.ndarray) -> Iterator[np.ndarray]:
+        """The waveform of `mel` `[1, n_mels, frames]`, one piece per call of `fixed_shape_calls`."""
+        hop = self.model["hop"]
+        for call in fixed_shape_calls(mel.shape[2], VOCODER_CONTEXT_FRAMES, VOCODER_FIXED_FRAMES):
+            piece = mel[:, :, call.start: call.stop]
+            if call.length > piece.shape[2]:  # the padding's samples are cut away: any mel-like values do
+                piece = np.pad(piece, ((0, 0), (0, 0), (0, call.length - piece.shape[2])), mode="edge")
+            offset = call.keep_start - call.start
+            yield self._vocoder_call(piece)[offset * hop: (offset + call.keep_stop - call.keep_start) * hop]
+
+    @serialized
+    def _vocoder_call(self, mel: np.ndarray) -> np.ndarray:
+        wav = self._run("hifigan", mel=mel)["wav"][0]
         if not np.isfinite(wav).all():  # finite float32 mels near 3e38 still overflow inside the vocoder
             raise OptionsError("the vocoder gives NaN for this mel: its values are far outside a log-mel's range")
         return wav
-
-    def _vocoder_call(self, mel: np.ndarray) -> np.ndarray:
-        return self._run("hifigan", mel=mel)["wav"][0]
 
     def _vocoder_fixed_shapes(self) -> bool:
         """Whether the vocoder runs at `VOCODER_FIXED_FRAMES` only: where its engine prepares each new input shape
@@ -255,22 +277,6 @@ class Synthesizer(FamilySynthesizer):
         if "hifigan" not in self._sessions:
             self._sessions["hifigan"] = self.backend.session(self.bundle, "hifigan")
         return getattr(self._sessions["hifigan"], "prepares_each_shape", True)
-
-    def vocode_chunks(self, mel, chunk_frames: int) -> Iterator[np.ndarray]:
-        """The waveform of `mel` (either layout `vocode` takes) in pieces of `chunk_frames` frames, each vocoded
-        with `VOCODER_CONTEXT_FRAMES` of context on both sides that is then cut away."""
-        mel = self._check_mel(mel)[0].T  # [frames, n_mels]; checked now, not when the first chunk is asked for
-        if isinstance(chunk_frames, (bool, np.bool_)) or not isinstance(chunk_frames, Integral) or chunk_frames < 1:
-            raise OptionsError(f"chunk_frames must be a positive whole number, not {chunk_frames!r}")
-        return self._chunks(mel, int(chunk_frames))
-
-    def _chunks(self, mel: np.ndarray, chunk_frames: int) -> Iterator[np.ndarray]:
-        hop, total = self.model["hop"], mel.shape[0]
-        for start in range(0, total, chunk_frames):
-            stop = min(total, start + chunk_frames)
-            left, right = max(0, start - VOCODER_CONTEXT_FRAMES), min(total, stop + VOCODER_CONTEXT_FRAMES)
-            wav = self.vocode(mel[left:right])
-            yield wav[(start - left) * hop: (stop - left) * hop]
 
     # ---------------------------------------------------------------- speakers and styles
 
