@@ -271,6 +271,7 @@ class Synthesizer(FamilySynthesizer):
             raise OptionsError("the vocoder gives NaN for this mel: its values are far outside a log-mel's range")
         return wav
 
+    @serialized  # vocode_chunks asks outside the lock; the session is made once
     def _vocoder_fixed_shapes(self) -> bool:
         """Whether the vocoder runs at `VOCODER_FIXED_FRAMES` only: where its engine prepares each new input shape
         (OpenVINO; sessions that do not say run at fixed shapes too, as both give the same samples)."""
