@@ -14,22 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 SENTENCES = ("The weather is lovely today, and we are going to the park together. She sells sea shells by the sea "
              "shore, and the shells she sells are surely sea shells. A quick brown fox jumped over the lazy dog. We "
              "will meet again tomorrow morning at the old station near the river. Please remember to bring your "
              "umbrella. The concert starts at eight, so let us have dinner early and walk there together.")
-
-
-def _peak_rss_mib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) // 1024
-    return 0
 
 
 def _child(args) -> None:
@@ -59,7 +52,7 @@ def _child(args) -> None:
     synth.synthesize(SENTENCES, voice)
     audio_s = audio.size / synth.sample_rate
     print(json.dumps({"audio_s": audio_s, "first": first, "vocoder_again_s_per_s": seconds["hifigan"] / audio_s,
-                      "peak_rss_mib": _peak_rss_mib()}))
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
 
 
 def main() -> None:

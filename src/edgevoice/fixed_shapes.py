@@ -1,10 +1,12 @@
 """Exact output of a local sequence graph from calls at a few fixed lengths, without masks (shared; knows no family).
 
-Why: OpenVINO keeps memory for every input length a graph has run at, for good (benchmarks/long_running_memory.py),
-so a long-running process that feeds a convolutional vocoder each sentence at its own length grows with every new
-one. A graph whose every output frame depends only on the input frames within `reach` of it (a HiFi-GAN: its
-convolutions see a few frames to each side) gives, for the frames at least `reach` away from where a call's input
-was padded or cut, exactly what one call on the whole input gives. So a sequence of any length is covered by calls
+Why: OpenVINO prepares kernels and buffers for every new input length on its first run at it and keeps them for
+good, so feeding a convolutional vocoder each sentence at its own length costs a preparation per sentence (for a
+bf16 vocoder more than the call itself) and memory that grows with every new length
+(benchmarks/emotivoice_shapes.py, benchmarks/long_running_memory.py). A graph whose every output frame depends only
+on the input frames within `reach` of it (a HiFi-GAN: its convolutions see a few frames to each side) gives, for the
+frames at least `reach` away from where a call's input was padded or cut, exactly what one call on the whole input
+gives. So a sequence of any length is covered by calls
 at a handful of lengths:
 
 * up to `2·reach` frames: one call at the sequence's own length (few, small shapes);

@@ -123,10 +123,13 @@ class Synthesizer(FamilySynthesizer):
     def _read_lines(self, rel: str) -> list[str]:
         return self._read_text(rel).splitlines()
 
-    def _run(self, name: str, **feeds) -> dict[str, np.ndarray]:
+    def _session(self, name: str):
         if name not in self._sessions:
             self._sessions[name] = self.backend.session(self.bundle, name)
-        return self._sessions[name].run(feeds)
+        return self._sessions[name]
+
+    def _run(self, name: str, **feeds) -> dict[str, np.ndarray]:
+        return self._session(name).run(feeds)
 
     @property
     def frontend(self) -> Frontend:
@@ -251,7 +254,7 @@ class Synthesizer(FamilySynthesizer):
         for start in range(0, total, chunk_frames):
             stop = min(total, start + chunk_frames)
             left, right = max(0, start - VOCODER_CONTEXT_FRAMES), min(total, stop + VOCODER_CONTEXT_FRAMES)
-            wav = self.vocode(mel[:, :, left:right])
+            wav = self._vocoder_call(mel[:, :, left:right])  # `mel` was checked by vocode_chunks
             yield wav[(start - left) * hop: (stop - left) * hop]
 
     def _fixed_shape_pieces(self, mel: np.ndarray) -> Iterator[np.ndarray]:
@@ -275,9 +278,7 @@ class Synthesizer(FamilySynthesizer):
     def _vocoder_fixed_shapes(self) -> bool:
         """Whether the vocoder runs at `VOCODER_FIXED_FRAMES` only: where its engine prepares each new input shape
         (OpenVINO; sessions that do not say run at fixed shapes too, as both give the same samples)."""
-        if "hifigan" not in self._sessions:
-            self._sessions["hifigan"] = self.backend.session(self.bundle, "hifigan")
-        return getattr(self._sessions["hifigan"], "prepares_each_shape", True)
+        return getattr(self._session("hifigan"), "prepares_each_shape", True)
 
     # ---------------------------------------------------------------- speakers and styles
 
