@@ -289,8 +289,6 @@ def child_jieba() -> dict:
 
 
 def child_warm(bundle: str, variant: str, threads: int, rounds: int, outputs: Path, reference: Path | None) -> dict:
-    from edgevoice.emotivoice.synthesizer import VOCODER_CONTEXT_FRAMES
-
     synth, probe = load_synth(bundle, variant, threads)
     voice = synth.voice_for(prompt=PROMPT)
     hop, rate = int(synth.model["hop"]), synth.sample_rate
@@ -366,7 +364,7 @@ def child_warm(bundle: str, variant: str, threads: int, rounds: int, outputs: Pa
               "e2e_s": [statistics.median(r[i] for r in e2e_rounds) for i in range(len(SENTENCES))],
               "first_audio_s": statistics.median(first), "first_audio_rounds": first,
               "cpu_share": cpu_share, "first_chunk_frames": synth.default_options.vocoder_chunk_frames,
-              "vocoder_context_frames": VOCODER_CONTEXT_FRAMES, "hop": hop, "sample_rate": rate}
+              "vocoder_context_frames": synth.vocoder_context, "hop": hop, "sample_rate": rate}
     if reference is not None and reference.exists():
         # vocoder alone: this variant's HiFi-GAN on the reference's mel
         ref = np.load(reference)

@@ -143,18 +143,18 @@ def test_openvino_vocoder_runs_at_fixed_shapes_with_the_same_audio(emotivoice_bu
     """On OpenVINO, which prepares each new input length on its first run (seconds) and keeps it (memory), the
     vocoder runs at a few mel lengths whatever the sentence, with the samples of one whole call (`fixed_shapes.py`);
     a server's synthesizer (`long_running`) keeps it there."""
-    from edgevoice.emotivoice.synthesizer import VOCODER_CONTEXT_FRAMES, VOCODER_FIXED_FRAMES
-
     synth = edgevoice.load(emotivoice_bundle[0], threads=1)
+    windows, context = synth.vocoder_windows, synth.vocoder_context
+    assert context == synth.model["vocoder_context_frames"] == 15  # upstream's kernels and rates (tiny keeps them)
     recorder = _LengthRecorder(synth.backend.session(synth.bundle, "hifigan"))
     synth._sessions["hifigan"] = recorder
     rng = np.random.default_rng(5)
-    lengths = (7, 33, 100, VOCODER_FIXED_FRAMES[0], VOCODER_FIXED_FRAMES[-1] + 1, 700)
+    lengths = (7, 33, 100, windows[0], windows[-1] + 1, 700)
     for frames in lengths:
         mel = (rng.standard_normal((frames, synth.model["n_mels"])) * 1.5 - 2).astype(np.float32)
         whole = recorder.session.run({"mel": mel.T[None]})["wav"][0]  # one call at the mel's own length
         np.testing.assert_allclose(synth.vocode(mel), whole, atol=2e-5, err_msg=f"{frames} frames")
-    assert set(recorder.frames) == {7, 2 * VOCODER_CONTEXT_FRAMES, *VOCODER_FIXED_FRAMES}
+    assert set(recorder.frames) == {7, 2 * context, *windows}
     e2e = _fixture(emotivoice_set, "e2e_en1_tiny.npz")
     voice = synth.voice_for(speaker=str(e2e["speaker_name"]), prompt=str(e2e["prompt"]))
     whole = synth.synthesize(str(e2e["text"]), voice)
@@ -166,6 +166,33 @@ def test_openvino_vocoder_runs_at_fixed_shapes_with_the_same_audio(emotivoice_bu
     assert served.backend.onnxruntime_graphs == {"style_bert", "am_front", "am_back"}
     assert served._vocoder_fixed_shapes()
     assert not edgevoice.load(emotivoice_bundle[0], backend="onnxruntime")._vocoder_fixed_shapes()
+
+
+def test_a_vocoder_that_reaches_further_gets_its_own_context_and_windows(tmp_path):
+    """Another model set's HiFi-GAN (its first stage upsamples 2×, so its resblocks reach ~37 mel frames) is
+    exported with its own context; on OpenVINO its windows grow to hold more than that on both sides, and the
+    samples still equal one whole call's. With upstream's 16 frames they would not."""
+    pytest.importorskip("torch", reason="exporting needs the export extra (torch)")
+    from edgevoice_export.emotivoice.exporter import export_emotivoice, resolve_files
+    from edgevoice_export.emotivoice.random_model import make_test_model
+    from edgevoice_export.graph_export import ExportOptions
+
+    root = make_test_model(tmp_path / "models", "tiny", seed=3, yaml_overrides={
+        "model.upsample_rates": [2, 8, 4, 4], "model.upsample_kernel_sizes": [4, 16, 8, 8]})
+    export_emotivoice(resolve_files(root, {}), ExportOptions(tmp_path / "bundle", formats=("openvino",),
+                                                             progress=False))
+    synth = edgevoice.load(tmp_path / "bundle", threads=1)
+    assert (synth.vocoder_context, synth.vocoder_windows) == (42, (128, 256))
+    recorder = _LengthRecorder(synth.backend.session(synth.bundle, "hifigan"))
+    synth._sessions["hifigan"] = recorder
+    rng = np.random.default_rng(6)
+    for frames in (50, 100, 200, 600):
+        mel = (rng.standard_normal((frames, synth.model["n_mels"])) * 1.5 - 2).astype(np.float32)
+        whole = recorder.session.run({"mel": mel.T[None]})["wav"][0]
+        np.testing.assert_allclose(synth.vocode(mel), whole, atol=2e-5, err_msg=f"{frames} frames")
+    assert set(recorder.frames) == {50, 2 * 42, 128, 256}
+    synth.vocoder_context = 16  # what every bundle had before the context was worked out: joins that differ
+    assert np.abs(synth.vocode(mel) - whole).max() > 1e-3
 
 
 def test_an_export_the_runtime_would_refuse_is_not_written(emotivoice_set, tmp_path, monkeypatch):

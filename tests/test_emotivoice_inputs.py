@@ -215,8 +215,17 @@ def _top_sample_rate(manifest):
     (_top_sample_rate, "sample_rate 1 is not the vocoder's 16000"),
     (_set("n_vocab", 3), "symbols; the model has 3"),
     (_without("speakers_file"), "has no 'speakers_file'"),
+    (_set("vocoder_context_frames", 0), "vocoder_context_frames must be a frame count from 1 to 256, found 0"),
+    (_set("vocoder_context_frames", 10 ** 6), "vocoder_context_frames must be a frame count"),  # windows of 4M
+    (_set("vocoder_context_frames", 15.0), "vocoder_context_frames must be a frame count"),
 ])
 def test_model_facts_are_checked_when_loading(emotivoice_bundle, tmp_path, edit, match):
     folder = _tampered(emotivoice_bundle[0], tmp_path / "bundle", edit=edit)
     with pytest.raises(BundleError, match=f"manifest model.*{match}"):
         edgevoice.load(folder, threads=1)
+
+
+def test_a_bundle_from_before_the_vocoders_context_was_recorded_keeps_upstreams(emotivoice_bundle, tmp_path):
+    folder = _tampered(emotivoice_bundle[0], tmp_path / "bundle", edit=_without("vocoder_context_frames"))
+    synth = edgevoice.load(folder, threads=1)
+    assert (synth.vocoder_context, synth.vocoder_windows) == (16, (64, 128))

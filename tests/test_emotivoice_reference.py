@@ -258,6 +258,41 @@ def test_facts(model):
     assert (facts["sample_rate"], facts["n_mels"], facts["hop"], facts["hidden"], facts["bert_hidden"]) == (
         16000, 80, 256, 32, 40)
     assert (facts["n_vocab"], facts["n_speaker"], facts["bert_vocab_size"]) == (502, 2014, 13685)
+    assert facts["vocoder_context_frames"] == 15  # upstream's kernels and rates (the tiny set keeps them)
+
+
+# upstream's vocoder and others a model set could configure: the other residual block, a first stage that upsamples
+# little (its resblocks reach far in frames), odd rates and fewer resblocks
+VOCODER_CONFIGS = {
+    "upstream": {},
+    "resblock2": {"resblock": "2", "resblock_dilation_sizes": [[1, 2], [2, 6], [3, 12]]},
+    "slow-first-stage": {"upsample_rates": [2, 8, 4, 4], "upsample_kernel_sizes": [4, 16, 8, 8]},
+    "odd-rates": {"upsample_rates": [5, 5, 4, 3], "upsample_kernel_sizes": [11, 11, 8, 7],
+                  "resblock_kernel_sizes": [3, 5], "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5]]},
+}
+
+
+@pytest.mark.parametrize("change", VOCODER_CONFIGS.values(), ids=VOCODER_CONFIGS.keys())
+def test_the_vocoders_context_is_worked_out_from_its_configuration(change):
+    """The context the runtime's mel windows carry (`vocoder_context_frames`, from the kernels, dilations and
+    rates) covers what one mel frame reaches, measured on the module, and is not far over it."""
+    from edgevoice_export.emotivoice.models import HiFiGAN
+    from edgevoice_export.hifigan import measured_reach_frames
+
+    config = {"resblock": "1", "upsample_rates": [8, 8, 2, 2], "upsample_kernel_sizes": [16, 16, 4, 4],
+              "initial_channel": 8, "upsample_initial_channel": 32, "resblock_kernel_sizes": [3, 7, 11],
+              "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]], **change}
+    torch.manual_seed(0)
+    vocoder = HiFiGAN(config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # several threads may sum in another order on the two runs: samples far away "change"
+    try:
+        with torch.no_grad():
+            measured = measured_reach_frames(lambda mel: vocoder(torch.from_numpy(mel)).numpy(), 8, 1,
+                                             vocoder.reach_frames)
+    finally:
+        torch.set_num_threads(threads)
+    assert measured <= vocoder.reach_frames <= measured + 5
 
 
 def test_graph_specs_shapes(model):

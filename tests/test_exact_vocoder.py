@@ -180,7 +180,7 @@ def test_the_split_vocoder_gives_the_one_graphs_samples(split_bundle, exact_bund
 def test_the_tails_reach_is_measured_not_guessed(split_bundle, fixture_bundle):
     """The tail needs fewer frames of context than the whole vocoder; the same measurement on the whole masked
     vocoder stays within the bound the exporter works out from its kernels and strides (which rounds up)."""
-    from edgevoice_export.gpt_sovits.vocoder_tail import tail_reach_frames
+    from edgevoice_export.hifigan import measured_reach_frames
 
     bundle = Bundle.load(fixture_bundle[0])
     analytic = bundle.manifest.model["sovits"]["vocoder_context_frames"]
@@ -191,10 +191,10 @@ def test_the_tails_reach_is_measured_not_guessed(split_bundle, fixture_bundle):
     def whole(z):
         return session.run({"z": z, "ge": ge, "valid_frames": np.array([z.shape[-1]], np.int64)})["audio"]
 
-    measured = tail_reach_frames(whole, 192, 1, analytic + 4)
+    measured = measured_reach_frames(whole, 192, 1, analytic + 4)
     assert split_bundle[1]["context"] < measured <= analytic
     with pytest.raises(ValueError, match="reaches further"):
-        tail_reach_frames(whole, 192, 1, measured - 1)
+        measured_reach_frames(whole, 192, 1, measured - 1)
 
 
 def test_a_split_bundle_without_the_tails_context_or_windows_is_refused(split_bundle, tmp_path, monkeypatch):

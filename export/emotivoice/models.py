@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoints import built_on_meta
+from ..hifigan import EDGE_KERNEL, hifigan_reach_frames
 from .checkpoints import (AM_IGNORED, STYLE_IGNORED, CheckpointError, EmotiVoiceFiles, check_state, load_bert_config,
                           load_config, read_am_checkpoint, read_style_checkpoint)
 
@@ -332,12 +333,14 @@ class HiFiGAN(nn.Module):
         self.num_kernels = len(m["resblock_kernel_sizes"])
         self.upsample_rates = [int(u) for u in m["upsample_rates"]]
         self.kernel_sizes = [int(k) for k in m["upsample_kernel_sizes"]]
+        self.resblock_kernel_sizes = [int(k) for k in m["resblock_kernel_sizes"]]
+        self.resblock_dilation_sizes = [[int(x) for x in d] for d in m["resblock_dilation_sizes"]]
         self.initial_channel = int(m["initial_channel"])
         # as upstream: ResBlock1 only for the string "1" (yaml `resblock: 1`, an int, selects ResBlock2 there too)
         self.resblock = "1" if m["resblock"] == "1" else "2"
         block = ResBlock1 if self.resblock == "1" else ResBlock2
         base = int(m["upsample_initial_channel"])
-        self.conv_pre = nn.Conv1d(self.initial_channel, base, 7, 1, padding=3)
+        self.conv_pre = nn.Conv1d(self.initial_channel, base, EDGE_KERNEL, 1, padding=EDGE_KERNEL // 2)
         self.ups = nn.ModuleList(
             nn.ConvTranspose1d(base // (2 ** i), base // (2 ** (i + 1)), k, u, padding=(k - u) // 2)
             for i, (u, k) in enumerate(zip(self.upsample_rates, self.kernel_sizes))
@@ -348,12 +351,19 @@ class HiFiGAN(nn.Module):
             channels = base // (2 ** (i + 1))
             for k, d in zip(m["resblock_kernel_sizes"], m["resblock_dilation_sizes"]):
                 self.resblocks.append(block(channels, int(k), [int(x) for x in d]))
-        self.conv_post = nn.Conv1d(channels, 1, 7, 1, padding=3)
+        self.conv_post = nn.Conv1d(channels, 1, EDGE_KERNEL, 1, padding=EDGE_KERNEL // 2)
         self.eval()
 
     @property
     def hop(self) -> int:
         return int(np.prod(self.upsample_rates))
+
+    @property
+    def reach_frames(self) -> int:
+        """Mel frames to each side that one frame moves the audio of, rounded up: the context a window of the mel
+        needs for its kept samples to equal one whole call's (`vocoder_context_frames` in the manifest)."""
+        return hifigan_reach_frames(self.resblock, self.resblock_kernel_sizes, self.resblock_dilation_sizes,
+                                    self.upsample_rates, self.kernel_sizes)
 
     @property
     def exact_hop(self) -> bool:

@@ -50,6 +50,7 @@ class EmotiVoiceModel:
             "hop": self.vocoder.hop,  # samples per mel frame = product of upsample_rates
             "upsample_rates": list(self.vocoder.upsample_rates),
             "resblock": self.vocoder.resblock,
+            "vocoder_context_frames": self.vocoder.reach_frames,  # windows of the mel carry this much context
             "hidden": self.am.hidden,
             "encoder_layers": int(m["encoder_n_layers"]),
             "decoder_layers": int(m["decoder_n_layers"]),

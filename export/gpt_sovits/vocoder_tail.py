@@ -10,7 +10,7 @@ onnxruntime's NCHWc kernels (the tail rewritten as 2-d convolutions) were slower
 
 So, where the ladder kept float stages, `quantize` cuts the 8-bit graph where they begin (its head then returns
 `hidden`), takes the same stages from the FP32 vocoder with their masks (`valid_frames`) as `sovits_vocoder_tail`
-run at a few window lengths, measures how many frames of context the tail needs (`tail_reach_frames`), checks that
+run at a few window lengths, measures how many frames of context the tail needs (`measured_reach_frames`), checks that
 head + tail give the one graph's audio, and keeps the split where it is faster on the held-out calls. In a process
 that otherwise loads no OpenVINO (a voice read from a file) its libraries, runtime and buffers cost ~100 MiB, which
 took the full-size v2 past the 600 MB goal (602 MB), so by default (`--vocoder-tail auto`) the head is written
@@ -33,6 +33,7 @@ from edgevoice.bundle import Bundle, GraphEntry, Manifest, TensorSpec, write_man
 from edgevoice.gpt_sovits.split_vocoder import VOCODER_HEAD, VOCODER_TAIL, SplitVocoder
 from edgevoice.gpt_sovits.synthesizer import EXACT_VOCODER, EXACT_VOCODER_WINDOW_FRAMES
 
+from ..hifigan import measured_reach_frames
 from ..onnx_split import subgraph
 from ..quant_accuracy import AUDIBLE_LOG_MEL_L1, snr_db
 from ..quantize import best_seconds, run_all
@@ -79,25 +80,6 @@ def _frames_from_hidden(tail: onnx.ModelProto, per_frame: int) -> None:
     graph.input.extend(inputs)
 
 
-def tail_reach_frames(run, channels: int, per_frame: int, limit: int) -> int:
-    """How many frames to each side one frame of a vocoder's input reaches in its output: the context a window
-    needs for its kept samples to equal the whole decode's. `run(x)` maps `[1, channels, frames·per_frame]` to
-    the audio samples; measured by moving one frame in the middle of random input and seeing which output frames
-    change (a convolution's reach is exact: every sample inside it changes). `limit`: a reach known to be larger."""
-    frames, middle = 2 * limit + 3, limit + 1
-    rng = np.random.default_rng(0)
-    hidden = rng.standard_normal((1, channels, frames * per_frame)).astype(np.float32)
-    moved = hidden.copy()
-    moved[:, :, middle * per_frame:(middle + 1) * per_frame] += 1.0
-    before, after = run(hidden).reshape(-1), run(moved).reshape(-1)
-    hop = before.size // frames
-    changed = np.flatnonzero(before != after)
-    reach = max(middle - changed[0] // hop, changed[-1] // hop - middle)
-    if changed[0] == 0 or changed[-1] == before.size - 1 or reach > limit:
-        raise ValueError(f"the vocoder's tail reaches further than {limit} frames")
-    return int(reach)
-
-
 def _masked_tail(source: Bundle, first_node: str, per_frame: int) -> tuple[onnx.ModelProto, int]:
     """The FP32 vocoder's operators from `first_node` on, masks included (`hidden`, `valid_frames` → `audio`, any
     length), and the channels of `hidden`."""
@@ -132,7 +114,7 @@ def cut_float_tail(source: Bundle, quantised: onnx.ModelProto, first_node: str, 
     def run_tail(x: np.ndarray) -> np.ndarray:
         return session.run(None, {"hidden": x, "valid_frames": np.array([x.shape[-1] // per_frame], np.int64)})[0]
 
-    context = tail_reach_frames(run_tail, channels, per_frame, limit)
+    context = measured_reach_frames(run_tail, channels, per_frame, limit)
     return {"head": head, "tail": tail, "channels": channels, "per_frame": per_frame, "context": context}
 
 

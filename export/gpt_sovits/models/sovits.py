@@ -25,9 +25,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...checkpoints import CheckpointError, config_ints, planned_shapes, require_shapes
+from ...hifigan import hifigan_reach_frames
 from ..checkpoints import Checkpoint
 from .sovits_layers import (RESBLOCKS, Flow, Generator, MelStyleEncoder, MultiHeadAttention, RelPosEncoder,
-                            fold_weight_norm, masked, vocoder_reach_frames)
+                            fold_weight_norm, masked)
 
 # Sizes upstream hard-codes rather than reading from the config.
 SSL_DIM = 768                 # HuBERT feature width
@@ -194,7 +195,7 @@ class SoVITS(nn.Module):
         self.dec = Generator(self.inter_channels, model["upsample_initial_channel"], model["resblock"],
                              model["resblock_kernel_sizes"], model["resblock_dilation_sizes"],
                              model["upsample_rates"], model["upsample_kernel_sizes"], gin)
-        self.vocoder_context_frames = vocoder_reach_frames(
+        self.vocoder_context_frames = hifigan_reach_frames(
             model["resblock"], model["resblock_kernel_sizes"], model["resblock_dilation_sizes"],
             model["upsample_rates"], model["upsample_kernel_sizes"])
         self.flow = Flow(self.inter_channels, model["hidden_channels"], FLOW_KERNEL, FLOW_DILATION,

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...hifigan import EDGE_KERNEL as GENERATOR_EDGE_KERNEL
+
 LRELU_SLOPE = 0.1  # HiFi-GAN / ResBlock slope; the generator's final activation uses torch's default 0.01
-GENERATOR_EDGE_KERNEL = 7  # conv_pre and conv_post
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -319,27 +320,6 @@ class ResBlock2(nn.Module):
 
 
 RESBLOCKS = {"1": ResBlock1, "2": ResBlock2}
-
-
-def vocoder_reach_frames(resblock: str, resblock_kernel_sizes: list[int], resblock_dilation_sizes: list[list[int]],
-                         upsample_rates: list[int], upsample_kernel_sizes: list[int]) -> int:
-    """How many input frames to each side one output sample of `Generator` depends on, rounded up: the context a
-    window of its input needs for its inner samples to equal the whole decode's."""
-
-    def block_reach(kernel: int, dilations: list[int]) -> int:  # in samples at the block's rate
-        half = (kernel - 1) // 2
-        if str(resblock) == "1":  # a dilated then an undilated convolution per step
-            return sum(half * d + half for d in dilations)
-        return sum(half * d for d in dilations[:2])
-
-    reach = float(GENERATOR_EDGE_KERNEL // 2)  # conv_pre, at the frame rate
-    rate = 1
-    for factor, kernel in zip(upsample_rates, upsample_kernel_sizes):
-        reach += math.ceil(kernel / factor) / rate  # a transposed convolution mixes ⌈k/u⌉ neighbouring inputs
-        rate *= factor
-        reach += max(block_reach(k, d) for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes)) / rate
-    reach += (GENERATOR_EDGE_KERNEL // 2) / rate  # conv_post
-    return math.ceil(reach)
 
 
 class Generator(nn.Module):

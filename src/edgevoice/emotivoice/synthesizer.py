@@ -44,12 +44,14 @@ GRAPH_INPUTS = {
 MAX_TEXT_CHARS = 20000
 STYLE_CACHE_SIZE = 256
 TANH_SLACK = 1e-5  # how far past ±1 an engine's tanh may round (a style or content embedding is one)
-# Mel frames of context on each side of a vocoder call cut out of a longer mel (streamed chunks, fixed shapes).
-# HiFi-GAN's receptive field, counted in input frames, is conv_pre's 3 plus each stage's transposed-convolution and
-# resblock reach divided by the upsampling so far: for upstream's configuration a change in one mel frame moves
-# the samples of 12.4 frames to either side (measured on the tiny set, which keeps upstream's kernels and rates);
-# 16 leaves a margin, and the streaming and fixed-shape tests check the joins against one whole-sentence call.
-VOCODER_CONTEXT_FRAMES = 16
+# Mel frames of context on each side of a vocoder call cut out of a longer mel (streamed chunks, fixed shapes): the
+# manifest's `vocoder_context_frames`, which the exporter works out from the HiFi-GAN's kernels, dilations and rates
+# (edgevoice_export/hifigan.py: 15 for upstream's configuration, whose measured reach is 12.4 frames). Bundles
+# exported before it was recorded were all made with upstream's kernels and rates and use this; the streaming and
+# fixed-shape tests check the joins against one whole-sentence call.
+LEGACY_VOCODER_CONTEXT_FRAMES = 16
+# A context past this is refused as a corrupt manifest (upstream's is 15; windows grow with it, and so would memory).
+MAX_VOCODER_CONTEXT_FRAMES = 256
 # Mel frames the vocoder runs at on OpenVINO (`fixed_shapes.py`): a sentence is cut into windows of 128 frames
 # (the last 16 frames of a shorter one come from a call of 32), because OpenVINO prepares each new input length on
 # its first run (0.7-2.5 s for the full-size vocoder, against 0.10-0.44 s run again) and keeps it. Full-size INT8
@@ -60,7 +62,8 @@ VOCODER_CONTEXT_FRAMES = 16
 # (0.023 against 0.035 s per s of audio), but a process seldom meets a length twice: 30 sentence lengths
 # (benchmarks/long_running_memory.py) took 26.1 s and 737 → 3408 MiB at the own lengths, 8.6 s and 636 → 943 MiB
 # with these (the rest of the growth is the acoustic model's and BERT's). onnxruntime, which prepares nothing per
-# length, runs each mel whole.
+# length, runs each mel whole. A vocoder reaching 32 frames or more runs at whole multiples of these instead
+# (`vocoder_windows`), so that the shortest still holds more than its context on both sides.
 VOCODER_FIXED_FRAMES = (64, 128)
 # The model facts (manifest `model`) this class reads, each a positive integer, and the bundle files it opens; a
 # manifest edited by hand or written by another exporter is refused when the synthesizer is made, by name, instead
@@ -104,6 +107,8 @@ class Synthesizer(FamilySynthesizer):
             raise BundleError(f"{bundle.path}: {self.model['speakers_file']} lists {len(self.speakers)} speakers; the "
                               f"model has {self.model['n_speaker']} (corrupt bundle)")
         self._speaker_rows = {name: row for row, name in enumerate(self.speakers)}
+        self.vocoder_context = _vocoder_context(bundle, self.model)
+        self.vocoder_windows = vocoder_windows(self.vocoder_context)
         self._sessions: dict = {}
         self._lock = threading.RLock()  # see edgevoice.threadsafe
         self._frontend: Frontend | None = None
@@ -231,7 +236,7 @@ class Synthesizer(FamilySynthesizer):
     @serialized
     def vocode(self, mel) -> np.ndarray:
         """HiFi-GAN: mel `[frames, n_mels]` (what `acoustic` returns) or `[1, n_mels, frames]` → waveform. On
-        OpenVINO the same samples come from calls at a few lengths (`VOCODER_FIXED_FRAMES`)."""
+        OpenVINO the same samples come from calls at a few lengths (`vocoder_windows`)."""
         mel = self._check_mel(mel)
         if not self._vocoder_fixed_shapes():
             return self._vocoder_call(mel)
@@ -239,9 +244,9 @@ class Synthesizer(FamilySynthesizer):
 
     def vocode_chunks(self, mel, chunk_frames: int) -> Iterator[np.ndarray]:
         """The waveform of `mel` (either layout `vocode` takes) in pieces of `chunk_frames` frames, each vocoded
-        with `VOCODER_CONTEXT_FRAMES` of context on both sides that is then cut away. On OpenVINO the pieces are
-        the fixed-length calls' (`VOCODER_FIXED_FRAMES`: 96–112 frames each, ~1.6 s of audio), whatever
-        `chunk_frames`: each smaller piece would cost a whole call."""
+        with `vocoder_context` frames of context on both sides that is then cut away. On OpenVINO the pieces are
+        the fixed-length calls' (`vocoder_windows`: ~100 frames each for upstream's vocoder, ~1.6 s of audio),
+        whatever `chunk_frames`: each smaller piece would cost a whole call."""
         mel = self._check_mel(mel)  # checked now, not when the first chunk is asked for
         if isinstance(chunk_frames, (bool, np.bool_)) or not isinstance(chunk_frames, Integral) or chunk_frames < 1:
             raise OptionsError(f"chunk_frames must be a positive whole number, not {chunk_frames!r}")
@@ -253,14 +258,14 @@ class Synthesizer(FamilySynthesizer):
         hop, total = self.model["hop"], mel.shape[2]
         for start in range(0, total, chunk_frames):
             stop = min(total, start + chunk_frames)
-            left, right = max(0, start - VOCODER_CONTEXT_FRAMES), min(total, stop + VOCODER_CONTEXT_FRAMES)
+            left, right = max(0, start - self.vocoder_context), min(total, stop + self.vocoder_context)
             wav = self._vocoder_call(mel[:, :, left:right])  # `mel` was checked by vocode_chunks
             yield wav[(start - left) * hop: (stop - left) * hop]
 
     def _fixed_shape_pieces(self, mel: np.ndarray) -> Iterator[np.ndarray]:
         """The waveform of `mel` `[1, n_mels, frames]`, one piece per call of `fixed_shape_calls`."""
         hop = self.model["hop"]
-        for call in fixed_shape_calls(mel.shape[2], VOCODER_CONTEXT_FRAMES, VOCODER_FIXED_FRAMES):
+        for call in fixed_shape_calls(mel.shape[2], self.vocoder_context, self.vocoder_windows):
             piece = mel[:, :, call.start: call.stop]
             if call.length > piece.shape[2]:  # the padding's samples are cut away: any mel-like values do
                 piece = np.pad(piece, ((0, 0), (0, 0), (0, call.length - piece.shape[2])), mode="edge")
@@ -276,7 +281,7 @@ class Synthesizer(FamilySynthesizer):
 
     @serialized  # vocode_chunks asks outside the lock; the session is made once
     def _vocoder_fixed_shapes(self) -> bool:
-        """Whether the vocoder runs at `VOCODER_FIXED_FRAMES` only: where its engine prepares each new input shape
+        """Whether the vocoder runs at `vocoder_windows` only: where its engine prepares each new input shape
         (OpenVINO; sessions that do not say run at fixed shapes too, as both give the same samples)."""
         return getattr(self._session("hifigan"), "prepares_each_shape", True)
 
@@ -481,6 +486,21 @@ def _checked_model(bundle: Bundle) -> dict:
         raise BundleError(f"{where}: the bundle has {len(manifest.symbols)} symbols; the model has "
                           f"{model['n_vocab']}")
     return model
+
+
+def vocoder_windows(context: int) -> tuple[int, ...]:
+    """The mel lengths the vocoder runs at where its engine prepares each shape: `VOCODER_FIXED_FRAMES`, times the
+    smallest whole number that makes the shortest longer than `context` frames on both sides."""
+    scale = 1 + 2 * context // VOCODER_FIXED_FRAMES[0]
+    return tuple(length * scale for length in VOCODER_FIXED_FRAMES)
+
+
+def _vocoder_context(bundle: Bundle, model: dict) -> int:
+    context = model.get("vocoder_context_frames", LEGACY_VOCODER_CONTEXT_FRAMES)
+    if isinstance(context, bool) or not isinstance(context, int) or not 1 <= context <= MAX_VOCODER_CONTEXT_FRAMES:
+        raise BundleError(f"{bundle.path}: manifest model vocoder_context_frames must be a frame count from 1 to "
+                          f"{MAX_VOCODER_CONTEXT_FRAMES}, found {abbreviated(repr(context))}")
+    return context
 
 
 def _string(text, what: str) -> str:
