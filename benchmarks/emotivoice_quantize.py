@@ -226,7 +226,7 @@ def sweep(args, bundle: Path, cal, f32_only: bool = False) -> dict:
             per_round = [sum(times[k][r * len(held):(r + 1) * len(held)]) for r in range(args.rounds)]
             rows[k] = {"speedup": statistics.median(ratios), "ms_per_item": 1000 * statistics.median(times[k]),
                        "rtf": statistics.median(per_round) / audio_s,
-                       "accuracy": graph_accuracy(name, outputs["fp32"], outputs[k], rate),
+                       "accuracy": graph_accuracy(name, held, outputs["fp32"], outputs[k], rate),
                        "quantise_s": seconds.get(k.split("+")[0])}
             print(f"{name:10s} {k:12s} x{rows[k]['speedup']:.2f} {rows[k]['ms_per_item']:8.1f} ms/item "
                   f"{_accuracy_text(name, rows[k]['accuracy'])}", flush=True)

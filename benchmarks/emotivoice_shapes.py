@@ -1,11 +1,13 @@
 """EmotiVoice's vocoder on OpenVINO at each sentence's own mel length against the fixed lengths the runtime uses
-(`VOCODER_FIXED_FRAMES`, `edgevoice/fixed_shapes.py`), in fresh processes, as `edgevoice say` meets them.
+(`VOCODER_FIXED_FRAMES`, `edgevoice/fixed_shapes.py`), and its acoustic model at each sentence's own phone and frame
+counts against the padded ones (`AM_SMALLEST_LENGTH`), in fresh processes, as `edgevoice say` meets them.
 
     python benchmarks/emotivoice_shapes.py --bundle DIR [--rounds 2] [--threads 2] [--frames 64,128 ...]
 
 Each process loads the bundle and speaks six sentences (each a new mel length), then speaks them again (every
 length prepared): it prints the seconds each graph took the first time, the vocoder's seconds per second of audio
-the second time, and its peak RSS. `own` runs the vocoder at each mel's own length; `fixed` as the runtime does;
+the second time, and its peak RSS. `own` runs the vocoder at each mel's own length; `am-own` the acoustic model
+at each sentence's own lengths (bundles whose am_front / am_back take the real counts); `fixed` as the runtime does;
 `--frames` adds other length sets to compare (e.g. `64,128,192,256`). OpenVINO prepares kernels and buffers for
 each new input length on its first run at it; onnxruntime does not, and runs each mel whole.
 """
@@ -32,6 +34,8 @@ def _child(args) -> None:
     synth = edgevoice.load(args.bundle, threads=args.threads)
     if args.variant == "own":
         synth._vocoder_fixed_shapes = lambda: False  # what the runtime did before fixed shapes
+    elif args.variant == "am-own":
+        emotivoice.padded_length = lambda length, smallest: length  # what the runtime did before padding
     elif args.variant != "fixed":
         emotivoice.VOCODER_FIXED_FRAMES = tuple(int(x) for x in args.variant.split(","))
     seconds: dict[str, float] = {}
@@ -69,7 +73,7 @@ def main() -> None:
 
     print(f"CPU: {detect().summary()}; {args.threads} threads; bundle {args.bundle}")
     for round_ in range(1, args.rounds + 1):
-        for variant in ["own", "fixed", *args.frames]:
+        for variant in ["own", "am-own", "fixed", *args.frames]:
             out = subprocess.run([sys.executable, __file__, "--variant", variant, "--bundle", args.bundle,
                                   "--threads", str(args.threads)], capture_output=True, text=True)
             if out.returncode:

@@ -8,7 +8,7 @@ Each variant runs in its own process and prints VmRSS (MiB) every fifth length:
 
 * `openvino`: the default backend (`edgevoice.load(bundle)`);
 * `long-running`: `edgevoice.load(bundle, long_running=True)`, what `edgevoice serve` opens: the family's
-  `any_length_graphs` on onnxruntime, and EmotiVoice's vocoder on OpenVINO at a few fixed mel lengths;
+  `own_length_graphs` on onnxruntime, and EmotiVoice's vocoder on OpenVINO at a few fixed mel lengths;
 * `onnxruntime`: every graph on onnxruntime (`backend="onnxruntime"`), for comparison.
 
 Each variant also prints the seconds its whole run took (the same sentences or clips in each).
@@ -20,7 +20,10 @@ INT8) vs 0.49 s (onnxruntime FP32). BERT (not moved: it runs per sentence, 0.04 
 OpenVINO (HiFi-GAN +496 of it), +2 MiB long-running. Since the vocoder runs at fixed mel lengths on OpenVINO
 (`emotivoice/synthesizer.py` VOCODER_FIXED_FRAMES; AMX Xeon, full-size INT8, 30 lengths, 2026-12-07): `openvino`
 8.6 s, 636 → 943 MiB (BERT and the acoustic model), `long-running` 9.2 s, flat at 890–948, `onnxruntime` 18.3 s,
-flat at 674; before it, `openvino` took 26.1 s and grew 737 → 3408 MiB. MetaVoice full-size INT8, 14 sentence lengths: +58 MiB on
+flat at 674; before it, `openvino` took 26.1 s and grew 737 → 3408 MiB. With the acoustic model padded (bundles
+whose am_front / am_back take the real counts; same CPU, 2026-12-07): `openvino` 8.0 s, 634 → 733 MiB (the same
+model unpadded: 8.7 s, 636 → 943), `long-running` (now the acoustic model on OpenVINO too) 8.3 s, 843 → 921 (9.8 s,
+890 → 948 with it on onnxruntime). MetaVoice full-size INT8, 14 sentence lengths: +58 MiB on
 OpenVINO (EnCodec's decoder most of it), +16 MiB long-running (stage 1, which sets the pace, stays on OpenVINO).
 """
 

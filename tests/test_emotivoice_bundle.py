@@ -139,6 +139,46 @@ class _LengthRecorder:
         return self.session.run(feeds)
 
 
+class _ShapeRecorder:
+    """A session that notes the length of one input's axis 1 (or 0) and passes the feeds on."""
+
+    def __init__(self, session, name):
+        self.session, self.name, self.lengths = session, name, set()
+
+    def run(self, feeds):
+        self.lengths.add(feeds[self.name].shape[-1] if feeds[self.name].ndim == 1 else feeds[self.name].shape[1])
+        return self.session.run(feeds)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_acoustic_model_runs_at_a_few_padded_lengths(emotivoice_bundle, backend):
+    """Phones and frames are padded to the half-octave ladder (OpenVINO keeps kernels for every new length), and
+    the durations and mel are those of a run at the sentence's own length."""
+    from edgevoice.emotivoice.synthesizer import AM_SMALLEST_LENGTH
+    from edgevoice.fixed_shapes import padded_length
+
+    synth = edgevoice.load(emotivoice_bundle[0], backend=backend, threads=1)
+    front = _ShapeRecorder(synth.backend.session(synth.bundle, "am_front"), "token_ids")
+    back = _ShapeRecorder(synth.backend.session(synth.bundle, "am_back"), "frame_index")
+    synth._sessions.update(am_front=front, am_back=back)
+    voice = synth.voice_for(prompt="happy")
+    rng = np.random.default_rng(2)
+    for phones in (3, 17, 24, 40, 77):
+        ids = rng.integers(1, len(synth.bundle.manifest.symbols), phones)
+        durations, mel = synth.acoustic(ids, voice.speaker_row, voice.style, voice.style)
+        feeds = {"token_ids": ids[None], "speaker": np.array([voice.speaker_row]), "valid_phones": np.array([phones]),
+                 "style": voice.style[None], "content": voice.style[None]}
+        own = front.session.run(feeds)  # the graph at the sentence's own length: nothing padded
+        np.testing.assert_array_equal(durations, own["durations"][0])
+        frames = mel.shape[0]
+        own_mel = back.session.run({"hidden": own["hidden"], "durations": own["durations"],
+                                    "frame_index": np.arange(frames, dtype=np.float32),
+                                    "valid_phones": np.array([phones]), "valid_frames": np.array([frames])})["mel"][0]
+        np.testing.assert_allclose(mel, own_mel, atol=2e-5 * np.abs(own_mel).max())
+    ladder = {padded_length(n, AM_SMALLEST_LENGTH) for n in range(1, 4000)}
+    assert front.lengths == {16, 24, 48, 96} and back.lengths <= ladder
+
+
 def test_openvino_vocoder_runs_at_fixed_shapes_with_the_same_audio(emotivoice_bundle, emotivoice_set):
     """On OpenVINO, which prepares each new input length on its first run (seconds) and keeps it (memory), the
     vocoder runs at a few mel lengths whatever the sentence, with the samples of one whole call (`fixed_shapes.py`);
@@ -163,7 +203,7 @@ def test_openvino_vocoder_runs_at_fixed_shapes_with_the_same_audio(emotivoice_bu
         vocoder_chunk_frames=40), chunked=True)
     assert _snr_db(whole, np.concatenate([c.audio for c in chunks])) >= 60
     served = edgevoice.load(emotivoice_bundle[0], threads=1, long_running=True)
-    assert served.backend.onnxruntime_graphs == {"style_bert", "am_front", "am_back"}
+    assert served.backend.onnxruntime_graphs == {"style_bert"}  # the acoustic model runs padded (own test)
     assert served._vocoder_fixed_shapes()
     assert not edgevoice.load(emotivoice_bundle[0], backend="onnxruntime")._vocoder_fixed_shapes()
 

@@ -232,17 +232,28 @@ def test_hifigan_wav_matches_upstream(model, fixtures, uid):
 
 
 def test_end_to_end_and_graph_modules_match_upstream(model, fixtures):
-    """The exported graphs' modules chained as the host chains them reproduce upstream's wav for zh1."""
+    """The exported graphs' modules chained as the host chains them (phones and frames padded to the runtime's
+    lengths, the real counts as inputs) reproduce upstream's wav for zh1."""
+    from edgevoice.emotivoice.synthesizer import AM_SMALLEST_LENGTH
+    from edgevoice.fixed_shapes import padded_length
+
     am = np.load(fixtures / "am_zh1_tiny.npz")
     voc = np.load(fixtures / "hifigan_zh1_tiny.npz")
     front, back, hifigan = (spec.module for spec in model.graph_specs()[1:])
+    phones = am["inputs_ling"].shape[1]
+    padded = padded_length(phones, AM_SMALLEST_LENGTH)
+    assert padded > phones  # the padding is exercised
+    ids = torch.nn.functional.pad(torch.from_numpy(am["inputs_ling"]), (0, padded - phones))
     with torch.no_grad():
-        hidden, log_d, durations = front(*(torch.from_numpy(am[k]) for k in (
-            "inputs_ling", "inputs_speaker", "inputs_style_embedding", "inputs_content_embedding")))
-        assert np.array_equal(durations.numpy(), am["durations"])
-        assert _max_abs(log_d.numpy(), am["dur_log"][..., 0]) <= ABS_TOL
-        assert _max_abs(hidden.numpy(), am["lr_in"]) <= ABS_TOL
-        mel = back(hidden, durations, torch.arange(frame_count(durations.numpy()), dtype=torch.float32))
+        hidden, log_d, durations = front(ids, *(torch.from_numpy(am[k]) for k in (
+            "inputs_speaker", "inputs_style_embedding", "inputs_content_embedding")), torch.tensor([phones]))
+        assert np.array_equal(durations[:, :phones].numpy(), am["durations"])
+        assert not durations[:, phones:].any()
+        assert _max_abs(log_d[:, :phones].numpy(), am["dur_log"][..., 0]) <= ABS_TOL
+        assert _max_abs(hidden[:, :phones].numpy(), am["lr_in"]) <= ABS_TOL
+        frames = frame_count(durations.numpy())
+        mel = back(hidden, durations, torch.arange(padded_length(frames, AM_SMALLEST_LENGTH), dtype=torch.float32),
+                   torch.tensor([phones]), torch.tensor([frames]))[:, :frames]
         wav = hifigan(mel.transpose(1, 2))
     assert _max_abs(wav.numpy(), voc["wav"][:, 0]) <= ABS_TOL
     e2e = np.load(fixtures / "e2e_zh1_tiny.npz")

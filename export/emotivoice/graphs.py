@@ -1,6 +1,10 @@
 """How EmotiVoice is cut into graphs: style BERT, acoustic model front (to durations) and back (from durations to
 mel), and the HiFi-GAN vocoder. The host tokenises, runs BERT twice (prompt → style, text → content), sums the
-durations (all zero → all one) to make `frame_index = 0 … F−1`, and converts the waveform to int16."""
+durations (all zero → all one) to make `frame_index = 0 … F−1`, and converts the waveform to int16.
+
+The acoustic model's graphs take their phones and frames padded at the end to a few lengths, with the real counts
+(`valid_phones`, `valid_frames`) as inputs: OpenVINO prepares kernels for every new input length and keeps them,
+which cost ~50 ms and ~10 MiB for each new sentence (`edgevoice/emotivoice/synthesizer.py` AM_BUCKETS)."""
 
 from __future__ import annotations
 
@@ -17,25 +21,27 @@ from .models import AcousticModel, HiFiGAN, StyleBert, frame_count
 
 
 class AmFrontGraph(nn.Module):
-    """ids, speaker, style, content → upsampler input, log durations, durations (int64, rounded in the graph)."""
+    """ids (padded past `valid_phones`), speaker, style, content → upsampler input, log durations, durations (int64,
+    rounded in the graph; zero at padded phones)."""
 
     def __init__(self, am: AcousticModel):
         super().__init__()
         self.am = am
 
-    def forward(self, token_ids, speaker, style, content):
-        return self.am.front(token_ids, speaker, style, content)
+    def forward(self, token_ids, speaker, style, content, valid_phones):
+        return self.am.front(token_ids, speaker, style, content, valid_phones=valid_phones)
 
 
 class AmBackGraph(nn.Module):
-    """upsampler input, durations, frame index → mel (the all-zero rule is applied in the graph too)."""
+    """upsampler input, durations, frame index, the real phone and frame counts → mel (zero at padded frames; the
+    all-zero rule is applied in the graph too)."""
 
     def __init__(self, am: AcousticModel):
         super().__init__()
         self.am = am
 
-    def forward(self, hidden, durations, frame_index):
-        return self.am.back(hidden, durations, frame_index)
+    def forward(self, hidden, durations, frame_index, valid_phones, valid_frames):
+        return self.am.back(hidden, durations, frame_index, valid_phones=valid_phones, valid_frames=valid_frames)
 
 
 class HifiganGraph(nn.Module):
@@ -78,34 +84,41 @@ def am_front_graph(am: AcousticModel, bert_hidden: int) -> GraphSpec:
     vocab = am.src_word_emb.num_embeddings
     speakers = am.spk_tokenizer.num_embeddings
 
-    def example(n, seed):
-        return (seeded_randint(vocab, 1, n, seed=seed), seeded_randint(speakers, 1, seed=seed + 1),
+    def example(n, seed, padded=0):
+        ids = torch.nn.functional.pad(seeded_randint(vocab, 1, n, seed=seed), (0, padded))
+        return (ids, seeded_randint(speakers, 1, seed=seed + 1),
                 torch.tanh(seeded_randn(1, bert_hidden, seed=seed + 2, scale=2.0)),
-                torch.tanh(seeded_randn(1, bert_hidden, seed=seed + 3, scale=2.0)))
+                torch.tanh(seeded_randn(1, bert_hidden, seed=seed + 3, scale=2.0)), torch.tensor([n]))
 
     return GraphSpec(
         "am_front", AmFrontGraph(am),
         [TensorSpec("token_ids", "int64", [1, "phones"]), TensorSpec("speaker", "int64", [1]),
-         TensorSpec("style", "float32", [1, bert_hidden]), TensorSpec("content", "float32", [1, bert_hidden])],
+         TensorSpec("style", "float32", [1, bert_hidden]), TensorSpec("content", "float32", [1, bert_hidden]),
+         TensorSpec("valid_phones", "int64", [1])],
         [TensorSpec("hidden", "float32", [1, "phones", am.hidden]),
          TensorSpec("log_durations", "float32", [1, "phones"]),
          TensorSpec("durations", "int64", [1, "phones"])],
-        [example(23, 21), example(41, 22), example(7, 23)],
+        [example(23, 21, padded=9), example(41, 22), example(7, 23, padded=9)],
     )
 
 
 def am_back_graph(am: AcousticModel) -> GraphSpec:
-    def example(n, seed, zeros=1, all_zero=False):
+    def example(n, seed, zeros=1, all_zero=False, padded=(0, 0)):
         ds = torch.zeros(1, n, dtype=torch.int64) if all_zero else _durations(n, seed, zeros)
         frames = frame_count(ds.numpy())
-        return (seeded_randn(1, n, am.hidden, seed=seed + 2), ds, torch.arange(frames, dtype=torch.float32))
+        hidden = seeded_randn(1, n + padded[0], am.hidden, seed=seed + 2)
+        return (hidden, torch.nn.functional.pad(ds, (0, padded[0])),
+                torch.arange(frames + padded[1], dtype=torch.float32), torch.tensor([n]), torch.tensor([frames]))
 
     return GraphSpec(
         "am_back", AmBackGraph(am),
         [TensorSpec("hidden", "float32", [1, "phones", am.hidden]), TensorSpec("durations", "int64", [1, "phones"]),
-         TensorSpec("frame_index", "float32", ["frames"])],
+         TensorSpec("frame_index", "float32", ["frames"]), TensorSpec("valid_phones", "int64", [1]),
+         TensorSpec("valid_frames", "int64", [1])],
         [TensorSpec("mel", "float32", [1, "frames", am.n_mels])],
-        [example(19, 31, zeros=2), example(33, 32, zeros=4), example(6, 33, all_zero=True), example(11, 34, zeros=0)],
+        [example(19, 31, zeros=2, padded=(5, 20)), example(33, 32, zeros=4), example(6, 33, all_zero=True,
+                                                                                      padded=(2, 10)),
+         example(11, 34, zeros=0)],
     )
 
 

@@ -33,6 +33,7 @@ LN_EPS = 1e-12  # upstream's espnet-style LayerNorm
 UPSAMPLE_DELTA = 0.1  # GaussianUpsampling(delta=0.1)
 LRELU_SLOPE = 0.1  # HiFi-GAN inner activations; the one before conv_post uses torch's default 0.01
 DURATION_OFFSET = 1.0  # DurationPredictor(offset=1.0): durations = round(exp(d) - 1)
+MASKED_SCORE = -1e9  # an attention score or upsampler energy that softmax turns into exactly 0 beside real ones
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -80,6 +81,23 @@ class LayerNorm(nn.LayerNorm):
         return super().forward(x.transpose(self.dim, -1)).transpose(self.dim, -1)
 
 
+def masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """`x` `(1, T, C)` (or `(1, C, T)` with the mask's axes swapped) with the padded positions zeroed (what a convolution's own padding reads past the end), as a
+    select so that whatever a padded position holds (even NaN) cannot leak in."""
+    return x if mask is None else torch.where(mask, x, torch.zeros((), dtype=x.dtype))
+
+
+def _channels_first(mask: torch.Tensor | None) -> torch.Tensor | None:
+    return None if mask is None else mask.transpose(1, 2)
+
+
+def length_mask(valid: torch.Tensor | None, length: int, like: torch.Tensor) -> torch.Tensor | None:
+    """`(1, length, 1)` bool, True for the first `valid` positions (`valid` int64 `(1,)`; None: no padding)."""
+    if valid is None:
+        return None
+    return (torch.arange(length, device=like.device) < valid.reshape(1, 1)).reshape(1, length, 1)
+
+
 class ScaledPositionalEncoding(nn.Module):
     """`x + alpha · pe[:T]`, pe sinusoidal (sin on even, cos on odd channels), no √D scaling. The table is made
     on the fly from the positions, so any length works (upstream precomputes 5,000 rows the same way)."""
@@ -112,12 +130,14 @@ class MultiHeadedAttention(nn.Module):
         self.linear_v = nn.Linear(n_feat, n_feat)
         self.linear_out = nn.Linear(n_feat, n_feat)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         batch = x.shape[0]
         q = self.linear_q(x).view(batch, -1, self.h, self.d_k).transpose(1, 2)
         k = self.linear_k(x).view(batch, -1, self.h, self.d_k).transpose(1, 2)
         v = self.linear_v(x).view(batch, -1, self.h, self.d_k).transpose(1, 2)
         scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k)
+        if mask is not None:  # padded keys get no weight (exp of a finite minimum: no NaN from an all-padded row)
+            scores = scores.masked_fill(~mask.reshape(1, 1, 1, -1), MASKED_SCORE)
         attn = torch.softmax(scores, dim=-1)
         out = torch.matmul(attn, v).transpose(1, 2).reshape(batch, -1, self.h * self.d_k)
         return self.linear_out(out)
@@ -131,9 +151,9 @@ class ConvFeedForward(nn.Module):
         self.w_1 = nn.Conv1d(channels, units, kernel_size, padding=(kernel_size - 1) // 2)
         self.w_2 = nn.Conv1d(units, channels, kernel_size, padding=(kernel_size - 1) // 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.gelu(self.w_1(x.transpose(1, 2)))
-        return self.w_2(x).transpose(1, 2)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = F.gelu(self.w_1(masked(x, mask).transpose(1, 2)))
+        return self.w_2(masked(x, _channels_first(mask))).transpose(1, 2)
 
 
 class EncoderLayer(nn.Module):
@@ -146,13 +166,14 @@ class EncoderLayer(nn.Module):
         self.norm1 = LayerNorm(size)
         self.norm2 = LayerNorm(size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.norm1(x))
-        return x + self.feed_forward(self.norm2(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.norm1(x), mask)
+        return x + self.feed_forward(self.norm2(x), mask)
 
 
 class Encoder(nn.Module):
-    """Upstream's (espnet) Transformer encoder, used for both the encoder and the decoder. No mask (batch 1)."""
+    """Upstream's (espnet) Transformer encoder, used for both the encoder and the decoder. `mask` `(1, T, 1)`
+    (True: a real position) lets a sequence padded at the end give its real positions' unpadded values."""
 
     def __init__(self, size: int, heads: int, layers: int, kernel_size: int):
         super().__init__()
@@ -160,12 +181,13 @@ class Encoder(nn.Module):
         self.encoders = nn.ModuleList(EncoderLayer(size, heads, 4 * size, kernel_size) for _ in range(layers))
         self.after_norm = LayerNorm(size)
 
-    def forward(self, x: torch.Tensor, record: dict | None = None, name: str = "enc") -> torch.Tensor:
+    def forward(self, x: torch.Tensor, record: dict | None = None, name: str = "enc",
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.embed(x)
         if record is not None:
             record[f"{name}_posenc_out"] = x
         for index, layer in enumerate(self.encoders):
-            x = layer(x)
+            x = layer(x, mask)
             if record is not None:
                 record[f"{name}_block{index}_out"] = x
         return self.after_norm(x)
@@ -184,10 +206,10 @@ class VariancePredictor(nn.Module):
         )
         self.linear = nn.Linear(n_chans, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.transpose(1, 2)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x, mask = x.transpose(1, 2), _channels_first(mask)
         for layer in self.conv:
-            x = layer(x)
+            x = layer(masked(x, mask))
         return self.linear(x.transpose(1, 2))
 
 
@@ -197,13 +219,19 @@ def durations_from_log(log_durations: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_upsample(hs: torch.Tensor, durations: torch.Tensor, frame_index: torch.Tensor,
-                      delta: float = UPSAMPLE_DELTA) -> torch.Tensor:
+                      delta: float = UPSAMPLE_DELTA, tokens: torch.Tensor | None = None) -> torch.Tensor:
     """Upstream's GaussianUpsampling at inference: `hs (1, T, D)`, integer `durations (1, T)`, `frame_index (F,)`
-    = 0 … F−1 → `(1, F, D)`. All-zero durations count as all ones; zero-duration tokens still get weight."""
+    = 0 … F−1 → `(1, F, D)`. All-zero durations count as all ones; zero-duration tokens still get weight.
+    `tokens` `(1, T)` bool: the real tokens of a padded sequence (padded ones get no frames and no weight)."""
     ds = durations.to(hs.dtype)
-    ds = torch.where(ds.sum(dim=-1, keepdim=True) == 0, torch.ones_like(ds), ds)
+    ones = torch.ones_like(ds)
+    if tokens is not None:
+        ds, ones = torch.where(tokens, ds, torch.zeros_like(ds)), tokens.to(hs.dtype)
+    ds = torch.where(ds.sum(dim=-1, keepdim=True) == 0, ones, ds)
     centres = torch.cumsum(ds, dim=-1) - ds / 2
     energy = -delta * (frame_index.to(hs.dtype).reshape(1, -1, 1) - centres.unsqueeze(1)) ** 2
+    if tokens is not None:
+        energy = energy.masked_fill(~tokens.unsqueeze(1), MASKED_SCORE)
     return torch.matmul(torch.softmax(energy, dim=2), hs)
 
 
@@ -241,41 +269,48 @@ class AcousticModel(nn.Module):
         self.embed_projection1 = nn.Linear(2 * hidden + 2 * m["bert_embedding"], hidden)
         self.eval()
 
-    def front(self, token_ids, speaker, style, content, record: dict | None = None):
+    def front(self, token_ids, speaker, style, content, record: dict | None = None, valid_phones=None):
         """ids `(1, T)`, speaker `(1,)`, style/content `(1, H)` → (hidden `(1, T, D)` = upsampler input,
-        log durations `(1, T)`, durations int64 `(1, T)`)."""
+        log durations `(1, T)`, durations int64 `(1, T)`). `valid_phones` `(1,)`: the ids are padded at the end
+        past this many; the real positions get their unpadded values, the padded ones zeros."""
+        mask = length_mask(valid_phones, token_ids.shape[1], token_ids)
         x = self.src_word_emb(token_ids)
         if record is not None:
             record["token_embed"] = x
-        x = self.encoder(x, record, "enc")
+        x = self.encoder(x, record, "enc", mask)
         if record is not None:
             record["enc_out"] = x
         speaker_embedding = self.spk_tokenizer(speaker)
         length = x.shape[1]
         parts = [x] + [v.unsqueeze(1).expand(-1, length, -1) for v in (speaker_embedding, style, content)]
         x = self.embed_projection1(torch.cat(parts, dim=-1))
-        pitch = self.pitch_predictor(x).squeeze(-1)
-        energy = self.energy_predictor(x).squeeze(-1)
-        log_durations = self.duration_predictor(x)
+        pitch = self.pitch_predictor(x, mask).squeeze(-1)
+        energy = self.energy_predictor(x, mask).squeeze(-1)
+        log_durations = masked(self.duration_predictor(x, mask), mask)
         durations = durations_from_log(log_durations).squeeze(-1)
-        pitch_embed = self.pitch_embed(pitch.unsqueeze(1))
-        energy_embed = self.energy_embed(energy.unsqueeze(1))
-        hidden = x + pitch_embed.transpose(1, 2) + energy_embed.transpose(1, 2)
+        pitch_embed = self.pitch_embed(masked(pitch.unsqueeze(1), _channels_first(mask)))
+        energy_embed = self.energy_embed(masked(energy.unsqueeze(1), _channels_first(mask)))
+        hidden = masked(x + pitch_embed.transpose(1, 2) + energy_embed.transpose(1, 2), mask)
         if record is not None:
             record.update(spk_embed=speaker_embedding, proj_out=x,
                           pitch_pred=pitch, energy_pred=energy, dur_log=log_durations, durations=durations,
                           pitch_embed_out=pitch_embed, energy_embed_out=energy_embed, lr_in=hidden)
         return hidden, log_durations.squeeze(-1), durations
 
-    def back(self, hidden, durations, frame_index, record: dict | None = None):
-        """upsampler input `(1, T, D)`, durations `(1, T)`, frame index `(F,)` → mel `(1, F, n_mels)`."""
-        x = gaussian_upsample(hidden, durations, frame_index)
+    def back(self, hidden, durations, frame_index, record: dict | None = None, valid_phones=None,
+             valid_frames=None):
+        """upsampler input `(1, T, D)`, durations `(1, T)`, frame index `(F,)` → mel `(1, F, n_mels)`.
+        `valid_phones`, `valid_frames` `(1,)` (both or neither): the phones and frames are padded at the end past
+        these counts; the real frames get their unpadded values, the padded ones zeros."""
+        phones = length_mask(valid_phones, hidden.shape[1], hidden)
+        x = gaussian_upsample(hidden, durations, frame_index, tokens=None if phones is None else phones[..., 0])
         if record is not None:
             record["lr_out"] = x
-        x = self.decoder(x, record, "dec")
+        frames = length_mask(valid_frames, frame_index.shape[0], x)
+        x = self.decoder(x, record, "dec", frames)
         if record is not None:
             record["dec_out"] = x
-        return self.to_mel(x)
+        return masked(self.to_mel(x), frames)
 
     def stages(self, token_ids, speaker, style, content) -> dict[str, torch.Tensor]:
         """Every intermediate under the fixture's names (`am_<uid>_tiny.npz`), for stage-by-stage checks."""

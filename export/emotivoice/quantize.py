@@ -222,13 +222,16 @@ def _stats(values: list[float], worst) -> dict:
     return {"mean": float(np.mean(values)), "worst": float(worst(values))}
 
 
-def graph_accuracy(name: str, reference: list[dict], test: list[dict], rate: int) -> dict:
+def graph_accuracy(name: str, feeds: list[dict], reference: list[dict], test: list[dict], rate: int) -> dict:
     """`graph_errors` (SNR and log-mel L1 for the waveform) plus the durations' agreement and the mel's max relative
     error."""
     result = graph_errors(name, reference, test, {"wav": LogMel(rate)})
     if name == "am_front":
-        # one phone per rounding flip: pooled over every held-out phone, and how far any duration moved
-        diffs = [np.abs(r["durations"].astype(np.int64) - t["durations"]) for r, t in zip(reference, test)]
+        # one phone per rounding flip: pooled over every held-out phone (the real ones: padded phones' durations
+        # are zero on both sides), and how far any duration moved
+        real = [int(np.asarray(f["valid_phones"]).reshape(-1)[0]) if "valid_phones" in f else None for f in feeds]
+        diffs = [np.abs(r["durations"][..., :n].astype(np.int64) - t["durations"][..., :n])
+                 for r, t, n in zip(reference, test, real)]
         pooled = float(np.mean(np.concatenate([d.ravel() for d in diffs]) == 0)) if diffs else 1.0
         result["durations"]["pooled_agreement"] = {"mean": pooled, "worst": pooled}
         result["durations"]["max_abs_frames"] = _stats([float(d.max(initial=0)) for d in diffs], max)
@@ -451,7 +454,7 @@ def _try_methods(trial: _Trial, name: str, policy: GraphPolicy, entry) -> tuple[
             info["attempts"].append({"method": method, "failed": ["no calibration inputs recorded"]})
             continue
         model, tested = _attempt(trial, name, replace(policy, method=method), entry, calib, held)
-        accuracy = graph_accuracy(name, reference, tested, trial.source.manifest.sample_rate) if held else {}
+        accuracy = graph_accuracy(name, held, reference, tested, trial.source.manifest.sample_rate) if held else {}
         failed = gate(name, accuracy) if held else []
         info["attempts"].append({"method": method, "failed": failed, "accuracy": accuracy})
         if not failed:

@@ -66,7 +66,7 @@ def load(path: str | Path, backend="openvino", threads: int | None = None, verif
     "onnxruntime-cuda" or a backend instance. `cache_dir`: where OpenVINO keeps compiled graphs: True (default) for
     the user's cache folder ($EDGEVOICE_CACHE_DIR, else $XDG_CACHE_HOME/edgevoice/openvino, else
     ~/.cache/edgevoice/openvino, see `compile_cache`), a folder, or None for no cache. `long_running` (a server):
-    with OpenVINO, the graphs that run at every input's own length (`Synthesizer.any_length_graphs`) go to
+    with OpenVINO, the graphs that run at every input's own length (`Synthesizer.own_length_graphs`) go to
     onnxruntime, so memory does not grow with each new length (`OpenVINOBackend.onnxruntime_graphs`)."""
     bundle = _open_bundle(path, verify)
     return family_module(bundle.manifest.family).Synthesizer.open(bundle, backend, threads, cache_dir, long_running)
@@ -85,7 +85,12 @@ class FamilySynthesizer:
         return cls.open(_open_bundle(path, verify), backend, threads, cache_dir, long_running)
 
     @classmethod
+    def own_length_graphs(cls, bundle: Bundle) -> tuple[str, ...]:
+        """`any_length_graphs` for this bundle (a family may run some of them padded in newer bundles)."""
+        return cls.any_length_graphs
+
+    @classmethod
     def open(cls, bundle: Bundle, backend, threads: int | None, cache_dir, long_running: bool):
         """`load` on an opened bundle: a named backend is made here (an instance passes through unchanged)."""
-        backend = make_backend(backend, threads, cache_dir, cls.any_length_graphs if long_running else ())
+        backend = make_backend(backend, threads, cache_dir, cls.own_length_graphs(bundle) if long_running else ())
         return cls(bundle, backend=backend, threads=threads)

@@ -16,7 +16,9 @@ at a handful of lengths:
 * longer: windows of the longest length, each keeping the frames `reach` away from its cut edges; the last ends at
   the sequence's end.
 
-Graphs with a length mask (GPT-SoVITS' vocoder) pad without the tail call (`gpt_sovits/chunking.py`).
+Graphs with a length mask (GPT-SoVITS' vocoder) pad without the tail call (`gpt_sovits/chunking.py`); graphs that
+take the real length as an input and mask the rest (EmotiVoice's acoustic model, a transformer: nothing is local
+there) are padded to `padded_length`.
 """
 
 from __future__ import annotations
@@ -59,3 +61,18 @@ def fixed_shape_calls(frames: int, reach: int, lengths: tuple[int, ...]) -> list
         calls.append(Call(start, start + longest, longest, kept, start + longest - reach))
         kept = start + longest - reach
     return calls
+
+
+def padded_length(length: int, smallest: int = 16) -> int:
+    """The shortest of `smallest`, 1.5·`smallest`, 2·`smallest`, 3·`smallest`, 4·`smallest`, … (half-octave steps,
+    without end) that holds `length`: a process meets two lengths per doubling, and pays at most half again the
+    compute of the real length (~17 % more on average over evenly spread lengths)."""
+    if length < 1 or smallest < 2 or smallest % 2:
+        raise ValueError(f"no padded length for {length} (smallest {smallest})")
+    size = smallest
+    while True:
+        if length <= size:
+            return size
+        if length <= size * 3 // 2:
+            return size * 3 // 2
+        size *= 2

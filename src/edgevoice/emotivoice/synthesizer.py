@@ -30,7 +30,7 @@ from ..threadsafe import serialized
 from ..bundle import Bundle
 from ..errors import BundleError, OptionsError, TextError, VoiceError, abbreviated
 from ..families import FamilySynthesizer, check_bundle
-from ..fixed_shapes import fixed_shape_calls
+from ..fixed_shapes import fixed_shape_calls, padded_length
 from ..options import AudioChunk
 from .frontend import Frontend, split_sentences
 from .options import FAMILY, SPEED_RANGE, SynthesisOptions, check_speed
@@ -65,6 +65,12 @@ MAX_VOCODER_CONTEXT_FRAMES = 256
 # length, runs each mel whole. A vocoder reaching 32 frames or more runs at whole multiples of these instead
 # (`vocoder_windows`), so that the shortest still holds more than its context on both sides.
 VOCODER_FIXED_FRAMES = (64, 128)
+# The acoustic model's phones and frames are padded to `padded_length(n, AM_SMALLEST_LENGTH)` (16, 24, 32, 48, …) in
+# bundles whose am_front / am_back take the real counts (`AM_COUNT_INPUTS`), because OpenVINO prepares and keeps
+# kernels for each new input length: a sentence of a new length cost ~50 ms more and ~10 MiB for good (AMX Xeon,
+# full-size INT8, benchmarks/long_running_memory.py). Older bundles run each sentence at its own length.
+AM_SMALLEST_LENGTH = 16
+AM_COUNT_INPUTS = {"am_front": {"valid_phones"}, "am_back": {"valid_phones", "valid_frames"}}
 # The model facts (manifest `model`) this class reads, each a positive integer, and the bundle files it opens; a
 # manifest edited by hand or written by another exporter is refused when the synthesizer is made, by name, instead
 # of failing later with a KeyError or running with a hop of 0.
@@ -92,6 +98,11 @@ class Synthesizer(FamilySynthesizer):
     # vocoder, most of the time, stays on OpenVINO: it runs at a few fixed lengths (`vocode`).
     any_length_graphs = ("style_bert", "am_front", "am_back")
 
+    @classmethod
+    def own_length_graphs(cls, bundle: Bundle) -> tuple[str, ...]:
+        """The acoustic model runs at padded lengths where the bundle's graphs take the real counts."""
+        return ("style_bert",) if _am_takes_counts(bundle) else cls.any_length_graphs
+
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
         check_bundle(bundle, FAMILY, GRAPH_INPUTS)
         manifest = bundle.manifest
@@ -108,6 +119,7 @@ class Synthesizer(FamilySynthesizer):
                               f"model has {self.model['n_speaker']} (corrupt bundle)")
         self._speaker_rows = {name: row for row, name in enumerate(self.speakers)}
         self.vocoder_context = _vocoder_context(bundle, self.model)
+        self._am_padded = _am_takes_counts(bundle)
         self.vocoder_windows = vocoder_windows(self.vocoder_context)
         self._sessions: dict = {}
         self._lock = threading.RLock()  # see edgevoice.threadsafe
@@ -222,16 +234,28 @@ class Synthesizer(FamilySynthesizer):
         return self._back(front["hidden"], given.astype(np.int64))
 
     def _front(self, token_ids, speaker_row: int, style, content) -> dict[str, np.ndarray]:
+        """am_front's outputs for the ids' own length (run padded where the bundle allows)."""
         ids = self._check_ids(token_ids)
-        row = self._check_row(speaker_row)
-        return self._run("am_front", token_ids=ids[None], speaker=np.array([row], np.int64),
-                         style=self._embedding(style, "style"), content=self._embedding(content, "content"))
+        feeds = {"speaker": np.array([self._check_row(speaker_row)], np.int64),
+                 "style": self._embedding(style, "style"), "content": self._embedding(content, "content")}
+        if not self._am_padded:
+            return self._run("am_front", token_ids=ids[None], **feeds)
+        padded = np.zeros((1, padded_length(ids.size, AM_SMALLEST_LENGTH)), np.int64)  # id 0 where padded
+        padded[0, :ids.size] = ids
+        outputs = self._run("am_front", token_ids=padded, valid_phones=np.array([ids.size], np.int64), **feeds)
+        return {name: value[:, :ids.size] for name, value in outputs.items()}
 
     def _back(self, hidden: np.ndarray, durations: np.ndarray) -> np.ndarray:
-        frames = int(durations.sum()) or durations.size  # upstream: all zero → one frame per phone
-        mel = self._run("am_back", hidden=hidden, durations=durations[None].astype(np.int64),
-                        frame_index=np.arange(frames, dtype=np.float32))["mel"]
-        return mel[0]
+        phones, frames = durations.size, int(durations.sum()) or durations.size  # all zero → one frame per phone
+        if not self._am_padded:
+            return self._run("am_back", hidden=hidden, durations=durations[None].astype(np.int64),
+                             frame_index=np.arange(frames, dtype=np.float32))["mel"][0]
+        width = padded_length(phones, AM_SMALLEST_LENGTH) - phones
+        mel = self._run("am_back", hidden=np.pad(hidden, ((0, 0), (0, width), (0, 0))),
+                        durations=np.pad(durations.astype(np.int64), (0, width))[None],
+                        frame_index=np.arange(padded_length(frames, AM_SMALLEST_LENGTH), dtype=np.float32),
+                        valid_phones=np.array([phones], np.int64), valid_frames=np.array([frames], np.int64))["mel"]
+        return mel[0, :frames]
 
     @serialized
     def vocode(self, mel) -> np.ndarray:
@@ -486,6 +510,12 @@ def _checked_model(bundle: Bundle) -> dict:
         raise BundleError(f"{where}: the bundle has {len(manifest.symbols)} symbols; the model has "
                           f"{model['n_vocab']}")
     return model
+
+
+def _am_takes_counts(bundle: Bundle) -> bool:
+    graphs = bundle.manifest.graphs  # a missing graph is refused by the constructor (check_bundle)
+    return all(name in graphs and needed <= {t.name for t in graphs[name].inputs}
+               for name, needed in AM_COUNT_INPUTS.items())
 
 
 def vocoder_windows(context: int) -> tuple[int, ...]:
