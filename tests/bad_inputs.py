@@ -317,6 +317,7 @@ def _cases() -> list[Case]:
     add("reference 11 s", "audio", lambda e: e.create(e.wav("l.wav", 11)), "needs 3–10 s")
     add("reference 2 min", "audio", lambda e: e.create(e.wav("h.wav", 120, rate=8000)), "needs 3–10 s")
     add("reference silent", "audio", lambda e: e.create(e.wav("z.wav", 5, fill=0.0)), "silent")
+    add("reference a constant level", "audio", lambda e: e.create(e.wav("dc.wav", 5, fill=0.5)), "constant level")
     add("reference at 1 Hz", "audio", lambda e: e.create(e.wav("hz.wav", 5, rate=1)), "1 Hz is outside 4000–768000")
     add("reference with NaN", "audio", lambda e: e.create(e.wav("n.wav", 5, fill=float("nan"), subtype="FLOAT")),
         "NaN or infinite")
@@ -330,6 +331,8 @@ def _cases() -> list[Case]:
         "at most 60 s")
     add("aux clip silent", "audio", lambda e: e.create(e.reference, "--aux-audio", e.wav("a.wav", 2, fill=0.0)),
         "silent")
+    add("aux clip a constant level", "audio",
+        lambda e: e.create(e.reference, "--aux-audio", e.wav("a.wav", 2, fill=-0.25)), "constant level")
     add("aux clip NaN", "audio",
         lambda e: e.create(e.reference, "--aux-audio", e.wav("a.wav", 2, fill=float("nan"), subtype="FLOAT")),
         "NaN or infinite")

@@ -108,6 +108,8 @@ def test_reference_duration_check(speaker_set):
     (np.array([0.1, np.inf], np.float64), "NaN or infinite"),
     (np.ones(100, np.int32), "float or int16"),
     (np.zeros(100, np.float32), "silent"),
+    (np.full(100, 0.3, np.float32), "constant level"),  # a DC offset holds no voice either
+    (np.full(100, -2000, np.int16), "constant level"),
 ])
 def test_bad_reference_arrays_are_refused(bad, message):
     with pytest.raises(AudioError, match=message):

@@ -108,6 +108,15 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     return data.mean(axis=1).astype(np.float32), int(rate)
 
 
+SILENCE_FLOOR = 1e-4  # ~3 steps of a 16-bit sample: a reference whose samples all lie this close holds no sound
+
+
+def carries_no_sound(audio: np.ndarray) -> bool:
+    """Whether no sample of a reference departs from the clip's mean by more than `SILENCE_FLOOR`: silence, or a
+    constant offset (a DC level passes a plain all-zero check but holds no voice to clone)."""
+    return audio.size == 0 or float(np.max(np.abs(audio - np.mean(audio, dtype=np.float64)))) <= SILENCE_FLOOR
+
+
 def resample_soxr(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
     """High-quality soxr resampling: what upstream's `librosa.load(path, sr=16000)` does."""
     if rate == target:

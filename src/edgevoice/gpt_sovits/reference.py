@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import audio_duration, read_audio, resample_sinc, resample_soxr
+from ..audio import SILENCE_FLOOR, audio_duration, carries_no_sound, read_audio, resample_sinc, resample_soxr
 from ..errors import AudioError
 
 HUBERT_RATE = 16000
@@ -40,8 +40,9 @@ def load_timbre_clip(path: str | Path, sample_rate: int, audio_rate: tuple | Non
     if audio.shape[0] < AUX_MIN_S * rate:
         raise AudioError(f"{path}: clip is {audio.shape[0] / rate:.2f} s long; a timbre clip needs at least "
                          f"{AUX_MIN_S:g} s")
-    if not np.any(np.abs(audio) > 1e-4):
-        raise AudioError(f"{path}: reference is silent")
+    if carries_no_sound(audio):
+        raise AudioError(f"{path}: reference is silent (no sample departs from the clip's mean by more than "
+                         f"{SILENCE_FLOOR:g}: silence or a constant level)")
     return normalize_reference_peak(resample_sinc(audio, rate, sample_rate))
 
 

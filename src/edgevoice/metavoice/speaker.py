@@ -25,7 +25,7 @@ from numbers import Real
 import numpy as np
 import soxr
 
-from ..audio import MAX_REFERENCE_RATE, MIN_REFERENCE_RATE
+from ..audio import MAX_REFERENCE_RATE, MIN_REFERENCE_RATE, SILENCE_FLOOR, carries_no_sound
 from ..errors import AudioError
 
 SAMPLE_RATE = 16000
@@ -70,8 +70,9 @@ def as_mono_float32(audio: np.ndarray) -> np.ndarray:
     bad = np.count_nonzero(~np.isfinite(audio))
     if bad:
         raise AudioError(f"reference audio has {bad} NaN or infinite samples")
-    if not audio.any():
-        raise AudioError("reference audio is silent (every sample is zero)")
+    if carries_no_sound(audio):
+        raise AudioError(f"reference audio is silent (no sample departs from the clip's mean by more than "
+                         f"{SILENCE_FLOOR:g}: silence or a constant level)")
     return audio
 
 
