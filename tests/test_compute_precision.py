@@ -156,3 +156,25 @@ def test_info_names_the_decode_engine_and_where_it_was_chosen():
     assert here.summary() == "onnxruntime, int8 block weights, int8 matmul / f32 compute, f32 KV cache"
     assert "onnxruntime 4.50 ms" in here.why and "quantise on this CPU" not in here.why
     assert "quantise on this CPU to time its decode engines here" in cpu.precision_here(manifest, "gpt_step", zen1).why
+
+
+def test_info_gives_the_policys_reason_where_no_compute_choice_was_recorded():
+    """EmotiVoice and MetaVoice record a policy per graph (method, measured reason, the attempts that missed their
+    gate) but no per-CPU compute choice: `info` says that, not that the bundle predates compute choices."""
+    from types import SimpleNamespace
+
+    from edgevoice.bundle import GraphEntry
+
+    graphs = {name: GraphEntry(name, {"openvino": f"{name}.xml"}, "int8", [], []) for name in ("am", "bert", "old")}
+    manifest = SimpleNamespace(graphs=graphs, extra={"quantization": {"policy": {
+        "am": {"method": "static", "reason": "static INT8 2.2x FP32 at mel rel-L2 0.025"},
+        "bert": {"method": "static", "applied": "bf16", "reason": "static INT8 2.4x",
+                 "attempts": [{"method": "static", "failed": ["pooled rel_l2 0.198 > 0.08"]},
+                              {"method": "weights", "failed": ["pooled rel_l2 0.147 > 0.08"]},
+                              {"method": "bf16", "failed": []}]}}}})
+    zen4 = cpu.CpuInfo("zen4", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}))
+    assert cpu.precision_here(manifest, "am", zen4).why == "static INT8 2.2x FP32 at mel rel-L2 0.025"
+    assert cpu.precision_here(manifest, "bert", zen4).why == (
+        "static missed its gate (pooled rel_l2 0.198 > 0.08); weights missed its gate (pooled rel_l2 0.147 > 0.08); "
+        "bf16 kept")
+    assert "quantised before the compute precision" in cpu.precision_here(manifest, "old", zen4).why

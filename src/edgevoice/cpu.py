@@ -200,6 +200,8 @@ def _openvino_precision(manifest, graph, name: str, quantization: dict, cpu: Cpu
         why = f"{record['reason']}{gate} (chosen on {chosen_on})"
         if asked == "f32" and cpu.native_bf16 and chosen_on != cpu.cpu_class:
             why += "; quantise on this CPU to let it choose bf16 where that was measured faster"
+    elif policy_why(_section(_section(quantization, "policy"), name)):
+        why = policy_why(_section(_section(quantization, "policy"), name))
     elif asked == "bf16":
         why = "the bundle asks bf16 (a BF16 variant: the FP32 IR with a bf16 hint)"
     elif graph.precision == "int8":
@@ -214,6 +216,19 @@ def _openvino_precision(manifest, graph, name: str, quantization: dict, cpu: Cpu
         why += f"; not run on this CPU: {stand_ins[0]} runs instead (8-bit dot products here)"
     kv_cache = _printable(options.get("KV_CACHE_PRECISION", "")) if graph.states else ""
     return GraphPrecision(weights, runs, _printable(why), kv_cache)
+
+
+def policy_why(record: dict) -> str:
+    """Why the quantiser left a graph as it is, from its policy record (the families that record no per-CPU compute
+    choice, EmotiVoice and MetaVoice): the methods that missed their accuracy gate and what was kept, else the
+    policy's measured reason; "" where the record has neither."""
+    attempts = [a for a in record.get("attempts", []) if isinstance(a, dict)]
+    missed = [f"{a.get('method')} missed its gate ({str(a['failed'][0])})" for a in attempts
+              if isinstance(a.get("failed"), list) and a["failed"]]
+    kept = record.get("applied") or record.get("method")
+    if missed and kept:
+        return f"{'; '.join(missed)}; {kept} kept"
+    return str(record.get("reason") or "")
 
 
 def _engine_records(quantization: dict, key: str, name: str) -> list[dict]:
