@@ -11,7 +11,7 @@ import pytest
 import edgevoice
 from edgevoice.bundle import Bundle, write_manifest
 from edgevoice.emotivoice.options import SPEED_RANGE
-from edgevoice.errors import BundleError, OptionsError, VoiceError
+from edgevoice.errors import BundleError, OptionsError, TextError, VoiceError
 
 # the stage checks must refuse before numpy warns (divide by zero, invalid cast, discarded imaginary part)
 pytestmark = pytest.mark.filterwarnings("error")
@@ -223,6 +223,47 @@ def test_model_facts_are_checked_when_loading(emotivoice_bundle, tmp_path, edit,
     folder = _tampered(emotivoice_bundle[0], tmp_path / "bundle", edit=edit)
     with pytest.raises(BundleError, match=f"manifest model.*{match}"):
         edgevoice.load(folder, threads=1)
+
+
+def _drop_input(graph, name):
+    def edit(manifest):
+        entry = manifest.graphs[graph]
+        entry.inputs[:] = [t for t in entry.inputs if t.name != name]
+    return edit
+
+
+def _add_input(graph, name):
+    def edit(manifest):
+        entry = manifest.graphs[graph]
+        entry.inputs.append(type(entry.inputs[0])(name, "int64", [1]))
+    return edit
+
+
+@pytest.mark.parametrize("edit, match", [
+    (_drop_input("am_back", "valid_frames"), "must both take their real counts"),  # the other half would go unfed
+    (_drop_input("am_front", "valid_phones"), "must both take their real counts"),
+    (_add_input("am_back", "pitch_shift"), "inputs this edgevoice does not feed \\(pitch_shift\\)"),
+])
+def test_acoustic_graphs_with_inputs_the_host_would_not_feed_are_refused(emotivoice_bundle, tmp_path, edit, match):
+    """An input left unfed fails on onnxruntime and reads stale memory on OpenVINO: refused when loading instead."""
+    folder = _tampered(emotivoice_bundle[0], tmp_path / "bundle", edit=edit)
+    for backend in ("openvino", "onnxruntime"):
+        with pytest.raises(BundleError, match=match) as caught:
+            edgevoice.load(folder, backend=backend, threads=1)
+        assert "\n" not in str(caught.value)
+
+
+def test_a_sentence_past_what_the_acoustic_model_takes_is_a_one_line_error(synth, stage, monkeypatch):
+    """Its attention grows with the square of the phones and frames: an error, not a process the system kills."""
+    import edgevoice.emotivoice.synthesizer as module
+
+    ids, style, _, _ = stage
+    with pytest.raises(TextError, match="2049 phones in one sentence; the acoustic model takes at most 2048"):
+        synth.acoustic(np.resize(ids, 2049), 0, style, style)
+    durations, _ = synth.acoustic(ids, 0, style, style)
+    monkeypatch.setattr(module, "MAX_FRAMES", int(durations.sum()) - 1)
+    with pytest.raises(TextError, match="acoustic model takes at most .* at once: split the text"):
+        synth.acoustic(ids, 0, style, style)
 
 
 def test_a_bundle_from_before_the_vocoders_context_was_recorded_keeps_upstreams(emotivoice_bundle, tmp_path):

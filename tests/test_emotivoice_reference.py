@@ -379,3 +379,14 @@ def test_tiny_test_model_has_upstream_layout_and_loads(tmp_path, files):
     assert 0.3 <= durations.float().mean() <= 12
     audio = model.synthesize(np.arange(3, 20), 1, np.zeros(40, np.float32), np.ones(40, np.float32) * 0.1)
     assert audio.ndim == 1 and audio.size % 256 == 0 and np.isfinite(audio).all()
+
+
+def test_an_export_refuses_a_vocoder_reaching_past_its_worked_out_context(model, monkeypatch):
+    """The exporter measures the reach before writing `vocoder_context_frames`: a configuration the calculation
+    did not model (here: the calculation made to give too little) is refused, not shipped with inexact windows."""
+    from edgevoice_export.emotivoice.models import HiFiGAN
+
+    model.vocoder.check_reach()  # upstream's configuration passes
+    monkeypatch.setattr(HiFiGAN, "reach_frames", property(lambda self: 8))
+    with pytest.raises(CheckpointError, match="reaches further than the 8 mel frames"):
+        model.vocoder.check_reach()

@@ -51,6 +51,7 @@ def export_emotivoice(files: EmotiVoiceFiles, options: ExportOptions) -> ExportR
     check_formats(options.formats)
     torch.set_num_threads(options.threads)
     model = EmotiVoiceModel.load(files)
+    model.vocoder.check_reach()  # the context the manifest gives the runtime's windows (`vocoder_context_frames`)
     with atomic_folder(options.out, overwrite=options.overwrite, keep=input_paths(files)) as folder:
         graphs, parity = export_graphs(model.graph_specs(), folder, options.formats, options.threads,
                                        options.progress)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoints import built_on_meta
-from ..hifigan import EDGE_KERNEL, hifigan_reach_frames
+from ..hifigan import EDGE_KERNEL, hifigan_reach_frames, measured_reach_frames
 from .checkpoints import (AM_IGNORED, STYLE_IGNORED, CheckpointError, EmotiVoiceFiles, check_state, load_bert_config,
                           load_config, read_am_checkpoint, read_style_checkpoint)
 
@@ -399,6 +399,22 @@ class HiFiGAN(nn.Module):
         needs for its kept samples to equal one whole call's (`vocoder_context_frames` in the manifest)."""
         return hifigan_reach_frames(self.resblock, self.resblock_kernel_sizes, self.resblock_dilation_sizes,
                                     self.upsample_rates, self.kernel_sizes)
+
+    def check_reach(self) -> None:
+        """Refuse to export a vocoder that reaches further than `reach_frames` (a configuration the calculation does
+        not model): its windows would not give one whole call's samples. Measured on random mel frames with one
+        thread (several may sum in another order on the two runs, and samples far away would seem to change)."""
+        limit = self.reach_frames
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.no_grad():
+                measured_reach_frames(lambda mel: self(torch.from_numpy(mel)).numpy(), self.initial_channel, 1, limit)
+        except ValueError:
+            raise CheckpointError(f"the vocoder reaches further than the {limit} mel frames worked out from its "
+                                  "kernels, dilations and rates; this configuration is not supported") from None
+        finally:
+            torch.set_num_threads(threads)
 
     @property
     def exact_hop(self) -> bool:

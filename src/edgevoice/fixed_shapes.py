@@ -9,7 +9,8 @@ frames at least `reach` away from where a call's input was padded or cut, exactl
 gives. So a sequence of any length is covered by calls
 at a handful of lengths:
 
-* up to `2·reach` frames: one call at the sequence's own length (few, small shapes);
+* up to `2·reach` frames: one call at the sequence's own length (both its edges are true edges, which no padded
+  call gives: up to `2·reach` small shapes, each prepared once; ~11–27 MiB apiece for full-size EmotiVoice);
 * up to the longest length: one call padded at the end to the smallest length that holds it, which yields every
   frame but the last `reach`, and one call on the last `2·reach` frames alone (its start is cut, its end is the true
   end), which yields those;

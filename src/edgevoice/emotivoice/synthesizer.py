@@ -69,8 +69,19 @@ VOCODER_FIXED_FRAMES = (64, 128)
 # bundles whose am_front / am_back take the real counts (`AM_COUNT_INPUTS`), because OpenVINO prepares and keeps
 # kernels for each new input length: a sentence of a new length cost ~50 ms more and ~10 MiB for good (AMX Xeon,
 # full-size INT8, benchmarks/long_running_memory.py). Older bundles run each sentence at its own length.
+# onnxruntime prepares nothing per length, so there each sentence runs at its own counts (padding would only add
+# work: a 1121-phone sentence at speed 0.25 took 31 s and 15.8 GB padded against 16.6 s and 8.4 GB). Nor are counts
+# past `AM_LONGEST_PADDED` padded: the decoder's attention grows with the square of the frames, and such long
+# sentences are rare enough that their own lengths cannot add up.
 AM_SMALLEST_LENGTH = 16
+AM_LONGEST_PADDED = 2048
 AM_COUNT_INPUTS = {"am_front": {"valid_phones"}, "am_back": {"valid_phones", "valid_frames"}}
+# What one sentence may ask of the acoustic model: its encoder and decoder attend over every phone and frame at
+# once (memory grows with the square), so a sentence past these is a one-line error instead of a process the
+# system kills (full size on onnxruntime: 8783 frames took 8.4 GB). `max_sentence_chars` (at most 400) gives at most
+# ~1200 phones; 8192 frames are 131 s of audio (a 400-character sentence at speed 0.25).
+MAX_PHONES = 2048
+MAX_FRAMES = 8192
 # The model facts (manifest `model`) this class reads, each a positive integer, and the bundle files it opens; a
 # manifest edited by hand or written by another exporter is refused when the synthesizer is made, by name, instead
 # of failing later with a KeyError or running with a hop of 0.
@@ -119,7 +130,7 @@ class Synthesizer(FamilySynthesizer):
                               f"model has {self.model['n_speaker']} (corrupt bundle)")
         self._speaker_rows = {name: row for row, name in enumerate(self.speakers)}
         self.vocoder_context = _vocoder_context(bundle, self.model)
-        self._am_padded = _am_takes_counts(bundle)
+        self._am_counts = _am_takes_counts(bundle)
         self.vocoder_windows = vocoder_windows(self.vocoder_context)
         self._sessions: dict = {}
         self._lock = threading.RLock()  # see edgevoice.threadsafe
@@ -238,24 +249,37 @@ class Synthesizer(FamilySynthesizer):
         ids = self._check_ids(token_ids)
         feeds = {"speaker": np.array([self._check_row(speaker_row)], np.int64),
                  "style": self._embedding(style, "style"), "content": self._embedding(content, "content")}
-        if not self._am_padded:
+        if not self._am_counts:
             return self._run("am_front", token_ids=ids[None], **feeds)
-        padded = np.zeros((1, padded_length(ids.size, AM_SMALLEST_LENGTH)), np.int64)  # id 0 where padded
+        padded = np.zeros((1, self._am_length("am_front", ids.size)), np.int64)  # id 0 where padded
         padded[0, :ids.size] = ids
         outputs = self._run("am_front", token_ids=padded, valid_phones=np.array([ids.size], np.int64), **feeds)
         return {name: value[:, :ids.size] for name, value in outputs.items()}
 
     def _back(self, hidden: np.ndarray, durations: np.ndarray) -> np.ndarray:
         phones, frames = durations.size, int(durations.sum()) or durations.size  # all zero → one frame per phone
-        if not self._am_padded:
+        if frames > MAX_FRAMES:
+            seconds = MAX_FRAMES * self.model["hop"] / self.sample_rate
+            raise TextError(f"the sentence would last {frames} mel frames; the acoustic model takes at most "
+                            f"{MAX_FRAMES} ({seconds:.0f} s of audio) at once: split the text into shorter sentences "
+                            "(max_sentence_chars) or raise the speed")
+        if not self._am_counts:
             return self._run("am_back", hidden=hidden, durations=durations[None].astype(np.int64),
                              frame_index=np.arange(frames, dtype=np.float32))["mel"][0]
-        width = padded_length(phones, AM_SMALLEST_LENGTH) - phones
+        width = self._am_length("am_back", phones) - phones
         mel = self._run("am_back", hidden=np.pad(hidden, ((0, 0), (0, width), (0, 0))),
                         durations=np.pad(durations.astype(np.int64), (0, width))[None],
-                        frame_index=np.arange(padded_length(frames, AM_SMALLEST_LENGTH), dtype=np.float32),
+                        frame_index=np.arange(self._am_length("am_back", frames), dtype=np.float32),
                         valid_phones=np.array([phones], np.int64), valid_frames=np.array([frames], np.int64))["mel"]
         return mel[0, :frames]
+
+    def _am_length(self, name: str, length: int) -> int:
+        """The phones or frames graph `name` runs `length` of at: padded where its engine prepares each new shape
+        (OpenVINO) and the padded length is at most `AM_LONGEST_PADDED`, else `length` itself."""
+        padded = padded_length(length, AM_SMALLEST_LENGTH)
+        if padded > AM_LONGEST_PADDED or not getattr(self._session(name), "prepares_each_shape", True):
+            return length
+        return padded
 
     @serialized
     def vocode(self, mel) -> np.ndarray:
@@ -415,6 +439,9 @@ class Synthesizer(FamilySynthesizer):
         ids = _array(token_ids, "token ids", TextError).reshape(-1)
         if ids.size == 0 or ids.dtype.kind not in "iu":
             raise TextError("token ids must be a non-empty sequence of integers")
+        if ids.size > MAX_PHONES:
+            raise TextError(f"{ids.size} phones in one sentence; the acoustic model takes at most {MAX_PHONES} at "
+                            "once (split the text into shorter sentences)")
         if ids.min() < 0 or ids.max() >= len(self.bundle.manifest.symbols):
             raise TextError(f"token ids must lie in 0…{len(self.bundle.manifest.symbols) - 1}")
         return ids.astype(np.int64)
@@ -513,9 +540,23 @@ def _checked_model(bundle: Bundle) -> dict:
 
 
 def _am_takes_counts(bundle: Bundle) -> bool:
-    graphs = bundle.manifest.graphs  # a missing graph is refused by the constructor (check_bundle)
-    return all(name in graphs and needed <= {t.name for t in graphs[name].inputs}
-               for name, needed in AM_COUNT_INPUTS.items())
+    """Whether the acoustic model's graphs take the real counts (and so may run padded): both with every count
+    input, or (older bundles) neither with any; a graph with an input this host would not feed is refused."""
+    graphs = bundle.manifest.graphs
+    inputs = {name: {t.name for t in graphs[name].inputs} for name in AM_COUNT_INPUTS if name in graphs}
+    if len(inputs) < len(AM_COUNT_INPUTS):
+        return False  # the constructor refuses the bundle by name (check_bundle)
+    for name, names in inputs.items():
+        unknown = names - GRAPH_INPUTS[name] - AM_COUNT_INPUTS[name]
+        if unknown:
+            raise BundleError(f"{bundle.path}: graph {name!r} has inputs this edgevoice does not feed "
+                              f"({', '.join(sorted(unknown))}); re-export the bundle with this version")
+    counts = [needed <= inputs[name] for name, needed in AM_COUNT_INPUTS.items()]
+    partial = [name for name, needed in AM_COUNT_INPUTS.items() if needed & inputs[name] and not needed <= inputs[name]]
+    if partial or len(set(counts)) > 1:
+        raise BundleError(f"{bundle.path}: am_front and am_back must both take their real counts "
+                          f"({', '.join(sorted(AM_COUNT_INPUTS['am_back']))}) or neither (corrupt bundle)")
+    return counts[0]
 
 
 def vocoder_windows(context: int) -> tuple[int, ...]:
