@@ -19,9 +19,9 @@ Per pipeline: end-to-end seconds of compute per second of speech with a cold voi
 and with a ready one; the steady-state decode step (3 warm-up steps excluded) with 50 / 400 / 1000 cached
 positions beside its bound (weights read per step + the KV cache at that position, ÷ bandwidth); prefill; the
 vocoder beside its FLOP bound (GFLOP per second of audio ÷ peak GEMM rate of its precision); reference encoding;
-first audio (streamed: the first 12-token chunk; whole sentences in brackets); throughput at batch 1 / 2 / 4 / 8
-(eight independent sentences, the GPT batched, SoVITS per sentence); cold start (a fresh process: import,
-load, a saved voice, the first audio of a short sentence); peak RSS of that process after it also spoke `--seconds`
+first audio (streamed by 12-token chunks, the first of them 10 tokens + 6 of context; whole sentences in
+brackets); throughput at batch 1 / 2 / 4 / 8 (eight independent sentences, the GPT batched, SoVITS per sentence);
+cold start (a fresh process: import, load, a saved voice, the first audio of a short sentence); peak RSS of that process after it also spoke `--seconds`
 of audio. Random weights never stop on their own, so every synthesis is pinned to `--seconds` × 25 tokens.
 
 Profiles: OpenVINO's per-node counters (PERF_COUNT) for gpt_prefill, gpt_decode (400 cached positions) and
@@ -66,7 +66,7 @@ TEXT = ("Every evening after work, my sister walks her small brown dog along the
 PROMPT_TEXT = "The morning light spread slowly across the quiet valley, and every bird began to sing."
 COLD_TEXT = "Good morning, how are you today?"
 COLD_TOKENS = 25
-STREAM_CHUNK_TOKENS = 12  # first audio: the first chunk waits for 12 + 12 tokens of context
+STREAM_CHUNK_TOKENS = 12  # first audio: the runtime's first chunk waits for 10 + 6 tokens of context whatever this is
 BATCH_SIZES = (1, 2, 4, 8)
 BATCH_SENTENCES = 8
 PROFILED_GRAPHS = ("gpt_prefill", "gpt_decode", "sovits_latent", "sovits_vocoder")

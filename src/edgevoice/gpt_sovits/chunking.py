@@ -32,8 +32,8 @@ import numpy as np
 
 from ..errors import OptionsError
 
-# What `say --stream` and the server ask for: 1 s of audio per chunk. With padded SoVITS the first window (25 + 6
-# tokens of right context) is padded to 32 (`STREAM_FIRST_BUCKETS`); later chunks grow to fill their shape.
+# What `say --stream` and the server ask for: 1 s of audio per chunk. The first chunk is shorter (10 tokens + 6 of
+# right context, a 16-token window: `STREAM_FIRST_CHUNK_TOKENS`); later chunks grow to fill their shape.
 STREAM_CHUNK_TOKENS = 25
 STREAM_CONTEXT_TOKENS = 12  # context per side while streaming: ≥ 78 dB against the whole decode (tiny model)
 # The first window's right context: the first audio waits for chunk + this many tokens. 6 tokens cover the vocoder's
@@ -67,7 +67,7 @@ MIN_PHONE_BUCKET = 32  # phones are padded to a power of two from here (they onl
 # 12 ids 0.054 s, padded to 32 0.105 s; 38 ids 0.128 s, padded to 64 0.196 s).
 BERT_TOKEN_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 # The longest fragment whose encoder reads it whole (20.5 s). Its attention grows with the square of the length:
-# full-size INT8, one fragment, peak RSS 1261 MiB at 700 tokens but 1930 MiB at 1300 (1199 through windows). Longer
+# full-size INT8, one fragment, peak RSS 1261 MiB at 700 tokens but 1930 MiB at 1300 (1264 through windows). Longer
 # fragments go through SoVITS in windows of this many tokens with `LONG_FRAGMENT_CONTEXT` tokens of context per side.
 LONG_FRAGMENT_TOKENS = 512
 LONG_FRAGMENT_CONTEXT = 12  # ≥ 78 dB tiny, ≥ 111 dB full size against the whole-fragment decode (256-token windows)
