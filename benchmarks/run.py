@@ -22,7 +22,8 @@ vocoder beside its FLOP bound (GFLOP per second of audio ÷ peak GEMM rate of it
 first audio (streamed by 12-token chunks, the first of them 10 tokens + 6 of context; whole sentences in
 brackets); throughput at batch 1 / 2 / 4 / 8 (eight independent sentences, the GPT batched, SoVITS per sentence);
 cold start (a fresh process: import, load, a saved voice, the first audio of a short sentence); peak RSS of that
-process after it also spoke `--seconds` of audio. Random weights never stop on their own, so every synthesis is pinned to `--seconds` × 25 tokens.
+process after it also spoke `--seconds` of audio. Random weights never stop on their own, so every synthesis is
+pinned to `--seconds` × 25 tokens.
 
 Profiles: OpenVINO's per-node counters (PERF_COUNT) for gpt_prefill, gpt_decode (400 cached positions) and
 SoVITS's two graphs, and py-spy over one pipeline's synthesis for the host side (`--py-spy`).
