@@ -390,3 +390,9 @@ def test_an_export_refuses_a_vocoder_reaching_past_its_worked_out_context(model,
     monkeypatch.setattr(HiFiGAN, "reach_frames", property(lambda self: 8))
     with pytest.raises(CheckpointError, match="reaches further than the 8 mel frames"):
         model.vocoder.check_reach()
+
+
+def test_a_vocoder_that_ignores_its_input_reaches_nothing():
+    from edgevoice_export.hifigan import measured_reach_frames
+
+    assert measured_reach_frames(lambda mel: np.zeros(mel.shape[-1] * 4, np.float32), 8, 1, 5) == 0
