@@ -110,6 +110,47 @@ def test_encodec_waveform_matches_upstream(synth, fixtures):
     assert _snr_db(data["wav"], wav) >= 60
 
 
+class _CodesRecorder:
+    """A session that notes the code frames it is fed and passes them on."""
+
+    def __init__(self, session):
+        self.session, self.frames = session, set()
+        self.prepares_each_shape = getattr(session, "prepares_each_shape", True)
+
+    def run(self, feeds):
+        self.frames.add(feeds["codes"].shape[-1])
+        return self.session.run(feeds)
+
+
+def test_causal_encodec_runs_at_padded_lengths_on_openvino(synth, fixtures):
+    """EnCodec's decoder is causal: on OpenVINO (which keeps kernels for every new length) the codes are padded at the
+    end to a few lengths and the extra samples cut; the real samples are the unpadded decode's. onnxruntime decodes
+    the codes as they are."""
+    from edgevoice.fixed_shapes import padded_length
+    from edgevoice.metavoice.synthesizer import CODES_SMALLEST_LENGTH
+
+    start = synth.model["encodec"]["pad_exact_from_frames"]
+    assert start == 7  # upstream's 24 kHz decoder: kernels of 7
+    recorder = _CodesRecorder(synth.backend.session(synth.bundle, "encodec_decode"))
+    synth._sessions["encodec_decode"] = recorder
+    rng = np.random.default_rng(4)
+    n_q, bins, hop = (synth.model["encodec"][k] for k in ("n_q", "bins", "hop"))
+    lengths = (5, 7, 64, 70, 150)  # 5: shorter than exact padding allows, so at its own length
+    for frames in lengths:
+        codes = rng.integers(0, bins, (n_q, frames))
+        own = recorder.session.run({"codes": codes[None]})["wav"][0]
+        wav = synth.decode_codes(codes)
+        assert wav.shape == own.shape == (frames * hop,)
+        np.testing.assert_allclose(wav, own, atol=1e-5 * np.abs(own).max())
+    from edgevoice.backends import OnnxRuntimeBackend
+
+    expected = set(lengths) if isinstance(synth.backend, OnnxRuntimeBackend) else {
+        padded_length(n, CODES_SMALLEST_LENGTH) if n >= start else n for n in lengths}
+    assert recorder.frames == expected
+    data = np.load(fixtures / "encodec_tiny.npz")  # still upstream's waveform
+    assert _snr_db(data["wav"], synth.decode_codes(data["codes"])) >= 60
+
+
 def test_greedy_end_to_end_matches_upstream(synth, fixtures):
     data = np.load(fixtures / "e2e_tiny.npz")
     text = "This is a demo of text to speech by MetaVoice-1B, an open-source foundational audio model."

@@ -145,3 +145,38 @@ def test_full_size_random_model_round_trips():
         wav, again = model(codes), loaded(codes)
     assert wav.shape == (1, 960) and torch.isfinite(wav).all()
     assert torch.allclose(wav, again, atol=1e-5 * float(wav.abs().max()), rtol=0)
+
+
+@pytest.mark.parametrize("change", [{}, {"kernel_size": 11, "n_residual_layers": 2},
+                                    {"trim_right_ratio": 0.5}])
+def test_codes_padded_at_the_end_change_no_real_sample_from_the_recorded_length(change):
+    """`pad_exact_from_frames` (the runtime pads codes to a few lengths on OpenVINO): from that many frames, codes
+    padded at the end leave every real sample as the unpadded decode's; with fewer, the reflected padding of the
+    first convolution reaches the end. A decoder trimmed on the left too gets no fact (its samples read ahead)."""
+    from dataclasses import replace
+
+    from edgevoice_export.metavoice.encodec import EncodecConfig, padding_fact
+
+    config = replace(EncodecConfig(n_filters=4, dimension=8), **change)
+    torch.manual_seed(0)
+    model = EncodecDecoder(config)
+    model.codebooks.uniform_(-1, 1)
+    fact = padding_fact(config)
+    start = fact.get("pad_exact_from_frames")
+
+    def moved(frames):
+        codes = torch.randint(0, config.bins, (1, 2, frames), generator=torch.Generator().manual_seed(frames))
+        padded = torch.nn.functional.pad(codes, (0, 40))
+        with torch.no_grad():
+            own, long = model(codes), model(padded)[..., :own_length(codes)]
+        return float((own - long).abs().max() / own.abs().max())
+
+    def own_length(codes):
+        return codes.shape[-1] * int(np.prod(config.ratios))
+
+    if start is None:
+        assert change.get("trim_right_ratio") == 0.5 and moved(30) > 1e-4
+        return
+    assert start == max(config.kernel_size, config.last_kernel_size, 1 + 2 * 2 ** (config.n_residual_layers - 1))
+    assert all(moved(frames) < 1e-6 for frames in (start, start + 1, 30))
+    assert moved(start - 1) > 1e-4

@@ -149,5 +149,5 @@ def test_fixture_set_loads_as_a_whole(metavoice_set):
     from edgevoice_export.metavoice.reference import MetaVoiceModel
 
     facts = MetaVoiceModel.load(metavoice_files(metavoice_set)).facts()
-    assert facts["encodec"] == {"n_q": 8, "bins": 1024, "hop": 320, "sample_rate": 24000}
+    assert facts["encodec"] == {"n_q": 8, "bins": 1024, "hop": 320, "sample_rate": 24000, "pad_exact_from_frames": 7}
     assert facts["stage2"]["heads"] + 2 == facts["encodec"]["n_q"]

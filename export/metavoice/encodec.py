@@ -233,6 +233,20 @@ def reflect_pad_left(x: torch.Tensor, pad: int) -> torch.Tensor:
     return torch.cat([head.flip(-1), x], dim=-1)
 
 
+def padding_fact(config: EncodecConfig) -> dict:
+    """`pad_exact_from_frames` for the manifest: the fewest code frames from which codes padded at the end leave
+    every real sample unchanged (the runtime pads them to a few lengths on OpenVINO). No sample depends on a later
+    code (causal convolutions, a one-way LSTM, transposed convolutions trimmed on the right only, i.e.
+    `trim_right_ratio` 1; else no fact), except that each causal convolution reflects its input's start into its
+    left padding, and an input no longer than that padding reflects its end too. Every convolution runs at the frame
+    rate or faster, so the widest padding counted in frames bounds them all (7 for upstream's 24 kHz model)."""
+    if config.trim_right_ratio != 1.0:
+        return {}
+    pads = [config.kernel_size - 1, config.last_kernel_size - 1] + [
+        (config.residual_kernel_size - 1) * config.dilation_base ** j for j in range(config.n_residual_layers)]
+    return {"pad_exact_from_frames": max(pads) + 1}
+
+
 class CausalConv1d(nn.Module):
     """encodec's `SConv1d` with causal=True, stride 1 (all the decoder has)."""
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..checkpoints import CheckpointError
 from .checkpoints import MetaVoiceFiles, StageCheckpoint, load_speaker_encoder, load_stage
-from .encodec import EncodecDecoder, load_encodec, read_encodec_config
+from .encodec import EncodecDecoder, load_encodec, padding_fact, read_encodec_config
 from .models import MetaVoiceGPT, SpeakerLSTM
 
 PARTIAL_FRAMES = 160  # upstream speaker encoder: mel frames per partial utterance
@@ -81,7 +81,7 @@ class MetaVoiceModel:
             "speaker": {"embedding": self.speaker.linear.out_features, "mel_bands": self.speaker.lstm.input_size,
                         "partial_frames": PARTIAL_FRAMES},
             "encodec": {"n_q": self.codebooks, "bins": config.bins, "hop": config.hop_length,
-                        "sample_rate": config.sample_rate},
+                        "sample_rate": config.sample_rate, **padding_fact(config)},
             "parameters": {"stage1": _unique_parameters(self.stage1), "stage2": _unique_parameters(self.stage2)},
         }
 

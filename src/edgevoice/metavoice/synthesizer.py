@@ -32,6 +32,7 @@ from ..backends import make_backend, runs_graph
 from ..bundle import Bundle
 from ..errors import BundleError, OptionsError, TextError, VoiceError
 from ..families import FamilySynthesizer, check_bundle
+from ..fixed_shapes import padded_length
 from ..kv_cache import check_step_cache_inputs, in_place_feeds
 from ..options import AudioChunk
 from ..threadsafe import serialized
@@ -50,6 +51,18 @@ MAX_TEXT_CHARS = 20000
 TOKENS_PER_CHAR = 12
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 _CLAUSE_END = re.compile(r"(?<=[,])\s+")
+
+
+# EnCodec's decoder is causal: on OpenVINO, which prepares and keeps kernels for each new input length, codes are
+# padded at the end to 64, 96, 128, 192, … frames up to `CODES_LONGEST_PADDED` and the samples past the real ones cut
+# away, in bundles whose manifest gives the fewest frames for which that is exact (`encodec.pad_exact_from_frames`,
+# 7 for upstream's model: a shorter input's end reaches its start through the convolutions' reflected padding); the
+# real samples are the unpadded decode's (tested). Full size, AMX Xeon, 20 code lengths of 120–700 frames
+# (`python benchmarks/encodec_shapes.py --bundle B`): own lengths 5.7–5.9 s, RSS 144 → 424 MiB and growing ~7 MiB a
+# length; padded 6.1–6.4 s (the padding's compute), flat at 335 MiB after five shapes. onnxruntime, which prepares
+# nothing per length, decodes the codes as they are.
+CODES_SMALLEST_LENGTH = 64
+CODES_LONGEST_PADDED = 4096
 
 
 class Synthesizer(FamilySynthesizer):
@@ -173,7 +186,22 @@ class Synthesizer(FamilySynthesizer):
         if codes.ndim != 2 or codes.shape[0] != n_q or codes.shape[1] == 0:
             raise OptionsError(f"codes must be [{n_q}, frames] with frames > 0, not {list(codes.shape)}")
         self._check_ids(codes.reshape(-1), int(self.model["encodec"]["bins"]), "codes")
-        return self._run("encodec_decode", codes=codes[None].astype(np.int64))["wav"][0]
+        frames = codes.shape[1]
+        length = self._codes_length(frames)
+        padded = np.pad(codes.astype(np.int64), ((0, 0), (0, length - frames)))  # code 0 past the real ones
+        wav = self._run("encodec_decode", codes=padded[None])["wav"][0]
+        return wav if length == frames else wav[:frames * int(self.model["encodec"]["hop"])]
+
+    def _codes_length(self, frames: int) -> int:
+        """The frames EnCodec's decoder runs `frames` codes at: padded where the manifest says that is exact for this
+        many and its engine prepares each new shape (OpenVINO), up to `CODES_LONGEST_PADDED`, else `frames`."""
+        start = self.model["encodec"].get("pad_exact_from_frames")
+        if not isinstance(start, int) or isinstance(start, bool) or not 0 < start <= frames:
+            return frames
+        padded = padded_length(frames, CODES_SMALLEST_LENGTH)
+        if padded > CODES_LONGEST_PADDED or not getattr(self._session("encodec_decode"), "prepares_each_shape", True):
+            return frames
+        return padded
 
     # ---------------------------------------------------------------- generation
 
