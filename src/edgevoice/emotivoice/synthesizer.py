@@ -53,7 +53,7 @@ LEGACY_VOCODER_CONTEXT_FRAMES = 16
 # A context past this is refused as a corrupt manifest (upstream's is 15; windows grow with it, and so would memory).
 MAX_VOCODER_CONTEXT_FRAMES = 256
 # Mel frames the vocoder runs at on OpenVINO (`fixed_shapes.py`): a sentence is cut into windows of 128 frames
-# (the last 16 frames of a shorter one come from a call of 32), because OpenVINO prepares each new input length on
+# (the last `vocoder_context` frames of a shorter one come from a call of twice that), because OpenVINO prepares each new input length on
 # its first run (0.7-2.5 s for the full-size vocoder, against 0.10-0.44 s run again) and keeps it. Full-size INT8
 # (bf16 vocoder), AMX Xeon, 2 threads, a fresh process speaking six sentences, 15.4 s of audio
 # (`python benchmarks/emotivoice_shapes.py --bundle B --frames 64,128,192,256 128`, two rounds): vocoder 4.36 / 6.68 s
