@@ -64,7 +64,8 @@ def test_chinese_on_a_bundle_without_bert_is_refused_not_spoken_with_zeros(fixtu
 
 def test_a_long_running_process_leaves_the_reference_graphs_to_onnxruntime(fixture_bundle, gpt_sovits_set):
     """OpenVINO keeps kernels for every new clip length for good; onnxruntime's memory stays flat
-    (benchmarks/long_running_memory.py), so a server runs the graphs that see every length there."""
+    (benchmarks/long_running_memory.py), so a server runs the graphs that see every length there: the reference
+    graphs, and the prefill (each fragment's own phone count)."""
     from edgevoice.backends import OnnxRuntimeSession, OpenVINOSession
 
     default = edgevoice.load(fixture_bundle[0], threads=1)
@@ -72,5 +73,6 @@ def test_a_long_running_process_leaves_the_reference_graphs_to_onnxruntime(fixtu
     voices = [_voice(synth, gpt_sovits_set) for synth in (default, server)]
     assert isinstance(default._sessions["hubert_codes"], OpenVINOSession)
     assert isinstance(server._sessions["hubert_codes"], OnnxRuntimeSession)
-    assert isinstance(server._session("gpt_prefill"), OpenVINOSession)  # the rest stays on OpenVINO
+    assert isinstance(server._session("gpt_prefill"), OnnxRuntimeSession)
+    assert isinstance(server._session("sovits_latent"), OpenVINOSession)  # the rest stays on OpenVINO (padded)
     np.testing.assert_array_equal(voices[0].prompt_tokens, voices[1].prompt_tokens)

@@ -180,7 +180,8 @@ def test_served_models_are_long_running_synthesizers(config):
     from edgevoice.server.models import load_models
 
     models = load_models(config)
-    assert models["gs"].synthesizers[0].backend.onnxruntime_graphs == {"hubert_codes", "ref_encoder", "sv_embedding"}
+    assert models["gs"].synthesizers[0].backend.onnxruntime_graphs == {"hubert_codes", "ref_encoder", "sv_embedding",
+                                                                         "gpt_prefill"}
     assert models["ev"].synthesizers[0].backend.onnxruntime_graphs == {"style_bert"}
     assert models["ev"].synthesizers[0]._vocoder_fixed_shapes()  # its vocoder stays on OpenVINO, at a few lengths
 

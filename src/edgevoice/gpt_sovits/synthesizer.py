@@ -182,9 +182,12 @@ def _finite(values, what: str) -> np.ndarray:
 
 class Synthesizer(FamilySynthesizer):
     stream_chunk_tokens = STREAM_CHUNK_TOKENS  # chunk size for callers that stream without choosing one
-    # graphs run at a reference clip's own length, once per voice (BERT too sees each Chinese segment's length, but
-    # runs per sentence, where onnxruntime's FP32 costs 4x: 0.17 vs 0.04 s for 36 characters, Zen 4)
-    any_length_graphs = REFERENCE_GRAPHS
+    # graphs run at a reference clip's own length, once per voice, and the prefill at each fragment's: OpenVINO's INT8
+    # prefill kept ~3.5 MiB for every new phone count (full size, AMX Xeon: 15 lengths 270 → 321 MiB, 88 ms a
+    # fragment of 80 phones; onnxruntime's FP32 graph 168 ms, its memory flat but for its arena; the VNNI stand-in,
+    # where `quantize` took it, runs on onnxruntime anyway: 105 ms, flat), so a server meeting hundreds of fragment
+    # lengths grew without end. BERT too sees each Chinese segment's length, but runs padded (`BERT_TOKEN_BUCKETS`).
+    any_length_graphs = REFERENCE_GRAPHS + ("gpt_prefill",)
 
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
         check_bundle(bundle, FAMILY, GRAPH_INPUTS, optional=True)  # which graphs a bundle has depends on its version
