@@ -185,8 +185,8 @@ class Synthesizer(FamilySynthesizer):
     # graphs run at a reference clip's own length, once per voice, and the prefill at each fragment's: OpenVINO's INT8
     # prefill kept ~3.5 MiB for every new phone count (full size, AMX Xeon: 15 lengths 270 → 321 MiB, 88 ms a
     # fragment of 80 phones; onnxruntime's FP32 graph 168 ms, its memory flat but for its arena; the VNNI stand-in,
-    # where `quantize` took it, runs on onnxruntime anyway: 105 ms, flat), so a server meeting hundreds of fragment
-    # lengths grew without end. BERT too sees each Chinese segment's length, but runs padded (`BERT_TOKEN_BUCKETS`).
+    # where `quantize` took it, runs on onnxruntime anyway: 105 ms, flat), so a server grew with every phone count
+    # it met (hundreds: a few hundred MiB to over a GiB). BERT too sees each Chinese segment's length, but runs padded (`BERT_TOKEN_BUCKETS`).
     any_length_graphs = REFERENCE_GRAPHS + ("gpt_prefill",)
 
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
