@@ -37,7 +37,7 @@ def _child(args) -> None:
     elif args.variant == "am-own":
         emotivoice.padded_length = lambda length, smallest: length  # what the runtime did before padding
     elif args.variant != "fixed":
-        emotivoice.VOCODER_FIXED_FRAMES = tuple(int(x) for x in args.variant.split(","))
+        synth.vocoder_windows = tuple(int(x) for x in args.variant.split(","))
     seconds: dict[str, float] = {}
     run = synth._run
 

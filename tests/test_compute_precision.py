@@ -165,9 +165,11 @@ def test_info_gives_the_policys_reason_where_no_compute_choice_was_recorded():
 
     from edgevoice.bundle import GraphEntry
 
-    graphs = {name: GraphEntry(name, {"openvino": f"{name}.xml"}, "int8", [], []) for name in ("am", "bert", "old")}
+    graphs = {name: GraphEntry(name, {"openvino": f"{name}.xml"}, "int8", [], [])
+              for name in ("am", "bert", "old", "odd")}
     manifest = SimpleNamespace(graphs=graphs, extra={"quantization": {"policy": {
         "am": {"method": "static", "reason": "static INT8 2.2x FP32 at mel rel-L2 0.025"},
+        "odd": {"method": "static", "attempts": None, "reason": 7},  # a free-form manifest: no traceback
         "bert": {"method": "static", "applied": "bf16", "reason": "static INT8 2.4x",
                  "attempts": [{"method": "static", "failed": ["pooled rel_l2 0.198 > 0.08"]},
                               {"method": "weights", "failed": ["pooled rel_l2 0.147 > 0.08"]},
@@ -178,3 +180,4 @@ def test_info_gives_the_policys_reason_where_no_compute_choice_was_recorded():
         "static missed its gate (pooled rel_l2 0.198 > 0.08); weights missed its gate (pooled rel_l2 0.147 > 0.08); "
         "bf16 kept")
     assert "quantised before the compute precision" in cpu.precision_here(manifest, "old", zen4).why
+    assert cpu.precision_here(manifest, "odd", zen4).why == "7"

@@ -4,7 +4,7 @@ durations (all zero → all one) to make `frame_index = 0 … F−1`, and conver
 
 The acoustic model's graphs take their phones and frames padded at the end to a few lengths, with the real counts
 (`valid_phones`, `valid_frames`) as inputs: OpenVINO prepares kernels for every new input length and keeps them,
-which cost ~50 ms and ~10 MiB for each new sentence (`edgevoice/emotivoice/synthesizer.py` AM_BUCKETS)."""
+which cost ~50 ms and ~10 MiB for each new sentence (`edgevoice/emotivoice/synthesizer.py` AM_SMALLEST_LENGTH)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class AmFrontGraph(nn.Module):
         super().__init__()
         self.am = am
 
-    def forward(self, token_ids, speaker, style, content, valid_phones):
+    def forward(self, token_ids, speaker, style, content, valid_phones=None):  # None: older bundles' inputs
         return self.am.front(token_ids, speaker, style, content, valid_phones=valid_phones)
 
 
@@ -40,7 +40,7 @@ class AmBackGraph(nn.Module):
         super().__init__()
         self.am = am
 
-    def forward(self, hidden, durations, frame_index, valid_phones, valid_frames):
+    def forward(self, hidden, durations, frame_index, valid_phones=None, valid_frames=None):
         return self.am.back(hidden, durations, frame_index, valid_phones=valid_phones, valid_frames=valid_frames)
 
 

@@ -82,8 +82,10 @@ class LayerNorm(nn.LayerNorm):
 
 
 def masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """`x` `(1, T, C)` (or `(1, C, T)` with the mask's axes swapped) with the padded positions zeroed (what a convolution's own padding reads past the end), as a
-    select so that whatever a padded position holds (even NaN) cannot leak in."""
+    """`x` `(1, T, C)` (or `(1, C, T)` with the mask's axes swapped) with the padded positions zeroed (what a
+    convolution's own padding reads past the end), as a select so that whatever a padded position holds (even NaN)
+    cannot leak into a convolution (attention gives padded keys zero weight, which a NaN there would still spoil;
+    padded positions hold finite values)."""
     return x if mask is None else torch.where(mask, x, torch.zeros((), dtype=x.dtype))
 
 

@@ -222,7 +222,8 @@ def policy_why(record: dict) -> str:
     """Why the quantiser left a graph as it is, from its policy record (the families that record no per-CPU compute
     choice, EmotiVoice and MetaVoice): the methods that missed their accuracy gate and what was kept, else the
     policy's measured reason; "" where the record has neither."""
-    attempts = [a for a in record.get("attempts", []) if isinstance(a, dict)]
+    attempts = record.get("attempts")
+    attempts = [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
     missed = [f"{a.get('method')} missed its gate ({str(a['failed'][0])})" for a in attempts
               if isinstance(a.get("failed"), list) and a["failed"]]
     kept = record.get("applied") or record.get("method")

@@ -70,11 +70,9 @@ VOCODER_FIXED_FRAMES = (64, 128)
 # kernels for each new input length: a sentence of a new length cost ~50 ms more and ~10 MiB for good (AMX Xeon,
 # full-size INT8, benchmarks/long_running_memory.py). Older bundles run each sentence at its own length.
 # onnxruntime prepares nothing per length, so there each sentence runs at its own counts (padding would only add
-# work: a 1121-phone sentence at speed 0.25 took 31 s and 15.8 GB padded against 16.6 s and 8.4 GB). Nor are counts
-# past `AM_LONGEST_PADDED` padded: the decoder's attention grows with the square of the frames, and such long
-# sentences are rare enough that their own lengths cannot add up.
+# work: a 1121-phone sentence at speed 0.25 took 31 s and 15.8 GB padded against 16.6 s and 8.4 GB). The caps below
+# are on the ladder, so padding never takes a sentence past them.
 AM_SMALLEST_LENGTH = 16
-AM_LONGEST_PADDED = 2048
 AM_COUNT_INPUTS = {"am_front": {"valid_phones"}, "am_back": {"valid_phones", "valid_frames"}}
 # What one sentence may ask of the acoustic model: its encoder and decoder attend over every phone and frame at
 # once (memory grows with the square), so a sentence past these is a one-line error instead of a process the
@@ -275,11 +273,10 @@ class Synthesizer(FamilySynthesizer):
 
     def _am_length(self, name: str, length: int) -> int:
         """The phones or frames graph `name` runs `length` of at: padded where its engine prepares each new shape
-        (OpenVINO) and the padded length is at most `AM_LONGEST_PADDED`, else `length` itself."""
-        padded = padded_length(length, AM_SMALLEST_LENGTH)
-        if padded > AM_LONGEST_PADDED or not getattr(self._session(name), "prepares_each_shape", True):
+        (OpenVINO), else `length` itself."""
+        if not getattr(self._session(name), "prepares_each_shape", True):
             return length
-        return padded
+        return padded_length(length, AM_SMALLEST_LENGTH)
 
     @serialized
     def vocode(self, mel) -> np.ndarray:
