@@ -253,6 +253,21 @@ def test_acoustic_graphs_with_inputs_the_host_would_not_feed_are_refused(emotivo
         assert "\n" not in str(caught.value)
 
 
+def test_a_server_leaves_an_older_bundles_acoustic_model_to_onnxruntime(emotivoice_bundle, tmp_path):
+    """A bundle whose acoustic graphs take no counts (exported before them) cannot be padded, so `serve` runs them on
+    onnxruntime as before; a bundle with them keeps them on OpenVINO, padded."""
+    from edgevoice.emotivoice.synthesizer import Synthesizer
+
+    def drop_counts(manifest):
+        for graph in ("am_front", "am_back"):
+            entry = manifest.graphs[graph]
+            entry.inputs[:] = [t for t in entry.inputs if not t.name.startswith("valid_")]
+
+    older = Bundle.load(_tampered(emotivoice_bundle[0], tmp_path / "older", edit=drop_counts))
+    assert Synthesizer.own_length_graphs(older) == ("style_bert", "am_front", "am_back")
+    assert Synthesizer.own_length_graphs(Bundle.load(emotivoice_bundle[0])) == ("style_bert",)
+
+
 def test_a_sentence_past_what_the_acoustic_model_takes_is_a_one_line_error(synth, stage, monkeypatch):
     """Its attention grows with the square of the phones and frames: an error, not a process the system kills."""
     import edgevoice.emotivoice.synthesizer as module
