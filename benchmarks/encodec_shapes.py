@@ -16,16 +16,9 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-
-def _rss_mib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) // 1024
-    return 0
+from long_running_memory import rss_mib
 
 
 def _child(args) -> None:
@@ -38,14 +31,14 @@ def _child(args) -> None:
     n_q, bins = synth.model["encodec"]["n_q"], synth.model["encodec"]["bins"]
     rng = np.random.default_rng(0)
     lengths = [int(n) for n in rng.choice(np.arange(120, 700), args.lengths, replace=False)]
-    start, rss = time.perf_counter(), [_rss_mib()]
+    start, rss = time.perf_counter(), [rss_mib()]
     for index, frames in enumerate(lengths, 1):
         codes = rng.integers(0, bins, (1, n_q, frames))
         if args.variant == "padded":
             codes = np.pad(codes, ((0, 0), (0, 0), (0, padded_length(frames, CODES_SMALLEST_LENGTH) - frames)))
         session.run({"codes": codes})
         if index % 5 == 0:
-            rss.append(_rss_mib())
+            rss.append(rss_mib())
     shapes = {padded_length(n, CODES_SMALLEST_LENGTH) for n in lengths} if args.variant == "padded" else set(lengths)
     print(json.dumps({"seconds": time.perf_counter() - start, "rss": rss, "shapes": len(shapes)}))
 

@@ -41,7 +41,8 @@ ENGLISH = "the quick brown fox jumps over the lazy dog and runs far away into th
 CHINESE = "春天到了公园里的花都开了孩子们在草地上放风筝老人们坐在长椅上聊天湖面上还有几只白色的小船慢慢地划过"
 
 
-def _rss_mib() -> int:
+def rss_mib() -> int:
+    """This process's resident memory (VmRSS) in MiB (also read by encodec_shapes.py)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) // 1024
@@ -70,7 +71,7 @@ def _gpt_sovits_clips(synth, lengths: int) -> list[int]:
     for index in range(lengths):
         synth.reference_codes(clip[: 48000 + 1600 * index])  # 3 s, then 0.1 s longer each time
         if index % 5 == 4:
-            rss.append(_rss_mib())
+            rss.append(rss_mib())
     return rss
 
 
@@ -80,7 +81,7 @@ def _chinese(synth, lengths: int) -> list[int]:
         for index in range(min(lengths, len(CHINESE) - 4)):
             synth.phonemize(CHINESE[: 4 + index] + "。", "zh")
             if index % 5 == 4:
-                rss.append(_rss_mib())
+                rss.append(rss_mib())
     return rss
 
 
@@ -93,7 +94,7 @@ def _metavoice_sentences(synth, lengths: int) -> list[int]:
     for index in range(lengths):  # greedy, stage 1 capped: the lengths, not the speech, are what is measured
         synth.synthesize(" ".join(words[: 2 + index]) + ".", embedding, greedy=True, max_new_tokens=30 + 7 * index)
         if index % 5 == 4:
-            rss.append(_rss_mib())
+            rss.append(rss_mib())
     return rss
 
 
@@ -103,7 +104,7 @@ def _emotivoice_sentences(synth, lengths: int) -> list[int]:
     for index in range(lengths):
         synth.synthesize(" ".join(words[: 3 + index]) + ".", voice)  # one word longer each time
         if index % 5 == 4:
-            rss.append(_rss_mib())
+            rss.append(rss_mib())
     return rss
 
 
