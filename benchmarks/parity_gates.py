@@ -9,7 +9,9 @@ every case the way `edgevoice parity` does (the family's `make_case`, `run_case`
 `parity_report.judge` with no gates: the log-mel distance, per-step errors, `--seeds` free runs). Cases:
 GPT-SoVITS — three English texts with the English clip and a Chinese one with the Chinese clip (`--voice-clip`
 and `--voice-text` replace the English clip; the shared fixture clips by default), case seeds 0 and 1;
-EmotiVoice — English, Chinese and mixed texts × three speaker/prompt pairs (deterministic: one free run).
+EmotiVoice — English, Chinese and mixed texts × three speaker/prompt pairs (deterministic: one free run);
+MetaVoice — the three English texts with the shared fixture's speaker clip (`--voice-clip` replaces it: at least
+30 s), case seeds 0 and 1.
 The worst of each figure (the lowest of an SNR or agreement, the highest of an error) is what a default gate
 must pass; `GATES` in `src/edgevoice/<family>/parity.py` quotes these figures.
 """
@@ -29,6 +31,7 @@ from edgevoice import parity_report
 from edgevoice.families import family_module
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "gpt_sovits" / "audio"
+METAVOICE_CLIP = FIXTURES.parents[1] / "metavoice" / "audio" / "ref.wav"
 ENGLISH = ["The little boat drifted past the old stone bridge.",
            "Please call Stella and ask her to bring these things with her from the store.",
            "How much wood would a woodchuck chuck?"]
@@ -41,6 +44,9 @@ def _cases(family: str, synth, clip: Path | None, clip_text: str | None) -> list
     if family == "emotivoice":
         voices = [synth.voice_for(speaker=s, prompt=p) for s, p in ((0, ""), (7, "Happy"), (100, "悲伤"))]
         return [{"text": t, "voice": v, "language": ""} for t in [*ENGLISH, CHINESE, MIXED] for v in voices]
+    if family == "metavoice":  # English only; the speaker comes from the clip alone
+        speaker = synth.create_voice(clip or METAVOICE_CLIP)
+        return [{"text": t, "voice": speaker, "language": "", "seed": s} for t in ENGLISH for s in (0, 1)]
     english = synth.create_voice(clip or FIXTURES / "ref_en.wav",
                                  clip_text or (FIXTURES / "ref_en.txt").read_text().strip(), "en")
     chinese = synth.create_voice(FIXTURES / "ref_zh.wav", (FIXTURES / "ref_zh.txt").read_text().strip(), "zh")
@@ -90,7 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference", required=True, help="FP32 bundle, run on OpenVINO")
     parser.add_argument("--variant", action="append", required=True, help="BUNDLE[:BACKEND] (repeatable)")
-    parser.add_argument("--seeds", type=int, default=4, help="free runs per case (GPT-SoVITS)")
+    parser.add_argument("--seeds", type=int, default=4, help="free runs per case (GPT-SoVITS, MetaVoice)")
     parser.add_argument("--tokens", type=int, default=60)
     parser.add_argument("--voice-clip", type=Path, default=None)
     parser.add_argument("--voice-text", default=None)

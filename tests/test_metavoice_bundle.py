@@ -247,6 +247,21 @@ def test_parity_across_backends_saves_and_replays(metavoice_bundle, fixtures, tm
     assert replayed.returncode == 0 and json.loads(replayed.stdout)["passed"], replayed.stderr[-2000:]
 
 
+def test_parity_gates_benchmark_measures_metavoice(metavoice_bundle, tmp_path):
+    """`benchmarks/parity_gates.py` (the basis of the gate defaults) has MetaVoice cases: three texts, two seeds."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "parity_gates.py"
+    bundle = str(metavoice_bundle[0])
+    done = subprocess.run([sys.executable, str(script), "--reference", bundle, "--variant", f"{bundle}:onnxruntime",
+                           "--seeds", "1", "--tokens", "20", "--threads", "1", "--json", str(tmp_path / "g.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (rows,) = json.loads((tmp_path / "g.json").read_text()).values()
+    assert len(rows) == 6 and all(r["precision"] == "fp32" for r in rows)
+    assert max(r["logits_max_rel"] for r in rows) < 1e-4 and min(r["audio_snr_db"] for r in rows) > 60
+
+
 def test_cli_phonemize_shows_the_stage_one_ids(metavoice_bundle, fixtures):
     data = np.load(fixtures / "text_tiny.npz")
     index = int(np.flatnonzero(data["status"] == 0)[0])
