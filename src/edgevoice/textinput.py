@@ -155,6 +155,17 @@ def prepare_text(text: str) -> PreparedText:
     return PreparedText(strip_escapes(decode_references(strip_markup(text))))
 
 
+def text_to_speak(text: str, limit: int) -> PreparedText:
+    """`text` for a synthesis call, every family's check: prepared, not empty once prepared, at most `limit`
+    characters (the family's own limit)."""
+    text = prepare_text(text)
+    if not text.strip():
+        raise TextError("the text to synthesise is empty")
+    if len(text) > limit:
+        raise TextError(f"the text is {len(text)} characters long; the limit is {limit} per call")
+    return text
+
+
 def strip_markup(text: str) -> str:
     """Remove comments, declarations and tags; tags that end a phrase leave a space."""
     text = _COMMENT_RE.sub("", text)

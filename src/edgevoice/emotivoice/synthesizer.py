@@ -368,7 +368,7 @@ class Synthesizer(FamilySynthesizer):
     def split_text(self, text: str, language: str | None = None, options: SynthesisOptions | None = None
                    ) -> list[str]:
         """The sentences `stream` will speak, one chunk each (after `textinput.prepare_text`)."""
-        text = self._checked_text(text)
+        text = textinput.text_to_speak(text, MAX_TEXT_CHARS)
         return split_sentences(text, self._checked_options(options).max_sentence_chars)
 
     def unreadable_text(self, text: str, language: str | None = None) -> textinput.Unreadable:
@@ -384,7 +384,7 @@ class Synthesizer(FamilySynthesizer):
         named in an `UnreadableTextWarning`."""
         options = self._checked_options(options)
         voice = self.voice_for(voice)
-        text = self._checked_text(text)
+        text = textinput.text_to_speak(text, MAX_TEXT_CHARS)
         unreadable = self.unreadable_text(text)
         unreadable.refuse_if_nothing_is_read()
         unreadable.warn()
@@ -423,14 +423,6 @@ class Synthesizer(FamilySynthesizer):
             raise OptionsError(f"options must be EmotiVoice's SynthesisOptions ({SynthesisOptions.__module__}), "
                                f"not {given}")
         return options
-
-    def _checked_text(self, text: str) -> textinput.PreparedText:
-        text = textinput.prepare_text(text)
-        if not text.strip():
-            raise TextError("the text to synthesise is empty")
-        if len(text) > MAX_TEXT_CHARS:
-            raise TextError(f"the text is {len(text)} characters long; the limit is {MAX_TEXT_CHARS} per call")
-        return text
 
     def _check_ids(self, token_ids) -> np.ndarray:
         ids = _array(token_ids, "token ids", TextError).reshape(-1)

@@ -645,11 +645,7 @@ class Synthesizer(FamilySynthesizer):
 
     def _fragments(self, text: str, language: str, options: SynthesisOptions) -> list[str]:
         """The text's fragments, after every check a call makes before any graph runs."""
-        text = textinput.prepare_text(text)
-        if not text.strip():
-            raise TextError("the text to synthesise is empty")
-        if len(text) > MAX_TEXT_CHARS:
-            raise TextError(f"the text is {len(text)} characters long; the limit is {MAX_TEXT_CHARS} per call")
+        text = textinput.text_to_speak(text, MAX_TEXT_CHARS)
         unreadable = self.unreadable_text(text, language)
         unreadable.refuse_if_nothing_is_read()
         unreadable.warn()

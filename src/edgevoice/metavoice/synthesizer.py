@@ -352,7 +352,7 @@ class Synthesizer(FamilySynthesizer):
         """The pieces `stream` speaks. A text that fits both stages' contexts is spoken whole, as upstream does;
         a longer one (upstream has no long-text support) is cut into runs of sentences, then at commas, then
         between words, each small enough for its audio to fit."""
-        text = self._checked_text(text)
+        text = textinput.text_to_speak(text, MAX_TEXT_CHARS)
         normalize_text(text)  # refuse unsupported characters before any work
         options = self._check_options(options)
         return self._group(_SENTENCE_END.split(text.strip()), options, _CLAUSE_END)
@@ -399,7 +399,7 @@ class Synthesizer(FamilySynthesizer):
         and escapes are removed first (`textinput.prepare_text`)."""
         options = self._check_options(options).with_overrides(**overrides)
         voice = self.voice_for(voice)
-        text = self._checked_text(text)
+        text = textinput.text_to_speak(text, MAX_TEXT_CHARS)
         sentences = self.split_text(text, language, options)
         if not sentences:
             raise TextError("the text contains nothing to speak")
@@ -416,15 +416,6 @@ class Synthesizer(FamilySynthesizer):
         return np.concatenate([c.audio for c in self.stream(text, voice, language, options, **overrides)])
 
     # ---------------------------------------------------------------- internals and checks
-
-    def _checked_text(self, text: str) -> textinput.PreparedText:
-        """`text` without markup, character references and escapes (as every family cleans it), not empty."""
-        text = textinput.prepare_text(text)
-        if not text.strip():
-            raise TextError("the text to synthesise is empty")
-        if len(text) > MAX_TEXT_CHARS:
-            raise TextError(f"the text is {len(text)} characters long; the limit is {MAX_TEXT_CHARS} per call")
-        return text
 
     def _check_options(self, options) -> SynthesisOptions:
         """`options`, or the bundle's defaults for None; another family's options are refused by name."""
