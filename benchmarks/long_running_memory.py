@@ -1,6 +1,7 @@
 """Resident memory of a process that meets one new input length after another, as a server does, where graphs run
-at each input's own length: GPT-SoVITS's HuBERT on reference clips (once per voice) and BERT on Chinese segments,
-EmotiVoice's every graph on each sentence, MetaVoice's stage 2 and EnCodec decoder.
+at each input's own length: GPT-SoVITS's HuBERT on reference clips (once per voice), BERT on Chinese segments and
+the GPT's prefill on each fragment's phone count, EmotiVoice's every graph on each sentence, MetaVoice's stage 2 and
+EnCodec decoder.
 
     python benchmarks/long_running_memory.py --bundle DIR [--lengths 40] [--threads 2]
 
@@ -25,6 +26,11 @@ whose am_front / am_back take the real counts; same CPU, 2026-12-07): `openvino`
 model unpadded: 8.7 s, 636 → 943), `long-running` (now the acoustic model on OpenVINO too) 8.3 s, 843 → 921 (9.8 s,
 890 → 948 with it on onnxruntime). MetaVoice full-size INT8, 14 sentence lengths: +58 MiB on
 OpenVINO (EnCodec's decoder most of it), +16 MiB long-running (stage 1, which sets the pace, stays on OpenVINO).
+GPT-SoVITS' fragments (one word longer each time, 4 tokens each; AMX Xeon, full-size v2, 30 lengths, 2026-12-07),
+VmRSS from the 5th to the 30th: FP32 bundle `openvino` 3332 → 3527 MiB (the prefill on OpenVINO, ~7.8 MiB per phone
+count), `long-running` 2729 → 2799 (prefill on onnxruntime; the stateful decode, still on OpenVINO, ~2.8 MiB per
+starting length), `onnxruntime` 2502 → 2516; the INT8 bundle `quantize` made for this CPU (every English graph on
+onnxruntime) +12 MiB in every variant.
 """
 
 from __future__ import annotations
@@ -60,7 +66,8 @@ def _child(args) -> None:
     elif synth.bundle.manifest.family == "metavoice":
         rows = {"sentences": _metavoice_sentences(synth, args.lengths)}
     else:
-        rows = {"clips": _gpt_sovits_clips(synth, args.lengths), "Chinese segments": _chinese(synth, args.lengths)}
+        rows = {"clips": _gpt_sovits_clips(synth, args.lengths), "Chinese segments": _chinese(synth, args.lengths),
+                "English fragments": _gpt_sovits_fragments(synth, args.lengths)}
     print(json.dumps({"variant": args.variant, "seconds": round(time.perf_counter() - start, 2), **rows}), flush=True)
 
 
@@ -70,6 +77,28 @@ def _gpt_sovits_clips(synth, lengths: int) -> list[int]:
     clip, rss = reference_clip(3.0 + 0.1 * lengths)[::2], []  # 16 kHz
     for index in range(lengths):
         synth.reference_codes(clip[: 48000 + 1600 * index])  # 3 s, then 0.1 s longer each time
+        if index % 5 == 4:
+            rss.append(rss_mib())
+    return rss
+
+
+def _gpt_sovits_fragments(synth, lengths: int) -> list[int]:
+    """One word longer each time: the prefill meets a new phone count per fragment (SoVITS runs at padded shapes)."""
+    import tempfile
+
+    import soundfile as sf
+    from e2e_speed import reference_clip
+
+    from edgevoice import SynthesisOptions
+
+    with tempfile.TemporaryDirectory() as folder:
+        clip = Path(folder) / "timbre.wav"
+        sf.write(clip, reference_clip(5.0), 32000)
+        voice = synth.create_voice(clip, None, "en")  # reference-free: the fragment's phones alone reach the prefill
+    options = SynthesisOptions(seed=0, max_tokens=4)  # a few steps: the prefill's lengths are what is measured
+    words, rss = (ENGLISH * (1 + lengths // len(ENGLISH)))[: lengths + 3], []
+    for index in range(lengths):
+        synth.synthesize(" ".join(words[: 3 + index]) + ".", voice, "en", options)
         if index % 5 == 4:
             rss.append(rss_mib())
     return rss
