@@ -28,9 +28,10 @@ model unpadded: 8.7 s, 636 → 943), `long-running` (now the acoustic model on O
 OpenVINO (EnCodec's decoder most of it), +16 MiB long-running (stage 1, which sets the pace, stays on OpenVINO).
 GPT-SoVITS' fragments (one word longer each time, 4 tokens each; AMX Xeon, full-size v2, 30 lengths, 2026-12-07),
 VmRSS from the 5th to the 30th: FP32 bundle `openvino` 3332 → 3527 MiB (the prefill on OpenVINO, ~7.8 MiB per phone
-count), `long-running` 2729 → 2799 (prefill on onnxruntime; the stateful decode, still on OpenVINO, ~2.8 MiB per
-starting length), `onnxruntime` 2502 → 2516; the INT8 bundle `quantize` made for this CPU (every English graph on
-onnxruntime) +12 MiB in every variant.
+count), `long-running` 2729 → 2799 with the prefill on onnxruntime and the stateful decode still on OpenVINO (~2.8 MiB
+per starting length), 2691 → 2715 once it steps `gpt_step` on onnxruntime (29.8 s for the run against `openvino`'s
+30.4; a second sitting: `openvino` 3300 → 3466), `onnxruntime` 2502 → 2516; the INT8 bundle `quantize` made for this
+CPU (every English graph on onnxruntime) +12 MiB in every variant.
 """
 
 from __future__ import annotations

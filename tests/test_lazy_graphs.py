@@ -65,7 +65,8 @@ def test_chinese_on_a_bundle_without_bert_is_refused_not_spoken_with_zeros(fixtu
 def test_a_long_running_process_leaves_the_reference_graphs_to_onnxruntime(fixture_bundle, gpt_sovits_set):
     """OpenVINO keeps kernels for every new clip length for good; onnxruntime's memory stays flat
     (benchmarks/long_running_memory.py), so a server runs the graphs that see every length there: the reference
-    graphs, and the prefill (each fragment's own phone count)."""
+    graphs, the prefill (each fragment's own phone count) and, in an FP32 bundle, the decode step (every starting
+    length: OpenVINO's stateful graph kept ~2.8 MiB for each)."""
     from edgevoice.backends import OnnxRuntimeSession, OpenVINOSession
 
     default = edgevoice.load(fixture_bundle[0], threads=1)
@@ -76,3 +77,8 @@ def test_a_long_running_process_leaves_the_reference_graphs_to_onnxruntime(fixtu
     assert isinstance(server._session("gpt_prefill"), OnnxRuntimeSession)
     assert isinstance(server._session("sovits_latent"), OpenVINOSession)  # the rest stays on OpenVINO (padded)
     np.testing.assert_array_equal(voices[0].prompt_tokens, voices[1].prompt_tokens)
+    assert default._stateful_decode and not server._stateful_decode
+    options = edgevoice.SynthesisOptions(seed=3, min_tokens=12, max_tokens=12)
+    audio = [synth.synthesize("Hello there.", voice, "en", options) for synth, voice in zip((default, server), voices)]
+    assert isinstance(server._sessions["gpt_step"], OnnxRuntimeSession) and "gpt_decode" not in server._sessions
+    assert audio[0].shape == audio[1].shape and np.isfinite(audio[1]).all()
