@@ -187,7 +187,19 @@ class Synthesizer(FamilySynthesizer):
     # fragment of 80 phones; onnxruntime's FP32 graph 168 ms, its memory flat but for its arena; the VNNI stand-in,
     # where `quantize` took it, runs on onnxruntime anyway: 105 ms, flat), so a server grew with every phone count
     # it met (hundreds: a few hundred MiB to over a GiB). BERT too sees each Chinese segment's length, but runs padded (`BERT_TOKEN_BUCKETS`).
-    any_length_graphs = REFERENCE_GRAPHS + ("gpt_prefill", "gpt_step")  # the step: every cache length
+    any_length_graphs = REFERENCE_GRAPHS + ("gpt_prefill",)
+
+    @classmethod
+    def own_length_graphs(cls, bundle: Bundle) -> tuple[str, ...]:
+        """Also the decode step where it matches OpenVINO's stateful decode in precision (an FP32 bundle): the
+        stateful graph keeps ~2.8 MiB for every new starting length (full-size FP32 v2, AMX Xeon,
+        benchmarks/long_running_memory.py), onnxruntime's step stays flat and steps about as fast (run.py, same CPU:
+        20.8 / 23.2 / 27.0 ms vs 17.7 / 23.2 / 30.4 at 50 / 400 / 1000 positions; faster at every length on the Zen
+        4). An INT8 bundle whose `quantize` took OpenVINO's decode keeps it (its step is FP32 there: slower on the
+        CPUs where that happens)."""
+        decode, step = bundle.manifest.graphs.get("gpt_decode"), bundle.manifest.graphs.get("gpt_step")
+        same_precision = decode is not None and step is not None and step.precision == decode.precision
+        return cls.any_length_graphs + (("gpt_step",) if same_precision else ())
 
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
         check_bundle(bundle, FAMILY, GRAPH_INPUTS, optional=True)  # which graphs a bundle has depends on its version
@@ -201,17 +213,11 @@ class Synthesizer(FamilySynthesizer):
         self._sessions: dict = {}
         self._lock = threading.RLock()  # see edgevoice.threadsafe
         # OpenVINO keeps the KV cache inside a stateful `gpt_decode` graph; other backends (and older bundles)
-        # run `gpt_step` with host-side caches, and so does a long-running process where the step is the stateful
-        # graph's equal (an FP32 bundle): OpenVINO's stateful graph keeps ~2.8 MiB for every new starting length
-        # (full-size FP32 v2, AMX Xeon, benchmarks/long_running_memory.py), onnxruntime's step stays flat and steps
-        # about as fast (run.py, same CPU: 20.8 / 23.2 / 27.0 ms vs 17.7 / 23.2 / 30.4 at 50 / 400 / 1000 positions;
-        # faster at every length on the Zen 4). An INT8 bundle whose `quantize` took OpenVINO's decode keeps it (its
-        # step is FP32 there: slower on the CPUs where that happens).
-        decode, step = manifest.graphs.get("gpt_decode"), manifest.graphs.get("gpt_step")
-        step_instead = (decode is not None and step is not None and "onnx" in step.files
-                        and step.precision == decode.precision
-                        and "gpt_step" in getattr(self.backend, "onnxruntime_graphs", ()))
-        self._stateful_decode = decode is not None and runs_graph(self.backend, decode) and not step_instead
+        # run `gpt_step` with host-side caches, and so does a long-running process that hands the step to
+        # onnxruntime (`own_length_graphs`).
+        decode = manifest.graphs.get("gpt_decode")
+        self._stateful_decode = (decode is not None and runs_graph(self.backend, decode)
+                                 and "gpt_step" not in getattr(self.backend, "onnxruntime_graphs", ()))
         self._bert_vocab: dict[str, int] | None = None
         # the lengths BERT's ids are padded to; None: bundles from before its mask run it at each segment's length
         bert = manifest.graphs.get("bert")
