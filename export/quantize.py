@@ -79,10 +79,7 @@ class QuantizationReport:
     def lines(self) -> list[str]:
         lines = list(self.notes)
         for name, info in self.graphs.items():
-            quantised = info["method"] not in ("float", "bf16-hint")
-            figures = info.get("accuracy") or ("not measured (no held-out calls reached it)" if quantised else {})
-            lines.append(f"{name:14s} {info['method']:8s} "
-                         f"{figures if isinstance(figures, str) else accuracy_summary(figures)}")
+            lines.append(f"{name:14s} {info['method']:8s} {accuracy_summary(info.get('accuracy', {}), info['method'])}")
             compute = info.get("compute", {})
             if compute.get("precision") == "bf16" or "tried" in compute:
                 gate = f" (gate: {compute['gate']})" if compute.get("gate") else ""

@@ -304,7 +304,7 @@ class EmotiVoiceQuantizationReport:
             for output, stats in info.get("accuracy", {}).items():
                 if isinstance(stats, dict) and "max_rel" in stats:
                     extra.append(f"{output} max-rel {stats['max_rel']['worst']:.4f}")
-            summary = accuracy_summary(info.get("accuracy", {}))
+            summary = accuracy_summary(info.get("accuracy", {}), info["method"])
             lines.append(f"{name:11s} {info['method']:8s} {summary}" + (f"; {', '.join(extra)}" if extra else ""))
             for attempt in [a for a in info.get("attempts", []) if a["failed"]]:
                 lines.append(f"{'':11s} {attempt['method']} failed the gate ({'; '.join(attempt['failed'])}): fell "

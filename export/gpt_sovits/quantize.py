@@ -508,7 +508,12 @@ class _Job:
     cpu: CpuInfo
     computes: dict[str, ComputeChoice]  # what each graph's float parts compute in on this CPU (`compute.py`)
     fp32_backend: OpenVINOBackend
-    bar: tqdm
+    bar: tqdm  # the graphs' bar, then the checks' (`step`)
+
+    def step(self, what: str) -> None:
+        """After the graphs: name the check now running (engine timings, the gate), each on its own count."""
+        self.bar.update(1)
+        self.bar.set_postfix_str(what)
 
 
 def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: CalibrationSet,
@@ -542,11 +547,15 @@ def quantize_bundle(source: str | Path | Bundle, out: str | Path, calibration: C
         write_manifest(folder, manifest)
         _, held_utterances = split_items(calibration.utterances)
         held_utterances = held_utterances[:END_TO_END_UTTERANCES]
+        # the choices below time and compare whole graphs on this CPU (minutes at full size): a bar says which runs
+        job.bar = tqdm(desc="engines and accuracy", unit="check", disable=not options.progress,
+                       bar_format="{desc}, check {n_fmt} [{elapsed}{postfix}]")
         engines = _choose_engines(job, held_utterances) if options.precision == "int8" else {}
         if options.precision == "int8":
             engines["int8_speed"] = _check_int8_speed(job, engines)
         test_backend = OpenVINOBackend(threads=options.threads)  # the manifest's hint decides, as in production
         _accuracy_gate(job, held_utterances, test_backend)
+        job.bar.close()
         manifest.extra["quantization"] = _record(job, engines)
         report.seconds = time.perf_counter() - start
         manifest.extra["quantization"]["seconds"] = round(report.seconds, 1)
@@ -651,7 +660,7 @@ def _choose_engines(job: _Job, held_utterances: list) -> dict:
     engines = {}
     if (options.decode_engine != "openvino" and "gpt_step" in manifest.graphs and "gpt_decode" in report.graphs
             and held_utterances):
-        job.bar.set_postfix_str("decode engine")
+        job.step("decode engine")
         record = engines["decode_engine"] = choose_step_engine(job.source, job.folder, manifest, held_utterances,
                                                                options, job.fp32_backend)
         if record["engine"] == "onnxruntime":
@@ -662,7 +671,7 @@ def _choose_engines(job: _Job, held_utterances: list) -> dict:
             report.notes.append(four_bit_note(record["four_bits"], record["ms_per_step"]))
         write_manifest(job.folder, manifest)
     if report.graphs.get("sovits_vocoder", {}).get("method") == "static":
-        job.bar.set_postfix_str("vocoder engine")
+        job.step("vocoder engine")
         record = engines["vocoder_engine"] = choose_vocoder_engine(job.source, job.folder, manifest, job.calibration,
                                                                    options, job.cpu, job.fp32_backend)
         where = "onnxruntime on CPUs with VNNI, OpenVINO elsewhere" if record["taken"] else "OpenVINO"
@@ -673,7 +682,7 @@ def _choose_engines(job: _Job, held_utterances: list) -> dict:
             report.notes.append(f"{graph} layout: {layout['reason']}")
     for spec in STAND_INS:
         if report.graphs.get(spec.replaces, {}).get("method") == "static":
-            job.bar.set_postfix_str(spec.graph)
+            job.step(spec.graph)
             record = engines[spec.option] = choose_stand_in(spec, job.source, job.folder, manifest, job.calibration,
                                                             options, job.cpu, job.fp32_backend)
             where = "onnxruntime on CPUs with VNNI, OpenVINO elsewhere" if record["taken"] else "OpenVINO"
@@ -691,7 +700,7 @@ def _check_int8_speed(job: _Job, engines: dict) -> dict:
         _, held = split_items(job.calibration.items.get(name, []))
         if not held:
             continue
-        job.bar.set_postfix_str(f"{name} speed")
+        job.step(f"{name} speed")
         # a backend per graph, dropped after it: at most one INT8 graph compiled at a time (OpenVINO's AMX INT8
         # vocoder alone took +3.6 GiB on its first call)
         int8_session = OpenVINOBackend(threads=job.options.threads).session(bundle, name)
@@ -721,9 +730,11 @@ def _accuracy_gate(job: _Job, held_utterances: list, test_backend: OpenVINOBacke
     for name, info in job.report.graphs.items():
         if info["method"] == "float":
             continue
+        job.step(f"{name} accuracy")
         accuracy = _gate(name, job.source, test, job.calibration, held_utterances, job.fp32_backend, test_backend)
         info["accuracy"] = accuracy
         job.manifest.graphs[name].accuracy[f"{job.manifest.graphs[name].precision}_vs_fp32"] = accuracy
+    job.step("end-to-end accuracy")
     job.report.end_to_end = end_to_end(Synthesizer(job.source, backend=job.fp32_backend),
                                        Synthesizer(test, backend=test_backend), held_utterances)
     job.report.notes += audio_warnings(job.report)

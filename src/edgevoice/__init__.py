@@ -6,12 +6,12 @@
     audio = synth.synthesize("Hello there.", voice, "en")     # float32, synth.sample_rate Hz
 """
 
-from .errors import AudioError, BundleError, EdgevoiceError, OptionsError, TextError, VoiceError
+from .errors import AudioError, BundleError, EdgevoiceError, OptionsError, SynthesisError, TextError, VoiceError
 from .families import load
 from .options import AudioChunk
 
 __all__ = ["load", "Synthesizer", "SynthesisOptions", "AudioChunk", "Voice", "BatchRequest", "EdgevoiceError",
-           "BundleError", "AudioError", "OptionsError", "TextError", "VoiceError"]
+           "BundleError", "AudioError", "OptionsError", "TextError", "VoiceError", "SynthesisError"]
 _GPT_SOVITS_NAMES = {"Synthesizer", "SynthesisOptions", "Voice", "BatchRequest"}  # the first family's, kept here
 
 
@@ -22,3 +22,7 @@ def __getattr__(name: str):
 
         return getattr(gpt_sovits, name)
     raise AttributeError(f"module 'edgevoice' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # the lazy names too: tab completion and help() list the whole API
+    return sorted(set(globals()) | set(__all__))

@@ -501,10 +501,11 @@ def _verify_manifest_hash(folder: Path, raw: bytes) -> None:
                           "damaged after export)")
 
 
-def accuracy_summary(accuracy: dict) -> str:
-    """One line of a quantised graph's measured error against FP32 (worst held-out figures)."""
+def accuracy_summary(accuracy: dict, method: str = "") -> str:
+    """One line of a graph's measured error against FP32 (worst held-out figures); with none recorded, whether it
+    was left in FP32 (`method` "float") or not measured (no held-out call reached it)."""
     if not accuracy:
-        return "unchanged (FP32)"
+        return "unchanged (FP32)" if method == "float" else "not measured (no held-out call reached it)"
     parts = []
     for output, stats in accuracy.items():
         if not isinstance(stats, dict):

@@ -515,14 +515,7 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
              "another machine (--against)")
     all_gates = {**checks.GATES, **parity_report.FREE_RUNNING_GATES}
     gates = guarded(lambda: parity_report.with_overrides(all_gates, gate_settings))
-    case, reference_run = guarded(lambda: request.reference_case(checks, *synths[0]))
-    tested = synths if against_path else synths[1:]  # without --against the first run is the reference itself
-    runs = [guarded(lambda: checks.run_case(synth, case, label)) for label, synth in tested]
-    seeds = request.seeds(checks, reference_run)
-    if not against_path:
-        reference_run.free_runs = guarded(lambda: [checks.free_run(synths[0][1], case, s) for s in seeds])
-    for run, (_, synth) in zip(runs, tested):
-        run.free_runs = guarded(lambda: [checks.free_run(synth, case, s) for s in seeds])
+    case, reference_run, runs, seeds = _parity_runs(checks, request, synths)
     rate = synths[0][1].sample_rate
     results, verdicts = _judged(checks, reference_run, runs, gates, rate)
     if save_path:
@@ -591,10 +584,35 @@ class _ParityRequest:
         return case, checks.run_case(synth, case, label)
 
     def seeds(self, checks, reference_run) -> list[int]:
+        """The free-running seeds: as saved with a replayed case, else `free_seeds` from `seed`."""
         if self.against:  # a replayed case brings the seeds it was saved with
             return [free.seed for free in reference_run.free_runs]
         count = self.free_seeds if checks.SAMPLED else min(self.free_seeds, 1)  # unsampled runs: one is all
         return list(range(self.seed, self.seed + count))
+
+
+def _parity_runs(checks, request: _ParityRequest, synths: list):
+    """The case and every run of it: (case, reference run, tested runs, free-running seeds), a bar on a terminal
+    (a run at full size takes a while). Without --against the first synthesizer's run is the reference itself."""
+    from tqdm import tqdm
+
+    tested = synths if request.against else synths[1:]
+    with tqdm(total=1 + len(tested), desc="parity runs", unit="run", file=sys.stderr, disable=None) as bar:
+        def counted(label: str, work):
+            bar.set_postfix_str(label)
+            done = guarded(work)
+            bar.update(1)
+            return done
+
+        case, reference_run = counted(f"{synths[0][0]} (reference)", lambda: request.reference_case(checks, *synths[0]))
+        runs = [counted(label, lambda: checks.run_case(synth, case, label)) for label, synth in tested]
+        seeds = request.seeds(checks, reference_run)
+        free = [(reference_run, synths[0])] if not request.against else []
+        free += [(run, labelled) for run, labelled in zip(runs, tested)]
+        bar.total += len(free) * len(seeds)
+        for run, (label, synth) in free:
+            run.free_runs = [counted(f"{label}, seed {s}", lambda: checks.free_run(synth, case, s)) for s in seeds]
+    return case, reference_run, runs, seeds
 
 
 def _parity_synthesizers(bundles, backends, threads: int | None, pytorch_models: str | None):

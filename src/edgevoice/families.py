@@ -78,6 +78,7 @@ class FamilySynthesizer:
     rather than at a few fixed ones (see `load`'s `long_running`)."""
 
     any_length_graphs: tuple[str, ...] = ()
+    takes_style_prompt = False  # `voice_for(prompt=...)`: a text that sets the speaking style (EmotiVoice's)
 
     @classmethod
     def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True,

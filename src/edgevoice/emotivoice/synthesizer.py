@@ -106,6 +106,7 @@ class Synthesizer(FamilySynthesizer):
     # each new one (full size, 18 sentence lengths: +618 MiB, HiFi-GAN +496 of it), on onnxruntime +2 MiB. The
     # vocoder, most of the time, stays on OpenVINO: it runs at a few fixed lengths (`vocode`).
     any_length_graphs = ("style_bert", "am_front", "am_back")
+    takes_style_prompt = True
 
     @classmethod
     def own_length_graphs(cls, bundle: Bundle) -> tuple[str, ...]:

@@ -292,13 +292,15 @@ class Server:
         if body.sample_rate is not None and fmt.rates is not None and body.sample_rate not in fmt.rates:
             raise ApiError(f"{fmt_name} takes the sample rates {', '.join(map(str, fmt.rates))}",
                            param="sample_rate")
-        return SpeechSpec(body.input, body.voice, body.prompt if body.prompt is not None else body.instructions,
-                          body.language, options, fmt, body.stream and fmt.streams, body.sample_rate)
+        prompt_field = "prompt" if body.prompt is not None else "instructions"
+        return SpeechSpec(body.input, body.voice, getattr(body, prompt_field), body.language, options, fmt,
+                          body.stream and fmt.streams, body.sample_rate, prompt_field)
 
     async def speech(self, body: SpeechRequest, request: Request) -> Response:
         started = request.scope.get("state", {}).get("started", time.monotonic())
         model = self.model(body.model)
         spec = self.spec(body)
+        model.check_prompt(spec)
         await anyio.to_thread.run_sync(model.check_voice, body.voice)
         synth = await model.pool.acquire()
         job = None
@@ -437,7 +439,8 @@ def create_app(config: ServerConfig, models: dict[str, ServedModel] | None = Non
         yield
         server.close()
 
-    app = FastAPI(title=config.title, version="1", docs_url="/docs", redoc_url=None, lifespan=lifespan,
+    # no Swagger page: it loads its scripts from a CDN, and the server fetches nothing from elsewhere
+    app = FastAPI(title=config.title, version="1", docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="OpenAI-compatible text-to-speech on edgevoice bundles")
     app.state.server = server
     app.state.metrics = server.metrics

@@ -8,7 +8,7 @@ import click
 from ..cli import cache_options, chosen_cache_dir
 from ..backends import BACKEND_NAMES
 from ..errors import EdgevoiceError
-from .config import API_KEY_ENV, Limits
+from .config import API_KEY_ENV, MIN_API_KEY_CHARS, Limits
 
 BACKENDS = click.Choice(BACKEND_NAMES)
 DEFAULT_LIMITS = Limits()
@@ -32,7 +32,8 @@ def _fail_without(extra: str, error: ImportError) -> None:
 @click.option("--threads", type=int, default=None, help="CPU threads per synthesizer [default: cores / synthesizers]")
 @click.option("--backend", type=BACKENDS, default="openvino", show_default=True)
 @click.option("--api-key", envvar=API_KEY_ENV, default=None,
-              help=f"require 'Authorization: Bearer KEY' on the API (or set {API_KEY_ENV})")
+              help=f"require 'Authorization: Bearer KEY' on the API (or set {API_KEY_ENV}); at least "
+                   f"{MIN_API_KEY_CHARS} characters")
 @click.option("--insecure", is_flag=True, help="allow a non-loopback --host without an API key")
 @click.option("--queue-size", type=int, default=DEFAULT_LIMITS.queue_size, show_default=True,
               help="requests that may wait per model when all its synthesizers are busy; more get 429")

@@ -15,6 +15,7 @@ from ..errors import EdgevoiceError
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 API_KEY_ENV = "EDGEVOICE_API_KEY"
+MIN_API_KEY_CHARS = 8
 
 
 class ConfigError(EdgevoiceError):
@@ -61,8 +62,8 @@ class ServerConfig:
             raise ConfigError(f"--workers must be at least 1, not {self.workers}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be at least 1, not {self.threads}")
-        if self.api_key is not None and len(self.api_key) < 8:
-            raise ConfigError("an API key needs at least 8 characters")
+        if self.api_key is not None and len(self.api_key) < MIN_API_KEY_CHARS:
+            raise ConfigError(f"--api-key needs at least {MIN_API_KEY_CHARS} characters (a short key is guessed)")
 
     def synthesizer_threads(self) -> int:
         """Threads per synthesizer: the given number, else the cores divided among every synthesizer."""

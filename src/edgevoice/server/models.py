@@ -199,6 +199,7 @@ class SpeechSpec:
     format: Format
     streaming: bool
     output_rate: int | None
+    prompt_field: str = "prompt"  # the request's name for `prompt` (OpenAI's is "instructions")
 
 
 class SpeechJob:
@@ -333,6 +334,12 @@ class ServedModel:
         hint = "a built-in speaker or " if self.speakers else ""
         raise NotFound(f"model {self.name!r} has no voice {name!r}: give {hint}a voice from GET /v1/voices",
                        code="voice_not_found", param="voice")
+
+    def check_prompt(self, spec: SpeechSpec) -> None:
+        """Refuse a style prompt before the request queues where the family takes none, naming the field sent."""
+        if spec.prompt is not None and not self.synthesizers[0].takes_style_prompt:
+            raise ApiError(f"{spec.prompt_field}: model {self.name!r} ({self.family}) takes no style prompt; leave "
+                           f"{spec.prompt_field} out", code="options_error", param=spec.prompt_field)
 
     def _voice(self, synth, name: str | None, prompt: str | None):
         given = {"prompt": prompt} if prompt is not None else {}
