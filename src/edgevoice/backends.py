@@ -379,6 +379,9 @@ def make_backend(backend, threads: int | None = None, cache_dir: str | os.PathLi
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
                                 or not 1 <= threads <= MAX_THREADS):
         raise EdgevoiceError(f"threads must be a whole number 1…{MAX_THREADS} (or None for all), not {threads!r}")
+    if not isinstance(cache_dir, (str, os.PathLike, bool, type(None))):
+        raise EdgevoiceError(f"cache_dir must be a folder, True (the user's cache) or None/False (no cache), not "
+                             f"{type(cache_dir).__name__}")
     if not isinstance(backend, str):
         return backend
     if backend == "openvino":

@@ -379,7 +379,8 @@ class Bundle:
         path = Path(path)
         manifest_path = path / MANIFEST
         if not path.is_dir():
-            raise BundleError(f"{path}: bundle folder not found")
+            raise BundleError(f"{path}: not a folder; a bundle is the folder `export` wrote" if path.exists()
+                              else f"{path}: bundle folder not found")
         if not _is_regular(manifest_path):
             raise BundleError(f"{path}: no {MANIFEST}; not an edgevoice bundle")
         try:

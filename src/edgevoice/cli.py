@@ -217,7 +217,9 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
     from .errors import VoiceError
     from .textinput import UnreadableTextWarning, check_encoding, prepare_text
 
-    guarded(lambda: check_output(out, VoiceError))
+    guarded(lambda: check_output(out, VoiceError, inputs=[audio, *aux_audio], input_folders=[bundle]))
+    if str(out) != "-" and os.path.splitext(str(out))[1].lower() not in ("", ".npz"):
+        fail(f"--out {out}: a voice is an .npz file; name it .npz")
     if text is not None and not text.strip():  # "" used to make a reference-free voice, "  " an error
         fail("--text is empty: give the clip's transcript, or leave --text out for a reference-free voice")
     synth = _synthesizer(bundle, backend, threads, chosen_cache_dir(cache_dir, no_cache))
@@ -310,7 +312,7 @@ def say(bundle, voice_path, speaker, prompt, text, text_file, strict, language, 
         fail("--stream writes to standard output: give --out -")
     if chunk_tokens is not None and not stream_format:
         fail("--chunk-tokens applies to --stream")
-    guarded(lambda: check_output(out))  # before minutes of synthesis, not after
+    guarded(lambda: check_output(out, inputs=[text_file, voice_path], input_folders=[bundle]))  # before synthesis
     suffix = os.path.splitext(str(out))[1]
     if str(out) != "-" and suffix.lower() not in ("", ".wav", ".wave"):
         fail(f"--out {out}: say writes 16-bit WAV, not {suffix}; name it .wav (`edgevoice serve` gives flac, mp3 "
@@ -403,7 +405,7 @@ def _say_streaming(synth, text, voice, language, options, stream_format: str, ch
 @click.option("--no-verify", is_flag=True, help="skip the sha256 check of every file")
 def info(bundle, as_json, no_verify):
     """Describe a bundle: model, graphs, precision, parity figures."""
-    from .bundle import Bundle, accuracy_summary
+    from .bundle import MANIFEST_HASH, Bundle, accuracy_summary
 
     loaded = guarded(lambda: Bundle.load(bundle, verify=not no_verify))
     manifest = loaded.manifest
@@ -412,7 +414,11 @@ def info(bundle, as_json, no_verify):
         return
     size = sum(loaded.file(rel).stat().st_size for rel in manifest.files)
     click.echo(f"{loaded.path}: {manifest.family} {manifest.upstream_version}, {manifest.sample_rate} Hz, "
-               f"{len(manifest.graphs)} graphs, {size / 1e6:.1f} MB{' (verified)' if not no_verify else ''}")
+               f"{len(manifest.graphs)} graphs, {size / 1e6:.1f} MB"
+               f"{' (every file matches its sha256)' if not no_verify else ''}")
+    if not (loaded.path / MANIFEST_HASH).is_file():
+        click.echo(f"note: no {MANIFEST_HASH} (a bundle written before it existed): an edit to the manifest itself "
+                   "would go unnoticed; re-export or re-quantise to add it")
     click.echo(f"model fingerprint {manifest.model_fingerprint[:16]}…")
     width = max(len("graph"), *map(len, manifest.graphs))  # the column fits the longest graph name
     click.echo(f"  {'graph':{width}s} {'prec.':5s} {'files':14s} accuracy (worst case)")
@@ -498,9 +504,11 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
     _check_parity_options(max_tokens, seed, min_snr_db, free_seeds, against_path)
     text = _cleaned_text(text, "--text")
     if save_path:
-        guarded(lambda: check_output(save_path))  # before the runs, not after them
+        guarded(lambda: check_output(save_path, inputs=[voice_path, reference, against_path], input_folders=bundles))
+        if str(save_path) != "-" and os.path.splitext(str(save_path))[1].lower() not in ("", ".npz"):
+            fail(f"--save {save_path}: a parity case is an .npz file; name it .npz")
     if report_dir:
-        guarded(lambda: check_output(report_dir, folder=True))  # before the runs, not after them
+        guarded(lambda: check_output(report_dir, folder=True, input_folders=bundles))  # before the runs
     if as_json and str(save_path) == "-":
         fail("--json and --save - would both write to standard output: save the case to a file")
     voice = _VoiceChoice(voice_path, reference, reference_text, reference_language, speaker, prompt)
@@ -623,6 +631,10 @@ def _parity_synthesizers(bundles, backends, threads: int | None, pytorch_models:
     opened = [(backend, _synthesizer(bundle, backend, threads)) for bundle in bundles for backend in backends]
     synths = [(f"{backend} {synth.bundle.path.name}", synth) for backend, synth in opened]
     first = synths[0][1].bundle
+    others = sorted({s.bundle.manifest.family for _, s in synths} - {first.manifest.family})
+    if others:
+        fail(f"--bundle: {first.path.name} holds {first.manifest.family}, another bundle {', '.join(others)}: parity "
+             "compares runs of one model; give bundles of one family")
     family = family_module(first.manifest.family)
     if pytorch_models:
         torch_backend = guarded(lambda: _reference_backend(first, pytorch_models, threads))

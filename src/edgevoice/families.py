@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .backends import make_backend
 from .bundle import Bundle
-from .errors import BundleError, VoiceError
+from .errors import BundleError, OptionsError, VoiceError, abbreviated
 from .memory import hand_back_large_blocks
 
 FAMILIES = {"gpt-sovits": "edgevoice.gpt_sovits", "emotivoice": "edgevoice.emotivoice",
@@ -79,6 +79,15 @@ class FamilySynthesizer:
 
     any_length_graphs: tuple[str, ...] = ()
     takes_style_prompt = False  # `voice_for(prompt=...)`: a text that sets the speaking style (EmotiVoice's)
+    languages: tuple[str, ...] = ()  # what the text calls' `language` may be (None always: the front end decides)
+
+    def checked_language(self, language):
+        """`language` if this family reads it, else an OptionsError naming what it reads (a family whose front end
+        decides by itself still refuses a language it cannot read rather than ignoring it)."""
+        if language is None or (isinstance(language, str) and language in self.languages):
+            return language
+        raise OptionsError(f"unsupported language {abbreviated(repr(language))} for {self.bundle.manifest.family}: "
+                           f"expected one of {', '.join(self.languages)}")
 
     @classmethod
     def load(cls, path: str | Path, backend="openvino", threads: int | None = None, verify: bool = True,

@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from .errors import EdgevoiceError
 
@@ -46,15 +46,21 @@ def atomic_file(path: Path, error: type[Exception]) -> Iterator[BinaryIO]:
             os.unlink(temp)
 
 
-def check_output(path: str | Path, error: type = EdgevoiceError, folder: bool = False) -> None:
+def check_output(path: str | Path, error: type = EdgevoiceError, folder: bool = False,
+                 inputs: Iterable[str | Path | None] = (), input_folders: Iterable[str | Path] = ()) -> None:
     """Refuse, before any work is done, an output path that cannot become a file (with `folder`: a folder): a
     folder (a file), a path under something that is not a folder, a name the file system refuses, a link into a
-    folder that does not exist. Nothing is created; write errors that only writing reveals (a full disk, a
-    read-only folder) come from the write itself."""
+    folder that does not exist, one of the command's `inputs` (files) or a path inside one of its `input_folders`
+    (the bundle): the output would replace what it is made from. Nothing is created; write errors that only writing
+    reveals (a full disk, a read-only folder) come from the write itself."""
     if str(path) == "-":
         return
+    if not folder and str(path).endswith(("/", os.sep)):  # Path() would drop the slash and write a file there
+        raise error(f"{path}: ends in '/', a folder's name; give a file name")
     path = Path(path)
     target = output_target(path, error)
+    _refuse_inputs(path, target, [Path(p) for p in inputs if p is not None and str(p) != "-"],
+                   [Path(p) for p in input_folders], error)
     try:
         if folder and target.exists() and not target.is_dir():
             raise error(f"{path}: is not a folder")
@@ -67,6 +73,26 @@ def check_output(path: str | Path, error: type = EdgevoiceError, folder: bool = 
                 return
     except OSError as exc:  # e.g. a name longer than the file system allows
         raise error(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _refuse_inputs(path: Path, target: Path, inputs: list[Path], folders: list[Path], error: type) -> None:
+    try:
+        where = target.resolve()
+        if where.exists() and not where.is_file():
+            return  # a device or FIFO is written in place, not replaced
+        for given in folders:
+            source = given.resolve()
+            if source.is_dir() and (where == source or source in where.parents):
+                raise error(f"{path}: is inside {given}, an input of this command; write it elsewhere")
+        for given in inputs:
+            source = given.resolve()
+            if source.is_dir():
+                continue  # refused as an input by the command itself
+            if where == source or (where.exists() and source.exists() and os.path.samefile(where, source)):
+                raise error(f"{path}: is also an input of this command ({given}), which the output would "
+                            "replace; write it elsewhere")
+    except OSError:
+        return  # a path that cannot be resolved is refused below, or by the write
 
 
 def output_target(path: Path, error: type = EdgevoiceError) -> Path:
@@ -125,8 +151,17 @@ def _opened(path: Path, error: type):
 
 
 def _write_stream(handle, data: bytes, name: str, error: type) -> None:
+    """All of `data`, or an error: a pipe whose reader has gone takes part of a large write without complaint
+    (`head -c 100`), so the rest is written until the pipe refuses it."""
+    rest = memoryview(data)
     try:
-        handle.write(data)
+        while rest:
+            written = handle.write(rest)
+            if not written:
+                raise error(f"{name}: took none of the last {len(rest)} bytes")
+            rest = rest[written:]
         handle.flush()
+    except BrokenPipeError:
+        raise error(f"{name} was closed before all {len(data)} bytes were written") from None
     except OSError as exc:
         raise error(f"{name}: write failed ({exc.strerror or exc})") from None

@@ -29,7 +29,8 @@ def read_npz(path: str | Path, what: str, error: type = ValueError, max_bytes: i
     anything is allocated, so a crafted header cannot ask for terabytes."""
     path = Path(path)
     if not path.is_file():
-        raise error(f"{path}: is a folder, not a {what}" if path.is_dir() else f"{path}: {what} not found")
+        kind = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else None
+        raise error(f"{path}: {kind}, not a {what}" if kind else f"{path}: {what} not found")
     try:
         problem = _size_problem(path, max_bytes)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:

@@ -14,7 +14,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from .errors import OptionsError, SynthesisError, abbreviated
+from .errors import OptionsError, SynthesisError, TextError, abbreviated
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,13 @@ class ModelOptions:
         if unknown:
             raise OptionsError(f"option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
                                f"do{'' if len(unknown) > 1 else 'es'} not apply to this model")
-        return replace(self, **{k: v for k, v in given.items() if v is not None})
+        given = {k: v for k, v in given.items() if v is not None}
+        self.check_given(given)
+        return replace(self, **given)
+
+    def check_given(self, given: dict) -> None:
+        """A family's check of options given together that contradict each other (each is checked alone by
+        `__post_init__`)."""
 
 
 # What a field's annotation admits (annotations are strings here: `from __future__ import annotations`); numpy
@@ -85,3 +91,12 @@ class AudioChunk:
             raise SynthesisError(f"the model produced {bad} of {self.audio.size} samples as NaN or infinity for "
                                  f"{abbreviated(self.text, quoted=True)}: an input far outside what it was trained on "
                                  "(a hand-edited voice or embedding?)")
+
+
+def joined_audio(chunks) -> np.ndarray:
+    """A text's audio from its chunks (`Synthesizer.stream`); none, or nothing but empty ones (options that stop
+    every sentence before its first sample), is a `TextError`: every family's `synthesize` returns sound or fails."""
+    parts = [chunk.audio for chunk in chunks]
+    if not sum(part.size for part in parts):
+        raise TextError("the model produced no audio for this text with these options")
+    return np.concatenate(parts)

@@ -31,7 +31,7 @@ from ..bundle import Bundle
 from ..errors import BundleError, OptionsError, TextError, VoiceError, abbreviated
 from ..families import FamilySynthesizer, check_bundle
 from ..fixed_shapes import fixed_shape_calls, padded_length
-from ..options import AudioChunk
+from ..options import AudioChunk, joined_audio
 from .frontend import Frontend, split_sentences
 from .options import FAMILY, SPEED_RANGE, SynthesisOptions, check_speed
 from .wordpiece import WordPiece
@@ -107,6 +107,7 @@ class Synthesizer(FamilySynthesizer):
     # vocoder, most of the time, stays on OpenVINO: it runs at a few fixed lengths (`vocode`).
     any_length_graphs = ("style_bert", "am_front", "am_back")
     takes_style_prompt = True
+    languages = ("auto", "zh", "en")  # one mixed Chinese/English front end reads all three
 
     @classmethod
     def own_length_graphs(cls, bundle: Bundle) -> tuple[str, ...]:
@@ -188,6 +189,7 @@ class Synthesizer(FamilySynthesizer):
         return self.frontend.phonemes(_string(text, "the text"))
 
     def phoneme_report(self, text: str, language: str | None = None) -> dict:
+        self.checked_language(language)
         phonemes, ids = self.phonemes(text)
         return {"phonemes": phonemes, "ids": ids}
 
@@ -369,12 +371,14 @@ class Synthesizer(FamilySynthesizer):
     def split_text(self, text: str, language: str | None = None, options: SynthesisOptions | None = None
                    ) -> list[str]:
         """The sentences `stream` will speak, one chunk each (after `textinput.prepare_text`)."""
+        self.checked_language(language)
         text = textinput.text_to_speak(text, MAX_TEXT_CHARS)
         return split_sentences(text, self._checked_options(options).max_sentence_chars)
 
     def unreadable_text(self, text: str, language: str | None = None) -> textinput.Unreadable:
         """The characters of `text` the front end cannot read (it leaves them out): it reads the ideographs
         U+4E00–U+9FA5, digits and letters whose base letter (without accents) is A–Z."""
+        self.checked_language(language)
         return textinput.unreadable(text, _readable, "EmotiVoice's front end (Chinese and English)")
 
     def stream(self, text: str, voice: SpeakerStyle, language: str | None = None,
@@ -386,7 +390,7 @@ class Synthesizer(FamilySynthesizer):
         options = self._checked_options(options)
         voice = self.voice_for(voice)
         text = textinput.text_to_speak(text, MAX_TEXT_CHARS)
-        unreadable = self.unreadable_text(text)
+        unreadable = self.unreadable_text(text, language)
         unreadable.refuse_if_nothing_is_read()
         unreadable.warn()
         sentences = self.split_text(text, language, options)
@@ -411,7 +415,7 @@ class Synthesizer(FamilySynthesizer):
 
     def synthesize(self, text: str, voice: SpeakerStyle, language: str | None = None,
                    options: SynthesisOptions | None = None) -> np.ndarray:
-        return np.concatenate([chunk.audio for chunk in self.stream(text, voice, language, options)])
+        return joined_audio(self.stream(text, voice, language, options))
 
     # ---------------------------------------------------------------- checks
 

@@ -58,6 +58,13 @@ class SynthesisOptions(ModelOptions):
             raise OptionsError(f"unknown split method {self.split_method!r} "
                                f"(choose from {', '.join(frontend.CUT_METHODS)})")
 
+    def check_given(self, given: dict) -> None:
+        # min_tokens alone may exceed the cap (EOS held back to the model's limit); asked for together, one would
+        # be ignored
+        low, high = given.get("min_tokens"), given.get("max_tokens")
+        if isinstance(low, int) and isinstance(high, int) and low > high:  # other types: __post_init__ says
+            raise OptionsError(f"min_tokens {low} is more than max_tokens {high}: give equal values to fix the length")
+
     def sampling(self) -> SamplingOptions:
         return SamplingOptions(top_k=self.top_k, top_p=self.top_p, temperature=self.temperature,
                                repetition_penalty=self.repetition_penalty, min_tokens=self.min_tokens,

@@ -36,7 +36,7 @@ from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceErro
 from ..kv_cache import check_step_cache_inputs, in_place_feeds
 from ..memory import cyclic_gc_paused
 from ..families import FamilySynthesizer, check_bundle
-from ..options import AudioChunk
+from ..options import AudioChunk, joined_audio
 from .options import FAMILY, SynthesisOptions, stretched_frames
 from .chunking import (BERT_TOKEN_BUCKETS, LONG_FRAGMENT_CONTEXT, LONG_FRAGMENT_TOKENS, SOVITS_TOKEN_BUCKETS,
                        STREAM_CHUNK_GROWTH, STREAM_CHUNK_TOKENS, STREAM_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS, STREAM_FIRST_CHUNK_TOKENS,
@@ -628,7 +628,7 @@ class Synthesizer(FamilySynthesizer):
         """Several independent requests (each its own voice, language and options) at once: their fragments go
         through the GPT `batch_size` at a time (`generate_rows`), SoVITS one by one. Each request's audio is the
         audio `synthesize` gives it alone with the same options."""
-        if not 1 <= batch_size <= MAX_BATCH:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not 1 <= batch_size <= MAX_BATCH:
             raise OptionsError(f"batch_size must be 1…{MAX_BATCH}, not {batch_size}")
         if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence) or not requests:
             raise OptionsError(f"requests must be a non-empty list of BatchRequest objects, not "
@@ -755,10 +755,7 @@ class Synthesizer(FamilySynthesizer):
 
     def synthesize(self, text: str, voice: Voice, language: str = "en", options: SynthesisOptions | None = None
                    ) -> np.ndarray:
-        chunks = [chunk.audio for chunk in self.stream(text, voice, language, options)]
-        if not chunks:
-            raise TextError("the model produced no audio for this text")
-        return np.concatenate(chunks)
+        return joined_audio(self.stream(text, voice, language, options))
 
     # ---------------------------------------------------------------- internals
 

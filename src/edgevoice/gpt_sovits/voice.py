@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import VoiceError
+from ..errors import VoiceError, abbreviated
 from ..families import check_voice_family
 from ..npzfile import atomic_savez, read_npz
+from .frontend import LANGUAGES
 from .options import FAMILY
 from .reference import REFERENCE_MAX_S
 
@@ -74,6 +75,9 @@ class Voice:
                 raise VoiceError(f"{name} must be text, not {type(getattr(self, name)).__name__}")
         if not isinstance(self.aux_audio_sha256, list) or not all(isinstance(h, str) for h in self.aux_audio_sha256):
             raise VoiceError("aux_audio_sha256 must be a list of hashes")
+        if self.language not in LANGUAGES:  # the transcript's language, as `create_voice` was told it
+            raise VoiceError(f"the voice's language {abbreviated(repr(self.language))} is not one of "
+                             f"{', '.join(LANGUAGES)}")
 
     @property
     def reference_free(self) -> bool:

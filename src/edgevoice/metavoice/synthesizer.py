@@ -30,11 +30,11 @@ import numpy as np
 from .. import textinput
 from ..backends import make_backend, runs_graph
 from ..bundle import Bundle
-from ..errors import BundleError, OptionsError, TextError, VoiceError
+from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceError
 from ..families import FamilySynthesizer, check_bundle
 from ..fixed_shapes import padded_length
 from ..kv_cache import check_step_cache_inputs, in_place_feeds
-from ..options import AudioChunk
+from ..options import AudioChunk, joined_audio
 from ..threadsafe import serialized
 from . import adapters, sampling, speaker
 from .loudness import normalize_loudness
@@ -70,6 +70,7 @@ class Synthesizer(FamilySynthesizer):
     # one (full-size INT8, 14 sentence lengths +58 MiB, the EnCodec decoder most of it), with these on onnxruntime
     # ~1.2 MiB (the stateful stage 1, which sets the pace, stays on OpenVINO); a 150-token sentence 8.4 vs 8.2 s.
     any_length_graphs = ("speaker_encoder", "stage2", "encodec_decode")
+    languages = ("en",)
 
     def __init__(self, bundle: Bundle, backend="openvino", threads: int | None = None):
         check_bundle(bundle, FAMILY, GRAPH_INPUTS)
@@ -133,6 +134,7 @@ class Synthesizer(FamilySynthesizer):
     def phoneme_report(self, text: str, language: str | None = None) -> dict:
         """What stage 1 reads for `text` (`edgevoice phonemize`): MetaVoice has no phones, so the normalised text,
         its BPE pieces and the stage-1 ids (end-of-text last)."""
+        self.checked_language(language)
         ids = self.text_tokens(text)
         offset = int(self._s1["text_offset"])
         pieces = [self.tokenizer.decode([index - offset]) for index in ids[:-1]]
@@ -312,13 +314,18 @@ class Synthesizer(FamilySynthesizer):
                      aux_audio=()) -> SpeakerVoice:
         """A voice from a reference clip of at least 30 s. MetaVoice needs no transcript (`text` and `language`
         are accepted for a uniform interface and not used)."""
-        from ..audio import read_audio
+        from ..audio import audio_array, read_audio
 
+        self.checked_language(language)
         if aux_audio:
             raise VoiceError("MetaVoice makes a voice from one reference of at least 30 s; join the clips into one")
 
         audio, rate = read_audio(audio_path)
-        embedding = self.speaker_embedding(audio, rate)
+        audio = audio_array(audio, str(audio_path))  # the same refusals as an array given to the API, naming the file
+        try:
+            embedding = self.speaker_embedding(audio, rate)
+        except AudioError as exc:  # too short or silent: say which file
+            raise type(exc)(f"{audio_path}: {exc}") from None
         digest = hashlib.sha256(Path(audio_path).read_bytes()).hexdigest()
         return SpeakerVoice(embedding, self._speaker_encoder_sha256(), digest, len(audio) / rate)
 
@@ -352,8 +359,11 @@ class Synthesizer(FamilySynthesizer):
         """The pieces `stream` speaks. A text that fits both stages' contexts is spoken whole, as upstream does;
         a longer one (upstream has no long-text support) is cut into runs of sentences, then at commas, then
         between words, each small enough for its audio to fit."""
+        self.checked_language(language)
         text = textinput.text_to_speak(text, MAX_TEXT_CHARS)
         normalize_text(text)  # refuse unsupported characters before any work
+        if not any(char.isalnum() for char in text):  # stage 1 would still read the marks' BPE pieces aloud
+            raise TextError("the text has nothing to read (only punctuation or spaces)")
         options = self._check_options(options)
         return self._group(_SENTENCE_END.split(text.strip()), options, _CLAUSE_END)
 
@@ -395,8 +405,8 @@ class Synthesizer(FamilySynthesizer):
 
     def stream(self, text: str, voice=None, language: str | None = None,
                options: SynthesisOptions | None = None, **overrides) -> Iterator[AudioChunk]:
-        """Speak `text` sentence by sentence (MetaVoice reads English; `language` is accepted and ignored). Markup
-        and escapes are removed first (`textinput.prepare_text`)."""
+        """Speak `text` sentence by sentence (MetaVoice reads English: `language` is "en" or None). Markup and
+        escapes are removed first (`textinput.prepare_text`)."""
         options = self._check_options(options).with_overrides(**overrides)
         voice = self.voice_for(voice)
         text = textinput.text_to_speak(text, MAX_TEXT_CHARS)
@@ -413,7 +423,7 @@ class Synthesizer(FamilySynthesizer):
     def synthesize(self, text: str, voice=None, language: str | None = None,
                    options: SynthesisOptions | None = None, **overrides) -> np.ndarray:
         """The whole text's audio; keyword overrides (e.g. `greedy=True`, `max_new_tokens=96`) change `options`."""
-        return np.concatenate([c.audio for c in self.stream(text, voice, language, options, **overrides)])
+        return joined_audio(self.stream(text, voice, language, options, **overrides))
 
     # ---------------------------------------------------------------- internals and checks
 

@@ -70,6 +70,7 @@ class SpeakerVoice:
         if not isinstance(encoder, str):
             raise VoiceError(f"{path}: corrupt voice file (its header names no speaker encoder)")
         seconds = header.get("reference_seconds", 0.0)
-        return cls(embedding, encoder,
-                   str(header.get("source_audio_sha256", "")), float(seconds) if isinstance(seconds, (int, float))
-                   else 0.0)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 1e7:
+            raise VoiceError(f"{path}: corrupt voice file (reference_seconds {abbreviated(repr(seconds))} is not a "
+                             "duration)")
+        return cls(embedding, encoder, str(header.get("source_audio_sha256", "")), float(seconds))

@@ -187,5 +187,7 @@ def split_target_text(text: str, language: str, method: str = "cut1") -> list[st
             continue  # blank or symbol-only piece
         if piece[-1] not in SPLIT_MARKS:
             piece += _final_mark(language)
-        result += split_long_piece(piece) if len(piece) > MAX_PIECE_CHARS else [piece]
+        # upstream's long-piece split starts with "" when the first run between marks is already too long; its
+        # synthesis loop skips the empty piece (no phones), so it never becomes a fragment here
+        result += [p for p in split_long_piece(piece) if p] if len(piece) > MAX_PIECE_CHARS else [piece]
     return result
