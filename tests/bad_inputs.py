@@ -262,6 +262,8 @@ def _cases() -> list[Case]:
         "(α β γ)")
     add("Korean in auto", "text", lambda e: e.say("--language", "auto", text="안녕하세요"), "can read nothing")
     add("unknown language", "text", lambda e: e.say("--language", "xx"), "unsupported language 'xx'")
+    add("Chinese passage past BERT", "text", lambda e: e.say("--language", "zh", text="我们今天去公园玩" * 64),
+        "without a break is longer than BERT reads")
     add("text too long", "text", lambda e: e.say(text=LONG), "the limit is 5000")
     add("invalid UTF-8 on stdin", "text", lambda e: e.say(text="-"), "standard input is not valid UTF-8 (byte 0xff "
         "at byte offset 6", stdin=b"Hello \xff world")
@@ -291,6 +293,9 @@ def _cases() -> list[Case]:
         "refused: --strict")
     add("transcript nothing readable", "text", lambda e: e.create(e.reference, text="Привет."),
         "can read nothing")
+    add("EmotiVoice: unknown language", "text",
+        lambda e: e.say("--language", "ja", bundle=e.emotivoice, voice=False), "unsupported language 'ja' for "
+        "emotivoice", needs=("emotivoice",))
     add("EmotiVoice: only emoji", "text", lambda e: e.say(bundle=e.emotivoice, voice=False, text="😀😀"),
         "can read nothing", needs=("emotivoice",))
     add("EmotiVoice: Cyrillic", "text", lambda e: e.say(bundle=e.emotivoice, voice=False, text="Привет."),
@@ -518,6 +523,8 @@ def _cases() -> list[Case]:
     add("EmotiVoice --speed 10", "options", lambda e: e.say("--speed", "10", bundle=e.emotivoice, voice=False),
         "outside", needs=("emotivoice",))
     add("voice create --threads 0", "options", lambda e: e.create(e.reference, "--threads", "0"), "at least 1")
+    add("--min-tokens over --max-tokens", "options", lambda e: e.say("--min-tokens", "50", "--max-tokens", "10"),
+        "min_tokens 50 is more than max_tokens 10")
 
     # --- output paths
     add("--out a folder", "output", lambda e: _with_out(e.say(), e.work / "folder", mkdir=True), "is a folder")
@@ -530,6 +537,19 @@ def _cases() -> list[Case]:
     add("--out /dev/full", "output", lambda e: _with_out(e.say(bundle=e.emotivoice, voice=False), Path("/dev/full")),
         "No space left", needs=("emotivoice",))
     add("--out empty", "output", lambda e: _with_out(e.say(), Path("")), "is a folder")
+    add("--out ending in /", "output", lambda e: _with_out(e.say(), f"{e.work / 'o.wav'}/"), "ends in '/'")
+    add("--out is the --text-file", "output",
+        lambda e: _with_out(e.say("--text-file", e.file("t.wav", "Hello there."), text=None), e.work / "t.wav"),
+        "is also an input of this command")
+    add("--out inside the bundle", "output", lambda e: _with_out(e.say(), e.bundle / "o.wav"), "is inside")
+    add("voice --out is the reference", "output",
+        lambda e: _replace(e.create(e.wav("ref.wav", 5.0)), str(e.work / "v.npz"), str(e.work / "ref.wav")),
+        "is also an input of this command")
+    add("parity of two families", "options",
+        lambda e: ["parity", "--bundle", str(e.emotivoice), "--bundle", str(e.bundle)], "give bundles of one family",
+        needs=("emotivoice",))
+    add("voice --out not .npz", "output",
+        lambda e: _replace(e.create(e.reference), str(e.work / "v.npz"), str(e.work / "v.mp3")), "an .npz file")
     add("voice --out a folder", "output",
         lambda e: _replace(e.create(e.reference), str(e.work / "v.npz"), str(_folder(e, "vf"))), "")
     add("voice --out under a file", "output",
@@ -599,6 +619,7 @@ def _api_cases() -> list[tuple[str, Callable]]:
         ("load(threads=-1)", lambda s, v: edgevoice.load(s.bundle.path, threads=-1)),
         ("load(threads='4')", lambda s, v: edgevoice.load(s.bundle.path, threads="4")),
         ("load(backend='tpu')", lambda s, v: edgevoice.load(s.bundle.path, backend="tpu")),
+        ("load(cache_dir=5)", lambda s, v: edgevoice.load(s.bundle.path, cache_dir=5)),
         ("timbre(stereo)", lambda s, v: s.timbre(np.stack([noise, noise]))),
         ("timbre(uint8)", lambda s, v: s.timbre((noise * 100 + 128).astype(np.uint8))),
         ("timbre(int16 as float)", lambda s, v: s.timbre(noise * 32768)),
@@ -637,6 +658,13 @@ def _api_cases() -> list[tuple[str, Callable]]:
         ("SynthesisOptions(noise_scale=nan)", lambda s, v: edgevoice.SynthesisOptions(noise_scale=float("nan"))),
         ("SynthesisOptions(max_tokens=10**12)", lambda s, v: edgevoice.SynthesisOptions(max_tokens=10 ** 12)),
         ("with_overrides(bogus=1)", lambda s, v: s.default_options.with_overrides(bogus=1)),
+        ("with_overrides(min_tokens > max_tokens)",
+         lambda s, v: s.default_options.with_overrides(min_tokens=50, max_tokens=10)),
+        ("synthesize_batch(batch_size=1.5)",
+         lambda s, v: s.synthesize_batch([edgevoice.BatchRequest("Hello.", v, "en")], batch_size=1.5)),
+        ("Voice(language 'xx')", lambda s, v: Voice(v.prompt_tokens, v.prompt_phone_ids, v.prompt_bert, v.ge, v.text,
+                                                    "xx", v.norm_text, v.model_fingerprint, v.family,
+                                                    v.upstream_version)),
         ("create_voice(None)", lambda s, v: s.create_voice(None, "Hello.", "en")),
         ("create_voice(aux_audio='a.wav')", lambda s, v: s.create_voice("ref.wav", "Hello.", "en", "a.wav")),
         ("voice_for(voice=5)", lambda s, v: s.voice_for(voice=5)),

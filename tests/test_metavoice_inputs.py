@@ -132,6 +132,26 @@ def test_text_that_is_not_a_string_is_refused(synth, embedding, text):
         synth.synthesize(text, embedding, max_new_tokens=4)
 
 
+def test_punctuation_only_text_is_refused(synth, embedding):
+    with pytest.raises(TextError, match="nothing to read") as info:
+        synth.synthesize("...!?,;", embedding, max_new_tokens=4)
+    _one_line(info)
+
+
+@pytest.mark.parametrize("language", ["zh", "xx", 5, ""])
+def test_a_language_metavoice_cannot_read_is_refused(synth, embedding, language):
+    with pytest.raises(OptionsError, match="unsupported language .* for metavoice: expected one of en"):
+        synth.synthesize("Hello.", embedding, language, max_new_tokens=4)
+    assert synth.split_text("Hello.", "en") == synth.split_text("Hello.", None) == ["Hello."]
+
+
+def test_no_audio_is_an_error_not_an_empty_array(synth, embedding):
+    # one new token is no EnCodec frame: the CLI said so, the API returned a 0-sample array
+    with pytest.raises(TextError, match="produced no audio") as info:
+        synth.synthesize("Hello.", embedding, max_new_tokens=1, seed=1)
+    _one_line(info)
+
+
 # --- 6. reference sample rates -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -184,6 +204,12 @@ def test_bad_voice_headers_are_named(tmp_path, header, message):
 def test_voice_embeddings_must_be_unit_length(tmp_path, scale):
     with pytest.raises(VoiceError, match="is a unit vector"):
         SpeakerVoice.load(_voice_file(tmp_path, np.ones(256, np.float32) / 16 * np.float32(scale)))
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), -1.0, "30", True])
+def test_a_voice_header_duration_must_be_one(tmp_path, seconds):
+    with pytest.raises(VoiceError, match="reference_seconds .* is not a duration"):
+        SpeakerVoice.load(_voice_file(tmp_path, reference_seconds=seconds))
 
 
 def test_a_unit_voice_embedding_loads(tmp_path, embedding):

@@ -7,6 +7,8 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -70,6 +72,17 @@ def test_say_to_standard_output(emotivoice_bundle):
     assert result.exit_code == 0, result.output
     data, rate = soundfile.read(io.BytesIO(result.stdout_bytes))
     assert rate == 16000 and data.size > 0 and b"s of audio to standard output" in result.stderr_bytes
+
+
+def test_a_reader_that_leaves_early_is_an_error_not_a_success():
+    # `| head -c 100`: a large write into a pipe whose reader has gone is taken in part without an error
+    script = "from edgevoice.files import write_output; write_output('-', b'x' * 600000); print('wrote')"
+    reader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.read(100)
+    reader.stdout.close()
+    _, err = reader.communicate(timeout=60)
+    assert reader.returncode != 0 and b"wrote" not in err
+    assert b"standard output was closed before all 600000 bytes were written" in err
 
 
 def test_say_refuses_a_name_that_promises_another_format(emotivoice_bundle, tmp_path):
