@@ -96,6 +96,8 @@ def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, sv_path, out,
     files = GptSovitsFiles(Path(gpt_path), Path(sovits_path), Path(hubert_dir),
                            Path(bert_dir) if bert_dir else None, Path(sv_path) if sv_path else None)
     options = ExportOptions(Path(out), tuple(formats), overwrite, threads)
+    if int8:  # --overwrite replaces OUT-int8 whole: the calibration clip must not be inside it
+        _check_inputs_outside(f"{Path(out)}-int8", [reference])
     _print_export(guarded(lambda: run_export(files, options)))
     if int8:
         from edgevoice_calibration import sample_sentences
@@ -317,6 +319,9 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
     from .quantize import QuantizeOptions
 
     family = guarded(lambda: Bundle.load(bundle, verify=False)).manifest.family
+    if family not in QUANTIZERS:
+        fail(f"--bundle {bundle}: its manifest names the family {family!r}, which this version cannot quantise "
+             f"({', '.join(sorted(QUANTIZERS))})")
     given = {"--compute": compute, "--decode-engine": decode_engine, "--vocoder-engine": vocoder_engine,
              "--prefill-engine": prefill_engine, "--latent-engine": latent_engine, "--vocoder-tail": vocoder_tail,
              "--max-tokens": max_tokens, "--accuracy-drop": accuracy_drop}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -187,8 +188,10 @@ def export_graph(spec: GraphSpec, folder: Path, threads: int = 2) -> tuple[Graph
                       else (ID_PARITY_LIMIT, "share of the ids that differ"))
     for result in results:
         if result.max_rel > limit:
+            hint = " — NaN or infinite values: a checkpoint weight that is not finite?" if math.isinf(result.max_rel) \
+                else ""
             raise ParityCheckError(f"parity check failed, nothing written: {result.line()} (limit {limit:g}, "
-                                   f"{of_what})")
+                                   f"{of_what}){hint}")
     entry = GraphEntry(spec.name, files, "fp32", inputs, outputs, {"openvino": options},
                        {"fp32_vs_torch": {r.backend: {"max_abs": r.max_abs, "max_rel": r.max_rel,
                                                        "shapes": r.shapes} for r in results}},

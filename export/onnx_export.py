@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import re
 import warnings
 from dataclasses import dataclass
@@ -113,6 +114,11 @@ def compare(spec: GraphSpec, backend: str, run) -> ParityResult:
             if ref.dtype.kind in "iu":
                 differ = float(np.count_nonzero(ref != out))
                 worst_abs, worst_rel = max(worst_abs, differ), max(worst_rel, differ / max(ref.size, 1))
+                continue
+            if not (np.isfinite(ref).all() and np.isfinite(out).all()):
+                # NaN compares as no difference at all (max() keeps the old worst): a checkpoint with a NaN weight
+                # passed with "rel 0.0"; non-finite output anywhere fails the check instead
+                worst_abs = worst_rel = math.inf
                 continue
             diff = float(np.abs(ref.astype(np.float64) - out).max()) if ref.size else 0.0
             scale = float(np.abs(ref).max()) or 1.0

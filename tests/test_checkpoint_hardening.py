@@ -238,6 +238,20 @@ def test_zip_bomb_storage_is_refused(tmp_path):
     _refused(_write(tmp_path, data), match="zip bomb")
 
 
+def test_members_that_share_bytes_are_refused(tmp_path):
+    """Central-directory entries pointing at one member's bytes would count them again and again (a 2.4 MB file read
+    as 4.2 GB): storage 1's entry is moved onto storage 0's."""
+    pkl = _pickle(_dict({"a": _tensor(key="0"), "b": _tensor(key="1")}))
+    data = bytearray(_archive(pkl, {"0": FOUR_HALVES, "1": FOUR_HALVES}))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        first = archive.getinfo("archive/data/0").header_offset
+    entry = data.index(b"PK\x01\x02")  # the first central-directory entry; then on to storage 1's
+    while not data[entry + 46:].startswith(b"archive/data/1"):
+        entry = data.index(b"PK\x01\x02", entry + 4)
+    data[entry + 42:entry + 46] = struct.pack("<I", first)
+    _refused(_write(tmp_path, bytes(data)), match="members overlap")
+
+
 def test_weights_that_are_not_tensors(tmp_path):
     pkl = _pickle(_dict({"conv1.weight": _obj("not a tensor")}))
     _refused(_write(tmp_path, _archive(pkl)), load_sv_checkpoint, match="not a tensor")

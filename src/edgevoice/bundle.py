@@ -28,6 +28,7 @@ A bundle is a closed box: it may come from anyone, so nothing it says reaches ou
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import math
@@ -588,7 +589,8 @@ def _check_replaceable(target: Path, keep: Iterable[str | Path]) -> None:
 
 def _remove_stale_partials(target: Path) -> None:
     """Leftovers of writers that died (killed exports); only the lock holder may write, so none is live."""
-    for stale in target.parent.glob(f".{target.name}.*.partial"):
+    # the name escaped: `--out 'x[ab]'` must not match (and delete) another writer's `.xa.*.partial`
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
 
@@ -599,6 +601,8 @@ def atomic_folder(target: str | Path, overwrite: bool = False, keep: Iterable[st
     `target` makes concurrent writers of one folder fail cleanly, and partial folders of dead writers are removed.
     With `overwrite` only an existing bundle is replaced, and never one that holds a path in `keep` (the inputs)."""
     target = Path(target)
+    if not target.name or target.name in (".", ".."):  # "", "." and "/" name no folder that could be replaced
+        raise BundleError(f"--out {str(target) or '(empty)'}: give the name of a new folder for the bundle")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
