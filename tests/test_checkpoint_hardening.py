@@ -461,3 +461,77 @@ def test_fuzz_seeds_load(seeds):
         path = folder / f"seed-{kind}"
         path.write_bytes(data[kind])
         check_result(loader(path))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# configs and weights that would size a model before its shapes were compared (probe of session 27)
+
+
+def test_integer_weights_are_not_cast_to_floats(tmp_path):
+    """A storage type swapped to ShortStorage made every GPT weight a large integer that exported and passed."""
+    name = "model.ar_text_embedding.word_embeddings.weight"
+    weights = _dict({name: _tensor(0, (2, 2), (2, 1), storage="ShortStorage")})
+    pkl = _pickle(_dict({"weight": weights, "config": _dict({"model": _dict({})})}))
+    _refused(_write(tmp_path, _archive(pkl, {"0": bytes(8)})), load_gpt_checkpoint, match="stored as int16")
+
+
+def _hubert_folder(gpt_sovits_set, tmp_path, **changes) -> Path:
+    folder = tmp_path / "hubert"
+    source = gpt_sovits_set / "models" / "chinese-hubert-base"
+    folder.mkdir()
+    for path in source.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    return folder
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"intermediate_size": 10_000_000}, "intermediate_size = 10000000 is not a whole number"),
+    ({"hidden_size": "768"}, "hidden_size = '768' is not a whole number"),
+    ({"num_attention_heads": -1}, "num_attention_heads = -1"),
+    ({"num_hidden_layers": 1000}, "missing weights"),  # a model the file's weights do not fill: refused unbuilt
+    ({"conv_dim": [4, 4]}, "cannot build a model"),  # transformers' own validation (conv lists of one length)
+])
+def test_a_crafted_hubert_config_is_refused_before_building(gpt_sovits_set, tmp_path, changes, message):
+    from edgevoice_export.gpt_sovits.models.ssl import HubertContent
+
+    with pytest.raises(CheckpointError, match=message) as error:
+        HubertContent.from_dir(_hubert_folder(gpt_sovits_set, tmp_path, **changes))
+    assert "\n" not in str(error.value)
+
+
+def test_a_zero_element_speaker_model_cannot_claim_any_width():
+    """Zero-element tensors cost nothing yet claimed a stem 1000 wide: the model is sized on torch's meta device."""
+    from edgevoice_export.gpt_sovits.models.sv import ERes2NetV2Trunk
+
+    weights = {"conv1.weight": np.zeros((1000, 0, 3, 3), np.float32),
+               "fuse34.local_att.0.weight": np.zeros((0,), np.float32),
+               **{f"layer{stage}.0.conv1.weight": np.zeros((0,), np.float32) for stage in range(1, 5)}}
+    with pytest.raises(CheckpointError, match="ERes2NetV2 weights"):
+        ERes2NetV2Trunk.from_weights(weights, "sv.ckpt")
+
+
+def test_a_wide_encodec_config_is_refused_before_building(metavoice_set):
+    from edgevoice_export.metavoice.encodec import EncodecDecoder
+
+    models = metavoice_set / "models"
+    config = json.loads((models / "encodec_config.json").read_text())
+    weights = read_torch_archive(models / "encodec_24khz_reduced.pt")
+    with pytest.raises(CheckpointError, match="the configuration implies"):
+        EncodecDecoder.from_state_dict(weights, {**config, "kwargs": {**config["kwargs"], "n_filters": 1024}},
+                                       "encodec.pt")
+
+
+def test_non_finite_outputs_fail_the_export_parity_check():
+    """NaN compared as no difference at all: a NaN SoVITS weight exported with 'rel 0.0'."""
+    import torch
+
+    from edgevoice.bundle import TensorSpec
+    from edgevoice_export.graphs import GraphSpec
+    from edgevoice_export.onnx_export import compare
+
+    spec = GraphSpec("g", torch.nn.Identity(), [TensorSpec("x", "float32", ["n"])], [TensorSpec("y", "float32", ["n"])],
+                     examples=[(torch.ones(3),)])
+    result = compare(spec, "test", lambda feeds: [np.array([1.0, np.nan, 1.0], np.float32)])
+    assert result.max_rel == float("inf")

@@ -65,6 +65,17 @@ def _rows(weights: dict[str, np.ndarray], key: str, path: Path) -> int:
     return int(array.shape[0])
 
 
+def _float_weights(weights: dict[str, np.ndarray], path: Path, what: str) -> dict[str, np.ndarray]:
+    """Upstream stores every weight and bias as floats (half precision); integer ones (a storage type swapped in the
+    file) would be cast to huge floats without a word and pass a relative parity check."""
+    wrong = [k for k, v in weights.items() if k.endswith((".weight", ".bias", "_g", "_v")) and v.dtype.kind != "f"]
+    if wrong:
+        more = ", …" if len(wrong) > 1 else ""
+        raise CheckpointError(f"{path}: corrupt {what} checkpoint ({len(wrong)} weights are stored as "
+                              f"{weights[wrong[0]].dtype}, not floating point: {wrong[0]}{more})")
+    return weights
+
+
 def _check_supported(path: Path, version: str, what: str) -> None:
     if version not in SUPPORTED_VERSIONS:
         raise UnsupportedVersionError(
@@ -78,7 +89,7 @@ def load_gpt_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     data = read_bytes(path)
     obj = _require_dict(read_torch_archive(path, data), path, ("weight", "config"), "GPT-SoVITS GPT (s1)")
-    raw = require_weights(obj["weight"], path, "GPT-SoVITS GPT (s1)")
+    raw = _float_weights(require_weights(obj["weight"], path, "GPT-SoVITS GPT (s1)"), path, "GPT-SoVITS GPT (s1)")
     config = plain_config(obj["config"], path, "GPT-SoVITS GPT (s1)")
     if not any(k.startswith("model.") for k in raw):
         raise CheckpointError(f"{path}: not a GPT-SoVITS GPT checkpoint (no 'model.*' weights)")
@@ -118,7 +129,8 @@ def load_sovits_checkpoint(path: str | Path) -> Checkpoint:
                               "zip archive or a known version marker)")
     archive_bytes = b"PK" + data[2:] if data[:2] in SOVITS_HEADER_VERSIONS else data
     obj = _require_dict(read_torch_archive(path, archive_bytes), path, ("weight", "config"), "GPT-SoVITS SoVITS (s2)")
-    weights = require_weights(obj["weight"], path, "GPT-SoVITS SoVITS (s2)")
+    weights = _float_weights(require_weights(obj["weight"], path, "GPT-SoVITS SoVITS (s2)"), path,
+                             "GPT-SoVITS SoVITS (s2)")
     if not any(k.startswith(("enc_p.", "dec.")) for k in weights):
         raise CheckpointError(f"{path}: not a GPT-SoVITS SoVITS checkpoint (no enc_p/dec weights)")
     config = plain_config(obj["config"], path, "GPT-SoVITS SoVITS (s2)")

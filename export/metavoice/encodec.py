@@ -47,7 +47,7 @@ from torch import nn
 from edgevoice.bundle import TensorSpec
 from edgevoice.errors import EdgevoiceError
 
-from ..checkpoints import CheckpointError, read_torch_archive
+from ..checkpoints import CheckpointError, built_on_meta, read_torch_archive
 from ..graphs import GraphSpec, seeded_randint
 from .checkpoints import check_weights
 
@@ -395,10 +395,13 @@ class EncodecDecoder(nn.Module):
             raise CheckpointError(f"{source}: not a state dict (a mapping of names to tensors)")
         if not any(k.startswith("decoder.model.") for k in weights):
             raise CheckpointError(f"{source}: not an EnCodec state dict (no decoder.model.* weights)")
-        model = cls(config)
         _count_codebooks(weights, config, source)
         ignored = tuple(k for k in weights if _IGNORED.fullmatch(k))
-        state = check_weights(dict(weights), model.upstream_shapes(), Path(source), ignored)
+        # names and shapes from a decoder built on torch's meta device: a config's sizes (e.g. n_filters 1024) ask
+        # for gigabytes that the real decoder would allocate before its first shape check
+        planned = built_on_meta(lambda: cls(config), Path(source), "EnCodec").upstream_shapes()
+        state = check_weights(dict(weights), planned, Path(source), ignored)
+        model = cls(config)
         model.load_state_dict(_our_state(model, state), strict=True)
         return model.eval()
 

@@ -7,12 +7,23 @@ config. Older checkpoints' tensor names (`weight_g`/`weight_v`, `gamma`/`beta`) 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from torch import nn
 from transformers import BertConfig, BertModel, HubertConfig, HubertModel
 
-from ...checkpoints import CheckpointError, load_hf_weights
+from ...checkpoints import CheckpointError, built_on_meta, config_ints, load_hf_weights
+
+# The sizes a folder's config.json gives the model (checked as whole numbers in range before anything is built) and
+# those of them that are counts (layers, heads, groups)
+_HUBERT_SIZES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                 "num_conv_pos_embeddings", "num_conv_pos_embedding_groups", "conv_dim", "conv_kernel", "conv_stride")
+_BERT_SIZES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+               "max_position_embeddings", "type_vocab_size")
+_COUNTS = ("num_hidden_layers", "num_attention_heads", "num_conv_pos_embedding_groups")
 
 _RENAMES = (
     (".weight_g", ".parametrizations.weight.original0"),
@@ -29,6 +40,40 @@ def _rename(key: str) -> str:
     return key
 
 
+def _planned(directory, config: dict, build, sizes: tuple[str, ...], what: str,
+             weights: dict[str, np.ndarray], optional_prefixes: tuple[str, ...] = ()) -> None:
+    """Check a Hugging Face folder's config before its model is built: its sizes (`sizes`, the first four required)
+    whole numbers in range, the model built on torch's meta device (no memory), and every weight the file has for
+    that model of the model's shape, so a crafted config.json is a one-line error, not a request for terabytes."""
+    path = Path(directory) / "config.json"
+    missing = [key for key in sizes[:4] if key not in config]
+    if missing:
+        raise CheckpointError(f"{path}: the {what} config has no {', '.join(missing)}")
+    config_ints(config, sizes, path, what, counts=_COUNTS)
+
+    def build_checked():
+        try:
+            return build(config)
+        except StrictDataclassError as exc:  # transformers' own config validation
+            raise CheckpointError(f"the {what} config cannot build a model ({str(exc).splitlines()[0][:160]})") \
+                from None
+
+    planned = {key: tuple(value.shape) for key, value in built_on_meta(build_checked, path, what).state_dict().items()}
+    _check_complete(planned, {_rename(key) for key in weights}, directory, optional_prefixes)
+    wrong = [f"{key} {tuple(np.shape(value))} vs {planned[_rename(key)]}" for key, value in weights.items()
+             if _rename(key) in planned and tuple(np.shape(value)) != planned[_rename(key)]]
+    if wrong:
+        raise CheckpointError(f"{directory}: {len(wrong)} {what} weights do not have the shapes its config.json gives "
+                              f"them ({wrong[0]}{', …' if len(wrong) > 1 else ''})")
+
+
+def _check_complete(expected, present: set[str], source, optional_prefixes: tuple[str, ...]) -> None:
+    missing = sorted(set(expected) - present)
+    missing = [k for k in missing if not k.startswith(optional_prefixes) and not k.endswith("position_ids")]
+    if missing:
+        raise CheckpointError(f"{source}: missing weights {missing[:5]}{' …' if len(missing) > 5 else ''}")
+
+
 def _load_into(module: nn.Module, weights: dict[str, np.ndarray], source, optional_prefixes=()) -> None:
     expected = module.state_dict()
     state = {}
@@ -36,10 +81,7 @@ def _load_into(module: nn.Module, weights: dict[str, np.ndarray], source, option
         key = _rename(key)
         if key in expected:
             state[key] = torch.from_numpy(np.asarray(value, dtype=np.float32))
-    missing = sorted(set(expected) - set(state))
-    missing = [k for k in missing if not k.startswith(optional_prefixes) and not k.endswith("position_ids")]
-    if missing:
-        raise CheckpointError(f"{source}: missing weights {missing[:5]}{' …' if len(missing) > 5 else ''}")
+    _check_complete(expected, set(state), source, optional_prefixes)
     module.load_state_dict(state, strict=False)
 
 
@@ -55,6 +97,8 @@ class HubertContent(nn.Module):
         weights, config = load_hf_weights(directory)
         if config.get("model_type") != "hubert":
             raise CheckpointError(f"{directory}: config.json says model_type={config.get('model_type')!r}, expected 'hubert'")
+        _planned(directory, config, lambda c: HubertModel(HubertConfig(**c)), _HUBERT_SIZES, "HuBERT", weights,
+                 optional_prefixes=("masked_spec_embed",))
         model = HubertModel(HubertConfig(**config))
         _load_into(model, weights, directory, optional_prefixes=("masked_spec_embed",))
         return cls(model.eval())
@@ -85,13 +129,16 @@ class BertPhoneFeatures(nn.Module):
         weights, config = load_hf_weights(directory)
         if config.get("model_type") != "bert":
             raise CheckpointError(f"{directory}: config.json says model_type={config.get('model_type')!r}, expected 'bert'")
-        if config["num_hidden_layers"] < 3:
+        config_ints(config, _BERT_SIZES, Path(directory) / "config.json", "BERT", counts=_COUNTS)
+        if config.get("num_hidden_layers", 0) < 3:
             raise CheckpointError(f"{directory}: BERT needs at least 3 layers (GPT-SoVITS reads hidden_states[-3])")
-        if config["hidden_size"] != 1024:
+        if config.get("hidden_size") != 1024:
             raise CheckpointError(f"{directory}: BERT hidden_size must be 1024 (the GPT's bert_proj is 1024 → 512)")
         config = dict(config, num_hidden_layers=config["num_hidden_layers"] - 2)
-        model = BertModel(BertConfig(**config), add_pooling_layer=False)
         stripped = {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in weights.items()}
+        _planned(directory, config, lambda c: BertModel(BertConfig(**c), add_pooling_layer=False), _BERT_SIZES,
+                 "BERT", stripped)
+        model = BertModel(BertConfig(**config), add_pooling_layer=False)
         _load_into(model, stripped, directory)
         return cls(model.eval())
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...checkpoints import CheckpointError
+from ...checkpoints import MAX_CONFIG_COUNT, CheckpointError, built_on_meta
 
 BASE_WIDTH, SCALE, EXPANSION = 24, 4, 4  # upstream builds ERes2NetV2(baseWidth=24, scale=4, expansion=4)
 FBANK_BINS = 80
@@ -114,8 +114,12 @@ class ERes2NetV2Trunk(nn.Module):
             if not found:
                 raise CheckpointError(f"{source}: ERes2NetV2 checkpoint has no layer{stage} weights")
             blocks.append(max(found) + 1)
-        model = cls(stem, blocks)
-        expected = model.state_dict()
+        if not 1 <= stem <= MAX_CONFIG_COUNT or max(blocks) > MAX_CONFIG_COUNT:  # upstream's: 32 wide, 3-6 blocks
+            raise CheckpointError(f"{source}: ERes2NetV2 checkpoint of {stem} stem channels and {blocks} blocks "
+                                  "per stage: not a speaker-verification model this exporter can build")
+        # shapes and names first, on torch's meta device: a zero-element tensor can claim any width at no cost, and
+        # the real model would be built from it (gigabytes) before a shape was compared
+        expected = built_on_meta(lambda: cls(stem, blocks), source, "ERes2NetV2").state_dict()
         used = {k: v for k, v in weights.items() if k in expected}
         # BatchNorm's step counters are training bookkeeping; files may or may not carry them
         missing = sorted(k for k in set(expected) - set(used) if not k.endswith("num_batches_tracked"))
@@ -126,6 +130,7 @@ class ERes2NetV2Trunk(nn.Module):
             raise CheckpointError(f"{source}: ERes2NetV2 weights have unexpected shapes: {wrong[:5]}")
         state = {k: torch.from_numpy(np.array(v, dtype=np.float32 if v.dtype.kind == "f" else np.int64))
                  for k, v in used.items()}
+        model = cls(stem, blocks)
         model.load_state_dict(state, strict=False)
         return model.eval()
 
