@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgevoice.bundle import accuracy_summary
+from edgevoice.backends import engine_message
+from edgevoice.bundle import Bundle, accuracy_summary
 from edgevoice.cpu import INT8_DOT_FLAGS, cpu_flags  # the one /proc/cpuinfo reader, shared with the runtime
 from edgevoice.errors import BundleError
 
@@ -357,3 +358,13 @@ def quantize_dynamic_onnxruntime(source: Path, target: Path, recipe: OnnxRuntime
         root.setLevel(level)
     quantised = onnx.load(str(target), load_external_data=False)
     return sum(n.op_type in ("DynamicQuantizeMatMul", "MatMulInteger") for n in quantised.graph.node)
+
+
+def read_ir(core, bundle: Bundle, xml: str):
+    """A source bundle's IR as an `ov.Model`, read the way the runtime reads it (`Bundle.ir`: its weights listed,
+    no link out of the folder); a file OpenVINO cannot read is a BundleError naming it."""
+    path = bundle.ir(xml)
+    try:
+        return core.read_model(str(path))
+    except RuntimeError as exc:
+        raise BundleError(f"{path}: OpenVINO cannot read this IR ({engine_message(exc)})") from None

@@ -535,3 +535,27 @@ def test_non_finite_outputs_fail_the_export_parity_check():
                      examples=[(torch.ones(3),)])
     result = compare(spec, "test", lambda feeds: [np.array([1.0, np.nan, 1.0], np.float32)])
     assert result.max_rel == float("inf")
+
+
+def test_yaml_aliases_are_refused(tmp_path):
+    """Nine levels of twenty aliases made a config of ~5e11 leaves that the size check walked for minutes."""
+    from edgevoice_export.emotivoice.checkpoints import load_yaml
+
+    levels = ["a0: &a0 [1, 2]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 20)}]" for i in range(1, 10)]
+    path = tmp_path / "config.yaml"
+    path.write_text("\n".join(levels) + "\nmodel: {x: *a9}\n")
+    _refused(path, load_yaml, match="may not use YAML aliases")
+
+
+def test_a_speaker_encoder_of_zero_size_is_refused(tmp_path):
+    from edgevoice_export.metavoice.checkpoints import load_speaker_encoder
+
+    empty = {"lstm.weight_ih_l0": _tensor(0, (0, 40), (40, 1), storage="FloatStorage"),
+             "lstm.weight_hh_l0": _tensor(0, (0, 0), (0, 1), storage="FloatStorage"),
+             "lstm.bias_ih_l0": _tensor(0, (0,), (1,), storage="FloatStorage"),
+             "lstm.bias_hh_l0": _tensor(0, (0,), (1,), storage="FloatStorage"),
+             "linear.weight": _tensor(0, (4, 0), (0, 1), storage="FloatStorage"),
+             "linear.bias": _tensor(0, (4,), (1,), storage="FloatStorage")}
+    pkl = _pickle(_dict({"model_state": _dict(empty)}))
+    _refused(_write(tmp_path, _archive(pkl, {"0": bytes(16)}), "se.pt"), load_speaker_encoder,
+             match="every size must be at least 1")

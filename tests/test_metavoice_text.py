@@ -231,3 +231,13 @@ def test_matches_tiktoken_hypothesis(table, tokenizer):
         assert tokenizer.text_ids(text, STAGE1_OFFSET) == expected
 
     check()
+
+
+def test_a_backtracking_split_pattern_is_a_bundle_error(table, monkeypatch):
+    """The split pattern comes from the checkpoint: one that backtracks exponentially is refused, not left running."""
+    import edgevoice.metavoice.text as text_module
+
+    crafted = BpeTokenizer.from_json({**table, "pat_str": "(?:a|aa)+$|" + table["pat_str"]})
+    monkeypatch.setattr(text_module, "PATTERN_SECONDS", 0.2)
+    with pytest.raises(BundleError, match="took over 0.2 s to split"):
+        crafted.encode("a" * 60 + "!")

@@ -177,7 +177,12 @@ def load_yaml(path: str | Path) -> dict:
 
     path = Path(path)
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        # aliases share one node under many keys: nine levels of twenty made a config of ~5e11 leaves to check (the
+        # export spun for minutes); upstream's config has none
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text)):
+            raise CheckpointError(f"{path}: a model config may not use YAML aliases (*name); write the values out")
+        config = yaml.safe_load(text)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:

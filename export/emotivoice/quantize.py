@@ -43,7 +43,7 @@ from edgevoice_calibration.emotivoice import EmotiVoiceCalibration, Sentence, co
 
 from ..graph_export import save_ir
 from ..quant_accuracy import LogMel, graph_errors, relative_l2, snr_db
-from ..quantize import GraphPolicy, QuantizeOptions, Threshold, cpu_has_int8_dot, quantize_graph
+from ..quantize import GraphPolicy, QuantizeOptions, Threshold, cpu_has_int8_dot, quantize_graph, read_ir
 
 GRAPHS = ("style_bert", "am_front", "am_back", "hifigan")
 METHODS = ("weights", "static", "float", "bf16")
@@ -474,7 +474,7 @@ def _attempt(trial: _Trial, name: str, policy: GraphPolicy, entry, calib: list[d
     if policy.method in ("static", "weights"):
         attempt_policy = static_policy(name, policy) if policy.method == "static" else policy
         onnx = trial.source.file(entry.files["onnx"]) if "onnx" in entry.files else None
-        model = quantize_graph(trial.core.read_model(str(trial.source.file(entry.files["openvino"]))),
+        model = quantize_graph(read_ir(trial.core, trial.source, entry.files["openvino"]),
                                attempt_policy, calib, onnx, trial.options.subset_size)
         compiled = trial.core.compile_model(model, "CPU", trial.test_backend.config_for(runtime))
     else:  # bf16: the FP32 IR with the hint

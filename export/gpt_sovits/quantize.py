@@ -44,7 +44,7 @@ from ..quant_accuracy import AUDIBLE_LOG_MEL_L1
 from .accuracy import decode_errors, end_to_end, graph_errors, log_mel_l1, prefill_utterance
 from ..quantize import (ENGINE_CHOICES, BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions,
                         Threshold, cpu_flags, cpu_has_int8_dot, int8_speed, onnx_module_paths, quantize_graph,
-                        quantize_matmuls_nbits, remove_graph_file, run_all)
+                        quantize_matmuls_nbits, read_ir, remove_graph_file, run_all)
 from .choices import choices
 from .compute import ComputeChoice, choose_compute, compute_policies
 from .stand_ins import STAND_INS, choose_stand_in
@@ -610,7 +610,7 @@ def _quantize_graph(job: _Job, name: str) -> None:
         info["compute"] = {"precision": "bf16", "reason": policy.reason}
         return
     calib, held = split_items(job.calibration.items.get(name, []))
-    model = ov.Core().read_model(str(job.source.file(entry.files["openvino"])))
+    model = read_ir(ov.Core(), job.source, entry.files["openvino"])
     onnx_path = job.source.file(entry.files["onnx"]) if "onnx" in entry.files else None
     max_drop = choices(job.options).max_drop
     if max_drop is not None and name == "sovits_vocoder" and policy.method == "static" and held:

@@ -290,6 +290,9 @@ def load_speaker_encoder(path: str | Path) -> SpeakerEncoderCheckpoint:
         raise CheckpointError(f"{path}: model_state lacks lstm.weight_ih_l0 / linear.weight matrices")
     hidden, mel_bands = first.shape[0] // 4, first.shape[1]
     layers = sum(1 for key in state if key.startswith("lstm.weight_ih_l"))
+    if min(hidden, mel_bands, linear.shape[0]) < 1:  # zero-element tensors agree with any size, even none
+        raise CheckpointError(f"{path}: a speaker encoder of {hidden} hidden units, {mel_bands} mel bands and "
+                              f"{linear.shape[0]} outputs is no model (every size must be at least 1)")
     expected = {"linear.weight": (linear.shape[0], hidden), "linear.bias": (linear.shape[0],)}
     for i in range(layers):
         expected[f"lstm.weight_ih_l{i}"] = (4 * hidden, mel_bands if i == 0 else hidden)

@@ -29,7 +29,7 @@ from edgevoice.metavoice.options import FAMILY
 from edgevoice.metavoice.synthesizer import Synthesizer
 
 from ..graph_export import save_ir
-from ..quantize import GraphPolicy, QuantizeOptions, cpu_has_int8_dot
+from ..quantize import GraphPolicy, QuantizeOptions, cpu_has_int8_dot, read_ir
 from .step_engine import STEP, choose_stage1_engine
 
 PRECISIONS = ("int8", "int4")
@@ -176,7 +176,7 @@ def quantize_metavoice(source_bundle: str | Path | Bundle, out: str | Path,
     dropped = {old_xml, old_xml[: -len(".xml")] + ".bin"}
     report = MetaVoiceQuantizationReport(Path(out), precision, 0.0)
     with atomic_folder(out, overwrite=options.overwrite, keep=[source.path]) as folder:
-        model = compress_stage1(ov.Core().read_model(str(source.file(old_xml))), precision,
+        model = compress_stage1(read_ir(ov.Core(), source, old_xml), precision,
                                 int(manifest.model["stage1"]["n_embd"]))
         save_ir(model, folder / xml)
         del model

@@ -97,10 +97,8 @@ class OpenVINOBackend:
             raise BundleError(f"{bundle.path}: graph {graph_name!r} has no OpenVINO IR (the bundle was exported "
                               "with --format onnx only); use the onnxruntime backend")
         xml = graph.files["openvino"]
-        path = bundle.file(xml)
+        path = bundle.ir(xml)
         weights = xml[: -len(".xml")] + ".bin" if xml.endswith(".xml") else None
-        if weights and (weights in bundle.manifest.files or os.path.lexists(bundle.path / weights)):
-            bundle.file(weights)  # OpenVINO opens the weights beside the IR itself: they too must be listed, no link
         config = self.config_for(graph)
         cache = self._graph_cache(bundle, [xml, weights]) if "CACHE_DIR" in config else None
         if cache:

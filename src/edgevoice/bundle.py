@@ -456,6 +456,16 @@ class Bundle:
         except (KeyError, TypeError):
             raise BundleError(f"{self.path}: bundle has no {name!r} graph") from None
 
+    def ir(self, xml: str) -> Path:
+        """The OpenVINO IR `xml` (a listed file), its weights beside it checked first where they are listed or
+        present: OpenVINO opens them itself, by name, so an unlisted or linked `.bin` would be read from wherever it
+        points."""
+        path = self.file(xml)
+        weights = xml[: -len(".xml")] + ".bin" if xml.endswith(".xml") else None
+        if weights and (weights in self.manifest.files or os.path.lexists(self.path / weights)):
+            self.file(weights)
+        return path
+
     def file(self, rel: str) -> Path:
         """The path of a file the manifest lists in `files` (re-checked: no symlinks, inside the folder)."""
         if isinstance(rel, os.PathLike):

@@ -54,6 +54,10 @@ MAX_RANKS = 1 << 21
 MAX_TOKEN_BYTES = 4096
 MAX_SPECIAL_TOKENS = 4096
 MAX_PATTERN_CHARS = 10_000
+# The split pattern comes from the checkpoint: a crafted one can backtrack exponentially ("(?:a|aa)+$" took 4 s for
+# 34 characters, and doubles with each). GPT-2's splits a whole 20,000-character text in milliseconds, so a text
+# that takes longer than this is refused rather than left to pin a core.
+PATTERN_SECONDS = 2.0
 MAX_ID = (1 << 31) - 1
 
 
@@ -198,9 +202,14 @@ class BpeTokenizer:
         found = [(text.find(token), token) for token in self._special if token in text]
         if found:
             raise TextError(f"text contains the special token {min(found)[1]!r}, which is not allowed in input text")
+        try:
+            pieces = [match.group() for match in self._pattern.finditer(_encodable(text), timeout=PATTERN_SECONDS)]
+        except TimeoutError:
+            raise _table_error(f"its pat_str took over {PATTERN_SECONDS:g} s to split a text of {len(text)} "
+                               "characters (a pattern that backtracks without end)") from None
         ids: list[int] = []
-        for match in self._pattern.finditer(_encodable(text)):
-            ids.extend(self._piece_ids(match.group().encode("utf-8")))
+        for piece in pieces:
+            ids.extend(self._piece_ids(piece.encode("utf-8")))
         return ids
 
     def _piece_ids(self, piece: bytes) -> list[int]:
