@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from edgevoice.cli import fail, guarded
-from edgevoice.errors import OptionsError
+from edgevoice.errors import EdgevoiceError, OptionsError
 from edgevoice_calibration.emotivoice import DEFAULT_SENTENCES as EMOTIVOICE_SENTENCES
 from edgevoice_calibration.gpt_sovits import DEFAULT_MAX_TOKENS, DEFAULT_SENTENCES as GPT_SOVITS_SENTENCES
 
@@ -181,31 +181,43 @@ def export_metavoice(first_stage, second_stage, speaker_encoder, encodec, encode
               show_default=True, help="GPT-SoVITS version (v2Pro/v2ProPlus also write the speaker model)")
 def make_test_model(family, size, out, seed, version):
     """Write random-weight checkpoints in upstream's exact file formats and layout."""
+    from edgevoice.bundle import atomic_folder
+
     _require_empty_folder(out)
+    target = Path(out)
+    if target.is_dir():
+        target.rmdir()  # empty (checked above): the whole set takes its place at the end, or nothing does
+    try:
+        with atomic_folder(target) as folder:  # an interrupted run leaves no half a model set
+            written = _write_test_model(family, size, folder, seed, version)
+    except EdgevoiceError as exc:
+        fail(str(exc))
+    moved = {name: target / Path(path).relative_to(folder) for name, path in written.items()}
+    if family == "emotivoice":
+        click.echo(f"upstream-style EmotiVoice folder written to {moved['root']}")
+        click.echo(f"export it with: edgevoice export emotivoice --root {shlex.quote(str(moved['root']))} --out BUNDLE")
+        return
+    width = max(map(len, moved))
+    for name, path in moved.items():
+        click.echo(f"{name:{width}s} {path}")
+    # the flags are named as these keys; paths quoted for a shell
+    options = " ".join(f"--{name.replace('_', '-')} {shlex.quote(str(path))}" for name, path in moved.items())
+    click.echo(f"export it with: edgevoice export {family} {options} --out BUNDLE")
+
+
+def _write_test_model(family: str, size: str, folder: Path, seed: int, version: str) -> dict[str, Path]:
+    """The family's random-weight files in `folder`, by the export flag that reads each (EmotiVoice: its `root`)."""
     if family == "emotivoice":
         from .emotivoice.random_model import make_test_model as write
 
-        root = write(out, size=size, seed=seed)
-        click.echo(f"upstream-style EmotiVoice folder written to {root}")
-        click.echo(f"export it with: edgevoice export emotivoice --root {shlex.quote(str(root))} --out BUNDLE")
-        return
+        return {"root": write(folder, size=size, seed=seed)}
     if family == "metavoice":
         from .metavoice.random_model import make_test_model as write
 
-        paths = write(out, size=size, seed=seed)
-        for name, path in paths.items():
-            click.echo(f"{name:16s} {path}")
-        options = " ".join(f"--{name.replace('_', '-')} {shlex.quote(str(path))}" for name, path in paths.items())
-        click.echo(f"export it with: edgevoice export metavoice {options} --out BUNDLE")
-        return
+        return write(folder, size=size, seed=seed)
     from .gpt_sovits.random_model import make_test_model as write
 
-    paths = write(out, size, seed, version=version)
-    for name, path in paths.items():
-        click.echo(f"{name:7s} {path}")
-    # the flags are named as these keys; paths quoted for a shell
-    options = " ".join(f"--{name} {shlex.quote(str(path))}" for name, path in paths.items())
-    click.echo(f"export it with: edgevoice export gpt-sovits {options} --out BUNDLE")
+    return write(folder, size, seed, version=version)
 
 
 def _require_empty_folder(out: str) -> None:

@@ -331,6 +331,9 @@ def test_cli_make_test_model_export_and_say(tmp_path):
     _one_line_error(_run("make-test-model", "--family", "emotivoice", "--out", root), "not an empty folder")
     huge = _run("make-test-model", "--seed", 10 ** 20, "--out", tmp_path / "huge")  # an overflow traceback before
     assert huge.exit_code == 2 and "--seed" in huge.output and not (tmp_path / "huge").exists()
+    (tmp_path / "empty").mkdir()  # an empty folder is taken, and filled whole: the files appear at the end
+    assert _run("make-test-model", "--family", "emotivoice", "--out", tmp_path / "empty").exit_code == 0
+    assert (tmp_path / "empty" / "config").is_dir() and not list(tmp_path.glob(".empty*"))
     _one_line_error(_run("export", "emotivoice", "--root", tmp_path / "missing", "--out", bundle), "not a directory")
     _one_line_error(_run("export", "emotivoice", "--root", root, "--lexicon", tmp_path / "none.txt", "--out", bundle),
                     "not found")
@@ -386,3 +389,19 @@ def test_phonemize_reads_the_text_say_would_read(emotivoice_bundle):
     reference = emotivoice_bundle[0] / "speakers.txt"  # any existing path: refused before it is read
     _one_line_error(_run("parity", "--bundle", bundle, "--reference", reference, "--tokens", 3),
                     "built-in speakers, not cloned voices")
+
+
+def test_an_interrupted_make_test_model_leaves_nothing(tmp_path, monkeypatch):
+    """A set half written (SIGTERM 12 s into a full-size one left GPT, SoVITS and HuBERT but no BERT, and the folder
+    was then refused as not empty) is never left behind: the files appear together at the end."""
+    pytest.importorskip("torch", reason="make-test-model is an export command")
+    import edgevoice_export.cli as export_cli
+
+    def half_then_interrupted(family, size, folder, seed, version):
+        (folder / "gpt.ckpt").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_cli, "_write_test_model", half_then_interrupted)
+    result = CliRunner().invoke(main, ["make-test-model", "--out", str(tmp_path / "set")])
+    assert result.exit_code != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
