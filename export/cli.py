@@ -348,6 +348,8 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
     calibration = CalibrationFlags(voice_paths, references, reference_texts, reference_languages, calibration_texts,
                                    text_language, sentences)
     _check_inputs_outside(out, [*voice_paths, *references, *([calibration_texts] if calibration_texts else [])])
+    if Path(bundle).resolve() in Path(out).resolve().parents:  # a folder inside a bundle is no part of it
+        fail(f"--out {out} is inside the source bundle {bundle}; write the variant beside it")
     run, show = QUANTIZERS[family]
     show(guarded(lambda: run(bundle, out, options, calibration)))
 

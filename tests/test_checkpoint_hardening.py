@@ -559,3 +559,13 @@ def test_a_speaker_encoder_of_zero_size_is_refused(tmp_path):
     pkl = _pickle(_dict({"model_state": _dict(empty)}))
     _refused(_write(tmp_path, _archive(pkl, {"0": bytes(16)}), "se.pt"), load_speaker_encoder,
              match="every size must be at least 1")
+
+
+def test_weight_norm_of_a_zero_slice_is_a_damaged_checkpoint():
+    """g / ||v|| with a zero row made inf weights; the export then blamed the configuration."""
+    from edgevoice_export.emotivoice.checkpoints import fold_weight_norm
+
+    pair = {"conv.weight_g": np.ones((2, 1, 1), np.float32), "conv.weight_v": np.ones((2, 3, 3), np.float32)}
+    pair["conv.weight_v"][1] = 0
+    with pytest.raises(CheckpointError, match="weight norm of conv is undefined"):
+        fold_weight_norm(pair, "g_0001")

@@ -187,3 +187,14 @@ def test_a_command_that_cannot_load_says_why_in_one_line():
                          name="edgevoice_calibration.collect")
     result = CliRunner().invoke(_missing_extra("export", broken), [])
     assert result.exit_code == 1 and "installation broken" in result.output and "extra" not in result.output
+
+
+def test_errors_escape_what_a_terminal_would_obey():
+    """Names in errors come from untrusted files: a right-to-left override or a carriage return is shown escaped."""
+    import click
+
+    from edgevoice.cli import fail
+
+    with pytest.raises(click.ClickException) as error:
+        fail("graph 'a\u202egnp.exe' is missing\r; ü and 你好 stay")
+    assert error.value.message == "graph 'a\\u202egnp.exe' is missing\\r; ü and 你好 stay"

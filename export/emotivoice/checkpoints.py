@@ -295,6 +295,10 @@ def fold_weight_norm(state: Mapping[str, np.ndarray], path: Path | str = "") -> 
                                   f"{tuple(v.shape)} (expected one value per slice of axis 0)")
         v64 = v.astype(np.float64)
         norm = np.sqrt((v64 * v64).reshape(v.shape[0], -1).sum(axis=1))
+        if not (np.isfinite(norm).all() and np.isfinite(g).all()) or (norm == 0).any():
+            # g / 0 made inf weights, and the export then blamed the config ("the vocoder reaches further ...")
+            raise CheckpointError(f"{path}: weight norm of {prefix} is undefined (its v has a slice of zeros or "
+                                  "non-finite values, or g is not finite): a damaged checkpoint")
         scale = g.astype(np.float64).reshape(-1) / norm
         out[weight] = (v64 * scale.reshape((-1,) + (1,) * (v.ndim - 1))).astype(np.float32)
     return out

@@ -30,7 +30,13 @@ COMMAND_GROUP = "edgevoice.commands"
 
 
 def fail(message: str) -> None:
-    raise click.ClickException(message)
+    raise click.ClickException(printable(message))
+
+
+def printable(message: str) -> str:
+    """`message` with control and format characters escaped: names in errors come from untrusted files, and a
+    right-to-left override (U+202E) or a carriage return in one would make the terminal show another text."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in message)
 
 
 def guarded(action):
