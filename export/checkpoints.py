@@ -17,6 +17,7 @@ stray IndexError/struct.error/MemoryError.
 from __future__ import annotations
 
 import collections
+import functools
 import io
 import json
 import math
@@ -236,6 +237,13 @@ class RestrictedUnpickler(pickle.Unpickler):
             )
         if target is _rebuild_tensor:
             return self._rebuild_tensor
+        # pickle's BUILD sets attributes on whatever object it is given: handed the loader's own class or function,
+        # one file could change how every later file in the process is read (an `HParams.__getitem__`, a
+        # function's `__defaults__`). Each file gets copies of its own instead; builtins cannot be changed.
+        if target in (HParams, _StateDict):
+            return type(target.__name__, (target,), {"__module__": target.__module__})
+        if target is not object:
+            return functools.partial(target)
         return target
 
     def _rebuild_tensor(self, storage: Any, *args: Any) -> np.ndarray:

@@ -569,3 +569,23 @@ def test_weight_norm_of_a_zero_slice_is_a_damaged_checkpoint():
     pair["conv.weight_v"][1] = 0
     with pytest.raises(CheckpointError, match="weight norm of conv is undefined"):
         fold_weight_norm(pair, "g_0001")
+
+
+@pytest.mark.parametrize("pkl", [
+    b"\x80\x02cutils\nHParams\n(N}X\x08\x00\x00\x00pollutedX\x03\x00\x00\x00yesstb.",
+    b"\x80\x02ccollections\nOrderedDict\n(N}X\x05\x00\x00\x00itemsX\x03\x00\x00\x00yesstb.",
+    b"\x80\x02ctorch._utils\n_rebuild_parameter\n(N}X\x0c\x00\x00\x00__defaults__(I1\ntstb.",
+])
+def test_a_checkpoint_cannot_change_the_loader_for_later_files(tmp_path, pkl):
+    """pickle's BUILD on the admitted class or function itself (with slot state) set attributes on the loader's own
+    objects, for every later file in the process: each file now gets copies."""
+    import edgevoice_export.checkpoints as loader
+
+    try:
+        read_torch_archive(_write(tmp_path, _archive(pkl)))
+    except CheckpointError:
+        pass  # refusing it is fine too; what matters is what is left behind
+    assert not hasattr(loader.HParams, "polluted")
+    assert "items" not in vars(loader._StateDict) and loader._rebuild_parameter.__defaults__ is None
+    assert read_torch_archive(_write(tmp_path, _archive(_pickle(_dict({"w": _tensor()})), {"0": FOUR_HALVES}),
+                                     "good.ckpt"))["w"].tolist() == [0, 1, 2, 3]
