@@ -125,7 +125,7 @@ def test_bundle_asking_bf16_loads_as_f32_without_native_bf16(bf16_bundle, tmp_pa
 def test_info_says_what_runs_here_and_why(bf16_bundle, tmp_path, monkeypatch):
     def ref_encoder_line(flags):
         monkeypatch.setattr(cpu, "CPUINFO", _cpuinfo(tmp_path, flags, f"cpuinfo-{len(flags)}"))
-        result = CliRunner().invoke(main, ["info", "--no-verify", str(bf16_bundle)])
+        result = CliRunner().invoke(main, ["info", "--no-verify", "--why", str(bf16_bundle)])
         assert result.exit_code == 0, result.output
         header = [line for line in result.output.splitlines() if line.startswith("on this CPU")]
         assert len(header) == 1 and cpu.cpu_class(frozenset(flags)) in header[0]
@@ -133,7 +133,7 @@ def test_info_says_what_runs_here_and_why(bf16_bundle, tmp_path, monkeypatch):
         return lines[-1]  # after the manifest's table
 
     line = ref_encoder_line(ZEN4)
-    assert "bf16 compute" in line and "measured 1.5x vs f32" in line and "gate: ge rel_l2" in line
+    assert "bf16 compute" in line and "measured 1.5x vs f32" in line and "checked on this bundle: ge rel_l2" in line
     line = ref_encoder_line(AVX2)
     assert "f32 compute" in line and "asks bf16" in line and "no native bf16" in line
     assert json.loads(CliRunner().invoke(main, ["info", "--json", str(bf16_bundle)]).output)["graphs"]

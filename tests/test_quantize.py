@@ -220,7 +220,7 @@ def test_step_bundle_decodes_on_onnxruntime(fixture_bundle, step_bundle):
     assert (vocoder.files, vocoder.precision) == (source.manifest.graphs["sovits_vocoder"].files, "bf16")
     assert vocoder.runtime_options["openvino"]["INFERENCE_PRECISION_HINT"] == "bf16"
     assert vocoder.accuracy["bf16_vs_fp32"]["audio"]["snr_db"]["worst"] > 20 and "sovits_vocoder_vnni" not in graphs
-    info = _run("info", step_bundle, "--no-verify")
+    info = _run("info", step_bundle, "--no-verify", "--why")
     assert info.exit_code == 0, info.output
     line = next(line for line in info.output.splitlines() if line.strip().startswith("gpt_step") and "runs it" in line)
     assert f"onnxruntime, {bits} block weights" in line and "chosen by the caller" in line
@@ -367,7 +367,7 @@ def test_prefill_and_latent_engines_onnxruntime(fixture_bundle, reference, tmp_p
     monkeypatch.setattr(synthesizer_module, "detect", lambda: CpuInfo("test CPU", frozenset({"avx2"})))
     without_vnni = Synthesizer.load(out, threads=1)
     assert (without_vnni.prefill_graph, without_vnni.latent_graph) == ("gpt_prefill", "sovits_latent")
-    info = _run("info", out, "--no-verify")
+    info = _run("info", out, "--no-verify", "--why")
     assert info.exit_code == 0, info.output
     line = next(line for line in info.output.splitlines()
                 if line.strip().startswith(PREFILL_VNNI) and "runs it" in line)

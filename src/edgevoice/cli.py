@@ -27,6 +27,7 @@ BACKEND_CHOICES = click.Choice(BACKEND_NAMES)
 LANGUAGE_HELP = ("language of the text: en, zh, ja, auto (mixed), all_zh, all_ja (GPT-SoVITS; EmotiVoice reads mixed "
                  "zh/en, MetaVoice English)")
 COMMAND_GROUP = "edgevoice.commands"
+INFO_LINE_CHARS = 160  # `info`'s per-graph lines; --why prints the quantiser's reasons whole
 
 
 def fail(message: str) -> None:
@@ -409,7 +410,8 @@ def _say_streaming(synth, text, voice, language, options, stream_format: str, ch
 @click.argument("bundle", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="print the whole manifest as JSON")
 @click.option("--no-verify", is_flag=True, help="skip the sha256 check of every file")
-def info(bundle, as_json, no_verify):
+@click.option("--why", "whole_reasons", is_flag=True, help="every reason whole (else cut to one line per graph)")
+def info(bundle, as_json, no_verify, whole_reasons):
     """Describe a bundle: model, graphs, precision, parity figures."""
     from .bundle import MANIFEST_HASH, Bundle, accuracy_summary
 
@@ -439,9 +441,15 @@ def info(bundle, as_json, no_verify):
 
     here = detect()
     click.echo(f"on this CPU: {here.summary()}")
+    cut = False
     for name in manifest.graphs:
         runs = precision_here(manifest, name, here)
-        click.echo(f"  {name:{width}s} {runs.summary():40s} {runs.why}")
+        line = f"  {name:{width}s} {runs.summary():40s} {runs.why}"
+        if not whole_reasons and len(line) > INFO_LINE_CHARS:
+            line, cut = line[:INFO_LINE_CHARS - 1] + "…", True
+        click.echo(line)
+    if cut:
+        click.echo("(reasons cut to a line: edgevoice info BUNDLE --why prints them whole)")
 
 
 

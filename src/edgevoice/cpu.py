@@ -156,7 +156,7 @@ def _onnxruntime_precision(graph, name: str, quantization: dict, cpu: CpuInfo) -
                               _printable(why))
     record = own[0] if own else _section(quantization, "decode_engine")
     chosen_on = _section(quantization, "compute").get("cpu_class") or record.get("cpu_class", "?")
-    why = f"onnxruntime runs it: {record.get('reason', 'the bundle says so')} (chosen on {chosen_on})"
+    why = f"onnxruntime runs it: {record.get('reason', 'the bundle says so')} (measured when quantised, on {chosen_on})"
     if own:  # 8-bit operators with s8 weights: only run where the CPU has 8-bit dot products
         if not cpu.int8_dot:
             why += "; not run on this CPU (no VNNI: its s8 products would saturate), the OpenVINO graph instead"
@@ -196,8 +196,9 @@ def _openvino_precision(manifest, graph, name: str, quantization: dict, cpu: Cpu
         why = f"the bundle asks {asked}; this CPU ({cpu.cpu_class}) has no native bf16, so it runs f32"
     elif record.get("reason"):
         chosen_on = _section(quantization, "compute").get("cpu_class", "?")
-        gate = f"; gate: {record['gate']}" if record.get("gate") else ""
-        why = f"{record['reason']}{gate} (chosen on {chosen_on})"
+        gate = f"; checked on this bundle: {record['gate']}" if record.get("gate") else ""
+        # the speed figures are the CPU class's sweep (benchmarks/precision_sweep.py), the gate this bundle's own
+        why = f"{record['reason']} (the {chosen_on} class's choice, from its precision sweep){gate}"
         if asked == "f32" and cpu.native_bf16 and chosen_on != cpu.cpu_class:
             why += "; quantise on this CPU to let it choose bf16 where that was measured faster"
     elif policy_why(_section(_section(quantization, "policy"), name)):
