@@ -473,7 +473,7 @@ def demo(out, text):
     work = Path(out) if out else Path(tempfile.mkdtemp(prefix="edgevoice-demo-"))
     click.echo(f"1/4 writing random-weight GPT-SoVITS v2 checkpoints (upstream formats) to {work / 'checkpoints'}")
     paths = write_test_model(work / "checkpoints", "tiny", seed=0)
-    click.echo("2/4 exporting to an OpenVINO bundle")
+    click.echo("2/4 exporting to a bundle (OpenVINO IR and ONNX)")
     files = GptSovitsFiles(paths["gpt"], paths["sovits"], paths["hubert"], paths["bert"])
     export_gpt_sovits(files, ExportOptions(work / "bundle", overwrite=True))
     click.echo("3/4 making a voice from a generated reference clip")

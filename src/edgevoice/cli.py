@@ -328,6 +328,7 @@ def say(bundle, voice_path, speaker, prompt, text, text_file, strict, language, 
     if hasattr(synth, "show_progress"):  # token-level progress for families whose sentences take minutes
         synth.show_progress = sys.stderr.isatty()
     profile = guarded(lambda: synth.voice_for(voice=voice_path, speaker=speaker, prompt=prompt))
+    _refuse_other_families_flags(synth, given)
     options = guarded(lambda: synth.default_options.with_overrides(seed=seed, **given))
     fragments = guarded(lambda: synth.split_text(text, language, options)) if text.strip() else []
     _check_readable(synth, text, language, strict)
@@ -356,6 +357,18 @@ def say(bundle, voice_path, speaker, prompt, text, text_file, strict, language, 
         click.echo(f"wrote {seconds:.2f} s of audio to standard output", err=True)
     else:
         click.echo(f"wrote {path} ({seconds:.2f} s)")
+
+
+def _refuse_other_families_flags(synth, given: dict) -> None:
+    """A synthesis flag this bundle's family has no option for, named as the user typed it."""
+    from dataclasses import fields
+
+    known = {item.name for item in fields(synth.default_options)}
+    unknown = [f"--{name.replace('_', '-')}" for name, value in given.items() if value is not None and name not in known]
+    if unknown:
+        verb = "do" if len(unknown) > 1 else "does"
+        fail(f"{', '.join(unknown)} {verb} not apply to {synth.bundle.manifest.family} bundles (each option in "
+             "'edgevoice say --help' names the families it is for)")
 
 
 def _say_streaming(synth, text, voice, language, options, stream_format: str, chunk_tokens: int | None) -> None:
