@@ -234,6 +234,10 @@ class OnnxRuntimeBackend:
                               "with --format openvino only); use the openvino backend")
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads or default_threads()
+        if self.device == "cpu":
+            # a failing run's reason comes back in the exception, which becomes the one-line error; onnxruntime's
+            # own log would print it again first, as a second line (CUDA sessions keep their warnings)
+            options.log_severity_level = 4
         # A spinning thread pool starves the host loop on small machines, unless the bundle measured otherwise
         # for a graph called in a tight loop (the decode step: see export/gpt_sovits/quantize.py)
         settings = {"session.intra_op.allow_spinning": "0", **onnxruntime_options(graph)}
