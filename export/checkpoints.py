@@ -327,11 +327,18 @@ def _members_overlap(archive: zipfile.ZipFile, size: int) -> bool:
     return end > size
 
 
+# what a legacy torch.save file starts with: protocol 2, then its magic number 0x1950a86a20f9469cfc6c as a pickled long
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
 def _open_zip(data: bytes, source: Path) -> tuple[zipfile.ZipFile, str]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         names = archive.namelist()
     except zipfile.BadZipFile:
+        if data[:14] == _LEGACY_TORCH_MAGIC:  # torch.save's format before torch 1.6: pickles, no zip
+            raise CheckpointError(f"{source}: a PyTorch checkpoint in the old (pre-1.6, not zip) format, which is not "
+                                  "read: load and save it again with a current torch (torch.save)") from None
         raise CheckpointError(f"{source}: not a PyTorch checkpoint (no zip archive inside)") from None
     except Exception as exc:  # noqa: BLE001 - a crafted central directory can raise nearly anything
         raise CheckpointError(f"{source}: not a PyTorch checkpoint (corrupt zip archive: "

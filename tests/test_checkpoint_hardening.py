@@ -589,3 +589,10 @@ def test_a_checkpoint_cannot_change_the_loader_for_later_files(tmp_path, pkl):
     assert "items" not in vars(loader._StateDict) and loader._rebuild_parameter.__defaults__ is None
     assert read_torch_archive(_write(tmp_path, _archive(_pickle(_dict({"w": _tensor()})), {"0": FOUR_HALVES}),
                                      "good.ckpt"))["w"].tolist() == [0, 1, 2, 3]
+
+
+def test_an_old_torch_file_is_named_as_such(tmp_path):
+    """torch.save before 1.6 wrote bare pickles led by a magic number: the error says so and how to convert it."""
+    legacy = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.\x80\x02M\xe9\x03.}q\x00."
+    _refused(_write(tmp_path, legacy, "old.pth"), match=r"old \(pre-1.6, not zip\) format")
+    _refused(_write(tmp_path, b"\x80\x02}q\x00.", "pickle.pth"), match="no zip archive inside")
