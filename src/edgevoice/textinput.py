@@ -161,8 +161,9 @@ def text_to_speak(text: str, limit: int) -> PreparedText:
     text = prepare_text(text)
     if not text.strip():
         raise TextError("the text to synthesise is empty")
-    if len(text) > limit:
-        raise TextError(f"the text is {len(text)} characters long; the limit is {limit} per call")
+    length = len(text.strip())  # a file's closing newline is no character of the text
+    if length > limit:
+        raise TextError(f"the text is {length} characters long; the limit is {limit} per call")
     return text
 
 
