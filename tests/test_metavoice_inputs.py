@@ -258,6 +258,9 @@ def _set(section, key, value):
     (_set("encodec", "n_q", 4), "is not the decoder graph's 8"),
     (_set("stage2", "block_size", KeyError), "stage2.block_size must be a positive integer, found None"),
     (_set("stage2", "vocab_sizes", [5]), "stage2.vocab_sizes must be 2 positive integers"),
+    # past the graphs' position tables: onnxruntime failed the run, OpenVINO returned zeros (wrong audio, no error)
+    (_set("stage1", "block_size", 10 ** 9), "stage1.block_size 1000000000 is more than the 256 positions"),
+    (_set("stage2", "block_size", 257), "stage2.block_size 257 is more than the 256 positions of stage2's table"),
     (lambda model: model.pop("stage2"), "stage2.block_size must be a positive integer"),
 ])
 def test_model_facts_are_checked_when_loading(metavoice_bundle, tmp_path, edit, match):

@@ -456,6 +456,13 @@ class Bundle:
         except (KeyError, TypeError):
             raise BundleError(f"{self.path}: bundle has no {name!r} graph") from None
 
+    def unhashed(self, rel: str) -> Path:
+        """A listed file's path (no links, inside the folder) to read a fact from without hashing it first: a
+        lazily verified bundle hashes a graph when an engine opens it, and a fact read here is only compared."""
+        if not isinstance(rel, str) or rel not in self.manifest.files:
+            raise BundleError(f"{self.path}: {_short(rel)} is not a file listed in the bundle manifest")
+        return self._checked_path(rel)
+
     def ir(self, xml: str) -> Path:
         """The OpenVINO IR `xml` (a listed file), its weights beside it checked first where they are listed or
         present: OpenVINO opens them itself, by name, so an unlisted or linked `.bin` would be read from wherever it

@@ -121,3 +121,69 @@ def check_external_data(bundle, onnx_rel: str) -> None:
             raise BundleError(f"{bundle.path}: graph {onnx_rel} keeps weights in {location[:80]!r}, a file the "
                               "manifest does not list (corrupt or tampered bundle)")
         bundle.file(rel)
+
+
+def initializer_shapes(data: bytes | memoryview, names: set[str]) -> dict[str, tuple[int, ...]]:
+    """The dims of the main graph's initializers named in `names` (those present), read from the serialized model
+    `data` without the `onnx` package; their bytes are skipped by length."""
+    found: dict[str, tuple[int, ...]] = {}
+    problem = None
+    try:
+        for graph in _fields_of(memoryview(data), 7):  # ModelProto.graph
+            for tensor in _fields_of(graph, 5):  # GraphProto.initializer
+                name = next((bytes(body) for body in _fields_of(tensor, 8)), b"").decode("utf-8", "replace")
+                if name in names:
+                    found[name] = _tensor_dims(tensor)
+    except MalformedGraph as exc:
+        problem = str(exc)
+    if problem is not None:  # raised afresh, as in `external_data_locations`: a memory map must close
+        raise MalformedGraph(problem)
+    return found
+
+
+def _fields_of(data: memoryview, wanted: int):
+    """The bodies of every length-delimited field numbered `wanted` in one message."""
+    at = 0
+    while at < len(data):
+        key, at = _varint(data, at)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, at = _varint(data, at)
+        elif wire in (1, 5):
+            at += 8 if wire == 1 else 4
+        elif wire == 2:
+            length, at = _varint(data, at)
+            if at + length > len(data):
+                raise MalformedGraph("a field runs past the end of its message")
+            if number == wanted:
+                yield data[at:at + length]
+            at += length
+        else:
+            raise MalformedGraph(f"wire type {wire} (groups are not used by ONNX)")
+
+
+def _tensor_dims(tensor: memoryview) -> tuple[int, ...]:
+    """TensorProto.dims (field 1: packed, or one varint per field)."""
+    dims: list[int] = []
+    at = 0
+    while at < len(tensor):
+        key, at = _varint(tensor, at)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, at = _varint(tensor, at)
+            if number == 1:
+                dims.append(value)
+        elif wire in (1, 5):
+            at += 8 if wire == 1 else 4
+        elif wire == 2:
+            length, at = _varint(tensor, at)
+            if number == 1:
+                packed = tensor[at:at + length]
+                inner = 0
+                while inner < len(packed):
+                    value, inner = _varint(packed, inner)
+                    dims.append(value)
+            at += length
+        else:
+            raise MalformedGraph(f"wire type {wire} (groups are not used by ONNX)")
+    return tuple(dims)
