@@ -187,9 +187,10 @@ def _rebuild_parameter(data: Any, *_unused) -> np.ndarray:
 
 
 def _reconstructor(cls, base, state):
-    if cls is not HParams or base is not object:
+    # `cls` is this file's own copy of HParams (`RestrictedUnpickler.find_class`)
+    if not (isinstance(cls, type) and issubclass(cls, HParams)) or base is not object:
         raise _Corrupt(f"refusing to reconstruct {_short(cls)}")
-    return HParams.__new__(HParams)
+    return cls.__new__(cls)
 
 
 def _latin1_bytes(text: Any, encoding: Any = "latin1") -> bytes:
@@ -224,6 +225,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._storage_ids: set[int] = set()
         self._storage_bytes = 0
         self._copied_bytes = 0
+        self._copies: dict[tuple[str, str], Any] = {}  # this file's own copies of the admitted objects
         self._inflate_budget = _MAX_INFLATE_RATIO * sum(i.compress_size for i in archive.infolist()) + (1 << 20)
 
     def find_class(self, module: str, name: str):
@@ -240,11 +242,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         # pickle's BUILD sets attributes on whatever object it is given: handed the loader's own class or function,
         # one file could change how every later file in the process is read (an `HParams.__getitem__`, a
         # function's `__defaults__`). Each file gets copies of its own instead; builtins cannot be changed.
-        if target in (HParams, _StateDict):
-            return type(target.__name__, (target,), {"__module__": target.__module__})
-        if target is not object:
-            return functools.partial(target)
-        return target
+        if target is object:
+            return target
+        if (module, name) not in self._copies:  # one copy per file, however many times its pickle names it
+            self._copies[module, name] = (type(target.__name__, (target,), {"__module__": target.__module__})
+                                          if target in (HParams, _StateDict) else functools.partial(target))
+        return self._copies[module, name]
 
     def _rebuild_tensor(self, storage: Any, *args: Any) -> np.ndarray:
         if not isinstance(storage, np.ndarray) or id(storage) not in self._storage_ids:
@@ -331,14 +334,19 @@ def _members_overlap(archive: zipfile.ZipFile, size: int) -> bool:
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 
 
+def refuse_legacy_torch(data: bytes, source: Path) -> None:
+    """torch.save's format before torch 1.6 (pickles, no zip) is named as such, with how to convert it."""
+    if data[:len(_LEGACY_TORCH_MAGIC)] == _LEGACY_TORCH_MAGIC:
+        raise CheckpointError(f"{source}: a PyTorch checkpoint in the old (pre-1.6, not zip) format, which is not "
+                              "read: load and save it again with a current torch (torch.save)")
+
+
 def _open_zip(data: bytes, source: Path) -> tuple[zipfile.ZipFile, str]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         names = archive.namelist()
     except zipfile.BadZipFile:
-        if data[:14] == _LEGACY_TORCH_MAGIC:  # torch.save's format before torch 1.6: pickles, no zip
-            raise CheckpointError(f"{source}: a PyTorch checkpoint in the old (pre-1.6, not zip) format, which is not "
-                                  "read: load and save it again with a current torch (torch.save)") from None
+        refuse_legacy_torch(data, source)
         raise CheckpointError(f"{source}: not a PyTorch checkpoint (no zip archive inside)") from None
     except Exception as exc:  # noqa: BLE001 - a crafted central directory can raise nearly anything
         raise CheckpointError(f"{source}: not a PyTorch checkpoint (corrupt zip archive: "

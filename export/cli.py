@@ -7,10 +7,13 @@ Only click is imported here at module level: `edgevoice --help` stays fast and t
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import click
 
@@ -181,14 +184,10 @@ def export_metavoice(first_stage, second_stage, speaker_encoder, encodec, encode
               show_default=True, help="GPT-SoVITS version (v2Pro/v2ProPlus also write the speaker model)")
 def make_test_model(family, size, out, seed, version):
     """Write random-weight checkpoints in upstream's exact file formats and layout."""
-    from edgevoice.bundle import atomic_folder
-
     _require_empty_folder(out)
     target = Path(out)
-    if target.is_dir():
-        target.rmdir()  # empty (checked above): the whole set takes its place at the end, or nothing does
     try:
-        with atomic_folder(target) as folder:  # an interrupted run leaves no half a model set
+        with _filled_whole(target) as folder:  # an interrupted run leaves no half a model set
             written = _write_test_model(family, size, folder, seed, version)
     except EdgevoiceError as exc:
         fail(str(exc))
@@ -203,6 +202,26 @@ def make_test_model(family, size, out, seed, version):
     # the flags are named as these keys; paths quoted for a shell
     options = " ".join(f"--{name.replace('_', '-')} {shlex.quote(str(path))}" for name, path in moved.items())
     click.echo(f"export it with: edgevoice export {family} {options} --out BUNDLE")
+
+
+@contextlib.contextmanager
+def _filled_whole(target: Path) -> Iterator[Path]:
+    """A folder to write into whose files appear in `target` together at the end, or not at all: a new folder is a
+    sibling renamed into place (`atomic_folder`); an empty folder that exists (`.`, a mount point) gets a hidden
+    folder inside it whose entries move up."""
+    from edgevoice.bundle import atomic_folder
+
+    if not target.is_dir():
+        with atomic_folder(target) as folder:
+            yield folder
+        return
+    staging = Path(tempfile.mkdtemp(prefix=".make-test-model.", suffix=".partial", dir=target))
+    try:
+        yield staging
+        for entry in staging.iterdir():
+            entry.rename(target / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write_test_model(family: str, size: str, folder: Path, seed: int, version: str) -> dict[str, Path]:

@@ -545,6 +545,11 @@ def _cases() -> list[Case]:
     add("voice --out is the reference", "output",
         lambda e: _replace(e.create(e.wav("ref.wav", 5.0)), str(e.work / "v.npz"), str(e.work / "ref.wav")),
         "is also an input of this command")
+    add("--split on EmotiVoice", "options",
+        lambda e: e.say("--split", "cut2", bundle=e.emotivoice, voice=False), "--split does not apply to emotivoice",
+        needs=("emotivoice",))
+    add("parity --report inside the bundle", "output",
+        lambda e: ["parity", "--bundle", str(e.bundle), "--report", str(e.bundle)], "is inside")
     add("parity of two families", "options",
         lambda e: ["parity", "--bundle", str(e.emotivoice), "--bundle", str(e.bundle)], "give bundles of one family",
         needs=("emotivoice",))

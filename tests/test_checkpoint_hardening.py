@@ -573,7 +573,6 @@ def test_weight_norm_of_a_zero_slice_is_a_damaged_checkpoint():
 
 @pytest.mark.parametrize("pkl", [
     b"\x80\x02cutils\nHParams\n(N}X\x08\x00\x00\x00pollutedX\x03\x00\x00\x00yesstb.",
-    b"\x80\x02ccollections\nOrderedDict\n(N}X\x05\x00\x00\x00itemsX\x03\x00\x00\x00yesstb.",
     b"\x80\x02ctorch._utils\n_rebuild_parameter\n(N}X\x0c\x00\x00\x00__defaults__(I1\ntstb.",
 ])
 def test_a_checkpoint_cannot_change_the_loader_for_later_files(tmp_path, pkl):
@@ -586,7 +585,7 @@ def test_a_checkpoint_cannot_change_the_loader_for_later_files(tmp_path, pkl):
     except CheckpointError:
         pass  # refusing it is fine too; what matters is what is left behind
     assert not hasattr(loader.HParams, "polluted")
-    assert "items" not in vars(loader._StateDict) and loader._rebuild_parameter.__defaults__ is None
+    assert loader._rebuild_parameter.__defaults__ is None
     assert read_torch_archive(_write(tmp_path, _archive(_pickle(_dict({"w": _tensor()})), {"0": FOUR_HALVES}),
                                      "good.ckpt"))["w"].tolist() == [0, 1, 2, 3]
 
@@ -596,3 +595,15 @@ def test_an_old_torch_file_is_named_as_such(tmp_path):
     legacy = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.\x80\x02M\xe9\x03.}q\x00."
     _refused(_write(tmp_path, legacy, "old.pth"), match=r"old \(pre-1.6, not zip\) format")
     _refused(_write(tmp_path, b"\x80\x02}q\x00.", "pickle.pth"), match="no zip archive inside")
+
+
+def test_hparams_rebuilt_the_old_way_still_loads(tmp_path):
+    """Protocol 0/1 pickles rebuild a config as copyreg._reconstructor(utils.HParams, object, None): with each file's
+    own copy of HParams (see above) that must still be admitted."""
+    from edgevoice_export.checkpoints import HParams
+
+    config = _call(_global("copyreg", "_reconstructor"), _global("utils", "HParams"), _global("builtins", "object"),
+                   b"N") + _dict({"a": _obj(1)}) + b"b"
+    pkl = _pickle(_dict({"weight": _dict({"w": _tensor()}), "config": config}))
+    loaded = read_torch_archive(_write(tmp_path, _archive(pkl, {"0": FOUR_HALVES})))
+    assert isinstance(loaded["config"], HParams) and loaded["config"]["a"] == 1

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import edgevoice.cpu as cpu
 from edgevoice.backends import OpenVINOBackend
 from edgevoice.bundle import Bundle, write_manifest
-from edgevoice.cli import main
+from edgevoice.cli import INFO_LINE_CHARS, main
 from edgevoice.errors import EdgevoiceError
 
 AVX2 = {"fpu", "sse2", "avx", "avx2", "fma"}  # Zen 1
@@ -137,6 +137,10 @@ def test_info_says_what_runs_here_and_why(bf16_bundle, tmp_path, monkeypatch):
     line = ref_encoder_line(AVX2)
     assert "f32 compute" in line and "asks bf16" in line and "no native bf16" in line
     assert json.loads(CliRunner().invoke(main, ["info", "--json", str(bf16_bundle)]).output)["graphs"]
+    short = CliRunner().invoke(main, ["info", "--no-verify", str(bf16_bundle)]).output.splitlines()
+    here = short[next(i for i, line in enumerate(short) if line.startswith("on this CPU")) + 1:]
+    assert all(len(line) <= INFO_LINE_CHARS for line in here)
+    assert any(line.endswith("…") for line in here) == any("--why prints them whole" in line for line in here)
 
 
 def test_info_names_the_decode_engine_and_where_it_was_chosen():

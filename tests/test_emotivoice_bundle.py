@@ -333,7 +333,7 @@ def test_cli_make_test_model_export_and_say(tmp_path):
     assert huge.exit_code == 2 and "--seed" in huge.output and not (tmp_path / "huge").exists()
     (tmp_path / "empty").mkdir()  # an empty folder is taken, and filled whole: the files appear at the end
     assert _run("make-test-model", "--family", "emotivoice", "--out", tmp_path / "empty").exit_code == 0
-    assert (tmp_path / "empty" / "config").is_dir() and not list(tmp_path.glob(".empty*"))
+    assert (tmp_path / "empty" / "config").is_dir() and not list((tmp_path / "empty").glob(".*"))
     _one_line_error(_run("export", "emotivoice", "--root", tmp_path / "missing", "--out", bundle), "not a directory")
     _one_line_error(_run("export", "emotivoice", "--root", root, "--lexicon", tmp_path / "none.txt", "--out", bundle),
                     "not found")
@@ -405,3 +405,6 @@ def test_an_interrupted_make_test_model_leaves_nothing(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["make-test-model", "--out", str(tmp_path / "set")])
     assert result.exit_code != 0
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+    (tmp_path / "empty").mkdir()  # a folder the user made (or the current one) is kept, and left empty
+    result = CliRunner().invoke(main, ["make-test-model", "--out", str(tmp_path / "empty")])
+    assert result.exit_code != 0 and (tmp_path / "empty").is_dir() and not list((tmp_path / "empty").iterdir())

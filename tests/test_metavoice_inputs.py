@@ -8,7 +8,7 @@ import pytest
 import soundfile
 
 import edgevoice
-from edgevoice.errors import AudioError, OptionsError, TextError, VoiceError
+from edgevoice.errors import AudioError, BundleError, OptionsError, TextError, VoiceError
 from edgevoice.metavoice import speaker
 from edgevoice.metavoice.options import SynthesisOptions
 from edgevoice.metavoice.sampling import guided_logits
@@ -269,6 +269,16 @@ def test_model_facts_are_checked_when_loading(metavoice_bundle, tmp_path, edit, 
     folder = _tampered(metavoice_bundle[0], tmp_path / "b", edit)
     with pytest.raises(BundleError, match=match):
         edgevoice.load(folder, threads=1)
+
+
+def test_a_malformed_graph_file_is_a_bundle_error_at_load(metavoice_bundle, tmp_path):
+    # the position tables are read from the ONNX files' headers at load: a damaged file is one line, not a traceback
+    # (a memory map held by the parser's frames could not be closed)
+    garbage = bytes([0x3A, 0x03, 0x2A, 0x01, 0x0F])  # a graph holding an initializer with wire type 7
+    bundle = _tampered(metavoice_bundle[0], tmp_path / "b", files={"stage2.onnx": garbage})
+    with pytest.raises(BundleError, match="stage2.onnx is not a well-formed ONNX graph") as info:
+        edgevoice.load(bundle)
+    _one_line(info)
 
 
 def test_a_tokenizer_file_that_is_not_json_is_a_bundle_error(metavoice_bundle, tmp_path):

@@ -76,7 +76,8 @@ def test_say_to_standard_output(emotivoice_bundle):
 
 def test_a_reader_that_leaves_early_is_an_error_not_a_success():
     # `| head -c 100`: a large write into a pipe whose reader has gone is taken in part without an error
-    script = "from edgevoice.files import write_output; write_output('-', b'x' * 600000); print('wrote')"
+    script = ("import sys; from edgevoice.files import write_output; write_output('-', b'x' * 600000); "
+              "print('wrote', file=sys.stderr)")
     reader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     reader.stdout.read(100)
     reader.stdout.close()

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoints import CheckpointError, plain_config, read_bytes, read_torch_archive, require_weights
+from ..checkpoints import (CheckpointError, plain_config, read_bytes, read_torch_archive, refuse_legacy_torch,
+                           require_weights)
 
 
 # SoVITS version markers written over the zip magic by upstream `process_ckpt.my_save2`.
@@ -125,6 +126,7 @@ def load_sovits_checkpoint(path: str | Path) -> Checkpoint:
     if len(data) < 4:
         raise CheckpointError(f"{path}: not a GPT-SoVITS SoVITS checkpoint (file too short)")
     if data[:2] != b"PK" and data[:2] not in SOVITS_HEADER_VERSIONS:
+        refuse_legacy_torch(data, path)
         raise CheckpointError(f"{path}: not a GPT-SoVITS SoVITS checkpoint (starts with {data[:2]!r}, expected a "
                               "zip archive or a known version marker)")
     archive_bytes = b"PK" + data[2:] if data[:2] in SOVITS_HEADER_VERSIONS else data

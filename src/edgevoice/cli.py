@@ -360,11 +360,13 @@ def say(bundle, voice_path, speaker, prompt, text, text_file, strict, language, 
 
 
 def _refuse_other_families_flags(synth, given: dict) -> None:
-    """A synthesis flag this bundle's family has no option for, named as the user typed it."""
+    """A synthesis flag this bundle's family has no option for, named as the user typed it (`--split` fills
+    `split_method`: the flag is read from the command, not made from the option's name)."""
     from dataclasses import fields
 
     known = {item.name for item in fields(synth.default_options)}
-    unknown = [f"--{name.replace('_', '-')}" for name, value in given.items() if value is not None and name not in known]
+    flags = {param.name: param.opts[0] for param in click.get_current_context().command.params}
+    unknown = [flags.get(name, name) for name, value in given.items() if value is not None and name not in known]
     if unknown:
         verb = "do" if len(unknown) > 1 else "does"
         fail(f"{', '.join(unknown)} {verb} not apply to {synth.bundle.manifest.family} bundles (each option in "

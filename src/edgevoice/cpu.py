@@ -197,8 +197,13 @@ def _openvino_precision(manifest, graph, name: str, quantization: dict, cpu: Cpu
     elif record.get("reason"):
         chosen_on = _section(quantization, "compute").get("cpu_class", "?")
         gate = f"; checked on this bundle: {record['gate']}" if record.get("gate") else ""
-        # the speed figures are the CPU class's sweep (benchmarks/precision_sweep.py), the gate this bundle's own
-        why = f"{record['reason']} (the {chosen_on} class's choice, from its precision sweep){gate}"
+        # a class's choice quotes that class's sweep (benchmarks/precision_sweep.py); a gate or a missing input
+        # that overruled it was this bundle's own
+        overruled = "tried" in record or str(record["reason"]).startswith("bf16 not tried")
+        source = "decided on this bundle when quantised" if overruled else (
+            f"the {chosen_on} class's choice, from its precision sweep" if chosen_on != "?"
+            else "the CPU class's choice, from its precision sweep")
+        why = f"{record['reason']} ({source}){gate}"
         if asked == "f32" and cpu.native_bf16 and chosen_on != cpu.cpu_class:
             why += "; quantise on this CPU to let it choose bf16 where that was measured faster"
     elif policy_why(_section(_section(quantization, "policy"), name)):

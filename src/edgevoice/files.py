@@ -78,7 +78,7 @@ def check_output(path: str | Path, error: type = EdgevoiceError, folder: bool = 
 def _refuse_inputs(path: Path, target: Path, inputs: list[Path], folders: list[Path], error: type) -> None:
     try:
         where = target.resolve()
-        if where.exists() and not where.is_file():
+        if where.exists() and not (where.is_file() or where.is_dir()):
             return  # a device or FIFO is written in place, not replaced
         for given in folders:
             source = given.resolve()

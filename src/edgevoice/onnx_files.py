@@ -129,16 +129,21 @@ def initializer_shapes(data: bytes | memoryview, names: set[str]) -> dict[str, t
     found: dict[str, tuple[int, ...]] = {}
     problem = None
     try:
-        for graph in _fields_of(memoryview(data), 7):  # ModelProto.graph
-            for tensor in _fields_of(graph, 5):  # GraphProto.initializer
-                name = next((bytes(body) for body in _fields_of(tensor, 8)), b"").decode("utf-8", "replace")
-                if name in names:
-                    found[name] = _tensor_dims(tensor)
+        _find_initializers(memoryview(data), names, found)
     except MalformedGraph as exc:
         problem = str(exc)
     if problem is not None:  # raised afresh, as in `external_data_locations`: a memory map must close
         raise MalformedGraph(problem)
     return found
+
+
+def _find_initializers(model: memoryview, names: set[str], found: dict[str, tuple[int, ...]]) -> None:
+    # its own frame: the slices it holds are gone once it has returned or raised
+    for graph in _fields_of(model, 7):  # ModelProto.graph
+        for tensor in _fields_of(graph, 5):  # GraphProto.initializer
+            name = next((bytes(body) for body in _fields_of(tensor, 8)), b"").decode("utf-8", "replace")
+            if name in names:
+                found[name] = _tensor_dims(tensor)
 
 
 def _fields_of(data: memoryview, wanted: int):

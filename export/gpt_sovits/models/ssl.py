@@ -11,11 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from huggingface_hub.errors import StrictDataclassError
 from torch import nn
 from transformers import BertConfig, BertModel, HubertConfig, HubertModel
 
 from ...checkpoints import CheckpointError, built_on_meta, config_ints, load_hf_weights
+
+try:  # transformers' own validation of a config (newer huggingface_hub); older hubs raise only what it catches
+    from huggingface_hub.errors import StrictDataclassError
+except ImportError:
+    StrictDataclassError = ()
 
 # The sizes a folder's config.json gives the model (checked as whole numbers in range before anything is built) and
 # those of them that are counts (layers, heads, groups)

@@ -188,6 +188,7 @@ class Synthesizer(FamilySynthesizer):
     # where `quantize` took it, runs on onnxruntime anyway: 105 ms, flat), so a server grew with every phone count
     # it met (hundreds: a few hundred MiB to over a GiB). BERT too sees each Chinese segment's length, but runs padded (`BERT_TOKEN_BUCKETS`).
     any_length_graphs = REFERENCE_GRAPHS + ("gpt_prefill",)
+    languages = frontend.LANGUAGES
 
     @classmethod
     def own_length_graphs(cls, bundle: Bundle) -> tuple[str, ...]:

@@ -542,6 +542,7 @@ def _position_rows(bundle: Bundle, graph: str) -> int | None:
             with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 dims = initializer_shapes(data, {POSITION_TABLE}).get(POSITION_TABLE)
     except MalformedGraph as exc:
+        bundle.file(entry.files["onnx"])  # a damaged file is a hash mismatch first, where the manifest can tell
         raise BundleError(f"{bundle.path}: {entry.files['onnx']} is not a well-formed ONNX graph ({exc})") from None
     except OSError as exc:
         raise BundleError(f"{bundle.path}: cannot read {entry.files['onnx']} ({exc.strerror or exc})") from None
