@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import mmap
 import posixpath
+from typing import Iterator
 
 from .errors import BundleError
 
@@ -63,35 +64,42 @@ def _varint(data: memoryview, at: int) -> tuple[int, int]:
         shift += 7
 
 
-def _walk(data: memoryview, kind, found: set[str], depth: int) -> None:
-    if depth > _MAX_DEPTH:
-        raise MalformedGraph(f"messages nested deeper than {_MAX_DEPTH} levels")
-    fields = _FIELDS.get(kind, {})
-    entry: dict[int, bytes] = {}
+def _fields(data: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
+    """(number, wire type, value) of each field of one message: a varint's value or a length-delimited field's body
+    (a slice: nothing is copied); fixed-width fields, which no walk here reads, are skipped."""
     at = 0
     while at < len(data):
         key, at = _varint(data, at)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            _, at = _varint(data, at)
-        elif wire == 1:
-            at += 8
-        elif wire == 5:
-            at += 4
+            value, at = _varint(data, at)
+            yield number, wire, value
+        elif wire in (1, 5):
+            at += 8 if wire == 1 else 4
         elif wire == 2:
             length, at = _varint(data, at)
             if at + length > len(data):
                 raise MalformedGraph("a field runs past the end of its message")
-            body = data[at:at + length]
+            yield number, wire, data[at:at + length]
             at += length
-            if kind == _ENTRY and number in (1, 2):
-                entry[number] = bytes(body)
-            elif number in fields:
-                _walk(body, fields[number], found, depth + 1)
         else:
             raise MalformedGraph(f"wire type {wire} (groups are not used by ONNX)")
         if at > len(data):
             raise MalformedGraph("a field runs past the end of its message")
+
+
+def _walk(data: memoryview, kind, found: set[str], depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise MalformedGraph(f"messages nested deeper than {_MAX_DEPTH} levels")
+    fields = _FIELDS.get(kind, {})
+    entry: dict[int, bytes] = {}
+    for number, wire, value in _fields(data):
+        if wire != 2:
+            continue
+        if kind == _ENTRY and number in (1, 2):
+            entry[number] = bytes(value)
+        elif number in fields:
+            _walk(value, fields[number], found, depth + 1)
     if kind == _ENTRY and entry.get(1) == b"location":
         try:
             found.add(entry.get(2, b"").decode("utf-8"))
@@ -146,49 +154,22 @@ def _find_initializers(model: memoryview, names: set[str], found: dict[str, tupl
                 found[name] = _tensor_dims(tensor)
 
 
-def _fields_of(data: memoryview, wanted: int):
+def _fields_of(data: memoryview, wanted: int) -> Iterator[memoryview]:
     """The bodies of every length-delimited field numbered `wanted` in one message."""
-    at = 0
-    while at < len(data):
-        key, at = _varint(data, at)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            _, at = _varint(data, at)
-        elif wire in (1, 5):
-            at += 8 if wire == 1 else 4
-        elif wire == 2:
-            length, at = _varint(data, at)
-            if at + length > len(data):
-                raise MalformedGraph("a field runs past the end of its message")
-            if number == wanted:
-                yield data[at:at + length]
-            at += length
-        else:
-            raise MalformedGraph(f"wire type {wire} (groups are not used by ONNX)")
+    return (value for number, wire, value in _fields(data) if number == wanted and wire == 2)
 
 
 def _tensor_dims(tensor: memoryview) -> tuple[int, ...]:
     """TensorProto.dims (field 1: packed, or one varint per field)."""
     dims: list[int] = []
-    at = 0
-    while at < len(tensor):
-        key, at = _varint(tensor, at)
-        number, wire = key >> 3, key & 7
+    for number, wire, value in _fields(tensor):
+        if number != 1:
+            continue
         if wire == 0:
-            value, at = _varint(tensor, at)
-            if number == 1:
-                dims.append(value)
-        elif wire in (1, 5):
-            at += 8 if wire == 1 else 4
+            dims.append(value)
         elif wire == 2:
-            length, at = _varint(tensor, at)
-            if number == 1:
-                packed = tensor[at:at + length]
-                inner = 0
-                while inner < len(packed):
-                    value, inner = _varint(packed, inner)
-                    dims.append(value)
-            at += length
-        else:
-            raise MalformedGraph(f"wire type {wire} (groups are not used by ONNX)")
+            at = 0
+            while at < len(value):
+                dim, at = _varint(value, at)
+                dims.append(dim)
     return tuple(dims)
