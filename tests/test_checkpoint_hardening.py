@@ -607,3 +607,12 @@ def test_hparams_rebuilt_the_old_way_still_loads(tmp_path):
     pkl = _pickle(_dict({"weight": _dict({"w": _tensor()}), "config": config}))
     loaded = read_torch_archive(_write(tmp_path, _archive(pkl, {"0": FOUR_HALVES})))
     assert isinstance(loaded["config"], HParams) and loaded["config"]["a"] == 1
+
+
+@pytest.mark.parametrize("max_sec", ["54", -1, float("nan"), True])
+def test_a_gpt_token_limit_that_is_no_duration_is_refused_before_export(tmp_path, max_sec):
+    """`data.max_sec` was only checked in the finished bundle's manifest, after the whole export had run."""
+    weights = _dict({"model.ar_text_embedding.word_embeddings.weight": _tensor(0, (2, 2), (2, 1))})
+    config = _dict({"model": _dict({}), "data": _dict({"max_sec": _obj(max_sec)})})
+    pkl = _pickle(_dict({"weight": weights, "config": config}))
+    _refused(_write(tmp_path, _archive(pkl, {"0": FOUR_HALVES})), load_gpt_checkpoint, match="data.max_sec must be")

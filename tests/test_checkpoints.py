@@ -192,7 +192,8 @@ def test_a_gpt_config_is_checked_against_its_weights_before_the_model_is_built(g
     ("model", {"inter_channels": 10 ** 12}, "inter_channels = 1000000000000"),
     ("model", {"n_layers": 5000}, "n_layers = 5000"), ("model", {"hidden_channels": 100}, "other shapes"),
     ("model", {"upsample_rates": [10, "8", 2, 2, 2]}, "upsample_rates"), ("data", {"filter_length": 0}, "filter_length"),
-    ("data", {"win_length": 99999}, "not one STFT's sizes")])
+    ("data", {"win_length": 99999}, "not one STFT's sizes"),
+    ("data", {"sampling_rate": 1}, "1 Hz is no audio rate")])
 def test_a_sovits_config_is_checked_against_its_weights_before_the_model_is_built(gpt_sovits_set, section, change,
                                                                                   message):
     from edgevoice_export.gpt_sovits.models.sovits import SoVITS

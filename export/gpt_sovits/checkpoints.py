@@ -13,6 +13,7 @@ HuBERT and chinese-roberta come as Hugging Face folders (`..checkpoints.load_hf_
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,17 @@ def _float_weights(weights: dict[str, np.ndarray], path: Path, what: str) -> dic
     return weights
 
 
+def _check_max_sec(config: dict, path: Path) -> None:
+    """The GPT's `data.max_sec` (upstream's token limit, 50 per second) as the runtime will check it in the manifest,
+    but before minutes of export rather than after."""
+    data = config.get("data", {})
+    max_sec = data.get("max_sec") if isinstance(data, dict) else None
+    if max_sec is not None and (isinstance(max_sec, bool) or not isinstance(max_sec, (int, float))
+                                or not math.isfinite(max_sec) or max_sec <= 0):
+        raise CheckpointError(f"{path}: GPT config data.max_sec must be a positive number of seconds, found "
+                              f"{str(max_sec)[:40]!r}")
+
+
 def _check_supported(path: Path, version: str, what: str) -> None:
     if version not in SUPPORTED_VERSIONS:
         raise UnsupportedVersionError(
@@ -97,6 +109,7 @@ def load_gpt_checkpoint(path: str | Path) -> Checkpoint:
     weights = {k[len("model."):]: v for k, v in raw.items() if k.startswith("model.")}
     if "ar_text_embedding.word_embeddings.weight" not in weights or not isinstance(config.get("model"), dict):
         raise CheckpointError(f"{path}: not a GPT-SoVITS GPT checkpoint (no text embedding or model config)")
+    _check_max_sec(config, path)
     rows = _rows(weights, "ar_text_embedding.word_embeddings.weight", path)
     version = "v1" if rows == 512 else "v2"
     _check_supported(path, version, "GPT")

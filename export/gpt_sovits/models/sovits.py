@@ -47,6 +47,7 @@ CONFIG_SIZES = ("inter_channels", "hidden_channels", "filter_channels", "n_heads
                 "resblock_kernel_sizes", "resblock_dilation_sizes")
 CONFIG_COUNTS = ("n_heads", "n_layers")
 DATA_SIZES = ("filter_length", "hop_length", "win_length", "sampling_rate")
+SAMPLING_RATES = (8000, 192_000)  # the audio rates a SoVITS config may give its output
 
 
 def length_mask(valid: torch.Tensor, length: int) -> torch.Tensor:
@@ -222,6 +223,10 @@ class SoVITS(nn.Module):
         config_ints(config.get("model"), CONFIG_SIZES, checkpoint.path, "SoVITS", counts=CONFIG_COUNTS)
         config_ints(config.get("data"), DATA_SIZES, checkpoint.path, "SoVITS data")
         data = config["data"]
+        if not SAMPLING_RATES[0] <= data["sampling_rate"] <= SAMPLING_RATES[1]:  # audio at 1 Hz would be exported
+            raise SoVITSConfigError(f"{checkpoint.path}: SoVITS data sampling_rate {data['sampling_rate']} Hz is no "
+                                    f"audio rate ({SAMPLING_RATES[0]}–{SAMPLING_RATES[1]} Hz; upstream's are 32000 "
+                                    "and 48000)")
         if not data["hop_length"] <= data.get("win_length", data["filter_length"]) <= data["filter_length"]:
             # no weight's shape depends on them, and the runtime refuses a bundle whose STFT they cannot make
             raise SoVITSConfigError(f"{checkpoint.path}: SoVITS data hop_length {data['hop_length']}, win_length "
