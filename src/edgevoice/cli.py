@@ -245,6 +245,8 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
         what, facts = "reference-free voice", "no transcript: timbre only"
     else:
         what, facts = "voice", f"{profile.prompt_tokens.size} prompt tokens, {profile.prompt_phone_ids.size} phones"
+    if aux_audio:
+        facts += f"; timbre averaged over {1 + len(aux_audio)} clips"
     to_stdout = str(out) == "-"  # the npz itself is there: the summary goes to stderr
     click.echo(f"{what} written to {'standard output' if to_stdout else path} ({facts})", err=to_stdout)
 
