@@ -29,6 +29,10 @@ def test_info_voice_say(fixture_bundle, gpt_sovits_set, tmp_path):
     result = _run("voice", "create", "--bundle", bundle, "--audio", gpt_sovits_set / "audio" / "ref_en.wav",
                   "--text", (gpt_sovits_set / "audio" / "ref_en.txt").read_text().strip(), "--out", voice)
     assert result.exit_code == 0, result.output
+    assert "averaged" not in result.output
+    result = _run("voice", "create", "--bundle", bundle, "--audio", gpt_sovits_set / "audio" / "ref_en.wav",
+                  "--aux-audio", gpt_sovits_set / "audio" / "ref_zh.wav", "--out", tmp_path / "mixed.npz")
+    assert result.exit_code == 0 and "timbre averaged over 2 clips" in result.output, result.output
     wav = tmp_path / "out.wav"
     result = _run("say", "--bundle", bundle, "--voice", voice, "--text", "Hello there, how are you today?",
                   "--out", wav, "--seed", 1, "--backend", "onnxruntime")
