@@ -13,12 +13,13 @@ HuBERT and chinese-roberta come as Hugging Face folders (`..checkpoints.load_hf_
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgevoice.gpt_sovits.model_facts import is_max_sec
 
 from ..checkpoints import (CheckpointError, plain_config, read_bytes, read_torch_archive, refuse_legacy_torch,
                            require_weights)
@@ -83,8 +84,7 @@ def _check_max_sec(config: dict, path: Path) -> None:
     but before minutes of export rather than after."""
     data = config.get("data", {})
     max_sec = data.get("max_sec") if isinstance(data, dict) else None
-    if max_sec is not None and (isinstance(max_sec, bool) or not isinstance(max_sec, (int, float))
-                                or not math.isfinite(max_sec) or max_sec <= 0):
+    if not is_max_sec(max_sec):
         raise CheckpointError(f"{path}: GPT config data.max_sec must be a positive number of seconds, found "
                               f"{str(max_sec)[:40]!r}")
 

@@ -22,7 +22,7 @@ from typing import Iterable, Protocol
 
 import numpy as np
 
-from .bundle import Bundle, GraphEntry, onnxruntime_options, openvino_options
+from .bundle import Bundle, GraphEntry, ir_weights, onnxruntime_options, openvino_options
 from .cpu import runnable_hint
 from .compile_cache import cache_folder, graph_cache_folder
 from .errors import BundleError, EdgevoiceError
@@ -98,7 +98,7 @@ class OpenVINOBackend:
                               "with --format onnx only); use the onnxruntime backend")
         xml = graph.files["openvino"]
         path = bundle.ir(xml)
-        weights = xml[: -len(".xml")] + ".bin" if xml.endswith(".xml") else None
+        weights = ir_weights(xml)
         config = self.config_for(graph)
         cache = self._graph_cache(bundle, [xml, weights]) if "CACHE_DIR" in config else None
         if cache:

@@ -468,7 +468,7 @@ class Bundle:
         present: OpenVINO opens them itself, by name, so an unlisted or linked `.bin` would be read from wherever it
         points."""
         path = self.file(xml)
-        weights = xml[: -len(".xml")] + ".bin" if xml.endswith(".xml") else None
+        weights = ir_weights(xml)
         if weights and (weights in self.manifest.files or os.path.lexists(self.path / weights)):
             self.file(weights)
         return path
@@ -496,6 +496,11 @@ def _is_regular(path: Path) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
+
+
+def ir_weights(xml: str) -> str | None:
+    """The weights file OpenVINO reads beside the IR `xml` (same name, `.bin`)."""
+    return xml[: -len(".xml")] + ".bin" if xml.endswith(".xml") else None
 
 
 def _verify_manifest_hash(folder: Path, raw: bytes) -> None:

@@ -40,6 +40,13 @@ def printable(message: str) -> str:
     return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in message)
 
 
+def _require_suffix(flag: str, path, suffixes: tuple[str, ...], what: str, advice: str = "") -> None:
+    """An output named for another format is refused rather than written under that name (no suffix is taken)."""
+    suffix = os.path.splitext(str(path))[1]
+    if str(path) != "-" and suffix.lower() not in ("",) + suffixes:
+        fail(f"{flag} {path}: {what}, not {suffix}; name it {suffixes[0]}{advice}")
+
+
 def guarded(action):
     """Run `action`, turning anticipated failures (bad input, files, options) into one-line errors."""
     try:
@@ -225,8 +232,7 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
     from .textinput import UnreadableTextWarning, check_encoding, prepare_text
 
     guarded(lambda: check_output(out, VoiceError, inputs=[audio, *aux_audio], input_folders=[bundle]))
-    if str(out) != "-" and os.path.splitext(str(out))[1].lower() not in ("", ".npz"):
-        fail(f"--out {out}: a voice is an .npz file; name it .npz")
+    _require_suffix("--out", out, (".npz",), "a voice is an .npz file")
     if text is not None and not text.strip():  # "" used to make a reference-free voice, "  " an error
         fail("--text is empty: give the clip's transcript, or leave --text out for a reference-free voice")
     synth = _synthesizer(bundle, backend, threads, chosen_cache_dir(cache_dir, no_cache))
@@ -322,10 +328,8 @@ def say(bundle, voice_path, speaker, prompt, text, text_file, strict, language, 
     if chunk_tokens is not None and not stream_format:
         fail("--chunk-tokens applies to --stream")
     guarded(lambda: check_output(out, inputs=[text_file, voice_path], input_folders=[bundle]))  # before synthesis
-    suffix = os.path.splitext(str(out))[1]
-    if str(out) != "-" and suffix.lower() not in ("", ".wav", ".wave"):
-        fail(f"--out {out}: say writes 16-bit WAV, not {suffix}; name it .wav (`edgevoice serve` gives flac, mp3 "
-             "and opus)")
+    _require_suffix("--out", out, (".wav", ".wave"), "say writes 16-bit WAV",
+                    " (`edgevoice serve` gives flac, mp3 and opus)")
     synth = _synthesizer(bundle, backend, threads, chosen_cache_dir(cache_dir, no_cache))
     if hasattr(synth, "show_progress"):  # token-level progress for families whose sentences take minutes
         synth.show_progress = sys.stderr.isatty()
@@ -536,8 +540,7 @@ def parity(bundles, backends, voice_path, reference, speaker, prompt, reference_
     text = _cleaned_text(text, "--text")
     if save_path:
         guarded(lambda: check_output(save_path, inputs=[voice_path, reference, against_path], input_folders=bundles))
-        if str(save_path) != "-" and os.path.splitext(str(save_path))[1].lower() not in ("", ".npz"):
-            fail(f"--save {save_path}: a parity case is an .npz file; name it .npz")
+        _require_suffix("--save", save_path, (".npz",), "a parity case is an .npz file")
     if report_dir:
         guarded(lambda: check_output(report_dir, folder=True, input_folders=bundles))  # before the runs
     if as_json and str(save_path) == "-":

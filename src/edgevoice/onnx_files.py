@@ -12,6 +12,7 @@ or `Scan` body). Every other field is skipped by its length, so a graph's inline
 
 from __future__ import annotations
 
+import functools
 import mmap
 import posixpath
 from typing import Iterator
@@ -111,17 +112,7 @@ def check_external_data(bundle, onnx_rel: str) -> None:
     """Refuse, before onnxruntime opens the graph `onnx_rel`, any file it stores weights in that the manifest of
     `bundle` does not list; the listed ones are hash-checked like every file a graph reads (`Bundle.file`). The
     graph is memory-mapped: skipping a tensor's inline bytes by their length touches none of their pages."""
-    path = bundle.file(onnx_rel)
-    try:
-        with open(path, "rb") as handle:
-            if not handle.seek(0, 2):
-                return  # empty: onnxruntime says it is no graph
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                locations = external_data_locations(data)
-    except MalformedGraph as exc:
-        raise BundleError(f"{bundle.path}: {onnx_rel} is not a well-formed ONNX graph ({exc})") from None
-    except OSError as exc:
-        raise BundleError(f"{bundle.path}: cannot read {onnx_rel} ({exc.strerror or exc})") from None
+    locations = _read_mapped(bundle, onnx_rel, bundle.file(onnx_rel), external_data_locations) or set()
     base = posixpath.dirname(onnx_rel)
     for location in sorted(locations):
         rel = posixpath.normpath(posixpath.join(base, location))
@@ -129,6 +120,34 @@ def check_external_data(bundle, onnx_rel: str) -> None:
             raise BundleError(f"{bundle.path}: graph {onnx_rel} keeps weights in {location[:80]!r}, a file the "
                               "manifest does not list (corrupt or tampered bundle)")
         bundle.file(rel)
+
+
+def bundle_initializer_shapes(bundle, onnx_rel: str, names: set[str]) -> dict[str, tuple[int, ...]]:
+    """`initializer_shapes` of the bundle's graph `onnx_rel`, read to check a fact against it: not hashed first (a
+    lazily verified bundle hashes a graph when an engine opens it), except where the graph turns out malformed, so
+    that a damaged file is named as one where the manifest can tell."""
+    read = functools.partial(initializer_shapes, names=names)
+    try:
+        return _read_mapped(bundle, onnx_rel, bundle.unhashed(onnx_rel), read) or {}
+    except BundleError:
+        bundle.file(onnx_rel)  # a hash mismatch, if that is what it is, speaks first
+        raise
+
+
+def _read_mapped(bundle, onnx_rel: str, path, read):
+    """`read(bytes)` of the graph at `path`, memory-mapped (skipping a tensor's inline bytes by length touches none of
+    their pages); None for an empty file (onnxruntime says it is no graph); a malformed or unreadable one is a
+    BundleError."""
+    try:
+        with open(path, "rb") as handle:
+            if not handle.seek(0, 2):
+                return None
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return read(data)
+    except MalformedGraph as exc:
+        raise BundleError(f"{bundle.path}: {onnx_rel} is not a well-formed ONNX graph ({exc})") from None
+    except OSError as exc:
+        raise BundleError(f"{bundle.path}: cannot read {onnx_rel} ({exc.strerror or exc})") from None
 
 
 def initializer_shapes(data: bytes | memoryview, names: set[str]) -> dict[str, tuple[int, ...]]:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel, HubertConfig, HubertModel
 
-from ...checkpoints import CheckpointError, built_on_meta, config_ints, load_hf_weights
+from ...checkpoints import CheckpointError, config_ints, load_hf_weights, planned_shapes
 
 try:  # transformers' own validation of a config (newer huggingface_hub); older hubs raise only what it catches
     from huggingface_hub.errors import StrictDataclassError
@@ -62,7 +62,7 @@ def _planned(directory, config: dict, build, sizes: tuple[str, ...], what: str,
             raise CheckpointError(f"the {what} config cannot build a model ({str(exc).splitlines()[0][:160]})") \
                 from None
 
-    planned = {key: tuple(value.shape) for key, value in built_on_meta(build_checked, path, what).state_dict().items()}
+    planned = planned_shapes(build_checked, path, what)
     _check_complete(planned, {_rename(key) for key in weights}, directory, optional_prefixes)
     wrong = [f"{key} {tuple(np.shape(value))} vs {planned[_rename(key)]}" for key, value in weights.items()
              if _rename(key) in planned and tuple(np.shape(value)) != planned[_rename(key)]]

@@ -59,10 +59,16 @@ def _check_consistent(model: dict, facts: dict, where: str) -> None:
         raise BundleError(f"{where} sovits: spec_channels {facts['spec_channels']}, filter_length "
                           f"{facts['filter_length']} and win_length {facts['win_length']} are not one STFT's sizes")
     max_sec = model["gpt"].get("max_sec")
-    if max_sec is not None and (isinstance(max_sec, bool) or not isinstance(max_sec, (int, float))
-                                or not math.isfinite(max_sec) or max_sec <= 0):
+    if not is_max_sec(max_sec):
         raise BundleError(f"{where} gpt.max_sec must be a positive number of seconds, found "
                           f"{abbreviated(repr(max_sec))}")
+
+
+def is_max_sec(value) -> bool:
+    """Whether `value` can be the GPT's `max_sec` (upstream's token limit, 50 per second): absent, or a positive
+    finite number (the exporter checks the checkpoint's the same way, before the export)."""
+    return value is None or (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+                             and value > 0)
 
 
 def _check_shapes(bundle: Bundle, facts: dict, where: str) -> None:

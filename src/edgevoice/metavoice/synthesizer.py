@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import re
 import threading
 from numbers import Integral
@@ -31,7 +30,7 @@ import numpy as np
 from .. import textinput
 from ..backends import make_backend, runs_graph
 from ..bundle import Bundle
-from ..onnx_files import MalformedGraph, initializer_shapes
+from ..onnx_files import bundle_initializer_shapes
 from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceError
 from ..families import FamilySynthesizer, check_bundle
 from ..fixed_shapes import padded_length
@@ -512,11 +511,10 @@ def _checked_model(bundle: Bundle) -> dict:
     codes = [t.shape for t in manifest.graphs["encodec_decode"].inputs if t.name == "codes"]
     problems.append((bool(codes) and codes[0][1] != encodec["n_q"],
                      f"encodec.n_q {encodec['n_q']} is not the decoder graph's {codes[0][1] if codes else None}"))
-    for graph, stage in (("stage1_step", s1), ("stage2", s2)):
-        rows = _position_rows(bundle, graph)
-        problems.append((rows is not None and stage["block_size"] > rows,
-                         f"{'stage1' if graph == 'stage1_step' else 'stage2'}.block_size {stage['block_size']} is "
-                         f"more than the {rows} positions of {graph}'s table"))
+    for section, graph in (("stage1", "stage1_step"), ("stage2", "stage2")):
+        rows, block = _position_rows(bundle, graph), facts[section]["block_size"]
+        problems.append((rows is not None and block > rows,
+                         f"{section}.block_size {block} is more than the {rows} positions of {graph}'s table"))
     found = [text for wrong, text in problems if wrong]
     if found:
         raise BundleError(f"{where}: {found[0]} (corrupt bundle)")
@@ -534,18 +532,7 @@ def _position_rows(bundle: Bundle, graph: str) -> int | None:
     entry = bundle.manifest.graphs.get(graph)
     if entry is None or "onnx" not in entry.files:
         return None
-    path = bundle.unhashed(entry.files["onnx"])
-    try:
-        with open(path, "rb") as handle:
-            if not handle.seek(0, 2):
-                return None
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                dims = initializer_shapes(data, {POSITION_TABLE}).get(POSITION_TABLE)
-    except MalformedGraph as exc:
-        bundle.file(entry.files["onnx"])  # a damaged file is a hash mismatch first, where the manifest can tell
-        raise BundleError(f"{bundle.path}: {entry.files['onnx']} is not a well-formed ONNX graph ({exc})") from None
-    except OSError as exc:
-        raise BundleError(f"{bundle.path}: cannot read {entry.files['onnx']} ({exc.strerror or exc})") from None
+    dims = bundle_initializer_shapes(bundle, entry.files["onnx"], {POSITION_TABLE}).get(POSITION_TABLE)
     return dims[0] if dims else None
 
 
