@@ -266,6 +266,14 @@ def test_write_manifest_refuses_links(bundle, outside):
     ({"openvino": {"INFERENCE_PRECISION_HINT": ["f32"]}}, "must be a string, number or boolean"),
     ({"openvino": {"NUM_STREAMS": {"a": 1}}}, "must be a string, number or boolean"),
     ({"openvino": {"NUM_STREAMS": None}}, "must be a string, number or boolean"),
+    # allow-listed but a value OpenVINO refuses: every run would fail, and quantize would copy it
+    ({"openvino": {"INFERENCE_NUM_THREADS": -5}}, r"INFERENCE_NUM_THREADS'\] = -5 is not a value OpenVINO takes"),
+    ({"openvino": {"INFERENCE_NUM_THREADS": 10 ** 9}}, "a whole number 0…65536"),
+    ({"openvino": {"INFERENCE_PRECISION_HINT": "fp32"}}, r"f32, bf16, f16, dynamic or undefined"),
+    ({"openvino": {"KV_CACHE_PRECISION": "i8"}}, r"f32, bf16, f16, u8 or u4"),
+    ({"openvino": {"PERFORMANCE_HINT": "latency"}}, "LATENCY, THROUGHPUT or CUMULATIVE_THROUGHPUT"),
+    ({"openvino": {"ENABLE_CPU_PINNING": 2}}, "a boolean, YES or NO"),
+    ({"openvino": {"NUM_STREAMS": 1.5}}, "AUTO or NUMA"),
     ({"openvino": []}, "must be an object"),
     ([], "must be an object"),
 ])

@@ -57,6 +57,42 @@ OPENVINO_RUNTIME_OPTIONS = frozenset({
     "KEY_CACHE_GROUP_SIZE", "VALUE_CACHE_GROUP_SIZE", "DYNAMIC_QUANTIZATION_GROUP_SIZE", "EXECUTION_MODE_HINT",
     "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "ENABLE_HYPER_THREADING", "ENABLE_CPU_PINNING",
 })
+_COUNT_LIMIT = 1 << 16  # threads, streams and group sizes: a larger number is a mistake (or an attack on memory)
+
+
+def _count(value: Any) -> bool:
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    return isinstance(text, str) and text.isdecimal() and int(text) <= _COUNT_LIMIT
+
+
+def _one_of(*names: str):
+    return lambda value: isinstance(value, str) and value in names
+
+
+def _switch(value: Any) -> bool:
+    return isinstance(value, bool) or value in ("YES", "NO", "True", "False", "true", "false")
+
+
+# What each allow-listed OpenVINO property may be set to (as OpenVINO 2026.4's CPU plugin accepts them, minus spellings
+# it takes for "automatic", such as NUM_STREAMS -1): a value it would refuse makes every run of the graph fail, and
+# `quantize` would copy it into its output, so it is refused when the manifest is read.
+_PRECISIONS = _one_of("f32", "bf16", "f16", "dynamic", "undefined")
+_CACHE_PRECISIONS = _one_of("f32", "bf16", "f16", "u8", "u4")
+OPENVINO_OPTION_VALUES = {
+    "INFERENCE_PRECISION_HINT": ("f32, bf16, f16, dynamic or undefined", _PRECISIONS),
+    **{key: ("f32, bf16, f16, u8 or u4", _CACHE_PRECISIONS)
+       for key in ("KV_CACHE_PRECISION", "KEY_CACHE_PRECISION", "VALUE_CACHE_PRECISION")},
+    **{key: (f"a whole number 0…{_COUNT_LIMIT}", _count)
+       for key in ("KEY_CACHE_GROUP_SIZE", "VALUE_CACHE_GROUP_SIZE", "DYNAMIC_QUANTIZATION_GROUP_SIZE",
+                   "INFERENCE_NUM_THREADS")},
+    "NUM_STREAMS": (f"a whole number 0…{_COUNT_LIMIT}, AUTO or NUMA", lambda v: _count(v) or v in ("AUTO", "NUMA")),
+    "EXECUTION_MODE_HINT": ("PERFORMANCE or ACCURACY", _one_of("PERFORMANCE", "ACCURACY")),
+    "PERFORMANCE_HINT": ("LATENCY, THROUGHPUT or CUMULATIVE_THROUGHPUT",
+                         _one_of("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")),
+    "ENABLE_HYPER_THREADING": ("a boolean, YES or NO", _switch),
+    "ENABLE_CPU_PINNING": ("a boolean, YES or NO", _switch),
+}
+assert set(OPENVINO_OPTION_VALUES) == OPENVINO_RUNTIME_OPTIONS
 # onnxruntime session settings a bundle may set (`SessionOptions.add_session_config_entry`): thread-pool behaviour only.
 ONNXRUNTIME_RUNTIME_OPTIONS = frozenset({"session.intra_op.allow_spinning"})
 RUNTIME_OPTION_GROUPS = {"openvino": OPENVINO_RUNTIME_OPTIONS, "onnxruntime": ONNXRUNTIME_RUNTIME_OPTIONS}
@@ -159,6 +195,9 @@ def check_runtime_options(options: Any, what: str = "runtime_options") -> dict:
             if isinstance(value, str) and (len(value) > _MAX_OPTION_TEXT or re.search(r"[/\\:\x00-\x1f\x7f]", value)):
                 raise BundleError(f"{what}[{group!r}][{key!r}] = {_short(value)} is not a plain option value "
                                   "(no paths)")
+            if group == "openvino" and not OPENVINO_OPTION_VALUES[key][1](value):
+                raise BundleError(f"{what}[{group!r}][{key!r}] = {_short(value)} is not a value OpenVINO takes "
+                                  f"({OPENVINO_OPTION_VALUES[key][0]})")
         checked[group] = dict(values)
     return checked
 
