@@ -208,7 +208,7 @@ def test_cli_voice_create_and_say(metavoice_bundle, metavoice_set, tmp_path):
     created = subprocess.run(run + ["voice", "create", "--bundle", bundle, "--audio",
                                     str(metavoice_set / "audio" / "ref.wav"), "--out", str(voice)],
                              capture_output=True, text=True)
-    assert created.returncode == 0, created.stderr
+    assert created.returncode == 0 and "Warning" not in created.stderr, created.stderr
     said = subprocess.run(run + ["say", "--bundle", bundle, "--voice", str(voice), "--text", "Hello there.",
                                  "--out", str(out), "--greedy", "--max-new-tokens", "40", "--guidance", "2.5"],
                           capture_output=True, text=True)
@@ -226,6 +226,21 @@ def test_cli_refuses_a_short_reference(metavoice_bundle, metavoice_set, tmp_path
                             capture_output=True, text=True)
     assert result.returncode == 1 and "30 s" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "v.npz").exists()
+
+
+def test_cli_warns_of_a_reference_that_is_mostly_silence(metavoice_bundle, metavoice_set, tmp_path):
+    """Upstream checks the duration only: 28 s of silence and 3 s of speech make a voice from the 3 s. So do we, but
+    say so in one line."""
+    audio, rate = sf.read(metavoice_set / "audio" / "ref.wav", dtype="float32")
+    padded = tmp_path / "padded.wav"
+    sf.write(padded, np.concatenate([np.zeros(28 * rate, np.float32), audio[: 3 * rate]]), rate)
+    result = subprocess.run([sys.executable, "-m", "edgevoice.cli", "voice", "create", "--bundle",
+                             str(metavoice_bundle[0]), "--audio", str(padded), "--out", str(tmp_path / "v.npz")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and (tmp_path / "v.npz").exists(), result.stderr
+    warning = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(warning) == 1 and warning[0].startswith("Warning: ") and "of the 31.0 s reference is sound" in warning[0]
+    assert float(warning[0].split("only ")[1].split(" s")[0]) <= 3.2
 
 
 def test_parity_across_backends_saves_and_replays(metavoice_bundle, fixtures, tmp_path):

@@ -6,12 +6,13 @@
     audio = synth.synthesize("Hello there.", voice, "en")     # float32, synth.sample_rate Hz
 """
 
-from .errors import AudioError, BundleError, EdgevoiceError, OptionsError, SynthesisError, TextError, VoiceError
+from .errors import (AudioError, BundleError, EdgevoiceError, OptionsError, ReferenceWarning, SynthesisError, TextError,
+                     VoiceError)
 from .families import load
 from .options import AudioChunk
 
 __all__ = ["load", "Synthesizer", "SynthesisOptions", "AudioChunk", "Voice", "BatchRequest", "EdgevoiceError",
-           "BundleError", "AudioError", "OptionsError", "TextError", "VoiceError", "SynthesisError"]
+           "BundleError", "AudioError", "OptionsError", "TextError", "VoiceError", "SynthesisError", "ReferenceWarning"]
 _GPT_SOVITS_NAMES = {"Synthesizer", "SynthesisOptions", "Voice", "BatchRequest"}  # the first family's, kept here
 
 

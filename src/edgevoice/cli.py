@@ -228,7 +228,7 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
     import warnings
 
     from .files import check_output
-    from .errors import VoiceError
+    from .errors import ReferenceWarning, VoiceError
     from .textinput import UnreadableTextWarning, check_encoding, prepare_text
 
     guarded(lambda: check_output(out, VoiceError, inputs=[audio, *aux_audio], input_folders=[bundle]))
@@ -241,9 +241,13 @@ def voice_create(bundle, audio, text, language, aux_audio, out, backend, threads
              "use 'say --speaker NAME'")
     if text:  # create_voice cleans the transcript itself (and refuses one that is only markup)
         _check_readable(synth, guarded(lambda: prepare_text(check_encoding(text, "--text"))), language, strict)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("ignore", UnreadableTextWarning)  # reported above, once
+        warnings.simplefilter("always", ReferenceWarning)
         profile = guarded(lambda: synth.create_voice(audio, text, language, aux_audio))
+    for warning in caught:
+        if issubclass(warning.category, ReferenceWarning):
+            click.echo(f"Warning: {printable(str(warning.message))}", err=True)
     path = guarded(lambda: profile.save(out))
     if hasattr(profile, "summary"):
         what, facts = "voice", profile.summary()

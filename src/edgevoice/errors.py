@@ -29,6 +29,10 @@ class SynthesisError(EdgevoiceError):
     """Inputs that passed every check still made the model produce unusable output (NaN or infinite audio)."""
 
 
+class ReferenceWarning(UserWarning):
+    """Reference audio the model takes, as upstream does, but that is unlikely to give a faithful voice."""
+
+
 def abbreviated(text: str, limit: int = 40, quoted: bool = False) -> str:
     """`text` for a one-line error (in quotes with `quoted`): whole when at most `limit` characters, else its two ends
     and its length (a 5,000-digit number would otherwise fill the terminal)."""

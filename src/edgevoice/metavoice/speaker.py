@@ -46,6 +46,12 @@ TRIM_HOP = 512
 _AMIN_POWER = 1e-10  # librosa's amplitude_to_db floor (amin 1e-5, squared)
 
 
+# Upstream checks the clip's duration only, so 28 s of silence and 3 s of speech pass its 30 s minimum; the encoder
+# then sees the 3 s that `trim_silence` keeps. Below this much sound the voice is made (as upstream would) with a
+# warning: half the minimum is where a reference stops being mostly speech.
+MIN_SOUND_S = MIN_REFERENCE_S / 2
+
+
 class ReferenceTooShort(AudioError):
     """A speaker reference shorter than MetaVoice's 30-second minimum."""
 
@@ -128,6 +134,13 @@ def trim_silence(wav: np.ndarray, top_db: float = TRIM_TOP_DB) -> tuple[int, int
     if loud.size == 0:
         return 0, 0
     return int(loud[0]) * TRIM_HOP, min(len(wav), (int(loud[-1]) + 1) * TRIM_HOP)
+
+
+def sound_seconds(audio: np.ndarray, sample_rate: int) -> float:
+    """Seconds of the clip the speaker encoder reads: what `trim_silence` keeps of it at 16 kHz."""
+    wav = resample_to_16k(audio, sample_rate)
+    start, end = trim_silence(wav)
+    return (end - start) / SAMPLE_RATE
 
 
 def partial_slices(n_samples: int, rate: float = PARTIAL_RATE,

@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 import threading
+import warnings
 from numbers import Integral
 from pathlib import Path
 from typing import Iterator
@@ -31,7 +32,7 @@ from .. import textinput
 from ..backends import make_backend, runs_graph
 from ..bundle import Bundle
 from ..onnx_files import bundle_initializer_shapes
-from ..errors import AudioError, BundleError, OptionsError, TextError, VoiceError
+from ..errors import AudioError, BundleError, OptionsError, ReferenceWarning, TextError, VoiceError
 from ..families import FamilySynthesizer, check_bundle
 from ..fixed_shapes import padded_length
 from ..kv_cache import check_step_cache_inputs, in_place_feeds
@@ -327,6 +328,12 @@ class Synthesizer(FamilySynthesizer):
             embedding = self.speaker_embedding(audio, rate)
         except AudioError as exc:  # too short or silent: say which file
             raise type(exc)(f"{audio_path}: {exc}") from None
+        sound = speaker.sound_seconds(audio, rate)
+        if sound < speaker.MIN_SOUND_S:
+            warnings.warn(f"{audio_path}: only {sound:.1f} s of the {len(audio) / rate:.1f} s reference is sound (the "
+                          f"silence at its ends is left out); MetaVoice's voices come from about "
+                          f"{MIN_REFERENCE_SECONDS:g} s of speech, so this one may sound little like the speaker",
+                          ReferenceWarning, stacklevel=2)
         digest = hashlib.sha256(Path(audio_path).read_bytes()).hexdigest()
         return SpeakerVoice(embedding, self._speaker_encoder_sha256(), digest, len(audio) / rate)
 
