@@ -3,6 +3,8 @@ options' type and integers, text cleaning, reference rates and voice files (neve
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import soundfile
@@ -268,6 +270,29 @@ def test_model_facts_are_checked_when_loading(metavoice_bundle, tmp_path, edit, 
 
     folder = _tampered(metavoice_bundle[0], tmp_path / "b", edit)
     with pytest.raises(BundleError, match=match):
+        edgevoice.load(folder, threads=1)
+
+
+@pytest.mark.parametrize("section, block", [("stage1", 257), ("stage2", 10 ** 6)])
+def test_block_size_is_checked_against_the_ir_without_onnx_files(metavoice_bundle, tmp_path, section, block):
+    """A bundle exported with `--format openvino` alone: the position tables are read from the IRs' XML."""
+    from edgevoice.bundle import Bundle, write_manifest
+    from edgevoice.errors import BundleError
+
+    folder = tmp_path / "b"
+    shutil.copytree(metavoice_bundle[0], folder)
+    manifest = Bundle.load(folder, verify=False).manifest
+    for name in [n for n in manifest.graphs if "openvino" not in manifest.graphs[n].files]:
+        del manifest.graphs[name]  # the host-cache step exists only as ONNX
+    for entry in manifest.graphs.values():
+        if "onnx" in entry.files:
+            (folder / entry.files.pop("onnx")).unlink()
+    write_manifest(folder, manifest)
+    assert edgevoice.load(folder, threads=1).model[section]["block_size"] == 256  # as exported: loads
+    manifest.model[section]["block_size"] = block
+    write_manifest(folder, manifest)
+    graph = "stage1" if section == "stage1" else "stage2"
+    with pytest.raises(BundleError, match=f"{section}.block_size {block} is more than the 256 positions of {graph}'s"):
         edgevoice.load(folder, threads=1)
 
 

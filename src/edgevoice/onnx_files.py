@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import mmap
 import posixpath
+import re
 from typing import Iterator
 
 from .errors import BundleError
@@ -192,3 +193,35 @@ def _tensor_dims(tensor: memoryview) -> tuple[int, ...]:
                 dim, at = _varint(value, at)
                 dims.append(dim)
     return tuple(dims)
+
+
+MAX_IR_XML_BYTES = 64 << 20  # an IR's XML describes the graph, its weights are in the .bin: full-size ones are ~1 MB
+
+
+def bundle_ir_constant_shape(bundle, xml_rel: str, name: str) -> tuple[int, ...] | None:
+    """The shape of the constant `name` in the bundle's OpenVINO IR `xml_rel`, as its `<data shape=...>` says (None
+    when the IR has no constant of that name): the same fact `bundle_initializer_shapes` reads from an ONNX graph,
+    for bundles exported without ONNX files. Read, not hashed, as there."""
+    path = bundle.unhashed(xml_rel)
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(MAX_IR_XML_BYTES + 1)
+    except OSError as exc:
+        raise BundleError(f"{bundle.path}: cannot read {xml_rel} ({exc.strerror or exc})") from None
+    if len(text) > MAX_IR_XML_BYTES:
+        raise BundleError(f"{bundle.path}: {xml_rel} is larger than an IR's XML can be ({MAX_IR_XML_BYTES >> 20} MiB)")
+    # found by plain searches and matched within a bounded window after each: a crafted file costs one pass, never
+    # the backtracking a pattern over the whole text could take
+    attribute = b' name="' + name.encode() + b'" '
+    at = text.find(attribute)
+    while at >= 0:
+        window = text[max(0, text.rfind(b"<", 0, at)):at + _IR_WINDOW]
+        layer = _IR_CONST.match(window)
+        if layer:
+            return tuple(int(dim) for dim in layer.group(1).split(b",") if dim.strip())
+        at = text.find(attribute, at + 1)
+    return None
+
+
+_IR_WINDOW = 512  # a constant's <layer> tag and its <data> tag are ~150 bytes
+_IR_CONST = re.compile(rb'<layer [^<>]*type="Const"[^<>]*>\s*<data [^<>]*shape="([0-9, ]{0,64})"')

@@ -31,7 +31,7 @@ import numpy as np
 from .. import textinput
 from ..backends import make_backend, runs_graph
 from ..bundle import Bundle
-from ..onnx_files import bundle_initializer_shapes
+from ..onnx_files import bundle_initializer_shapes, bundle_ir_constant_shape
 from ..errors import AudioError, BundleError, OptionsError, ReferenceWarning, TextError, VoiceError
 from ..families import FamilySynthesizer, check_bundle
 from ..fixed_shapes import padded_length
@@ -518,29 +518,38 @@ def _checked_model(bundle: Bundle) -> dict:
     codes = [t.shape for t in manifest.graphs["encodec_decode"].inputs if t.name == "codes"]
     problems.append((bool(codes) and codes[0][1] != encodec["n_q"],
                      f"encodec.n_q {encodec['n_q']} is not the decoder graph's {codes[0][1] if codes else None}"))
-    for section, graph in (("stage1", "stage1_step"), ("stage2", "stage2")):
-        rows, block = _position_rows(bundle, graph), facts[section]["block_size"]
-        problems.append((rows is not None and block > rows,
-                         f"{section}.block_size {block} is more than the {rows} positions of {graph}'s table"))
+    for section in ("stage1", "stage2"):
+        block = facts[section]["block_size"]
+        problems.extend((block > rows, f"{section}.block_size {block} is more than the {rows} positions of {graph}'s "
+                                       "table") for graph, rows in _position_rows(bundle, STAGE_GRAPHS[section]))
     found = [text for wrong, text in problems if wrong]
     if found:
         raise BundleError(f"{where}: {found[0]} (corrupt bundle)")
     return model
 
 
-# Each stage's position table, as our exporter names it in the ONNX graphs: a block_size past its rows would feed
-# positions the table lacks (onnxruntime fails the run; OpenVINO returns rows of zeros: wrong audio, no error).
+# Each stage's position table, as our exporter names it in the ONNX graphs and OpenVINO keeps it in the IR (also in a
+# weight-compressed one): a block_size past its rows would feed positions the table lacks (onnxruntime fails the run;
+# OpenVINO returns rows of zeros: wrong audio, no error).
 POSITION_TABLE = "gpt.transformer.wpe.weight"
+STAGE_GRAPHS = {"stage1": ("stage1_step", "stage1"), "stage2": ("stage2",)}  # the graphs that run each stage
 
 
-def _position_rows(bundle: Bundle, graph: str) -> int | None:
-    """Rows of `graph`'s position table, read from its ONNX file's header fields (None: no ONNX file, or a graph
-    named otherwise)."""
-    entry = bundle.manifest.graphs.get(graph)
-    if entry is None or "onnx" not in entry.files:
-        return None
-    dims = bundle_initializer_shapes(bundle, entry.files["onnx"], {POSITION_TABLE}).get(POSITION_TABLE)
-    return dims[0] if dims else None
+def _position_rows(bundle: Bundle, graphs: tuple[str, ...]) -> Iterator[tuple[str, int]]:
+    """(graph, rows of its position table) for each of `graphs` the bundle has: from the ONNX file's header fields,
+    or the IR's XML where the graph has no ONNX file (a graph whose table is named otherwise is left out)."""
+    for graph in graphs:
+        entry = bundle.manifest.graphs.get(graph)
+        if entry is None:
+            continue
+        if "onnx" in entry.files:
+            dims = bundle_initializer_shapes(bundle, entry.files["onnx"], {POSITION_TABLE}).get(POSITION_TABLE)
+        elif "openvino" in entry.files:
+            dims = bundle_ir_constant_shape(bundle, entry.files["openvino"], POSITION_TABLE)
+        else:
+            continue
+        if dims:
+            yield graph, dims[0]
 
 
 def _string(text) -> str:
