@@ -48,6 +48,9 @@ _MS_DOMAIN = "com.microsoft"
 _CACHE_TYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
 
 
+GQA_HEAD_MULTIPLE = 8  # onnxruntime 1.32's CPU kernel refuses other head sizes when the session is made
+
+
 class FusionError(ValueError):
     """The step graph is not the structure this rewrite knows; the plain step stays."""
 
@@ -118,6 +121,9 @@ def fuse_cached_attention(model: onnx.ModelProto, layers: int, heads: int, head_
     where the graph is not that structure."""
     if cache_dtype not in _CACHE_TYPES:
         raise ValueError(f"cache_dtype is one of {', '.join(_CACHE_TYPES)}, not {cache_dtype!r}")
+    if head_dim % GQA_HEAD_MULTIPLE:  # a valid model (upstream asks only n_embd % n_head == 0): the caller falls back
+        raise FusionError(f"onnxruntime's GroupQueryAttention takes heads of a multiple of {GQA_HEAD_MULTIPLE} values, "
+                          f"not {head_dim}")
     graph = _Graph(model.graph)
     inputs = {value.name: value for value in model.graph.input}
     names = [_cache_names(i) for i in range(layers)]

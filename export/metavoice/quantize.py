@@ -136,7 +136,12 @@ def compress_stage1(model, precision: str, width: int):
     if precision == "int8":
         return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     group = INT4_GROUP if width % INT4_GROUP == 0 else -1
-    return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=group, ratio=1.0)
+    # the MLP's output matrix reads the SwiGLU width, which need not be a multiple of the group where n_embd is (a
+    # multiple_of of 100 or 64 makes 400 or 704): such a matrix takes the largest power-of-two group that divides
+    # its width (at least 32), else NNCF's 8-bit backup; the accuracy gate judges the result as any other
+    adjust = nncf.AdvancedCompressionParameters(group_size_fallback_mode=nncf.GroupSizeFallbackMode.ADJUST)
+    return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=group, ratio=1.0,
+                                 advanced_parameters=adjust)
 
 
 def _check_source(bundle: Bundle, precision: str) -> None:

@@ -116,10 +116,10 @@ def _tokenizer(ranks: dict[bytes, int], offset: int) -> dict:
             "special_tokens": {"<|endoftext|>": RANKS}, "offset": offset}
 
 
-def _write_stage(path: Path, stage: int, size: str, ranks: dict, rng) -> None:
+def _write_stage(path: Path, stage: int, size: str, ranks: dict, rng, overrides: dict | None = None) -> None:
     import torch
 
-    args = model_args(stage, size)
+    args = {**model_args(stage, size), **(overrides or {})}
     offset = 2 * CODEBOOK_BINS + 1 if stage == 1 else CODEBOOK_BINS + 1
     container = {"model": _gpt_state(args, 256, rng, stage, size == "tiny"), "model_args": args,
                  "config": {"causal": args["causal"], "note": "random weights made by edgevoice make-test-model"},
@@ -167,12 +167,21 @@ def random_encodec_state(kwargs: dict, seed: int) -> tuple[dict, dict]:
     return {"kwargs": kwargs, "n_q": config.n_q, "hop_length": config.hop_length}, tensors
 
 
-def make_test_model(out: str | Path, size: str = "tiny", seed: int = 0) -> dict[str, Path]:
-    """Write a random model set into `out`; returns the paths by role."""
+OVERRIDABLE = ("first_stage", "second_stage", "encodec")
+
+
+def make_test_model(out: str | Path, size: str = "tiny", seed: int = 0, *,
+                    overrides: dict[str, dict] | None = None) -> dict[str, Path]:
+    """Write a random model set into `out`; returns the paths by role. `overrides` changes a stage's `model_args`
+    ({"first_stage": {"n_head": 32, "swiglu_multiple_of": 100}}) or EnCodec's constructor arguments ({"encodec":
+    {"n_filters": 8}}) on top of `size`, for sets of other geometries than the two sizes."""
     import torch
 
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    overrides = overrides or {}
+    if set(overrides) - set(OVERRIDABLE):
+        raise ValueError(f"overrides are for {', '.join(OVERRIDABLE)}, not {sorted(set(overrides) - set(OVERRIDABLE))}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     corpus = re.sub(r"\s+", " ", CORPUS.read_text(encoding="utf-8"))
@@ -181,10 +190,10 @@ def make_test_model(out: str | Path, size: str = "tiny", seed: int = 0) -> dict[
     paths = {"first_stage": out / "first_stage.pt", "second_stage": out / "second_stage.pt",
              "speaker_encoder": out / "speaker_encoder.pt", "encodec": out / "encodec_24khz-random.th",
              "encodec_config": out / "encodec_config.json"}
-    _write_stage(paths["first_stage"], 1, size, ranks, rng)
-    _write_stage(paths["second_stage"], 2, size, ranks, rng)
+    _write_stage(paths["first_stage"], 1, size, ranks, rng, overrides.get("first_stage"))
+    _write_stage(paths["second_stage"], 2, size, ranks, rng, overrides.get("second_stage"))
     _write_speaker_encoder(paths["speaker_encoder"], rng)
-    config, state = random_encodec_state(ENCODEC[size], seed=seed + 1)
+    config, state = random_encodec_state({**ENCODEC[size], **overrides.get("encodec", {})}, seed=seed + 1)
     torch.save(state, paths["encodec"])
     paths["encodec_config"].write_text(json.dumps(config, indent=1), encoding="utf-8")
     return paths
