@@ -68,7 +68,12 @@ def calibration_sentences(bundle: Bundle, sentences: int | Sequence[tuple[str, s
         pairs = [(str(lang), str(text)) for lang, text in sentences]
         if not pairs:
             raise EdgevoiceError("calibration needs at least one sentence")
-    speakers = bundle.file(bundle.manifest.model["speakers_file"]).read_text(encoding="utf-8").splitlines()
+    # named speakers only: upstream counts a blank line (speaker2 ending in "\n\n") as a speaker row, which the
+    # synthesizer keeps as a row but no one can ask for by name
+    lines = bundle.file(bundle.manifest.model["speakers_file"]).read_text(encoding="utf-8").splitlines()
+    speakers = [name for name in lines if name.strip()]
+    if not speakers:
+        raise EdgevoiceError(f"{bundle.path}: {bundle.manifest.model['speakers_file']} names no speaker to calibrate with")
     rows = np.unique(np.linspace(0, len(speakers) - 1, min(SPEAKER_ROWS, len(speakers))).round().astype(int))
     return [Sentence(lang, text, speakers[rows[i % len(rows)]], PROMPTS[i % len(PROMPTS)])
             for i, (lang, text) in enumerate(pairs)]

@@ -240,6 +240,51 @@ def test_a_vocoder_that_reaches_further_gets_its_own_context_and_windows(tmp_pat
     assert np.abs(synth.vocode(mel) - whole).max() > 1e-3
 
 
+def test_a_vocoder_whose_upsampling_adds_samples_keeps_them(tmp_path):
+    """A transposed convolution whose kernel minus rate is odd (rate 5, kernel 10: as 24 kHz HiFi-GANs with a hop of
+    300 or 320 have) makes one sample more than rate × its input, so upstream's vocoder here gives frames·320 + 64
+    samples. The runtime kept frames·hop of each piece, so OpenVINO's windows and every stream dropped the last 64
+    (and `parity` of the two engines failed on the shapes): the piece that ends at the mel's end keeps them."""
+    pytest.importorskip("torch", reason="exporting needs the export extra (torch)")
+    from edgevoice_export.emotivoice.exporter import export_emotivoice, resolve_files
+    from edgevoice_export.emotivoice.random_model import make_test_model
+    from edgevoice_export.graph_export import ExportOptions
+
+    root = make_test_model(tmp_path / "models", "tiny", seed=4, yaml_overrides={
+        "model.upsample_rates": [5, 4, 4, 4], "model.upsample_kernel_sizes": [10, 8, 8, 8]})
+    export_emotivoice(resolve_files(root, {}), ExportOptions(tmp_path / "bundle", progress=False))
+    rng = np.random.default_rng(8)
+    for backend in ("openvino", "onnxruntime"):
+        synth = edgevoice.load(tmp_path / "bundle", backend=backend, threads=1)
+        session = synth.backend.session(synth.bundle, "hifigan")
+        assert synth.model["hop"] == 320
+        for frames in (9, 60, 150, 400):
+            mel = (rng.standard_normal((frames, synth.model["n_mels"])) * 1.5 - 2).astype(np.float32)
+            whole = session.run({"mel": mel.T[None]})["wav"][0]
+            assert whole.size == frames * 320 + 64
+            np.testing.assert_allclose(synth.vocode(mel), whole, atol=2e-5, err_msg=f"{backend}, {frames} frames")
+            chunks = np.concatenate(list(synth.vocode_chunks(mel, 37)))
+            np.testing.assert_allclose(chunks, whole, atol=2e-5, err_msg=f"{backend} chunks, {frames} frames")
+
+
+def test_a_vocoder_reaching_past_the_runtimes_windows_is_refused_before_export(tmp_path):
+    """Upstream runs any receptive field; the runtime's windows carry at most MAX_VOCODER_CONTEXT_FRAMES of context.
+    Such a set used to export every graph and then fail on its own manifest ("vocoder_context_frames must be a frame
+    count from 1 to 256"), which read like corruption."""
+    pytest.importorskip("torch", reason="exporting needs the export extra (torch)")
+    from edgevoice_export.emotivoice.checkpoints import CheckpointError
+    from edgevoice_export.emotivoice.exporter import export_emotivoice, resolve_files
+    from edgevoice_export.emotivoice.random_model import make_test_model
+    from edgevoice_export.graph_export import ExportOptions
+
+    root = make_test_model(tmp_path / "models", "tiny", seed=5, yaml_overrides={
+        "model.upsample_rates": [2, 2, 2, 2], "model.upsample_kernel_sizes": [4, 4, 4, 4],
+        "model.resblock_kernel_sizes": [3, 11], "model.resblock_dilation_sizes": [[1, 3, 5], [1, 27, 81]]})
+    with pytest.raises(CheckpointError, match=r"reaches 532 mel frames to each side .* at most 256 frames") as info:
+        export_emotivoice(resolve_files(root, {}), ExportOptions(tmp_path / "bundle", progress=False))
+    assert "\n" not in str(info.value) and sorted(p.name for p in tmp_path.iterdir()) == ["models"]
+
+
 def test_an_export_the_runtime_would_refuse_is_not_written(emotivoice_set, tmp_path, monkeypatch):
     """The exporter opens what it wrote as the runtime does before renaming it into place (`write_checked_manifest`,
     shared by every family): a model fact at odds with the graphs is a one-line error and leaves no bundle."""

@@ -54,6 +54,25 @@ def test_calibration_covers_every_graph(calibration):
     assert {s.language for s in calibration.sentences} == {"en", "zh"}
 
 
+def test_calibration_speakers_skip_a_blank_row(emotivoice_bundle, tmp_path):
+    """Upstream's speaker2 may end in an empty line, which upstream counts as a speaker row; calibration picked it
+    (the last of its spread) and asked the synthesizer for a speaker named '' (quantize failed)."""
+    import shutil
+
+    from calibration.emotivoice import calibration_sentences
+    from edgevoice.bundle import write_manifest
+
+    folder = tmp_path / "b"
+    shutil.copytree(emotivoice_bundle[0], folder)
+    bundle = Bundle.load(folder)
+    speakers = folder / bundle.manifest.model["speakers_file"]
+    speakers.write_text(speakers.read_text(encoding="utf-8").rstrip("\n") + "\n\n", encoding="utf-8")
+    write_manifest(folder, bundle.manifest)
+    names = set(edgevoice.load(folder, threads=1).speakers)
+    plan = calibration_sentences(Bundle.load(folder), 12)
+    assert len(plan) == 12 and all(sentence.speaker in names for sentence in plan)
+
+
 def test_int8_manifest(emotivoice_bundle, int8):
     source, variant = Bundle.load(emotivoice_bundle[0]), Bundle.load(int8[0])  # verifies every sha256
     report = int8[1]

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgevoice.emotivoice.synthesizer import MAX_VOCODER_CONTEXT_FRAMES
+
 from ..checkpoints import built_on_meta
 from ..hifigan import EDGE_KERNEL, hifigan_reach_frames, measured_reach_frames
 from .checkpoints import (AM_IGNORED, STYLE_IGNORED, CheckpointError, EmotiVoiceFiles, check_state, load_bert_config,
@@ -407,6 +409,10 @@ class HiFiGAN(nn.Module):
         not model): its windows would not give one whole call's samples. Measured on random mel frames with one
         thread (several may sum in another order on the two runs, and samples far away would seem to change)."""
         limit = self.reach_frames
+        if limit > MAX_VOCODER_CONTEXT_FRAMES:  # before any graph is exported: the runtime's manifest check says why
+            raise CheckpointError(f"the vocoder's receptive field reaches {limit} mel frames to each side (upstream's "
+                                  f"reaches 15); the runtime's windows carry at most {MAX_VOCODER_CONTEXT_FRAMES} "
+                                  "frames of context, so this configuration is not supported")
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:

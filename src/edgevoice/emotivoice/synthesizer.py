@@ -308,7 +308,7 @@ class Synthesizer(FamilySynthesizer):
             stop = min(total, start + chunk_frames)
             left, right = max(0, start - self.vocoder_context), min(total, stop + self.vocoder_context)
             wav = self._vocoder_call(mel[:, :, left:right])  # `mel` was checked by vocode_chunks
-            yield wav[(start - left) * hop: (stop - left) * hop]
+            yield wav[(start - left) * hop: None if stop == total else (stop - left) * hop]
 
     def _fixed_shape_pieces(self, mel: np.ndarray) -> Iterator[np.ndarray]:
         """The waveform of `mel` `[1, n_mels, frames]`, one piece per call of `fixed_shape_calls`."""
@@ -318,7 +318,9 @@ class Synthesizer(FamilySynthesizer):
             if call.length > piece.shape[2]:  # the padding's samples are cut away: any mel-like values do
                 piece = np.pad(piece, ((0, 0), (0, 0), (0, call.length - piece.shape[2])), mode="edge")
             offset = call.keep_start - call.start
-            yield self._vocoder_call(piece)[offset * hop: (offset + call.keep_stop - call.keep_start) * hop]
+            # the last call ends at the true end, unpadded: its samples past frames·hop are the vocoder's own tail
+            end = None if call.keep_stop == mel.shape[2] else (offset + call.keep_stop - call.keep_start) * hop
+            yield self._vocoder_call(piece)[offset * hop: end]
 
     @serialized
     def _vocoder_call(self, mel: np.ndarray) -> np.ndarray:
