@@ -47,7 +47,7 @@ def rss_mib() -> float:
 def child(engine: str, bundle: str, frames: list[int], threads: int, out: Path) -> dict:
     from edgevoice.backends import OpenVINOBackend
     from edgevoice.bundle import Bundle
-    from edgevoice.gpt_sovits.chunking import VOCODER_FRAME_BUCKETS, padded_length
+    from edgevoice.gpt_sovits.chunking import VOCODER_FRAME_BUCKETS, bucketed_length
 
     loaded = Bundle.load(bundle, lazy=True)
     graph = GRAPHS[engine]
@@ -70,7 +70,7 @@ def child(engine: str, bundle: str, frames: list[int], threads: int, out: Path) 
         if graph == "sovits_vocoder_vnni":
             feeds = {"z": z, "ge": ge}
         else:
-            size = padded_length(count, VOCODER_FRAME_BUCKETS)
+            size = bucketed_length(count, VOCODER_FRAME_BUCKETS)
             feeds = {"z": np.pad(z, ((0, 0), (0, 0), (0, size - count))), "ge": ge,
                      "valid_frames": np.array([count], np.int64)}
         before = rss_mib()

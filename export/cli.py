@@ -19,10 +19,13 @@ import click
 
 from edgevoice.cli import fail, guarded
 from edgevoice.errors import EdgevoiceError, OptionsError
+from edgevoice.families import FAMILIES
 from edgevoice_calibration.emotivoice import DEFAULT_SENTENCES as EMOTIVOICE_SENTENCES
 from edgevoice_calibration.gpt_sovits import DEFAULT_MAX_TOKENS, DEFAULT_SENTENCES as GPT_SOVITS_SENTENCES
 
-from .quantize import ENGINE_CHOICES, VOCODER_TAIL_CHOICES
+from .gpt_sovits.checkpoints import SUPPORTED_VERSIONS
+from .gpt_sovits.choices import VOCODER_TAIL_CHOICES
+from .quantize import ENGINE_CHOICES, QuantizeOptions
 
 
 def bundle_output_options(command):
@@ -107,7 +110,6 @@ def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, sv_path, out,
         from edgevoice_calibration.gpt_sovits import CalibrationInputs, ReferenceClip
 
         from .gpt_sovits.quantize import calibrate_and_quantize
-        from .quantize import QuantizeOptions
 
         clip = ReferenceClip(Path(reference), reference_text, reference_language)
         inputs = CalibrationInputs(references=(clip,), sentences=tuple(sample_sentences(sentences)))
@@ -175,12 +177,12 @@ def export_metavoice(first_stage, second_stage, speaker_encoder, encodec, encode
 
 
 @click.command("make-test-model")
-@click.option("--family", type=click.Choice(["gpt-sovits", "emotivoice", "metavoice"]), default="gpt-sovits",
+@click.option("--family", type=click.Choice(list(FAMILIES)), default="gpt-sovits",
               show_default=True)
 @click.option("--size", type=click.Choice(["tiny", "full"]), default="tiny", show_default=True)
 @click.option("--out", required=True, type=click.Path(), help="folder for the checkpoints (new or empty)")
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True)
-@click.option("--version", "version", type=click.Choice(["v1", "v2", "v2Pro", "v2ProPlus"]), default="v2",
+@click.option("--version", "version", type=click.Choice(list(SUPPORTED_VERSIONS)), default="v2",
               show_default=True, help="GPT-SoVITS version (v2Pro/v2ProPlus also write the speaker model)")
 def make_test_model(family, size, out, seed, version):
     """Write random-weight checkpoints in upstream's exact file formats and layout."""
@@ -299,7 +301,8 @@ def _methods(items) -> dict[str, str]:
                    f"GPT-SoVITS {GPT_SOVITS_SENTENCES}, EmotiVoice {EMOTIVOICE_SENTENCES}]")
 @click.option("--max-tokens", type=click.IntRange(1), default=None,
               help=f"GPT-SoVITS: cap on tokens per calibration sentence  [default: {DEFAULT_MAX_TOKENS}]")
-@click.option("--subset-size", type=click.IntRange(1), default=300, show_default=True, help="NNCF calibration items per graph")
+@click.option("--subset-size", type=click.IntRange(1), default=QuantizeOptions.subset_size, show_default=True,
+              help="NNCF calibration items per graph")
 @click.option("--precision", type=click.Choice(["int8", "bf16", "int4"]), default="int8", show_default=True,
               help="int4: MetaVoice's stage 1 only (weight-only, group-wise)")
 @click.option("--method", "methods", multiple=True, metavar="GRAPH=METHOD",
@@ -346,8 +349,6 @@ def quantize(bundle, out, voice_paths, references, reference_texts, reference_la
     the graphs made for onnxruntime where they measured faster on this CPU (GPT-SoVITS' decode step, 8-bit vocoder
     and VNNI stand-ins, MetaVoice's stage-1 step: --decode-engine and the other engine options)."""
     from edgevoice.bundle import Bundle
-
-    from .quantize import QuantizeOptions
 
     family = guarded(lambda: Bundle.load(bundle, verify=False)).manifest.family
     if family not in QUANTIZERS:

@@ -156,7 +156,8 @@ class ParityCheckError(EdgevoiceError):
     """An exported graph disagrees with the PyTorch reference: the bundle is not written."""
 
 
-def export_graph(spec: GraphSpec, folder: Path, threads: int = 2) -> tuple[GraphEntry, list[ParityResult]]:
+def export_graph(spec: GraphSpec, folder: Path,
+                 threads: int = ExportOptions.threads) -> tuple[GraphEntry, list[ParityResult]]:
     """Export one graph to ONNX and/or IR inside `folder`, check each against PyTorch, return its manifest entry.
     A graph with `stateful` caches ships only as a stateful IR (its ONNX is an intermediate)."""
     onnx_path, xml_path = folder / f"{spec.name}.onnx", folder / f"{spec.name}.xml"
@@ -205,8 +206,9 @@ def check_formats(formats: tuple[str, ...]) -> None:
         raise EdgevoiceError(f"unknown bundle formats {sorted(unknown) or '(none)'}: choose from {', '.join(FORMATS)}")
 
 
-def export_graphs(specs: list[GraphSpec], folder: Path, formats: tuple[str, ...] = FORMATS, threads: int = 2,
-                  progress: bool = True) -> tuple[dict[str, GraphEntry], list[ParityResult]]:
+def export_graphs(specs: list[GraphSpec], folder: Path, formats: tuple[str, ...] = FORMATS,
+                  threads: int = ExportOptions.threads, progress: bool = True
+                  ) -> tuple[dict[str, GraphEntry], list[ParityResult]]:
     """Export every spec into `folder` (only the files of the wanted `formats`), with a progress bar."""
     check_formats(formats)
     wanted = [replace(s, formats=tuple(f for f in s.formats if f in formats)) for s in specs]

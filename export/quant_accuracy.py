@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgevoice.audio import magnitude_spectrogram
+from edgevoice.parity_report import MEL_BANDS, MEL_FFT, MEL_FLOOR, MEL_HOP, mel_filterbank
 
-LOG_FLOOR = 1e-5
+LOG_FLOOR = MEL_FLOOR
 SNR_CAP_DB = 200.0
 # Above this worst held-out log-mel L1 against FP32 (mel bands off by a factor of 1.35 on average) audio may sound
 # different: `quantize` warns, and no optional speed-up (a bf16 vocoder tail) may take the audio there. OpenVINO's
@@ -42,30 +43,15 @@ def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
     return min(SNR_CAP_DB, float(10 * np.log10(np.sum(reference ** 2) / noise))) if noise else SNR_CAP_DB
 
 
-def mel_filterbank(n_mels: int, n_fft: int, rate: int) -> np.ndarray:
-    """Triangular HTK-mel filters `[n_mels, n_fft//2+1]` (unnormalised; only relative comparisons use them)."""
-    def to_mel(hz):
-        return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
-
-    def to_hz(mel):
-        return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
-
-    edges = to_hz(np.linspace(to_mel(0.0), to_mel(rate / 2), n_mels + 2))
-    bins = np.linspace(0, rate / 2, n_fft // 2 + 1)
-    lower = (bins[None] - edges[:-2, None]) / (edges[1:-1, None] - edges[:-2, None])
-    upper = (edges[2:, None] - bins[None]) / (edges[2:, None] - edges[1:-1, None])
-    return np.maximum(0.0, np.minimum(lower, upper))
-
-
 @dataclass(frozen=True)
 class LogMel:
     """The log-mel view a family's waveforms are compared in: `n_fft`-point frames every `hop` samples, `bands`
     HTK mel bands up to `rate`/2, natural log floored at `LOG_FLOOR`."""
 
     rate: int
-    n_fft: int = 1024
-    hop: int = 256
-    bands: int = 80
+    n_fft: int = MEL_FFT
+    hop: int = MEL_HOP
+    bands: int = MEL_BANDS
 
     def of(self, audio: np.ndarray) -> np.ndarray:
         spectrum = magnitude_spectrogram(audio, self.n_fft, self.hop, self.n_fft)[0].astype(np.float64)
@@ -81,7 +67,7 @@ class LogMel:
 
 @functools.cache  # one per view: a gate compares hundreds of waveforms in the same view
 def _filterbank(view: LogMel) -> np.ndarray:
-    return mel_filterbank(view.bands, view.n_fft, view.rate)
+    return mel_filterbank(view.rate, view.n_fft, view.bands)
 
 
 def logits_agreement(reference: np.ndarray, test: np.ndarray) -> dict[str, float]:

@@ -30,9 +30,16 @@ from edgevoice.cpu import INT8_DOT_FLAGS, cpu_flags  # the one /proc/cpuinfo rea
 from edgevoice.errors import BundleError
 
 
+# What a graph's policy (and `--method GRAPH=METHOD`) may name: "weights" (data-free weight-only INT8), "static"
+# (weights + activations), "float" (left FP32), "bf16" (the FP32 IR compiled with a bf16 hint, no INT8)
+METHODS = ("weights", "static", "float", "bf16")
+# OpenVINO's fused attention: NNCF leaves it in float in every family's transformer graphs
+SDPA_TYPES = ("ScaledDotProductAttention",)
+
+
 @dataclass(frozen=True)
 class GraphPolicy:
-    method: str  # "weights" (data-free weight-only INT8), "static" (weights + activations), "float"
+    method: str  # one of METHODS
     reason: str  # the measurement behind the choice (research/tooling.md)
     weight_mode: str = "INT8_ASYM"  # NNCF CompressWeightsMode of the "weights" method
     transformer: bool = False  # NNCF model_type=TRANSFORMER (SmoothQuant is then switched off explicitly)
@@ -238,7 +245,6 @@ class QuantizeOptions:
 
 
 ENGINE_CHOICES = ("auto", "openvino", "onnxruntime")
-VOCODER_TAIL_CHOICES = ("auto", "whole", "split")
 
 
 @dataclass(frozen=True)

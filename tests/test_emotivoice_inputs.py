@@ -10,7 +10,7 @@ import pytest
 
 import edgevoice
 from edgevoice.bundle import Bundle, write_manifest
-from edgevoice.emotivoice.options import SPEED_RANGE
+from edgevoice.options import SPEED_RANGE
 from edgevoice.errors import BundleError, OptionsError, TextError, VoiceError
 
 # the stage checks must refuse before numpy warns (divide by zero, invalid cast, discarded imaginary part)

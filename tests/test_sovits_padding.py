@@ -10,8 +10,8 @@ import pytest
 
 import edgevoice
 from edgevoice.backends import OnnxRuntimeBackend, OpenVINOBackend
-from edgevoice.gpt_sovits.chunking import (MIN_PHONE_BUCKET, SOVITS_TOKEN_BUCKETS, VOCODER_FRAME_BUCKETS, padded_length,
-                                           padded_phones, vocoder_windows)
+from edgevoice.gpt_sovits.chunking import (MIN_PHONE_BUCKET, SOVITS_TOKEN_BUCKETS, VOCODER_FRAME_BUCKETS,
+                                           bucketed_length, padded_phones, vocoder_windows)
 from edgevoice.gpt_sovits.options import SynthesisOptions
 from edgevoice_calibration.collect import Recorder, RecordingBackend
 
@@ -21,8 +21,8 @@ def _snr_db(reference: np.ndarray, other: np.ndarray) -> float:
 
 
 def test_bucket_sizes():
-    assert [padded_length(n) for n in (1, 64, 65, 128, 200, 256, 300, 600)] == [64, 64, 128, 128, 256, 256, 512, 768]
-    assert padded_length(300, ()) == 300
+    assert [bucketed_length(n) for n in (1, 64, 65, 128, 200, 256, 300, 600)] == [64, 64, 128, 128, 256, 256, 512, 768]
+    assert bucketed_length(300, ()) == 300
     assert [padded_phones(n) for n in (1, 32, 33, 64, 65, 700)] == [32, 32, 64, 64, 128, 1024]
 
 
@@ -48,7 +48,7 @@ def test_padded_decode_equals_the_decode_at_its_own_length(synth, tokens, phones
     assert padded.shape == own.shape == (tokens * synth.sample_rate // 25,)
     assert _snr_db(own, padded) >= 90  # float rounding only (the PyTorch reference: 143 dB)
     # the padding is really masked: without the real lengths the same padded input gives another z
-    size, width = padded_length(tokens), padded_phones(phones)
+    size, width = bucketed_length(tokens), padded_phones(phones)
     unmasked = synth._run("sovits_latent", codes=np.pad(codes, ((0, 0), (0, 0), (0, size - tokens))),
                           phone_ids=np.pad(phone_ids, ((0, 0), (0, width - phones))), ge=ge,
                           noise=np.pad(noise, ((0, 0), (0, 0), (0, 2 * (size - tokens)))),

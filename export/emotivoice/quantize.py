@@ -43,13 +43,11 @@ from edgevoice_calibration.emotivoice import EmotiVoiceCalibration, Sentence, co
 
 from ..graph_export import save_ir
 from ..quant_accuracy import LogMel, graph_errors, relative_l2, snr_db
-from ..quantize import GraphPolicy, QuantizeOptions, Threshold, cpu_has_int8_dot, quantize_graph, read_ir
+from ..quantize import (METHODS, SDPA_TYPES, GraphPolicy, QuantizeOptions, Threshold, cpu_has_int8_dot,
+                        quantize_graph, read_ir)
 
 GRAPHS = ("style_bert", "am_front", "am_back", "hifigan")
-METHODS = ("weights", "static", "float", "bf16")
 END_TO_END_SENTENCES = 6  # held-out sentences spoken end to end by both bundles
-
-_SDPA = ("ScaledDotProductAttention",)
 
 # ------------------------------------------------------------------------------------------------ policy
 # Measured with `benchmarks/emotivoice_quantize.py --sweep` (results in benchmarks/results/emotivoice_quantize.md):
@@ -66,18 +64,18 @@ POLICY: dict[str, GraphPolicy] = {
                   "FP32 (W8 2.21x, BF16 1.60x; SDPA quantised too: more error, 0.226). The random-weight BERT "
                   "amplifies any rounding (BF16 alone moves pooled by 4.7 %): static gave pooled rel-L2 0.199, W8 "
                   "0.135, so the gate sends it on to BF16 there (0.047); trained SimBERT is expected to pass",
-        transformer=True, ignored_types=_SDPA),
+        transformer=True, ignored_types=SDPA_TYPES),
     "am_front": GraphPolicy(
         "static", "encoder + variance predictors: static INT8 2.21x FP32 (W8 1.02x, BF16 1.53x); 95.9 % of held-out "
                   "durations unchanged, the rest by 1 frame (BF16 97.9 %, W8 97.7 %), hidden rel-L2 0.026; end to "
                   "end 35.6 dB wav SNR. Keeping the duration predictor float hardly helped (93 vs 91 % worst item, "
                   "one ad-hoc run)",
-        transformer=True, ignored_types=_SDPA),
+        transformer=True, ignored_types=SDPA_TYPES),
     "am_back": GraphPolicy(
         "static", "Gaussian upsampling + decoder: static INT8 2.18x FP32 at mel max-rel 0.067 / rel-L2 0.025 (end to "
                   "end 31.3 dB); not BF16: 1.73x but max-rel 0.186 (frame positions and the upsampling energies lose "
                   "their resolution in bf16), W8 1.06x",
-        transformer=True, ignored_types=_SDPA),
+        transformer=True, ignored_types=SDPA_TYPES),
     "hifigan": GraphPolicy(
         "bf16", "native bf16: 1.97x FP32 at 39.2 dB wav SNR (log-mel L1 0.009); static INT8 (MIXED, conv_pre/post "
                 "float) is 2.36x but 25.4 dB (log-mel L1 0.044), W8 1.01x: BF16 is the quality point on the graph "

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from edgevoice.errors import BundleError
 
-from ..quantize import ENGINE_CHOICES, VOCODER_TAIL_CHOICES, QuantizeOptions
+from ..quantize import ENGINE_CHOICES, QuantizeOptions
+
+VOCODER_TAIL_CHOICES = ("auto", "whole", "split")  # `--vocoder-tail` (vocoder_tail.py says what each does)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ import torch
 from edgevoice.bundle import Manifest, atomic_folder
 from edgevoice.gpt_sovits.frontend.symbols import symbol_table
 from edgevoice.gpt_sovits.options import FAMILY, SynthesisOptions
+from edgevoice.gpt_sovits.reference import HUBERT_RATE
+from edgevoice.gpt_sovits.spectrogram import FBANK_BINS, FBANK_RATE
 
 from ..checkpoints import CheckpointError
 from .checkpoints import load_gpt_checkpoint, load_sovits_checkpoint, load_sv_checkpoint
@@ -111,13 +113,13 @@ class ModelSet:
                        "vocoder_context_frames": sovits.vocoder_context_frames,
                        "filter_length": self.sovits_config["data"]["filter_length"],
                        "win_length": self.sovits_config["data"]["win_length"]},
-            "hubert": {"sample_rate": 16000},
+            "hubert": {"sample_rate": HUBERT_RATE},
         }
         if self.bert is not None:
             facts["bert"] = {"vocab_file": "bert_vocab.txt",
                              "max_positions": self.bert.model.config.max_position_embeddings}
         if self.sv is not None:
-            facts["sv"] = {"sample_rate": 16000, "fbank_bins": 80, "embedding_dim": self.sv.embedding_dim}
+            facts["sv"] = {"sample_rate": FBANK_RATE, "fbank_bins": FBANK_BINS, "embedding_dim": self.sv.embedding_dim}
         return facts
 
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from edgevoice.bundle import TensorSpec
 from edgevoice.gpt_sovits.options import stretched_frames
+from edgevoice.gpt_sovits.reference import HUBERT_RATE
 
 from ..graphs import GraphSpec, seeded_randint, seeded_randn, sibling
 from .models.gpt import Text2SemanticDecoder
@@ -209,7 +210,7 @@ def _decode_specs(gpt: Text2SemanticDecoder) -> list[GraphSpec]:
 
 
 def sovits_graphs(sovits, hubert: HubertContent, sv_trunk=None, upstream_vocoder: nn.Module | None = None,
-                  sample_rate_hz: int = 16000) -> list[GraphSpec]:
+                  sample_rate_hz: int = HUBERT_RATE) -> list[GraphSpec]:
     """`upstream_vocoder`: SoVITS's `dec` as upstream built it, where `sovits.dec` was rewritten for export (the
     vocoder graph is then checked against it)."""
     gin = sovits.gin_channels

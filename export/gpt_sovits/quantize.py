@@ -42,9 +42,9 @@ from ..fused_attention import FusionError, check_fused_step, fuse_step_file, in_
 from ..graph_export import save_ir
 from ..quant_accuracy import AUDIBLE_LOG_MEL_L1
 from .accuracy import decode_errors, end_to_end, graph_errors, log_mel_l1, prefill_utterance
-from ..quantize import (ENGINE_CHOICES, BlockQuantization, GraphPolicy, QuantizationReport, QuantizeOptions,
-                        Threshold, cpu_flags, cpu_has_int8_dot, int8_speed, onnx_module_paths, quantize_graph,
-                        quantize_matmuls_nbits, read_ir, remove_graph_file, run_all)
+from ..quantize import (ENGINE_CHOICES, METHODS, SDPA_TYPES, BlockQuantization, GraphPolicy, QuantizationReport,
+                        QuantizeOptions, Threshold, cpu_flags, cpu_has_int8_dot, int8_speed, onnx_module_paths,
+                        quantize_graph, quantize_matmuls_nbits, read_ir, remove_graph_file, run_all)
 from .choices import choices
 from .compute import ComputeChoice, choose_compute, compute_policies
 from .stand_ins import STAND_INS, choose_stand_in
@@ -52,7 +52,6 @@ from .vocoder_engine import choose_vocoder_engine
 
 END_TO_END_UTTERANCES = 6
 
-_SDPA = ("ScaledDotProductAttention",)
 # in a policy's float modules: the vocoder's last upsampling layer and its resblocks, named after the config's
 # stage count (`with_last_stage` fills the names in once the graph's module paths are known)
 LAST_STAGE = "<last-stage>"
@@ -83,11 +82,11 @@ POLICY: dict[str, GraphPolicy] = {
     # (6.2 % vs 8.3 % error) and SDPA left float (5.9 %, and the CPU plugin keeps its fused attention kernel).
     "gpt_prefill": GraphPolicy("static", "compute-bound: static INT8 prefill 2.8x faster; SmoothQuant off and SDPA "
                                          "float gave the lowest error (tooling.md §4)",
-                               transformer=True, ignored_types=_SDPA),
+                               transformer=True, ignored_types=SDPA_TYPES),
     # The speed-up above was measured with AVX-512 VNNI; see `default_policies` for CPUs without it.
     # Encoders are compute-bound like prefill; same recipe (not measured separately in the research).
     "bert": GraphPolicy("static", "compute-bound encoder, prefill recipe (SmoothQuant off, SDPA float)",
-                        transformer=True, ignored_types=_SDPA),
+                        transformer=True, ignored_types=SDPA_TYPES),
     # Its output is discrete (VQ argmin over the HuBERT features): on the tiny model static INT8 changed 57 % of
     # the prompt tokens (also with the VQ and ssl_proj in float), W8 changed 5 %. It runs once per voice, so speed
     # hardly matters.
@@ -106,7 +105,7 @@ POLICY: dict[str, GraphPolicy] = {
     # float as in prefill.
     "sovits_latent": GraphPolicy("static", "SoVITS's encoder and flow: static INT8 (MIXED, attention float) 49 vs "
                                            "104 ms FP32 at 256 tokens, z rel-L2 0.054",
-                                 mixed_preset=True, ignored_types=_SDPA),
+                                 mixed_preset=True, ignored_types=SDPA_TYPES),
     # Runs once per voice and is tiny: nothing to gain.
     "ref_encoder": GraphPolicy("float", "runs once per voice creation and is tiny"),
     # v2Pro/Plus speaker embedding: once per voice, and it shifts `ge` (hence every frame) directly.
@@ -464,11 +463,10 @@ def default_policies(has_int8_dot: bool | None = None) -> dict[str, GraphPolicy]
     return policies
 
 
-# What `--method GRAPH=METHOD` may ask for. bf16: the FP32 IR with a bf16 hint, no INT8 at all. Measured on an AMX Xeon
+# `--method GRAPH=bf16` (METHODS): the FP32 IR with a bf16 hint, no INT8 at all. Measured on an AMX Xeon
 # (benchmarks/results/gpt_sovits_precision_amx.md): the vocoder so is 3.55x FP32 (0.042 s per s of audio, ~2x
 # onnxruntime's 8-bit vocoder), SNR 55 dB, but log-mel L1 1.06 against FP32 on random weights, over the audible level
 # `quantize` warns at (0.3): the caller's choice, never the default.
-METHODS = ("weights", "static", "float", "bf16")
 
 
 def _policies(bundle: Bundle, methods: dict[str, str] | None) -> dict[str, GraphPolicy]:

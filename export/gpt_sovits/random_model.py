@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertForMaskedLM, HubertConfig, HubertModel
 
+from .checkpoints import SUPPORTED_VERSIONS
 from .models.gpt import Text2SemanticDecoder
 from .models.sovits import SoVITS
 from .models.sv import ERes2NetV2Trunk, sv_embedding_dim
@@ -64,7 +65,7 @@ TINY = {
     "bert": {"num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 1024, "vocab_size": 4000},
 }
 SIZES = ("tiny", "full")
-VERSIONS = ("v1", "v2", "v2Pro", "v2ProPlus")
+VERSIONS = SUPPORTED_VERSIONS
 # v2Pro / v2ProPlus (upstream's s2v2Pro.json / s2v2ProPlus.json): 1024-wide ge, no dropout; Plus has a wider
 # vocoder. Their files carry the version marker "05" / "06" over the zip magic (process_ckpt.my_save2).
 PRO_SOVITS = {"v2Pro": {"gin_channels": 1024, "p_dropout": 0.0},

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgevoice.metavoice.speaker import PARTIAL_FRAMES  # the runtime slices the mels the graph reads
+
 from ..checkpoints import CheckpointError
 from .checkpoints import MetaVoiceFiles, StageCheckpoint, load_speaker_encoder, load_stage
 from .encodec import EncodecDecoder, load_encodec, padding_fact, read_encodec_config
 from .models import MetaVoiceGPT, SpeakerLSTM
-
-PARTIAL_FRAMES = 160  # upstream speaker encoder: mel frames per partial utterance
 
 
 @dataclass

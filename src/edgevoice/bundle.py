@@ -6,7 +6,7 @@ bundle/
   manifest.sha256        sha256 of manifest.json (`sha256sum` format), written with it
   <graph>.xml/.bin       OpenVINO IR of each graph
   <graph>.onnx           the ONNX each IR was converted from (onnxruntime CPU/GPU backends)
-  bert_vocab.txt         tokenizer vocabulary when the bundle has a `bert` graph
+  <other files>          a family's tables, each named by a `*_file` fact in `model` (vocabularies, lexicons, ...)
 ```
 
 Bundles are written into a temporary sibling folder and renamed into place, so a reader never sees half a
@@ -21,8 +21,9 @@ A bundle is a closed box: it may come from anyone, so nothing it says reaches ou
 * `manifest.sha256` covers the manifest itself; `Bundle.load(verify=True)` checks it when it is present (bundles
   written before it existed have none and still load).
 * `runtime_options` may only set the OpenVINO properties in `OPENVINO_RUNTIME_OPTIONS` (precision and
-  threading hints, none of which names a path) to plain scalars; the compile cache folder comes only from the
-  user (`OpenVINOBackend(cache_dir=...)`).
+  threading hints, none of which names a path), each to a value OpenVINO takes (`OPENVINO_OPTION_VALUES`), and the
+  onnxruntime session settings in `ONNXRUNTIME_RUNTIME_OPTIONS` to "0" or "1"; the compile cache folder comes only
+  from the user (`OpenVINOBackend(cache_dir=...)`).
 * A manifest of the wrong shape (not an object, a wrong type anywhere) is refused with a one-line `BundleError`.
 """
 

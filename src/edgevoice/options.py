@@ -16,6 +16,20 @@ import numpy as np
 
 from .errors import OptionsError, SynthesisError, TextError, abbreviated
 
+SPEED_RANGE = (0.25, 4.0)  # speech rate, for every family that takes one (OpenAI's speech API's range)
+
+
+def check_speed(speed) -> float:
+    """`speed` as a float, or a one-line OptionsError unless it is a finite number in SPEED_RANGE (a family's options
+    and any stage that takes a bare speed share this check)."""
+    if isinstance(speed, (bool, np.bool_)) or not isinstance(speed, Real):
+        raise OptionsError(f"speed must be a number, not {type(speed).__name__} {speed!r}")
+    if not math.isfinite(speed):
+        raise OptionsError(f"speed must be a finite number, not {speed}")
+    if not SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]:
+        raise OptionsError(f"speed {speed} is outside {SPEED_RANGE[0]}–{SPEED_RANGE[1]}")
+    return float(speed)
+
 
 @dataclass(frozen=True)
 class ModelOptions:

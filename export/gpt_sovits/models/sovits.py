@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from ...checkpoints import CheckpointError, config_ints, planned_shapes, require_shapes
 from ...hifigan import hifigan_reach_frames
-from ..checkpoints import Checkpoint
+from ..checkpoints import SUPPORTED_VERSIONS, Checkpoint
 from .sovits_layers import (RESBLOCKS, Flow, Generator, MelStyleEncoder, MultiHeadAttention, RelPosEncoder,
                             fold_weight_norm, masked)
 
@@ -38,7 +38,6 @@ REL_WINDOW = 4                # relative-position window of the text encoder's a
 FLOW_KERNEL, FLOW_DILATION, FLOW_WN_LAYERS, FLOW_COUPLINGS = 5, 1, 4, 4
 V2_REF_BINS = 704             # v2 reference encoder sees spectrogram bins [0, 704)
 PHONE_SYMBOLS = {"v1": 322, "v2": 732, "v2Pro": 732, "v2ProPlus": 732}  # rows of `enc_p.text_embedding`
-SUPPORTED = ("v1", "v2", "v2Pro", "v2ProPlus")
 PRO_VERSIONS = ("v2Pro", "v2ProPlus")  # add a speaker-verification embedding to `ge`
 SV_DIM = 20480                # upstream's `sv_emb` input: ERes2NetV2's 2048 channels × 10 frequency rows
 # the config's whole numbers the model is built from (checked before it is: `from_checkpoint`)
@@ -166,8 +165,8 @@ class SoVITS(nn.Module):
         super().__init__()
         model, data = config["model"], config["data"]
         self.version = str(model.get("version", "v2"))
-        if self.version not in SUPPORTED:
-            raise SoVITSConfigError(f"SoVITS version {self.version!r} is not supported (supported: {SUPPORTED})")
+        if self.version not in SUPPORTED_VERSIONS:
+            raise SoVITSConfigError(f"SoVITS version {self.version!r} is not supported (supported: {SUPPORTED_VERSIONS})")
         if model.get("semantic_frame_rate", "25hz") != "25hz":
             raise SoVITSConfigError(f"semantic_frame_rate {model['semantic_frame_rate']!r}: only '25hz' exists")
         spec_channels = data["filter_length"] // 2 + 1

@@ -3,29 +3,12 @@ bundle."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from numbers import Real
-
-import numpy as np
 
 from ..errors import OptionsError
-from ..options import ModelOptions
+from ..options import ModelOptions, check_speed
 
 FAMILY = "emotivoice"
-SPEED_RANGE = (0.25, 4.0)
-
-
-def check_speed(speed) -> float:
-    """`speed` as a float, or a one-line OptionsError unless it is a finite number in SPEED_RANGE: the options and
-    the `acoustic` stage (which takes a bare speed) share this check."""
-    if isinstance(speed, (bool, np.bool_)) or not isinstance(speed, Real):
-        raise OptionsError(f"speed must be a number, not {type(speed).__name__} {speed!r}")
-    if not math.isfinite(speed):
-        raise OptionsError(f"speed must be a finite number, not {speed}")
-    if not SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]:
-        raise OptionsError(f"speed {speed} is outside {SPEED_RANGE[0]}–{SPEED_RANGE[1]}")
-    return float(speed)
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,9 @@ from ..bundle import Bundle
 from ..errors import BundleError, OptionsError, TextError, VoiceError, abbreviated
 from ..families import FamilySynthesizer, check_bundle
 from ..fixed_shapes import fixed_shape_calls, padded_length
-from ..options import AudioChunk, joined_audio
+from ..options import SPEED_RANGE, AudioChunk, check_speed, joined_audio
 from .frontend import Frontend, split_sentences
-from .options import FAMILY, SPEED_RANGE, SynthesisOptions, check_speed
+from .options import FAMILY, SynthesisOptions
 from .wordpiece import WordPiece
 
 # The inputs this host code feeds each graph; a bundle whose graphs differ was made by another edgevoice version.

@@ -91,7 +91,7 @@ class Window:
     keep_stop: int
 
 
-def padded_length(count: int, buckets: tuple[int, ...] = SOVITS_TOKEN_BUCKETS) -> int:
+def bucketed_length(count: int, buckets: tuple[int, ...] = SOVITS_TOKEN_BUCKETS) -> int:
     """The smallest bucket that holds `count`; past the largest, the next multiple of it (a long fragment's
     encoder runs whole, at one of a few long shapes); `count` itself without buckets."""
     if not buckets:
@@ -127,7 +127,7 @@ def next_window(kept: int, available: int, final: bool, chunk: int, context: int
     chunk = min(max(kept, chunk), growth * chunk)
     if buckets and kept:  # not the first: filling it would make the first audio wait for more tokens
         span = min(kept, context) + chunk + context
-        chunk += padded_length(span, buckets) - span
+        chunk += bucketed_length(span, buckets) - span
     remaining = available - kept
     if remaining <= 0:
         return None

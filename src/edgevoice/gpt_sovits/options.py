@@ -6,11 +6,10 @@ from dataclasses import dataclass
 
 from . import frontend
 from ..errors import OptionsError
-from ..options import ModelOptions
+from ..options import ModelOptions, check_speed
 from .sampler import UPSTREAM_MIN_TOKENS, SamplingOptions
 
 FAMILY = "gpt-sovits"
-SPEED_RANGE = (0.25, 4.0)
 MAX_BATCH = 64  # fragments decoded together; the KV cache is allocated per row
 # Upstream fixes the flow's noise scale at 0.5 (its interfaces offer no other); 1e8 already turns the audio into a
 # full-scale square wave, so a scale far from upstream's is refused rather than returned as noise.
@@ -29,10 +28,10 @@ class SynthesisOptions(ModelOptions):
     MODEL_DEFAULTS = ("top_k", "top_p", "temperature", "repetition_penalty", "noise_scale", "split_method",
                       "fragment_interval", "speed")
 
-    top_k: int = 15
-    top_p: float = 1.0
-    temperature: float = 1.0
-    repetition_penalty: float = 1.35
+    top_k: int = SamplingOptions.top_k
+    top_p: float = SamplingOptions.top_p
+    temperature: float = SamplingOptions.temperature
+    repetition_penalty: float = SamplingOptions.repetition_penalty
     noise_scale: float = 0.5
     max_tokens: int | None = None  # None: the model's limit (upstream's: 1499 tokens for max_sec 54)
     min_tokens: int = UPSTREAM_MIN_TOKENS  # EOS is held back until this many tokens (e.g. to fix a benchmark's length)
@@ -52,8 +51,7 @@ class SynthesisOptions(ModelOptions):
                                f"{self.fragment_interval}")
         if not 1 <= self.batch_size <= MAX_BATCH:
             raise OptionsError(f"batch_size must be 1…{MAX_BATCH}, not {self.batch_size}")
-        if not SPEED_RANGE[0] <= self.speed <= SPEED_RANGE[1]:
-            raise OptionsError(f"speed {self.speed} is outside {SPEED_RANGE[0]}–{SPEED_RANGE[1]}")
+        check_speed(self.speed)
         if self.split_method not in frontend.CUT_METHODS:
             raise OptionsError(f"unknown split method {self.split_method!r} "
                                f"(choose from {', '.join(frontend.CUT_METHODS)})")

@@ -37,12 +37,11 @@ from ..kv_cache import check_step_cache_inputs, in_place_feeds
 from ..memory import cyclic_gc_paused
 from ..families import FamilySynthesizer, check_bundle
 from ..options import AudioChunk, joined_audio
-from .options import FAMILY, SynthesisOptions, stretched_frames
+from .options import FAMILY, MAX_BATCH, SynthesisOptions, stretched_frames
 from .chunking import (BERT_TOKEN_BUCKETS, LONG_FRAGMENT_CONTEXT, LONG_FRAGMENT_TOKENS, SOVITS_TOKEN_BUCKETS,
                        STREAM_CHUNK_GROWTH, STREAM_CHUNK_TOKENS, STREAM_CONTEXT_TOKENS, STREAM_FIRST_BUCKETS, STREAM_FIRST_CHUNK_TOKENS,
                        STREAM_FIRST_CONTEXT_TOKENS, VOCODER_FRAME_BUCKETS, FrameNoise, Window, check_chunk_tokens,
-                       next_window, padded_length, padded_phones, vocoder_windows, windows)
-from .options import MAX_BATCH
+                       next_window, bucketed_length, padded_phones, vocoder_windows, windows)
 from .sampler import MAX_TOKENS, SamplingOptions, sample_token, upstream_token_limit
 from .spectrogram import kaldi_fbank, linear_spectrogram
 from .model_facts import checked_model
@@ -370,7 +369,7 @@ class Synthesizer(FamilySynthesizer):
         ids = [vocab["[CLS]"], *(self._bert_token_id(ch) for ch in norm_text), vocab["[SEP]"]]
         feeds = {"input_ids": np.array([ids], dtype=np.int64)}
         if self._bert_buckets is not None:  # padded to one of a few lengths, the padding masked out
-            size = min(padded_length(len(ids), self._bert_buckets), limit)
+            size = min(bucketed_length(len(ids), self._bert_buckets), limit)
             feeds["input_ids"] = np.pad(feeds["input_ids"], ((0, 0), (0, size - len(ids))),
                                         constant_values=vocab.get("[PAD]", 0))
             feeds["attention_mask"] = (np.arange(size) < len(ids)).astype(np.int64)[None]
@@ -454,7 +453,7 @@ class Synthesizer(FamilySynthesizer):
         fed → `z` of the real frames `[1, C, F]`. At other speeds than 1 the frames are stretched over the whole
         input, so those run at their own length."""
         tokens, phones = codes.shape[-1], phone_ids.shape[-1]
-        size = padded_length(tokens, buckets) if noise.shape[-1] == 2 * tokens else tokens
+        size = bucketed_length(tokens, buckets) if noise.shape[-1] == 2 * tokens else tokens
         width = padded_phones(phones)
         feeds = {"codes": np.pad(codes, ((0, 0), (0, 0), (0, size - tokens))),
                  "phone_ids": np.pad(phone_ids, ((0, 0), (0, width - phones))),
@@ -475,7 +474,7 @@ class Synthesizer(FamilySynthesizer):
                 feeds = {"z": piece, "ge": ge}
             else:
                 real = window.stop - window.start
-                padded = padded_length(real, VOCODER_FRAME_BUCKETS)
+                padded = bucketed_length(real, VOCODER_FRAME_BUCKETS)
                 feeds = {"z": np.pad(piece, ((0, 0), (0, 0), (0, padded - real))), "ge": ge,
                          "valid_frames": np.array([real], np.int64)}
             audio = self._run(self.vocoder_graph, **feeds)["audio"].reshape(-1)

@@ -27,11 +27,11 @@ import soxr
 
 from ..audio import MAX_REFERENCE_RATE, MIN_REFERENCE_RATE, SILENCE_FLOOR, carries_no_sound
 from ..errors import AudioError
+from .options import MIN_REFERENCE_SECONDS
 
 SAMPLE_RATE = 16000
 # librosa.load's default rate: upstream's check_audio_file measures the duration of the clip resampled to it
 CHECK_SAMPLE_RATE = 22050
-MIN_REFERENCE_S = 30.0
 
 N_FFT = 400  # 25 ms window
 HOP_LENGTH = 160  # 10 ms: one mel frame
@@ -49,7 +49,7 @@ _AMIN_POWER = 1e-10  # librosa's amplitude_to_db floor (amin 1e-5, squared)
 # Upstream checks the clip's duration only, so 28 s of silence and 3 s of speech pass its 30 s minimum; the encoder
 # then sees the 3 s that `trim_silence` keeps. Below this much sound the voice is made (as upstream would) with a
 # warning: half the minimum is where a reference stops being mostly speech.
-MIN_SOUND_S = MIN_REFERENCE_S / 2
+MIN_SOUND_S = MIN_REFERENCE_SECONDS / 2
 
 
 class ReferenceTooShort(AudioError):
@@ -98,7 +98,7 @@ def reference_duration(n_samples: int, sample_rate: int) -> float:
     return math.ceil(n_samples * CHECK_SAMPLE_RATE / sample_rate) / CHECK_SAMPLE_RATE
 
 
-def check_reference_duration(audio: np.ndarray, sample_rate: int, minimum_s: float = MIN_REFERENCE_S) -> float:
+def check_reference_duration(audio: np.ndarray, sample_rate: int, minimum_s: float = MIN_REFERENCE_SECONDS) -> float:
     """Upstream's ``check_audio_file``: the reference's duration in seconds, or `ReferenceTooShort`."""
     duration = reference_duration(len(audio), _check_rate(sample_rate))
     if duration < minimum_s:
