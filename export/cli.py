@@ -105,16 +105,10 @@ def export_gpt_sovits(gpt_path, sovits_path, hubert_dir, bert_dir, sv_path, out,
     if int8:  # --overwrite replaces OUT-int8 whole: the calibration clip must not be inside it
         _check_inputs_outside(f"{Path(out)}-int8", [reference])
     _print_export(guarded(lambda: run_export(files, options)))
-    if int8:
-        from edgevoice_calibration import sample_sentences
-        from edgevoice_calibration.gpt_sovits import CalibrationInputs, ReferenceClip
-
-        from .gpt_sovits.quantize import calibrate_and_quantize
-
-        clip = ReferenceClip(Path(reference), reference_text, reference_language)
-        inputs = CalibrationInputs(references=(clip,), sentences=tuple(sample_sentences(sentences)))
-        _print_quantised(guarded(lambda: calibrate_and_quantize(
-            out, Path(f"{Path(out)}-int8"), inputs, QuantizeOptions(overwrite=overwrite, threads=threads))))
+    if int8:  # what `quantize --bundle OUT --reference ...` does with every other default
+        flags = CalibrationFlags((), (reference,), (reference_text,), (reference_language,), None, "en", sentences)
+        _print_quantised(guarded(lambda: _quantize_gpt_sovits(
+            out, Path(f"{Path(out)}-int8"), QuantizeOptions(overwrite=overwrite, threads=threads), flags)))
 
 
 @export.command("emotivoice")
@@ -422,6 +416,11 @@ class CalibrationFlags:
         return bool(self.voice_paths or self.references or self.calibration_texts)
 
 
+def _refuse_int4(options) -> None:
+    if options.precision == "int4":
+        raise OptionsError("--precision int4 is for MetaVoice bundles (its memory-bound 1.2 B stage 1)")
+
+
 def _quantize_gpt_sovits(bundle, out, options, flags: CalibrationFlags):
     from edgevoice.gpt_sovits.voice import Voice
     from edgevoice_calibration import sample_sentences
@@ -429,8 +428,7 @@ def _quantize_gpt_sovits(bundle, out, options, flags: CalibrationFlags):
 
     from .gpt_sovits.quantize import calibrate_and_quantize
 
-    if options.precision == "int4":
-        raise OptionsError("--precision int4 is for MetaVoice bundles (its memory-bound 1.2 B stage 1)")
+    _refuse_int4(options)
     if not flags.voice_paths and not flags.references:
         raise OptionsError("give at least one --voice or --reference clip to calibrate with")
     if len(flags.reference_texts) != len(flags.references):
@@ -449,8 +447,7 @@ def _quantize_gpt_sovits(bundle, out, options, flags: CalibrationFlags):
 def _quantize_emotivoice(bundle, out, options, flags: CalibrationFlags):
     from .emotivoice.quantize import quantize_emotivoice
 
-    if options.precision == "int4":
-        raise OptionsError("--precision int4 is for MetaVoice bundles (its memory-bound 1.2 B stage 1)")
+    _refuse_int4(options)
     if flags.sources():
         raise OptionsError("EmotiVoice calibrates on its built-in speakers and corpus: leave out --voice, --reference "
                          "and --calibration-texts")
