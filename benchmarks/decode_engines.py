@@ -70,7 +70,7 @@ def onnxruntime_ms(session, model: dict, filled: int, rows: int, steps: int) -> 
 def host_cache_ms(session, bundle, filled: int, rows: int, steps: int) -> float:
     """One step as the synthesizer runs it: `HostKVCache` over the session, `rows` rows prefilled `filled` deep."""
     from edgevoice.backends import OnnxRuntimeSession
-    from edgevoice.gpt_sovits.synthesizer import HostKVCache
+    from edgevoice.gpt_sovits.decode_cache import HostKVCache
 
     from gpt_step_speed import random_caches
 
@@ -105,7 +105,7 @@ def bound_fused_ms(session, model: dict, filled: int, rows: int, steps: int, dty
 def openvino_ms(bundle: str, threads: int, filled_list: list[int], rows_list: list[int], steps: int) -> dict:
     """The stateful graphs through the synthesizer's own `StatefulCache` (as benchmarks/run.py drives them)."""
     import edgevoice
-    from edgevoice.gpt_sovits.synthesizer import StatefulCache
+    from edgevoice.gpt_sovits.decode_cache import StatefulCache
 
     from run import random_prefill
 

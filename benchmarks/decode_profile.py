@@ -21,7 +21,7 @@ import openvino as ov
 
 from edgevoice.backends import OpenVINOSession
 from edgevoice.bundle import Bundle
-from edgevoice.gpt_sovits.synthesizer import StatefulCache
+from edgevoice.gpt_sovits.decode_cache import StatefulCache
 from gpt_step_speed import random_caches
 from ov_profile import by_kind
 

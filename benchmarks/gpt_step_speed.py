@@ -17,7 +17,7 @@ import numpy as np
 
 from edgevoice.backends import OpenVINOBackend
 from edgevoice.bundle import Bundle
-from edgevoice.gpt_sovits.synthesizer import HostKVCache, StatefulCache
+from edgevoice.gpt_sovits.decode_cache import HostKVCache, StatefulCache
 
 
 def random_caches(bundle: Bundle, filled: int) -> dict[str, np.ndarray]:

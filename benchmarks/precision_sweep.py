@@ -151,7 +151,7 @@ def sweep_case(case: Case, sessions: dict, rounds: int) -> dict:
 
 def sweep_decode(case: Case, sessions: dict, prefill, states: dict, rounds: int) -> dict:
     """The stateful decode: every variant seeded by the same FP32 prefill, fed the FP32 tokens; time per step."""
-    from edgevoice.gpt_sovits.synthesizer import StatefulCache
+    from edgevoice.gpt_sovits.decode_cache import StatefulCache
     from edgevoice_export.gpt_sovits.accuracy import graph_errors
 
     seeds = [(prefill.run(item["prefill"]), item["prefill"]["prompt_tokens"].shape[-1]) for item in case.items]

@@ -150,7 +150,7 @@ def main() -> None:
                       + "\n\nRandom weights: accuracy must be re-measured on trained checkpoints.\n", heading)
 
 def _time_decode_steps(bundles, backend, sessions, prefill_feeds, graph_ms, steps: int = 16) -> None:
-    from edgevoice.gpt_sovits.synthesizer import StatefulCache
+    from edgevoice.gpt_sovits.decode_cache import StatefulCache
 
     states = bundles["fp32"].graph("gpt_decode").states
     prefill = sessions.get(("fp32", "gpt_prefill")) or backend.session(bundles["fp32"], "gpt_prefill")

@@ -222,7 +222,7 @@ def random_prefill(synth, filled: int) -> dict[str, np.ndarray]:
 
 def decode_cache(synth, filled: int):
     """The synthesizer's own decode path (stateful `gpt_decode` or `gpt_step` with host caches), `filled` deep."""
-    from edgevoice.gpt_sovits.synthesizer import StatefulCache, HostKVCache
+    from edgevoice.gpt_sovits.decode_cache import StatefulCache, HostKVCache
 
     prefill = random_prefill(synth, filled)
     prompt = max(filled - 100, 0)  # about 100 text positions, the rest audio

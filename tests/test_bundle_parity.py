@@ -301,7 +301,7 @@ class _PlainSession:
 def test_bound_cache_buffers_step_as_plain_runs(fixture_bundle, gpt_sovits_set):
     """onnxruntime's decode step with the KV buffers bound by address gives the plain runs' logits, across a
     buffer growth (which rebinds) and rows dropped from a batch."""
-    from edgevoice.gpt_sovits.synthesizer import HostKVCache
+    from edgevoice.gpt_sovits.decode_cache import HostKVCache
 
     synth = Synthesizer.load(fixture_bundle[0], backend="onnxruntime")
     gpt = _load(gpt_sovits_set, "gpt_en_tiny.npz")

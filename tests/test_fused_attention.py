@@ -13,7 +13,8 @@ pytest.importorskip("torch", reason="the step graph comes from the export extra"
 onnx = pytest.importorskip("onnx")
 
 from edgevoice.backends import OnnxRuntimeSession  # noqa: E402
-from edgevoice.gpt_sovits.synthesizer import HostKVCache, Synthesizer  # noqa: E402
+from edgevoice.gpt_sovits.decode_cache import HostKVCache  # noqa: E402
+from edgevoice.gpt_sovits.synthesizer import Synthesizer  # noqa: E402
 from edgevoice_export.fused_attention import (FusionError, check_fused_step, fuse_cached_attention,  # noqa: E402
                                               fuse_step_file)
 from edgevoice_export.gpt_sovits.quantize import gpt_step_feeds  # noqa: E402

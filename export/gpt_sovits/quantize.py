@@ -34,7 +34,8 @@ from edgevoice.backends import OpenVINOBackend
 from edgevoice.bundle import Bundle, GraphEntry, Manifest, atomic_folder, write_manifest
 from edgevoice.cpu import CpuInfo, detect
 from edgevoice.errors import BundleError
-from edgevoice.gpt_sovits.synthesizer import HostKVCache, StatefulCache, Synthesizer
+from edgevoice.gpt_sovits.decode_cache import HostKVCache, StatefulCache
+from edgevoice.gpt_sovits.synthesizer import Synthesizer
 from edgevoice_calibration import split_items
 from edgevoice_calibration.gpt_sovits import CalibrationInputs, CalibrationSet
 
