@@ -18,7 +18,7 @@ from conftest import shared_dir
 from edgevoice.errors import EdgevoiceError, OptionsError
 from edgevoice.metavoice.adapters import flattened_decode, stage2_input, tilted_decode
 from edgevoice.metavoice.sampling import (greedy, guided_logits, logits_to_probs, reference_top_p, sample_logits,
-                                          sample_probs, top_k_probs, top_p_probs)
+                                          sample_probs)
 from edgevoice.metavoice.text import BpeTokenizer
 
 PROB_TOLERANCE = 1e-6
@@ -83,7 +83,7 @@ def _assert_probs(ours: np.ndarray, theirs: np.ndarray):
 
 
 def test_top_p_fast_path(sampling):
-    probs = top_p_probs(sampling["logits"], temperature=1.0, top_p=0.95)
+    probs = logits_to_probs(sampling["logits"], 1.0, top_p=0.95)  # stage 1's defaults
     _assert_probs(probs, sampling["probs_fast_top_p_095"])
     kept = (probs > 0).sum(axis=1)
     assert kept.min() < 20 < kept.max()  # the peaky rows were cut, the flat ones kept many
@@ -97,16 +97,14 @@ def test_top_p_reference_path(sampling):
 
 
 def test_top_k_with_temperature(sampling):
-    _assert_probs(top_k_probs(sampling["logits"], temperature=0.7, top_k=50), sampling["probs_fast_t07_top_k50"])
-    assert np.array_equal(logits_to_probs(sampling["logits"], 0.7, top_k=50),
-                          top_k_probs(sampling["logits"], 0.7, 50))
+    _assert_probs(logits_to_probs(sampling["logits"], 0.7, top_k=50), sampling["probs_fast_t07_top_k50"])
 
 
 def test_injected_noise_reproduces_torch(sampling):
     expected = sampling["sample_fast_with_noise"]
     assert np.array_equal(expected, sampling["sample_fast_upstream_rng"])
     assert np.array_equal(sample_probs(sampling["probs_fast_top_p_095"], noise=sampling["exp_noise"]), expected)
-    ours = top_p_probs(sampling["logits"], 1.0, 0.95)
+    ours = logits_to_probs(sampling["logits"], 1.0, top_p=0.95)
     assert np.array_equal(sample_probs(ours, noise=sampling["exp_noise"]), expected)
     assert np.array_equal(sample_logits(sampling["logits"], top_p=0.95, noise=sampling["exp_noise"]), expected)
 

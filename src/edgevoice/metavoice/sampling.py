@@ -25,7 +25,7 @@ from edgevoice.errors import OptionsError, abbreviated
 
 from .options import MAX_GUIDANCE
 
-__all__ = ["guided_logits", "guidance_scales", "logits_to_probs", "top_p_probs", "top_k_probs", "reference_top_p",
+__all__ = ["guided_logits", "guidance_scales", "logits_to_probs", "reference_top_p",
            "sample_probs", "sample_logits", "greedy"]
 
 MIN_TEMPERATURE = 1e-5  # upstream's clamp in logits_to_probs
@@ -114,16 +114,6 @@ def logits_to_probs(logits: np.ndarray, temperature: float = 1.0, top_k: int | N
     if top_p is not None:
         logits = _mask_top_p(logits, top_p)
     return _softmax(logits)
-
-
-def top_p_probs(logits: np.ndarray, temperature: float = 1.0, top_p: float = 0.95) -> np.ndarray:
-    """Nucleus probabilities (fast path); stage 1's default is T = 1, p = 0.95."""
-    return logits_to_probs(logits, temperature, top_p=top_p)
-
-
-def top_k_probs(logits: np.ndarray, temperature: float = 1.0, top_k: int = 200) -> np.ndarray:
-    """Top-k probabilities; stage 2's default on the fast path is T = 1, k = 200."""
-    return logits_to_probs(logits, temperature, top_k=top_k)
 
 
 def reference_top_p(probs: np.ndarray, top_p: float) -> np.ndarray:
