@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edgevoice.backends import OpenVINOBackend
-from edgevoice.bundle import Bundle, Manifest, atomic_folder, write_manifest
+from edgevoice.bundle import Bundle, Manifest, atomic_folder, ir_weights, write_manifest
 from edgevoice.errors import BundleError, EdgevoiceError
 from edgevoice.metavoice.options import FAMILY
 from edgevoice.metavoice.synthesizer import Synthesizer
@@ -178,7 +178,7 @@ def quantize_metavoice(source_bundle: str | Path | Bundle, out: str | Path,
     entry = manifest.graphs[GRAPH]
     xml = f"{GRAPH}.{precision}.xml"
     old_xml = entry.files["openvino"]
-    dropped = {old_xml, old_xml[: -len(".xml")] + ".bin"}
+    dropped = {old_xml, ir_weights(old_xml)}
     report = MetaVoiceQuantizationReport(Path(out), precision, 0.0)
     with atomic_folder(out, overwrite=options.overwrite, keep=[source.path]) as folder:
         model = compress_stage1(read_ir(ov.Core(), source, old_xml), precision,
@@ -193,7 +193,7 @@ def quantize_metavoice(source_bundle: str | Path | Bundle, out: str | Path,
             if rel not in dropped:
                 shutil.copyfile(source.file(rel), folder / rel)
         write_manifest(folder, manifest)
-        report.sizes = {"fp32_mb": source.file(old_xml[: -len('.xml')] + '.bin').stat().st_size / 1e6,
+        report.sizes = {"fp32_mb": source.file(ir_weights(old_xml)).stat().st_size / 1e6,
                         "variant_mb": (folder / xml.replace(".xml", ".bin")).stat().st_size / 1e6}
         engine = choose_stage1_engine(source, folder, manifest, options)
         report.sizes["variant_mb"] = engine.get("weights_mb") or report.sizes["variant_mb"]

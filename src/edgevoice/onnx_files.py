@@ -8,6 +8,9 @@ check each location against the manifest before the graph is opened.
 Only the messages that can hold a tensor are walked, wherever the schema nests them: a model's graph and functions,
 a graph's nodes and (sparse) initializers, a node's attributes, an attribute's tensors and subgraphs (an `If`, `Loop`
 or `Scan` body). Every other field is skipped by its length, so a graph's inline weights cost one pass.
+
+The same walk reads initializers' shapes (`bundle_initializer_shapes`), facts a manifest is checked against; for
+bundles without ONNX files, `bundle_ir_constant_shape` reads a constant's shape from an OpenVINO IR's XML.
 """
 
 from __future__ import annotations
@@ -215,8 +218,8 @@ def bundle_ir_constant_shape(bundle, xml_rel: str, name: str) -> tuple[int, ...]
     attribute = b' name="' + name.encode() + b'" '
     at = text.find(attribute)
     while at >= 0:
-        window = text[max(0, text.rfind(b"<", 0, at)):at + _IR_WINDOW]
-        layer = _IR_CONST.match(window)
+        start = text.rfind(b"<", max(0, at - _IR_WINDOW), at)
+        layer = _IR_CONST.match(text[start:at + _IR_WINDOW]) if start >= 0 else None
         if layer:
             return tuple(int(dim) for dim in layer.group(1).split(b",") if dim.strip())
         at = text.find(attribute, at + 1)

@@ -136,13 +136,6 @@ def trim_silence(wav: np.ndarray, top_db: float = TRIM_TOP_DB) -> tuple[int, int
     return int(loud[0]) * TRIM_HOP, min(len(wav), (int(loud[-1]) + 1) * TRIM_HOP)
 
 
-def sound_seconds(audio: np.ndarray, sample_rate: int) -> float:
-    """Seconds of the clip the speaker encoder reads: what `trim_silence` keeps of it at 16 kHz."""
-    wav = resample_to_16k(audio, sample_rate)
-    start, end = trim_silence(wav)
-    return (end - start) / SAMPLE_RATE
-
-
 def partial_slices(n_samples: int, rate: float = PARTIAL_RATE,
                    min_coverage: float = MIN_COVERAGE) -> tuple[np.ndarray, np.ndarray]:
     """Upstream's ``compute_partial_slices``: (wav slices, mel slices) as int64 ``[k, 2]`` rows of [start, stop).
@@ -224,7 +217,11 @@ def mel_spectrogram(wav: np.ndarray) -> np.ndarray:
 def partials_from_16k(wav: np.ndarray) -> np.ndarray:
     """The chain after resampling (trim, slices, padding, mel, cut): float32 ``[n_partials, 160, 40]``."""
     start, end = trim_silence(wav)
-    wav = np.asarray(wav, dtype=np.float32)[start:end]
+    return partials_of_sound(np.asarray(wav, dtype=np.float32)[start:end])
+
+
+def partials_of_sound(wav: np.ndarray) -> np.ndarray:
+    """The chain after trimming (slices, padding, mel, cut) of a float32 16 kHz clip."""
     wav_slices, mel_slices = partial_slices(len(wav))
     wav = np.pad(wav, (0, padded_length(len(wav), wav_slices) - len(wav)))
     mel = mel_spectrogram(wav)

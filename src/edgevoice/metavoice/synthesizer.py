@@ -142,14 +142,20 @@ class Synthesizer(FamilySynthesizer):
         pieces = [self.tokenizer.decode([index - offset]) for index in ids[:-1]]
         return {"norm_text": normalize_text(text), "pieces": pieces, "ids": ids.tolist()}
 
-    @serialized
     def speaker_embedding(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """A ≥ 30 s reference (mono samples at any rate) → the unit-length speaker embedding `[dim]`."""
+        return self._embedding_and_sound(audio, sample_rate)[0]
+
+    @serialized
+    def _embedding_and_sound(self, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
+        """The speaker embedding and the seconds of sound it was made from (what `trim_silence` kept of the clip)."""
         audio = speaker.as_mono_float32(audio)
         speaker.check_reference_duration(audio, sample_rate, MIN_REFERENCE_SECONDS)
-        mels = speaker.speaker_partials(audio, sample_rate)
+        wav = speaker.resample_to_16k(audio, sample_rate)
+        start, end = speaker.trim_silence(wav)
+        mels = speaker.partials_of_sound(wav[start:end])
         partials = self._run("speaker_encoder", mels=np.ascontiguousarray(mels))["partial_embeddings"]
-        return speaker.combine_partials(partials)
+        return speaker.combine_partials(partials), (end - start) / speaker.SAMPLE_RATE
 
     @serialized
     def first_stage_logits(self, text_ids, speaker_embedding, forced_tokens=(), guidance=(3.0, 1.0)
@@ -325,10 +331,9 @@ class Synthesizer(FamilySynthesizer):
         audio, rate = read_audio(audio_path)
         audio = audio_array(audio, str(audio_path))  # the same refusals as an array given to the API, naming the file
         try:
-            embedding = self.speaker_embedding(audio, rate)
+            embedding, sound = self._embedding_and_sound(audio, rate)
         except AudioError as exc:  # too short or silent: say which file
             raise type(exc)(f"{audio_path}: {exc}") from None
-        sound = speaker.sound_seconds(audio, rate)
         if sound < speaker.MIN_SOUND_S:
             warnings.warn(f"{audio_path}: only {sound:.1f} s of the {len(audio) / rate:.1f} s reference is sound (the "
                           f"silence at its ends is left out); MetaVoice's voices come from about "
